@@ -1,0 +1,17 @@
+"""Versioned event contracts: the single source of the schemas.
+
+Importing this package registers every event type with the envelope.
+"""
+
+from shared.contracts import notification, registration, resolutions
+from shared.contracts.base import EVENT_TYPES, IntegrationEvent, event_class, json_schemas
+
+__all__ = [
+    "EVENT_TYPES",
+    "IntegrationEvent",
+    "event_class",
+    "json_schemas",
+    "notification",
+    "registration",
+    "resolutions",
+]

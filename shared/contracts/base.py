@@ -1,0 +1,65 @@
+"""Base of every integration event: a small immutable pydantic model with a stable type.
+
+An event class names its stream (domain + topic), its name and its version; the
+CloudEvents ``type`` is ``tz.go.ega.<domain>.<Name>.v<version>``. Within a version,
+changes are additive only (new optional fields); a breaking change is a new class
+with the next version. Consumers ignore fields they do not know, so additive changes
+never break them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+CE_TYPE_PREFIX = "tz.go.ega"
+
+
+class IntegrationEvent(BaseModel):
+    """An event published on a Kafka topic, keyed by its aggregate id."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    domain: ClassVar[str]
+    topic: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    aggregate_field: ClassVar[str]
+
+    @classmethod
+    def event_name(cls) -> str:
+        return (
+            cls.__name__.removesuffix(f"V{cls.schema_version}")
+            if cls.schema_version > 1
+            else cls.__name__
+        )
+
+    @classmethod
+    def ce_type(cls) -> str:
+        return f"{CE_TYPE_PREFIX}.{cls.domain}.{cls.event_name()}.v{cls.schema_version}"
+
+    @property
+    def aggregate_id(self) -> str:
+        """The record key: events of one aggregate share a partition and stay in order."""
+        return str(getattr(self, self.aggregate_field))
+
+
+EVENT_TYPES: dict[str, type[IntegrationEvent]] = {}
+
+
+def register(cls: type[IntegrationEvent]) -> type[IntegrationEvent]:
+    """Class decorator: make an event type known to the envelope by its ce_type."""
+    ce_type = cls.ce_type()
+    if ce_type in EVENT_TYPES and EVENT_TYPES[ce_type] is not cls:
+        raise ValueError(f"duplicate event type {ce_type}")
+    EVENT_TYPES[ce_type] = cls
+    return cls
+
+
+def event_class(ce_type: str) -> type[IntegrationEvent] | None:
+    return EVENT_TYPES.get(ce_type)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every registered event, by ce_type."""
+    return {t: cls.model_json_schema() for t, cls in sorted(EVENT_TYPES.items())}

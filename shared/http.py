@@ -1,0 +1,204 @@
+"""The HTTP surface every service shares: error shape, limits, health, metrics, AsyncAPI."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import ApiError, FieldProblem
+from shared.logging import get_logger
+from shared.metrics import Metrics
+
+log = get_logger("http")
+JSON_TYPES = {"application/json", "application/merge-patch+json"}
+ReadinessCheck = Callable[[], Awaitable[tuple[str, bool]]]
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over a bound (declared or streamed), 415 for non-JSON API writes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int = 64 * 1024,
+        non_json_paths: list[str] | None = None,
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.non_json = [re.compile(p) for p in (non_json_paths or [])]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path: str = scope["path"]
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(send, ApiError(413, "payload_too_large", self._too_large()))
+            return
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        has_body = declared not in (None, "0") or "transfer-encoding" in headers
+        if (
+            path.startswith("/api/")
+            and has_body
+            and media not in JSON_TYPES
+            and not any(p.search(path) for p in self.non_json)
+        ):
+            await _send_error(
+                send,
+                ApiError(
+                    415,
+                    "unsupported_media_type",
+                    "Send the body as application/json.",
+                    fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+                ),
+            )
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await _send_error(send, ApiError(413, "payload_too_large", self._too_large()))
+
+    def _too_large(self) -> str:
+        return f"The body is larger than {self.max_bytes} bytes."
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, error: ApiError) -> None:
+    response = JSONResponse(error.body(), status_code=error.status)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - never called for a response
+    return {"type": "http.disconnect"}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _reason(err: dict[str, Any]) -> str:
+    if err.get("type") == "extra_forbidden":
+        return "unknown field"
+    if err.get("type") == "missing":
+        return "required"
+    msg = str(err.get("msg", "invalid"))
+    return msg.removeprefix("Value error, ")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error in the common shape; never leak a stack trace."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            err = ApiError(
+                400,
+                "malformed_json",
+                "The body is not valid JSON.",
+                fields=[FieldProblem(field="body", reason="malformed JSON")],
+            )
+            return JSONResponse(err.body(), status_code=400)
+        fields = [FieldProblem(field=_field_name(tuple(e["loc"])), reason=_reason(e)) for e in errors]
+        err = ApiError(422, "validation_error", "Some fields are missing or invalid.", fields=fields)
+        return JSONResponse(err.body(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}
+        err = ApiError(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        return JSONResponse(err.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unhandled_error", path=request.url.path, error=type(exc).__name__, exc_info=exc
+        )
+        err = ApiError(500, "internal_error", "Something went wrong on our side.")
+        return JSONResponse(err.body(), status_code=500)
+
+
+def install_metrics(app: FastAPI, metrics: Metrics) -> None:
+    """HTTP request count and latency by route template (not by raw path: no ids)."""
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.http_requests.labels(template, request.method, str(response.status_code)).inc()
+        metrics.http_latency.labels(template, request.method).observe(time.perf_counter() - start)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_health(app: FastAPI, checks: list[ReadinessCheck]) -> None:
+    """``/health/live``: the process answers. ``/health/ready``: its dependencies answer."""
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        results = {}
+        for check in checks:
+            try:
+                name, ok = await check()
+            except Exception:
+                name, ok = getattr(check, "__name__", "check"), False
+            results[name] = "ok" if ok else "down"
+        status = 200 if all(v == "ok" for v in results.values()) else 503
+        return JSONResponse(
+            {"status": "ok" if status == 200 else "not_ready", "checks": results},
+            status_code=status,
+        )
+
+
+def install_asyncapi(app: FastAPI, document: Callable[[], dict[str, Any]]) -> None:
+    @app.get("/asyncapi", tags=["contracts"], summary="AsyncAPI 3.0 document of this service")
+    async def asyncapi() -> JSONResponse:
+        return JSONResponse(document())
+
+    @app.get("/asyncapi.yaml", include_in_schema=False)
+    async def asyncapi_yaml() -> PlainTextResponse:
+        import yaml
+
+        return PlainTextResponse(yaml.safe_dump(document(), sort_keys=False))

@@ -1,0 +1,297 @@
+"""The transactional outbox, kept inside the aggregate's own document.
+
+An aggregate document carries ``outbox`` (pending events, in order), ``outbox_pending``
+and ``rev`` (a revision bumped by every write). A business change and the events it
+causes are one atomic single-document write — real MongoDB needs no replica set for
+that, and it does not lean on multi-document transactions (not isolated on the
+embedded server). A relay then publishes each document's pending events in order,
+removes them with a revision-checked write and backs off while the broker is down.
+
+Several relays (several instances of a service) never publish one document's events
+concurrently: a relay first takes a short lease on the document. If a relay dies
+between publishing and removing, the lease expires and the events are published
+again: delivery is at-least-once, and consumers deduplicate on ``ce_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from shared.envelope import OutboxMessage
+from shared.logging import get_logger
+from shared.timeutil import epoch
+
+Publish = Callable[[OutboxMessage], Awaitable[None]]
+log = get_logger("outbox")
+
+
+class ConcurrentUpdate(Exception):
+    """The document changed since it was read (its ``rev`` moved on)."""
+
+
+def new_document(fields: dict[str, Any], messages: Iterable[OutboxMessage] = ()) -> dict[str, Any]:
+    """A fresh aggregate document with its first events in the outbox."""
+    outbox = [m.to_document() for m in messages]
+    return {
+        **fields,
+        "rev": 1,
+        "outbox": outbox,
+        "outbox_pending": bool(outbox),
+        "outbox_lease_until": 0.0,
+    }
+
+
+def update_spec(
+    doc: dict[str, Any], changes: dict[str, Any], messages: Iterable[OutboxMessage] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and update for a revision-checked write of ``changes`` plus new events."""
+    added = [m.to_document() for m in messages]
+    update: dict[str, Any] = {"$set": dict(changes), "$inc": {"rev": 1}}
+    if added:
+        update["$set"]["outbox"] = list(doc.get("outbox") or []) + added
+        update["$set"]["outbox_pending"] = True
+    return {"_id": doc["_id"], "rev": doc["rev"]}, update
+
+
+async def save(
+    collection: AsyncCollection,
+    doc: dict[str, Any],
+    changes: dict[str, Any],
+    messages: Iterable[OutboxMessage] = (),
+) -> dict[str, Any]:
+    """Write ``changes`` and append ``messages`` to the outbox in one atomic write.
+
+    Raises ``ConcurrentUpdate`` if the document's revision moved since ``doc`` was read.
+    Returns the document as written.
+    """
+    messages = list(messages)
+    flt, update = update_spec(doc, changes, messages)
+    result = await collection.update_one(flt, update)
+    if result.matched_count != 1:
+        raise ConcurrentUpdate(str(doc["_id"]))
+    written = {**doc, **update["$set"], "rev": doc["rev"] + 1}
+    return written
+
+
+async def mutate(
+    collection: AsyncCollection,
+    doc_id: str,
+    decide: Callable[[dict[str, Any]], tuple[dict[str, Any], list[OutboxMessage]] | None],
+    *,
+    attempts: int = 20,
+) -> dict[str, Any] | None:
+    """Read-decide-write with optimistic concurrency, retried on a concurrent update.
+
+    ``decide`` gets the current document and returns ``(changes, events)``, or None to
+    leave it unchanged. Returns the written document, or None if not found / unchanged.
+    """
+    for _ in range(attempts):
+        doc = await collection.find_one({"_id": doc_id})
+        if doc is None:
+            return None
+        decision = decide(doc)
+        if decision is None:
+            return None
+        changes, messages = decision
+        try:
+            return await save(collection, doc, changes, messages)
+        except ConcurrentUpdate:
+            await asyncio.sleep(random.uniform(0, 0.01))
+    raise ConcurrentUpdate(doc_id)
+
+
+async def ensure_outbox_indexes(collection: AsyncCollection) -> None:
+    await collection.create_index([("outbox_pending", ASCENDING), ("outbox_lease_until", ASCENDING)])
+
+
+class OutboxRelay:
+    """Publishes pending outbox events of some collections, in order per document."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase,
+        collections: Sequence[str],
+        publish: Publish,
+        *,
+        poll_interval_s: float = 0.2,
+        lease_s: float = 30.0,
+        batch_size: int = 200,
+        max_backoff_s: float = 5.0,
+        on_published: Callable[[OutboxMessage], None] | None = None,
+    ) -> None:
+        self._db = database
+        self._collections = list(collections)
+        self._publish = publish
+        self._poll = poll_interval_s
+        self._lease = lease_s
+        self._batch = batch_size
+        self._max_backoff = max_backoff_s
+        self._on_published = on_published
+        self._wake = asyncio.Event()
+        self._failures = 0
+        self.healthy = True
+
+    def wake(self) -> None:
+        """Ask the relay to look now (after a local write) rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set, backing off while the broker or MongoDB is down."""
+        while not stop.is_set():
+            try:
+                published = await self.drain_once()
+                self._failures = 0
+                self.healthy = True
+            except Exception as exc:  # broker or database down: back off and retry
+                self._failures += 1
+                self.healthy = False
+                delay = min(self._max_backoff, 0.1 * 2 ** min(self._failures, 10))
+                log.warning(
+                    "outbox_relay_backoff",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                    retry_in_s=round(delay, 2),
+                )
+                await _wait(stop, delay)
+                continue
+            if published == 0:
+                self._wake.clear()
+                await _wait_any(stop, self._wake, self._poll)
+
+    async def drain_once(self) -> int:
+        """Publish what is pending now; returns how many events were published."""
+        total = 0
+        for name in self._collections:
+            total += await self._drain_collection(self._db[name])
+        return total
+
+    async def flush(self, timeout_s: float) -> int:
+        """Publish everything pending, within a bound (used at shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        total = 0
+        while loop.time() < deadline:
+            try:
+                n = await asyncio.wait_for(self.drain_once(), max(0.1, deadline - loop.time()))
+            except (TimeoutError, PyMongoError, OSError):
+                break
+            except Exception:  # broker unreachable: what is left stays in the outbox
+                break
+            total += n
+            if n == 0:
+                break
+        return total
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Number of pending events and the age in seconds of the oldest one."""
+        count = 0
+        oldest: str | None = None
+        for name in self._collections:
+            cursor = self._db[name].find({"outbox_pending": True}, {"outbox": 1})
+            async for doc in cursor:
+                for item in doc.get("outbox") or []:
+                    count += 1
+                    if oldest is None or item["time"] < oldest:
+                        oldest = item["time"]
+        if oldest is None:
+            return count, None
+        from datetime import datetime
+
+        age = epoch() - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp()
+        return count, max(0.0, age)
+
+    async def _drain_collection(self, collection: AsyncCollection) -> int:
+        now = epoch()
+        candidates = await collection.find(
+            {"outbox_pending": True, "outbox_lease_until": {"$lt": now}},
+            {"_id": 1, "outbox_lease_until": 1},
+            limit=self._batch,
+        ).to_list()
+        if not candidates:
+            return 0
+        claimed = await asyncio.gather(*(self._claim(collection, c) for c in candidates))
+        docs = [d for d in claimed if d is not None]
+        results = await asyncio.gather(
+            *(self._relay_document(collection, d) for d in docs), return_exceptions=True
+        )
+        published = 0
+        error: BaseException | None = None
+        for r in results:
+            if isinstance(r, BaseException):
+                error = r
+            else:
+                published += r
+        if error is not None and published == 0:
+            raise error
+        return published
+
+    async def _claim(self, collection: AsyncCollection, candidate: dict[str, Any]) -> dict | None:
+        until = epoch() + self._lease
+        result = await collection.update_one(
+            {"_id": candidate["_id"], "outbox_lease_until": candidate["outbox_lease_until"]},
+            {"$set": {"outbox_lease_until": until}},
+        )
+        if result.matched_count != 1:
+            return None  # another relay took it
+        return await collection.find_one({"_id": candidate["_id"]})
+
+    async def _relay_document(self, collection: AsyncCollection, doc: dict[str, Any]) -> int:
+        sent: list[str] = []
+        try:
+            for item in doc.get("outbox") or []:
+                message = OutboxMessage.from_document(item)
+                await self._publish(message)
+                sent.append(message.id)
+                if self._on_published:
+                    self._on_published(message)
+        finally:
+            await self._remove(collection, doc["_id"], sent)
+        return len(sent)
+
+    async def _remove(self, collection: AsyncCollection, doc_id: Any, sent: list[str]) -> None:
+        """Drop published events and release the lease, re-reading on a concurrent write."""
+        done = set(sent)
+        for _ in range(50):
+            doc = await collection.find_one({"_id": doc_id})
+            if doc is None:
+                return
+            remaining = [m for m in doc.get("outbox") or [] if m["id"] not in done]
+            result = await collection.update_one(
+                {"_id": doc_id, "rev": doc["rev"]},
+                {
+                    "$set": {
+                        "outbox": remaining,
+                        "outbox_pending": bool(remaining),
+                        "outbox_lease_until": 0.0,
+                    },
+                    "$inc": {"rev": 1},
+                },
+            )
+            if result.matched_count == 1:
+                return
+            await asyncio.sleep(random.uniform(0, 0.01))
+        log.warning("outbox_remove_contended", doc=str(doc_id))
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    tasks = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

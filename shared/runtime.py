@@ -1,0 +1,277 @@
+"""One service process: MongoDB client, Kafka broker, outbox relay, consumers, workers, HTTP.
+
+Every service's ``app.py`` builds a ``ServiceRuntime`` and adds its own parts, so the
+services share one shape and one lifecycle:
+
+start   MongoDB reachable (bounded wait) → indexes and seed → topics (dev/test) →
+        HTTP serves → broker connects in the background, with retries → relay, workers.
+stop    (SIGTERM/SIGINT) HTTP stops taking requests and finishes those in flight →
+        consumers stop (their offsets are committed per record) → workers finish →
+        the outbox is flushed within a bound → broker and MongoDB close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.auth import Authenticator
+from shared.broker import make_broker
+from shared.consumer import EventConsumer, ProcessedEvents
+from shared.envelope import OutboxMessage
+from shared.http import (
+    BodyLimitMiddleware,
+    install_asyncapi,
+    install_error_handlers,
+    install_health,
+    install_metrics,
+)
+from shared.logging import configure_logging, get_logger
+from shared.metrics import Metrics
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.topics import dead_letter_topic, ensure_topics
+
+Worker = Callable[[asyncio.Event], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """Wires a service's adapters and runs them under one lifespan."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        *,
+        title: str,
+        description: str,
+        version: str = "1.0.0",
+        non_json_paths: list[str] | None = None,
+        max_body_bytes: int = 64 * 1024,
+    ) -> None:
+        configure_logging(name, fmt=settings.log.format, level=settings.log.level)
+        self.name = name
+        self.settings = settings
+        self.log = get_logger(name)
+        self.metrics = Metrics(name)
+        self.mongo: AsyncMongoClient = AsyncMongoClient(
+            settings.mongo_url,
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=3000,
+            tz_aware=True,
+            appname=f"mkutano-{name}",
+        )
+        self.db: AsyncDatabase = self.mongo[settings.mongo_db]
+        self.broker = make_broker(settings.kafka, service=name, description=description)
+        key = settings.core.bootstrap_admin_key
+        self.authenticator = Authenticator(key.get_secret_value() if key else None)
+        self.processed = ProcessedEvents(self.db)
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[EventConsumer] = []
+        self.workers: list[tuple[str, Worker]] = []
+        self.startup_hooks: list[Hook] = []
+        self.broker_connected = False
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.asyncapi = AsyncAPI(
+            self.broker, title=f"Mkutano {name}", version=version, description=description
+        )
+        self.app = FastAPI(
+            title=title,
+            description=description,
+            version=version,
+            lifespan=self._lifespan,
+            docs_url="/docs",
+            openapi_url="/openapi.json",
+        )
+        self.app.state.runtime = self
+        self.app.state.authenticator = self.authenticator
+        self.app.add_middleware(
+            BodyLimitMiddleware, max_bytes=max_body_bytes, non_json_paths=non_json_paths
+        )
+        install_error_handlers(self.app)
+        install_metrics(self.app, self.metrics)
+        install_health(self.app, [self._check_mongo, self._check_kafka])
+        install_asyncapi(self.app, self.asyncapi_document)
+
+    # -- composition ---------------------------------------------------------------
+
+    def use_outbox(self, collections: list[str]) -> OutboxRelay:
+        """Relay the outboxes of these collections to Kafka."""
+        self.relay = OutboxRelay(
+            self.db,
+            collections,
+            self.publish,
+            poll_interval_s=self.settings.outbox_poll_interval_s,
+            lease_s=self.settings.outbox_lease_s,
+            on_published=lambda m: self.metrics.events_published.labels(m.type).inc(),
+        )
+        return self.relay
+
+    def add_consumer(
+        self, *, group_id: str, topics: list[str], handlers: dict[Any, Any], description: str = ""
+    ) -> EventConsumer:
+        consumer = EventConsumer(
+            service=self.name,
+            group_id=group_id,
+            topics=topics,
+            handlers=handlers,
+            processed=self.processed,
+            dead_letter_topic=dead_letter_topic(self.name),
+            max_attempts=self.settings.consumer_max_attempts,
+            retry_base_s=self.settings.consumer_retry_base_s,
+            on_consumed=lambda t, outcome: self.metrics.events_consumed.labels(t, outcome).inc(),
+        )
+        consumer.attach(self.broker, self.settings.kafka, description=description)
+        self.consumers.append(consumer)
+        return consumer
+
+    def add_worker(self, name: str, worker: Worker) -> None:
+        """A background loop that runs until the stop event is set."""
+        self.workers.append((name, worker))
+
+    def on_startup(self, hook: Hook) -> Hook:
+        self.startup_hooks.append(hook)
+        return hook
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def publish(self, message: OutboxMessage) -> None:
+        """Publish one outbox message as a binary-mode CloudEvent, waiting for the ack."""
+        if not self.broker_connected:
+            raise ConnectionError("broker not connected yet")
+        await self.broker.publish(
+            message.value(),
+            topic=message.topic,
+            key=message.key.encode(),
+            headers=message.headers(),
+        )
+
+    def asyncapi_document(self) -> dict[str, Any]:
+        return self.asyncapi.to_specification().to_jsonable()
+
+    # -- health --------------------------------------------------------------------
+
+    async def _check_mongo(self) -> tuple[str, bool]:
+        try:
+            await asyncio.wait_for(self.mongo.admin.command("ping"), 1.5)
+            return "mongodb", True
+        except Exception:
+            return "mongodb", False
+
+    async def _check_kafka(self) -> tuple[str, bool]:
+        if not self.broker_connected:
+            return "kafka", False
+        try:
+            return "kafka", bool(await self.broker.ping(timeout=1.5))
+        except Exception:
+            return "kafka", False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self._wait_for_mongo(timeout_s=60)
+        for hook in self.startup_hooks:
+            await hook()
+        if self.settings.kafka.create_topics:
+            try:
+                await ensure_topics(self.settings.kafka.bootstrap_servers, timeout_s=5)
+            except Exception as exc:  # the broker may come later; the dev stack creates them too
+                self.log.warning("topics_not_created", error=type(exc).__name__)
+        self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(self.stopping), name="relay"))
+        for name, worker in self.workers:
+            self._tasks.append(asyncio.create_task(self._guard(name, worker), name=name))
+        self.log.info("service_started", port=self.settings.http_port)
+        try:
+            yield
+        finally:
+            await self._shutdown()
+
+    async def _wait_for_mongo(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            _, ok = await self._check_mongo()
+            if ok:
+                return
+            if loop.time() > deadline:
+                raise RuntimeError(f"MongoDB not reachable at startup within {timeout_s}s")
+            await asyncio.sleep(0.5)
+
+    async def _connect_broker(self) -> None:
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                await self.broker.start()
+                self.broker_connected = True
+                self.log.info("broker_connected")
+                if self.relay is not None:
+                    self.relay.wake()
+                return
+            except Exception as exc:
+                self.log.warning("broker_connect_failed", error=type(exc).__name__, retry_in_s=delay)
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _guard(self, name: str, worker: Worker) -> None:
+        """Keep a worker alive: log and restart it if it fails, until stopping."""
+        while not self.stopping.is_set():
+            try:
+                await worker(self.stopping)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.error("worker_failed", worker=name, error=type(exc).__name__, exc_info=exc)
+                await asyncio.sleep(1.0)
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.shutdown_grace_s
+        self.log.info("service_stopping")
+        self.stopping.set()
+        # Consumers first: no new work; each applied record was already committed.
+        for sub in list(self.broker.subscribers):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.stop(), grace / 2)
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=grace / 2)
+            for t in still:
+                t.cancel()
+        if self.relay is not None and self.broker_connected:
+            flushed = await self.relay.flush(timeout_s=grace / 2)
+            self.log.info("outbox_flushed", events=flushed)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.broker.stop(), 5)
+        await self.mongo.close()
+        self.log.info("service_stopped")
+
+    def run(self) -> None:
+        """Serve HTTP until SIGTERM/SIGINT, then stop gracefully."""
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=int(self.settings.shutdown_grace_s),
+            proxy_headers=True,
+        )
+        uvicorn.Server(config).run()

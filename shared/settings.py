@@ -1,0 +1,71 @@
+"""Settings shared by every service, read from the environment (pydantic-settings).
+
+Kafka and SMTP settings are global (``KAFKA_*``, ``SMTP_*``); each service has its own
+MongoDB URL, database and HTTP port under its own prefix (``REGISTRATION_MONGO_URL`` …),
+because each service owns its database and nothing else reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "production"]
+
+
+class KafkaSettings(BaseSettings):
+    """Broker connection and producer durability."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # acks=all: a record is acknowledged once every in-sync replica has it.
+    acks: Literal["all", "1", "0"] = "all"
+    # On for Apache Kafka; the embedded tansu broker refuses idempotent producers.
+    enable_idempotence: bool = True
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    create_topics: bool = False
+    client_id_prefix: str = "mkutano"
+
+
+class CoreSettings(BaseSettings):
+    """What every service reads, whatever it does."""
+
+    model_config = SettingsConfigDict(env_prefix="MKUTANO_", extra="ignore")
+
+    env: Environment = "production"
+    bootstrap_admin_key: SecretStr | None = None
+    seed_demo: bool = False
+    # Ticket signing secret (registration signs, registrars verify); dev/test derive one.
+    ticket_secret: SecretStr | None = None
+
+
+class LogSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: str = "INFO"
+
+
+class ServiceSettings(BaseSettings):
+    """Base for a service's own settings; subclasses set ``env_prefix``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = "mkutano"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    # Bounds for at-least-once processing.
+    consumer_max_attempts: int = 5
+    consumer_retry_base_s: float = 0.2
+    outbox_poll_interval_s: float = 0.2
+    outbox_lease_s: float = 30.0
+    shutdown_grace_s: float = 10.0
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
