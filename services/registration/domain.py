@@ -1,0 +1,249 @@
+"""Registration domain: events catalogue, registrations, capacity. Pure: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import base64
+import json
+import secrets
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from shared.contracts.registration import EventDetails, ParticipantContact
+from shared.timeutil import EAT, utcnow
+
+Cadre = Literal[
+    "permanent_secretary", "accounting_officer", "director_or_head_of_ict", "ict_officer", "other_officer"
+]
+AccessibilityNeed = Literal["sign_language_interpreter", "braille", "wheelchair_access", "other"]
+EventState = Literal["draft", "published", "closed", "cancelled"]
+Language = Literal["sw", "en"]
+RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+
+# Reference alphabet: no 0/O, 1/I/L, U (Crockford-like), easy to read aloud and type.
+_REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class DomainError(Exception):
+    """A rule of the domain refused the command; ``code`` says which."""
+
+    def __init__(self, code: str, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def normalise_phone(raw: str) -> str:
+    """E.164; Tanzanian numbers may be written 07…, 2557…, +255 7…"""
+    text = raw.strip()
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not text.startswith("+") and digits.startswith("255"):
+        text = "+" + digits
+    try:
+        number = phonenumbers.parse(text, "TZ")
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("not a phone number") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str) -> str:
+    try:
+        info = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+    return info.normalized.lower()
+
+
+def new_reference() -> str:
+    """Short, readable, unguessable: ``MK-XXXXX-XXXXX`` (~49 bits)."""
+    chars = "".join(secrets.choice(_REF_ALPHABET) for _ in range(10))
+    return f"MK-{chars[:5]}-{chars[5:]}"
+
+
+def new_manage_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TicketSigner:
+    """The QR ticket: a compact signed token naming the registration and the event."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def sign(self, registration_id: str, event_id: str) -> str:
+        body = base64.urlsafe_b64encode(
+            json.dumps({"r": registration_id, "e": event_id}, separators=(",", ":")).encode()
+        ).rstrip(b"=")
+        mac = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
+        return f"{body.decode()}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+    def verify(self, token: str) -> tuple[str, str] | None:
+        try:
+            body, sig = token.split(".", 1)
+            expected = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()[:16]
+            given = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+            if not hmac.compare_digest(expected, given):
+                return None
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            return str(data["r"]), str(data["e"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+# -- events catalogue ----------------------------------------------------------------
+
+
+class EventSpec(BaseModel):
+    """What an organiser sends to create an event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug = Field(description="URL id chosen by the organiser, e.g. egov-2025")
+    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=32)]
+    title_sw: Text
+    title_en: Text
+    description_sw: LongText = ""
+    description_en: LongText = ""
+    theme: LongText = ""
+    venue: Text
+    city: Text
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int = Field(ge=1, le=100_000)
+    registration_opens_at: datetime | None = None
+    registration_closes_at: datetime | None = None
+    requires_approval: bool = False
+    admitted_cadres: list[Cadre] = Field(default_factory=list, max_length=5)
+    state: EventState = "draft"
+
+    @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            v = v.replace(tzinfo=EAT)  # a local time at the venue
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> EventSpec:
+        if self.ends_at < self.starts_at:
+            raise ValueError("ends_at is before starts_at")
+        if (
+            self.registration_opens_at
+            and self.registration_closes_at
+            and self.registration_closes_at < self.registration_opens_at
+        ):
+            raise ValueError("registration_closes_at is before registration_opens_at")
+        return self
+
+
+def registration_window_open(event: dict, now: datetime) -> bool:
+    opens, closes = event.get("registration_opens_at"), event.get("registration_closes_at")
+    if opens and now < _dt(opens):
+        return False
+    if closes and now > _dt(closes):
+        return False
+    return True
+
+
+def _dt(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def event_details(event: dict) -> EventDetails:
+    return EventDetails(
+        event_id=event["_id"],
+        code=event["code"],
+        title_sw=event["title_sw"],
+        title_en=event["title_en"],
+        venue=event["venue"],
+        city=event["city"],
+        starts_at=_dt(event["starts_at"]),
+        ends_at=_dt(event["ends_at"]),
+    )
+
+
+def check_can_register(event: dict, cadre: str, now: datetime) -> None:
+    """Raise a DomainError when this event does not take this registration now."""
+    if event["state"] == "cancelled":
+        raise DomainError("event_cancelled", "This event has been cancelled.")
+    if event["state"] != "published":
+        raise DomainError("registration_closed", "Registration for this event is not open.")
+    if not registration_window_open(event, now):
+        raise DomainError("registration_closed", "Registration for this event is not open now.")
+    admitted = event.get("admitted_cadres") or []
+    if admitted and cadre not in admitted:
+        raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
+
+
+# -- registering ---------------------------------------------------------------------
+
+
+class Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accepted: Literal[True] = Field(description="Consent to the processing of personal data")
+    notice_version: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class RegistrationRequest(BaseModel):
+    """A participant's registration, as posted by a frontend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=24)]
+    institution: Text
+    position: Text
+    cadre: Cadre
+    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
+    accessibility_needs: list[AccessibilityNeed] = Field(default_factory=list, max_length=4)
+    accessibility_other: Annotated[str, StringConstraints(max_length=200)] | None = None
+    dietary_needs: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    language: Language = "sw"
+    consent: Consent
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        return normalise_email(v)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        return normalise_phone(v)
+
+    def contact(self) -> ParticipantContact:
+        return ParticipantContact(
+            full_name=self.full_name,
+            email=self.email,
+            phone=self.phone,
+            language=self.language,
+            institution=self.institution,
+            position=self.position,
+        )
+
+
+def new_registration_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> datetime:
+    return utcnow()
