@@ -1,0 +1,176 @@
+"""Stack fixtures: Kafka, MongoDB, SMTP/SMS capture and the services (see tests/stack.py).
+
+The servers are session fixtures: started once, on free ports, torn down at the end
+(with every service process). Tests marked ``real_kafka`` / ``real_mongo`` are skipped,
+with the reason shown in the summary, when the embedded stand-ins are in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import (
+    RUN_ID,
+    KafkaServer,
+    MongoServer,
+    Platform,
+    ServiceFactory,
+    ServiceHandle,
+    SmsCapture,
+    SmtpCapture,
+    kafka_kind,
+    mongo_kind,
+    new_admin_key,
+    start_kafka,
+    start_mongo,
+)
+
+StartService = Callable[..., Awaitable[ServiceHandle]]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which Kafka and MongoDB this run uses, at the top of the output."""
+    return f"mkutano stack: kafka={kafka_kind()} mongo={mongo_kind()} run_id={RUN_ID}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests that need real Kafka/MongoDB behaviour when the stand-ins run."""
+    # Decided here, before any fixture runs, with the same checks the fixtures use.
+    skips = {
+        "real_kafka": (
+            kafka_kind() == "embedded",
+            "needs Apache Kafka; this run uses the embedded tansu broker "
+            "(set MKUTANO_TEST_KAFKA_BOOTSTRAP or provide a Docker engine)",
+        ),
+        "real_mongo": (
+            mongo_kind() == "embedded",
+            "needs MongoDB; this run uses the embedded nx-27017 server "
+            "(set MKUTANO_TEST_MONGO_URL or provide a Docker engine)",
+        ),
+    }
+    for item in items:
+        for marker, (skip, reason) in skips.items():
+            if skip and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's directory for server data, captured mail/SMS and every log."""
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+async def kafka(stack_dir: Path) -> AsyncIterator[KafkaServer]:
+    """The session's Kafka, with every topic of shared.topics created."""
+    server = await start_kafka(stack_dir)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+async def mongo(stack_dir: Path) -> AsyncIterator[MongoServer]:
+    """The session's MongoDB."""
+    server = await start_mongo(stack_dir)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+async def smtp(stack_dir: Path) -> AsyncIterator[SmtpCapture]:
+    """The SMTP capture server (messages as .eml files)."""
+    capture = SmtpCapture(stack_dir)
+    await capture.start()
+    try:
+        yield capture
+    finally:
+        capture.process.stop()
+
+
+@pytest.fixture(scope="session")
+async def sms(stack_dir: Path) -> AsyncIterator[SmsCapture]:
+    """The SMS gateway capture (messages as .json files)."""
+    capture = SmsCapture(stack_dir)
+    await capture.start()
+    try:
+        yield capture
+    finally:
+        capture.process.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_key() -> str:
+    """The bootstrap admin API key every service of this session gets."""
+    return new_admin_key()
+
+
+def _factory(
+    kafka: KafkaServer,
+    mongo: MongoServer,
+    smtp: SmtpCapture,
+    sms: SmsCapture,
+    admin_key: str,
+    workdir: Path,
+) -> ServiceFactory:
+    return ServiceFactory(
+        kafka=kafka, mongo=mongo, smtp=smtp, sms=sms, admin_key=admin_key, workdir=workdir
+    )
+
+
+@pytest.fixture
+async def start_service(
+    kafka: KafkaServer,
+    mongo: MongoServer,
+    smtp: SmtpCapture,
+    sms: SmsCapture,
+    admin_key: str,
+    stack_dir: Path,
+) -> AsyncIterator[StartService]:
+    """``await start_service("registration", **env_overrides)`` → a ServiceHandle.
+
+    Every service started through it is stopped when the test ends.
+    """
+    factory = _factory(kafka, mongo, smtp, sms, admin_key, stack_dir)
+    try:
+        yield factory.start
+    finally:
+        await factory.close()
+
+
+@pytest.fixture(scope="session")
+async def platform(
+    kafka: KafkaServer,
+    mongo: MongoServer,
+    smtp: SmtpCapture,
+    sms: SmsCapture,
+    admin_key: str,
+    stack_dir: Path,
+) -> AsyncIterator[Platform]:
+    """All three services, started once for the session."""
+    factory = _factory(kafka, mongo, smtp, sms, admin_key, stack_dir / "platform")
+    try:
+        handles = {
+            name: await factory.start(name)
+            for name in ("registration", "notification", "resolutions")
+        }
+        yield Platform(factory, handles)
+    finally:
+        await factory.close()
+
+
+@pytest.fixture
+def no_leftover_processes() -> Iterator[None]:
+    """Fail a test that leaves a stack process of its own running (for fixture tests)."""
+    from deploy import embedded
+
+    before = set(embedded._LIVE)
+    yield
+    leaked = set(embedded._LIVE) - before
+    assert not leaked, f"processes left running: {leaked}"
