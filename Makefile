@@ -1,0 +1,54 @@
+# Two commands set up a fresh machine: `make run` and `make test`.
+# Everything runs from .venv; nothing is installed globally.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k smtp -x"`.
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install run test lint constraints clean distclean
+
+help:
+	@echo "make run         start the whole platform on the embedded servers (Ctrl-C stops it)"
+	@echo "make test        run the test suite"
+	@echo "make lint        ruff"
+	@echo "make install     create .venv and install (only when pyproject.toml/constraints.txt changed)"
+	@echo "make constraints re-pin constraints.txt from .venv"
+	@echo "make clean       remove caches and .data/ (dev MongoDB data, mail, SMS, logs, admin key)"
+	@echo "make distclean   clean, and remove .venv"
+
+venv: $(PY)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+install: $(STAMP)
+
+# Reinstall only when the declared or pinned dependencies changed.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -c constraints.txt -e '.[embedded,dev]'
+	@touch $(STAMP)
+
+run: install
+	$(PY) -m deploy.run
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider -rfEs --durations=10 --durations-min=0.5 $(PYTEST_ARGS) tests
+
+lint: install
+	$(PY) -m ruff check .
+
+# Pins every installed distribution except the project itself (installed editable).
+constraints: install
+	$(PY) -m pip freeze --exclude-editable | grep -viE '^mkutano([=@ ]|$$)' > constraints.txt
+	@touch $(STAMP)
+
+clean:
+	rm -rf .data .pytest_cache .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
