@@ -36,6 +36,13 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"mkutano stack: kafka={kafka_kind()} mongo={mongo_kind()} run_id={RUN_ID}"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the stack kinds at the end (the header is hidden under -q)."""
+    terminalreporter.write_line(
+        f"mkutano stack: kafka={kafka_kind()} mongo={mongo_kind()} run_id={RUN_ID}"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip the tests that need real Kafka/MongoDB behaviour when the stand-ins run."""
     # Decided here, before any fixture runs, with the same checks the fixtures use.
