@@ -33,6 +33,7 @@ def make_broker(settings: KafkaSettings, *, service: str, description: str = "")
         graceful_timeout=15.0,
         ack_policy=AckPolicy.MANUAL,
         logger=logging.getLogger(f"faststream.{service}"),
+        log_level=logging.DEBUG,  # per-message "Received"/"Processed" lines: debug only
         description=description or f"Mkutano {service} service",
     )
 

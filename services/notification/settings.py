@@ -1,0 +1,48 @@
+"""Notification service settings (``NOTIFICATION_*``, ``SMTP_*``, ``SMS_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class SmtpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMTP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 1025
+    starttls: bool = False
+    tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field("Mkutano <no-reply@mkutano.ega.go.tz>", validation_alias="SMTP_FROM")
+    timeout_s: float = 10.0
+    # Messages per second: a burst must not get the sender blocked by the relay.
+    rate_per_s: float = 200.0
+
+
+class SmsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMS_", extra="ignore")
+
+    gateway_url: str | None = None
+    token: SecretStr | None = None
+    sender_id: str = "eGA-MKUTANO"
+    timeout_s: float = 10.0
+    rate_per_s: float = 50.0
+
+
+class NotificationSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATION_", extra="ignore")
+
+    mongo_db: str = "mkutano_notification"
+    http_port: int = 8002
+    senders: int = 8
+    max_send_attempts: int = 8
+    retry_base_s: float = 1.0
+    retry_max_s: float = 300.0
+    send_lease_s: float = 60.0
+    dispatcher_poll_s: float = 0.2
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
