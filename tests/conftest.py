@@ -7,6 +7,7 @@ with the reason shown in the summary, when the embedded stand-ins are in use.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -163,10 +164,16 @@ async def platform(
     """All three services, started once for the session."""
     factory = _factory(kafka, mongo, smtp, sms, admin_key, stack_dir / "platform")
     try:
-        handles = {
-            name: await factory.start(name)
-            for name in ("registration", "notification", "resolutions")
-        }
+        # Side by side: each consumer group join takes a second or more on tansu.
+        names = ("registration", "notification", "resolutions")
+        # return_exceptions: let every start finish before teardown, so none is orphaned.
+        started = await asyncio.gather(
+            *(factory.start(name) for name in names), return_exceptions=True
+        )
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        handles = {h.name: h for h in started if isinstance(h, ServiceHandle)}
         yield Platform(factory, handles)
     finally:
         await factory.close()

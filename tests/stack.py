@@ -384,9 +384,12 @@ class ServiceHandle:
 async def _start_ready(proc: Process) -> None:
     try:
         await asyncio.to_thread(proc.start)
+        return
     except ProcessFailed as exc:
-        proc.kill()
-        pytest.fail(f"service {proc.name} did not become ready:\n{exc}", pytrace=False)
+        failure = str(exc)
+    proc.kill()
+    # Outside the except block: the report shows the service log, not a chained traceback.
+    pytest.fail(f"service {proc.name} did not become ready:\n{failure}", pytrace=False)
 
 
 class ServiceFactory:
