@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from services.notification import handlers
-from shared.contracts.registration import ConfirmationResendRequested, ParticipantRegistered
+from shared.contracts.registration import (
+    ConfirmationResendRequested,
+    ParticipantRegistered,
+    ParticipantWaitlisted,
+)
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
 from shared.topics import REGISTRATION
@@ -27,6 +31,7 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
         topics=[REGISTRATION],
         handlers={
             ParticipantRegistered: bind(handlers.record_registration_event),
+            ParticipantWaitlisted: bind(handlers.record_registration_event),
             ConfirmationResendRequested: bind(handlers.record_registration_event),
         },
         description="Records the emails and SMS each registration event calls for.",

@@ -7,13 +7,17 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.contracts.registration import ConfirmationResendRequested, ParticipantRegistered
+from shared.contracts.registration import (
+    ConfirmationResendRequested,
+    ParticipantRegistered,
+    ParticipantWaitlisted,
+)
 from shared.envelope import ReceivedEvent
 
 Channel = Literal["email", "sms"]
+# ParticipantRegistered by status; a waitlisted registration is told by ParticipantWaitlisted.
 TEMPLATE_FOR_STATUS = {
     "confirmed": "confirmation",
-    "waitlisted": "waitlisted",
     "pending_approval": "pending_approval",
 }
 
@@ -37,7 +41,7 @@ class Intent:
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def registration_context(event: ParticipantRegistered | ConfirmationResendRequested) -> dict[str, Any]:
+def registration_context(event: Any) -> dict[str, Any]:
     """What a registration template needs; copied so the message renders without calling back."""
     return {
         "participant": event.participant.model_dump(mode="json"),
@@ -55,6 +59,8 @@ def intents_for(received: ReceivedEvent, *, sms_enabled: bool) -> list[Intent]:
     event = received.event
     if isinstance(event, ParticipantRegistered):
         template = TEMPLATE_FOR_STATUS.get(event.status)
+    elif isinstance(event, ParticipantWaitlisted):
+        template = "waitlisted"
     elif isinstance(event, ConfirmationResendRequested):
         template = "resend"
     else:

@@ -19,7 +19,6 @@ from services.notification.domain import DeliveryError, Intent, intents_for, ret
 from services.notification.settings import NotificationSettings
 from services.notification.store import NotificationStore
 from shared.contracts.notification import NotificationFailed, NotificationSent
-from shared.contracts.registration import ConfirmationResendRequested, ParticipantRegistered
 from shared.envelope import ReceivedEvent, wrap
 from shared.logging import get_logger
 from shared.metrics import Metrics
@@ -70,7 +69,6 @@ def notification_document(intent: Intent, received: ReceivedEvent) -> dict[str, 
 async def record_registration_event(ctx: Context, received: ReceivedEvent) -> None:
     """Keep the participant projection and record the messages this event calls for."""
     event = received.event
-    assert isinstance(event, ParticipantRegistered | ConfirmationResendRequested)
     await ctx.store.upsert_participant(
         event.registration_id,
         {

@@ -27,6 +27,7 @@ from shared.contracts.registration import (
     ConfirmationResendRequested,
     EventPublished,
     ParticipantRegistered,
+    ParticipantWaitlisted,
 )
 from shared.envelope import wrap
 from shared.outbox import mutate, new_document
@@ -160,8 +161,24 @@ async def register_participant(
             ),
             SERVICE,
         )
+        messages = [message]
+        if status == "waitlisted" and position is not None:
+            messages.append(
+                wrap(
+                    ParticipantWaitlisted(
+                        registration_id=registration_id,
+                        reference=reference,
+                        event=details,
+                        participant=request.contact(),
+                        status="waitlisted",
+                        waitlist_position=position,
+                        waitlisted_at=moment,
+                    ),
+                    SERVICE,
+                )
+            )
         try:
-            await ctx.store.insert_registration(new_document(fields, [message]))
+            await ctx.store.insert_registration(new_document(fields, messages))
             break
         except DuplicateKeyError as exc:
             if "reference" in str(exc):
