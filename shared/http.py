@@ -132,8 +132,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 fields=[FieldProblem(field="body", reason="malformed JSON")],
             )
             return JSONResponse(err.body(), status_code=400)
-        fields = [FieldProblem(field=_field_name(tuple(e["loc"])), reason=_reason(e)) for e in errors]
-        err = ApiError(422, "validation_error", "Some fields are missing or invalid.", fields=fields)
+        fields = [
+            FieldProblem(field=_field_name(tuple(e["loc"])), reason=_reason(e)) for e in errors
+        ]
+        err = ApiError(
+            422, "validation_error", "Some fields are missing or invalid.", fields=fields
+        )
         return JSONResponse(err.body(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -144,9 +148,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled_error", path=request.url.path, error=type(exc).__name__, exc_info=exc
-        )
+        log.error("unhandled_error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
         err = ApiError(500, "internal_error", "Something went wrong on our side.")
         return JSONResponse(err.body(), status_code=500)
 

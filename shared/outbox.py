@@ -109,7 +109,9 @@ async def mutate(
 
 
 async def ensure_outbox_indexes(collection: AsyncCollection) -> None:
-    await collection.create_index([("outbox_pending", ASCENDING), ("outbox_lease_until", ASCENDING)])
+    await collection.create_index(
+        [("outbox_pending", ASCENDING), ("outbox_lease_until", ASCENDING)]
+    )
 
 
 class OutboxRelay:

@@ -223,7 +223,9 @@ class ServiceRuntime:
                     self.relay.wake()
                 return
             except Exception as exc:
-                self.log.warning("broker_connect_failed", error=type(exc).__name__, retry_in_s=delay)
+                self.log.warning(
+                    "broker_connect_failed", error=type(exc).__name__, retry_in_s=delay
+                )
                 with contextlib.suppress(Exception):
                     await self.broker.stop()
                 await asyncio.sleep(delay)

@@ -75,9 +75,11 @@ async def list_notifications(
         query["channel"] = channel
     if status:
         query["status"] = status
-    docs = await _ctx(request).store.notifications.find(
-        query, sort=[("created_at", -1)], limit=limit
-    ).to_list()
+    docs = (
+        await _ctx(request)
+        .store.notifications.find(query, sort=[("created_at", -1)], limit=limit)
+        .to_list()
+    )
     return [_view(d) for d in docs]
 
 

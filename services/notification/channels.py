@@ -78,11 +78,15 @@ class HttpSmsGateway:
         if response.status_code >= 500 or response.status_code == 429:
             raise DeliveryError(f"gateway {response.status_code}", permanent=False)
         if response.status_code >= 400:
-            raise DeliveryError(f"gateway {response.status_code}: {response.text[:200]}", permanent=True)
+            raise DeliveryError(
+                f"gateway {response.status_code}: {response.text[:200]}", permanent=True
+            )
         try:
             return str(response.json().get("id", ""))
         except ValueError as exc:
-            raise DeliveryError(f"gateway answered non-JSON: {response.text[:200]}", permanent=False) from exc
+            raise DeliveryError(
+                f"gateway answered non-JSON: {response.text[:200]}", permanent=False
+            ) from exc
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -71,13 +71,26 @@ def intents_for(received: ReceivedEvent, *, sms_enabled: bool) -> list[Intent]:
     person = event.participant
     with_ticket = ("qr", "ics") if context.get("ticket") else ()
     intents = [
-        Intent("email", person.email, template, person.language, context,
-               registration_id=event.registration_id, attachments=with_ticket)
+        Intent(
+            "email",
+            person.email,
+            template,
+            person.language,
+            context,
+            registration_id=event.registration_id,
+            attachments=with_ticket,
+        )
     ]
     if sms_enabled and person.phone:
         intents.append(
-            Intent("sms", person.phone, template, person.language, context,
-                   registration_id=event.registration_id)
+            Intent(
+                "sms",
+                person.phone,
+                template,
+                person.language,
+                context,
+                registration_id=event.registration_id,
+            )
         )
     return intents
 

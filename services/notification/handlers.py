@@ -210,7 +210,12 @@ class Dispatcher:
                 error=error,
                 permanent=permanent,
             )
-            changes = {"status": "failed", "last_error": error, "errors": errors, "lease_until": 0.0}
+            changes = {
+                "status": "failed",
+                "last_error": error,
+                "errors": errors,
+                "lease_until": 0.0,
+            }
             await self._record(doc, changes, event)
             ctx.metrics.notifications.labels(doc["channel"], "failed").inc()
             log.warning(

@@ -34,7 +34,11 @@ _env = Environment(
 
 
 def _local(value: str | datetime, fmt: str = "%d/%m/%Y %H:%M") -> str:
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    dt = (
+        value
+        if isinstance(value, datetime)
+        else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    )
     return dt.astimezone(EAT).strftime(fmt)
 
 
@@ -124,7 +128,9 @@ def build_email(
         )
     if "ics" in attachments:
         msg.add_attachment(
-            calendar_invite({**context, "language": language}, context.get("registration_id") or notification_id),
+            calendar_invite(
+                {**context, "language": language}, context.get("registration_id") or notification_id
+            ),
             maintype="text",
             subtype="calendar",
             filename="mkutano.ics",
@@ -132,4 +138,11 @@ def build_email(
     return msg
 
 
-__all__ = ["build_email", "make_msgid", "render_email", "render_sms", "sms_segments", "template_names"]
+__all__ = [
+    "build_email",
+    "make_msgid",
+    "render_email",
+    "render_sms",
+    "sms_segments",
+    "template_names",
+]

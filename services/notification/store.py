@@ -71,6 +71,4 @@ class NotificationStore:
         return await self.notifications.find_one({"_id": notification_id})
 
     async def upsert_participant(self, registration_id: str, fields: dict[str, Any]) -> None:
-        await self.participants.update_one(
-            {"_id": registration_id}, {"$set": fields}, upsert=True
-        )
+        await self.participants.update_one({"_id": registration_id}, {"$set": fields}, upsert=True)

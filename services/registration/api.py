@@ -160,9 +160,15 @@ async def register(
                 fields=[FieldProblem(field="Idempotency-Key", reason="used with another body")],
             )
         if previous.get("state") != "done":
-            raise ApiError(409, "request_in_progress", "The first request with this key is still being processed.")
+            raise ApiError(
+                409,
+                "request_in_progress",
+                "The first request with this key is still being processed.",
+            )
         return JSONResponse(
-            await _replay(ctx, previous), status_code=previous["status"], headers={"Idempotent-Replayed": "true"}
+            await _replay(ctx, previous),
+            status_code=previous["status"],
+            headers={"Idempotent-Replayed": "true"},
         )
     try:
         status, payload = await _register(ctx, event_id, body)

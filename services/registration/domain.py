@@ -26,7 +26,11 @@ from shared.contracts.registration import EventDetails, ParticipantContact
 from shared.timeutil import EAT, utcnow
 
 Cadre = Literal[
-    "permanent_secretary", "accounting_officer", "director_or_head_of_ict", "ict_officer", "other_officer"
+    "permanent_secretary",
+    "accounting_officer",
+    "director_or_head_of_ict",
+    "ict_officer",
+    "other_officer",
 ]
 AccessibilityNeed = Literal["sign_language_interpreter", "braille", "wheelchair_access", "other"]
 EventState = Literal["draft", "published", "closed", "cancelled"]
@@ -170,7 +174,11 @@ def registration_window_open(event: dict, now: datetime) -> bool:
 
 
 def _dt(value: str | datetime) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (
+        value
+        if isinstance(value, datetime)
+        else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    )
 
 
 def event_details(event: dict) -> EventDetails:
@@ -214,7 +222,9 @@ class RegistrationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
+    full_name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)
+    ]
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
     phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=24)]
     institution: Text
@@ -223,7 +233,9 @@ class RegistrationRequest(BaseModel):
     region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
     accessibility_needs: list[AccessibilityNeed] = Field(default_factory=list, max_length=4)
     accessibility_other: Annotated[str, StringConstraints(max_length=200)] | None = None
-    dietary_needs: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    dietary_needs: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None
+    ) = None
     language: Language = "sw"
     consent: Consent
 

@@ -71,7 +71,9 @@ def _error(exc: DomainError) -> ApiError:
 
 
 def _conference(doc: dict[str, Any]) -> ConferenceView:
-    return ConferenceView(id=doc["_id"], **{k: doc[k] for k in ConferenceView.model_fields if k != "id"})
+    return ConferenceView(
+        id=doc["_id"], **{k: doc[k] for k in ConferenceView.model_fields if k != "id"}
+    )
 
 
 def _resolution(doc: dict[str, Any]) -> ResolutionView:
@@ -153,7 +155,9 @@ async def create_resolution(
     principal: Annotated[Principal, Depends(require_roles("coordinator"))],
 ) -> ResolutionView:
     try:
-        doc = await handlers.create_resolution(_ctx(request), conference_id, spec, actor=principal.id)
+        doc = await handlers.create_resolution(
+            _ctx(request), conference_id, spec, actor=principal.id
+        )
     except DomainError as exc:
         raise _error(exc) from exc
     response.headers["ETag"] = f'"{doc["version"]}"'
@@ -166,7 +170,9 @@ async def create_resolution(
     tags=["resolutions"],
     responses=error_responses(404),
 )
-async def get_resolution(resolution_id: str, request: Request, response: Response) -> ResolutionView:
+async def get_resolution(
+    resolution_id: str, request: Request, response: Response
+) -> ResolutionView:
     doc = await _ctx(request).store.get_resolution(resolution_id)
     if doc is None:
         raise ApiError(404, "resolution_not_found", "No such resolution.")

@@ -21,12 +21,37 @@ DEMO_CONFERENCE = ConferenceSpec(
     venue="Arusha International Conference Centre (AICC), Arusha",
 )
 _DEMO_TOPICS = [
-    ("Kuimarisha usalama wa mifumo ya TEHAMA", "Strengthen the security of ICT systems", "completed", None),
-    ("Kuunganisha mifumo ya taasisi za umma", "Integrate public institutions' systems", "in_progress", 60),
-    ("Kujenga uwezo wa wataalamu wa TEHAMA", "Build the capacity of ICT professionals", "in_progress", 40),
-    ("Kuhamia kwenye vituo vya data vya Serikali", "Move to the Government data centres", "delayed", 30),
+    (
+        "Kuimarisha usalama wa mifumo ya TEHAMA",
+        "Strengthen the security of ICT systems",
+        "completed",
+        None,
+    ),
+    (
+        "Kuunganisha mifumo ya taasisi za umma",
+        "Integrate public institutions' systems",
+        "in_progress",
+        60,
+    ),
+    (
+        "Kujenga uwezo wa wataalamu wa TEHAMA",
+        "Build the capacity of ICT professionals",
+        "in_progress",
+        40,
+    ),
+    (
+        "Kuhamia kwenye vituo vya data vya Serikali",
+        "Move to the Government data centres",
+        "delayed",
+        30,
+    ),
     ("Kutumia saini za kidijitali", "Adopt digital signatures", "not_started", None),
-    ("Kuboresha huduma za kielektroniki kwa wananchi", "Improve e-services for citizens", "in_progress", 55),
+    (
+        "Kuboresha huduma za kielektroniki kwa wananchi",
+        "Improve e-services for citizens",
+        "in_progress",
+        55,
+    ),
 ]
 
 

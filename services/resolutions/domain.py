@@ -36,7 +36,9 @@ Status = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
 
 
 class DomainError(Exception):
-    def __init__(self, code: str, message: str, status: int = 409, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 409, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -47,7 +49,9 @@ class DomainError(Exception):
 class FocalPersonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
+    full_name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)
+    ]
     institution: Text
     email: EmailStr
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=24)] | None = None
@@ -130,15 +134,15 @@ def new_id() -> str:
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """What changed between two views of a resolution."""
-    return {
-        k: {"from": before.get(k), "to": v}
-        for k, v in after.items()
-        if before.get(k) != v
-    }
+    return {k: {"from": before.get(k), "to": v} for k, v in after.items() if before.get(k) != v}
 
 
 def check_target(target: date | None, conference_starts: date | str) -> None:
-    start = conference_starts if isinstance(conference_starts, date) else date.fromisoformat(conference_starts)
+    start = (
+        conference_starts
+        if isinstance(conference_starts, date)
+        else date.fromisoformat(conference_starts)
+    )
     if target is not None and target < start:
         raise DomainError(
             "target_before_conference",

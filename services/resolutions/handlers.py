@@ -176,7 +176,12 @@ def _apply_update(
         messages.append(
             wrap(ResolutionCompleted(**_event_fields(after), completed_at=utcnow()), SERVICE)
         )
-    record = {"version": version, "at": stamp, "by": actor, "changes": changed or {"note": {"from": None, "to": "added"}}}
+    record = {
+        "version": version,
+        "at": stamp,
+        "by": actor,
+        "changes": changed or {"note": {"from": None, "to": "added"}},
+    }
     changes = {
         "status": status,
         "progress": progress,

@@ -15,9 +15,7 @@ from shared.contracts.base import IntegrationEvent, register
 from shared.topics import REGISTRATION
 
 Language = Literal["sw", "en"]
-RegistrationStatus = Literal[
-    "confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"
-]
+RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
 
 
 class EventDetails(BaseModel):
