@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install run test lint constraints clean distclean
+.PHONY: help venv install deps-browser run test lint constraints clean distclean
 
 help:
 	@echo "make run         start the whole platform on the embedded servers (Ctrl-C stops it)"
@@ -35,7 +35,12 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 run: install
 	$(PY) -m deploy.run
 
-test: install
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing).
+deps-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install deps-browser
 	$(PY) -m pytest -q -p no:cacheprovider -rfEs --durations=10 --durations-min=0.5 $(PYTEST_ARGS) tests
 
 lint: install
