@@ -153,8 +153,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(err.body(), status_code=500)
 
 
-def install_metrics(app: FastAPI, metrics: Metrics) -> None:
-    """HTTP request count and latency by route template (not by raw path: no ids)."""
+def install_metrics(
+    app: FastAPI,
+    metrics: Metrics,
+    before_scrape: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
+    """HTTP request count and latency by route template (not by raw path: no ids).
+
+    ``before_scrape`` refreshes the gauges that describe state elsewhere (outbox, lag).
+    """
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
@@ -168,6 +175,8 @@ def install_metrics(app: FastAPI, metrics: Metrics) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
+        if before_scrape is not None:
+            await before_scrape()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -204,3 +213,26 @@ def install_asyncapi(app: FastAPI, document: Callable[[], dict[str, Any]]) -> No
         import yaml
 
         return PlainTextResponse(yaml.safe_dump(document(), sort_keys=False))
+
+
+def install_docs(app: FastAPI, *, openapi_url: str = "/openapi.json") -> None:
+    """OpenAPI at ``/docs`` with Swagger UI served from this process, not from a CDN.
+
+    The e-GA networks (and CI here) do not reach public CDNs, so FastAPI's default page
+    would render blank; the assets come from the ``swagger-ui-bundle`` package.
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} — API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )

@@ -1,8 +1,23 @@
-"""Prometheus metrics, one registry per service process."""
+"""Prometheus metrics, one registry per service process, and the gauges read on scrape.
+
+Counters are incremented where things happen (HTTP middleware, outbox relay, consumers,
+senders). Gauges that describe state elsewhere — the outbox backlog in MongoDB, the lag
+of each consumer behind its partitions in Kafka — are refreshed when ``/metrics`` or the
+admin status is read (``refresh_gauges``), within a time bound, so a scrape never hangs
+on a dependency that is down.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.logging import get_logger
+
+log = get_logger("metrics")
 
 
 class Metrics:
@@ -57,3 +72,112 @@ class Metrics:
             registry=r,
         )
         self.service = service
+        self.info = Gauge(
+            "mkutano_service_info", "The service this process runs", ["service"], registry=r
+        )
+        self.info.labels(service).set(1)
+
+
+async def outbox_status(relay: Any) -> dict[str, Any]:
+    """Pending outbox events and the age of the oldest (``OutboxRelay.backlog()``)."""
+    if relay is None:
+        return {"enabled": False, "backlog": 0, "oldest_pending_age_s": None}
+    count, oldest = await relay.backlog()
+    return {
+        "enabled": True,
+        "backlog": count,
+        "oldest_pending_age_s": None if oldest is None else round(oldest, 3),
+    }
+
+
+async def consumer_lag(consumer: Any) -> list[dict[str, Any]]:
+    """Records behind the end, per assigned partition, of one aiokafka consumer.
+
+    ``consumer`` is the aiokafka consumer under a FastStream subscriber (None before the
+    subscriber started). Lag = log end offset − the consumer's position.
+    """
+    if consumer is None:
+        return []
+    partitions = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+    if not partitions:
+        return []
+    ends = await consumer.end_offsets(partitions)
+    rows = []
+    for tp in partitions:
+        position = await consumer.position(tp)
+        end = ends.get(tp, position)
+        rows.append(
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "position": position,
+                "end": end,
+                "lag": max(0, end - position),
+            }
+        )
+    return rows
+
+
+async def collect_status(
+    metrics: Metrics,
+    relay: Any,
+    consumers: Sequence[Any],
+    *,
+    timeout_s: float = 2.0,
+) -> dict[str, Any]:
+    """Outbox and consumer status of this process; also refreshes the gauges.
+
+    ``consumers`` are ``shared.consumer.EventConsumer`` objects whose ``subscriber``
+    attribute is their FastStream subscriber. Parts that do not answer within
+    ``timeout_s`` are reported as ``"unavailable"`` and leave their gauges as they were.
+    """
+    status: dict[str, Any] = {"service": metrics.service}
+    try:
+        outbox = await asyncio.wait_for(outbox_status(relay), timeout_s)
+        metrics.outbox_backlog.set(outbox["backlog"])
+        metrics.outbox_oldest_age.set(outbox["oldest_pending_age_s"] or 0.0)
+    except Exception as exc:  # MongoDB down: say so rather than fail the scrape
+        outbox = {"enabled": relay is not None, "error": type(exc).__name__}
+    status["outbox"] = outbox
+    groups = []
+    for c in consumers:
+        sub = getattr(c, "subscriber", None)
+        entry: dict[str, Any] = {
+            "group": c.group_id,
+            "topics": list(c.topics),
+            "consumed": dict(c.stats.consumed),
+            "duplicates": c.stats.duplicates,
+            "retries": c.stats.retries,
+            "dead_lettered": c.stats.dead_lettered,
+        }
+        try:
+            rows = await asyncio.wait_for(consumer_lag(getattr(sub, "consumer", None)), timeout_s)
+            entry["partitions"] = rows
+            entry["lag"] = sum(r["lag"] for r in rows)
+            for r in rows:
+                metrics.consumer_lag.labels(r["topic"], str(r["partition"])).set(r["lag"])
+        except Exception as exc:  # broker down or rebalancing
+            entry["partitions"] = "unavailable"
+            entry["error"] = type(exc).__name__
+        groups.append(entry)
+    status["consumers"] = groups
+    return status
+
+
+def install_status(app: Any, collect: Any) -> None:
+    """``GET /api/v1/admin/status``: outbox and consumer status (admin or auditor)."""
+    from fastapi import APIRouter, Depends
+
+    from shared.auth import require_roles
+
+    router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+    @router.get(
+        "/status",
+        summary="Outbox backlog and consumer lag of this service instance",
+        dependencies=[Depends(require_roles("auditor"))],
+    )
+    async def status() -> dict[str, Any]:
+        return await collect()
+
+    app.include_router(router)

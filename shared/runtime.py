@@ -23,6 +23,7 @@ from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.apikeys import install_api_keys
 from shared.auth import Authenticator
 from shared.broker import make_broker
 from shared.consumer import EventConsumer, ProcessedEvents
@@ -30,12 +31,13 @@ from shared.envelope import OutboxMessage
 from shared.http import (
     BodyLimitMiddleware,
     install_asyncapi,
+    install_docs,
     install_error_handlers,
     install_health,
     install_metrics,
 )
 from shared.logging import configure_logging, get_logger
-from shared.metrics import Metrics
+from shared.metrics import Metrics, collect_status, install_status
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic, ensure_topics
@@ -90,7 +92,7 @@ class ServiceRuntime:
             description=description,
             version=version,
             lifespan=self._lifespan,
-            docs_url="/docs",
+            docs_url=None,  # self-hosted Swagger UI below (no CDN)
             openapi_url="/openapi.json",
         )
         self.app.state.runtime = self
@@ -99,7 +101,10 @@ class ServiceRuntime:
             BodyLimitMiddleware, max_bytes=max_body_bytes, non_json_paths=non_json_paths
         )
         install_error_handlers(self.app)
-        install_metrics(self.app, self.metrics)
+        install_metrics(self.app, self.metrics, before_scrape=self.status)
+        install_status(self.app, self.status)
+        install_docs(self.app)
+        self.api_keys = install_api_keys(self.app, self.db, self.authenticator)
         install_health(self.app, [self._check_mongo, self._check_kafka])
         install_asyncapi(self.app, self.asyncapi_document)
 
@@ -129,11 +134,23 @@ class ServiceRuntime:
             dead_letter_topic=dead_letter_topic(self.name),
             max_attempts=self.settings.consumer_max_attempts,
             retry_base_s=self.settings.consumer_retry_base_s,
-            on_consumed=lambda t, outcome: self.metrics.events_consumed.labels(t, outcome).inc(),
+            on_consumed=self._count_consumed,
         )
-        consumer.attach(self.broker, self.settings.kafka, description=description)
+        # Kept on the consumer: its aiokafka consumer gives the lag per partition.
+        consumer.subscriber = consumer.attach(  # type: ignore[attr-defined]
+            self.broker, self.settings.kafka, description=description
+        )
         self.consumers.append(consumer)
         return consumer
+
+    def _count_consumed(self, ce_type: str, outcome: str) -> None:
+        self.metrics.events_consumed.labels(ce_type, outcome).inc()
+        if outcome == "dead_lettered":
+            self.metrics.dead_lettered.inc()
+
+    async def status(self) -> dict[str, Any]:
+        """Outbox backlog and consumer lag now (refreshes the matching gauges)."""
+        return await collect_status(self.metrics, self.relay, self.consumers)
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """A background loop that runs until the stop event is set."""
