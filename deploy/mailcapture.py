@@ -41,10 +41,8 @@ class EmlDirectoryHandler:
             f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
         path = write_eml(self.directory, envelope_headers + content)
-        print(
-            f"stored {path.name} from={envelope.mail_from} to={','.join(envelope.rcpt_tos)}",
-            flush=True,
-        )
+        # Addresses stay in the .eml only: logs carry no personal data.
+        print(f"stored {path.name} ({len(envelope.rcpt_tos)} recipient(s))", flush=True)
         return f"250 Message accepted as {path.stem}"
 
 
