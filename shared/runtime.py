@@ -24,6 +24,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.apikeys import install_api_keys
+from shared.audit import install_audit
 from shared.auth import Authenticator
 from shared.broker import make_broker
 from shared.consumer import EventConsumer, ProcessedEvents
@@ -37,8 +38,11 @@ from shared.http import (
     install_metrics,
 )
 from shared.logging import configure_logging, get_logger
+from shared.jwt_auth import jwt_lookup_from_settings
 from shared.metrics import Metrics, collect_status, install_status
 from shared.outbox import OutboxRelay
+from shared.ratelimit import RateLimiter
+from shared.security import install_security
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic, ensure_topics
 
@@ -105,6 +109,12 @@ class ServiceRuntime:
         install_status(self.app, self.status)
         install_docs(self.app)
         self.api_keys = install_api_keys(self.app, self.db, self.authenticator)
+        jwt_lookup = jwt_lookup_from_settings()
+        if jwt_lookup is not None:
+            self.authenticator.add_lookup(jwt_lookup)
+        install_audit(self.app, self.db)
+        install_security(self.app)
+        self.app.state.rate_limiter = RateLimiter(self.db, enabled=settings.rate_limits)
         install_health(self.app, [self._check_mongo, self._check_kafka])
         install_asyncapi(self.app, self.asyncapi_document)
 

@@ -65,6 +65,8 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = 0.2
     outbox_lease_s: float = 30.0
     shutdown_grace_s: float = 10.0
+    # Per-client limits on public endpoints (off only for load tests on a private stack).
+    rate_limits: bool = True
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     core: CoreSettings = Field(default_factory=CoreSettings)
