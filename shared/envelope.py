@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from shared.contracts import IntegrationEvent, event_class
 from shared.timeutil import iso, utcnow
+from shared.tracing import current_traceparent
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -107,6 +108,8 @@ def wrap(event: IntegrationEvent, service: str, *, event_id: str | None = None) 
         topic=event.topic,
         key=event.aggregate_id,
         data=event.model_dump(mode="json"),
+        # The trace of the request that caused it, carried to Kafka and the consumers.
+        traceparent=current_traceparent(),
     )
 
 

@@ -45,6 +45,14 @@ from shared.ratelimit import RateLimiter
 from shared.security import install_security
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic, ensure_topics
+from shared.tracing import (
+    SpanKind,
+    TracingMiddleware,
+    configure_tracing,
+    current_traceparent,
+    span,
+    traced_handler,
+)
 
 Worker = Callable[[asyncio.Event], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
@@ -69,6 +77,7 @@ class ServiceRuntime:
         self.settings = settings
         self.log = get_logger(name)
         self.metrics = Metrics(name)
+        self.tracing = configure_tracing(name)
         self.mongo: AsyncMongoClient = AsyncMongoClient(
             settings.mongo_url,
             serverSelectionTimeoutMS=3000,
@@ -97,6 +106,9 @@ class ServiceRuntime:
             version=version,
             lifespan=self._lifespan,
             docs_url=None,  # self-hosted Swagger UI below (no CDN)
+            # One tracing path (shared.tracing) whether an exporter is set or not; metrics
+            # are Prometheus (shared.metrics) and logs structlog.
+            telemetry={"tracing": False, "metrics": False, "logs": False},
             openapi_url="/openapi.json",
         )
         self.app.state.runtime = self
@@ -104,6 +116,8 @@ class ServiceRuntime:
         self.app.add_middleware(
             BodyLimitMiddleware, max_bytes=max_body_bytes, non_json_paths=non_json_paths
         )
+        # Outermost: the request's span covers every other middleware and the route.
+        self.app.add_middleware(TracingMiddleware)
         install_error_handlers(self.app)
         install_metrics(self.app, self.metrics, before_scrape=self.status)
         install_status(self.app, self.status)
@@ -139,7 +153,7 @@ class ServiceRuntime:
             service=self.name,
             group_id=group_id,
             topics=topics,
-            handlers=handlers,
+            handlers={cls: traced_handler(h, group_id) for cls, h in handlers.items()},
             processed=self.processed,
             dead_letter_topic=dead_letter_topic(self.name),
             max_attempts=self.settings.consumer_max_attempts,
@@ -178,12 +192,21 @@ class ServiceRuntime:
         """Publish one outbox message as a binary-mode CloudEvent, waiting for the ack."""
         if not self.broker_connected:
             raise ConnectionError("broker not connected yet")
-        await self.broker.publish(
-            message.value(),
-            topic=message.topic,
-            key=message.key.encode(),
-            headers=message.headers(),
-        )
+        with span(
+            f"publish {message.topic}",
+            traceparent=message.traceparent,
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.message.id": message.id},
+        ):
+            headers = message.headers()
+            if message.traceparent:  # the consumer's span becomes a child of this one
+                headers["traceparent"] = current_traceparent() or message.traceparent
+            await self.broker.publish(
+                message.value(),
+                topic=message.topic,
+                key=message.key.encode(),
+                headers=headers,
+            )
 
     def asyncapi_document(self) -> dict[str, Any]:
         return self.asyncapi.to_specification().to_jsonable()

@@ -1,0 +1,128 @@
+"""Tracing: the HTTP request's trace reaches the outbox message, the Kafka headers, the
+consumer's span and its log lines (in-memory span exporter, no servers)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+import structlog
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from shared.contracts import IntegrationEvent
+from shared.envelope import OutboxMessage, wrap
+from shared.tracing import TracingMiddleware, span, traced_handler
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+class SeatCounted(IntegrationEvent):
+    """A test-only event (not registered with the envelope)."""
+
+    domain: ClassVar[str] = "tests"
+    topic: ClassVar[str] = "tests.v1"
+    aggregate_field: ClassVar[str] = "event_id"
+    event_id: str
+
+
+@pytest.fixture(scope="module")
+def exporter() -> InMemorySpanExporter:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    # The API allows one global provider per process; only this module sets one.
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        pytest.skip("another tracer provider is installed in this process")
+    return memory
+
+
+def app_that_wraps(captured: list[OutboxMessage]) -> FastAPI:
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.add_middleware(TracingMiddleware)
+
+    @app.post("/things/{thing_id}")
+    async def create(thing_id: str) -> dict[str, Any]:
+        captured.append(wrap(SeatCounted(event_id=thing_id), "tests"))
+        return {"ok": True}
+
+    return app
+
+
+async def post(app: FastAPI, path: str, headers: dict[str, str]) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await client.post(path, headers=headers)
+
+
+async def test_request_trace_flows_to_outbox_headers_and_consumer(exporter) -> None:
+    exporter.clear()
+    captured: list[OutboxMessage] = []
+    r = await post(app_that_wraps(captured), "/things/a1", {"traceparent": CALLER})
+    assert r.status_code == 200
+    (message,) = captured
+    (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    # The server span continues the caller's trace and names the route template.
+    assert format(server.context.trace_id, "032x") == CALLER_TRACE
+    assert server.parent is not None and format(server.parent.span_id, "016x") == CALLER[36:52]
+    assert server.name == "HTTP POST /things/{thing_id}"
+    assert server.attributes["http.response.status_code"] == 200
+    # The outbox message, and so the Kafka record's headers, carry the server span.
+    assert message.traceparent == (f"00-{CALLER_TRACE}-{format(server.context.span_id, '016x')}-01")
+    assert message.headers()["traceparent"] == message.traceparent
+    assert OutboxMessage.from_document(message.to_document()).traceparent == message.traceparent
+
+    seen: dict[str, Any] = {}
+
+    async def handler(received: Any) -> None:
+        seen.update(structlog.contextvars.get_contextvars())
+
+    class Received:
+        id = message.id
+        type = message.type
+        headers = message.headers()
+
+    await traced_handler(handler, "tests-group")(Received())
+    (consumer,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+    assert consumer.context.trace_id == server.context.trace_id
+    assert consumer.parent.span_id == server.context.span_id
+    assert consumer.attributes["messaging.message.id"] == message.id
+    # Log lines written by the handler carry the trace and span ids.
+    assert seen["trace_id"] == CALLER_TRACE
+    assert seen["span_id"] == format(consumer.context.span_id, "016x")
+
+
+async def test_without_incoming_trace_a_new_one_starts(exporter) -> None:
+    exporter.clear()
+    captured: list[OutboxMessage] = []
+    await post(app_that_wraps(captured), "/things/b2", {})
+    (server,) = exporter.get_finished_spans()
+    assert server.parent is None
+    assert captured[0].traceparent.split("-")[1] == format(server.context.trace_id, "032x")
+
+
+async def test_a_failing_handler_marks_its_span_as_error(exporter) -> None:
+    exporter.clear()
+
+    async def boom(_: Any) -> None:
+        raise RuntimeError("no")
+
+    class Received:
+        id = "x"
+        type = "t"
+        headers = {"traceparent": CALLER}
+
+    with pytest.raises(RuntimeError):
+        await traced_handler(boom, "g")(Received())
+    (failed,) = exporter.get_finished_spans()
+    assert not failed.status.is_ok
+    with span("outside"):
+        pass
+    assert wrap(SeatCounted(event_id="c"), "tests").traceparent is None
