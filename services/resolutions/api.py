@@ -1,25 +1,39 @@
-"""Resolutions HTTP API: coordinators write, everyone reads (without personal data)."""
+"""Resolutions HTTP API: coordinators write, everyone reads (without personal data).
+
+Writers send the version they read (``If-Match`` with the ETag, or a ``version``
+field); a stale write is 409. Focal persons' contact data is shown to coordinators only.
+"""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
-from services.resolutions import handlers
+from services.resolutions import csvio, handlers, report
 from services.resolutions.domain import (
     STATUS_CATALOGUE,
+    ActionChange,
+    ActionSpec,
+    ConferenceChange,
     ConferenceSpec,
     DomainError,
+    FocalPersonIn,
     ProgressUpdate,
+    ResolutionChange,
     ResolutionSpec,
 )
-from shared.auth import Principal, require_roles
+from shared.auth import Principal, credential_from, require_roles
 from shared.errors import ApiError, FieldProblem, error_responses
+from shared.timeutil import EAT, utcnow
 
 router = APIRouter(prefix="/api/v1")
+Coordinator = Annotated[Principal, Depends(require_roles("coordinator"))]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40)]
+CSV_TYPES = {"text/csv", "text/plain", "application/csv", "application/vnd.ms-excel"}
 
 
 class ConferenceView(BaseModel):
@@ -40,6 +54,17 @@ class TimelineEntry(BaseModel):
     evidence: list[str]
     recorded_by: str
     version: int
+    action_id: str | None = None
+
+
+class ActionView(BaseModel):
+    id: str
+    title: str
+    institution: str
+    status: str
+    progress: int
+    weight: int
+    updated_at: str
 
 
 class ResolutionView(BaseModel):
@@ -58,7 +83,31 @@ class ResolutionView(BaseModel):
     weight: int
     version: int
     updated_at: str
+    actions: list[ActionView] = []
     latest_update: TimelineEntry | None = None
+    # Coordinators only: the focal persons' contact data is personal data.
+    focal_persons: list[FocalPersonIn] | None = None
+
+
+class VersionRecord(BaseModel):
+    version: int
+    at: str
+    by: str
+    changes: dict[str, Any]
+    origin: str | None = None
+
+
+class ImportReport(BaseModel):
+    """A dry run's findings (every row's problems), or what an import wrote."""
+
+    dry_run: bool
+    valid: bool | None = None
+    rows: int | None = None
+    valid_rows: int | None = None
+    problems: list[dict[str, Any]] = []
+    import_id: str | None = None
+    imported: int | None = None
+    resolution_ids: list[str] = []
 
 
 def _ctx(request: Request) -> handlers.Context:
@@ -66,8 +115,14 @@ def _ctx(request: Request) -> handlers.Context:
 
 
 def _error(exc: DomainError) -> ApiError:
-    fields = [FieldProblem(field=exc.field, reason=exc.message)] if exc.field else None
-    return ApiError(exc.status, exc.code, exc.message, fields=fields)
+    fields = [FieldProblem(field=exc.field, reason=exc.message)] if exc.field else []
+    if exc.details and exc.details.get("problems"):
+        # An import: each row's problem as a field "row N: column".
+        fields = [
+            FieldProblem(field=f"row {p['row']}: {p['field']}", reason=p["reason"])
+            for p in exc.details["problems"]
+        ]
+    return ApiError(exc.status, exc.code, exc.message, fields=fields, details=exc.details)
 
 
 def _conference(doc: dict[str, Any]) -> ConferenceView:
@@ -76,121 +131,31 @@ def _conference(doc: dict[str, Any]) -> ConferenceView:
     )
 
 
-def _resolution(doc: dict[str, Any]) -> ResolutionView:
+def _resolution(doc: dict[str, Any], *, coordinator: bool = False) -> ResolutionView:
     timeline = doc.get("timeline") or []
+    skip = ("id", "latest_update", "actions", "focal_persons")
     return ResolutionView(
         id=doc["_id"],
-        **{k: doc.get(k) for k in ResolutionView.model_fields if k not in ("id", "latest_update")},
+        **{k: doc.get(k) for k in ResolutionView.model_fields if k not in skip},
+        actions=[ActionView(**a) for a in doc.get("actions") or []],
         latest_update=TimelineEntry(**timeline[-1]) if timeline else None,
+        focal_persons=doc.get("focal_persons", []) if coordinator else None,
     )
 
 
-@router.get("/statuses", tags=["resolutions"])
-async def statuses() -> dict[str, int | None]:
-    """The status catalogue with each status's default progress (null: keep current)."""
-    return STATUS_CATALOGUE
-
-
-@router.get("/conferences", response_model=list[ConferenceView], tags=["conferences"])
-async def list_conferences(request: Request) -> list[ConferenceView]:
-    return [_conference(d) for d in await _ctx(request).store.list_conferences()]
-
-
-@router.post(
-    "/conferences",
-    response_model=ConferenceView,
-    status_code=201,
-    tags=["conferences"],
-    responses=error_responses(401, 403, 409, 422),
-)
-async def create_conference(
-    spec: ConferenceSpec,
-    request: Request,
-    _: Annotated[Principal, Depends(require_roles("coordinator"))],
-) -> ConferenceView:
-    try:
-        return _conference(await handlers.create_conference(_ctx(request), spec))
-    except DomainError as exc:
-        raise _error(exc) from exc
-
-
-@router.get(
-    "/conferences/{conference_id}",
-    response_model=ConferenceView,
-    tags=["conferences"],
-    responses=error_responses(404),
-)
-async def get_conference(conference_id: str, request: Request) -> ConferenceView:
-    doc = await _ctx(request).store.get_conference(conference_id)
-    if doc is None:
-        raise ApiError(404, "conference_not_found", "No such conference.")
-    return _conference(doc)
-
-
-@router.get(
-    "/conferences/{conference_id}/resolutions",
-    response_model=list[ResolutionView],
-    tags=["resolutions"],
-    responses=error_responses(404),
-)
-async def list_resolutions(conference_id: str, request: Request) -> list[ResolutionView]:
-    store = _ctx(request).store
-    if await store.get_conference(conference_id) is None:
-        raise ApiError(404, "conference_not_found", "No such conference.")
-    return [_resolution(d) for d in await store.list_resolutions(conference_id)]
-
-
-@router.post(
-    "/conferences/{conference_id}/resolutions",
-    response_model=ResolutionView,
-    status_code=201,
-    tags=["resolutions"],
-    responses=error_responses(401, 403, 404, 409, 422),
-)
-async def create_resolution(
-    conference_id: str,
-    spec: ResolutionSpec,
-    request: Request,
-    response: Response,
-    principal: Annotated[Principal, Depends(require_roles("coordinator"))],
-) -> ResolutionView:
-    try:
-        doc = await handlers.create_resolution(
-            _ctx(request), conference_id, spec, actor=principal.id
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+def _with_etag(response: Response, doc: dict[str, Any]) -> None:
     response.headers["ETag"] = f'"{doc["version"]}"'
-    return _resolution(doc)
 
 
-@router.get(
-    "/resolutions/{resolution_id}",
-    response_model=ResolutionView,
-    tags=["resolutions"],
-    responses=error_responses(404),
-)
-async def get_resolution(
-    resolution_id: str, request: Request, response: Response
-) -> ResolutionView:
-    doc = await _ctx(request).store.get_resolution(resolution_id)
-    if doc is None:
-        raise ApiError(404, "resolution_not_found", "No such resolution.")
-    response.headers["ETag"] = f'"{doc["version"]}"'
-    return _resolution(doc)
-
-
-@router.get(
-    "/resolutions/{resolution_id}/timeline",
-    response_model=list[TimelineEntry],
-    tags=["resolutions"],
-    responses=error_responses(404),
-)
-async def get_timeline(resolution_id: str, request: Request) -> list[TimelineEntry]:
-    doc = await _ctx(request).store.get_resolution(resolution_id)
-    if doc is None:
-        raise ApiError(404, "resolution_not_found", "No such resolution.")
-    return [TimelineEntry(**e) for e in doc.get("timeline") or []]
+async def _is_coordinator(request: Request) -> bool:
+    """Whether an optional credential is a coordinator's; a wrong credential is 401."""
+    credential = credential_from(request)
+    if credential is None:
+        return False
+    principal = await request.app.state.authenticator.authenticate(credential)
+    if principal is None:
+        raise ApiError(401, "unauthenticated", "A valid API key or token is required.")
+    return principal.has_any(("coordinator",))
 
 
 def _if_match(value: str | None) -> int | None:
@@ -207,9 +172,365 @@ def _if_match(value: str | None) -> int | None:
     return int(raw)
 
 
+def _expected(if_match: str | None, body_version: int | None) -> int | None:
+    return _if_match(if_match) if if_match is not None else body_version
+
+
+def _today() -> date:
+    """Today in Tanzania: 'overdue' is judged by the local calendar."""
+    return utcnow().astimezone(EAT).date()
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+@router.get("/statuses", tags=["resolutions"])
+async def statuses() -> dict[str, int | None]:
+    """The status catalogue with each status's default progress (null: keep current)."""
+    return STATUS_CATALOGUE
+
+
+# --------------------------------------------------------------------------- conferences
+
+
+@router.get("/conferences", response_model=list[ConferenceView], tags=["conferences"])
+async def list_conferences(request: Request) -> list[ConferenceView]:
+    """Every conference, newest first (public)."""
+    return [_conference(d) for d in await _ctx(request).store.list_conferences()]
+
+
+@router.post(
+    "/conferences",
+    response_model=ConferenceView,
+    status_code=201,
+    tags=["conferences"],
+    responses=error_responses(401, 403, 409, 422),
+)
+async def create_conference(
+    spec: ConferenceSpec, request: Request, _: Coordinator
+) -> ConferenceView:
+    """Create a conference (coordinators)."""
+    try:
+        return _conference(await handlers.create_conference(_ctx(request), spec))
+    except DomainError as exc:
+        raise _error(exc) from exc
+
+
+@router.get(
+    "/conferences/{conference_id}",
+    response_model=ConferenceView,
+    tags=["conferences"],
+    responses=error_responses(404),
+)
+async def get_conference(conference_id: str, request: Request) -> ConferenceView:
+    """One conference (public)."""
+    doc = await _ctx(request).store.get_conference(conference_id)
+    if doc is None:
+        raise ApiError(404, "conference_not_found", "No such conference.")
+    return _conference(doc)
+
+
+@router.patch(
+    "/conferences/{conference_id}",
+    response_model=ConferenceView,
+    tags=["conferences"],
+    responses=error_responses(401, 403, 404, 422),
+)
+async def edit_conference(
+    conference_id: str, change: ConferenceChange, request: Request, _: Coordinator
+) -> ConferenceView:
+    """Change a conference's names, dates or venue (coordinators)."""
+    try:
+        return _conference(await handlers.edit_conference(_ctx(request), conference_id, change))
+    except DomainError as exc:
+        raise _error(exc) from exc
+
+
+@router.get(
+    "/conferences/{conference_id}/resolutions",
+    response_model=list[ResolutionView],
+    response_model_exclude_none=True,
+    tags=["resolutions"],
+    responses=error_responses(404),
+)
+async def list_resolutions(conference_id: str, request: Request) -> list[ResolutionView]:
+    """A conference's resolutions by number (public; focal persons for coordinators)."""
+    store = _ctx(request).store
+    if await store.get_conference(conference_id) is None:
+        raise ApiError(404, "conference_not_found", "No such conference.")
+    coordinator = await _is_coordinator(request)
+    return [
+        _resolution(d, coordinator=coordinator) for d in await store.list_resolutions(conference_id)
+    ]
+
+
+@router.post(
+    "/conferences/{conference_id}/resolutions",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    status_code=201,
+    tags=["resolutions"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def create_resolution(
+    conference_id: str,
+    spec: ResolutionSpec,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+) -> ResolutionView:
+    """Add a resolution (coordinators); publishes ResolutionCreated."""
+    try:
+        doc = await handlers.create_resolution(
+            _ctx(request), conference_id, spec, actor=principal.id
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    _with_etag(response, doc)
+    return _resolution(doc, coordinator=True)
+
+
+async def _csv_body(request: Request) -> bytes:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in CSV_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the file as text/csv (UTF-8).",
+            fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+        )
+    return await request.body()
+
+
+_IMPORT_DOC = (
+    "Body: the CSV file as `text/csv` (UTF-8, comma-separated, header row first). "
+    "`?dry_run=true` validates only and reports every row's problems (row 1 is the "
+    "header); otherwise a file with any problem is refused with 422 and nothing is "
+    "written, and a clean file is written all-or-nothing."
+)
+
+
+@router.post(
+    "/conferences/{conference_id}/resolutions/import",
+    response_model=ImportReport,
+    response_model_exclude_none=True,
+    tags=["import and export"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+    description=_IMPORT_DOC
+    + f" Columns: {', '.join(csvio.RESOLUTION_REQUIRED)} (required); "
+    + f"{', '.join(csvio.RESOLUTION_OPTIONAL)} (optional). Lists are separated by ';'.",
+)
+async def import_resolutions(
+    conference_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import a conference's resolutions from CSV (coordinators)."""
+    body = await _csv_body(request)
+    try:
+        result = await handlers.import_resolutions(
+            _ctx(request), conference_id, body, dry_run=dry_run, actor=principal.id
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    response.status_code = 200 if dry_run else 201
+    return ImportReport(**result)
+
+
+@router.post(
+    "/conferences/{conference_id}/updates/import",
+    response_model=ImportReport,
+    response_model_exclude_none=True,
+    tags=["import and export"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+    description=_IMPORT_DOC
+    + f" Columns: {', '.join(csvio.PROGRESS_REQUIRED)} (required); "
+    + f"{', '.join(csvio.PROGRESS_OPTIONAL)} (optional); one row per resolution. "
+    + "`version` (the version read) makes the row refuse a resolution changed since.",
+)
+async def import_progress(
+    conference_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Record progress on many resolutions from CSV (coordinators)."""
+    body = await _csv_body(request)
+    try:
+        result = await handlers.import_progress(
+            _ctx(request), conference_id, body, dry_run=dry_run, actor=principal.id
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    response.status_code = 200 if dry_run else 201
+    return ImportReport(**result)
+
+
+def _wants(format_: str | None, request: Request, default: str) -> str:
+    if format_:
+        return format_
+    accept = request.headers.get("accept", "")
+    if "text/csv" in accept:
+        return "csv"
+    if "application/json" in accept and "text/html" not in accept:
+        return "json"
+    return default
+
+
+@router.get(
+    "/conferences/{conference_id}/resolutions/export",
+    tags=["import and export"],
+    responses={
+        200: {"content": {"text/csv": {}, "application/json": {}}},
+        **error_responses(404),
+    },
+)
+async def export_resolutions(
+    conference_id: str,
+    request: Request,
+    format: Annotated[Literal["csv", "json"] | None, Query()] = None,  # noqa: A002
+) -> Response:
+    """A conference's resolutions as CSV (the import's columns, plus state) or JSON."""
+    store = _ctx(request).store
+    conference = await store.get_conference(conference_id)
+    if conference is None:
+        raise ApiError(404, "conference_not_found", "No such conference.")
+    docs = await store.list_resolutions(conference_id)
+    if _wants(format, request, "json") == "csv":
+        data = report.build_report(conference, docs, _today())["resolutions"]
+        by_id = {d["_id"]: d for d in docs}
+        rows = [{**by_id[r["id"]], **r, "version": by_id[r["id"]]["version"]} for r in data]
+        return PlainTextResponse(
+            csvio.render_csv(rows, csvio.EXPORT_COLUMNS),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{conference_id}-resolutions.csv"'
+            },
+        )
+    views = [_resolution(d).model_dump(mode="json", exclude_none=True) for d in docs]
+    return JSONResponse(views)
+
+
+@router.get(
+    "/conferences/{conference_id}/report",
+    tags=["report"],
+    responses={
+        200: {"content": {"text/html": {}, "text/csv": {}, "application/json": {}}},
+        **error_responses(404),
+    },
+)
+async def implementation_report(
+    conference_id: str,
+    request: Request,
+    lang: Annotated[Literal["sw", "en", "both"], Query()] = "both",
+    format: Annotated[Literal["html", "csv", "json"] | None, Query()] = None,  # noqa: A002
+) -> Response:
+    """The implementation report: HTML for the projector and print, or CSV, or JSON."""
+    store = _ctx(request).store
+    conference = await store.get_conference(conference_id)
+    if conference is None:
+        raise ApiError(404, "conference_not_found", "No such conference.")
+    data = report.build_report(conference, await store.list_resolutions(conference_id), _today())
+    wanted = _wants(format, request, "html")
+    if wanted == "json":
+        return JSONResponse(data)
+    if wanted == "csv":
+        return PlainTextResponse(
+            report.render_report_csv(data),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{conference_id}-report.csv"'},
+        )
+    return HTMLResponse(report.render_html(data, lang))
+
+
+# --------------------------------------------------------------------------- resolutions
+
+
+async def _read_resolution(request: Request, resolution_id: str) -> dict[str, Any]:
+    doc = await _ctx(request).store.get_resolution(resolution_id)
+    if doc is None:
+        raise ApiError(404, "resolution_not_found", "No such resolution.")
+    return doc
+
+
+@router.get(
+    "/resolutions/{resolution_id}",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["resolutions"],
+    responses=error_responses(404),
+)
+async def get_resolution(
+    resolution_id: str, request: Request, response: Response
+) -> ResolutionView:
+    """One resolution with its actions and latest update; the ETag is its version."""
+    doc = await _read_resolution(request, resolution_id)
+    _with_etag(response, doc)
+    return _resolution(doc, coordinator=await _is_coordinator(request))
+
+
+@router.patch(
+    "/resolutions/{resolution_id}",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["resolutions"],
+    responses=error_responses(401, 403, 404, 409, 422, 428),
+)
+async def edit_resolution(
+    resolution_id: str,
+    change: ResolutionChange,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Edit a resolution's details (coordinators). Send the version you read."""
+    try:
+        doc = await handlers.edit_resolution(
+            _ctx(request),
+            resolution_id,
+            change,
+            expected_version=_expected(if_match, change.version),
+            actor=principal.id,
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    _with_etag(response, doc)
+    return _resolution(doc, coordinator=True)
+
+
+@router.get(
+    "/resolutions/{resolution_id}/timeline",
+    response_model=list[TimelineEntry],
+    tags=["resolutions"],
+    responses=error_responses(404),
+)
+async def get_timeline(resolution_id: str, request: Request) -> list[TimelineEntry]:
+    """The dated progress updates, oldest first (public; append-only)."""
+    doc = await _read_resolution(request, resolution_id)
+    return [TimelineEntry(**e) for e in doc.get("timeline") or []]
+
+
+@router.get(
+    "/resolutions/{resolution_id}/versions",
+    response_model=list[VersionRecord],
+    response_model_exclude_none=True,
+    tags=["resolutions"],
+    responses=error_responses(401, 403, 404),
+)
+async def get_versions(resolution_id: str, request: Request, _: Coordinator) -> list[VersionRecord]:
+    """Every version with what changed (coordinators: changes may hold personal data)."""
+    doc = await _read_resolution(request, resolution_id)
+    return [VersionRecord(**v) for v in doc.get("versions") or []]
+
+
 @router.post(
     "/resolutions/{resolution_id}/updates",
     response_model=ResolutionView,
+    response_model_exclude_none=True,
     status_code=201,
     tags=["resolutions"],
     responses=error_responses(401, 403, 404, 409, 422, 428),
@@ -219,16 +540,113 @@ async def record_update(
     update: ProgressUpdate,
     request: Request,
     response: Response,
-    principal: Annotated[Principal, Depends(require_roles("coordinator"))],
-    if_match: Annotated[str | None, Header(alias="If-Match", max_length=40)] = None,
+    principal: Coordinator,
+    if_match: IfMatch = None,
 ) -> ResolutionView:
     """Record progress: a dated, append-only timeline entry. Send the version you read."""
-    expected = _if_match(if_match) if if_match is not None else update.version
     try:
         doc = await handlers.record_update(
-            _ctx(request), resolution_id, update, expected_version=expected, actor=principal.id
+            _ctx(request),
+            resolution_id,
+            update,
+            expected_version=_expected(if_match, update.version),
+            actor=principal.id,
         )
     except DomainError as exc:
         raise _error(exc) from exc
-    response.headers["ETag"] = f'"{doc["version"]}"'
-    return _resolution(doc)
+    _with_etag(response, doc)
+    return _resolution(doc, coordinator=True)
+
+
+@router.post(
+    "/resolutions/{resolution_id}/actions",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    status_code=201,
+    tags=["actions"],
+    responses=error_responses(401, 403, 404, 409, 422, 428),
+)
+async def add_action(
+    resolution_id: str,
+    spec: ActionSpec,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Add an action (one level); the resolution's progress becomes the actions' roll-up."""
+    try:
+        doc, action = await handlers.add_action(
+            _ctx(request),
+            resolution_id,
+            spec,
+            expected_version=_expected(if_match, spec.version),
+            actor=principal.id,
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    _with_etag(response, doc)
+    response.headers["Location"] = f"/api/v1/resolutions/{resolution_id}/actions/{action['id']}"
+    return _resolution(doc, coordinator=True)
+
+
+@router.patch(
+    "/resolutions/{resolution_id}/actions/{action_id}",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["actions"],
+    responses=error_responses(401, 403, 404, 409, 422, 428),
+)
+async def change_action(
+    resolution_id: str,
+    action_id: str,
+    change: ActionChange,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Change an action's status, progress, weight or names; the roll-up is recomputed."""
+    try:
+        doc = await handlers.change_action(
+            _ctx(request),
+            resolution_id,
+            action_id,
+            change,
+            expected_version=_expected(if_match, change.version),
+            actor=principal.id,
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    _with_etag(response, doc)
+    return _resolution(doc, coordinator=True)
+
+
+@router.delete(
+    "/resolutions/{resolution_id}/actions/{action_id}",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["actions"],
+    responses=error_responses(401, 403, 404, 409, 428),
+)
+async def remove_action(
+    resolution_id: str,
+    action_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Remove an action; the roll-up is recomputed from the others."""
+    try:
+        doc = await handlers.remove_action(
+            _ctx(request),
+            resolution_id,
+            action_id,
+            expected_version=_if_match(if_match),
+            actor=principal.id,
+        )
+    except DomainError as exc:
+        raise _error(exc) from exc
+    _with_etag(response, doc)
+    return _resolution(doc, coordinator=True)

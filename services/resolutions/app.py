@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import date
 
 from services.resolutions import api, handlers
-from services.resolutions.domain import ConferenceSpec, DomainError, ResolutionSpec
+from services.resolutions.domain import (
+    ActionSpec,
+    ConferenceSpec,
+    DomainError,
+    ProgressUpdate,
+    ResolutionSpec,
+)
 from services.resolutions.settings import ResolutionsSettings
 from services.resolutions.store import RESOLUTIONS, ResolutionsStore
 from shared.contracts import resolutions as resolution_events
@@ -20,38 +26,122 @@ DEMO_CONFERENCE = ConferenceSpec(
     ends_on=date(2024, 2, 8),
     venue="Arusha International Conference Centre (AICC), Arusha",
 )
-_DEMO_TOPICS = [
+# (title sw, title en, lead institution, target, status, progress, note).
+# Illustrative only: the real resolutions come in through the CSV import.
+_DEMO_TOPICS: list[tuple[str, str, str, date, str, int | None, str]] = [
     (
         "Kuimarisha usalama wa mifumo ya TEHAMA",
         "Strengthen the security of ICT systems",
+        "e-GA",
+        date(2024, 12, 31),
         "completed",
         None,
+        "Tathmini ya usalama imefanyika kwa taasisi zote.",
     ),
     (
         "Kuunganisha mifumo ya taasisi za umma",
         "Integrate public institutions' systems",
+        "e-GA",
+        date(2025, 6, 30),
         "in_progress",
-        60,
+        None,  # rolled up from its actions
+        "",
     ),
     (
         "Kujenga uwezo wa wataalamu wa TEHAMA",
         "Build the capacity of ICT professionals",
+        "Utumishi",
+        date(2026, 12, 31),
         "in_progress",
         40,
+        "Wataalamu 300 wamepata mafunzo.",
     ),
     (
         "Kuhamia kwenye vituo vya data vya Serikali",
         "Move to the Government data centres",
+        "e-GA",
+        date(2025, 1, 31),
         "delayed",
         30,
+        "Ucheleweshaji wa vifaa.",
     ),
-    ("Kutumia saini za kidijitali", "Adopt digital signatures", "not_started", None),
+    (
+        "Kutumia saini za kidijitali",
+        "Adopt digital signatures",
+        "e-GA",
+        date(2027, 6, 30),
+        "not_started",
+        None,
+        "",
+    ),
     (
         "Kuboresha huduma za kielektroniki kwa wananchi",
         "Improve e-services for citizens",
+        "e-GA",
+        date(2026, 6, 30),
         "in_progress",
         55,
+        "Huduma 40 zipo kwenye e-Mrejesho.",
     ),
+    (
+        "Kutumia mifumo iliyotengenezwa ndani ya nchi",
+        "Use locally developed systems",
+        "e-GA",
+        date(2026, 12, 31),
+        "in_progress",
+        65,
+        "",
+    ),
+    (
+        "Kusimamia matumizi ya akili bandia Serikalini",
+        "Govern the use of artificial intelligence in Government",
+        "Wizara ya Habari",
+        date(2025, 12, 31),
+        "on_hold",
+        10,
+        "Inasubiri mwongozo wa kitaifa.",
+    ),
+    (
+        "Kuimarisha ulinzi wa taarifa binafsi",
+        "Strengthen personal data protection",
+        "PDPC",
+        date(2025, 3, 31),
+        "completed",
+        None,
+        "",
+    ),
+    (
+        "Kupanua mtandao wa Serikali (GovNet) kwa taasisi zote",
+        "Extend the Government network (GovNet) to all institutions",
+        "e-GA",
+        date(2025, 9, 30),
+        "in_progress",
+        80,
+        "",
+    ),
+    (
+        "Kuweka mifumo ya malipo ya kielektroniki",
+        "Put electronic payment systems in place",
+        "Wizara ya Fedha",
+        date(2024, 6, 30),
+        "completed",
+        None,
+        "",
+    ),
+    (
+        "Kufanya tathmini ya utekelezaji wa Serikali Mtandao kila mwaka",
+        "Assess e-Government implementation every year",
+        "e-GA",
+        date(2027, 2, 28),
+        "in_progress",
+        50,
+        "",
+    ),
+]
+_DEMO_ACTIONS = [
+    ("[DEMO] Kuunganisha mfumo wa GovESB", "e-GA", "completed", None, 2),
+    ("[DEMO] Kuunganisha mifumo ya Wizara ya Fedha", "Wizara ya Fedha", "in_progress", 60, 1),
+    ("[DEMO] Kuunganisha mifumo ya Halmashauri", "TAMISEMI", "in_progress", 20, 1),
 ]
 
 
@@ -63,6 +153,9 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
         title="Mkutano resolutions",
         description="Conference resolutions (maazimio), progress updates with a timeline, "
         "and the implementation report. Publishes resolutions.v1.",
+        # CSV imports are sent as text/csv; up to ~2,000 rows.
+        non_json_paths=[r"^/api/v1/conferences/[^/]+/(resolutions|updates)/import$"],
+        max_body_bytes=2 * 1024 * 1024,
     )
     store = ResolutionsStore(runtime.db)
     ctx = handlers.Context(store=store, wake_relay=runtime.wake_relay)
@@ -84,6 +177,9 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
     @runtime.on_startup
     async def prepare() -> None:
         await store.ensure_indexes()
+        swept = await handlers.sweep_unfinished_imports(ctx)
+        if swept:
+            runtime.log.warning("unfinished_imports_removed", documents=swept)
         if settings.core.seed_demo and await store.get_conference(DEMO_CONFERENCE.id) is None:
             await seed_demo(ctx)
             runtime.log.info("demo_conference_seeded", conference_id=DEMO_CONFERENCE.id)
@@ -92,19 +188,47 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
 
 
 async def seed_demo(ctx: handlers.Context) -> None:
-    """A clearly labelled demo set, so the report shows something after ``make run``."""
+    """A clearly labelled demo set, so the report shows something after ``make run``.
+
+    Twelve [DEMO] resolutions (as many as the 4th conference adopted) with a mix of
+    statuses, dated updates, one resolution rolled up from actions and some overdue.
+    """
     try:
         await handlers.create_conference(ctx, DEMO_CONFERENCE)
     except DomainError:
         return
-    for number, (sw, en, status, progress) in enumerate(_DEMO_TOPICS, start=1):
+    actor = "demo-seed"
+    for number, (sw, en, lead, target, status, progress, note) in enumerate(_DEMO_TOPICS, start=1):
         spec = ResolutionSpec(
             number=number,
             title_sw=f"[DEMO] {sw}",
             title_en=f"[DEMO] {en}",
-            lead_institution="e-GA",
-            target_date=date(2025, 1, 31),
-            status=status,
-            progress=progress,
+            lead_institution=lead,
+            target_date=target,
+            status="not_started",
         )
-        await handlers.create_resolution(ctx, DEMO_CONFERENCE.id, spec, actor="demo-seed")
+        doc = await handlers.create_resolution(ctx, DEMO_CONFERENCE.id, spec, actor=actor)
+        if number == 2:
+            for title, institution, a_status, a_progress, weight in _DEMO_ACTIONS:
+                doc, _ = await handlers.add_action(
+                    ctx,
+                    doc["_id"],
+                    ActionSpec(
+                        title=title,
+                        institution=institution,
+                        status=a_status,
+                        progress=a_progress,
+                        weight=weight,
+                    ),
+                    expected_version=doc["version"],
+                    actor=actor,
+                )
+            continue
+        if status != "not_started":
+            await handlers.record_update(
+                ctx,
+                doc["_id"],
+                ProgressUpdate(status=status, progress=progress, note=f"[DEMO] {note}".strip()),
+                expected_version=doc["version"],
+                actor=actor,
+            )

@@ -1,13 +1,17 @@
-"""Resolutions domain: conferences, resolutions, statuses and progress. Pure: no I/O.
+"""Resolutions domain: conferences, resolutions, actions, statuses and progress. Pure: no I/O.
 
 A resolution's status comes from a catalogue; each status carries a default progress
-(None: keep the current one). Progress updates are dated timeline entries, appended and
-never rewritten; every change is also kept as a version with what changed.
+(None: keep the current one). A resolution may have actions (one level only), each with
+its own status, progress and weight; the resolution's progress is then their weighted
+mean, recomputed on every change. Progress updates are dated timeline entries, appended
+and never rewritten; every change is also kept as a version with what changed.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -18,6 +22,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -29,21 +34,42 @@ STATUS_CATALOGUE: dict[str, int | None] = {
     "completed": 100,
 }
 
+# Bilingual labels and the colour each status has on the report (print-safe, distinct
+# in greyscale too, because the report is often printed on a mono printer).
+STATUS_LABELS: dict[str, dict[str, str]] = {
+    "not_started": {"sw": "Haijaanza", "en": "Not started", "colour": "#9aa0a6"},
+    "in_progress": {"sw": "Inaendelea", "en": "In progress", "colour": "#1a73e8"},
+    "delayed": {"sw": "Imechelewa", "en": "Delayed", "colour": "#d93025"},
+    "on_hold": {"sw": "Imesitishwa", "en": "On hold", "colour": "#f29900"},
+    "completed": {"sw": "Imekamilika", "en": "Completed", "colour": "#188038"},
+}
+
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
 Status = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+Progress = Annotated[int, Field(ge=0, le=100)]
+Weight = Annotated[int, Field(ge=1, le=100)]
+VersionRead = Annotated[int, Field(ge=1, description="The version read; or send If-Match")]
 
 
 class DomainError(Exception):
+    """A rule refused the command; ``status`` is the HTTP status it maps to."""
+
     def __init__(
-        self, code: str, message: str, status: int = 409, field: str | None = None
+        self,
+        code: str,
+        message: str,
+        status: int = 409,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.field = field
+        self.details = details
 
 
 class FocalPersonIn(BaseModel):
@@ -75,6 +101,18 @@ class ConferenceSpec(BaseModel):
         return self
 
 
+class ConferenceChange(BaseModel):
+    """A coordinator's edit of a conference: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name_sw: Text | None = None
+    name_en: Text | None = None
+    starts_on: date | None = None
+    ends_on: date | None = None
+    venue: Text | None = None
+
+
 class ResolutionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,9 +125,36 @@ class ResolutionSpec(BaseModel):
     supporting_institutions: list[Text] = Field(default_factory=list, max_length=50)
     target_date: date | None = None
     status: Status = "not_started"
-    progress: int | None = Field(None, ge=0, le=100)
-    weight: int = Field(1, ge=1, le=100)
+    progress: Progress | None = None
+    weight: Weight = 1
     focal_persons: list[FocalPersonIn] = Field(default_factory=list, max_length=20)
+
+
+class ResolutionChange(BaseModel):
+    """An edit of a resolution's details (status and progress go through updates)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title_sw: Text | None = None
+    title_en: Text | None = None
+    description_sw: LongText | None = None
+    description_en: LongText | None = None
+    lead_institution: Text | None = None
+    supporting_institutions: list[Text] | None = Field(None, max_length=50)
+    target_date: date | None = None
+    weight: Weight | None = None
+    focal_persons: list[FocalPersonIn] | None = Field(None, max_length=20)
+    version: VersionRead | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the coordinator sent, as stored (JSON types)."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"version"})
+
+    @model_validator(mode="after")
+    def _something(self) -> ResolutionChange:
+        if not self.changes():
+            raise ValueError("send at least one field to change")
+        return self
 
 
 class ProgressUpdate(BaseModel):
@@ -98,10 +163,10 @@ class ProgressUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    progress: int | None = Field(None, ge=0, le=100)
+    progress: Progress | None = None
     note: LongText = ""
     evidence: list[AnyHttpUrl] = Field(default_factory=list, max_length=20)
-    version: int | None = Field(None, ge=1, description="The version read; or send If-Match")
+    version: VersionRead | None = None
 
     @model_validator(mode="after")
     def _something(self) -> ProgressUpdate:
@@ -110,13 +175,66 @@ class ProgressUpdate(BaseModel):
         return self
 
 
-def check_status(status: str) -> None:
+class ActionSpec(BaseModel):
+    """An action under a resolution (e.g. one per responsible institution)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Text
+    institution: Text
+    status: Status = "not_started"
+    progress: Progress | None = None
+    weight: Weight = 1
+    # Accepted only to refuse it with a clear reason: actions have one level.
+    parent_action_id: str | None = None
+    version: VersionRead | None = None
+
+    @field_validator("parent_action_id")
+    @classmethod
+    def _one_level(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("actions have one level: an action cannot sit under an action")
+        return value
+
+
+class ActionChange(BaseModel):
+    """A change to one action; a status or progress change is also a timeline entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Text | None = None
+    institution: Text | None = None
+    status: Status | None = None
+    progress: Progress | None = None
+    weight: Weight | None = None
+    note: LongText = ""
+    evidence: list[AnyHttpUrl] = Field(default_factory=list, max_length=20)
+    parent_action_id: str | None = None
+    version: VersionRead | None = None
+
+    @field_validator("parent_action_id")
+    @classmethod
+    def _one_level(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("actions have one level: an action cannot sit under an action")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> ActionChange:
+        fields = ("title", "institution", "status", "progress", "weight")
+        if all(getattr(self, f) is None for f in fields) and not self.note:
+            raise ValueError("send at least one field to change")
+        return self
+
+
+def check_status(status: str, field: str = "status") -> None:
+    """Refuse a status that is not in the catalogue (422)."""
     if status not in STATUS_CATALOGUE:
         raise DomainError(
             "unknown_status",
             f"Unknown status; use one of: {', '.join(STATUS_CATALOGUE)}.",
             status=422,
-            field="status",
+            field=field,
         )
 
 
@@ -128,6 +246,35 @@ def resolve_progress(status: str, progress: int | None, current: int) -> int:
     return current if default is None else default
 
 
+def weighted_mean(items: Iterable[Mapping[str, Any]]) -> int | None:
+    """Weighted mean of ``progress`` by ``weight``, rounded half up; None when empty."""
+    items = list(items)
+    total = sum(int(i.get("weight") or 1) for i in items)
+    if not items or total == 0:
+        return None
+    value = sum(int(i["progress"]) * int(i.get("weight") or 1) for i in items) / total
+    # Half up (not Python's banker's rounding): 62.5 % shows as 63 %, as people expect.
+    return math.floor(value + 0.5)
+
+
+def rolled_up_status(current: str, actions: list[Mapping[str, Any]]) -> str:
+    """The resolution's status once its actions changed.
+
+    All actions completed makes the resolution completed; a completed resolution whose
+    actions are no longer all completed goes back to in progress. Otherwise the
+    coordinator's status stands (delayed, on hold … are judgements, not sums).
+    """
+    if not actions:
+        return current
+    if all(a["status"] == "completed" for a in actions):
+        return "completed"
+    if current == "completed":
+        return "in_progress"
+    if current == "not_started" and any(a["progress"] > 0 for a in actions):
+        return "in_progress"
+    return current
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -137,19 +284,29 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, A
     return {k: {"from": before.get(k), "to": v} for k, v in after.items() if before.get(k) != v}
 
 
-def check_target(target: date | None, conference_starts: date | str) -> None:
-    start = (
-        conference_starts
-        if isinstance(conference_starts, date)
-        else date.fromisoformat(conference_starts)
-    )
-    if target is not None and target < start:
+def as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def check_target(
+    target: date | str | None, conference_starts: date | str, field: str = "target_date"
+) -> None:
+    """A resolution's target date cannot be before the conference that adopted it."""
+    if target is not None and as_date(target) < as_date(conference_starts):
         raise DomainError(
             "target_before_conference",
             "The target date is before the conference.",
             status=422,
-            field="target_date",
+            field=field,
         )
+
+
+def is_overdue(resolution: Mapping[str, Any], today: date) -> bool:
+    """Past its target date and not completed."""
+    target = resolution.get("target_date")
+    return (
+        target is not None and as_date(target) < today and resolution.get("status") != "completed"
+    )
 
 
 def as_datetime(value: str) -> datetime:

@@ -54,6 +54,11 @@ class ResolutionUpdated(_ResolutionEvent):
     note: str | None = None
     recorded_by: str
     updated_at: datetime
+    # Additive (v1): what changed (e.g. ["progress", "status"], ["title_en"], ["actions"]),
+    # the evidence links of a progress update, and the action it concerned, if any.
+    changed: list[str] = []
+    evidence: list[str] = []
+    action_id: str | None = None
 
 
 @register
