@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
 
 from services.registration import handlers
 from services.registration.domain import (
+    CSV_COLUMNS,
+    FIXED_FIELDS,
+    AccessibilityNeed,
+    Cadre,
+    CheckInRequest,
     DomainError,
+    EventChange,
     EventSpec,
+    Language,
+    RegistrationChange,
     RegistrationRequest,
+    RegistrationStatus,
+    Rejection,
+    csv_row,
     registration_window_open,
 )
-from shared.auth import require_roles
+from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, error_responses
 from shared.timeutil import now_iso, utcnow
 
@@ -79,7 +96,7 @@ def _event_view(doc: dict[str, Any]) -> EventView:
 
 
 def _domain_error(exc: DomainError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
+    return ApiError(exc.status, exc.code, exc.message, details=exc.details)
 
 
 @router.get("/events", response_model=list[EventView], tags=["events"])
@@ -209,3 +226,405 @@ async def _replay(ctx: handlers.Context, record: dict[str, Any]) -> dict[str, An
         )
         body["manage_token"] = token
     return body
+
+
+# -- registrations: shared views -------------------------------------------------------------
+
+Reference = Annotated[str, Path(min_length=5, max_length=32, pattern=r"^[A-Za-z0-9-]+$")]
+ManageTokenHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Manage-Token",
+        max_length=128,
+        description="The manage token returned once at registration.",
+    ),
+]
+ManageTokenQuery = Annotated[
+    str | None,
+    Query(alias="token", max_length=128, description="The manage token (e.g. from a link)."),
+]
+Organiser = Annotated[Principal, Depends(require_roles("organiser"))]
+Registrar = Annotated[Principal, Depends(require_roles("registrar"))]
+
+
+class RegistrationView(BaseModel):
+    """A registration as its participant sees it."""
+
+    reference: str
+    status: RegistrationStatus
+    event_id: str
+    full_name: str
+    email: str
+    phone: str
+    institution: str
+    position: str
+    cadre: Cadre
+    region: str | None = None
+    accessibility_needs: list[AccessibilityNeed] = []
+    accessibility_other: str | None = None
+    dietary_needs: str | None = None
+    language: Language
+    waitlist_position: int | None = None
+    checkins: dict[str, str] = {}
+    ticket: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class OrganiserRegistrationView(RegistrationView):
+    """A registration as organisers see it: with its id, consent and decisions."""
+
+    id: str
+    consent: dict[str, Any]
+    rejection_reason: str | None = None
+
+
+class RegistrationPage(BaseModel):
+    items: list[OrganiserRegistrationView]
+    next_cursor: str | None = None
+
+
+class Statistics(BaseModel):
+    event_id: str
+    capacity: int
+    seats_taken: int
+    by_status: dict[str, int]
+    by_cadre: dict[str, int]
+    by_institution: dict[str, int]
+    by_region: dict[str, int]
+
+
+class CheckInResult(BaseModel):
+    reference: str
+    full_name: str
+    institution: str
+    day: str
+    checked_in_at: str
+
+
+class ReconcileResult(BaseModel):
+    seats_taken_before: int = Field(description="The counter before the repair")
+    recounted: int = Field(description="Confirmed registrations found")
+    seats_taken: int = Field(description="The counter now, after promotions")
+    promoted: int = Field(description="Waitlisted participants promoted into freed seats")
+
+
+def _view_fields(ctx: handlers.Context, doc: dict[str, Any]) -> dict[str, Any]:
+    ticket = ctx.signer.sign(doc["_id"], doc["event_id"]) if doc["status"] == "confirmed" else None
+    return {**doc, "ticket": ticket, "checkins": doc.get("checkins") or {}}
+
+
+def _own_view(ctx: handlers.Context, doc: dict[str, Any]) -> RegistrationView:
+    return RegistrationView.model_validate(_view_fields(ctx, doc))
+
+
+def _organiser_view(ctx: handlers.Context, doc: dict[str, Any]) -> OrganiserRegistrationView:
+    return OrganiserRegistrationView.model_validate({**_view_fields(ctx, doc), "id": doc["_id"]})
+
+
+async def _run(coro: Any) -> Any:
+    try:
+        return await coro
+    except DomainError as exc:
+        raise _domain_error(exc) from exc
+
+
+# -- events: organisers ------------------------------------------------------------------------
+
+
+@router.patch(
+    "/events/{event_id}",
+    response_model=EventView,
+    tags=["events"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def update_event(
+    event_id: str, change: EventChange, request: Request, _: Organiser
+) -> EventView:
+    """Change an event (organisers): details, capacity, window, state. Announced on the stream."""
+    return _event_view(await _run(handlers.update_event(_ctx(request), event_id, change)))
+
+
+@router.post(
+    "/events/{event_id}/reconcile",
+    response_model=ReconcileResult,
+    tags=["events"],
+    responses=error_responses(401, 403, 404),
+)
+async def reconcile(event_id: str, request: Request, _: Organiser) -> ReconcileResult:
+    """Recount confirmed registrations, repair the seat counter, promote into freed seats."""
+    return ReconcileResult(**await _run(handlers.reconcile_seats(_ctx(request), event_id)))
+
+
+class Filters(BaseModel):
+    status: RegistrationStatus | None = None
+    cadre: Cadre | None = None
+    institution: str | None = None
+    region: str | None = None
+    q: str | None = None
+
+
+def _filters(
+    status: RegistrationStatus | None = None,
+    cadre: Cadre | None = None,
+    institution: Annotated[str | None, Query(max_length=200)] = None,
+    region: Annotated[str | None, Query(max_length=60)] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="Free text: name, email, reference…")
+    ] = None,
+) -> dict[str, Any]:
+    return Filters(
+        status=status, cadre=cadre, institution=institution, region=region, q=q
+    ).model_dump(exclude_none=True)
+
+
+def _encode_cursor(doc: dict[str, Any]) -> str:
+    raw = json.dumps([doc.get("created_us", 0), doc["_id"]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_us, last_id = json.loads(raw)
+        if not isinstance(created_us, int) or not isinstance(last_id, str):
+            raise ValueError
+        return created_us, last_id
+    except (ValueError, TypeError):
+        raise ApiError(
+            422,
+            "validation_error",
+            "Some fields are missing or invalid.",
+            fields=[FieldProblem(field="cursor", reason="not a cursor from this API")],
+        ) from None
+
+
+@router.get(
+    "/events/{event_id}/registrations",
+    response_model=RegistrationPage,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 404, 422),
+)
+async def list_registrations(
+    event_id: str,
+    request: Request,
+    _: Organiser,
+    filters: Annotated[dict[str, Any], Depends(_filters)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> RegistrationPage:
+    """Registrations of an event, oldest first, filtered; follow ``next_cursor`` for more."""
+    ctx = _ctx(request)
+    after = _decode_cursor(cursor) if cursor else None
+    await _run(handlers._event_or_404(ctx, event_id))
+    docs = await ctx.store.page_registrations(event_id, filters, after, limit + 1)
+    more = len(docs) > limit
+    docs = docs[:limit]
+    return RegistrationPage(
+        items=[_organiser_view(ctx, d) for d in docs],
+        next_cursor=_encode_cursor(docs[-1]) if more and docs else None,
+    )
+
+
+@router.get(
+    "/events/{event_id}/registrations.csv",
+    tags=["organisers"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 403, 404, 422)},
+)
+async def export_registrations(
+    event_id: str,
+    request: Request,
+    _: Organiser,
+    filters: Annotated[dict[str, Any], Depends(_filters)],
+) -> StreamingResponse:
+    """CSV export (UTF-8 with BOM for spreadsheets), streamed row by row from a cursor."""
+    ctx = _ctx(request)
+    await _run(handlers._event_or_404(ctx, event_id))
+
+    async def rows() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        yield "\ufeff" + _drain(buffer)  # the BOM lets spreadsheets read UTF-8 names
+        count = 0
+        async for doc in ctx.store.stream_registrations(event_id, filters):
+            writer.writerow(csv_row(doc))
+            count += 1
+            if count % 200 == 0:  # send in chunks, never the whole file at once
+                yield _drain(buffer)
+        yield _drain(buffer)
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{event_id}-registrations.csv"'},
+    )
+
+
+def _drain(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
+
+
+@router.get(
+    "/events/{event_id}/statistics",
+    response_model=Statistics,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 404),
+)
+async def statistics(event_id: str, request: Request, _: Organiser) -> Statistics:
+    """Counts by status; active registrations by cadre, institution and region."""
+    ctx = _ctx(request)
+    event = await _run(handlers._event_or_404(ctx, event_id))
+    stats = await ctx.store.statistics(event_id)
+    return Statistics(
+        event_id=event_id,
+        capacity=event["capacity"],
+        seats_taken=event.get("seats_taken", 0),
+        by_status=stats["status"],
+        by_cadre=stats["cadre"],
+        by_institution=stats["institution"],
+        by_region=stats["region"],
+    )
+
+
+@router.post(
+    "/registrations/{registration_id}/approve",
+    response_model=OrganiserRegistrationView,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 404, 409),
+)
+async def approve(
+    registration_id: Annotated[str, Path(max_length=64)], request: Request, who: Organiser
+) -> OrganiserRegistrationView:
+    """Approve a nomination: confirmed if a seat is left, else waitlisted."""
+    ctx = _ctx(request)
+    doc = await _run(handlers.approve_registration(ctx, registration_id, who.id))
+    return _organiser_view(ctx, doc)
+
+
+@router.post(
+    "/registrations/{registration_id}/reject",
+    response_model=OrganiserRegistrationView,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def reject(
+    registration_id: Annotated[str, Path(max_length=64)],
+    body: Rejection,
+    request: Request,
+    who: Organiser,
+) -> OrganiserRegistrationView:
+    """Reject a nomination with a reason."""
+    ctx = _ctx(request)
+    doc = await _run(handlers.reject_registration(ctx, registration_id, who.id, body.reason))
+    return _organiser_view(ctx, doc)
+
+
+# -- self-service ------------------------------------------------------------------------------
+
+
+async def _own(
+    ctx: handlers.Context, reference: str, header: str | None, query: str | None
+) -> dict[str, Any]:
+    return await _run(handlers.find_own_registration(ctx, reference, header or query or ""))
+
+
+@router.get(
+    "/registrations/{reference}",
+    response_model=RegistrationView,
+    tags=["self-service"],
+    responses=error_responses(404),
+)
+async def get_own_registration(
+    reference: Reference,
+    request: Request,
+    x_manage_token: ManageTokenHeader = None,
+    token: ManageTokenQuery = None,
+) -> RegistrationView:
+    """A participant's own registration (reference + manage token), with the ticket."""
+    ctx = _ctx(request)
+    return _own_view(ctx, await _own(ctx, reference, x_manage_token, token))
+
+
+_CHANGE_SCHEMA = RegistrationChange.model_json_schema()
+
+
+@router.patch(
+    "/registrations/{reference}",
+    response_model=RegistrationView,
+    tags=["self-service"],
+    responses=error_responses(404, 409, 413, 415, 422),
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _CHANGE_SCHEMA}}}},
+)
+async def update_own_registration(
+    reference: Reference,
+    request: Request,
+    body: Annotated[dict[str, Any], Body()],
+    x_manage_token: ManageTokenHeader = None,
+    token: ManageTokenQuery = None,
+) -> RegistrationView:
+    """Change phone, position, needs or language. Other fields are refused."""
+    ctx = _ctx(request)
+    doc = await _own(ctx, reference, x_manage_token, token)
+    fixed = sorted(k for k in body if k in FIXED_FIELDS)
+    if fixed:
+        raise ApiError(
+            422,
+            "field_not_changeable",
+            "These fields cannot be changed here; contact the organisers.",
+            fields=[FieldProblem(field=k, reason="cannot be changed") for k in fixed],
+        )
+    try:
+        change = RegistrationChange.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
+    written = await _run(handlers.update_own_registration(ctx, doc["_id"], change))
+    return _own_view(ctx, written)
+
+
+@router.post(
+    "/registrations/{reference}/cancel",
+    response_model=RegistrationView,
+    tags=["self-service"],
+    responses=error_responses(404, 409),
+)
+async def cancel_own_registration(
+    reference: Reference,
+    request: Request,
+    x_manage_token: ManageTokenHeader = None,
+    token: ManageTokenQuery = None,
+) -> RegistrationView:
+    """Cancel one's own registration; the seat goes to the first on the waiting list."""
+    ctx = _ctx(request)
+    doc = await _own(ctx, reference, x_manage_token, token)
+    written = await _run(handlers.cancel_registration(ctx, doc["_id"], by="participant"))
+    return _own_view(ctx, written)
+
+
+# -- check-in ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/checkins",
+    response_model=CheckInResult,
+    status_code=201,
+    tags=["check-in"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
+    """Record attendance for today from a scanned ticket (registrars)."""
+    result = await _run(handlers.check_in(_ctx(request), body.ticket))
+    doc = result["registration"]
+    return CheckInResult(
+        reference=doc["reference"],
+        full_name=doc["full_name"],
+        institution=doc["institution"],
+        day=result["day"],
+        checked_in_at=result["checked_in_at"],
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from services.registration import api, handlers
+from services.registration import api, handlers, web
 from services.registration.domain import EventSpec, TicketSigner
 from services.registration.settings import RegistrationSettings
 from services.registration.store import EVENTS, REGISTRATIONS, RegistrationStore
@@ -52,6 +52,8 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         title="Mkutano registration",
         description="Events catalogue, registration, capacity and waiting list. "
         "Publishes the registration stream (registration.v1).",
+        # The registration page posts an HTML form (works without JavaScript).
+        non_json_paths=[r"^/register/"],
     )
     store = RegistrationStore(runtime.db)
     context = handlers.Context(
@@ -65,8 +67,17 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     # Declared publishers document each event type in the AsyncAPI spec.
     for event_cls in (
         registration_events.ParticipantRegistered,
+        registration_events.ParticipantWaitlisted,
+        registration_events.WaitlistPromoted,
+        registration_events.RegistrationApproved,
+        registration_events.RegistrationRejected,
+        registration_events.RegistrationUpdated,
+        registration_events.RegistrationCancelled,
+        registration_events.ParticipantCheckedIn,
         registration_events.ConfirmationResendRequested,
         registration_events.EventPublished,
+        registration_events.EventUpdated,
+        registration_events.EventCancelled,
     ):
         runtime.broker.publisher(
             REGISTRATION,
@@ -75,6 +86,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
             schema=event_cls,
         )
     runtime.app.include_router(api.router)
+    runtime.app.include_router(web.router)
 
     @runtime.on_startup
     async def prepare() -> None:
@@ -87,5 +99,9 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
                 runtime.log.info("demo_event_seeded", event_id=DEMO_EVENT.id)
             except DomainError:
                 pass
+        # A crash between taking a seat and writing its registration (or cancelling and
+        # releasing) leaves a counter wrong: recount every open event before serving.
+        repaired = await handlers.reconcile_all(context)
+        runtime.log.info("seats_reconciled", events_repaired=repaired)
 
     return runtime

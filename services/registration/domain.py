@@ -48,11 +48,14 @@ _REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 class DomainError(Exception):
     """A rule of the domain refused the command; ``code`` says which."""
 
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 409, details: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details
 
 
 def normalise_phone(raw: str) -> str:
@@ -266,3 +269,220 @@ def new_registration_id() -> str:
 
 def now() -> datetime:
     return utcnow()
+
+
+# -- organisers change events ----------------------------------------------------------
+
+# Allowed state changes; a cancelled event stays cancelled (registrations were told).
+_EVENT_TRANSITIONS: dict[str, set[str]] = {
+    "draft": {"draft", "published", "cancelled"},
+    "published": {"published", "closed", "cancelled"},
+    "closed": {"closed", "published", "cancelled"},
+    "cancelled": {"cancelled"},
+}
+
+
+class EventChange(BaseModel):
+    """What an organiser may change on an event (every field optional; ``id`` is fixed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=32)] | None
+    ) = None
+    title_sw: Text | None = None
+    title_en: Text | None = None
+    description_sw: LongText | None = None
+    description_en: LongText | None = None
+    theme: LongText | None = None
+    venue: Text | None = None
+    city: Text | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    capacity: int | None = Field(default=None, ge=1, le=100_000)
+    registration_opens_at: datetime | None = None
+    registration_closes_at: datetime | None = None
+    requires_approval: bool | None = None
+    admitted_cadres: list[Cadre] | None = Field(default=None, max_length=5)
+    state: EventState | None = None
+    cancellation_reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            v = v.replace(tzinfo=EAT)
+        return v
+
+
+def apply_event_change(event: dict, change: EventChange) -> dict:
+    """The ``$set`` an event change makes, after checking it against the event as stored.
+
+    Raises DomainError for a forbidden state change, a capacity below the confirmed
+    seats, or dates out of order. Returns only the fields that really change.
+    """
+    given = change.model_dump(mode="json", exclude_unset=True, exclude={"cancellation_reason"})
+    changes = {k: v for k, v in given.items() if event.get(k) != v}
+    new_state = changes.get("state", event["state"])
+    if new_state not in _EVENT_TRANSITIONS[event["state"]]:
+        raise DomainError(
+            "invalid_state_change", f"An event cannot go from {event['state']} to {new_state}."
+        )
+    capacity = changes.get("capacity", event["capacity"])
+    if capacity < event.get("seats_taken", 0):
+        raise DomainError(
+            "capacity_below_confirmed",
+            f"{event.get('seats_taken', 0)} participants are confirmed; "
+            "cancel registrations before lowering the capacity below that.",
+        )
+    merged = {**event, **changes}
+    if _dt(merged["ends_at"]) < _dt(merged["starts_at"]):
+        raise DomainError("invalid_dates", "ends_at is before starts_at.", status=422)
+    opens, closes = merged.get("registration_opens_at"), merged.get("registration_closes_at")
+    if opens and closes and _dt(closes) < _dt(opens):
+        raise DomainError(
+            "invalid_dates", "registration_closes_at is before registration_opens_at.", status=422
+        )
+    return changes
+
+
+# -- self-service --------------------------------------------------------------------
+
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=24)]
+
+
+class RegistrationChange(BaseModel):
+    """What a participant may change on their own registration; anything else is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: Phone | None = None
+    position: Text | None = None
+    accessibility_needs: list[AccessibilityNeed] | None = Field(default=None, max_length=4)
+    accessibility_other: Annotated[str, StringConstraints(max_length=200)] | None = None
+    dietary_needs: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None
+    ) = None
+    language: Language | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalise_phone(v) if v is not None else None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RegistrationChange:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        for name in ("phone", "position", "language"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be removed")
+        return self
+
+
+# Fields of a registration that exist but a participant may not change themselves.
+FIXED_FIELDS = frozenset(
+    {"full_name", "email", "institution", "cadre", "region", "consent", "status", "reference"}
+)
+
+
+def changed_fields(registration: dict, change: RegistrationChange) -> dict:
+    """The ``$set`` of a participant's change: only what really differs."""
+    given = change.model_dump(mode="json", exclude_unset=True)
+    return {k: v for k, v in given.items() if registration.get(k) != v}
+
+
+def tokens_match(presented_hash: str, stored_hash: str | None) -> bool:
+    """Constant-time comparison; an unknown reference compares against a dummy hash."""
+    return hmac.compare_digest(presented_hash, stored_hash or _DUMMY_HASH) and bool(stored_hash)
+
+
+_DUMMY_HASH = hashlib.sha256(b"no such registration").hexdigest()
+
+
+# -- check-in ------------------------------------------------------------------------
+
+
+def local_day(moment: datetime) -> str:
+    """The date at the venue (Africa/Dar_es_Salaam) of an instant: the check-in day."""
+    return moment.astimezone(EAT).date().isoformat()
+
+
+def check_can_check_in(registration: dict, event: dict, moment: datetime) -> str:
+    """The day to record attendance for, or a DomainError saying why not."""
+    if event["state"] == "cancelled":
+        raise DomainError("event_cancelled", "This event has been cancelled.")
+    if registration["status"] != "confirmed":
+        raise DomainError(
+            f"registration_{registration['status']}",
+            f"This registration is {registration['status'].replace('_', ' ')}, not confirmed.",
+        )
+    day = local_day(moment)
+    first, last = local_day(_dt(event["starts_at"])), local_day(_dt(event["ends_at"]))
+    if not first <= day <= last:
+        raise DomainError(
+            "not_an_event_day", f"Check-in is open from {first} to {last} (venue time)."
+        )
+    previous = (registration.get("checkins") or {}).get(day)
+    if previous:
+        raise DomainError(
+            "already_checked_in",
+            f"Already checked in on {day} at {previous}.",
+            details={"day": day, "checked_in_at": previous},
+        )
+    return day
+
+
+# -- approval ------------------------------------------------------------------------
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+
+
+class CheckInRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=400)]
+
+
+# -- exports -------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "reference",
+    "status",
+    "full_name",
+    "email",
+    "phone",
+    "institution",
+    "position",
+    "cadre",
+    "region",
+    "accessibility_needs",
+    "dietary_needs",
+    "language",
+    "waitlist_position",
+    "checked_in_days",
+    "created_at",
+)
+
+
+def csv_cell(value: object) -> str:
+    """A safe CSV cell: lists joined, and formula-looking text neutralised (CSV injection)."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        value = ";".join(str(v) for v in value)
+    text = str(value)
+    is_phone = text.startswith("+") and text[1:].isdigit()  # E.164 is data, not a formula
+    if text and text[0] in "=+-@\t\r" and not is_phone:
+        text = "'" + text
+    return text
+
+
+def csv_row(doc: dict) -> list[str]:
+    """One registration as an export row, in ``CSV_COLUMNS`` order."""
+    values = {**doc, "checked_in_days": sorted((doc.get("checkins") or {}).keys())}
+    return [csv_cell(values.get(col)) for col in CSV_COLUMNS]

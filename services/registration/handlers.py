@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -11,9 +12,14 @@ from pymongo.errors import DuplicateKeyError
 
 from services.registration.domain import (
     DomainError,
+    EventChange,
     EventSpec,
+    RegistrationChange,
     RegistrationRequest,
     TicketSigner,
+    apply_event_change,
+    changed_fields,
+    check_can_check_in,
     check_can_register,
     event_details,
     hash_token,
@@ -21,16 +27,26 @@ from services.registration.domain import (
     new_reference,
     new_registration_id,
     now,
+    tokens_match,
 )
 from services.registration.store import RegistrationStore
 from shared.contracts.registration import (
     ConfirmationResendRequested,
+    EventCancelled,
     EventPublished,
+    EventUpdated,
+    ParticipantCheckedIn,
+    ParticipantContact,
     ParticipantRegistered,
     ParticipantWaitlisted,
+    RegistrationApproved,
+    RegistrationCancelled,
+    RegistrationRejected,
+    RegistrationUpdated,
+    WaitlistPromoted,
 )
 from shared.envelope import wrap
-from shared.outbox import mutate, new_document
+from shared.outbox import ConcurrentUpdate, mutate, new_document, save, update_spec
 from shared.timeutil import iso
 
 SERVICE = "registration"
@@ -145,6 +161,8 @@ async def register_participant(
             "manage_token_hash": hash_token(token),
             "checkins": {},
             "created_at": iso(moment),
+            # Microseconds since the epoch: the sort and paging key of organisers' lists.
+            "created_us": int(moment.timestamp() * 1_000_000),
             "updated_at": iso(moment),
         }
         message = wrap(
@@ -211,8 +229,6 @@ async def request_resend(ctx: Context, event_id: str, email: str) -> None:
         return
 
     def decide(doc: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        from shared.contracts.registration import ParticipantContact
-
         ticket = ctx.signer.sign(doc["_id"], event_id) if doc["status"] == "confirmed" else None
         msg = wrap(
             ConfirmationResendRequested(
@@ -243,3 +259,424 @@ def request_fingerprint(event_id: str, body: dict[str, Any]) -> str:
     """Hash of a request, to tell a retry from a different request under the same key."""
     canonical = json.dumps({"event_id": event_id, "body": body}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# -- shared pieces -------------------------------------------------------------------------
+
+
+def contact_of(doc: dict[str, Any]) -> ParticipantContact:
+    """The participant's contact details as the events carry them."""
+    return ParticipantContact(
+        full_name=doc["full_name"],
+        email=doc["email"],
+        phone=doc["phone"],
+        language=doc["language"],
+        institution=doc["institution"],
+        position=doc.get("position"),
+    )
+
+
+def _base(doc: dict[str, Any], event: dict[str, Any], status: str) -> dict[str, Any]:
+    return {
+        "registration_id": doc["_id"],
+        "reference": doc["reference"],
+        "event": event_details(event),
+        "participant": contact_of(doc),
+        "status": status,
+    }
+
+
+async def _event_or_404(ctx: Context, event_id: str) -> dict[str, Any]:
+    event = await ctx.store.get_event(event_id)
+    if event is None:
+        raise DomainError("event_not_found", "No such event.", status=404)
+    return event
+
+
+async def _registration_or_404(ctx: Context, registration_id: str) -> dict[str, Any]:
+    doc = await ctx.store.get_registration(registration_id)
+    if doc is None:
+        raise DomainError("registration_not_found", "No such registration.", status=404)
+    return doc
+
+
+# -- events catalogue ------------------------------------------------------------------------
+
+
+async def update_event(ctx: Context, event_id: str, change: EventChange) -> dict[str, Any]:
+    """An organiser changes an event; publishing, cancelling or editing is announced.
+
+    A raised capacity promotes waitlisted participants into the new seats. Cancelling an
+    event cancels its active registrations, each with its own ``RegistrationCancelled``.
+    """
+    for _ in range(20):
+        event = await _event_or_404(ctx, event_id)
+        changes = apply_event_change(event, change)
+        if not changes:
+            return event
+        stamp = iso(now())
+        merged = {**event, **changes}
+        state = merged["state"]
+        common = {
+            "event_id": event_id,
+            "event": event_details(merged),
+            "capacity": merged["capacity"],
+            "state": state,
+        }
+        if "state" in changes and state == "published":
+            message = EventPublished(**common)
+        elif "state" in changes and state == "cancelled":
+            message = EventCancelled(**common, reason=change.cancellation_reason)
+        else:
+            message = EventUpdated(**common, changed_fields=sorted(changes))
+        changes["updated_at"] = stamp
+        flt, update = update_spec(event, changes, [wrap(message, SERVICE)])
+        # Lowering the capacity must not undercut seats taken meanwhile by new registrations.
+        flt["seats_taken"] = {"$lte": merged["capacity"]}
+        result = await ctx.store.events.update_one(flt, update)
+        if result.matched_count == 1:
+            break
+    else:
+        raise DomainError("concurrent_update", "The event is changing; try again.")
+    ctx.wake_relay()
+    if state == "cancelled" and "state" in changes:
+        await _cancel_all(ctx, event_id, change.cancellation_reason)
+    elif merged["capacity"] > event["capacity"]:
+        await promote_waitlisted(ctx, event_id, merged["capacity"] - event["capacity"])
+    return await _event_or_404(ctx, event_id)
+
+
+async def _cancel_all(ctx: Context, event_id: str, reason: str | None) -> None:
+    active = ctx.store.registrations.find(
+        {"event_id": event_id, "status": {"$in": ["confirmed", "waitlisted", "pending_approval"]}},
+        projection={"_id": 1},
+    )
+    ids = [doc["_id"] async for doc in active]
+    for registration_id in ids:
+        try:
+            await cancel_registration(
+                ctx, registration_id, by="organiser", reason=reason or "event cancelled"
+            )
+        except DomainError:
+            continue  # cancelled meanwhile by the participant
+
+
+# -- waiting list and seats ------------------------------------------------------------------
+
+
+async def promote_waitlisted(ctx: Context, event_id: str, seats: int = 1) -> list[str]:
+    """Confirm up to ``seats`` waitlisted participants, first in line first.
+
+    Each promotion first takes a seat with the conditional ``$inc`` and then moves one
+    registration from waitlisted to confirmed with a revision-checked write; a loser of a
+    race re-reads the line, and a seat nobody can use is released. So two concurrent
+    cancellations promote exactly two and the capacity is never exceeded.
+    """
+    event = await ctx.store.get_event(event_id)
+    if event is None or event["state"] == "cancelled":
+        return []
+    promoted: list[str] = []
+    while len(promoted) < seats:
+        if not await ctx.store.take_seat(event_id):
+            break
+        doc = await _promote_first(ctx, event)
+        if doc is None:
+            await ctx.store.release_seat(event_id)
+            break
+        promoted.append(doc["_id"])
+    if promoted:
+        ctx.wake_relay()
+    return promoted
+
+
+async def _promote_first(ctx: Context, event: dict[str, Any]) -> dict[str, Any] | None:
+    for _ in range(50):
+        candidate = await ctx.store.first_waitlisted(event["_id"])
+        if candidate is None:
+            return None
+        moment = now()
+        ticket = ctx.signer.sign(candidate["_id"], event["_id"])
+        message = WaitlistPromoted(
+            **_base(candidate, event, "confirmed"), promoted_at=moment, ticket=ticket
+        )
+        try:
+            return await save(
+                ctx.store.registrations,
+                candidate,
+                {
+                    "status": "confirmed",
+                    "waitlist_position": None,
+                    "promoted_at": iso(moment),
+                    "updated_at": iso(moment),
+                },
+                [wrap(message, SERVICE)],
+            )
+        except ConcurrentUpdate:
+            continue  # promoted or cancelled meanwhile: look at the line again
+    return None
+
+
+async def reconcile_seats(ctx: Context, event_id: str, settle_s: float = 0.2) -> dict[str, int]:
+    """Recount the confirmed registrations and repair the event's seat counter.
+
+    A crash between taking a seat and writing the registration (or between cancelling
+    and releasing) leaves the counter wrong. The recount is compared twice, ``settle_s``
+    apart, so that a registration in flight is not mistaken for a leak, and the counter
+    is set with a compare-and-set. Freed seats then go to the waiting list.
+    """
+    for _ in range(10):
+        event = await _event_or_404(ctx, event_id)
+        before = int(event.get("seats_taken", 0))
+        confirmed = await ctx.store.count_confirmed(event_id)
+        if confirmed == before:
+            break
+        if settle_s:
+            await asyncio.sleep(settle_s)
+            again = await ctx.store.get_event(event_id)
+            if again is None or again.get("seats_taken") != before:
+                continue
+            if await ctx.store.count_confirmed(event_id) != confirmed:
+                continue
+        if await ctx.store.set_seats_taken(event_id, before, confirmed):
+            break
+    else:
+        raise DomainError("concurrent_update", "Seats keep changing; try again.")
+    promoted = await promote_waitlisted(ctx, event_id, max(0, event["capacity"] - confirmed))
+    return {
+        "seats_taken_before": before,
+        "recounted": confirmed,
+        "seats_taken": confirmed + len(promoted),
+        "promoted": len(promoted),
+    }
+
+
+async def reconcile_all(ctx: Context) -> int:
+    """Reconcile every event that still takes or holds registrations (run at startup)."""
+    repaired = 0
+    async for event in ctx.store.events.find(
+        {"state": {"$in": ["published", "closed"]}}, projection={"_id": 1}
+    ):
+        result = await reconcile_seats(ctx, event["_id"], settle_s=0)
+        repaired += int(result["seats_taken_before"] != result["recounted"])
+    return repaired
+
+
+# -- cancelling ------------------------------------------------------------------------------
+
+
+async def cancel_registration(
+    ctx: Context, registration_id: str, *, by: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Cancel a registration; a released seat goes to the first waitlisted participant."""
+    doc = await _registration_or_404(ctx, registration_id)
+    event = await _event_or_404(ctx, doc["event_id"])
+    previous: dict[str, str] = {}
+
+    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        if current["status"] in ("cancelled", "rejected"):
+            raise DomainError(
+                f"registration_{current['status']}",
+                f"This registration is already {current['status']}.",
+            )
+        previous["status"] = current["status"]
+        moment = now()
+        message = RegistrationCancelled(
+            **_base(current, event, "cancelled"),
+            cancelled_at=moment,
+            cancelled_by=by,  # type: ignore[arg-type]
+            reason=reason,
+        )
+        changes = {
+            "status": "cancelled",
+            "waitlist_position": None,
+            "cancelled_at": iso(moment),
+            "cancelled_by": by,
+            "updated_at": iso(moment),
+        }
+        return changes, [wrap(message, SERVICE)]
+
+    written = await mutate(ctx.store.registrations, registration_id, decide)
+    assert written is not None
+    ctx.wake_relay()
+    if previous.get("status") == "confirmed":
+        # A crash right here leaves the counter one too high: reconcile_seats repairs it.
+        await ctx.store.release_seat(doc["event_id"])
+        await promote_waitlisted(ctx, doc["event_id"], 1)
+    return written
+
+
+# -- approval --------------------------------------------------------------------------------
+
+
+async def approve_registration(ctx: Context, registration_id: str, by: str) -> dict[str, Any]:
+    """Approve a nomination: confirmed while seats last, else waitlisted in order."""
+    for _ in range(20):
+        doc = await _registration_or_404(ctx, registration_id)
+        if doc["status"] != "pending_approval":
+            raise DomainError(
+                "not_pending_approval", f"This registration is {doc['status']}, not pending."
+            )
+        event = await _event_or_404(ctx, doc["event_id"])
+        if event["state"] == "cancelled":
+            raise DomainError("event_cancelled", "This event has been cancelled.")
+        moment = now()
+        seat = await ctx.store.take_seat(event["_id"])
+        if seat:
+            status, position = "confirmed", None
+        else:
+            status, position = "waitlisted", await ctx.store.next_waitlist_position(event["_id"])
+        ticket = ctx.signer.sign(doc["_id"], event["_id"]) if seat else None
+        messages = [
+            wrap(
+                RegistrationApproved(
+                    **_base(doc, event, status),
+                    approved_at=moment,
+                    approved_by=by,
+                    ticket=ticket,
+                    waitlist_position=position,
+                ),
+                SERVICE,
+            )
+        ]
+        if position is not None:
+            messages.append(
+                wrap(
+                    ParticipantWaitlisted(
+                        **_base(doc, event, "waitlisted"),
+                        waitlist_position=position,
+                        waitlisted_at=moment,
+                    ),
+                    SERVICE,
+                )
+            )
+        changes = {
+            "status": status,
+            "waitlist_position": position,
+            "approved_at": iso(moment),
+            "approved_by": by,
+            "updated_at": iso(moment),
+        }
+        try:
+            written = await save(ctx.store.registrations, doc, changes, messages)
+        except ConcurrentUpdate:
+            if seat:
+                await ctx.store.release_seat(event["_id"])
+            continue
+        ctx.wake_relay()
+        return written
+    raise DomainError("concurrent_update", "The registration is changing; try again.")
+
+
+async def reject_registration(
+    ctx: Context, registration_id: str, by: str, reason: str
+) -> dict[str, Any]:
+    """Reject a nomination, with a reason the participant is told."""
+    doc = await _registration_or_404(ctx, registration_id)
+    event = await _event_or_404(ctx, doc["event_id"])
+
+    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        if current["status"] != "pending_approval":
+            raise DomainError(
+                "not_pending_approval", f"This registration is {current['status']}, not pending."
+            )
+        moment = now()
+        message = RegistrationRejected(
+            **_base(current, event, "rejected"), rejected_at=moment, rejected_by=by, reason=reason
+        )
+        changes = {
+            "status": "rejected",
+            "rejected_at": iso(moment),
+            "rejected_by": by,
+            "rejection_reason": reason,
+            "updated_at": iso(moment),
+        }
+        return changes, [wrap(message, SERVICE)]
+
+    written = await mutate(ctx.store.registrations, registration_id, decide)
+    assert written is not None
+    ctx.wake_relay()
+    return written
+
+
+# -- self-service ----------------------------------------------------------------------------
+
+
+async def find_own_registration(ctx: Context, reference: str, token: str) -> dict[str, Any]:
+    """The registration for a reference and its manage token, or the one same 404.
+
+    The same work is done whatever fails (a lookup, a hash, a constant-time compare
+    against a dummy hash when the reference is unknown), so answers cannot be told apart.
+    """
+    doc = await ctx.store.find_by_reference(reference.strip().upper()[:32])
+    presented = hash_token(token or "")
+    if not tokens_match(presented, doc.get("manage_token_hash") if doc else None):
+        raise DomainError(
+            "registration_not_found",
+            "No registration matches this reference and token.",
+            status=404,
+        )
+    assert doc is not None
+    return doc
+
+
+async def update_own_registration(
+    ctx: Context, registration_id: str, change: RegistrationChange
+) -> dict[str, Any]:
+    """A participant changes their phone, position, needs or language."""
+    doc = await _registration_or_404(ctx, registration_id)
+    event = await _event_or_404(ctx, doc["event_id"])
+
+    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]] | None:
+        if current["status"] in ("cancelled", "rejected"):
+            raise DomainError(
+                f"registration_{current['status']}",
+                f"This registration is {current['status']} and cannot be changed.",
+            )
+        changes = changed_fields(current, change)
+        if not changes:
+            return None
+        moment = now()
+        updated = {**current, **changes}
+        message = RegistrationUpdated(
+            **_base(updated, event, current["status"]),
+            changed_fields=sorted(changes),
+            updated_at=moment,
+        )
+        return {**changes, "updated_at": iso(moment)}, [wrap(message, SERVICE)]
+
+    written = await mutate(ctx.store.registrations, registration_id, decide)
+    if written is None:
+        return await _registration_or_404(ctx, registration_id)
+    ctx.wake_relay()
+    return written
+
+
+# -- check-in --------------------------------------------------------------------------------
+
+
+async def check_in(ctx: Context, ticket: str) -> dict[str, Any]:
+    """Record attendance for today (venue time) from a scanned ticket."""
+    verified = ctx.signer.verify(ticket)
+    if verified is None:
+        raise DomainError("invalid_ticket", "This ticket is not one of ours.", status=422)
+    registration_id, event_id = verified
+    doc = await _registration_or_404(ctx, registration_id)
+    if doc["event_id"] != event_id:  # pragma: no cover - a valid signature names both
+        raise DomainError("invalid_ticket", "This ticket is not one of ours.", status=422)
+    event = await _event_or_404(ctx, event_id)
+    recorded: dict[str, str] = {}
+
+    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        moment = now()
+        day = check_can_check_in(current, event, moment)
+        recorded.update(day=day, at=iso(moment))
+        message = ParticipantCheckedIn(
+            **_base(current, event, current["status"]), day=day, checked_in_at=moment
+        )
+        checkins = {**(current.get("checkins") or {}), day: iso(moment)}
+        return {"checkins": checkins, "updated_at": iso(moment)}, [wrap(message, SERVICE)]
+
+    written = await mutate(ctx.store.registrations, registration_id, decide)
+    assert written is not None
+    ctx.wake_relay()
+    return {"registration": written, "day": recorded["day"], "checked_in_at": recorded["at"]}

@@ -7,9 +7,11 @@ concurrency. The registration and its first event are one insert (outbox inside)
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.outbox import ensure_outbox_indexes
@@ -34,6 +36,10 @@ class RegistrationStore:
         await self.registrations.create_index(
             [("event_id", ASCENDING), ("status", ASCENDING), ("waitlist_position", ASCENDING)]
         )
+        # Organisers' lists page by (created_at, _id) within an event.
+        # Organisers' lists page by (created_us, _id) within an event. A number, not the
+        # ISO string: range queries on ISO-looking strings are unreliable on nx-27017.
+        await self.registrations.create_index([("event_id", ASCENDING), ("created_us", ASCENDING)])
         await self.events.create_index([("code", ASCENDING)], unique=True)
         await ensure_outbox_indexes(self.events)
         await ensure_outbox_indexes(self.registrations)
@@ -65,6 +71,13 @@ class RegistrationStore:
             {"_id": event_id, "seats_taken": {"$gt": 0}}, {"$inc": {"seats_taken": -1}}
         )
 
+    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
+        """Repair the counter only if nobody moved it since it was read (compare-and-set)."""
+        result = await self.events.update_one(
+            {"_id": event_id, "seats_taken": expected}, {"$set": {"seats_taken": actual}}
+        )
+        return result.matched_count == 1
+
     async def next_waitlist_position(self, event_id: str) -> int:
         doc = await self.events.find_one_and_update(
             {"_id": event_id},
@@ -84,6 +97,108 @@ class RegistrationStore:
 
     async def find_by_reference(self, reference: str) -> dict[str, Any] | None:
         return await self.registrations.find_one({"reference": reference})
+
+    async def get_registration(self, registration_id: str) -> dict[str, Any] | None:
+        return await self.registrations.find_one({"_id": registration_id})
+
+    async def first_waitlisted(self, event_id: str, skip: int = 0) -> dict[str, Any] | None:
+        """The waitlisted registration with the lowest position (first come, first served)."""
+        docs = await self.registrations.find(
+            {"event_id": event_id, "status": "waitlisted"},
+            sort=[("waitlist_position", ASCENDING)],
+            skip=skip,
+            limit=1,
+        ).to_list()
+        return docs[0] if docs else None
+
+    async def count_confirmed(self, event_id: str) -> int:
+        return await self.registrations.count_documents(
+            {"event_id": event_id, "status": "confirmed"}
+        )
+
+    # -- organisers' views ---------------------------------------------------------
+
+    @staticmethod
+    def registration_query(event_id: str, filters: dict[str, Any]) -> dict[str, Any]:
+        """The query of a filtered list: exact filters plus case-insensitive free text."""
+        query: dict[str, Any] = {"event_id": event_id}
+        for name in ("status", "cadre", "institution", "region"):
+            if filters.get(name):
+                query[name] = filters[name]
+        text = filters.get("q")
+        if text:
+            pattern = {"$regex": re.escape(text), "$options": "i"}
+            query["$or"] = [
+                {"full_name": pattern},
+                {"email": pattern},
+                {"institution": pattern},
+                {"reference": pattern},
+                {"position": pattern},
+            ]
+        return query
+
+    async def page_registrations(
+        self,
+        event_id: str,
+        filters: dict[str, Any],
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """One page, oldest first, after a (created_us, _id) keyset cursor."""
+        query = self.registration_query(event_id, filters)
+        if after is not None:
+            created_us, last_id = after
+            keyset = {
+                "$or": [
+                    {"created_us": {"$gt": created_us}},
+                    {"created_us": created_us, "_id": {"$gt": last_id}},
+                ]
+            }
+            query = {"$and": [query, keyset]}
+        return await self.registrations.find(
+            query,
+            projection={"outbox": 0, "manage_token_hash": 0},
+            sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
+            limit=limit,
+        ).to_list()
+
+    async def stream_registrations(
+        self, event_id: str, filters: dict[str, Any], batch_size: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every matching registration through a server cursor, never all in memory."""
+        cursor = self.registrations.find(
+            self.registration_query(event_id, filters),
+            projection={"outbox": 0, "manage_token_hash": 0},
+            sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
+            batch_size=batch_size,
+        )
+        try:
+            async for doc in cursor:
+                yield doc
+        finally:
+            await cursor.close()
+
+    async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
+        """Counts by status, and of active registrations by cadre, institution, region."""
+        result: dict[str, dict[str, int]] = {}
+        for name in ("status", "cadre", "institution", "region"):
+            match: dict[str, Any] = {"event_id": event_id}
+            if name != "status":  # who is coming: leave out the cancelled and rejected
+                match["status"] = {"$in": ["confirmed", "waitlisted", "pending_approval"]}
+            rows = await self.registrations.aggregate(
+                [
+                    {"$match": match},
+                    {"$group": {"_id": f"${name}", "count": {"$sum": 1}}},
+                    {"$sort": {"count": DESCENDING}},
+                ]
+            )
+            counts: dict[str, int] = {}
+            async for row in rows:
+                counts[str(row["_id"]) if row["_id"] is not None else "unspecified"] = int(
+                    row["count"]
+                )
+            result[name] = counts
+        return result
 
     # -- idempotency keys ----------------------------------------------------------
 

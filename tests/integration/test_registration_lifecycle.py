@@ -1,0 +1,315 @@
+"""Registration use cases against the session's real MongoDB (nx-27017 or MongoDB).
+
+Each rule of the lifecycle is checked on the documents and on the outbox events the
+write carries (the relay that publishes them is covered by the e2e tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.registration import handlers
+from services.registration.domain import (
+    DomainError,
+    EventChange,
+    EventSpec,
+    RegistrationChange,
+    RegistrationRequest,
+    TicketSigner,
+)
+from services.registration.store import RegistrationStore
+from tests.helpers import event_spec, participant
+from tests.stack import MongoServer, unique_suffix
+
+T = "tz.go.ega.registration."
+
+
+@pytest.fixture(scope="module")
+async def ctx(mongo: MongoServer) -> AsyncIterator[handlers.Context]:
+    client: AsyncMongoClient = AsyncMongoClient(mongo.url, tz_aware=True)
+    store = RegistrationStore(client[f"mkutano_registration{unique_suffix()}"])
+    await store.ensure_indexes()
+    yield handlers.Context(store=store, signer=TicketSigner(b"k" * 32), notice_version="2025-01")
+    await client.drop_database(store.db.name)
+    await client.close()
+
+
+async def new_event(ctx: handlers.Context, **overrides: Any) -> str:
+    spec = EventSpec.model_validate(event_spec(**overrides))
+    await handlers.create_event(ctx, spec)
+    return spec.id
+
+
+async def register(ctx: handlers.Context, event_id: str, **overrides: Any) -> handlers.Registered:
+    return await handlers.register_participant(
+        ctx, event_id, RegistrationRequest.model_validate(participant(**overrides))
+    )
+
+
+async def doc(ctx: handlers.Context, registration_id: str) -> dict[str, Any]:
+    found = await ctx.store.get_registration(registration_id)
+    assert found is not None
+    return found
+
+
+def outbox_types(document: dict[str, Any]) -> list[str]:
+    return [m["type"].removeprefix(T).removesuffix(".v1") for m in document["outbox"]]
+
+
+async def seats(ctx: handlers.Context, event_id: str) -> int:
+    event = await ctx.store.get_event(event_id)
+    assert event is not None
+    return event["seats_taken"]
+
+
+async def test_cancellation_promotes_exactly_the_first_waitlisted(ctx) -> None:
+    event_id = await new_event(ctx, capacity=2)
+    people = [await register(ctx, event_id) for _ in range(5)]
+    assert [p.status for p in people] == ["confirmed"] * 2 + ["waitlisted"] * 3
+    assert [p.waitlist_position for p in people[2:]] == [1, 2, 3]
+
+    await handlers.cancel_registration(ctx, people[0].id, by="participant")
+
+    cancelled, first, second = [await doc(ctx, p.id) for p in (people[0], people[2], people[3])]
+    assert cancelled["status"] == "cancelled"
+    assert outbox_types(cancelled)[-1] == "RegistrationCancelled"
+    assert first["status"] == "confirmed" and first["waitlist_position"] is None
+    promoted = first["outbox"][-1]
+    assert promoted["type"] == T + "WaitlistPromoted.v1"
+    assert promoted["data"]["ticket"] and promoted["data"]["participant"]["email"]
+    assert second["status"] == "waitlisted"
+    assert await seats(ctx, event_id) == 2
+    with pytest.raises(DomainError) as err:
+        await handlers.cancel_registration(ctx, people[0].id, by="participant")
+    assert err.value.code == "registration_cancelled"
+
+
+async def test_concurrent_cancellations_promote_exactly_as_many(ctx) -> None:
+    event_id = await new_event(ctx, capacity=4)
+    people = [await register(ctx, event_id) for _ in range(10)]
+    confirmed = [p for p in people if p.status == "confirmed"]
+    await asyncio.gather(
+        *(handlers.cancel_registration(ctx, p.id, by="participant") for p in confirmed[:3])
+    )
+    statuses = [(await doc(ctx, p.id))["status"] for p in people]
+    assert statuses[:3] == ["cancelled"] * 3
+    assert statuses[3:7] == ["confirmed"] * 4  # #4 kept its seat; waitlist 1..3 promoted
+    assert statuses[7:] == ["waitlisted"] * 3
+    assert await seats(ctx, event_id) == 4
+
+
+async def test_raised_capacity_promotes_into_the_new_seats(ctx) -> None:
+    event_id = await new_event(ctx, capacity=1)
+    people = [await register(ctx, event_id) for _ in range(4)]
+    event = await handlers.update_event(ctx, event_id, EventChange(capacity=3))
+    assert event["capacity"] == 3 and event["seats_taken"] == 3
+    assert [(await doc(ctx, p.id))["status"] for p in people] == [
+        "confirmed",
+        "confirmed",
+        "confirmed",
+        "waitlisted",
+    ]
+    assert outbox_types(event)[-1] == "EventUpdated"
+    assert event["outbox"][-1]["data"]["changed_fields"] == ["capacity"]
+    with pytest.raises(DomainError) as err:
+        await handlers.update_event(ctx, event_id, EventChange(capacity=2))
+    assert err.value.code == "capacity_below_confirmed"
+
+
+async def test_reconcile_repairs_a_leaked_seat_and_fills_it(ctx) -> None:
+    event_id = await new_event(ctx, capacity=3)
+    people = [await register(ctx, event_id) for _ in range(4)]
+    # A crash between taking a seat and writing the registration: the seat leaked.
+    await ctx.store.events.update_one({"_id": event_id}, {"$inc": {"seats_taken": 1}})
+    await handlers.cancel_registration(ctx, people[0].id, by="participant")
+    # The counter was 4/3: the cancellation's freed seat could not be given away.
+    assert (await doc(ctx, people[3].id))["status"] == "waitlisted"
+    assert await seats(ctx, event_id) == 3
+
+    result = await handlers.reconcile_seats(ctx, event_id, settle_s=0)
+
+    assert result == {"seats_taken_before": 3, "recounted": 2, "seats_taken": 3, "promoted": 1}
+    assert (await doc(ctx, people[3].id))["status"] == "confirmed"
+    assert await ctx.store.count_confirmed(event_id) == await seats(ctx, event_id) == 3
+
+
+async def test_reconcile_gives_back_a_seat_lost_between_cancel_and_release(ctx) -> None:
+    event_id = await new_event(ctx, capacity=2)
+    people = [await register(ctx, event_id) for _ in range(2)]
+    # Crash simulation: the registration was cancelled but the seat never released.
+    await ctx.store.registrations.update_one(
+        {"_id": people[0].id}, {"$set": {"status": "cancelled"}}
+    )
+    assert (await register(ctx, event_id)).status == "waitlisted"
+    result = await handlers.reconcile_all(ctx)
+    assert result >= 1
+    assert await seats(ctx, event_id) == 2 == await ctx.store.count_confirmed(event_id)
+    # The freed seat went to the one who waited.
+    assert (await ctx.store.first_waitlisted(event_id)) is None
+
+
+async def test_approval_confirms_or_waitlists_by_capacity_and_rejection_needs_pending(
+    ctx,
+) -> None:
+    event_id = await new_event(ctx, capacity=1, requires_approval=True)
+    a, b, c = [await register(ctx, event_id) for _ in range(3)]
+    assert a.status == b.status == c.status == "pending_approval"
+    assert await seats(ctx, event_id) == 0
+
+    first = await handlers.approve_registration(ctx, a.id, by="organiser-1")
+    second = await handlers.approve_registration(ctx, b.id, by="organiser-1")
+    third = await handlers.reject_registration(ctx, c.id, "organiser-1", "Not nominated")
+
+    assert first["status"] == "confirmed" and first["outbox"][-1]["data"]["ticket"]
+    assert second["status"] == "waitlisted" and second["waitlist_position"] == 1
+    assert outbox_types(second)[-2:] == ["RegistrationApproved", "ParticipantWaitlisted"]
+    assert third["status"] == "rejected"
+    assert third["outbox"][-1]["data"]["reason"] == "Not nominated"
+    with pytest.raises(DomainError) as err:
+        await handlers.approve_registration(ctx, c.id, by="organiser-1")
+    assert err.value.code == "not_pending_approval"
+    assert await seats(ctx, event_id) == 1
+
+
+async def test_concurrent_approvals_of_one_nomination_take_one_seat(ctx) -> None:
+    event_id = await new_event(ctx, capacity=5, requires_approval=True)
+    a = await register(ctx, event_id)
+    outcomes = await asyncio.gather(
+        *(handlers.approve_registration(ctx, a.id, by="o") for _ in range(4)),
+        return_exceptions=True,
+    )
+    assert sum(1 for o in outcomes if isinstance(o, dict)) == 1
+    assert all(isinstance(o, dict) or o.code == "not_pending_approval" for o in outcomes)
+    assert await seats(ctx, event_id) == 1
+
+
+async def test_self_service_finds_changes_and_refuses_wrong_tokens(ctx) -> None:
+    event_id = await new_event(ctx)
+    created = await register(ctx, event_id, phone="0712 345 678")
+    found = await handlers.find_own_registration(ctx, created.reference, created.manage_token)
+    assert found["_id"] == created.id
+    for reference, token in (
+        (created.reference, "wrong-token"),
+        ("MK-22222-22222", created.manage_token),
+        (created.reference, ""),
+    ):
+        with pytest.raises(DomainError) as err:
+            await handlers.find_own_registration(ctx, reference, token)
+        assert (err.value.status, err.value.code) == (404, "registration_not_found")
+
+    change = RegistrationChange(phone="+255 754 000 111", language="en")
+    updated = await handlers.update_own_registration(ctx, created.id, change)
+    assert updated["phone"] == "+255754000111" and updated["language"] == "en"
+    event = updated["outbox"][-1]
+    assert event["type"] == T + "RegistrationUpdated.v1"
+    assert event["data"]["changed_fields"] == ["language", "phone"]
+    assert event["data"]["participant"]["language"] == "en"
+    # The same change again changes nothing and publishes nothing.
+    again = await handlers.update_own_registration(ctx, created.id, change)
+    assert len(again["outbox"]) == len(updated["outbox"])
+
+
+async def test_check_in_once_per_day_only_when_confirmed(ctx) -> None:
+    now = datetime.now(UTC)
+    event_id = await new_event(
+        ctx,
+        capacity=1,
+        starts_at=(now - timedelta(hours=30)).isoformat(),
+        ends_at=(now + timedelta(days=2)).isoformat(),
+        registration_opens_at=(now - timedelta(days=3)).isoformat(),
+    )
+    confirmed = await register(ctx, event_id)
+    waitlisted = await register(ctx, event_id)
+    ticket = ctx.signer.sign(confirmed.id, event_id)
+
+    result = await handlers.check_in(ctx, ticket)
+    stored = await doc(ctx, confirmed.id)
+    assert stored["checkins"] == {result["day"]: result["checked_in_at"]}
+    assert stored["outbox"][-1]["type"] == T + "ParticipantCheckedIn.v1"
+    assert stored["outbox"][-1]["data"]["day"] == result["day"]
+
+    with pytest.raises(DomainError) as err:
+        await handlers.check_in(ctx, ticket)
+    assert err.value.code == "already_checked_in"
+    assert err.value.details == {"day": result["day"], "checked_in_at": result["checked_in_at"]}
+
+    with pytest.raises(DomainError) as err:
+        await handlers.check_in(ctx, ctx.signer.sign(waitlisted.id, event_id))
+    assert err.value.code == "registration_waitlisted"
+    with pytest.raises(DomainError) as err:
+        await handlers.check_in(ctx, ticket[:-2] + "xx")
+    assert err.value.code == "invalid_ticket"
+    await handlers.cancel_registration(ctx, confirmed.id, by="participant")
+    with pytest.raises(DomainError) as err:
+        await handlers.check_in(ctx, ticket)
+    assert err.value.code == "registration_cancelled"
+
+
+async def test_check_in_is_refused_outside_the_event_days(ctx) -> None:
+    event_id = await new_event(ctx)  # starts in 30 days
+    created = await register(ctx, event_id)
+    with pytest.raises(DomainError) as err:
+        await handlers.check_in(ctx, ctx.signer.sign(created.id, event_id))
+    assert err.value.code == "not_an_event_day"
+
+
+async def test_event_lifecycle_publishes_and_cancelling_cancels_registrations(ctx) -> None:
+    event_id = await new_event(ctx, state="draft", capacity=1)
+    draft = await ctx.store.get_event(event_id)
+    assert draft is not None and draft["outbox"] == []
+    published = await handlers.update_event(ctx, event_id, EventChange(state="published"))
+    assert outbox_types(published) == ["EventPublished"]
+    people = [await register(ctx, event_id) for _ in range(2)]
+    cancelled = await handlers.update_event(
+        ctx, event_id, EventChange(state="cancelled", cancellation_reason="Venue unavailable")
+    )
+    assert outbox_types(cancelled)[-1] == "EventCancelled"
+    assert cancelled["outbox"][-1]["data"]["reason"] == "Venue unavailable"
+    for p in people:
+        stored = await doc(ctx, p.id)
+        assert stored["status"] == "cancelled"
+        assert stored["outbox"][-1]["data"]["cancelled_by"] == "organiser"
+    with pytest.raises(DomainError) as err:
+        await handlers.update_event(ctx, event_id, EventChange(state="published"))
+    assert err.value.code == "invalid_state_change"
+    with pytest.raises(DomainError) as err:
+        await register(ctx, event_id)
+    assert err.value.code == "event_cancelled"
+
+
+async def test_search_pages_and_statistics(ctx) -> None:
+    event_id = await new_event(ctx, capacity=3)
+    for i in range(5):
+        await register(
+            ctx,
+            event_id,
+            full_name=f"Mshiriki Namba {i}",
+            institution="TRA" if i % 2 else "e-GA",
+            region="Arusha" if i < 2 else None,
+        )
+    pages, cursor = [], None
+    while True:
+        docs = await ctx.store.page_registrations(event_id, {}, cursor, 2)
+        if not docs:
+            break
+        pages.append([d["full_name"] for d in docs])
+        cursor = (docs[-1]["created_us"], docs[-1]["_id"])
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [n for page in pages for n in page] == [f"Mshiriki Namba {i}" for i in range(5)]
+    hits = await ctx.store.page_registrations(event_id, {"q": "namba 3"}, None, 10)
+    assert [d["full_name"] for d in hits] == ["Mshiriki Namba 3"]
+    tra = await ctx.store.page_registrations(event_id, {"institution": "TRA"}, None, 10)
+    assert len(tra) == 2
+    waiting = await ctx.store.page_registrations(event_id, {"status": "waitlisted"}, None, 10)
+    assert len(waiting) == 2
+    stats = await ctx.store.statistics(event_id)
+    assert stats["status"] == {"confirmed": 3, "waitlisted": 2}
+    assert stats["institution"] == {"e-GA": 3, "TRA": 2}
+    assert stats["region"] == {"unspecified": 3, "Arusha": 2}
+    assert stats["cadre"] == {"ict_officer": 5}
