@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install deps-browser run test lint constraints clean distclean
+.PHONY: help venv install deps-browser run test lint contracts constraints clean distclean
 
 help:
 	@echo "make run         start the whole platform on the embedded servers (Ctrl-C stops it)"
 	@echo "make test        run the test suite"
 	@echo "make lint        ruff"
+	@echo "make contracts   regenerate docs/contracts/ (AsyncAPI, OpenAPI, event JSON Schemas)"
 	@echo "make install     create .venv and install (only when pyproject.toml/constraints.txt changed)"
 	@echo "make constraints re-pin constraints.txt from .venv"
 	@echo "make clean       remove caches and .data/ (dev MongoDB data, mail, SMS, logs, admin key)"
@@ -45,6 +46,10 @@ test: install deps-browser
 
 lint: install
 	$(PY) -m ruff check .
+
+# The committed contracts; tests/unit/test_contracts_check.py fails CI when they drift.
+contracts: install
+	$(PY) -m deploy.contracts generate
 
 # Pins every installed distribution except the project itself (installed editable).
 constraints: install
