@@ -228,7 +228,11 @@ async def seed_demo(ctx: handlers.Context) -> None:
             await handlers.record_update(
                 ctx,
                 doc["_id"],
-                ProgressUpdate(status=status, progress=progress, note=f"[DEMO] {note}".strip()),
+                ProgressUpdate(
+                    status=status,
+                    progress=progress,
+                    note=f"[DEMO] {note or 'Taarifa ya utekelezaji imepokelewa.'}",
+                ),
                 expected_version=doc["version"],
                 actor=actor,
             )

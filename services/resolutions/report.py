@@ -101,7 +101,7 @@ def build_report(
 
 def status_chart_svg(by_status: Sequence[Mapping[str, Any]], lang: Language) -> str:
     """A horizontal bar chart of resolutions by status, as inline SVG."""
-    bar_h, gap, label_w, bar_w = 26, 10, 190, 420
+    bar_h, gap, label_w, bar_w = 26, 10, 240, 400
     most = max([b["count"] for b in by_status] + [1])
     height = len(by_status) * (bar_h + gap) + gap
     parts = [
