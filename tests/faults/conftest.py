@@ -1,0 +1,235 @@
+"""Fault-injection fixtures: a private stack per test, and the figures for RELIABILITY.md.
+
+Every fault test kills or restarts servers, so it gets servers of its own (Kafka,
+MongoDB, SMTP and SMS capture on free ports, plus its own ServiceFactory): the
+session's ``kafka``/``mongo`` used by ``platform`` are never touched.
+
+Each test reports what it injected and what users saw through the ``reliability``
+fixture; at the end of the session the figures are rendered to ``docs/RELIABILITY.md``
+(from the run, never by hand).
+"""
+
+from __future__ import annotations
+
+import os
+import platform as pyplatform
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.embedded import REPO_ROOT
+from tests.stack import (
+    KafkaServer,
+    MongoServer,
+    ServiceFactory,
+    SmsCapture,
+    SmtpCapture,
+    kafka_kind,
+    mongo_kind,
+    new_admin_key,
+    start_kafka,
+    start_mongo,
+)
+
+RELIABILITY_MD = REPO_ROOT / "docs" / "RELIABILITY.md"
+
+# Fast, bounded retries for every service a fault test starts (production defaults are
+# slower; the mechanisms are the same).
+FAST_ENV: dict[str, str] = {
+    "NOTIFICATION_RETRY_BASE_S": "0.2",
+    "NOTIFICATION_RETRY_MAX_S": "1.0",
+    "NOTIFICATION_SEND_LEASE_S": "5",
+    "NOTIFICATION_DISPATCHER_POLL_S": "0.1",
+    "NOTIFICATION_CONSUMER_RETRY_BASE_S": "0.05",
+    "NOTIFICATION_CONSUMER_MAX_ATTEMPTS": "3",
+    "REGISTRATION_OUTBOX_POLL_INTERVAL_S": "0.1",
+    "REGISTRATION_SHUTDOWN_GRACE_S": "6",
+    "NOTIFICATION_SHUTDOWN_GRACE_S": "6",
+    "RESOLUTIONS_SHUTDOWN_GRACE_S": "6",
+    "SMTP_TIMEOUT_S": "3",
+    # Email only: the SMS channel has its own tests, and halves the senders' work here.
+    "SMS_GATEWAY_URL": "",
+}
+
+
+@dataclass
+class FaultStack:
+    """Servers of one fault test and the factory that starts services against them."""
+
+    kafka: KafkaServer
+    mongo: MongoServer
+    smtp: SmtpCapture
+    sms: SmsCapture
+    factory: ServiceFactory
+    workdir: Path
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.factory.admin_key}"}
+
+    async def start(self, name: str, **env: str) -> Any:
+        """Start a service with the fast retry settings (``env`` overrides them)."""
+        return await self.factory.start(name, **{**FAST_ENV, **env})
+
+
+@pytest.fixture
+async def fault_stack(tmp_path: Path) -> AsyncIterator[FaultStack]:
+    """Kafka, MongoDB, SMTP and SMS capture of this test alone; everything stopped after."""
+    kafka = await start_kafka(tmp_path)
+    mongo: MongoServer | None = None
+    smtp: SmtpCapture | None = None
+    sms: SmsCapture | None = None
+    factory: ServiceFactory | None = None
+    try:
+        mongo = await start_mongo(tmp_path)
+        smtp = SmtpCapture(tmp_path)
+        await smtp.start()
+        sms = SmsCapture(tmp_path)
+        await sms.start()
+        factory = ServiceFactory(
+            kafka=kafka,
+            mongo=mongo,
+            smtp=smtp,
+            sms=sms,
+            admin_key=new_admin_key(),
+            workdir=tmp_path / "services",
+        )
+        yield FaultStack(kafka, mongo, smtp, sms, factory, tmp_path)
+    finally:
+        if factory is not None:
+            await factory.close()
+        for capture in (smtp, sms):
+            if capture is not None:
+                capture.process.stop()
+        if mongo is not None:
+            mongo.close()
+        kafka.close()
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass
+class Figures:
+    """What one fault test injected and what users saw."""
+
+    scenario: str
+    fault: str = ""
+    messages: int = 0
+    accepted: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    recovery_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "not run"
+    duration_s: float = 0.0
+
+
+_FIGURES: dict[str, Figures] = {}
+
+
+class Recorder:
+    """``reliability.record(...)`` in a test; the last call per field wins."""
+
+    def __init__(self, figures: Figures) -> None:
+        self.figures = figures
+
+    def record(self, **values: Any) -> None:
+        for key, value in values.items():
+            if key == "note":
+                self.figures.notes.append(str(value))
+            elif not hasattr(self.figures, key):
+                raise AttributeError(f"unknown figure {key!r}")
+            else:
+                setattr(self.figures, key, value)
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Recorder:
+    """Record this test's figures for docs/RELIABILITY.md."""
+    doc = (request.function.__doc__ or request.node.name).strip().splitlines()[0]
+    figures = _FIGURES.setdefault(request.node.nodeid, Figures(scenario=doc))
+    return Recorder(figures)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    figures = _FIGURES.get(item.nodeid)
+    if figures is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        figures.outcome = "skipped" if report.skipped else report.outcome
+        figures.duration_s += report.duration
+    elif report.when == "setup":
+        figures.duration_s += report.duration
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reliability_report() -> Iterator[None]:
+    """After the session: render the collected figures to docs/RELIABILITY.md."""
+    started = time.monotonic()
+    yield
+    if _FIGURES and os.environ.get("MKUTANO_RELIABILITY_REPORT", "1") != "0":
+        RELIABILITY_MD.write_text(render(list(_FIGURES.values()), time.monotonic() - started))
+
+
+def _nproc() -> str:
+    try:
+        return subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(os.cpu_count())
+
+
+def render(rows: list[Figures], wall_s: float) -> str:
+    """The markdown report: a table of figures, then each scenario's notes."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Reliability: fault-injection results",
+        "",
+        "Generated by `tests/faults/` (`make test`, or "
+        "`.venv/bin/python -m pytest tests/faults`) — do not edit by hand.",
+        "",
+        f"- Run: {when}; {len(rows)} scenario(s), {wall_s:.0f} s wall clock",
+        f"- Machine: {_nproc()} CPU(s), {pyplatform.system()} {pyplatform.machine()}, "
+        f"Python {sys.version.split()[0]}",
+        f"- Stack: kafka={kafka_kind()}, mongo={mongo_kind()} (each scenario on servers "
+        "of its own)",
+        "",
+        "| # | scenario | fault injected | messages | accepted | delivered | lost | "
+        "duplicated | recovery | result |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for i, f in enumerate(rows, 1):
+        recovery = "—" if f.recovery_s is None else f"{f.recovery_s:.1f} s"
+        lines.append(
+            f"| {i} | {f.scenario} | {f.fault} | {f.messages} | {f.accepted} | {f.delivered} "
+            f"| {f.lost} | {f.duplicated} | {recovery} | {f.outcome} ({f.duration_s:.0f} s) |"
+        )
+    lines += [
+        "",
+        "Counting: an email is identified by its `Message-ID` "
+        "(`<notification_id@mkutano.ega.go.tz>`, stable per notification, so a re-sent copy "
+        "carries the same id) and a registration by the reference in the subject. "
+        "*lost* = accepted but never delivered; *duplicated* = delivered copies beyond the "
+        "first. *recovery* = from the end of the fault to the last delivery.",
+        "",
+        "## Notes per scenario",
+        "",
+    ]
+    for i, f in enumerate(rows, 1):
+        lines.append(f"{i}. **{f.scenario}**")
+        for note in f.notes:
+            lines.append(f"   - {note}")
+        if not f.notes:
+            lines.append("   - (no notes)")
+    return "\n".join(lines) + "\n"
