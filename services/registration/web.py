@@ -315,7 +315,7 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
         201,
         **page,
         reference=result.reference,
-        status=labels["statuses"].get(result.status, result.status),
+        status_label=labels["statuses"].get(result.status, result.status),
         manage_token=result.manage_token,
         waitlist_position=result.waitlist_position,
     )
