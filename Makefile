@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install deps-browser run test lint contracts constraints clean distclean
+.PHONY: help venv install deps-browser run test lint contracts constraints clean distclean deps-bench bench
 
 help:
 	@echo "make run         start the whole platform on the embedded servers (Ctrl-C stops it)"
 	@echo "make test        run the test suite"
 	@echo "make lint        ruff"
+	@echo "make bench       benchmarks on the embedded stack (~25 min; not part of make test)"
 	@echo "make contracts   regenerate docs/contracts/ (AsyncAPI, OpenAPI, event JSON Schemas)"
 	@echo "make install     create .venv and install (only when pyproject.toml/constraints.txt changed)"
 	@echo "make constraints re-pin constraints.txt from .venv"
@@ -43,6 +44,16 @@ deps-browser:
 
 test: install deps-browser
 	$(PY) -m pytest -q -p no:cacheprovider -rfEs --durations=10 --durations-min=0.5 $(PYTEST_ARGS) tests
+
+# Benchmarks (issue 8): wrk from Debian, matplotlib from the `bench` extra; writes
+# bench/results/latest.json and docs/BENCHMARKS.md. Not part of `make test`.
+deps-bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+
+bench: deps-bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,0 +1,100 @@
+"""``python -m bench`` (``make bench``): run every phase, write the results and the docs.
+
+Writes ``bench/results/latest.json`` and regenerates ``docs/BENCHMARKS.md`` and
+``docs/img/bench-*.png``. ``--quick`` runs small sizes (for developing the bench;
+its results are not written to the docs unless ``--write-docs`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import api_bench, fanout, report_phase, surge
+from bench.loadgen import wrk_version
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures ran on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "load_generator": wrk_version(),
+        "commit": commit,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the phases; exit 0 even when a target is missed (the report says so)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
+    parser.add_argument("--write-docs", action="store_true", help="also with --quick")
+    parser.add_argument("--only", nargs="*", default=None,
+                        choices=["api", "surge", "fanout", "report"])  # fmt: skip
+    args = parser.parse_args(argv)
+    quick = args.quick
+    phases = args.only or ["api", "surge", "fanout", "report"]
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": machine(),
+    }
+    if RESULTS.exists() and args.only:
+        previous = json.loads(RESULTS.read_text())
+        results = {**previous, **{k: results[k] for k in ("started_at", "quick", "machine")}}
+    t0 = time.monotonic()
+    if "api" in phases:
+        print("[1/4] registration API vs one-insert baseline", flush=True)
+        results["api"] = api_bench.run([1, 10, 50, 100], 300 if quick else 5000)
+    if "surge" in phases:
+        print("[2/4] surge: registration to confirmation email", flush=True)
+        sizes = [100, 300] if quick else [1000, 10_000, 50_000]
+        results["surge"] = surge.run(sizes, budget_s=120 if quick else 600)
+    if "fanout" in phases:
+        print("[3/4] notification consumer vs plain aiokafka loop", flush=True)
+        results["fanout"] = fanout.run(200 if quick else 1000)
+    if "report" in phases:
+        print("[4/4] implementation report", flush=True)
+        cases = [(12, 36), (50, 500)] if quick else [(12, 36), (500, 10_000)]
+        results["report"] = report_phase.run(cases, repeat=5 if quick else 10)
+    results["duration_s"] = round(time.monotonic() - t0, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)} ({results['duration_s']} s)", flush=True)
+    if not quick or args.write_docs:
+        from bench import render
+
+        for path in render.write(results):
+            print(f"wrote {path.relative_to(ROOT)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
