@@ -269,3 +269,22 @@ async def test_public_reads_hide_focal_persons_coordinators_see_them(platform, c
     assert FOCAL["email"] not in listed.text
     coordinator = await client.get(f"/api/v1/resolutions/{rid}", headers=headers)
     assert coordinator.json()["focal_persons"] == [FOCAL]
+
+
+async def test_focal_persons_are_emailed_when_progress_is_recorded(platform, client) -> None:
+    # Through the notification service's consumer of resolutions.v1 (its templates).
+    headers = platform.admin_headers
+    conference_id = await _conference(client, headers)
+    focal = {**FOCAL, "email": f"{unique_id('focal')}@example.go.tz"}
+    r = await _resolution(client, headers, conference_id, focal_persons=[focal])
+    rid = r.json()["id"]
+    r = await client.post(
+        f"/api/v1/resolutions/{rid}/updates",
+        headers={**headers, "If-Match": r.headers["ETag"]},
+        json={"status": "in_progress", "progress": 40, "note": "Taasisi 20 zimeunganishwa"},
+    )
+    assert r.status_code == 201, r.text
+    (mail,) = await platform.smtp.wait_for(lambda m: m["To"] == focal["email"], timeout=20)
+    text = mail.get_body(("plain",)).get_content()
+    assert focal["full_name"] in text
+    assert "Taasisi 20 zimeunganishwa" in text and "40" in text
