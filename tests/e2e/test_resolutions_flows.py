@@ -288,3 +288,41 @@ async def test_focal_persons_are_emailed_when_progress_is_recorded(platform, cli
     text = mail.get_body(("plain",)).get_content()
     assert focal["full_name"] in text
     assert "Taasisi 20 zimeunganishwa" in text and "40" in text
+
+
+async def test_removing_an_action_recomputes_and_conference_dates_must_fit(
+    platform, client
+) -> None:
+    headers = platform.admin_headers
+    conference_id = await _conference(client, headers)
+    r = await _resolution(client, headers, conference_id)
+    rid, etag = r.json()["id"], r.headers["ETag"]
+    for progress, weight in ((100, 1), (20, 1)):
+        r = await client.post(
+            f"/api/v1/resolutions/{rid}/actions",
+            headers={**headers, "If-Match": etag},
+            json={"title": f"Kazi {progress}", "institution": "e-GA", "progress": progress,
+                  "weight": weight, "status": "in_progress"},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        etag = r.headers["ETag"]
+    assert r.json()["progress"] == 60
+    slow = r.json()["actions"][1]
+    r = await client.delete(
+        f"/api/v1/resolutions/{rid}/actions/{slow['id']}", headers={**headers, "If-Match": etag}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["progress"], len(r.json()["actions"])) == (100, 1)
+    # Moving the conference after a resolution's target date is refused.
+    r = await client.patch(
+        f"/api/v1/conferences/{conference_id}", headers=headers, json={"starts_on": "2026-01-10",
+                                                                       "ends_on": "2026-01-12"}
+    )  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "starts_on"
+    r = await client.patch(
+        f"/api/v1/conferences/{conference_id}", headers=headers, json={"venue": "JNICC, Dar"}
+    )
+    assert r.status_code == 200 and r.json()["venue"] == "JNICC, Dar"
+    assert (await client.get(f"/api/v1/conferences/{conference_id}")).json()["starts_on"] == (
+        "2025-02-11"
+    )
