@@ -236,3 +236,53 @@ def install_docs(app: FastAPI, *, openapi_url: str = "/openapi.json") -> None:
             swagger_css_url="/docs/static/swagger-ui.css",
             swagger_favicon_url="/docs/static/favicon-32x32.png",
         )
+
+
+def install_openapi_errors(app: FastAPI) -> None:
+    """Document the answers every route can give in the common error shape.
+
+    The middleware answers 413 and 415 before a route runs, malformed JSON is 400 and
+    rate-limited routes answer 429: none of these is visible to FastAPI's generator, so
+    they are added here, each pointing at the one ``ErrorResponse`` schema.
+    """
+    from fastapi.openapi.utils import get_openapi
+
+    from shared.errors import ErrorResponse
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in error_schema.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components.setdefault("ErrorResponse", error_schema)
+        ref = {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+            }
+        }
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                if "requestBody" in operation:
+                    for status, text in (
+                        ("400", "Malformed body"),
+                        ("413", "Body too large"),
+                        ("415", "Unsupported media type"),
+                    ):
+                        responses.setdefault(status, {"description": text, **ref})
+                if path.startswith("/api/") and method in ("post", "put", "patch"):
+                    responses.setdefault("429", {"description": "Too many requests", **ref})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

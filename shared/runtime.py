@@ -36,6 +36,7 @@ from shared.http import (
     install_error_handlers,
     install_health,
     install_metrics,
+    install_openapi_errors,
 )
 from shared.logging import configure_logging, get_logger
 from shared.jwt_auth import jwt_lookup_from_settings
@@ -131,6 +132,7 @@ class ServiceRuntime:
         self.app.state.rate_limiter = RateLimiter(self.db, enabled=settings.rate_limits)
         install_health(self.app, [self._check_mongo, self._check_kafka])
         install_asyncapi(self.app, self.asyncapi_document)
+        install_openapi_errors(self.app)
 
     # -- composition ---------------------------------------------------------------
 
