@@ -38,8 +38,8 @@ from shared.http import (
     install_metrics,
     install_openapi_errors,
 )
-from shared.logging import configure_logging, get_logger
 from shared.jwt_auth import jwt_lookup_from_settings
+from shared.logging import configure_logging, get_logger
 from shared.metrics import Metrics, collect_status, install_status
 from shared.outbox import OutboxRelay
 from shared.ratelimit import RateLimiter
