@@ -29,7 +29,8 @@ def wrk_version() -> str:
     """The wrk build in use (for the results file)."""
     if not WRK_VERSION_CACHE:
         out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-        WRK_VERSION_CACHE.append((out.stdout + out.stderr).splitlines()[0].strip())
+        first = (out.stdout + out.stderr).splitlines()[0]
+        WRK_VERSION_CACHE.append(first.split(" Copyright")[0].strip())
     return WRK_VERSION_CACHE[0]
 
 
