@@ -1,15 +1,16 @@
-"""Notification HTTP API: the delivery log and resends, for organisers."""
+"""Notification HTTP API, for organisers: the delivery log and resends, reminder rules,
+announcements."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notification import handlers
 from shared.auth import require_roles
-from shared.errors import ApiError, error_responses
+from shared.errors import ApiError, FieldProblem, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
 
@@ -29,6 +30,8 @@ class NotificationView(BaseModel):
     created_at: str
     sent_at: str | None = None
     segments: int | None = None
+    announcement_id: str | None = None
+    resend_count: int = 0
 
 
 def _view(doc: dict[str, Any]) -> NotificationView:
@@ -47,6 +50,8 @@ def _view(doc: dict[str, Any]) -> NotificationView:
         created_at=doc["created_at"],
         sent_at=doc.get("sent_at"),
         segments=doc.get("segments"),
+        announcement_id=doc.get("announcement_id"),
+        resend_count=doc.get("resend_count", 0),
     )
 
 
@@ -64,7 +69,10 @@ async def list_notifications(
     _: Annotated[Any, Depends(require_roles("organiser", "auditor"))],
     registration_id: Annotated[str | None, Query(max_length=64)] = None,
     channel: Literal["email", "sms"] | None = None,
-    status: Literal["pending", "sending", "retry", "sent", "failed"] | None = None,
+    status: Literal["pending", "sending", "retry", "sent", "failed", "cancelled"] | None = None,
+    event_id: Annotated[str | None, Query(max_length=64)] = None,
+    announcement_id: Annotated[str | None, Query(max_length=64)] = None,
+    template: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[NotificationView]:
     """The delivery log, newest first, with attempts and the last error."""
@@ -75,6 +83,12 @@ async def list_notifications(
         query["channel"] = channel
     if status:
         query["status"] = status
+    if event_id:
+        query["event_id"] = event_id
+    if announcement_id:
+        query["announcement_id"] = announcement_id
+    if template:
+        query["template"] = template
     docs = (
         await _ctx(request)
         .store.notifications.find(query, sort=[("created_at", -1)], limit=limit)
@@ -87,15 +101,184 @@ async def list_notifications(
     "/notifications/{notification_id}/resend",
     response_model=NotificationView,
     status_code=202,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 409),
 )
 async def resend_notification(
-    notification_id: str,
+    notification_id: Annotated[str, Path(max_length=64)],
     request: Request,
     _: Annotated[Any, Depends(require_roles("organiser"))],
 ) -> NotificationView:
-    """Send a notification again."""
+    """Send a notification again (a fresh attempt cycle on the same log entry)."""
+    existing = await _ctx(request).store.get(notification_id)
+    if existing is not None and existing.get("erased"):
+        raise ApiError(
+            409, "recipient_erased", "The recipient's personal data was erased; nothing to send."
+        )
+    if existing is not None and existing["status"] in ("pending", "sending", "retry"):
+        raise ApiError(409, "delivery_in_progress", "This notification is still being delivered.")
     doc = await handlers.resend(_ctx(request), notification_id)
     if doc is None:
         raise ApiError(404, "notification_not_found", "No such notification.")
     return _view(doc)
+
+
+# --------------------------------------------------------------------------- reminder rules
+
+MAX_OFFSET_S = 365 * 86400
+
+
+class ReminderRules(BaseModel):
+    """Seconds before the event's start at which participants are reminded.
+
+    ``null`` goes back to the service's defaults (7 days and 1 day); ``[]`` turns reminders
+    off for this event.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    offsets_s: list[Annotated[int, Field(ge=60, le=MAX_OFFSET_S)]] | None = Field(
+        ..., max_length=10, examples=[[604800, 86400]]
+    )
+
+    @field_validator("offsets_s")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("offsets must be unique")
+        return sorted(value, reverse=True) if value is not None else None
+
+
+class ReminderView(BaseModel):
+    id: str
+    offset_s: int
+    due_at: str
+    status: str
+    notifications: int
+
+
+class ReminderRulesView(BaseModel):
+    event_id: str
+    offsets_s: list[int]
+    source: Literal["event", "default"]
+    event_known: bool
+    reminders: list[ReminderView]
+
+
+EventId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+@router.put(
+    "/events/{event_id}/reminder-rules",
+    response_model=ReminderRulesView,
+    tags=["reminders"],
+    responses=error_responses(401, 403, 422),
+)
+async def put_reminder_rules(
+    event_id: EventId,
+    body: ReminderRules,
+    request: Request,
+    _: Annotated[Any, Depends(require_roles("organiser"))],
+) -> dict[str, Any]:
+    """Set an event's reminder rules; its pending reminders are rescheduled at once."""
+    return await handlers.set_reminder_rules(_ctx(request), event_id, body.offsets_s)
+
+
+@router.get(
+    "/events/{event_id}/reminder-rules",
+    response_model=ReminderRulesView,
+    tags=["reminders"],
+    responses=error_responses(401, 403, 422),
+)
+async def get_reminder_rules(
+    event_id: EventId,
+    request: Request,
+    _: Annotated[Any, Depends(require_roles("organiser", "auditor"))],
+) -> dict[str, Any]:
+    """An event's reminder rules and its scheduled reminders with their status."""
+    return await handlers.reminder_rules_view(_ctx(request), event_id)
+
+
+# --------------------------------------------------------------------------- announcements
+
+
+class AnnouncementIn(BaseModel):
+    """A message to every confirmed participant of an event (optionally one cadre)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    cadre: str | None = Field(None, min_length=1, max_length=64)
+    subject_sw: str = Field(min_length=1, max_length=200)
+    subject_en: str = Field(min_length=1, max_length=200)
+    body_sw: str = Field(min_length=1, max_length=5000)
+    body_en: str = Field(min_length=1, max_length=5000)
+    channels: list[Literal["email", "sms"]] = Field(
+        default_factory=lambda: ["email"], min_length=1, max_length=2
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+
+class AnnouncementView(BaseModel):
+    id: str
+    event_id: str
+    cadre: str | None = None
+    channels: list[str]
+    status: Literal["sending", "done"]
+    fan_out: Literal["fanning_out", "done"]
+    total: int
+    queued: int
+    sent: int
+    failed: int
+    pending: int
+    skipped: int
+    created_at: str
+    completed_at: str | None = None
+
+
+@router.post(
+    "/announcements",
+    response_model=AnnouncementView,
+    status_code=202,
+    tags=["announcements"],
+    responses=error_responses(401, 403, 409, 422),
+)
+async def post_announcement(
+    body: AnnouncementIn,
+    request: Request,
+    _: Annotated[Any, Depends(require_roles("organiser"))],
+) -> dict[str, Any]:
+    """Announce to an event's confirmed participants; fanned out at a bounded rate."""
+    ctx = _ctx(request)
+    if "sms" in body.channels and ctx.sms is None:
+        raise ApiError(
+            409,
+            "sms_not_configured",
+            "No SMS gateway is configured.",
+            fields=[FieldProblem(field="channels", reason="sms is not available")],
+        )
+    doc = await handlers.create_announcement(ctx, body.model_dump())
+    progress = await handlers.announcement_progress(ctx, doc["_id"])
+    assert progress is not None
+    return progress
+
+
+@router.get(
+    "/announcements/{announcement_id}",
+    response_model=AnnouncementView,
+    tags=["announcements"],
+    responses=error_responses(401, 403, 404),
+)
+async def get_announcement(
+    announcement_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    _: Annotated[Any, Depends(require_roles("organiser", "auditor"))],
+) -> dict[str, Any]:
+    """An announcement's progress: total, queued, sent, failed, pending."""
+    progress = await handlers.announcement_progress(_ctx(request), announcement_id)
+    if progress is None:
+        raise ApiError(404, "announcement_not_found", "No such announcement.")
+    return progress

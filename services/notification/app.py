@@ -18,6 +18,7 @@ def create_runtime(
     email: handlers.EmailSender | None = None,
     sms: handlers.SmsSender | None = None,
 ) -> ServiceRuntime:
+    """Wire the notification service: consumers, senders, reminder and announcement workers."""
     settings = settings or NotificationSettings()
     runtime = ServiceRuntime(
         "notification",
@@ -49,6 +50,8 @@ def create_runtime(
     register_consumers(runtime, ctx)
     dispatcher = handlers.Dispatcher(ctx)
     runtime.add_worker("senders", dispatcher.run)
+    runtime.add_worker("reminders", lambda stop: handlers.run_reminders(ctx, stop))
+    runtime.add_worker("announcements", lambda stop: handlers.run_announcements(ctx, stop))
     runtime.app.include_router(api.router)
     runtime.on_startup(store.ensure_indexes)
     return runtime

@@ -1,4 +1,10 @@
-"""Kafka subscribers of the notification service: events → use cases (idempotent)."""
+"""Kafka subscribers of the notification service: events → use cases (idempotent).
+
+One consumer group (``notification`` by default) on ``registration.v1`` and
+``resolutions.v1``; every instance of the service joins it, so they share the partitions.
+Events of a type this service does not act on are acknowledged and ignored; an unknown
+type or an invalid payload goes to ``notification.dlq`` (shared.consumer).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,41 @@ from collections.abc import Awaitable, Callable
 from services.notification import handlers
 from shared.contracts.registration import (
     ConfirmationResendRequested,
+    EventCancelled,
+    EventPublished,
+    EventUpdated,
+    ParticipantCheckedIn,
     ParticipantRegistered,
     ParticipantWaitlisted,
+    PersonalDataErased,
+    RegistrationApproved,
+    RegistrationCancelled,
+    RegistrationRejected,
+    RegistrationUpdated,
+    WaitlistPromoted,
 )
+from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
-from shared.topics import REGISTRATION
+from shared.topics import REGISTRATION, RESOLUTIONS
 
-GROUP_ID = "notification"
+REGISTRATION_EVENTS = (
+    ParticipantRegistered,
+    ParticipantWaitlisted,
+    WaitlistPromoted,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationUpdated,
+    RegistrationCancelled,
+    ParticipantCheckedIn,
+    ConfirmationResendRequested,
+)
+CATALOGUE_EVENTS = (EventPublished, EventUpdated, EventCancelled)
+RESOLUTION_EVENTS = (ResolutionUpdated, ResolutionCompleted)
 
 
 def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
-    """Consumer group ``notification`` on ``registration.v1``."""
+    """The notification consumer group on ``registration.v1`` and ``resolutions.v1``."""
 
     def bind(fn: Callable[[handlers.Context, ReceivedEvent], Awaitable[None]]):
         async def handler(received: ReceivedEvent) -> None:
@@ -26,13 +55,18 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
 
         return handler
 
+    table: dict[type, Callable[[ReceivedEvent], Awaitable[None]]] = {}
+    for cls in REGISTRATION_EVENTS:
+        table[cls] = bind(handlers.record_registration_event)
+    for cls in CATALOGUE_EVENTS:
+        table[cls] = bind(handlers.record_catalogue_event)
+    for cls in RESOLUTION_EVENTS:
+        table[cls] = bind(handlers.record_resolution_event)
+    table[PersonalDataErased] = bind(handlers.erase_personal_data)
     runtime.add_consumer(
-        group_id=GROUP_ID,
-        topics=[REGISTRATION],
-        handlers={
-            ParticipantRegistered: bind(handlers.record_registration_event),
-            ParticipantWaitlisted: bind(handlers.record_registration_event),
-            ConfirmationResendRequested: bind(handlers.record_registration_event),
-        },
-        description="Records the emails and SMS each registration event calls for.",
+        group_id=ctx.settings.consumer_group,
+        topics=[REGISTRATION, RESOLUTIONS],
+        handlers=table,
+        description="Records the emails and SMS each registration and resolution event calls "
+        "for; keeps the participants' contact projection and the events' reminder schedule.",
     )

@@ -63,6 +63,7 @@ def render_email(template: str, language: str, context: dict[str, Any]) -> tuple
 
 
 def render_sms(template: str, language: str, context: dict[str, Any]) -> str:
+    """One SMS text, whitespace collapsed to single spaces."""
     lang = language if language in LANGUAGES else "sw"
     return " ".join(_env.get_template(f"sms/{lang}/{template}.txt.j2").render(**context).split())
 
@@ -119,7 +120,6 @@ def build_email(
     msg["Message-ID"] = f"<{notification_id}@mkutano.ega.go.tz>"
     msg["X-Mkutano-Notification"] = notification_id
     msg["X-Mkutano-Template"] = template
-    msg["Content-Language"] = language
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     if "qr" in attachments and context.get("ticket"):
@@ -135,6 +135,8 @@ def build_email(
             subtype="calendar",
             filename="mkutano.ics",
         )
+    # Last: set_content()/add_attachment() move or drop Content-* headers set before them.
+    msg["Content-Language"] = language
     return msg
 
 

@@ -44,5 +44,15 @@ class NotificationSettings(ServiceSettings):
     retry_max_s: float = 300.0
     send_lease_s: float = 60.0
     dispatcher_poll_s: float = 0.2
+    # Consumer group on registration.v1 and resolutions.v1; every instance shares it.
+    consumer_group: str = "notification"
+    # Default reminder rules: seconds before an event's start (7 days and 1 day).
+    reminder_offsets_s: list[int] = Field(default_factory=lambda: [7 * 86400, 86400])
+    reminder_poll_s: float = 1.0
+    reminder_lease_s: float = 60.0
+    # Announcements are fanned out into notifications at most this fast.
+    announcement_rate_per_s: float = 20.0
+    announcement_batch: int = 20
+    announcement_lease_s: float = 60.0
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)

@@ -1,9 +1,18 @@
-"""The notification service's MongoDB: notifications (the delivery log) and participants.
+"""The notification service's MongoDB.
 
-A notification's ``_id`` is derived from (cause event id, channel, recipient), so a
-redelivered or duplicated event cannot create a second one. Sending is claim → send →
-mark sent; a claim carries a lease, and a claim whose worker died is taken again once
-the lease has expired.
+Collections:
+- ``notifications``: the delivery log. A notification's ``_id`` is derived from (cause
+  event id, channel, recipient), so a redelivered or duplicated event cannot create a
+  second one. Sending is claim → send → mark sent; a claim carries a lease, and a claim
+  whose worker died is taken again once the lease has expired.
+- ``participants``: this service's projection of each registration's contact details,
+  language and status (from the registration events), so it works while registration is
+  down. Erased on ``PersonalDataErased``, leaving a tombstone so that a late event
+  cannot bring the data back.
+- ``events``: each event's details, state and reminder rules.
+- ``reminders``: one per (event, offset, start time), due at an epoch time, claimed with a
+  lease exactly like notifications.
+- ``announcements``: an organiser's message to an event's participants and its fan-out.
 """
 
 from __future__ import annotations
@@ -15,10 +24,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.outbox import ensure_outbox_indexes
-from shared.timeutil import epoch
+from shared.timeutil import epoch, now_iso
 
 NOTIFICATIONS = "notifications"
 PARTICIPANTS = "participants"
+EVENTS = "events"
+REMINDERS = "reminders"
+ANNOUNCEMENTS = "announcements"
 
 
 class NotificationStore:
@@ -26,13 +38,24 @@ class NotificationStore:
         self.db = db
         self.notifications = db[NOTIFICATIONS]
         self.participants = db[PARTICIPANTS]
+        self.events = db[EVENTS]
+        self.reminders = db[REMINDERS]
+        self.announcements = db[ANNOUNCEMENTS]
 
     async def ensure_indexes(self) -> None:
+        """Create the indexes the queries below rely on (idempotent)."""
         await self.notifications.create_index(
             [("status", ASCENDING), ("next_attempt_at", ASCENDING)]
         )
         await self.notifications.create_index([("registration_id", ASCENDING)])
+        await self.notifications.create_index([("announcement_id", ASCENDING)])
         await ensure_outbox_indexes(self.notifications)
+        await self.participants.create_index([("event_id", ASCENDING), ("status", ASCENDING)])
+        await self.reminders.create_index([("status", ASCENDING), ("due_at", ASCENDING)])
+        await self.reminders.create_index([("event_id", ASCENDING)])
+        await self.announcements.create_index([("status", ASCENDING)])
+
+    # -- notifications ------------------------------------------------------------
 
     async def add(self, docs: list[dict[str, Any]]) -> int:
         """Insert new notifications; ones that exist already are left as they are."""
@@ -68,7 +91,85 @@ class NotificationStore:
         )
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
+        """One notification by id."""
         return await self.notifications.find_one({"_id": notification_id})
 
-    async def upsert_participant(self, registration_id: str, fields: dict[str, Any]) -> None:
-        await self.participants.update_one({"_id": registration_id}, {"$set": fields}, upsert=True)
+    # -- participants projection -------------------------------------------------
+
+    async def upsert_participant(
+        self, registration_id: str, fields: dict[str, Any], on_insert: dict[str, Any] | None = None
+    ) -> bool:
+        """Update the projection; False if the registration's data was erased (tombstone)."""
+        update: dict[str, Any] = {"$set": fields}
+        if on_insert:
+            update["$setOnInsert"] = on_insert
+        try:
+            await self.participants.update_one(
+                {"_id": registration_id, "erased": {"$ne": True}}, update, upsert=True
+            )
+        except DuplicateKeyError:  # the tombstone matched _id but not the filter
+            return False
+        return True
+
+    async def erase_participant(self, registration_id: str, event_id: str) -> None:
+        """Replace the projection with a tombstone and scrub the delivery log's copies."""
+        await self.participants.replace_one(
+            {"_id": registration_id},
+            {"_id": registration_id, "event_id": event_id, "erased": True, "erased_at": now_iso()},
+            upsert=True,
+        )
+        # Messages not sent yet will not be: their recipient is gone.
+        await self.notifications.update_many(
+            {"registration_id": registration_id, "status": {"$in": ["pending", "retry"]}},
+            {"$set": {"status": "cancelled", "last_error": "personal data erased"}},
+        )
+        await self.notifications.update_many(
+            {"registration_id": registration_id},
+            {
+                "$set": {"recipient": "[erased]", "context": {}, "erased": True},
+                "$inc": {"rev": 1},
+            },
+        )
+
+    async def active_participants(
+        self, event_id: str, *, cadre: str | None = None, ids: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Confirmed, not erased participants of an event (optionally of one cadre)."""
+        query: dict[str, Any] = {
+            "event_id": event_id,
+            "status": "confirmed",
+            "erased": {"$ne": True},
+        }
+        if cadre:
+            query["cadre"] = cadre
+        if ids is not None:
+            query["_id"] = {"$in": ids}
+        return await self.participants.find(query, sort=[("_id", ASCENDING)]).to_list()
+
+    # -- reminders ------------------------------------------------------------------
+
+    async def claim_reminder(self, lease_s: float) -> dict[str, Any] | None:
+        """Take one due reminder (or one whose worker's lease expired)."""
+        now = epoch()
+        return await self.reminders.find_one_and_update(
+            {
+                "$or": [
+                    {"status": "pending", "due_at": {"$lte": now}},
+                    {"status": "firing", "lease_until": {"$lt": now}},
+                ]
+            },
+            {"$set": {"status": "firing", "lease_until": now + lease_s, "claimed_at": now_iso()}},
+            sort=[("due_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # -- announcements ----------------------------------------------------------------
+
+    async def claim_announcement(self, lease_s: float) -> dict[str, Any] | None:
+        """Take one announcement still fanning out whose lease is free."""
+        now = epoch()
+        return await self.announcements.find_one_and_update(
+            {"status": "fanning_out", "lease_until": {"$lt": now}},
+            {"$set": {"lease_until": now + lease_s}, "$inc": {"rev": 1}},
+            return_document=ReturnDocument.AFTER,
+        )

@@ -1,0 +1,219 @@
+"""Notification domain rules: intents per event, reminder schedules, backoff, throttling."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.notification.domain import (
+    due_reminders,
+    intents_for,
+    resolution_intents,
+    retry_delay,
+    starts_in,
+)
+from services.notification.handlers import RateLimiter
+from shared.contracts.registration import (
+    EventDetails,
+    ParticipantCheckedIn,
+    ParticipantContact,
+    ParticipantRegistered,
+    RegistrationApproved,
+    RegistrationCancelled,
+    RegistrationRejected,
+    WaitlistPromoted,
+)
+from shared.contracts.resolutions import FocalPerson, ResolutionCreated, ResolutionUpdated
+from shared.envelope import ReceivedEvent
+
+NOW = datetime(2025, 1, 10, 8, 0, tzinfo=UTC)
+DETAILS = EventDetails(
+    event_id="ev-1",
+    code="EGOV",
+    title_sw="Mkutano",
+    title_en="Conference",
+    venue="AICC",
+    city="Arusha",
+    starts_at=NOW + timedelta(days=30),
+    ends_at=NOW + timedelta(days=32),
+)
+CONTACT = ParticipantContact(
+    full_name="Asha Juma",
+    email="Asha@Example.go.tz",
+    phone="+255712000111",
+    language="en",
+    institution="e-GA",
+)
+BASE = {
+    "registration_id": "reg-1",
+    "reference": "MK-AAAA-BBBB",
+    "event": DETAILS,
+    "participant": CONTACT,
+}
+
+
+def received(event, ce_id: str = "ce-1") -> ReceivedEvent:
+    return ReceivedEvent(
+        id=ce_id, source="/t", type=event.ce_type(), time=None, key=None, event=event, headers={}
+    )
+
+
+def test_registered_confirmed_sends_confirmation_with_ticket_by_email_and_sms() -> None:
+    event = ParticipantRegistered(
+        **BASE, status="confirmed", cadre="ict_officer", registered_at=NOW, ticket="t.1"
+    )
+    email, sms = intents_for(received(event), sms_enabled=True)
+    assert (email.channel, email.template, email.language) == ("email", "confirmation", "en")
+    assert email.attachments == ("qr", "ics")
+    assert (sms.channel, sms.recipient, sms.attachments) == ("sms", "+255712000111", ())
+    assert intents_for(received(event), sms_enabled=False) == [email]
+
+
+@pytest.mark.parametrize(
+    ("event", "template", "ticket"),
+    [
+        (
+            WaitlistPromoted(**BASE, status="confirmed", promoted_at=NOW, ticket="t"),
+            "promoted",
+            True,
+        ),
+        (
+            RegistrationApproved(
+                **BASE, status="waitlisted", approved_at=NOW, approved_by="org", waitlist_position=2
+            ),
+            "approved",
+            False,
+        ),
+        (
+            RegistrationRejected(
+                **BASE, status="rejected", rejected_at=NOW, rejected_by="org", reason="full"
+            ),
+            "rejected",
+            False,
+        ),
+        (
+            RegistrationCancelled(
+                **BASE, status="cancelled", cancelled_at=NOW, cancelled_by="participant"
+            ),
+            "cancelled",
+            False,
+        ),
+    ],
+)
+def test_each_registration_event_has_its_template(event, template: str, ticket: bool) -> None:
+    (email,) = intents_for(received(event), sms_enabled=False)
+    assert email.template == template
+    assert bool(email.attachments) is ticket
+
+
+def test_idempotency_key_per_event_channel_recipient() -> None:
+    event = ParticipantRegistered(**BASE, status="confirmed", cadre="x", registered_at=NOW)
+    (a,) = intents_for(received(event, "ce-1"), sms_enabled=False)
+    (b,) = intents_for(received(event, "ce-1"), sms_enabled=False)
+    (c,) = intents_for(received(event, "ce-2"), sms_enabled=False)
+    assert a.key("ce-1") == b.key("ce-1") != c.key("ce-2")
+
+
+def test_checked_in_thanks_once_per_registration_whatever_the_day() -> None:
+    day1 = ParticipantCheckedIn(**BASE, status="confirmed", day="2025-02-11", checked_in_at=NOW)
+    day2 = ParticipantCheckedIn(**BASE, status="confirmed", day="2025-02-12", checked_in_at=NOW)
+    (a,) = intents_for(received(day1, "ce-1"), sms_enabled=False)
+    (b,) = intents_for(received(day2, "ce-2"), sms_enabled=False)
+    assert a.template == "checked_in" and a.key("ce-1") == b.key("ce-2")
+
+
+def test_resolution_update_emails_each_focal_person_in_their_language() -> None:
+    people = [
+        FocalPerson(full_name="A", institution="x", email="a@x.go.tz", language="en"),
+        FocalPerson(full_name="B", institution="y", email="b@y.go.tz", language="sw"),
+        FocalPerson(full_name="B again", institution="y", email="B@y.go.tz", language="sw"),
+    ]
+    common = {
+        "resolution_id": "res-1",
+        "conference_id": "c",
+        "number": 3,
+        "title_sw": "t",
+        "title_en": "t",
+        "status": "in_progress",
+        "progress": 50,
+        "version": 2,
+        "focal_persons": people,
+    }
+    update = ResolutionUpdated(
+        **common,
+        previous_status="not_started",
+        previous_progress=0,
+        recorded_by="u",
+        updated_at=NOW,
+    )
+    intents = resolution_intents(received(update))
+    assert [(i.recipient, i.language, i.template) for i in intents] == [
+        ("a@x.go.tz", "en", "resolution_updated"),
+        ("b@y.go.tz", "sw", "resolution_updated"),
+    ]
+    assert all(i.resolution_id == "res-1" for i in intents)
+    assert resolution_intents(received(ResolutionCreated(**common, created_at=NOW))) == []
+
+
+def test_due_reminders_skip_times_already_past_and_are_deterministic() -> None:
+    start = (NOW + timedelta(days=3)).timestamp()
+    now = NOW.timestamp()
+    reminders = due_reminders("ev-1", start, [7 * 86400, 86400], now)
+    assert [r["offset_s"] for r in reminders] == [86400]  # 7 days before is already past
+    assert reminders[0]["due_at"] == start - 86400
+    assert due_reminders("ev-1", start, [86400, 86400], now) == reminders
+    moved = due_reminders("ev-1", start + 3600, [86400], now)
+    assert moved[0]["_id"] != reminders[0]["_id"]  # a moved event gets a fresh reminder
+
+
+def test_starts_in_words() -> None:
+    assert starts_in(86400) == {"sw": "kesho", "en": "tomorrow"}
+    assert starts_in(7 * 86400)["en"] == "in 7 days"
+    assert starts_in(7200)["sw"] == "baada ya saa 2"
+    assert starts_in(10)["en"] == "shortly"
+
+
+def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 60.0)]:
+        delays = [retry_delay(attempt, 1.0, 60.0) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1  # jitter: instances do not retry in lockstep
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        await limiter.acquire()
+    assert clock.now == 0.0  # a one-second burst passes at once
+    for _ in range(10):
+        await limiter.acquire()
+    assert clock.now == pytest.approx(2.0)  # then 5 per second
+    clock.now += 100  # idle time refills at most one second's worth
+    for _ in range(5):
+        await limiter.acquire()
+    before = clock.now
+    await limiter.acquire()
+    assert clock.now == pytest.approx(before + 0.2)
+
+
+async def test_rate_limiter_is_fair_under_concurrency() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
+    await asyncio.gather(*(limiter.acquire() for _ in range(8)))
+    assert clock.now == pytest.approx(3.0)  # 2 at once, then 6 more at 2 per second
