@@ -22,6 +22,9 @@ from fastapi import FastAPI
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from shared.apikeys import install_api_keys
 from shared.audit import install_audit
@@ -29,6 +32,7 @@ from shared.auth import Authenticator
 from shared.broker import make_broker
 from shared.consumer import EventConsumer, ProcessedEvents
 from shared.envelope import OutboxMessage
+from shared.errors import ApiError
 from shared.http import (
     BodyLimitMiddleware,
     install_asyncapi,
@@ -120,6 +124,8 @@ class ServiceRuntime:
         # Outermost: the request's span covers every other middleware and the route.
         self.app.add_middleware(TracingMiddleware)
         install_error_handlers(self.app)
+        # MongoDB unreachable (restart, failover): a clear, retryable 503, not a 500.
+        self.app.add_exception_handler(ConnectionFailure, _dependency_unavailable)
         install_metrics(self.app, self.metrics, before_scrape=self.status)
         install_status(self.app, self.status)
         install_docs(self.app)
@@ -329,3 +335,17 @@ class ServiceRuntime:
             proxy_headers=True,
         )
         uvicorn.Server(config).run()
+
+
+async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """MongoDB did not answer: say so (503, Retry-After) so that clients retry later."""
+    get_logger("http").warning(
+        "dependency_unavailable", path=request.url.path, error=type(exc).__name__
+    )
+    err = ApiError(
+        503,
+        "service_unavailable",
+        "The service cannot reach its database right now; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)

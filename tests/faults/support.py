@@ -119,7 +119,8 @@ async def register_many(
 
     With ``retry_until_s`` a request that failed (connection error, 5xx) is retried with
     the same key until that many seconds passed, as a well-behaved client would.
-    Each answer is ``{"status": int | None, "body": dict, "error": str | None}``.
+    Each answer is ``{"status": int | None, "body": dict, "error": str | None, "history":
+    [every answer, e.g. "503 service_unavailable"]}``.
     """
     sem = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
@@ -128,6 +129,7 @@ async def register_many(
         body = participant(language=language, full_name=f"Fault Test Participant {i}")
         key = f"fault-{event_id}-{i}"
         deadline = loop.time() + retry_until_s
+        history: list[str] = []  # every answer this client got, in order
         while True:
             async with sem:
                 try:
@@ -143,6 +145,9 @@ async def register_many(
                     }
                 except httpx.HTTPError as exc:
                     answer = {"status": None, "body": {}, "error": type(exc).__name__}
+            code = answer["body"].get("error", {}).get("code") if answer["body"] else None
+            history.append(f"{answer['status'] or answer['error']}" + (f" {code}" if code else ""))
+            answer["history"] = history
             retryable = (
                 answer["status"] is None
                 or answer["status"] >= 500
