@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
 from services.notification import messages
 from services.notification.channels import EmailSender, SmsSender  # noqa: F401 (re-exported)
-from services.notification.domain import DeliveryError, Intent, intents_for, retry_delay
+from services.notification.domain import (
+    DeliveryError,
+    Intent,
+    due_reminders,
+    intents_for,
+    language_of,
+    notification_key,
+    parse_time,
+    resolution_intents,
+    retry_delay,
+    starts_in,
+)
 from services.notification.settings import NotificationSettings
 from services.notification.store import NotificationStore
 from shared.contracts.notification import NotificationFailed, NotificationSent
@@ -25,7 +39,7 @@ from shared.envelope import ReceivedEvent, wrap
 from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.outbox import ConcurrentUpdate, mutate, new_document, save
-from shared.timeutil import epoch, now_iso, utcnow
+from shared.timeutil import epoch, iso, now_iso, utcnow
 
 SERVICE = "notification"
 log = get_logger("notification")
@@ -40,12 +54,24 @@ class Context:
     metrics: Metrics
     wake_relay: Any = lambda: None
     wake_senders: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_announcements: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def notification_document(intent: Intent, received: ReceivedEvent) -> dict[str, Any]:
+def notification_document(
+    intent: Intent,
+    received: ReceivedEvent | None = None,
+    *,
+    key: str | None = None,
+    cause_id: str | None = None,
+    cause_type: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new delivery-log entry for one intent (caused by an event, a reminder or an
+    announcement), with the idempotency key as its ``_id``."""
+    cause_event_id = cause_id or (received.id if received else "")
     return new_document(
         {
-            "_id": intent.key(received.id),
+            "_id": key or intent.key(cause_event_id),
             "channel": intent.channel,
             "recipient": intent.recipient,
             "template": intent.template,
@@ -54,8 +80,9 @@ def notification_document(intent: Intent, received: ReceivedEvent) -> dict[str, 
             "attachments": list(intent.attachments),
             "registration_id": intent.registration_id,
             "resolution_id": intent.resolution_id,
-            "cause_event_id": received.id,
-            "cause_event_type": received.type,
+            "event_id": (intent.context.get("event") or {}).get("event_id"),
+            "cause_event_id": cause_event_id,
+            "cause_event_type": cause_type or (received.type if received else ""),
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": 0.0,
@@ -64,6 +91,7 @@ def notification_document(intent: Intent, received: ReceivedEvent) -> dict[str, 
             "errors": [],
             "created_at": now_iso(),
             "sent_at": None,
+            **(extra or {}),
         }
     )
 
@@ -71,42 +99,380 @@ def notification_document(intent: Intent, received: ReceivedEvent) -> dict[str, 
 async def record_registration_event(ctx: Context, received: ReceivedEvent) -> None:
     """Keep the participant projection and record the messages this event calls for."""
     event = received.event
-    await ctx.store.upsert_participant(
-        event.registration_id,
-        {
-            "event_id": event.event.event_id,
-            "reference": event.reference,
-            "status": event.status,
-            "contact": event.participant.model_dump(mode="json"),
-            "event": event.event.model_dump(mode="json"),
-            "updated_at": now_iso(),
-        },
-    )
+    fields: dict[str, Any] = {
+        "event_id": event.event.event_id,
+        "reference": event.reference,
+        "status": event.status,
+        "contact": event.participant.model_dump(mode="json"),
+        "event": event.event.model_dump(mode="json"),
+        "updated_at": now_iso(),
+    }
+    if getattr(event, "ticket", None):
+        fields["ticket"] = event.ticket
+    if getattr(event, "cadre", None):
+        fields["cadre"] = event.cadre
+    if not await ctx.store.upsert_participant(event.registration_id, fields):
+        return  # erased: no messages for data we no longer hold
     intents = intents_for(received, sms_enabled=ctx.sms is not None)
+    added = await ctx.store.add([notification_document(i, received) for i in intents])
+    if added:
+        ctx.wake_senders.set()
+    if event.status == "confirmed":
+        await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
+
+
+async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> None:
+    """PersonalDataErased: drop this service's copy of the participant's data."""
+    event = received.event
+    await ctx.store.erase_participant(event.registration_id, event.event_id)
+    log.info("personal_data_erased", registration_id=event.registration_id)
+
+
+async def record_resolution_event(ctx: Context, received: ReceivedEvent) -> None:
+    """Email a resolution's focal persons when its progress is recorded or it completes."""
+    intents = resolution_intents(received)
     added = await ctx.store.add([notification_document(i, received) for i in intents])
     if added:
         ctx.wake_senders.set()
 
 
-class RateLimiter:
-    """A token bucket: at most ``rate`` per second, bursts up to one second's worth."""
+# --------------------------------------------------------------------------- reminders
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.updated = time.monotonic()
+
+async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:
+    """EventPublished / EventUpdated / EventCancelled: keep the event and its reminders."""
+    event = received.event
+    await remember_event(ctx, event.event.model_dump(mode="json"), state=event.state)
+
+
+async def remember_event(ctx: Context, details: dict[str, Any], *, state: str | None) -> None:
+    """Keep an event's details (and state, when known) and (re)schedule its reminders."""
+    fields: dict[str, Any] = {"updated_at": now_iso()}
+    on_insert: dict[str, Any] = {"rules": None}
+    if state is not None:
+        fields["state"] = state
+        fields["event"] = details
+    else:
+        # From a registration: details only fill in an event we have not heard of yet.
+        on_insert["event"] = details
+        on_insert["state"] = "published"
+    await ctx.store.events.update_one(
+        {"_id": details["event_id"]}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True
+    )
+    await schedule_reminders(ctx, details["event_id"])
+
+
+async def schedule_reminders(ctx: Context, event_id: str) -> int:
+    """Create the event's missing reminders and cancel those no longer wanted.
+
+    Idempotent: reminder ids are deterministic (event, offset, start time), so running it
+    again, or from two instances at once, creates nothing twice.
+    """
+    doc = await ctx.store.events.find_one({"_id": event_id})
+    if doc is None:
+        return 0
+    wanted: list[dict[str, Any]] = []
+    if doc.get("event") and doc.get("state") not in ("cancelled", "closed", "draft"):
+        starts = parse_time(doc["event"]["starts_at"]).timestamp()
+        offsets = doc.get("rules")
+        if offsets is None:
+            offsets = ctx.settings.reminder_offsets_s
+        wanted = due_reminders(event_id, starts, offsets, epoch())
+    wanted_ids = [r["_id"] for r in wanted]
+    await ctx.store.reminders.update_many(
+        {"event_id": event_id, "status": "pending", "_id": {"$nin": wanted_ids}},
+        {"$set": {"status": "cancelled", "cancelled_at": now_iso()}},
+    )
+    created = 0
+    for reminder in wanted:
+        try:
+            await ctx.store.reminders.insert_one(
+                {
+                    **reminder,
+                    "status": "pending",
+                    "lease_until": 0.0,
+                    "created_at": now_iso(),
+                    "fired_at": None,
+                    "notifications": 0,
+                }
+            )
+            created += 1
+        except DuplicateKeyError:
+            pass
+    return created
+
+
+async def set_reminder_rules(ctx: Context, event_id: str, offsets_s: list[int] | None) -> dict:
+    """Organisers: an event's own reminder offsets (None: back to the defaults)."""
+    await ctx.store.events.update_one(
+        {"_id": event_id},
+        {"$set": {"rules": offsets_s, "updated_at": now_iso()}},
+        upsert=True,
+    )
+    await schedule_reminders(ctx, event_id)
+    return await reminder_rules_view(ctx, event_id)
+
+
+async def reminder_rules_view(ctx: Context, event_id: str) -> dict[str, Any]:
+    """An event's rules (own or default) and its reminders."""
+    doc = await ctx.store.events.find_one({"_id": event_id}) or {}
+    rules = doc.get("rules")
+    reminders = await ctx.store.reminders.find(
+        {"event_id": event_id}, sort=[("due_at", 1)]
+    ).to_list()
+    return {
+        "event_id": event_id,
+        "offsets_s": rules if rules is not None else list(ctx.settings.reminder_offsets_s),
+        "source": "event" if rules is not None else "default",
+        "event_known": bool(doc.get("event")),
+        "reminders": [
+            {
+                "id": r["_id"],
+                "offset_s": r["offset_s"],
+                "due_at": iso(datetime.fromtimestamp(r["due_at"], UTC)),
+                "status": r["status"],
+                "notifications": r.get("notifications", 0),
+            }
+            for r in reminders
+        ],
+    }
+
+
+def participant_intents(
+    participant: dict[str, Any], template: str, extra: dict[str, Any], *, sms: bool
+) -> list[Intent]:
+    """Intents for a projected participant (reminders and announcements)."""
+    contact = participant["contact"]
+    language = language_of(contact.get("language"))
+    context = {
+        "participant": contact,
+        "reference": participant.get("reference"),
+        "registration_id": participant["_id"],
+        "status": participant.get("status"),
+        "event": participant["event"],
+        "ticket": participant.get("ticket"),
+        "waitlist_position": None,
+        **extra,
+    }
+    attachments = ("qr",) if template == "reminder" and participant.get("ticket") else ()
+    out = [
+        Intent(
+            "email",
+            contact["email"],
+            template,
+            language,
+            context,
+            registration_id=participant["_id"],
+            attachments=attachments,
+        )
+    ]
+    if sms and contact.get("phone"):
+        out.append(Intent("sms", contact["phone"], template, language, context, participant["_id"]))
+    return out
+
+
+async def fire_reminder(ctx: Context, reminder: dict[str, Any]) -> int:
+    """One notification per confirmed participant, keyed (reminder, registration, channel),
+    so a reminder retaken after a crash, or by another instance, sends nothing twice."""
+    event_doc = await ctx.store.events.find_one({"_id": reminder["event_id"]}) or {}
+    participants = []
+    if event_doc.get("state") not in ("cancelled", "closed"):
+        participants = await ctx.store.active_participants(reminder["event_id"])
+    docs = []
+    for p in participants:
+        if event_doc.get("event"):
+            p = {**p, "event": event_doc["event"]}  # the latest dates and venue
+        extra = {"starts_in": starts_in(reminder["offset_s"]), "offset_s": reminder["offset_s"]}
+        for intent in participant_intents(p, "reminder", extra, sms=ctx.sms is not None):
+            key = notification_key(reminder["_id"], p["_id"], intent.channel)
+            docs.append(
+                notification_document(
+                    intent, key=key, cause_id=reminder["_id"], cause_type="reminder"
+                )
+            )
+    added = await ctx.store.add(docs)
+    await ctx.store.reminders.update_one(
+        {"_id": reminder["_id"]},
+        {"$set": {"status": "done", "fired_at": now_iso(), "notifications": len(docs)}},
+    )
+    if added:
+        ctx.wake_senders.set()
+    log.info("reminder_fired", reminder_id=reminder["_id"], notifications=len(docs), new=added)
+    return added
+
+
+async def run_reminders(ctx: Context, stop: asyncio.Event) -> None:
+    """Worker: fire due reminders, one claim at a time, until stopped."""
+    while not stop.is_set():
+        try:
+            reminder = await ctx.store.claim_reminder(ctx.settings.reminder_lease_s)
+            if reminder is not None:
+                await fire_reminder(ctx, reminder)
+                continue
+        except Exception as exc:  # MongoDB down: the lease brings the reminder back
+            log.warning("reminder_worker_error", error=type(exc).__name__)
+        await _sleep_or_stop(stop, ctx.settings.reminder_poll_s)
+
+
+# --------------------------------------------------------------------------- announcements
+
+
+async def create_announcement(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot the event's confirmed participants (optionally one cadre) as targets."""
+    targets = await ctx.store.active_participants(spec["event_id"], cadre=spec.get("cadre"))
+    doc = new_document(
+        {
+            "_id": str(uuid.uuid4()),
+            **spec,
+            "targets": [t["_id"] for t in targets],
+            "total": len(targets) * len(spec["channels"]),
+            "cursor": 0,
+            "status": "fanning_out" if targets else "done",
+            "lease_until": 0.0,
+            "created_at": now_iso(),
+            "completed_at": None if targets else now_iso(),
+        }
+    )
+    await ctx.store.announcements.insert_one(doc)
+    ctx.wake_announcements.set()
+    return doc
+
+
+async def fan_out(ctx: Context, doc: dict[str, Any], stop: asyncio.Event) -> None:
+    """Turn an announcement into notifications in batches, at a bounded rate.
+
+    Progress (``cursor``) is saved after each batch; keys are (announcement, registration,
+    channel), so a fan-out retaken after a crash repeats no message.
+    """
+    batch = max(1, ctx.settings.announcement_batch)
+    pause = batch / max(ctx.settings.announcement_rate_per_s, 0.001)
+    cursor = int(doc.get("cursor", 0))
+    targets: list[str] = doc["targets"]
+    while cursor < len(targets) and not stop.is_set():
+        ids = targets[cursor : cursor + batch]
+        people = await ctx.store.active_participants(doc["event_id"], ids=ids)
+        extra = {
+            "announcement": {
+                "subject_sw": doc["subject_sw"],
+                "subject_en": doc["subject_en"],
+                "body_sw": doc["body_sw"],
+                "body_en": doc["body_en"],
+            }
+        }
+        docs = []
+        for p in people:
+            for intent in participant_intents(p, "announcement", extra, sms=True):
+                if intent.channel not in doc["channels"]:
+                    continue
+                if intent.channel == "sms" and ctx.sms is None:
+                    continue
+                key = notification_key(doc["_id"], p["_id"], intent.channel)
+                docs.append(
+                    notification_document(
+                        intent,
+                        key=key,
+                        cause_id=doc["_id"],
+                        cause_type="announcement",
+                        extra={"announcement_id": doc["_id"]},
+                    )
+                )
+        await ctx.store.add(docs)
+        ctx.wake_senders.set()
+        cursor += len(ids)
+        done = cursor >= len(targets)
+        await ctx.store.announcements.update_one(
+            {"_id": doc["_id"]},
+            {
+                "$set": {
+                    "cursor": cursor,
+                    "lease_until": 0.0 if done else epoch() + ctx.settings.announcement_lease_s,
+                    **({"status": "done", "completed_at": now_iso()} if done else {}),
+                }
+            },
+        )
+        if not done:
+            await _sleep_or_stop(stop, pause)
+
+
+async def run_announcements(ctx: Context, stop: asyncio.Event) -> None:
+    """Worker: fan out announcements, until stopped."""
+    while not stop.is_set():
+        try:
+            doc = await ctx.store.claim_announcement(ctx.settings.announcement_lease_s)
+            if doc is not None:
+                await fan_out(ctx, doc, stop)
+                continue
+        except Exception as exc:  # MongoDB down: the lease brings the announcement back
+            log.warning("announcement_worker_error", error=type(exc).__name__)
+        ctx.wake_announcements.clear()
+        await _wait_any(stop, ctx.wake_announcements, ctx.settings.reminder_poll_s)
+
+
+async def announcement_progress(ctx: Context, announcement_id: str) -> dict[str, Any] | None:
+    """An announcement with its progress: total, queued, sent, failed, pending."""
+    doc = await ctx.store.announcements.find_one({"_id": announcement_id})
+    if doc is None:
+        return None
+    counts: dict[str, int] = {}
+    cursor = ctx.store.notifications.find({"announcement_id": announcement_id}, {"status": 1})
+    async for n in cursor:
+        counts[n["status"]] = counts.get(n["status"], 0) + 1
+    queued = sum(counts.values())
+    sent = counts.get("sent", 0)
+    failed = counts.get("failed", 0) + counts.get("cancelled", 0)
+    total = int(doc["total"])
+    return {
+        "id": doc["_id"],
+        "event_id": doc["event_id"],
+        "cadre": doc.get("cadre"),
+        "channels": doc["channels"],
+        "status": "done" if doc["status"] == "done" and sent + failed >= queued else "sending",
+        "fan_out": doc["status"],
+        "total": total,
+        "queued": queued,
+        "sent": sent,
+        "failed": failed,
+        "pending": max(0, queued - sent - failed),
+        "skipped": max(0, total - queued) if doc["status"] == "done" else 0,
+        "created_at": doc["created_at"],
+        "completed_at": doc.get("completed_at"),
+    }
+
+
+class RateLimiter:
+    """A token bucket: at most ``rate`` per second, bursts up to one second's worth.
+
+    ``clock`` and ``sleep`` are injectable so the rate is tested without waiting.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.rate = max(rate, 0.001)
+        self.capacity = max(1.0, self.rate)
+        self.tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self.updated = clock()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
+        """Wait until one message may be sent, then take its token."""
         async with self._lock:
             while True:
-                now = time.monotonic()
-                self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+                now = self._clock()
+                elapsed = max(0.0, now - self.updated)
+                self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
                 self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
+                # The epsilon stops float rounding from sleeping ~1e-17 s in a loop.
+                if self.tokens >= 1 - 1e-9:
+                    self.tokens = max(0.0, self.tokens - 1)
                     return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+                await self._sleep((1 - self.tokens) / self.rate)
 
 
 class Dispatcher:
