@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from shared.contracts.registration import EventDetails, ParticipantContact
+from shared.patch import Patch
 from shared.timeutil import EAT, utcnow
 
 Cadre = Literal[
@@ -282,10 +283,10 @@ _EVENT_TRANSITIONS: dict[str, set[str]] = {
 }
 
 
-class EventChange(BaseModel):
+class EventChange(Patch):
     """What an organiser may change on an event (every field optional; ``id`` is fixed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    nullable = frozenset({"registration_opens_at", "registration_closes_at", "cancellation_reason"})
 
     code: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=32)] | None

@@ -77,7 +77,7 @@ class ResolutionView(BaseModel):
     description_en: str
     lead_institution: str
     supporting_institutions: list[str]
-    target_date: date | None
+    target_date: date | None = None
     status: str
     progress: int
     weight: int

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.patch import Patch
+
 STATUS_CATALOGUE: dict[str, int | None] = {
     "not_started": 0,
     "in_progress": 25,
@@ -101,10 +103,8 @@ class ConferenceSpec(BaseModel):
         return self
 
 
-class ConferenceChange(BaseModel):
+class ConferenceChange(Patch):
     """A coordinator's edit of a conference: only the fields sent change."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name_sw: Text | None = None
     name_en: Text | None = None
@@ -130,10 +130,10 @@ class ResolutionSpec(BaseModel):
     focal_persons: list[FocalPersonIn] = Field(default_factory=list, max_length=20)
 
 
-class ResolutionChange(BaseModel):
+class ResolutionChange(Patch):
     """An edit of a resolution's details (status and progress go through updates)."""
 
-    model_config = ConfigDict(extra="forbid")
+    nullable = frozenset({"target_date", "version"})
 
     title_sw: Text | None = None
     title_en: Text | None = None
@@ -197,10 +197,10 @@ class ActionSpec(BaseModel):
         return value
 
 
-class ActionChange(BaseModel):
+class ActionChange(Patch):
     """A change to one action; a status or progress change is also a timeline entry."""
 
-    model_config = ConfigDict(extra="forbid")
+    nullable = frozenset({"parent_action_id", "version"})
 
     title: Text | None = None
     institution: Text | None = None
