@@ -111,8 +111,12 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
         fields["ticket"] = event.ticket
     if getattr(event, "cadre", None):
         fields["cadre"] = event.cadre
-    if not await ctx.store.upsert_participant(event.registration_id, fields):
-        return  # erased: no messages for data we no longer hold
+    event_time = iso(received.time) if received.time else None
+    if not await ctx.store.upsert_participant(event.registration_id, fields, event_time=event_time):
+        # Erased (no messages for data we no longer hold), or older than what the
+        # projection shows (a replay after a newer event): its news is out of date.
+        log.info("registration_event_not_applied", ce_id=received.id, ce_type=received.type)
+        return
     intents = intents_for(received, sms_enabled=ctx.sms is not None)
     added = await ctx.store.add([notification_document(i, received) for i in intents])
     if added:

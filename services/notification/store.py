@@ -97,17 +97,27 @@ class NotificationStore:
     # -- participants projection -------------------------------------------------
 
     async def upsert_participant(
-        self, registration_id: str, fields: dict[str, Any], on_insert: dict[str, Any] | None = None
+        self,
+        registration_id: str,
+        fields: dict[str, Any],
+        on_insert: dict[str, Any] | None = None,
+        *,
+        event_time: str | None = None,
     ) -> bool:
-        """Update the projection; False if the registration's data was erased (tombstone)."""
+        """Update the projection; False if the registration's data was erased (tombstone),
+        or if ``event_time`` (ISO) is older than the event it already reflects — a
+        redelivered or replayed older event must not roll the projection back."""
         update: dict[str, Any] = {"$set": fields}
         if on_insert:
             update["$setOnInsert"] = on_insert
+        flt: dict[str, Any] = {"_id": registration_id, "erased": {"$ne": True}}
+        if event_time is not None:
+            update["$set"] = {**fields, "last_event_time": event_time}
+            # None also matches a document written before the field existed.
+            flt["$or"] = [{"last_event_time": None}, {"last_event_time": {"$lte": event_time}}]
         try:
-            await self.participants.update_one(
-                {"_id": registration_id, "erased": {"$ne": True}}, update, upsert=True
-            )
-        except DuplicateKeyError:  # the tombstone matched _id but not the filter
+            await self.participants.update_one(flt, update, upsert=True)
+        except DuplicateKeyError:  # a tombstone or a newer event matched _id, not the filter
             return False
         return True
 
