@@ -95,3 +95,13 @@ def limit_by_client(scope: str, limit: Limit) -> Callable[[Request], Awaitable[N
             raise too_many(wait)
 
     return dependency
+
+
+async def enforce(request: Request, scope: str, subject: str, limit: Limit) -> None:
+    """Count one hit for ``subject``; raise 429 with ``Retry-After`` over the limit."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    wait = await limiter.hit(scope, subject, limit)
+    if wait is not None:
+        raise too_many(wait)

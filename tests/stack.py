@@ -434,7 +434,12 @@ class ServiceFactory:
             seed_demo=False,
             log_format="json",
             db_suffix=f"_t{RUN_ID}" if db_suffix is None else db_suffix,
-            overrides=overrides,
+            # Tests post hundreds of requests from one address: limits are off unless a
+            # test turns them on (tests/e2e/test_rate_limits.py does).
+            overrides={
+                **{f"{s.upper()}_RATE_LIMITS": "false" for s in SERVICES},
+                **(overrides or {}),
+            },
         )
 
     async def start(

@@ -33,8 +33,10 @@ from services.registration.domain import (
     csv_row,
     registration_window_open,
 )
+from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, error_responses
+from shared.ratelimit import Limit, client_address, enforce
 from shared.timeutil import now_iso, utcnow
 
 router = APIRouter(prefix="/api/v1")
@@ -95,6 +97,34 @@ def _event_view(doc: dict[str, Any]) -> EventView:
     )
 
 
+def _limits(request: Request) -> RegistrationSettings:
+    return request.app.state.runtime.settings
+
+
+async def limit_registrations_by_address(request: Request) -> None:
+    """Registrations per client address and minute (429 with Retry-After beyond)."""
+    per_min = _limits(request).rate_register_per_address_per_min
+    await enforce(request, "register-address", client_address(request), Limit(per_min, 60))
+
+
+async def limit_registrations_by_email(request: Request, email: str) -> None:
+    """Registration attempts per email and hour: stops floods at one address."""
+    per_hour = _limits(request).rate_register_per_email_per_hour
+    await enforce(request, "register-email", email, Limit(per_hour, 3600))
+
+
+async def limit_self_service(request: Request) -> None:
+    """Self-service reads and writes per client address: references cannot be swept."""
+    per_min = _limits(request).rate_self_service_per_address_per_min
+    await enforce(request, "self-service", client_address(request), Limit(per_min, 60))
+
+
+async def limit_checkins(request: Request) -> None:
+    """Ticket checks per client (a registrar's scanner), against ticket guessing."""
+    per_min = _limits(request).rate_checkin_per_client_per_min
+    await enforce(request, "checkin", client_address(request), Limit(per_min, 60))
+
+
 def _domain_error(exc: DomainError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message, details=exc.details)
 
@@ -150,6 +180,7 @@ async def register(
     event_id: str,
     body: RegistrationRequest,
     request: Request,
+    _limited: Annotated[None, Depends(limit_registrations_by_address)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -161,6 +192,7 @@ async def register(
 ) -> JSONResponse:
     """Register a participant. The ``manage_token`` is shown once; keep it."""
     ctx = _ctx(request)
+    await limit_registrations_by_email(request, body.email)
     if idempotency_key is None:
         status, payload = await _register(ctx, event_id, body)
         return JSONResponse(payload, status_code=status)
@@ -535,6 +567,7 @@ async def _own(
 
 @router.get(
     "/registrations/{reference}",
+    dependencies=[Depends(limit_self_service)],
     response_model=RegistrationView,
     tags=["self-service"],
     responses=error_responses(404),
@@ -555,6 +588,7 @@ _CHANGE_SCHEMA = RegistrationChange.model_json_schema()
 
 @router.patch(
     "/registrations/{reference}",
+    dependencies=[Depends(limit_self_service)],
     response_model=RegistrationView,
     tags=["self-service"],
     responses=error_responses(404, 409, 413, 415, 422),
@@ -590,6 +624,7 @@ async def update_own_registration(
 
 @router.post(
     "/registrations/{reference}/cancel",
+    dependencies=[Depends(limit_self_service)],
     response_model=RegistrationView,
     tags=["self-service"],
     responses=error_responses(404, 409),
@@ -612,6 +647,7 @@ async def cancel_own_registration(
 
 @router.post(
     "/checkins",
+    dependencies=[Depends(limit_checkins)],
     response_model=CheckInResult,
     status_code=201,
     tags=["check-in"],

@@ -12,3 +12,9 @@ class RegistrationSettings(ServiceSettings):
     http_port: int = 8001
     # Version of the privacy notice participants consent to (PDPA 2022).
     privacy_notice_version: str = "2025-01"
+    # Public endpoints' limits (per minute per client address; per hour per email).
+    # Generous per address: a ministry's staff may register from behind one NAT.
+    rate_register_per_address_per_min: int = 120
+    rate_register_per_email_per_hour: int = 10
+    rate_self_service_per_address_per_min: int = 60
+    rate_checkin_per_client_per_min: int = 600

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
 from services.registration import handlers
+from services.registration.api import limit_registrations_by_address, limit_registrations_by_email
 from services.registration.domain import (
     DomainError,
     RegistrationRequest,
@@ -23,6 +24,7 @@ from services.registration.domain import (
     check_can_register,
     now,
 )
+from shared.errors import ApiError
 from shared.timeutil import EAT
 
 HERE = Path(__file__).parent
@@ -247,9 +249,11 @@ def _event_context(event: dict[str, Any], lang: str) -> dict[str, Any]:
     }
 
 
-def _render(name: str, status: int, **context: Any) -> HTMLResponse:
+def _render(
+    name: str, status: int, *, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
     html = templates.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 async def _load_event(request: Request, event_id: str) -> dict[str, Any] | None:
@@ -295,6 +299,19 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
         return _render("message.html.j2", 404, t=labels, lang=language, message=labels["not_found"])
     payload = _form_payload(form, language)
     values = {**payload, "consent": "consent" in payload}
+    try:
+        await limit_registrations_by_address(request)
+        if isinstance(payload.get("email"), str):
+            await limit_registrations_by_email(request, payload["email"].strip().lower())
+    except ApiError as exc:
+        return _render(
+            "message.html.j2",
+            429,
+            t=labels,
+            lang=language,
+            message=exc.message,
+            headers=exc.headers,
+        )
     page = {"t": labels, "lang": language, "event": _event_context(event, language)}
     try:
         registration = RegistrationRequest.model_validate(payload)
