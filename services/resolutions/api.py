@@ -31,7 +31,46 @@ from shared.errors import ApiError, FieldProblem, error_responses
 from shared.timeutil import EAT, utcnow
 
 router = APIRouter(prefix="/api/v1")
-Coordinator = Annotated[Principal, Depends(require_roles("coordinator"))]
+
+
+async def _conference_of(request: Request) -> str | None:
+    """The conference a request is about, from its path (None if it names none)."""
+    conference_id = request.path_params.get("conference_id")
+    if conference_id is None and "resolution_id" in request.path_params:
+        doc = await request.app.state.context.store.get_resolution(
+            request.path_params["resolution_id"]
+        )
+        conference_id = doc["conference_id"] if doc else None
+    return conference_id
+
+
+def _in_scope(principal: Principal, conference_id: str | None) -> bool:
+    """Keys scoped to conference ids reach only those; unscoped keys and admins reach all."""
+    if "admin" in principal.roles or not principal.scopes:
+        return True
+    return conference_id is not None and conference_id in principal.scopes
+
+
+async def _scoped_coordinator(
+    request: Request, principal: Annotated[Principal, Depends(require_roles("coordinator"))]
+) -> Principal:
+    """A coordinator whose key's scope covers the conference the request is about."""
+    conference_id = await _conference_of(request)
+    about_nothing = conference_id is None and not (
+        {"conference_id", "resolution_id"} & set(request.path_params)
+    )
+    if about_nothing and request.method == "GET":
+        return principal
+    if not _in_scope(principal, conference_id):
+        if conference_id is None and "resolution_id" in request.path_params:
+            return principal  # an unknown resolution: the route answers 404
+        raise ApiError(
+            403, "out_of_scope", "This key does not cover this conference's resolutions."
+        )
+    return principal
+
+
+Coordinator = Annotated[Principal, Depends(_scoped_coordinator)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40)]
 CSV_TYPES = {"text/csv", "text/plain", "application/csv", "application/vnd.ms-excel"}
 
@@ -155,7 +194,9 @@ async def _is_coordinator(request: Request) -> bool:
     principal = await request.app.state.authenticator.authenticate(credential)
     if principal is None:
         raise ApiError(401, "unauthenticated", "A valid API key or token is required.")
-    return principal.has_any(("coordinator",))
+    return principal.has_any(("coordinator",)) and _in_scope(
+        principal, await _conference_of(request)
+    )
 
 
 def _if_match(value: str | None) -> int | None:
