@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from services.registration import handlers
+from services.registration import handlers, privacy
 from services.registration.domain import (
     CSV_COLUMNS,
     FIXED_FIELDS,
@@ -309,6 +309,7 @@ class OrganiserRegistrationView(RegistrationView):
     id: str
     consent: dict[str, Any]
     rejection_reason: str | None = None
+    erased_at: str | None = None
 
 
 class RegistrationPage(BaseModel):
@@ -620,6 +621,79 @@ async def update_own_registration(
         ) from None
     written = await _run(handlers.update_own_registration(ctx, doc["_id"], change))
     return _own_view(ctx, written)
+
+
+@router.get(
+    "/registrations/{reference}/data",
+    dependencies=[Depends(limit_self_service)],
+    tags=["personal data"],
+    responses=error_responses(404),
+)
+async def download_own_data(
+    reference: Reference,
+    request: Request,
+    x_manage_token: ManageTokenHeader = None,
+    token: ManageTokenQuery = None,
+) -> JSONResponse:
+    """Everything held about the participant (PDPA 2022: the right of access)."""
+    ctx = _ctx(request)
+    doc = await _own(ctx, reference, x_manage_token, token)
+    return JSONResponse(
+        privacy.export_own_data(doc),
+        headers={"Content-Disposition": f'attachment; filename="mkutano-{reference}.json"'},
+    )
+
+
+class ErasureResult(BaseModel):
+    reference: str
+    status: str
+    erased_at: str
+
+
+@router.post(
+    "/registrations/{reference}/erase",
+    dependencies=[Depends(limit_self_service)],
+    response_model=ErasureResult,
+    tags=["personal data"],
+    responses=error_responses(404),
+)
+async def erase_own_data(
+    reference: Reference,
+    request: Request,
+    x_manage_token: ManageTokenHeader = None,
+    token: ManageTokenQuery = None,
+) -> ErasureResult:
+    """Erase one's personal data (cancels the registration first if it is active).
+
+    Every service removes its copy when it reads the ``PersonalDataErased`` event. The
+    manage token stops working: keep the reference for your records.
+    """
+    ctx = _ctx(request)
+    doc = await _own(ctx, reference, x_manage_token, token)
+    written = await _run(privacy.erase_registration(ctx, doc["_id"], reason="participant_request"))
+    return ErasureResult(
+        reference=written["reference"], status=written["status"], erased_at=written["erased_at"]
+    )
+
+
+class RetentionResult(BaseModel):
+    erased: int
+    retention_days: int
+
+
+@router.post(
+    "/admin/retention/run",
+    response_model=RetentionResult,
+    tags=["personal data"],
+    responses=error_responses(401, 403),
+)
+async def run_retention(
+    request: Request, _: Annotated[Principal, Depends(require_roles("admin"))]
+) -> RetentionResult:
+    """Apply the retention rule now (it also runs on its own every hour)."""
+    days = _limits(request).retention_days
+    erased = await privacy.apply_retention(_ctx(request), days)
+    return RetentionResult(erased=erased, retention_days=days)
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from services.registration import api, handlers, web
+from services.registration import api, handlers, privacy, web
 from services.registration.domain import EventSpec, TicketSigner
 from services.registration.settings import RegistrationSettings
 from services.registration.store import EVENTS, REGISTRATIONS, RegistrationStore
@@ -86,6 +86,10 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
             schema=event_cls,
         )
     runtime.app.include_router(api.router)
+    runtime.add_worker(
+        "retention",
+        privacy.retention_worker(context, settings.retention_days, settings.retention_interval_s),
+    )
     runtime.app.include_router(web.router)
 
     @runtime.on_startup

@@ -18,3 +18,6 @@ class RegistrationSettings(ServiceSettings):
     rate_register_per_email_per_hour: int = 10
     rate_self_service_per_address_per_min: int = 60
     rate_checkin_per_client_per_min: int = 600
+    # PDPA retention: personal data is anonymised this long after an event ends.
+    retention_days: int = 365
+    retention_interval_s: float = 3600.0
