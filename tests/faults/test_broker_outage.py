@@ -33,7 +33,9 @@ async def test_registrations_during_broker_outage_are_kept_and_confirmed_once(
     event = await create_event(registration.url, stack.admin_headers, capacity=REGISTRATIONS + 50)
 
     stack.kafka.kill()
-    reliability.record(fault=f"Kafka SIGKILL during {REGISTRATIONS} POSTs", messages=REGISTRATIONS)
+    reliability.record(
+        issue=1, fault=f"Kafka SIGKILL during {REGISTRATIONS} POSTs", messages=REGISTRATIONS
+    )
     # Readiness reflects the broker: not ready while it is gone.
     await wait_until(
         lambda: _is(ready_status(registration.url), 503),

@@ -99,6 +99,7 @@ async def test_duplicate_and_stale_events_have_one_effect(fault_stack, reliabili
     confirmations = [s for s in subjects if s.startswith("Registration confirmed")]
     waitlisted = [s for s in subjects if "waiting list" in s]
     reliability.record(
+        issue=5,
         fault="same ce_id delivered 3 times; an event 1 h older delivered after the newer one",
         messages=4,
         accepted=4,

@@ -81,6 +81,7 @@ async def test_sigterm_each_service_finishes_its_work_and_exits_in_bound(
             timeout=20,
         )
     reliability.record(
+        issue=8,
         fault="SIGTERM to registration (30 requests in flight), notification (mid-burst), "
         "resolutions",
         note=f"registration: exited in {took:.1f} s (code {code}); {len(after_signal)} "

@@ -81,6 +81,7 @@ async def test_mongo_restart_under_load_loses_no_acknowledged_write(
     lost_writes = ids - set(stored_ids)
     delivery = await wait_all_delivered(stack.smtp, references, timeout=60, settle_s=1.0)
     reliability.record(
+        issue=6,
         fault=f"MongoDB SIGKILL for {outage:.1f} s during {LOAD} POSTs (clients retry "
         "with Idempotency-Key)",
         messages=LOAD,

@@ -43,6 +43,7 @@ async def test_notification_sigkill_mid_burst_loses_nothing(fault_stack, reliabi
     notification.kill()
     at_kill = count_deliveries(index, references).delivered
     reliability.record(
+        issue=2,
         fault=f"notification SIGKILL after {at_kill}/{BURST} emails, then restart",
         messages=BURST,
         accepted=len(references),
@@ -60,6 +61,11 @@ async def test_notification_sigkill_mid_burst_loses_nothing(fault_stack, reliabi
         note="claims of the killed process are taken again after their lease "
         "(NOTIFICATION_SEND_LEASE_S=5 here, 60 s by default); records consumed but not "
         "committed are redelivered and deduplicated on the notification id",
+    )
+    reliability.record(
+        note=f"re-sent copies detected by Message-ID: {delivery.duplicated} (the kill can fall "
+        "between SMTP accepting a message and the sender marking it sent: at most one "
+        "message per sender in flight can be sent twice, with the same Message-ID)"
     )
     if delivery.duplicated:
         reliability.record(
@@ -114,6 +120,7 @@ async def test_smtp_outage_is_retried_with_backoff_until_delivered(
     finally:
         await db.client.close()
     reliability.record(
+        issue=3,
         fault=f"SMTP relay stopped for {outage:.0f} s",
         messages=10,
         accepted=len(references),
@@ -148,6 +155,7 @@ async def test_rebalance_when_one_of_two_instances_stops(fault_stack, reliabilit
     code = await second.stop()
     at_stop = count_deliveries(index, references).delivered
     reliability.record(
+        issue=7,
         fault=f"2nd of 2 group members SIGTERMed after {at_stop}/{BURST} emails (rebalance)",
         messages=BURST,
         accepted=len(references),
