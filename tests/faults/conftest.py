@@ -287,6 +287,9 @@ not replay the same records again (`--since` overrides). The broker is
 - On the embedded tansu broker a restart loses topics and committed offsets; the test
   fixture recreates the topics and consumers rejoin and restart from the beginning of
   the new, empty topics. Apache Kafka keeps both, so this does not arise in production.
-- Registration: an `Idempotency-Key` claimed just before MongoDB went away stays "in
-  progress" (409) for the client's retries (scenario 6's notes).
+- Registration (intermittent, reported to its owner): an `Idempotency-Key` claimed just
+  before MongoDB went away can stay "in progress" (409 `request_in_progress`) for all the
+  client's retries, and a registration can be stored whose client never saw its 201 — a
+  crash between claiming the key and completing or releasing it. When a run hits it,
+  scenario 6's notes say so; it does not lose an acknowledged registration.
 """
