@@ -106,20 +106,36 @@ class NotificationStore:
     ) -> bool:
         """Update the projection; False if the registration's data was erased (tombstone),
         or if ``event_time`` (ISO) is older than the event it already reflects — a
-        redelivered or replayed older event must not roll the projection back."""
-        update: dict[str, Any] = {"$set": fields}
-        if on_insert:
-            update["$setOnInsert"] = on_insert
-        flt: dict[str, Any] = {"_id": registration_id, "erased": {"$ne": True}}
-        if event_time is not None:
-            update["$set"] = {**fields, "last_event_time": event_time}
-            # None also matches a document written before the field existed.
-            flt["$or"] = [{"last_event_time": None}, {"last_event_time": {"$lte": event_time}}]
-        try:
-            await self.participants.update_one(flt, update, upsert=True)
-        except DuplicateKeyError:  # a tombstone or a newer event matched _id, not the filter
-            return False
-        return True
+        redelivered or replayed older event must not roll the projection back.
+
+        Read, decide, then write conditioned on what was read. No ``$or`` and no ``$ne``
+        in the update filter: on the embedded server an ``$or`` beside ``_id`` can match
+        another document, and ``$ne`` never matches a missing field in an update.
+        """
+        for _ in range(10):
+            doc = await self.participants.find_one({"_id": registration_id})
+            stamped = {**fields, **({"last_event_time": event_time} if event_time else {})}
+            if doc is None:
+                try:
+                    await self.participants.insert_one(
+                        {**(on_insert or {}), **stamped, "_id": registration_id}
+                    )
+                    return True
+                except DuplicateKeyError:  # another instance inserted it first: decide again
+                    continue
+            if doc.get("erased"):
+                return False
+            last = doc.get("last_event_time")
+            if event_time is not None and last is not None and last > event_time:
+                return False
+            # An erasure in between replaces the document (no last_event_time): no match.
+            flt: dict[str, Any] = {"_id": registration_id}
+            if last is not None:
+                flt["last_event_time"] = last
+            result = await self.participants.update_one(flt, {"$set": stamped})
+            if result.matched_count == 1:
+                return True
+        return False
 
     async def erase_participant(self, registration_id: str, event_id: str) -> None:
         """Replace the projection with a tombstone and scrub the delivery log's copies."""
