@@ -103,7 +103,13 @@ class BenchStack:
             mkutano_env="test",
             seed_demo=False,
             log_format="json",
-            overrides={"LOG_LEVEL": "WARNING", **overrides},
+            overrides={
+                "LOG_LEVEL": "WARNING",
+                # One loopback load generator is one client: the per-client limits
+                # (shared.ratelimit) would answer 429, so they are off on this private stack.
+                f"{service.upper()}_RATE_LIMITS": "false",
+                **overrides,
+            },
         )
 
     def start_service(self, service: str, **overrides: str) -> Process:

@@ -68,7 +68,7 @@ def run_one(n: int, timeout_s: float) -> dict[str, Any]:
         remaining = max(1.0, timeout_s - (accepted - started))
         try:
             wait_for(lambda: stack.mail_count() >= expected, remaining, 0.25)
-            complete = True
+            complete = load.non_201 == 0  # a refused registration is not a confirmed one
         except TimeoutError:
             complete = False
         stats = stack.stats()
@@ -97,6 +97,7 @@ def run_one(n: int, timeout_s: float) -> dict[str, Any]:
         result = {
             "registrations": n,
             "accepted_201": n - load.non_201,
+            "non_201": load.non_201,
             "registrations_stored": len(regs),
             "emails": len(mails),
             "complete": complete,
