@@ -83,10 +83,14 @@ async def test_download_then_erasure_cleans_all_three_stores(platform) -> None:
     assert not any(n.lower() in json.dumps(erased.value).lower() for n in needles)
 
     # Every service's store is clean of the participant's name, email and phone.
-    async def clean() -> bool:
-        return not await _stores_holding(platform, needles)
+    held: dict[str, list[str]] = {}
 
-    await wait_until(clean, timeout=20, message=lambda: "still held somewhere")
+    async def clean() -> bool:
+        held.clear()
+        held.update(await _stores_holding(platform, needles))
+        return not held
+
+    await wait_until(clean, timeout=30, message=lambda: f"still held in {held}")
 
 
 async def test_retention_anonymises_registrations_of_events_long_over(platform) -> None:
