@@ -199,7 +199,20 @@ async def register(
 
     key = f"{event_id}:{idempotency_key}"
     fingerprint = handlers.request_fingerprint(event_id, body.model_dump(mode="json"))
-    previous = await ctx.store.claim_idempotency_key(key, fingerprint, now_iso())
+    previous, taken_over = await ctx.store.claim_idempotency_key(key, fingerprint, now_iso())
+    if taken_over:
+        # The first attempt with this key died midway: if it stored the registration,
+        # answer with it; otherwise register now.
+        done = await ctx.store.registrations.find_one({"idempotency_key": key})
+        if done is not None:
+            body = _created_from(done)
+            await ctx.store.complete_idempotency_key(key, 201, body)
+            return JSONResponse(
+                await _replay(ctx, {"status": 201, "response": body}),
+                status_code=201,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        previous = None
     if previous is not None:
         if previous.get("request_hash") != fingerprint:
             raise ApiError(
@@ -220,7 +233,7 @@ async def register(
             headers={"Idempotent-Replayed": "true"},
         )
     try:
-        status, payload = await _register(ctx, event_id, body)
+        status, payload = await _register(ctx, event_id, body, idempotency_key=key)
     except Exception:
         await ctx.store.release_idempotency_key(key)
         raise
@@ -229,11 +242,27 @@ async def register(
     return JSONResponse(payload, status_code=status)
 
 
+def _created_from(doc: dict[str, Any]) -> dict[str, Any]:
+    """The 201 answer for a stored registration, without its manage token."""
+    return {
+        "id": doc["_id"],
+        "reference": doc["reference"],
+        "status": doc["status"],
+        "waitlist_position": doc.get("waitlist_position"),
+    }
+
+
 async def _register(
-    ctx: handlers.Context, event_id: str, body: RegistrationRequest
+    ctx: handlers.Context,
+    event_id: str,
+    body: RegistrationRequest,
+    *,
+    idempotency_key: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     try:
-        result = await handlers.register_participant(ctx, event_id, body)
+        result = await handlers.register_participant(
+            ctx, event_id, body, idempotency_key=idempotency_key
+        )
     except DomainError as exc:
         return exc.status, _domain_error(exc).body()
     return 201, RegistrationCreated(

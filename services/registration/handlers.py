@@ -102,7 +102,7 @@ async def create_event(ctx: Context, spec: EventSpec) -> dict[str, Any]:
 
 
 async def register_participant(
-    ctx: Context, event_id: str, request: RegistrationRequest
+    ctx: Context, event_id: str, request: RegistrationRequest, *, idempotency_key: str | None = None
 ) -> Registered:
     """Register one participant: confirmed while seats last, then waitlisted in order.
 
@@ -159,6 +159,8 @@ async def register_participant(
                 "purpose": "registration and communication for this event",
             },
             "manage_token_hash": hash_token(token),
+            # Lets a retry whose first attempt was cut off find what it created.
+            "idempotency_key": idempotency_key,
             "checkins": {},
             "created_at": iso(moment),
             # Microseconds since the epoch: the sort and paging key of organisers' lists.

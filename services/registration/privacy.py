@@ -38,7 +38,14 @@ PERSONAL_FIELDS = (
     "accessibility_other",
     "dietary_needs",
 )
-INTERNAL_FIELDS = {"manage_token_hash", "outbox", "outbox_pending", "outbox_lease_until", "rev"}
+INTERNAL_FIELDS = {
+    "manage_token_hash",
+    "idempotency_key",
+    "outbox",
+    "outbox_pending",
+    "outbox_lease_until",
+    "rev",
+}
 
 
 def export_own_data(doc: dict[str, Any]) -> dict[str, Any]:

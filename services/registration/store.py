@@ -15,6 +15,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.outbox import ensure_outbox_indexes
+from shared.timeutil import epoch
 
 EVENTS = "events"
 REGISTRATIONS = "registrations"
@@ -40,6 +41,7 @@ class RegistrationStore:
         # Organisers' lists page by (created_us, _id) within an event. A number, not the
         # ISO string: range queries on ISO-looking strings are unreliable on nx-27017.
         await self.registrations.create_index([("event_id", ASCENDING), ("created_us", ASCENDING)])
+        await self.registrations.create_index([("idempotency_key", ASCENDING)])
         await self.events.create_index([("code", ASCENDING)], unique=True)
         await ensure_outbox_indexes(self.events)
         await ensure_outbox_indexes(self.registrations)
@@ -202,17 +204,44 @@ class RegistrationStore:
 
     # -- idempotency keys ----------------------------------------------------------
 
-    async def claim_idempotency_key(self, key: str, request_hash: str, now: str) -> dict | None:
-        """Insert a pending record; returns the existing one if the key was used before."""
+    async def claim_idempotency_key(
+        self, key: str, request_hash: str, now: str, *, lease_s: float = 30.0
+    ) -> tuple[dict | None, bool]:
+        """Claim a key: ``(None, False)`` when new, ``(record, False)`` when used before.
+
+        A pending claim older than ``lease_s`` belonged to a request that never finished
+        (its process died, or MongoDB went away before it could release the key): it is
+        taken over, ``(record, True)``, so that retries are not refused for ever.
+        """
         from pymongo.errors import DuplicateKeyError
 
+        claimed_at = epoch()
         try:
             await self.idempotency.insert_one(
-                {"_id": key, "request_hash": request_hash, "state": "pending", "created_at": now}
+                {
+                    "_id": key,
+                    "request_hash": request_hash,
+                    "state": "pending",
+                    "created_at": now,
+                    "claimed_at": claimed_at,
+                }
             )
-            return None
+            return None, False
         except DuplicateKeyError:
-            return await self.idempotency.find_one({"_id": key})
+            record = await self.idempotency.find_one({"_id": key})
+        if (
+            record is not None
+            and record.get("state") == "pending"
+            and record.get("request_hash") == request_hash
+            and float(record.get("claimed_at", 0)) < claimed_at - lease_s
+        ):
+            taken = await self.idempotency.update_one(
+                {"_id": key, "state": "pending", "claimed_at": record.get("claimed_at", 0)},
+                {"$set": {"claimed_at": claimed_at}},
+            )
+            if taken.matched_count == 1:
+                return record, True
+        return record, False
 
     async def complete_idempotency_key(self, key: str, status: int, body: dict[str, Any]) -> None:
         await self.idempotency.update_one(
