@@ -163,6 +163,12 @@ async def remember_event(ctx: Context, details: dict[str, Any], *, state: str | 
     await ctx.store.events.update_one(
         {"_id": details["event_id"]}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True
     )
+    if state is None:
+        # The document may exist with rules only (set before any event was seen).
+        await ctx.store.events.update_one(
+            {"_id": details["event_id"], "event": {"$exists": False}},
+            {"$set": {"event": details, "state": "published"}},
+        )
     await schedule_reminders(ctx, details["event_id"])
 
 
@@ -301,7 +307,13 @@ async def fire_reminder(ctx: Context, reminder: dict[str, Any]) -> int:
     )
     if added:
         ctx.wake_senders.set()
-    log.info("reminder_fired", reminder_id=reminder["_id"], notifications=len(docs), new=added)
+    log.info(
+        "reminder_fired",
+        event_id=reminder["event_id"],
+        offset_s=reminder["offset_s"],
+        notifications=len(docs),
+        new=added,
+    )
     return added
 
 
