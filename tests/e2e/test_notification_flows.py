@@ -470,6 +470,29 @@ async def test_reminder_rules_api_validates_and_schedules(platform) -> None:
     }
     assert (await api(url, "PUT", path, json={"offsets_s": None})).status_code == 401
 
+    # The event moves a day later: fresh reminders at the new times, the old ones cancelled;
+    # then it is cancelled: no reminder is left pending.
+    moved = {
+        **event,
+        "starts_at": (datetime.fromisoformat(event["starts_at"]) + timedelta(days=1)).isoformat(),
+    }
+    for cls, state in ((reg.EventUpdated, "published"), (reg.EventCancelled, "cancelled")):
+        await publish(
+            bootstrap,
+            cls(event_id=event["event_id"], event=moved, capacity=10, state=state),
+        )
+
+        async def rescheduled(state: str = state) -> list | None:
+            view = (await api(url, "GET", path, headers)).json()
+            pending = [x for x in view["reminders"] if x["status"] == "pending"]
+            if state == "cancelled":
+                return view["reminders"] if not pending else None
+            return pending if len(pending) == 2 and len(view["reminders"]) == 6 else None
+
+        await wait_until(rescheduled, timeout=10)
+    view = (await api(url, "GET", path, headers)).json()
+    assert sorted(x["status"] for x in view["reminders"]) == ["cancelled"] * 6
+
 
 async def test_resend_sends_the_same_message_again(platform) -> None:
     person = contact("en")
