@@ -28,6 +28,7 @@ from pymongo.errors import PyMongoError
 from shared.envelope import OutboxMessage
 from shared.logging import get_logger
 from shared.timeutil import epoch
+from shared.waiting import sleep_or_stop, wait_any
 
 Publish = Callable[[OutboxMessage], Awaitable[None]]
 log = get_logger("outbox")
@@ -162,11 +163,11 @@ class OutboxRelay:
                     detail=str(exc)[:200],
                     retry_in_s=round(delay, 2),
                 )
-                await _wait(stop, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             if published == 0:
                 self._wake.clear()
-                await _wait_any(stop, self._wake, self._poll)
+                await wait_any(stop, self._wake, self._poll)
 
     async def drain_once(self) -> int:
         """Publish what is pending now; returns how many events were published."""
@@ -281,19 +282,3 @@ class OutboxRelay:
                 return
             await asyncio.sleep(random.uniform(0, 0.01))
         log.warning("outbox_remove_contended", doc=str(doc_id))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    tasks = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()

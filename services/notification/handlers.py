@@ -40,6 +40,7 @@ from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.outbox import ConcurrentUpdate, mutate, new_document, save
 from shared.timeutil import epoch, iso, now_iso, utcnow
+from shared.waiting import sleep_or_stop, wait_any
 
 SERVICE = "notification"
 log = get_logger("notification")
@@ -327,7 +328,7 @@ async def run_reminders(ctx: Context, stop: asyncio.Event) -> None:
                 continue
         except Exception as exc:  # MongoDB down: the lease brings the reminder back
             log.warning("reminder_worker_error", error=type(exc).__name__)
-        await _sleep_or_stop(stop, ctx.settings.reminder_poll_s)
+        await sleep_or_stop(stop, ctx.settings.reminder_poll_s)
 
 
 # --------------------------------------------------------------------------- announcements
@@ -407,7 +408,7 @@ async def fan_out(ctx: Context, doc: dict[str, Any], stop: asyncio.Event) -> Non
             },
         )
         if not done:
-            await _sleep_or_stop(stop, pause)
+            await sleep_or_stop(stop, pause)
 
 
 async def run_announcements(ctx: Context, stop: asyncio.Event) -> None:
@@ -421,7 +422,7 @@ async def run_announcements(ctx: Context, stop: asyncio.Event) -> None:
         except Exception as exc:  # MongoDB down: the lease brings the announcement back
             log.warning("announcement_worker_error", error=type(exc).__name__)
         ctx.wake_announcements.clear()
-        await _wait_any(stop, ctx.wake_announcements, ctx.settings.reminder_poll_s)
+        await wait_any(stop, ctx.wake_announcements, ctx.settings.reminder_poll_s)
 
 
 async def announcement_progress(ctx: Context, announcement_id: str) -> dict[str, Any] | None:
@@ -511,11 +512,11 @@ class Dispatcher:
                 doc = await self.ctx.store.claim_due(self.ctx.settings.send_lease_s)
             except Exception as exc:  # MongoDB down: wait and retry
                 log.warning("claim_failed", error=type(exc).__name__)
-                await _sleep_or_stop(stop, 1.0)
+                await sleep_or_stop(stop, 1.0)
                 continue
             if doc is None:
                 self.ctx.wake_senders.clear()
-                await _wait_any(stop, self.ctx.wake_senders, poll)
+                await wait_any(stop, self.ctx.wake_senders, poll)
                 continue
             await self.deliver(doc)
 
@@ -674,19 +675,3 @@ async def resend(ctx: Context, notification_id: str) -> dict[str, Any] | None:
     if written is not None:
         ctx.wake_senders.set()
     return written
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    tasks = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()

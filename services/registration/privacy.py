@@ -25,6 +25,7 @@ from shared.envelope import wrap
 from shared.logging import get_logger
 from shared.outbox import mutate
 from shared.timeutil import iso
+from shared.waiting import sleep_or_stop
 
 log = get_logger("privacy")
 PERSONAL_FIELDS = (
@@ -159,9 +160,6 @@ def retention_worker(ctx: handlers.Context, retention_days: int, interval_s: flo
                     log.info("retention_applied", registrations=count)
             except Exception as exc:  # MongoDB down: try again next round
                 log.warning("retention_failed", error=type(exc).__name__)
-            try:
-                await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, interval_s)
 
     return run
