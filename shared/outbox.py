@@ -20,7 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -32,6 +32,20 @@ from shared.waiting import sleep_or_stop, wait_any
 
 Publish = Callable[[OutboxMessage], Awaitable[None]]
 log = get_logger("outbox")
+
+
+_RELAYS: list[OutboxRelay] = []
+
+
+def announce(collection: str, doc_id: Any) -> None:
+    """Tell this process's relay that a document has new events (after the write).
+
+    The relay then publishes them by ``_id`` at once, instead of finding them with a
+    query over the whole collection (a scan on the embedded server); its periodic scan
+    still catches whatever no hint named (another instance's writes, a crash).
+    """
+    for relay in _RELAYS:
+        relay.hint(collection, doc_id)
 
 
 class ConcurrentUpdate(Exception):
@@ -79,7 +93,16 @@ async def save(
     if result.matched_count != 1:
         raise ConcurrentUpdate(str(doc["_id"]))
     written = {**doc, **update["$set"], "rev": doc["rev"] + 1}
+    if messages:
+        announce(collection.name, doc["_id"])
     return written
+
+
+async def insert(collection: AsyncCollection, doc: dict[str, Any]) -> None:
+    """Insert a document made with ``new_document`` and hint the relay."""
+    await collection.insert_one(doc)
+    if doc.get("outbox"):
+        announce(collection.name, doc["_id"])
 
 
 async def mutate(
@@ -125,6 +148,7 @@ class OutboxRelay:
         publish: Publish,
         *,
         poll_interval_s: float = 0.2,
+        scan_interval_s: float = 2.0,
         lease_s: float = 30.0,
         batch_size: int = 200,
         max_backoff_s: float = 5.0,
@@ -140,17 +164,36 @@ class OutboxRelay:
         self._on_published = on_published
         self._wake = asyncio.Event()
         self._failures = 0
+        self._scan_interval = scan_interval_s
+        self._next_scan = 0.0
+        self._hints: dict[str, set[Any]] = {name: set() for name in self._collections}
         self.healthy = True
+        _RELAYS.append(self)
+
+    def close(self) -> None:
+        if self in _RELAYS:
+            _RELAYS.remove(self)
 
     def wake(self) -> None:
         """Ask the relay to look now (after a local write) rather than at the next poll."""
         self._wake.set()
 
+    def hint(self, collection: str, doc_id: Any) -> None:
+        """A document of ``collection`` has new events: publish them by ``_id``."""
+        hints = self._hints.get(collection)
+        if hints is not None:
+            hints.add(doc_id)
+            self._wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set, backing off while the broker or MongoDB is down."""
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
-                published = await self.drain_once()
+                published = await self.drain_hinted()
+                if loop.time() >= self._next_scan:
+                    published += await self.drain_once()
+                    self._next_scan = loop.time() + self._scan_interval
                 self._failures = 0
                 self.healthy = True
             except Exception as exc:  # broker or database down: back off and retry
@@ -165,9 +208,29 @@ class OutboxRelay:
                 )
                 await sleep_or_stop(stop, delay)
                 continue
-            if published == 0:
+            if published == 0 and not any(self._hints.values()):
                 self._wake.clear()
                 await wait_any(stop, self._wake, self._poll)
+
+    async def drain_hinted(self) -> int:
+        """Publish the events of the documents named by hints (no collection scan)."""
+        total = 0
+        for name, hints in self._hints.items():
+            if not hints:
+                continue
+            ids = list(hints)[: self._batch]
+            hints.difference_update(ids)
+            collection = self._db[name]
+            try:
+                docs = await collection.find(
+                    {"_id": {"$in": ids}, "outbox_pending": True},
+                    {"_id": 1, "outbox_lease_until": 1},
+                ).to_list()
+                total += await self._relay_candidates(collection, docs)
+            except Exception:
+                hints.update(ids)  # try again after the backoff; the scan is the safety net
+                raise
+        return total
 
     async def drain_once(self) -> int:
         """Publish what is pending now; returns how many events were published."""
@@ -218,6 +281,13 @@ class OutboxRelay:
             {"_id": 1, "outbox_lease_until": 1},
             limit=self._batch,
         ).to_list()
+        return await self._relay_candidates(collection, candidates)
+
+    async def _relay_candidates(
+        self, collection: AsyncCollection, candidates: list[dict[str, Any]]
+    ) -> int:
+        now = epoch()
+        candidates = [c for c in candidates if float(c.get("outbox_lease_until") or 0) < now]
         if not candidates:
             return 0
         claimed = await asyncio.gather(*(self._claim(collection, c) for c in candidates))
@@ -238,13 +308,12 @@ class OutboxRelay:
 
     async def _claim(self, collection: AsyncCollection, candidate: dict[str, Any]) -> dict | None:
         until = epoch() + self._lease
-        result = await collection.update_one(
+        # None when another relay took it first.
+        return await collection.find_one_and_update(
             {"_id": candidate["_id"], "outbox_lease_until": candidate["outbox_lease_until"]},
             {"$set": {"outbox_lease_until": until}},
+            return_document=ReturnDocument.AFTER,
         )
-        if result.matched_count != 1:
-            return None  # another relay took it
-        return await collection.find_one({"_id": candidate["_id"]})
 
     async def _relay_document(self, collection: AsyncCollection, doc: dict[str, Any]) -> int:
         sent: list[str] = []
@@ -256,14 +325,23 @@ class OutboxRelay:
                 if self._on_published:
                     self._on_published(message)
         finally:
-            await self._remove(collection, doc["_id"], sent)
+            await self._remove(collection, doc, sent)
         return len(sent)
 
-    async def _remove(self, collection: AsyncCollection, doc_id: Any, sent: list[str]) -> None:
-        """Drop published events and release the lease, re-reading on a concurrent write."""
+    async def _remove(
+        self, collection: AsyncCollection, claimed: dict[str, Any], sent: list[str]
+    ) -> None:
+        """Drop published events and release the lease, re-reading on a concurrent write.
+
+        The first try uses the document as claimed (the claim does not move ``rev``), so
+        the usual case is one round trip.
+        """
         done = set(sent)
-        for _ in range(50):
-            doc = await collection.find_one({"_id": doc_id})
+        doc_id = claimed["_id"]
+        doc: dict[str, Any] | None = claimed
+        for attempt in range(50):
+            if attempt:
+                doc = await collection.find_one({"_id": doc_id})
             if doc is None:
                 return
             remaining = [m for m in doc.get("outbox") or [] if m["id"] not in done]

@@ -149,6 +149,7 @@ class ServiceRuntime:
             collections,
             self.publish,
             poll_interval_s=self.settings.outbox_poll_interval_s,
+            scan_interval_s=self.settings.outbox_scan_interval_s,
             lease_s=self.settings.outbox_lease_s,
             on_published=lambda m: self.metrics.events_published.labels(m.type).inc(),
         )

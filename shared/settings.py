@@ -63,6 +63,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_retry_base_s: float = 0.2
     outbox_poll_interval_s: float = 0.2
+    # Writes hint the relay; this scan catches what no hint named (other instances, crashes).
+    outbox_scan_interval_s: float = 2.0
     outbox_lease_s: float = 30.0
     shutdown_grace_s: float = 10.0
     # Per-client limits on public endpoints (off only for load tests on a private stack).

@@ -509,7 +509,9 @@ class Dispatcher:
         poll = self.ctx.settings.dispatcher_poll_s
         while not stop.is_set():
             try:
-                doc = await self.ctx.store.claim_due(self.ctx.settings.send_lease_s)
+                doc = await self.ctx.store.claim_next(
+                    self.ctx.settings.send_lease_s, self.ctx.settings.scan_interval_s
+                )
             except Exception as exc:  # MongoDB down: wait and retry
                 log.warning("claim_failed", error=type(exc).__name__)
                 await sleep_or_stop(stop, 1.0)
@@ -519,6 +521,10 @@ class Dispatcher:
                 await wait_any(stop, self.ctx.wake_senders, poll)
                 continue
             await self.deliver(doc)
+
+    def _due_again(self, notification_id: str) -> None:
+        self.ctx.store.hint(notification_id)
+        self.ctx.wake_senders.set()
 
     async def deliver(self, doc: dict[str, Any]) -> None:
         """Send one claimed notification and record the outcome with its event."""
@@ -621,6 +627,8 @@ class Dispatcher:
             "lease_until": 0.0,
         }
         await self._record(doc, changes, None)
+        # Due again after the delay: queue it then, so no scan is needed to find it.
+        asyncio.get_running_loop().call_later(delay, self._due_again, doc["_id"])
         ctx.metrics.notifications.labels(doc["channel"], "retried").inc()
         log.info(
             "notification_retry",
@@ -673,5 +681,6 @@ async def resend(ctx: Context, notification_id: str) -> dict[str, Any] | None:
 
     written = await mutate(ctx.store.notifications, notification_id, decide)
     if written is not None:
+        ctx.store.hint(notification_id)
         ctx.wake_senders.set()
     return written

@@ -44,6 +44,9 @@ class NotificationSettings(ServiceSettings):
     retry_max_s: float = 300.0
     send_lease_s: float = 60.0
     dispatcher_poll_s: float = 0.2
+    # New notifications are queued in-process; this scan finds due retries, expired
+    # leases and other instances' leftovers.
+    scan_interval_s: float = 2.0
     # Consumer group on registration.v1 and resolutions.v1; every instance shares it.
     consumer_group: str = "notification"
     # Default reminder rules: seconds before an event's start (7 days and 1 day).

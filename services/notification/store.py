@@ -17,6 +17,7 @@ Collections:
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
@@ -41,6 +42,8 @@ class NotificationStore:
         self.events = db[EVENTS]
         self.reminders = db[REMINDERS]
         self.announcements = db[ANNOUNCEMENTS]
+        self._ready: deque[str] = deque()
+        self._next_scan = 0.0
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -58,35 +61,91 @@ class NotificationStore:
     # -- notifications ------------------------------------------------------------
 
     async def add(self, docs: list[dict[str, Any]]) -> int:
-        """Insert new notifications; ones that exist already are left as they are."""
+        """Insert new notifications; ones that exist already are left as they are.
+
+        Each new one is also queued for this process's senders (``claim_next``), so they
+        take it by ``_id`` without querying the whole log.
+        """
         if not docs:
             return 0
         try:
-            result = await self.notifications.insert_many(docs, ordered=False)
-            return len(result.inserted_ids)
+            await self.notifications.insert_many(docs, ordered=False)
+            inserted = [d["_id"] for d in docs]
         except BulkWriteError as exc:
-            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            errors = exc.details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != 11000]
             if others:
                 raise
-            return int(exc.details.get("nInserted", 0))
+            refused = {e.get("index") for e in errors}
+            inserted = [d["_id"] for i, d in enumerate(docs) if i not in refused]
         except DuplicateKeyError:
-            return 0
+            inserted = []
+        for notification_id in inserted:
+            self.hint(notification_id)
+        return len(inserted)
+
+    def hint(self, notification_id: str) -> None:
+        """Queue a notification for this process's senders (new, due again, or resent)."""
+        self._ready.append(notification_id)
+
+    async def claim_next(self, lease_s: float, scan_interval_s: float) -> dict[str, Any] | None:
+        """The next notification to send: a queued one by ``_id``; else, at most every
+        ``scan_interval_s``, one found by a scan (due retries, expired leases, other
+        instances' work). The queue keeps the common path free of collection scans, which
+        the embedded server answers by reading every document."""
+        while self._ready:
+            doc = await self._claim({"_id": self._ready.popleft()}, lease_s)
+            if doc is not None:
+                return doc
+        now = epoch()
+        if now < self._next_scan:
+            return None
+        doc = await self.claim_due(lease_s)
+        if doc is None:
+            self._next_scan = now + scan_interval_s
+        return doc
 
     async def claim_due(self, lease_s: float) -> dict[str, Any] | None:
-        """Take one due notification (or one whose sender's lease expired)."""
+        """Take one due notification, or one whose sender's lease expired (plain filters,
+        one status at a time, so that any server can use the status index)."""
         now = epoch()
+        for flt in (
+            {"status": "pending", "next_attempt_at": {"$lte": now}},
+            {"status": "retry", "next_attempt_at": {"$lte": now}},
+            {"status": "sending", "lease_until": {"$lt": now}},
+        ):
+            doc = await self._claim(flt, lease_s, sort=[("next_attempt_at", ASCENDING)])
+            if doc is not None:
+                return doc
+        return None
+
+    async def _claim(
+        self, flt: dict[str, Any], lease_s: float, sort: list[Any] | None = None
+    ) -> dict[str, Any] | None:
+        now = epoch()
+        if "status" not in flt:  # claiming a queued id: only if it is still due
+            candidate = await self.notifications.find_one(
+                flt, {"status": 1, "next_attempt_at": 1, "lease_until": 1}
+            )
+            if candidate is None:
+                return None
+            status = candidate.get("status")
+            due = float(candidate.get("next_attempt_at") or 0) <= now
+            expired = float(candidate.get("lease_until") or 0) < now
+            if not ((status in ("pending", "retry") and due) or (status == "sending" and expired)):
+                return None
+            flt = {
+                "_id": candidate["_id"],
+                "status": status,
+                "lease_until": candidate.get("lease_until", 0.0),
+            }
         return await self.notifications.find_one_and_update(
-            {
-                "$or": [
-                    {"status": {"$in": ["pending", "retry"]}, "next_attempt_at": {"$lte": now}},
-                    {"status": "sending", "lease_until": {"$lt": now}},
-                ]
-            },
+            flt,
             {
                 "$set": {"status": "sending", "lease_until": now + lease_s},
                 "$inc": {"attempts": 1, "rev": 1},
             },
-            sort=[("next_attempt_at", ASCENDING)],
+            sort=sort,
             return_document=ReturnDocument.AFTER,
         )
 

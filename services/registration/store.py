@@ -14,6 +14,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import outbox
 from shared.outbox import ensure_outbox_indexes
 from shared.timeutil import epoch
 
@@ -56,7 +57,7 @@ class RegistrationStore:
         return await self.events.find(query, sort=[("starts_at", ASCENDING)]).to_list()
 
     async def insert_event(self, doc: dict[str, Any]) -> None:
-        await self.events.insert_one(doc)
+        await outbox.insert(self.events, doc)
 
     async def take_seat(self, event_id: str) -> bool:
         """Atomically take one seat if any is left."""
@@ -92,7 +93,7 @@ class RegistrationStore:
     # -- registrations -------------------------------------------------------------
 
     async def insert_registration(self, doc: dict[str, Any]) -> None:
-        await self.registrations.insert_one(doc)
+        await outbox.insert(self.registrations, doc)
 
     async def find_by_email(self, event_id: str, email: str) -> dict[str, Any] | None:
         return await self.registrations.find_one({"event_id": event_id, "email": email})

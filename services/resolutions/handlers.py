@@ -33,6 +33,7 @@ from services.resolutions.domain import (
     weighted_mean,
 )
 from services.resolutions.store import ResolutionsStore
+from shared import outbox
 from shared.contracts.resolutions import (
     FocalPerson,
     ResolutionCompleted,
@@ -160,7 +161,7 @@ async def create_resolution(
     fields = _new_resolution(conference_id, spec, actor, now_iso())
     message = wrap(ResolutionCreated(**_event_fields(fields), created_at=utcnow()), SERVICE)
     try:
-        await ctx.store.resolutions.insert_one(new_document(fields, [message]))
+        await outbox.insert(ctx.store.resolutions, new_document(fields, [message]))
     except DuplicateKeyError as exc:
         raise DomainError(
             "resolution_number_taken",
