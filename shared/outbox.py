@@ -222,11 +222,7 @@ class OutboxRelay:
             hints.difference_update(ids)
             collection = self._db[name]
             try:
-                docs = await collection.find(
-                    {"_id": {"$in": ids}, "outbox_pending": True},
-                    {"_id": 1, "outbox_lease_until": 1},
-                ).to_list()
-                total += await self._relay_candidates(collection, docs)
+                total += await self._relay_hinted(collection, ids)
             except Exception:
                 hints.update(ids)  # try again after the backoff; the scan is the safety net
                 raise
@@ -295,16 +291,26 @@ class OutboxRelay:
         results = await asyncio.gather(
             *(self._relay_document(collection, d) for d in docs), return_exceptions=True
         )
-        published = 0
-        error: BaseException | None = None
-        for r in results:
-            if isinstance(r, BaseException):
-                error = r
-            else:
-                published += r
-        if error is not None and published == 0:
-            raise error
-        return published
+        return _count_or_raise(results)
+
+    async def _relay_hinted(self, collection: AsyncCollection, ids: list[Any]) -> int:
+        """Claim hinted documents straight by ``_id`` (one round trip each), then relay."""
+        now = epoch()
+        claimed = await asyncio.gather(
+            *(
+                collection.find_one_and_update(
+                    {"_id": doc_id, "outbox_pending": True, "outbox_lease_until": {"$lt": now}},
+                    {"$set": {"outbox_lease_until": now + self._lease}},
+                    return_document=ReturnDocument.AFTER,
+                )
+                for doc_id in ids
+            )
+        )
+        docs = [d for d in claimed if d is not None]
+        results = await asyncio.gather(
+            *(self._relay_document(collection, d) for d in docs), return_exceptions=True
+        )
+        return _count_or_raise(results)
 
     async def _claim(self, collection: AsyncCollection, candidate: dict[str, Any]) -> dict | None:
         until = epoch() + self._lease
@@ -360,3 +366,17 @@ class OutboxRelay:
                 return
             await asyncio.sleep(random.uniform(0, 0.01))
         log.warning("outbox_remove_contended", doc=str(doc_id))
+
+
+def _count_or_raise(results: list[Any]) -> int:
+    """Events published by a batch; re-raise only if nothing went out (to back off)."""
+    published = 0
+    error: BaseException | None = None
+    for r in results:
+        if isinstance(r, BaseException):
+            error = r
+        else:
+            published += r
+    if error is not None and published == 0:
+        raise error
+    return published
