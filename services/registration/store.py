@@ -206,7 +206,7 @@ class RegistrationStore:
     # -- idempotency keys ----------------------------------------------------------
 
     async def claim_idempotency_key(
-        self, key: str, request_hash: str, now: str, *, lease_s: float = 30.0
+        self, key: str, request_hash: str, now: str, *, lease_s: float = 10.0
     ) -> tuple[dict | None, bool]:
         """Claim a key: ``(None, False)`` when new, ``(record, False)`` when used before.
 

@@ -27,11 +27,33 @@ async def test_openapi_fuzz(name: str, start_service, admin_key: str, tmp_path: 
     service = await start_service(
         name, db_suffix=unique_suffix(), **{f"{name.upper()}_RATE_LIMITS": "false"}
     )
+    for attempt in range(2):
+        returncode, report = await _run_schemathesis(
+            service.url, admin_key, tmp_path, seed=20250211 + attempt
+        )
+        (tmp_path / f"schemathesis-{attempt}.txt").write_text(report)
+        # CPython 3.11's AST constructor can fail its recursion check while Hypothesis
+        # describes a lambda: a crash of the tool, not a finding. Run once more then.
+        tool_crash = INTERPRETER_BUG in report and "Failures:" not in report
+        if not (returncode != 0 and tool_crash):
+            break
+    assert returncode == 0, report[-6000:]
+    tested = re.search(r"Tested:\s+(\d+)", report)
+    assert tested and int(tested.group(1)) >= 10, report[-2000:]
+    assert "unhandled_error" not in service.logs()
+
+
+INTERPRETER_BUG = "AST constructor recursion depth mismatch"
+
+
+async def _run_schemathesis(
+    url: str, admin_key: str, workdir: Path, *, seed: int
+) -> tuple[int, str]:
     st = Path(sys.executable).with_name("st")
     proc = await asyncio.create_subprocess_exec(
         str(st),
         "run",
-        f"{service.url}/openapi.json",
+        f"{url}/openapi.json",
         "--checks",
         CHECKS,
         "--phases",
@@ -41,7 +63,7 @@ async def test_openapi_fuzz(name: str, start_service, admin_key: str, tmp_path: 
         "--max-time",
         os.environ.get("MKUTANO_FUZZ_SECONDS", "20"),
         "--seed",
-        "20250211",
+        str(seed),
         "--workers",
         "2",
         "--request-timeout",
@@ -53,13 +75,8 @@ async def test_openapi_fuzz(name: str, start_service, admin_key: str, tmp_path: 
         "^/(metrics|asyncapi|docs)",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
+        cwd=workdir,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 180)
-    report = out.decode(errors="replace")
-    (tmp_path / "schemathesis.txt").write_text(report)
-    assert proc.returncode == 0, report[-6000:]
-    tested = re.search(r"Tested:\s+(\d+)", report)
-    assert tested and int(tested.group(1)) >= 10, report[-2000:]
-    assert "unhandled_error" not in service.logs()
+    return proc.returncode or 0, out.decode(errors="replace")
