@@ -134,7 +134,11 @@ class TopicReader:
         return self.records
 
     async def wait_for(
-        self, predicate: Any, *, count: int = 1, timeout: float = 15.0  # noqa: ASYNC109
+        self,
+        predicate: Any,
+        *,
+        count: int = 1,
+        timeout: float = 15.0,  # noqa: ASYNC109
     ) -> list[Record]:
         async def check() -> list[Record] | None:
             await self.poll()

@@ -30,9 +30,7 @@ async def test_organiser_actions_are_audited_and_readable_by_auditors_only(platf
         assert (await client.get("/api/v1/admin/audit", headers=organiser)).status_code == 403
         r = await client.get("/api/v1/admin/audit", headers=auditor)
         assert r.status_code == 200
-        entries = [
-            e for e in r.json() if e["route"] == "/api/v1/events" and e["method"] == "POST"
-        ]
+        entries = [e for e in r.json() if e["route"] == "/api/v1/events" and e["method"] == "POST"]
         assert entries, r.json()[:5]
         entry = entries[0]
         assert entry["status"] == 201
