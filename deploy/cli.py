@@ -3,7 +3,7 @@
     mkutano topics create [--replication-factor 3]
     mkutano api-keys create --service all --roles organiser --label "TSMS"
     mkutano api-keys list|revoke ID|rotate ID --service registration
-    mkutano resolutions import FILE.csv --conference CONF-ID
+    mkutano resolutions import FILE.csv --conference CONF-ID [--dry-run]
     mkutano dlq replay --service notification [--limit N] [--dry-run]
     mkutano seats recount --event EVENT-ID
     mkutano status [--service all]
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import sys
@@ -128,49 +127,39 @@ async def cmd_api_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_resolutions(path: Path) -> list[dict[str, Any]]:
-    """CSV rows (header: number,title_sw,title_en,lead_institution,… ) as request bodies."""
-    rows = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        for line_no, row in enumerate(csv.DictReader(fh), start=2):
-            body: dict[str, Any] = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            body = {k: v for k, v in body.items() if v != ""}
-            try:
-                body["number"] = int(body["number"])
-                if "progress" in body:
-                    body["progress"] = int(body["progress"])
-                if "weight" in body:
-                    body["weight"] = int(body["weight"])
-            except (KeyError, ValueError) as exc:
-                raise CliError(f"{path}:{line_no}: number/progress/weight: {exc}") from exc
-            if "supporting_institutions" in body:
-                body["supporting_institutions"] = [
-                    s.strip() for s in body["supporting_institutions"].split(";") if s.strip()
-                ]
-            rows.append(body)
-    return rows
-
-
 async def cmd_resolutions_import(args: argparse.Namespace) -> int:
-    rows = read_resolutions(Path(args.file))
-    failed = 0
+    """Send the CSV file to the service's import: validated whole, written all-or-nothing.
+
+    ``--dry-run`` reports every row's problems and writes nothing.
+    """
+    path = Path(args.file)
+    try:
+        content = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from exc
     async with admin_client(args, "resolutions") as client:
-        path = f"/api/v1/conferences/{args.conference}/resolutions"
-        for i, body in enumerate(rows, start=1):
-            r = await client.post(path, json=body)
-            if r.status_code == 201:
-                emit({"number": body["number"], "id": r.json()["id"], "result": "created"})
-            elif r.status_code == 409:
-                emit({"number": body["number"], "result": "exists"})
-            else:
-                failed += 1
-                try:
-                    err = r.json()["error"]
-                except Exception:
-                    err = {"code": str(r.status_code)}
-                emit({"number": body["number"], "result": "failed", "error": err})
-            progress(i, len(rows), "resolutions")
-    return 1 if failed else 0
+        progress(0, 1, f"import {path.name}")
+        r = await client.post(
+            f"/api/v1/conferences/{args.conference}/resolutions/import",
+            params={"dry_run": "true"} if args.dry_run else None,
+            content=content,
+            headers={"Content-Type": "text/csv; charset=utf-8"},
+        )
+        progress(1, 1, f"import {path.name}")
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"error": {"code": str(r.status_code), "message": r.text[:300]}}
+    if r.status_code in (200, 201):
+        for problem in body.get("problems") or []:
+            emit({"result": "problem", **problem})
+        emit({"result": "checked" if args.dry_run else "imported", **body})
+        return 0 if body.get("valid", True) else 1
+    error = body.get("error", body)
+    for problem in error.get("fields") or []:
+        emit({"result": "problem", **problem})
+    emit({"result": "refused", "status": r.status_code, "error": error.get("code")})
+    return 1
 
 
 def replay_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -310,9 +299,12 @@ def parser() -> argparse.ArgumentParser:
         k.set_defaults(run=cmd_api_keys)
 
     res = sub.add_parser("resolutions").add_subparsers(dest="action", required=True)
-    imp = res.add_parser("import", help="create resolutions from a CSV file")
+    imp = res.add_parser(
+        "import", help="create a conference's resolutions from a CSV file (all-or-nothing)"
+    )
     imp.add_argument("file")
     imp.add_argument("--conference", required=True)
+    imp.add_argument("--dry-run", action="store_true", help="report problems, write nothing")
     imp.set_defaults(run=cmd_resolutions_import)
 
     dlq = sub.add_parser("dlq").add_subparsers(dest="action", required=True)

@@ -100,3 +100,57 @@ async def test_status_and_dlq_replay(platform) -> None:
     # A second run replays nothing new (the replay group remembers).
     rc, again, err = await mkutano(platform, "dlq", "replay", "--service", "resolutions")
     assert rc == 0 and not [d for d in again if d.get("ce_id") == ce_id], err
+
+
+async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
+    platform, tmp_path
+) -> None:
+    conference_id = unique_id("conf")
+    async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=10) as client:
+        r = await client.post(
+            "/api/v1/conferences",
+            headers=platform.admin_headers,
+            json={
+                "id": conference_id,
+                "name_sw": "Mkutano",
+                "name_en": "Conference",
+                "starts_on": "2025-02-11",
+                "ends_on": "2025-02-13",
+                "venue": "AICC",
+            },
+        )
+        assert r.status_code == 201, r.text
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "number,title_sw,title_en,lead_institution\n"
+        "1,Usalama wa mifumo,Systems security,e-GA\n"
+        "x,Mafunzo,Training,e-GA\n",
+        encoding="utf-8",
+    )
+    rc, lines, err = await mkutano(
+        platform, "resolutions", "import", str(bad), "--conference", conference_id
+    )
+    assert rc == 1, err
+    assert any(line["result"] == "problem" for line in lines)
+    assert lines[-1]["result"] == "refused"
+
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "number,title_sw,title_en,lead_institution\n"
+        "1,Usalama wa mifumo,Systems security,e-GA\n"
+        "2,Mafunzo,Training,e-GA\n",
+        encoding="utf-8",
+    )
+    rc, lines, err = await mkutano(
+        platform, "resolutions", "import", str(good), "--conference", conference_id, "--dry-run"
+    )
+    assert rc == 0 and lines[-1]["result"] == "checked", err
+    async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=10) as client:
+        listed = (await client.get(f"/api/v1/conferences/{conference_id}/resolutions")).json()
+        assert listed == []  # the bad file and the dry run wrote nothing
+        rc, lines, err = await mkutano(
+            platform, "resolutions", "import", str(good), "--conference", conference_id
+        )
+        assert rc == 0 and lines[-1]["result"] == "imported", err
+        listed = (await client.get(f"/api/v1/conferences/{conference_id}/resolutions")).json()
+        assert [r["number"] for r in listed] == [1, 2]
