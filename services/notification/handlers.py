@@ -56,6 +56,9 @@ class Context:
     wake_relay: Any = lambda: None
     wake_senders: asyncio.Event = field(default_factory=asyncio.Event)
     wake_announcements: asyncio.Event = field(default_factory=asyncio.Event)
+    # Events whose details and reminders this process has stored already: a burst of
+    # confirmations for one event does not redo it for every participant.
+    known_events: set[str] = field(default_factory=set)
 
 
 def notification_document(
@@ -122,8 +125,9 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
     added = await ctx.store.add([notification_document(i, received) for i in intents])
     if added:
         ctx.wake_senders.set()
-    if event.status == "confirmed":
+    if event.status == "confirmed" and event.event.event_id not in ctx.known_events:
         await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
+        ctx.known_events.add(event.event.event_id)
 
 
 async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> None:

@@ -115,9 +115,8 @@ async def register_participant(
         raise DomainError("event_not_found", "No such event.", status=404)
     moment = now()
     check_can_register(event, request.cadre, moment)
-    if await ctx.store.find_by_email(event_id, request.email):
-        await request_resend(ctx, event_id, request.email)
-        raise _already_registered()
+    # No lookup by email first: the unique index answers it at the insert below, and a
+    # query on email costs a scan per registration on the embedded server.
 
     seat_taken = False
     position: int | None = None
@@ -204,7 +203,9 @@ async def register_participant(
             if "reference" in str(exc):
                 continue
             if seat_taken:
+                # The seat goes back; someone waitlisted meanwhile gets it.
                 await ctx.store.release_seat(event_id)
+                await promote_waitlisted(ctx, event_id, 1)
             await request_resend(ctx, event_id, request.email)
             raise _already_registered() from exc
     else:  # pragma: no cover
