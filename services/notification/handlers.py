@@ -40,6 +40,7 @@ from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.outbox import ConcurrentUpdate, mutate, new_document, save
 from shared.timeutil import epoch, iso, now_iso, utcnow
+from shared.tracing import SpanKind, current_traceparent, span
 from shared.waiting import sleep_or_stop, wait_any
 
 SERVICE = "notification"
@@ -95,6 +96,8 @@ def notification_document(
             "errors": [],
             "created_at": now_iso(),
             "sent_at": None,
+            # The send continues the trace of what caused it (request → outbox → consumer).
+            "traceparent": current_traceparent(),
             **(extra or {}),
         }
     )
@@ -531,7 +534,21 @@ class Dispatcher:
         self.ctx.wake_senders.set()
 
     async def deliver(self, doc: dict[str, Any]) -> None:
-        """Send one claimed notification and record the outcome with its event."""
+        """Send one claimed notification and record the outcome with its event, in a span
+        that continues the trace of the event that caused it."""
+        with span(
+            f"{doc['channel']} send",
+            traceparent=doc.get("traceparent"),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "mkutano.notification.id": doc["_id"],
+                "mkutano.notification.template": doc["template"],
+                "mkutano.notification.attempt": doc.get("attempts", 0),
+            },
+        ):
+            await self._deliver(doc)
+
+    async def _deliver(self, doc: dict[str, Any]) -> None:
         ctx = self.ctx
         channel = doc["channel"]
         segments: int | None = None

@@ -126,3 +126,70 @@ async def test_a_failing_handler_marks_its_span_as_error(exporter) -> None:
     with span("outside"):
         pass
     assert wrap(SeatCounted(event_id="c"), "tests").traceparent is None
+
+
+async def test_the_email_send_continues_the_trace_of_the_event_that_caused_it(exporter) -> None:
+    from services.notification import handlers
+    from services.notification.domain import Intent
+    from services.notification.settings import NotificationSettings
+    from shared.metrics import Metrics
+
+    class Store:  # the two calls deliver() makes besides sending
+        notifications = None
+
+    class Mailbox:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        async def send(self, message: Any) -> None:
+            self.sent.append(message)
+
+    intent = Intent(
+        "email",
+        "asha@example.go.tz",
+        "confirmation",
+        "en",
+        {
+            "participant": {"full_name": "Asha"},
+            "reference": "MK-TEST1-TEST2",
+            "status": "confirmed",
+            "event": {
+                "code": "EGOV",
+                "title_sw": "Mkutano",
+                "title_en": "Conference",
+                "venue": "AICC",
+                "city": "Arusha",
+                "starts_at": "2025-02-11T05:00:00Z",
+                "ends_at": "2025-02-13T14:00:00Z",
+            },
+            "ticket": None,
+            "waitlist_position": None,
+            "registration_id": "r1",
+        },
+    )
+    with span("consume tz.go.ega.registration.ParticipantRegistered.v1", traceparent=CALLER):
+        doc = handlers.notification_document(intent, cause_id="ce-1", cause_type="t")
+    assert doc["traceparent"].split("-")[1] == CALLER_TRACE
+
+    mailbox = Mailbox()
+    ctx = handlers.Context(
+        store=Store(),  # type: ignore[arg-type]
+        settings=NotificationSettings(),
+        email=mailbox,
+        sms=None,
+        metrics=Metrics("tests"),
+    )
+    dispatcher = handlers.Dispatcher(ctx)
+    recorded: list[Any] = []
+
+    async def record(doc: dict[str, Any], changes: dict[str, Any], event: Any) -> None:
+        recorded.append(changes["status"])
+
+    dispatcher._record = record  # type: ignore[method-assign]
+    exporter.clear()
+    await dispatcher.deliver({**doc, "attempts": 1})
+    assert len(mailbox.sent) == 1 and recorded == ["sent"]
+    (send,) = [s for s in exporter.get_finished_spans() if s.name == "email send"]
+    assert format(send.context.trace_id, "032x") == CALLER_TRACE
+    assert send.kind == SpanKind.CLIENT
+    assert send.attributes["mkutano.notification.id"] == doc["_id"]
