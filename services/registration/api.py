@@ -125,10 +125,6 @@ async def limit_checkins(request: Request) -> None:
     await enforce(request, "checkin", client_address(request), Limit(per_min, 60))
 
 
-def _domain_error(exc: DomainError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, details=exc.details)
-
-
 @router.get("/events", response_model=list[EventView], tags=["events"])
 async def list_events(request: Request) -> list[EventView]:
     """Published events, soonest first."""
@@ -162,10 +158,7 @@ async def create_event(
     _: Annotated[Any, Depends(require_roles("organiser"))],
 ) -> EventView:
     """Create an event (organisers)."""
-    try:
-        doc = await handlers.create_event(_ctx(request), spec)
-    except DomainError as exc:
-        raise _domain_error(exc) from exc
+    doc = await handlers.create_event(_ctx(request), spec)
     return _event_view(doc)
 
 
@@ -264,7 +257,7 @@ async def _register(
             ctx, event_id, body, idempotency_key=idempotency_key
         )
     except DomainError as exc:
-        return exc.status, _domain_error(exc).body()
+        return exc.status, exc.to_api_error().body()
     return 201, RegistrationCreated(
         id=result.id,
         reference=result.reference,
@@ -384,13 +377,6 @@ def _organiser_view(ctx: handlers.Context, doc: dict[str, Any]) -> OrganiserRegi
     return OrganiserRegistrationView.model_validate({**_view_fields(ctx, doc), "id": doc["_id"]})
 
 
-async def _run(coro: Any) -> Any:
-    try:
-        return await coro
-    except DomainError as exc:
-        raise _domain_error(exc) from exc
-
-
 # -- events: organisers ------------------------------------------------------------------------
 
 
@@ -404,7 +390,7 @@ async def update_event(
     event_id: str, change: EventChange, request: Request, _: Organiser
 ) -> EventView:
     """Change an event (organisers): details, capacity, window, state. Announced on the stream."""
-    return _event_view(await _run(handlers.update_event(_ctx(request), event_id, change)))
+    return _event_view(await handlers.update_event(_ctx(request), event_id, change))
 
 
 @router.post(
@@ -415,7 +401,7 @@ async def update_event(
 )
 async def reconcile(event_id: str, request: Request, _: Organiser) -> ReconcileResult:
     """Recount confirmed registrations, repair the seat counter, promote into freed seats."""
-    return ReconcileResult(**await _run(handlers.reconcile_seats(_ctx(request), event_id)))
+    return ReconcileResult(**await handlers.reconcile_seats(_ctx(request), event_id))
 
 
 class Filters(BaseModel):
@@ -478,7 +464,7 @@ async def list_registrations(
     """Registrations of an event, oldest first, filtered; follow ``next_cursor`` for more."""
     ctx = _ctx(request)
     after = _decode_cursor(cursor) if cursor else None
-    await _run(handlers._event_or_404(ctx, event_id))
+    await handlers._event_or_404(ctx, event_id)
     docs = await ctx.store.page_registrations(event_id, filters, after, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
@@ -502,7 +488,7 @@ async def export_registrations(
 ) -> StreamingResponse:
     """CSV export (UTF-8 with BOM for spreadsheets), streamed row by row from a cursor."""
     ctx = _ctx(request)
-    await _run(handlers._event_or_404(ctx, event_id))
+    await handlers._event_or_404(ctx, event_id)
 
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
@@ -540,7 +526,7 @@ def _drain(buffer: io.StringIO) -> str:
 async def statistics(event_id: str, request: Request, _: Organiser) -> Statistics:
     """Counts by status; active registrations by cadre, institution and region."""
     ctx = _ctx(request)
-    event = await _run(handlers._event_or_404(ctx, event_id))
+    event = await handlers._event_or_404(ctx, event_id)
     stats = await ctx.store.statistics(event_id)
     return Statistics(
         event_id=event_id,
@@ -564,7 +550,7 @@ async def approve(
 ) -> OrganiserRegistrationView:
     """Approve a nomination: confirmed if a seat is left, else waitlisted."""
     ctx = _ctx(request)
-    doc = await _run(handlers.approve_registration(ctx, registration_id, who.id))
+    doc = await handlers.approve_registration(ctx, registration_id, who.id)
     return _organiser_view(ctx, doc)
 
 
@@ -582,7 +568,7 @@ async def reject(
 ) -> OrganiserRegistrationView:
     """Reject a nomination with a reason."""
     ctx = _ctx(request)
-    doc = await _run(handlers.reject_registration(ctx, registration_id, who.id, body.reason))
+    doc = await handlers.reject_registration(ctx, registration_id, who.id, body.reason)
     return _organiser_view(ctx, doc)
 
 
@@ -592,7 +578,7 @@ async def reject(
 async def _own(
     ctx: handlers.Context, reference: str, header: str | None, query: str | None
 ) -> dict[str, Any]:
-    return await _run(handlers.find_own_registration(ctx, reference, header or query or ""))
+    return await handlers.find_own_registration(ctx, reference, header or query or "")
 
 
 @router.get(
@@ -648,7 +634,7 @@ async def update_own_registration(
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         ) from None
-    written = await _run(handlers.update_own_registration(ctx, doc["_id"], change))
+    written = await handlers.update_own_registration(ctx, doc["_id"], change)
     return _own_view(ctx, written)
 
 
@@ -699,7 +685,7 @@ async def erase_own_data(
     """
     ctx = _ctx(request)
     doc = await _own(ctx, reference, x_manage_token, token)
-    written = await _run(privacy.erase_registration(ctx, doc["_id"], reason="participant_request"))
+    written = await privacy.erase_registration(ctx, doc["_id"], reason="participant_request")
     return ErasureResult(
         reference=written["reference"], status=written["status"], erased_at=written["erased_at"]
     )
@@ -741,7 +727,7 @@ async def cancel_own_registration(
     """Cancel one's own registration; the seat goes to the first on the waiting list."""
     ctx = _ctx(request)
     doc = await _own(ctx, reference, x_manage_token, token)
-    written = await _run(handlers.cancel_registration(ctx, doc["_id"], by="participant"))
+    written = await handlers.cancel_registration(ctx, doc["_id"], by="participant")
     return _own_view(ctx, written)
 
 
@@ -758,7 +744,7 @@ async def cancel_own_registration(
 )
 async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
     """Record attendance for today from a scanned ticket (registrars)."""
-    result = await _run(handlers.check_in(_ctx(request), body.ticket))
+    result = await handlers.check_in(_ctx(request), body.ticket)
     doc = result["registration"]
     return CheckInResult(
         reference=doc["reference"],

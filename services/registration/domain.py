@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from shared.contracts.registration import EventDetails, ParticipantContact
+from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
 from shared.timeutil import EAT, utcnow
 
@@ -44,19 +45,6 @@ Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
 
 # Reference alphabet: no 0/O, 1/I/L, U (Crockford-like), easy to read aloud and type.
 _REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-class DomainError(Exception):
-    """A rule of the domain refused the command; ``code`` says which."""
-
-    def __init__(
-        self, code: str, message: str, status: int = 409, details: dict | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.details = details
 
 
 def normalise_phone(raw: str) -> str:

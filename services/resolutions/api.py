@@ -20,7 +20,6 @@ from services.resolutions.domain import (
     ActionSpec,
     ConferenceChange,
     ConferenceSpec,
-    DomainError,
     FocalPersonIn,
     ProgressUpdate,
     ResolutionChange,
@@ -153,17 +152,6 @@ def _ctx(request: Request) -> handlers.Context:
     return request.app.state.context
 
 
-def _error(exc: DomainError) -> ApiError:
-    fields = [FieldProblem(field=exc.field, reason=exc.message)] if exc.field else []
-    if exc.details and exc.details.get("problems"):
-        # An import: each row's problem as a field "row N: column".
-        fields = [
-            FieldProblem(field=f"row {p['row']}: {p['field']}", reason=p["reason"])
-            for p in exc.details["problems"]
-        ]
-    return ApiError(exc.status, exc.code, exc.message, fields=fields, details=exc.details)
-
-
 def _conference(doc: dict[str, Any]) -> ConferenceView:
     return ConferenceView(
         id=doc["_id"], **{k: doc[k] for k in ConferenceView.model_fields if k != "id"}
@@ -251,10 +239,7 @@ async def create_conference(
     spec: ConferenceSpec, request: Request, _: Coordinator
 ) -> ConferenceView:
     """Create a conference (coordinators)."""
-    try:
-        return _conference(await handlers.create_conference(_ctx(request), spec))
-    except DomainError as exc:
-        raise _error(exc) from exc
+    return _conference(await handlers.create_conference(_ctx(request), spec))
 
 
 @router.get(
@@ -281,10 +266,7 @@ async def edit_conference(
     conference_id: str, change: ConferenceChange, request: Request, _: Coordinator
 ) -> ConferenceView:
     """Change a conference's names, dates or venue (coordinators)."""
-    try:
-        return _conference(await handlers.edit_conference(_ctx(request), conference_id, change))
-    except DomainError as exc:
-        raise _error(exc) from exc
+    return _conference(await handlers.edit_conference(_ctx(request), conference_id, change))
 
 
 @router.get(
@@ -321,12 +303,7 @@ async def create_resolution(
     principal: Coordinator,
 ) -> ResolutionView:
     """Add a resolution (coordinators); publishes ResolutionCreated."""
-    try:
-        doc = await handlers.create_resolution(
-            _ctx(request), conference_id, spec, actor=principal.id
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    doc = await handlers.create_resolution(_ctx(request), conference_id, spec, actor=principal.id)
     _with_etag(response, doc)
     return _resolution(doc, coordinator=True)
 
@@ -370,12 +347,9 @@ async def import_resolutions(
 ) -> ImportReport:
     """Import a conference's resolutions from CSV (coordinators)."""
     body = await _csv_body(request)
-    try:
-        result = await handlers.import_resolutions(
-            _ctx(request), conference_id, body, dry_run=dry_run, actor=principal.id
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    result = await handlers.import_resolutions(
+        _ctx(request), conference_id, body, dry_run=dry_run, actor=principal.id
+    )
     response.status_code = 200 if dry_run else 201
     return ImportReport(**result)
 
@@ -400,12 +374,9 @@ async def import_progress(
 ) -> ImportReport:
     """Record progress on many resolutions from CSV (coordinators)."""
     body = await _csv_body(request)
-    try:
-        result = await handlers.import_progress(
-            _ctx(request), conference_id, body, dry_run=dry_run, actor=principal.id
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    result = await handlers.import_progress(
+        _ctx(request), conference_id, body, dry_run=dry_run, actor=principal.id
+    )
     response.status_code = 200 if dry_run else 201
     return ImportReport(**result)
 
@@ -529,16 +500,13 @@ async def edit_resolution(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Edit a resolution's details (coordinators). Send the version you read."""
-    try:
-        doc = await handlers.edit_resolution(
-            _ctx(request),
-            resolution_id,
-            change,
-            expected_version=_expected(if_match, change.version),
-            actor=principal.id,
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    doc = await handlers.edit_resolution(
+        _ctx(request),
+        resolution_id,
+        change,
+        expected_version=_expected(if_match, change.version),
+        actor=principal.id,
+    )
     _with_etag(response, doc)
     return _resolution(doc, coordinator=True)
 
@@ -585,16 +553,13 @@ async def record_update(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Record progress: a dated, append-only timeline entry. Send the version you read."""
-    try:
-        doc = await handlers.record_update(
-            _ctx(request),
-            resolution_id,
-            update,
-            expected_version=_expected(if_match, update.version),
-            actor=principal.id,
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    doc = await handlers.record_update(
+        _ctx(request),
+        resolution_id,
+        update,
+        expected_version=_expected(if_match, update.version),
+        actor=principal.id,
+    )
     _with_etag(response, doc)
     return _resolution(doc, coordinator=True)
 
@@ -616,16 +581,13 @@ async def add_action(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Add an action (one level); the resolution's progress becomes the actions' roll-up."""
-    try:
-        doc, action = await handlers.add_action(
-            _ctx(request),
-            resolution_id,
-            spec,
-            expected_version=_expected(if_match, spec.version),
-            actor=principal.id,
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    doc, action = await handlers.add_action(
+        _ctx(request),
+        resolution_id,
+        spec,
+        expected_version=_expected(if_match, spec.version),
+        actor=principal.id,
+    )
     _with_etag(response, doc)
     response.headers["Location"] = f"/api/v1/resolutions/{resolution_id}/actions/{action['id']}"
     return _resolution(doc, coordinator=True)
@@ -648,17 +610,14 @@ async def change_action(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Change an action's status, progress, weight or names; the roll-up is recomputed."""
-    try:
-        doc = await handlers.change_action(
-            _ctx(request),
-            resolution_id,
-            action_id,
-            change,
-            expected_version=_expected(if_match, change.version),
-            actor=principal.id,
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    doc = await handlers.change_action(
+        _ctx(request),
+        resolution_id,
+        action_id,
+        change,
+        expected_version=_expected(if_match, change.version),
+        actor=principal.id,
+    )
     _with_etag(response, doc)
     return _resolution(doc, coordinator=True)
 
@@ -679,15 +638,12 @@ async def remove_action(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Remove an action; the roll-up is recomputed from the others."""
-    try:
-        doc = await handlers.remove_action(
-            _ctx(request),
-            resolution_id,
-            action_id,
-            expected_version=_if_match(if_match),
-            actor=principal.id,
-        )
-    except DomainError as exc:
-        raise _error(exc) from exc
+    doc = await handlers.remove_action(
+        _ctx(request),
+        resolution_id,
+        action_id,
+        expected_version=_if_match(if_match),
+        actor=principal.id,
+    )
     _with_etag(response, doc)
     return _resolution(doc, coordinator=True)

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
 
 STATUS_CATALOGUE: dict[str, int | None] = {
@@ -53,25 +54,6 @@ Status = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
 Progress = Annotated[int, Field(ge=0, le=100)]
 Weight = Annotated[int, Field(ge=1, le=100)]
 VersionRead = Annotated[int, Field(ge=1, description="The version read; or send If-Match")]
-
-
-class DomainError(Exception):
-    """A rule refused the command; ``status`` is the HTTP status it maps to."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        status: int = 409,
-        field: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.field = field
-        self.details = details
 
 
 class FocalPersonIn(BaseModel):
