@@ -21,6 +21,7 @@ import asyncio
 import os
 import secrets
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,7 +59,7 @@ def registration_events(n: int) -> list[Any]:
     signer = TicketSigner(secrets.token_bytes(32))
     out = []
     for i in range(n):
-        rid = f"{secrets.token_hex(8)}-{i}"
+        rid = str(uuid.uuid4())
         event = ParticipantRegistered(
             registration_id=rid,
             reference=f"MK-B{i:04d}-{secrets.token_hex(3).upper()[:5]}",
@@ -74,7 +75,7 @@ def registration_events(n: int) -> list[Any]:
             status="confirmed",
             cadre="ict_officer",
             registered_at=now,
-            ticket=signer.sign(rid, "bench-fanout"),
+            ticket=signer.sign(rid),
         )
         out.append(wrap(event, "registration"))
     return out

@@ -365,7 +365,7 @@ class ReconcileResult(BaseModel):
 
 
 def _view_fields(ctx: handlers.Context, doc: dict[str, Any]) -> dict[str, Any]:
-    ticket = ctx.signer.sign(doc["_id"], doc["event_id"]) if doc["status"] == "confirmed" else None
+    ticket = ctx.signer.sign(doc["_id"]) if doc["status"] == "confirmed" else None
     return {**doc, "ticket": ticket, "checkins": doc.get("checkins") or {}}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -301,7 +302,7 @@ async def test_organiser_lists_exports_and_counts(platform, api, db) -> None:
     base = int(datetime.now(UTC).timestamp() * 1_000_000)
     rows = [
         {
-            "_id": f"{event['id']}-bulk-{i:05d}",
+            "_id": str(uuid.uuid4()),  # as the service writes them
             "reference": f"MK-BULK{i:05d}-{event['id'][-6:]}",
             "event_id": event["id"],
             "status": "confirmed",

@@ -3,6 +3,8 @@ participant changes and CSV cells."""
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -52,12 +54,28 @@ def test_references_are_short_readable_and_distinct() -> None:
 
 def test_tickets_verify_and_forgeries_do_not() -> None:
     signer = TicketSigner(b"s" * 32)
-    ticket = signer.sign("reg-1", "egov-2025")
-    assert signer.verify(ticket) == ("reg-1", "egov-2025")
-    assert TicketSigner(b"t" * 32).verify(ticket) is None
-    body, sig = ticket.split(".")
-    assert signer.verify(body + "x." + sig) is None
-    assert signer.verify("garbage") is None
+    registration_id = str(uuid.uuid4())
+    ticket = signer.sign(registration_id)
+    assert signer.verify(ticket) == registration_id
+    # A scanner may hand it over in lower case or with spaces around it.
+    assert signer.verify(f"  {ticket.lower()} ") == registration_id
+    assert TicketSigner(b"t" * 32).verify(ticket) is None  # another secret
+    other = str(uuid.uuid4())
+    forged = ticket[:3] + signer.sign(other)[3:29] + ticket[29:]  # another id, this tag
+    assert signer.verify(forged) is None
+    for garbage in ("garbage", "MK1", "MK1!!!!", ticket[:-2], ticket + "AB", "XX" + ticket[2:]):
+        assert signer.verify(garbage) is None
+
+
+def test_tickets_fit_a_small_alphanumeric_qr_code() -> None:
+    """45 characters of QR's alphanumeric set: a version 3 code at error level M."""
+    import segno
+
+    ticket = TicketSigner(secrets.token_bytes(32)).sign(str(uuid.uuid4()))
+    assert len(ticket) == 45
+    assert set(ticket) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    qr = segno.make(ticket, error="m")
+    assert (qr.version, qr.mode) == (3, "alphanumeric")
 
 
 def test_token_comparison_refuses_unknown_and_wrong() -> None:
