@@ -99,6 +99,7 @@ class ServiceRuntime:
         self.consumers: list[EventConsumer] = []
         self.workers: list[tuple[str, Worker]] = []
         self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
         self.broker_connected = False
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -191,6 +192,11 @@ class ServiceRuntime:
 
     def on_startup(self, hook: Hook) -> Hook:
         self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run once the workers have stopped (close channel connections and the like)."""
+        self.shutdown_hooks.append(hook)
         return hook
 
     def wake_relay(self) -> None:
@@ -315,6 +321,11 @@ class ServiceRuntime:
             done, still = await asyncio.wait(pending, timeout=grace / 2)
             for t in still:
                 t.cancel()
+        for hook in self.shutdown_hooks:
+            try:
+                await asyncio.wait_for(hook(), 5)
+            except Exception as exc:
+                self.log.warning("shutdown_hook_failed", error=type(exc).__name__)
         if self.relay is not None and self.broker_connected:
             flushed = await self.relay.flush(timeout_s=grace / 2)
             self.log.info("outbox_flushed", events=flushed)

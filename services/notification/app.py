@@ -54,4 +54,7 @@ def create_runtime(
     runtime.add_worker("announcements", lambda stop: handlers.run_announcements(ctx, stop))
     runtime.app.include_router(api.router)
     runtime.on_startup(store.ensure_indexes)
+    for channel in (ctx.email, ctx.sms):
+        if channel is not None and hasattr(channel, "close"):
+            runtime.on_shutdown(channel.close)
     return runtime

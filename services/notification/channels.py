@@ -8,8 +8,11 @@ its text, so it is recorded, never swallowed.
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 import httpx
@@ -27,22 +30,52 @@ class SmsSender(Protocol):
 
 
 class SmtpEmailSender:
+    """Email through an SMTP relay, over connections that are kept and reused.
+
+    A connection per message would cost a TCP (and TLS) handshake, EHLO and AUTH for
+    every email, and relays throttle senders that open many. A connection is reused
+    while it has been idle less than ``SMTP_CONNECTION_IDLE_S``. If the relay closed it
+    meanwhile, the message goes at once over a new one; a connection on which anything
+    else failed is closed, never reused, and the message takes the usual retry path.
+    """
+
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (connection, idle since)
+        self._local_hostname: str | None = None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        if self._local_hostname is None:  # the EHLO name; getfqdn may block on DNS
+            self._local_hostname = await asyncio.get_running_loop().run_in_executor(
+                None, socket.getfqdn
+            )
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            start_tls=s.starttls,
+            use_tls=s.tls,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            timeout=s.timeout_s,
+            local_hostname=self._local_hostname,
+        )
+        await client.connect()
+        return client
+
+    async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """An idle connection young enough to reuse, else a new one; and which it is."""
+        now = time.monotonic()
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and now - since < self.settings.connection_idle_s:
+                return client, True
+            _drop(client)
+        return await self._connect(), False
 
     async def send(self, message: EmailMessage) -> None:
-        s = self.settings
         try:
-            errors, _ = await aiosmtplib.send(
-                message,
-                hostname=s.host,
-                port=s.port,
-                start_tls=s.starttls,
-                use_tls=s.tls,
-                username=s.username,
-                password=s.password.get_secret_value() if s.password else None,
-                timeout=s.timeout_s,
-            )
+            errors = await self._send(message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(500 <= c < 600 for c in codes)
@@ -56,6 +89,36 @@ class SmtpEmailSender:
         if errors:
             codes = {addr: resp.code for addr, resp in errors.items()}
             raise DeliveryError(f"recipient refused: {list(codes.values())}", permanent=True)
+
+    async def _send(self, message: EmailMessage) -> dict[str, Any]:
+        while True:
+            client, reused = await self._checkout()
+            try:
+                errors, _ = await client.send_message(message)
+            except aiosmtplib.SMTPServerDisconnected:
+                _drop(client)
+                if reused:  # the relay closed it while idle: once more, on a new connection
+                    continue
+                raise
+            except BaseException:  # any failure, or cancelled mid-conversation: not reused
+                _drop(client)
+                raise
+            self._idle.append((client, time.monotonic()))
+            return errors
+
+    async def close(self) -> None:
+        """Say QUIT on every idle connection (at shutdown)."""
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            try:
+                await asyncio.wait_for(client.quit(), timeout=2)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                _drop(client)
+
+
+def _drop(client: aiosmtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
 
 
 class HttpSmsGateway:

@@ -19,6 +19,8 @@ class SmtpSettings(BaseSettings):
     password: SecretStr | None = None
     sender: str = Field("Mkutano <no-reply@mkutano.ega.go.tz>", validation_alias="SMTP_FROM")
     timeout_s: float = 10.0
+    # A relay connection is reused for the next message while idle less than this.
+    connection_idle_s: float = 30.0
     # Messages per second: a burst must not get the sender blocked by the relay.
     rate_per_s: float = 200.0
 

@@ -61,6 +61,36 @@ async def smtp_server() -> AsyncIterator[tuple[int, ScriptedSmtp]]:
         await server.wait_closed()
 
 
+class CountingSmtpServer:
+    """A real SMTP server that counts the connections it accepted and can drop them all."""
+
+    def __init__(self, handler: ScriptedSmtp, port: int) -> None:
+        self.handler, self.port = handler, port
+        self.connections: list[SMTP] = []
+        self.server: asyncio.Server | None = None
+
+    def _protocol(self) -> SMTP:
+        protocol = SMTP(self.handler)
+        self.connections.append(protocol)
+        return protocol
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._protocol, LOCALHOST, self.port)
+
+    def drop_all(self) -> None:
+        """What a relay does to idle clients after its time-out."""
+        for protocol in self.connections:
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+    async def stop(self) -> None:
+        self.drop_all()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
 def message(to: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "no-reply@mkutano.ega.go.tz"
@@ -88,6 +118,54 @@ async def test_smtp_answers_are_classified(smtp_server) -> None:
         await sender.send(message("odd@example.go.tz"))
     assert odd.value.permanent is False and "299" in str(odd.value)
     assert len(handler.received) == 1
+
+
+async def test_smtp_connections_are_reused_and_replaced_when_the_relay_drops_them() -> None:
+    handler = ScriptedSmtp()
+    server = CountingSmtpServer(handler, free_port())
+    await server.start()
+    sender = SmtpEmailSender(SmtpSettings(host=LOCALHOST, port=server.port, timeout_s=5))
+    try:
+        for i in range(5):
+            await sender.send(message(f"asha{i}@example.go.tz"))
+        assert (len(handler.received), len(server.connections)) == (5, 1)
+
+        # Eight at once (the default number of senders) need eight connections, no more,
+        # and the next eight reuse them.
+        for _ in range(2):
+            await asyncio.gather(*(sender.send(message(f"b{i}@example.go.tz")) for i in range(8)))
+        assert (len(handler.received), len(server.connections)) == (21, 8)
+
+        # A refused recipient costs its connection (its state is unknown); others go on.
+        with pytest.raises(DeliveryError):
+            await sender.send(message("nobody@example.go.tz"))
+        await sender.send(message("juma@example.go.tz"))
+        assert len(handler.received) == 22
+
+        # The relay drops every idle connection: the next message still goes, at once.
+        server.drop_all()
+        await sender.send(message("neema@example.go.tz"))
+        assert len(handler.received) == 23
+        assert len(server.connections) == 9
+    finally:
+        await sender.close()
+        await server.stop()
+
+
+async def test_smtp_connection_idle_too_long_is_not_reused() -> None:
+    handler = ScriptedSmtp()
+    server = CountingSmtpServer(handler, free_port())
+    await server.start()
+    sender = SmtpEmailSender(
+        SmtpSettings(host=LOCALHOST, port=server.port, timeout_s=5, connection_idle_s=0)
+    )
+    try:
+        await sender.send(message("asha@example.go.tz"))
+        await sender.send(message("juma@example.go.tz"))
+        assert (len(handler.received), len(server.connections)) == (2, 2)
+    finally:
+        await sender.close()
+        await server.stop()
 
 
 async def test_smtp_unreachable_is_transient() -> None:
