@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): run every phase, write the results and the docs.
 
 Writes ``bench/results/latest.json`` and regenerates ``docs/BENCHMARKS.md`` and
-``docs/img/bench-*.png``. ``--quick`` runs small sizes (for developing the bench;
-its results are not written to the docs unless ``--write-docs`` is given).
+``docs/img/bench-*.png``. ``--quick`` runs small sizes (for developing the bench); its
+results go to ``bench/results/quick.json``, not committed, and reach the published
+figures only with ``--write-docs``. SIGTERM stops it as Ctrl-C does, servers included.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +25,8 @@ from bench.loadgen import wrk_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
+# Quick runs (small sizes) never overwrite the published figures.
+QUICK_RESULTS = ROOT / "bench" / "results" / "quick.json"
 
 
 def machine() -> dict[str, Any]:
@@ -58,16 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true", help="also with --quick")
     parser.add_argument("--only", nargs="*", default=None,
                         choices=["api", "surge", "fanout", "report"])  # fmt: skip
+    parser.add_argument("--surge-budget-s", type=float, default=1800.0,
+                        help="a surge size projected to take longer is skipped")  # fmt: skip
     args = parser.parse_args(argv)
     quick = args.quick
+    out = QUICK_RESULTS if quick and not args.write_docs else RESULTS
     phases = args.only or ["api", "surge", "fanout", "report"]
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "machine": machine(),
     }
-    if RESULTS.exists() and args.only:
-        previous = json.loads(RESULTS.read_text())
+    if out.exists() and args.only:
+        previous = json.loads(out.read_text())
         results = {**previous, **{k: results[k] for k in ("started_at", "quick", "machine")}}
     t0 = time.monotonic()
     if "api" in phases:
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if "surge" in phases:
         print("[2/4] surge: registration to confirmation email", flush=True)
         sizes = [100, 300] if quick else [1000, 10_000, 50_000]
-        results["surge"] = surge.run(sizes, budget_s=120 if quick else 600)
+        results["surge"] = surge.run(sizes, budget_s=120 if quick else args.surge_budget_s)
     if "fanout" in phases:
         print("[3/4] notification consumer vs plain aiokafka loop", flush=True)
         results["fanout"] = fanout.run(200 if quick else 1000)
@@ -85,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(12, 36), (50, 500)] if quick else [(12, 36), (500, 10_000)]
         results["report"] = report_phase.run(cases, repeat=5 if quick else 10)
     results["duration_s"] = round(time.monotonic() - t0, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)} ({results['duration_s']} s)", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out.relative_to(ROOT)} ({results['duration_s']} s)", flush=True)
     if not quick or args.write_docs:
         from bench import render
 
@@ -96,5 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _stop(signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every stack's servers are stopped on the way out.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)
     raise SystemExit(main())
