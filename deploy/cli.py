@@ -1,6 +1,6 @@
 """``mkutano``: what operators used to do by hand.
 
-    mkutano topics create [--replication-factor 3]
+    mkutano topics create [--replication-factor 3] [--retention-days 30]
     mkutano api-keys create --service all --roles organiser --label "TSMS"
     mkutano api-keys list|revoke ID|rotate ID --service registration
     mkutano resolutions import FILE.csv --conference CONF-ID [--dry-run]
@@ -100,14 +100,22 @@ def check(response: httpx.Response, *ok: int) -> Any:
 
 
 async def cmd_topics_create(args: argparse.Namespace) -> int:
-    from shared.topics import all_topics, ensure_topics
+    from shared.topics import align_topic_configs, all_topics, ensure_topics
 
-    created = await ensure_topics(
-        args.bootstrap, all_topics(args.replication_factor), timeout_s=args.timeout
-    )
-    for t in all_topics(args.replication_factor):
-        emit({"topic": t.name, "partitions": t.partitions, "created": t.name in created})
-    return 0
+    topics = all_topics(args.replication_factor, args.retention_days)
+    created = await ensure_topics(args.bootstrap, topics, timeout_s=args.timeout)
+    configs = await align_topic_configs(args.bootstrap, topics)
+    for t in topics:
+        emit(
+            {
+                "topic": t.name,
+                "partitions": t.partitions,
+                "created": t.name in created,
+                "retention_ms": t.retention_ms,
+                "retention": configs[t.name],
+            }
+        )
+    return 1 if any(v.startswith("failed") for v in configs.values()) else 0
 
 
 async def cmd_api_keys(args: argparse.Namespace) -> int:
@@ -279,8 +287,16 @@ def parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="Kafka topics").add_subparsers(
         dest="action", required=True
     )
-    create = topics.add_parser("create", help="create the missing topics with their partitions")
+    create = topics.add_parser(
+        "create", help="create the missing topics; give every topic its retention"
+    )
     create.add_argument("--replication-factor", type=int, default=1)
+    create.add_argument(
+        "--retention-days",
+        type=float,
+        default=float(os.environ.get("KAFKA_TOPIC_RETENTION_DAYS", "30")),
+        help="records older than this are deleted (they carry personal data)",
+    )
     create.add_argument("--timeout", type=float, default=60.0)
     create.set_defaults(run=cmd_topics_create)
 

@@ -1,8 +1,9 @@
 """One-shot job: create the platform's Kafka topics, then exit (docker-compose ``topics``).
 
 Environment: ``KAFKA_BOOTSTRAP_SERVERS`` (required), ``KAFKA_REPLICATION_FACTOR``
-(default 1), ``TOPICS_TIMEOUT_S`` (how long to wait for the brokers, default 120).
-Exits 0 when every topic exists, 1 otherwise.
+(default 1), ``KAFKA_TOPIC_RETENTION_DAYS`` (default 30: the topics carry personal
+data), ``TOPICS_TIMEOUT_S`` (how long to wait for the brokers, default 120). Topics that
+exist get the retention too. Exits 0 when every topic exists with it, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import os
 import sys
 
-from shared.topics import all_topics, ensure_topics
+from shared.topics import DEFAULT_RETENTION_DAYS, align_topic_configs, all_topics, ensure_topics
 
 
 def main() -> int:
@@ -21,16 +22,25 @@ def main() -> int:
         print("KAFKA_BOOTSTRAP_SERVERS is not set", file=sys.stderr)
         return 1
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
+    retention_days = float(os.environ.get("KAFKA_TOPIC_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
     timeout_s = float(os.environ.get("TOPICS_TIMEOUT_S", "120"))
+    topics = all_topics(replication, retention_days)
+
+    async def run() -> tuple[list[str], dict[str, str]]:
+        created = await ensure_topics(bootstrap, topics, timeout_s=timeout_s)
+        return created, await align_topic_configs(bootstrap, topics)
+
     try:
-        created = asyncio.run(
-            ensure_topics(bootstrap, all_topics(replication), timeout_s=timeout_s)
-        )
+        created, configs = asyncio.run(run())
     except Exception as exc:  # report any failure as a failed job, with the reason
         print(f"creating topics on {bootstrap} failed: {exc!r}", file=sys.stderr)
         return 1
     print(f"topics created: {', '.join(created) or '(all existed)'}")
-    return 0
+    print(
+        f"retention {retention_days:g} days: " + ", ".join(f"{k} {v}" for k, v in configs.items())
+    )
+    failed = [k for k, v in configs.items() if v.startswith("failed")]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

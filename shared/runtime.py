@@ -49,7 +49,7 @@ from shared.outbox import OutboxRelay
 from shared.ratelimit import RateLimiter
 from shared.security import install_security
 from shared.settings import ServiceSettings
-from shared.topics import dead_letter_topic, ensure_topics
+from shared.topics import all_topics, dead_letter_topic, ensure_topics
 from shared.tracing import (
     SpanKind,
     TracingMiddleware,
@@ -252,7 +252,11 @@ class ServiceRuntime:
             await hook()
         if self.settings.kafka.create_topics:
             try:
-                await ensure_topics(self.settings.kafka.bootstrap_servers, timeout_s=5)
+                await ensure_topics(
+                    self.settings.kafka.bootstrap_servers,
+                    all_topics(retention_days=self.settings.kafka.topic_retention_days),
+                    timeout_s=5,
+                )
             except Exception as exc:  # the broker may come later; the dev stack creates them too
                 self.log.warning("topics_not_created", error=type(exc).__name__)
         self._tasks.append(asyncio.create_task(self._connect_broker(), name="broker-connect"))

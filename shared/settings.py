@@ -28,6 +28,8 @@ class KafkaSettings(BaseSettings):
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     create_topics: bool = False
+    # Topics carry personal data: records older than this are deleted (shared/topics.py).
+    topic_retention_days: float = Field(30.0, gt=0)
     client_id_prefix: str = "mkutano"
 
 

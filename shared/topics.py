@@ -2,6 +2,13 @@
 
 One topic per stream; the record key is the aggregate id so that the events of one
 aggregate stay in order. Dead-letter topics are one per consuming service.
+
+Every topic has a time-based retention (``retention.ms``, ``cleanup.policy=delete``):
+the events carry participants' contact details, and the Personal Data Protection Act
+wants them kept no longer than their purpose needs. The services' databases are the
+record (erasure and retention act there); a topic is a transport, kept long enough to
+replay a consumer after an outage or a dead-letter fix (``KAFKA_TOPIC_RETENTION_DAYS``,
+30 by default).
 """
 
 from __future__ import annotations
@@ -10,7 +17,8 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, TopicAlreadyExistsError
 
 REGISTRATION = "registration.v1"
 NOTIFICATION = "notification.v1"
@@ -22,15 +30,27 @@ def dead_letter_topic(service: str) -> str:
     return f"{service}.dlq"
 
 
+DEFAULT_RETENTION_DAYS = 30
+DAY_MS = 86_400_000
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
     replication_factor: int = 1
+    retention_ms: int = DEFAULT_RETENTION_DAYS * DAY_MS
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """The topic-level settings the platform owns."""
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
 
 
-def all_topics(replication_factor: int = 1) -> list[TopicSpec]:
-    """Every topic the platform uses, with its partition count."""
+def all_topics(
+    replication_factor: int = 1, retention_days: float = DEFAULT_RETENTION_DAYS
+) -> list[TopicSpec]:
+    """Every topic the platform uses, with its partition count and retention."""
     names = [
         (REGISTRATION, 6),
         (NOTIFICATION, 3),
@@ -39,7 +59,8 @@ def all_topics(replication_factor: int = 1) -> list[TopicSpec]:
         (dead_letter_topic("notification"), 1),
         (dead_letter_topic("resolutions"), 1),
     ]
-    return [TopicSpec(n, p, replication_factor) for n, p in names]
+    retention_ms = int(retention_days * DAY_MS)
+    return [TopicSpec(n, p, replication_factor, retention_ms) for n, p in names]
 
 
 async def ensure_topics(
@@ -64,7 +85,14 @@ async def ensure_topics(
             for spec in missing:
                 try:
                     await admin.create_topics(
-                        [NewTopic(spec.name, spec.partitions, spec.replication_factor)]
+                        [
+                            NewTopic(
+                                spec.name,
+                                spec.partitions,
+                                spec.replication_factor,
+                                topic_configs=spec.configs,
+                            )
+                        ]
                     )
                     created.append(spec.name)
                 except TopicAlreadyExistsError:
@@ -76,3 +104,55 @@ async def ensure_topics(
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+async def topic_configs(bootstrap_servers: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """The current settings of some topics, by name (DescribeConfigs)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        )
+    finally:
+        await admin.close()
+    out: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            _error, _msg, _type, name, entries = resource[:5]
+            out[name] = {entry[0]: entry[1] for entry in entries}
+    return out
+
+
+async def align_topic_configs(
+    bootstrap_servers: str, topics: list[TopicSpec] | None = None
+) -> dict[str, str]:
+    """Bring existing topics' retention to the spec (a changed
+    ``KAFKA_TOPIC_RETENTION_DAYS`` applies to topics created before it).
+
+    Returns, by topic: ``unchanged``, ``updated``, or ``unsupported`` when the broker
+    does not implement AlterConfigs (the embedded tansu broker; Apache Kafka does).
+    """
+    topics = topics if topics is not None else all_topics()
+    current = await topic_configs(bootstrap_servers, [t.name for t in topics])
+    stale = [
+        t for t in topics if any(current.get(t.name, {}).get(k) != v for k, v in t.configs.items())
+    ]
+    result = {t.name: "unchanged" for t in topics}
+    if not stale:
+        return result
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        # AlterConfigs replaces a topic's dynamic settings: send all the ones we own.
+        responses = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=t.configs) for t in stale]
+        )
+        for response in responses:
+            for error_code, message, _type, name in (r[:4] for r in response.resources):
+                result[name] = "updated" if error_code == 0 else f"failed: {message}"
+    except IncompatibleBrokerVersion:
+        result.update({t.name: "unsupported" for t in stale})
+    finally:
+        await admin.close()
+    return result
