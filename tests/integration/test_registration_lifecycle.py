@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.registration import handlers
+from services.registration import handlers, privacy
 from services.registration.domain import (
     DomainError,
     EventChange,
@@ -25,7 +25,7 @@ from services.registration.domain import (
 )
 from services.registration.store import RegistrationStore
 from tests.helpers import event_spec, participant
-from tests.stack import MongoServer, unique_suffix
+from tests.stack import MongoServer, unique_suffix, wait_until
 
 T = "tz.go.ega.registration."
 
@@ -314,3 +314,32 @@ async def test_search_pages_and_statistics(ctx) -> None:
     assert stats["institution"] == {"e-GA": 3, "TRA": 2}
     assert stats["region"] == {"unspecified": 3, "Arusha": 2}
     assert stats["cadre"] == {"ict_officer": 5}
+
+
+async def test_retention_worker_anonymises_on_its_own_and_stops_when_asked(ctx) -> None:
+    """The hourly worker, run with a short interval: it erases what the rule says, keeps
+    what it does not, and ends promptly when the service stops."""
+    old_event = await new_event(ctx)
+    current_event = await new_event(ctx)
+    old = await register(ctx, old_event, full_name="Zawadi Retention Worker")
+    kept = await register(ctx, current_event)
+    ended = (datetime.now(UTC) - timedelta(days=400)).isoformat()
+    await ctx.store.events.update_one({"_id": old_event}, {"$set": {"ends_at": ended}})
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(privacy.retention_worker(ctx, 365, interval_s=0.05)(stop))
+    try:
+        erased = await wait_until(
+            lambda: _erased(ctx, old.id), timeout=10, message="not erased by the worker"
+        )
+        assert erased["full_name"] != "Zawadi Retention Worker"
+        assert erased["outbox"][-1]["type"] == T + "PersonalDataErased.v1"
+        assert not (await doc(ctx, kept.id)).get("erased_at")
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, timeout=2)
+
+
+async def _erased(ctx: handlers.Context, registration_id: str) -> dict[str, Any] | None:
+    found = await doc(ctx, registration_id)
+    return found if found.get("erased_at") else None
