@@ -21,6 +21,7 @@ from services.registration.domain import (
     FIXED_FIELDS,
     AccessibilityNeed,
     Cadre,
+    Cancellation,
     CheckInRequest,
     DomainError,
     EventChange,
@@ -569,6 +570,28 @@ async def reject(
     """Reject a nomination with a reason."""
     ctx = _ctx(request)
     doc = await handlers.reject_registration(ctx, registration_id, who.id, body.reason)
+    return _organiser_view(ctx, doc)
+
+
+@router.post(
+    "/events/{event_id}/registrations/{registration_id}/cancel",
+    response_model=OrganiserRegistrationView,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def cancel_registration(
+    event_id: str,
+    registration_id: Annotated[str, Path(max_length=64)],
+    body: Cancellation,
+    request: Request,
+    _: Organiser,
+) -> OrganiserRegistrationView:
+    """Cancel one participant's registration, with a reason they are told; a confirmed
+    seat goes to the first on the waiting list."""
+    ctx = _ctx(request)
+    doc = await handlers.cancel_registration(
+        ctx, registration_id, by="organiser", reason=body.reason, event_id=event_id
+    )
     return _organiser_view(ctx, doc)
 
 

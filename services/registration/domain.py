@@ -442,9 +442,15 @@ def check_can_check_in(registration: dict, event: dict, moment: datetime) -> str
 
 
 class Rejection(BaseModel):
+    """Why an organiser rejects a nomination; the participant is told."""
+
     model_config = ConfigDict(extra="forbid")
 
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+
+
+class Cancellation(Rejection):
+    """Why an organiser cancels a registration; the participant is told."""
 
 
 class CheckInRequest(BaseModel):

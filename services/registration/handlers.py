@@ -468,10 +468,20 @@ async def reconcile_all(ctx: Context) -> int:
 
 
 async def cancel_registration(
-    ctx: Context, registration_id: str, *, by: str, reason: str | None = None
+    ctx: Context,
+    registration_id: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
-    """Cancel a registration; a released seat goes to the first waitlisted participant."""
+    """Cancel a registration; a released seat goes to the first waitlisted participant.
+
+    ``event_id``, when given (organisers name the event), must be the registration's.
+    """
     doc = await _registration_or_404(ctx, registration_id)
+    if event_id is not None and doc["event_id"] != event_id:
+        raise DomainError("registration_not_found", "No such registration.", status=404)
     event = await _event_or_404(ctx, doc["event_id"])
     previous: dict[str, str] = {}
 

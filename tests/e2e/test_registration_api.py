@@ -363,3 +363,60 @@ async def test_organiser_lists_exports_and_counts(platform, api, db) -> None:
     assert stats["by_institution"] == {"e-GA": 10_000, "TRA": 3}
     assert stats["by_region"] == {"unspecified": 10_000, "Arusha": 2, "Dodoma": 1}
     assert stats["by_cadre"] == {"other_officer": 10_000, "ict_officer": 3}
+
+
+async def test_organiser_cancels_one_registration_and_the_participant_is_told(
+    platform, api
+) -> None:
+    event = await create_event(platform.registration.url, platform.admin_headers, capacity=1)
+    url = f"/api/v1/events/{event['id']}/registrations"
+    people = [participant(), participant()]
+    first, second = [(await api.post(url, json=p)).json() for p in people]
+    assert (first["status"], second["status"]) == ("confirmed", "waitlisted")
+    admin = platform.admin_headers
+    cancel = f"{url}/{first['id']}/cancel"
+    reason = {"reason": "Registered twice; the other registration stands"}
+
+    async def status_of(created: dict[str, Any]) -> str:
+        own = await api.get(
+            f"/api/v1/registrations/{created['reference']}",
+            headers={"X-Manage-Token": created["manage_token"]},
+        )
+        return own.json()["status"]
+
+    # Refused, and nothing changes: no credentials, no reason, another event's path.
+    assert (await api.post(cancel, json=reason)).status_code == 401
+    no_reason = await api.post(cancel, json={}, headers=admin)
+    assert no_reason.status_code == 422
+    assert no_reason.json()["error"]["fields"][0]["field"] == "reason"
+    other = await create_event(platform.registration.url, admin)
+    elsewhere = await api.post(
+        f"/api/v1/events/{other['id']}/registrations/{first['id']}/cancel",
+        json=reason,
+        headers=admin,
+    )
+    assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (
+        404,
+        "registration_not_found",
+    )
+    assert await status_of(first) == "confirmed"
+
+    done = await api.post(cancel, json=reason, headers=admin)
+    assert (done.status_code, done.json()["status"]) == (200, "cancelled")
+    again = await api.post(cancel, json=reason, headers=admin)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "registration_cancelled")
+    assert await status_of(second) == "confirmed"  # the seat went to the one waiting
+
+    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION]) as reader:
+        (cancelled,) = await reader.wait_for(of_event(event["id"], "RegistrationCancelled"))
+    assert cancelled.key == first["id"]
+    assert (cancelled.value["cancelled_by"], cancelled.value["reason"]) == (
+        "organiser",
+        reason["reason"],
+    )
+    email = people[0]["email"]
+    (told,) = await platform.smtp.wait_for(
+        lambda m: str(m["To"]).lower() == email and str(m["X-Mkutano-Template"]) == "cancelled",
+        timeout=20,
+    )
+    assert reason["reason"] in told.get_body(("plain",)).get_content()
