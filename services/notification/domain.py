@@ -237,6 +237,39 @@ def starts_in(offset_s: int) -> dict[str, str]:
     return {"sw": "hivi karibuni", "en": "shortly"}
 
 
+# --------------------------------------------------------------------------- event changes
+
+# What participants must hear about when an organiser edits a published event: where and
+# when it takes place. A new description or capacity is not worth a message.
+NOTIFIED_CHANGES = {"starts_at": "dates", "ends_at": "dates", "venue": "venue", "city": "venue"}
+
+
+def event_changes(changed_fields: list[str]) -> list[str]:
+    """Which of ``dates`` and ``venue`` an ``EventUpdated`` changed (none: no message)."""
+    return sorted({NOTIFIED_CHANGES[f] for f in changed_fields if f in NOTIFIED_CHANGES})
+
+
+def previous_details(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """The dates and venue as they were, where they differ from the new ones (for "was …"
+    in the message); empty when this service had not seen the event before."""
+    if not before:
+        return {}
+    out: dict[str, Any] = {}
+    for name in ("starts_at", "ends_at"):
+        if before.get(name) and parse_time(before[name]) != parse_time(after[name]):
+            out[name] = before[name]
+    for name in ("venue", "city"):
+        if before.get(name) and before[name] != after[name]:
+            out[name] = before[name]
+    if out.keys() & {"starts_at", "ends_at"}:  # dates are shown as a pair
+        out.setdefault("starts_at", before["starts_at"])
+        out.setdefault("ends_at", before["ends_at"])
+    if out.keys() & {"venue", "city"}:
+        out.setdefault("venue", before["venue"])
+        out.setdefault("city", before["city"])
+    return out
+
+
 def retry_delay(attempt: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with jitter (between half and all of the ceiling), capped."""
     ceiling = min(max_s, base_s * 2 ** max(0, attempt - 1))

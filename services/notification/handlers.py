@@ -24,10 +24,12 @@ from services.notification.domain import (
     DeliveryError,
     Intent,
     due_reminders,
+    event_changes,
     intents_for,
     language_of,
     notification_key,
     parse_time,
+    previous_details,
     resolution_intents,
     retry_delay,
     starts_in,
@@ -152,9 +154,50 @@ async def record_resolution_event(ctx: Context, received: ReceivedEvent) -> None
 
 
 async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:
-    """EventPublished / EventUpdated / EventCancelled: keep the event and its reminders."""
+    """EventPublished / EventUpdated / EventCancelled: keep the event and its reminders;
+    tell the participants when a published event's dates or venue change."""
     event = received.event
-    await remember_event(ctx, event.event.model_dump(mode="json"), state=event.state)
+    details = event.event.model_dump(mode="json")
+    changes = event_changes(getattr(event, "changed_fields", []))
+    if changes and event.state == "published":
+        # Before the event is stored: a crash in between redelivers this event, which
+        # then records the same (idempotent) notifications.
+        await tell_event_changed(ctx, received, details, changes)
+    await remember_event(ctx, details, state=event.state)
+
+
+# Who hears that an event moved: everyone who may still come.
+EVENT_CHANGE_AUDIENCE = ("confirmed", "waitlisted", "pending_approval")
+
+
+async def tell_event_changed(
+    ctx: Context, received: ReceivedEvent, details: dict[str, Any], changes: list[str]
+) -> int:
+    """One ``event_changed`` message per participant and channel, keyed on the
+    ``EventUpdated``; the confirmed get a calendar update (same UID, higher SEQUENCE)."""
+    event_id = details["event_id"]
+    known = await ctx.store.events.find_one({"_id": event_id}) or {}
+    extra = {
+        "changes": changes,
+        "previous": previous_details(known.get("event"), details),
+        # Later changes carry higher sequence numbers: calendars keep the newest.
+        "ics_sequence": int((received.time or utcnow()).timestamp()),
+    }
+    participants = await ctx.store.active_participants(event_id, statuses=EVENT_CHANGE_AUDIENCE)
+    docs = []
+    for p in participants:
+        p = {**p, "event": details}
+        ics = ("ics",) if p.get("status") == "confirmed" else ()
+        for intent in participant_intents(
+            p, "event_changed", extra, sms=ctx.sms is not None, attachments=ics
+        ):
+            key = notification_key(received.id, p["_id"], intent.channel)
+            docs.append(notification_document(intent, received, key=key))
+    added = await ctx.store.add(docs)
+    if added:
+        ctx.wake_senders.set()
+    log.info("event_change_told", event_id=event_id, changes=changes, notifications=added)
+    return added
 
 
 async def remember_event(ctx: Context, details: dict[str, Any], *, state: str | None) -> None:
@@ -257,7 +300,12 @@ async def reminder_rules_view(ctx: Context, event_id: str) -> dict[str, Any]:
 
 
 def participant_intents(
-    participant: dict[str, Any], template: str, extra: dict[str, Any], *, sms: bool
+    participant: dict[str, Any],
+    template: str,
+    extra: dict[str, Any],
+    *,
+    sms: bool,
+    attachments: tuple[str, ...] | None = None,
 ) -> list[Intent]:
     """Intents for a projected participant (reminders and announcements)."""
     contact = participant["contact"]
@@ -272,7 +320,8 @@ def participant_intents(
         "waitlist_position": None,
         **extra,
     }
-    attachments = ("qr",) if template == "reminder" and participant.get("ticket") else ()
+    if attachments is None:
+        attachments = ("qr",) if template == "reminder" and participant.get("ticket") else ()
     out = [
         Intent(
             "email",

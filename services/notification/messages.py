@@ -96,6 +96,8 @@ def calendar_invite(context: dict[str, Any], uid: str) -> bytes:
     item.add("location", f"{event['venue']}, {event['city']}")
     item.add("description", f"Reference / Namba ya usajili: {context['reference']}")
     item.add("dtstamp", datetime.now(EAT))
+    if context.get("ics_sequence") is not None:  # an update of the same entry (RFC 5545)
+        item.add("sequence", int(context["ics_sequence"]))
     cal.add_component(item)
     return cal.to_ical()
 

@@ -217,12 +217,17 @@ class NotificationStore:
         )
 
     async def active_participants(
-        self, event_id: str, *, cadre: str | None = None, ids: list[str] | None = None
+        self,
+        event_id: str,
+        *,
+        cadre: str | None = None,
+        ids: list[str] | None = None,
+        statuses: tuple[str, ...] = ("confirmed",),
     ) -> list[dict[str, Any]]:
-        """Confirmed, not erased participants of an event (optionally of one cadre)."""
+        """Not erased participants of an event in ``statuses`` (optionally of one cadre)."""
         query: dict[str, Any] = {
             "event_id": event_id,
-            "status": "confirmed",
+            "status": statuses[0] if len(statuses) == 1 else {"$in": list(statuses)},
             "erased": {"$ne": True},
         }
         if cadre:

@@ -10,7 +10,7 @@ earlier ones were processed.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
 
@@ -127,6 +127,65 @@ async def api(
 
 
 # --------------------------------------------------------------------------- tests
+
+
+async def test_participants_are_told_when_the_event_moves(platform) -> None:
+    """Through the real services: an organiser moves the event (new dates, new venue);
+    the confirmed and the waitlisted each get one ``event_changed`` email (and SMS) in
+    their language, saying what it was; a new description alone sends nothing."""
+    admin, base = platform.admin_headers, platform.registration.url
+    event = await create_event(base, admin, capacity=1)
+    path = f"/api/v1/events/{event['id']}/registrations"
+    confirmed = participant(full_name="Rehema Juma Mtei", language="sw")
+    waiting = participant(full_name="Peter Paul Mushi", language="en")
+    created = []
+    for body in (confirmed, waiting):
+        r = await api(base, "POST", path, json=body)
+        assert r.status_code == 201, r.text
+        created.append(r.json())
+    # Their first messages: this service knows them before the event moves.
+    for body in (confirmed, waiting):
+        await platform.smtp.wait_for(to(body["email"]), timeout=20)
+
+    event_path = f"/api/v1/events/{event['id']}"
+    r = await api(base, "PATCH", event_path, admin, json={"description_en": "New programme"})
+    assert r.status_code == 200, r.text
+    starts = datetime.fromisoformat(event["starts_at"]) + timedelta(days=7)
+    change = {
+        "starts_at": starts.isoformat(),
+        "ends_at": (starts + timedelta(days=2)).isoformat(),
+        "venue": "JNICC",
+        "city": "Dar es Salaam",
+    }
+    r = await api(base, "PATCH", event_path, admin, json=change)
+    assert r.status_code == 200, r.text
+
+    def changed(address: str):
+        return lambda m: to(address)(m) and template_of(m) == "event_changed"
+
+    (sw,) = await platform.smtp.wait_for(changed(confirmed["email"]), timeout=20)
+    (en,) = await platform.smtp.wait_for(changed(waiting["email"]), timeout=20)
+    assert str(sw["Subject"]).startswith("Tarehe na mahali mapya")
+    assert str(en["Subject"]).startswith("New dates and venue")
+    text_sw = sw.get_body(("plain",)).get_content()
+    text_en = en.get_body(("plain",)).get_content()
+    local = starts.astimezone(timezone(timedelta(hours=3)))
+    assert f"Tarehe mpya: {local:%d/%m/%Y %H:%M}" in text_sw
+    assert "Mahali papya: JNICC, Dar es Salaam, badala ya AICC, Arusha" in text_sw
+    assert "New venue: JNICC, Dar es Salaam, instead of AICC, Arusha" in text_en
+    assert created[0]["reference"] in text_sw and created[1]["reference"] in text_en
+    # The confirmed participant's calendar entry is updated; the waitlisted has none.
+    (ics,) = [p for p in sw.iter_attachments() if p.get_content_type() == "text/calendar"]
+    calendar = ics.get_content()
+    assert f"UID:{created[0]['id']}@mkutano.ega.go.tz" in calendar and "SEQUENCE:" in calendar
+    assert "LOCATION:JNICC\\, Dar es Salaam" in calendar
+    assert not list(en.iter_attachments())
+    await platform.sms.wait_for(
+        lambda s: created[0]["reference"] in s["text"] and "mapya" in s["text"], timeout=20
+    )
+    # One message each: the description change before it sent nothing.
+    for body in (confirmed, waiting):
+        assert len([m for m in platform.smtp.messages() if changed(body["email"])(m)]) == 1
 
 
 async def test_registration_sends_one_confirmation_in_swahili_with_qr_ics_and_sms(

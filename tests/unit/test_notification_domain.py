@@ -9,7 +9,9 @@ import pytest
 
 from services.notification.domain import (
     due_reminders,
+    event_changes,
     intents_for,
+    previous_details,
     resolution_intents,
     retry_delay,
     starts_in,
@@ -217,3 +219,32 @@ async def test_rate_limiter_is_fair_under_concurrency() -> None:
     limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
     await asyncio.gather(*(limiter.acquire() for _ in range(8)))
     assert clock.now == pytest.approx(3.0)  # 2 at once, then 6 more at 2 per second
+
+
+def test_only_dates_and_venue_changes_are_told() -> None:
+    assert event_changes(["capacity", "description_en"]) == []
+    assert event_changes(["ends_at", "starts_at", "capacity"]) == ["dates"]
+    assert event_changes(["city"]) == ["venue"]
+    assert event_changes(["venue", "starts_at"]) == ["dates", "venue"]
+
+
+def test_previous_details_keep_what_differs_as_pairs() -> None:
+    before = {
+        "starts_at": "2025-02-11T05:00:00Z",
+        "ends_at": "2025-02-13T14:00:00Z",
+        "venue": "AICC",
+        "city": "Arusha",
+    }
+    moved = {**before, "ends_at": "2025-02-14T14:00:00+00:00"}
+    assert previous_details(before, moved) == {
+        "starts_at": "2025-02-11T05:00:00Z",
+        "ends_at": "2025-02-13T14:00:00Z",
+    }
+    # The same instant written another way is no change.
+    same = {**before, "starts_at": "2025-02-11T08:00:00+03:00"}
+    assert previous_details(before, same) == {}
+    assert previous_details(before, {**before, "venue": "JNICC"}) == {
+        "venue": "AICC",
+        "city": "Arusha",
+    }
+    assert previous_details(None, before) == {}

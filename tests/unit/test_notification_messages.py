@@ -43,6 +43,14 @@ def context(template: str) -> dict:
         "waitlist_position": 3 if template == "waitlisted" else None,
         "reason": "Nafasi za taasisi yako zimejaa" if template == "rejected" else None,
         "changed_fields": ["phone"],
+        "changes": ["dates", "venue"],
+        "previous": {
+            "starts_at": "2025-02-04T05:00:00Z",
+            "ends_at": "2025-02-06T14:00:00Z",
+            "venue": "JNICC",
+            "city": "Dar es Salaam",
+        },
+        "ics_sequence": 1739250000,
         "starts_in": {"sw": "kesho", "en": "tomorrow"},
         "announcement": {
             "subject_sw": "Mabadiliko ya ratiba",
@@ -78,6 +86,7 @@ REQUIRED_EMAIL = {
     "resend",
     "reminder",
     "checked_in",
+    "event_changed",
     "announcement",
     "resolution_updated",
     "resolution_completed",
@@ -178,3 +187,45 @@ def test_confirmation_email_carries_qr_and_calendar_invitation() -> None:
 def test_unknown_language_falls_back_to_swahili() -> None:
     subject, _, _ = messages.render_email("confirmation", "fr", {**context("x"), "language": "fr"})
     assert subject.startswith("Usajili umethibitishwa")
+
+
+@pytest.mark.parametrize(
+    ("changes", "previous", "needles", "absent"),
+    [
+        (["dates"], {"starts_at": "2025-02-04T05:00:00Z", "ends_at": "2025-02-06T14:00:00Z"},
+         ["New dates: 11/02/2025 08:00", "instead of 04/02/2025 – 06/02/2025"], ["New venue"]),
+        (["venue"], {"venue": "JNICC", "city": "Dar es Salaam"},
+         ["New venue: AICC, Arusha, instead of JNICC, Dar es Salaam"], ["New dates"]),
+        (["dates", "venue"], {}, ["New dates: 11/02/2025", "New venue: AICC"], ["instead of"]),
+    ],
+)  # fmt: skip
+def test_event_changed_says_what_changed_and_what_it_was(
+    changes, previous, needles, absent
+) -> None:
+    ctx = {**context("event_changed"), "changes": changes, "previous": previous}
+    subject, text, html = messages.render_email("event_changed", "en", {**ctx, "language": "en"})
+    expected = {("dates",): "New dates", ("venue",): "New venue"}
+    assert subject.startswith(expected.get(tuple(changes), "New dates and venue"))
+    for needle in needles:
+        assert needle in text, (needle, text)
+    for needle in absent:
+        assert needle not in text
+    waiting = {**ctx, "status": "waitlisted", "language": "en"}
+    assert "ticket remain valid" not in messages.render_email("event_changed", "en", waiting)[1]
+
+
+def test_event_changed_invitation_updates_the_calendar_entry() -> None:
+    message = messages.build_email(
+        notification_id="n-1",
+        sender="no-reply@mkutano.ega.go.tz",
+        recipient="neema@example.go.tz",
+        template="event_changed",
+        language="sw",
+        context=context("event_changed"),
+        attachments=["ics"],
+    )
+    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    (item,) = Calendar.from_ical(part.get_content()).walk("VEVENT")
+    assert str(item["uid"]) == "reg-1@mkutano.ega.go.tz"  # the confirmation's entry
+    assert int(item["sequence"]) == 1739250000
+    assert item.decoded("dtstart").isoformat() == "2025-02-11T05:00:00+00:00"
