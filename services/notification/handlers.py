@@ -579,7 +579,7 @@ class Dispatcher:
             await self.deliver(doc)
 
     def _due_again(self, notification_id: str) -> None:
-        self.ctx.store.hint(notification_id)
+        self.ctx.store.hint(notification_id, "retry")
         self.ctx.wake_senders.set()
 
     async def deliver(self, doc: dict[str, Any]) -> None:
@@ -751,6 +751,6 @@ async def resend(ctx: Context, notification_id: str) -> dict[str, Any] | None:
 
     written = await mutate(ctx.store.notifications, notification_id, decide)
     if written is not None:
-        ctx.store.hint(notification_id)
+        ctx.store.hint(notification_id, "pending")
         ctx.wake_senders.set()
     return written

@@ -42,7 +42,8 @@ class NotificationStore:
         self.events = db[EVENTS]
         self.reminders = db[REMINDERS]
         self.announcements = db[ANNOUNCEMENTS]
-        self._ready: deque[str] = deque()
+        # (notification id, the status it was queued in): see claim_next.
+        self._ready: deque[tuple[str, str]] = deque()
         self._next_scan = 0.0
 
     async def ensure_indexes(self) -> None:
@@ -81,12 +82,13 @@ class NotificationStore:
         except DuplicateKeyError:
             inserted = []
         for notification_id in inserted:
-            self.hint(notification_id)
+            self.hint(notification_id, "pending")
         return len(inserted)
 
-    def hint(self, notification_id: str) -> None:
-        """Queue a notification for this process's senders (new, due again, or resent)."""
-        self._ready.append(notification_id)
+    def hint(self, notification_id: str, status: str) -> None:
+        """Queue a notification for this process's senders: new or resent (``pending``),
+        or due again after a failure (``retry``); not leased either way."""
+        self._ready.append((notification_id, status))
 
     async def claim_next(self, lease_s: float, scan_interval_s: float) -> dict[str, Any] | None:
         """The next notification to send: a queued one by ``_id``; else, at most every
@@ -94,7 +96,11 @@ class NotificationStore:
         instances' work). The queue keeps the common path free of collection scans, which
         the embedded server answers by reading every document."""
         while self._ready:
-            doc = await self._claim({"_id": self._ready.popleft()}, lease_s)
+            # One round trip: it is claimed only if still in the state it was queued in
+            # and unleased; taken meanwhile (sent, or by another sender), it is skipped.
+            notification_id, status = self._ready.popleft()
+            flt = {"_id": notification_id, "status": status, "lease_until": 0.0}
+            doc = await self._claim(flt, lease_s)
             if doc is not None:
                 return doc
         now = epoch()
@@ -123,22 +129,6 @@ class NotificationStore:
         self, flt: dict[str, Any], lease_s: float, sort: list[Any] | None = None
     ) -> dict[str, Any] | None:
         now = epoch()
-        if "status" not in flt:  # claiming a queued id: only if it is still due
-            candidate = await self.notifications.find_one(
-                flt, {"status": 1, "next_attempt_at": 1, "lease_until": 1}
-            )
-            if candidate is None:
-                return None
-            status = candidate.get("status")
-            due = float(candidate.get("next_attempt_at") or 0) <= now
-            expired = float(candidate.get("lease_until") or 0) < now
-            if not ((status in ("pending", "retry") and due) or (status == "sending" and expired)):
-                return None
-            flt = {
-                "_id": candidate["_id"],
-                "status": status,
-                "lease_until": candidate.get("lease_until", 0.0),
-            }
         return await self.notifications.find_one_and_update(
             flt,
             {
