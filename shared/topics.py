@@ -106,8 +106,12 @@ async def ensure_topics(
             await admin.close()
 
 
-async def topic_configs(bootstrap_servers: str, names: list[str]) -> dict[str, dict[str, str]]:
-    """The current settings of some topics, by name (DescribeConfigs)."""
+# DescribeConfigs' config_source for a setting made on the topic itself (Kafka >= 1.1).
+TOPIC_OVERRIDE = 1
+
+
+async def _describe(bootstrap_servers: str, names: list[str]) -> dict[str, list[tuple]]:
+    """DescribeConfigs of some topics: by name, (key, value, source) of each setting."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
     await admin.start()
     try:
@@ -116,12 +120,18 @@ async def topic_configs(bootstrap_servers: str, names: list[str]) -> dict[str, d
         )
     finally:
         await admin.close()
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, list[tuple]] = {}
     for response in responses:
         for resource in response.resources:
             _error, _msg, _type, name, entries = resource[:5]
-            out[name] = {entry[0]: entry[1] for entry in entries}
+            out[name] = [(e[0], e[1], e[3]) for e in entries]
     return out
+
+
+async def topic_configs(bootstrap_servers: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """The current settings of some topics, by name."""
+    described = await _describe(bootstrap_servers, names)
+    return {name: {k: v for k, v, _ in entries} for name, entries in described.items()}
 
 
 async def align_topic_configs(
@@ -130,24 +140,34 @@ async def align_topic_configs(
     """Bring existing topics' retention to the spec (a changed
     ``KAFKA_TOPIC_RETENTION_DAYS`` applies to topics created before it).
 
-    Returns, by topic: ``unchanged``, ``updated``, or ``unsupported`` when the broker
-    does not implement AlterConfigs (the embedded tansu broker; Apache Kafka does).
+    Returns, by topic: ``unchanged``, ``updated``, ``failed: …``, or ``unsupported``
+    when the broker does not implement AlterConfigs (the embedded tansu broker).
     """
     topics = topics if topics is not None else all_topics()
-    current = await topic_configs(bootstrap_servers, [t.name for t in topics])
+    described = await _describe(bootstrap_servers, [t.name for t in topics])
+    current = {name: {k: v for k, v, _ in entries} for name, entries in described.items()}
     stale = [
         t for t in topics if any(current.get(t.name, {}).get(k) != v for k, v in t.configs.items())
     ]
     result = {t.name: "unchanged" for t in topics}
     if not stale:
         return result
+    # AlterConfigs (aiokafka has no incremental form) replaces all of a topic's own
+    # settings: send the ones ops set on it too, with ours over them.
+    resources = []
+    for t in stale:
+        own = {
+            k: v
+            for k, v, source in described.get(t.name, [])
+            if source == TOPIC_OVERRIDE and v is not None
+        }
+        resources.append(
+            ConfigResource(ConfigResourceType.TOPIC, t.name, configs={**own, **t.configs})
+        )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
     await admin.start()
     try:
-        # AlterConfigs replaces a topic's dynamic settings: send all the ones we own.
-        responses = await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t.name, configs=t.configs) for t in stale]
-        )
+        responses = await admin.alter_configs(resources)
         for response in responses:
             for error_code, message, _type, name in (r[:4] for r in response.resources):
                 result[name] = "updated" if error_code == 0 else f"failed: {message}"

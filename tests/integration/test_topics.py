@@ -11,6 +11,8 @@ import sys
 import uuid
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.topics import (
     DAY_MS,
@@ -51,10 +53,19 @@ def test_every_topic_has_the_configured_retention() -> None:
 async def test_a_changed_retention_is_applied_to_existing_topics(kafka) -> None:
     spec = fresh(30)
     await ensure_topics(kafka.bootstrap, [spec])
+    # A setting ops made on the topic themselves survives the change.
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        own = {**spec.configs, "max.message.bytes": "2000000"}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, own)])
+    finally:
+        await admin.close()
     shorter = TopicSpec(spec.name, 1, 1, 2 * DAY_MS)
     assert await align_topic_configs(kafka.bootstrap, [shorter]) == {spec.name: "updated"}
     configs = (await topic_configs(kafka.bootstrap, [spec.name]))[spec.name]
     assert configs["retention.ms"] == str(2 * DAY_MS)
+    assert configs["max.message.bytes"] == "2000000"
 
 
 async def topics_job(bootstrap: str, retention_days: float) -> subprocess.CompletedProcess:
