@@ -153,13 +153,17 @@ async def record_resolution_event(ctx: Context, received: ReceivedEvent) -> None
 # --------------------------------------------------------------------------- reminders
 
 
+# An event its participants are still going to: "closed" only closes registration.
+TAKING_PLACE = ("published", "closed")
+
+
 async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:
     """EventPublished / EventUpdated / EventCancelled: keep the event and its reminders;
-    tell the participants when a published event's dates or venue change."""
+    tell the participants when the dates or venue of an event taking place change."""
     event = received.event
     details = event.event.model_dump(mode="json")
     changes = event_changes(getattr(event, "changed_fields", []))
-    if changes and event.state == "published":
+    if changes and event.state in TAKING_PLACE:
         # Before the event is stored: a crash in between redelivers this event, which
         # then records the same (idempotent) notifications.
         await tell_event_changed(ctx, received, details, changes)
@@ -233,7 +237,7 @@ async def schedule_reminders(ctx: Context, event_id: str) -> int:
     if doc is None:
         return 0
     wanted: list[dict[str, Any]] = []
-    if doc.get("event") and doc.get("state") not in ("cancelled", "closed", "draft"):
+    if doc.get("event") and doc.get("state", "published") in TAKING_PLACE:
         starts = parse_time(doc["event"]["starts_at"]).timestamp()
         offsets = doc.get("rules")
         if offsets is None:
@@ -343,7 +347,7 @@ async def fire_reminder(ctx: Context, reminder: dict[str, Any]) -> int:
     so a reminder retaken after a crash, or by another instance, sends nothing twice."""
     event_doc = await ctx.store.events.find_one({"_id": reminder["event_id"]}) or {}
     participants = []
-    if event_doc.get("state") not in ("cancelled", "closed"):
+    if event_doc.get("state", "published") in TAKING_PLACE:
         participants = await ctx.store.active_participants(reminder["event_id"])
     docs = []
     for p in participants:

@@ -529,26 +529,55 @@ async def test_reminder_rules_api_validates_and_schedules(platform) -> None:
     }
     assert (await api(url, "PUT", path, json={"offsets_s": None})).status_code == 401
 
-    # The event moves a day later: fresh reminders at the new times, the old ones cancelled;
-    # then it is cancelled: no reminder is left pending.
+    # The event moves a day later: fresh reminders at the new times, the old ones cancelled.
     moved = {
         **event,
         "starts_at": (datetime.fromisoformat(event["starts_at"]) + timedelta(days=1)).isoformat(),
     }
-    for cls, state in ((reg.EventUpdated, "published"), (reg.EventCancelled, "cancelled")):
-        await publish(
-            bootstrap,
-            cls(event_id=event["event_id"], event=moved, capacity=10, state=state),
-        )
+    await publish(
+        bootstrap,
+        reg.EventUpdated(event_id=event["event_id"], event=moved, capacity=10, state="published"),
+    )
 
-        async def rescheduled(state: str = state) -> list | None:
-            view = (await api(url, "GET", path, headers)).json()
-            pending = [x for x in view["reminders"] if x["status"] == "pending"]
-            if state == "cancelled":
-                return view["reminders"] if not pending else None
-            return pending if len(pending) == 2 and len(view["reminders"]) == 6 else None
+    async def reminders(status: str) -> list:
+        view = (await api(url, "GET", path, headers)).json()
+        return [x for x in view["reminders"] if x["status"] == status]
 
-        await wait_until(rescheduled, timeout=10)
+    async def rescheduled() -> bool:
+        view = (await api(url, "GET", path, headers)).json()
+        return len(await reminders("pending")) == 2 and len(view["reminders"]) == 6
+
+    await wait_until(rescheduled, timeout=10)
+
+    # Registration closes (the event still takes place) and the venue changes with it:
+    # the participant is told, and the reminders stay.
+    hall = {**moved, "venue": "Simba Hall"}
+    await publish(
+        bootstrap,
+        reg.EventUpdated(
+            event_id=event["event_id"],
+            event=hall,
+            capacity=10,
+            state="closed",
+            changed_fields=["state", "venue"],
+        ),
+    )
+    (told,) = await platform.smtp.wait_for(
+        lambda m: to(person["email"])(m) and template_of(m) == "event_changed", timeout=20
+    )
+    assert "Simba Hall" in told.get_body(("plain",)).get_content()
+    assert len(await reminders("pending")) == 2
+
+    # Then it is cancelled: no reminder is left pending.
+    await publish(
+        bootstrap,
+        reg.EventCancelled(event_id=event["event_id"], event=hall, capacity=10, state="cancelled"),
+    )
+
+    async def all_cancelled() -> bool:
+        return not await reminders("pending")
+
+    await wait_until(all_cancelled, timeout=10)
     view = (await api(url, "GET", path, headers)).json()
     assert sorted(x["status"] for x in view["reminders"]) == ["cancelled"] * 6
 
