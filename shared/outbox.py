@@ -149,6 +149,7 @@ class OutboxRelay:
         *,
         poll_interval_s: float = 0.2,
         scan_interval_s: float = 2.0,
+        max_scan_interval_s: float = 8.0,
         lease_s: float = 30.0,
         batch_size: int = 200,
         max_backoff_s: float = 5.0,
@@ -164,7 +165,12 @@ class OutboxRelay:
         self._on_published = on_published
         self._wake = asyncio.Event()
         self._failures = 0
+        # The scan is the safety net (another process's leftovers, an expired lease); on
+        # the embedded server it reads the whole collection. While it finds nothing the
+        # hints have not, it runs less often, up to ``max_scan_interval_s``.
         self._scan_interval = scan_interval_s
+        self._max_scan_interval = max(scan_interval_s, max_scan_interval_s)
+        self._scan_every = scan_interval_s
         self._next_scan = 0.0
         self._hints: dict[str, set[Any]] = {name: set() for name in self._collections}
         self.healthy = True
@@ -192,13 +198,20 @@ class OutboxRelay:
             try:
                 published = await self.drain_hinted()
                 if loop.time() >= self._next_scan:
-                    published += await self.drain_once()
-                    self._next_scan = loop.time() + self._scan_interval
+                    found = await self.drain_once()
+                    published += found
+                    self._scan_every = (
+                        self._scan_interval
+                        if found
+                        else min(self._scan_every * 2, self._max_scan_interval)
+                    )
+                    self._next_scan = loop.time() + self._scan_every
                 self._failures = 0
                 self.healthy = True
             except Exception as exc:  # broker or database down: back off and retry
                 self._failures += 1
                 self.healthy = False
+                self._scan_every = self._scan_interval  # after an outage, look closely again
                 delay = min(self._max_backoff, 0.1 * 2 ** min(self._failures, 10))
                 log.warning(
                     "outbox_relay_backoff",
@@ -228,11 +241,15 @@ class OutboxRelay:
                 raise
         return total
 
-    async def drain_once(self) -> int:
-        """Publish what is pending now; returns how many events were published."""
+    async def drain_once(self, *, skip_hinted: bool = True) -> int:
+        """Publish what is pending now; returns how many events were published.
+
+        Documents hinted already are left to ``drain_hinted`` (unless ``skip_hinted`` is
+        false), so what the scan counts is only what nothing else would have published."""
         total = 0
         for name in self._collections:
-            total += await self._drain_collection(self._db[name])
+            skip = self._hints[name] if skip_hinted else frozenset()
+            total += await self._drain_collection(self._db[name], skip=skip)
         return total
 
     async def flush(self, timeout_s: float) -> int:
@@ -242,7 +259,9 @@ class OutboxRelay:
         total = 0
         while loop.time() < deadline:
             try:
-                n = await asyncio.wait_for(self.drain_once(), max(0.1, deadline - loop.time()))
+                n = await asyncio.wait_for(
+                    self.drain_once(skip_hinted=False), max(0.1, deadline - loop.time())
+                )
             except (TimeoutError, PyMongoError, OSError):
                 break
             except Exception:  # broker unreachable: what is left stays in the outbox
@@ -270,13 +289,16 @@ class OutboxRelay:
         age = epoch() - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp()
         return count, max(0.0, age)
 
-    async def _drain_collection(self, collection: AsyncCollection) -> int:
+    async def _drain_collection(
+        self, collection: AsyncCollection, skip: set[Any] | frozenset = frozenset()
+    ) -> int:
         now = epoch()
         candidates = await collection.find(
             {"outbox_pending": True, "outbox_lease_until": {"$lt": now}},
             {"_id": 1, "outbox_lease_until": 1},
             limit=self._batch,
         ).to_list()
+        candidates = [c for c in candidates if c["_id"] not in skip]
         return await self._relay_candidates(collection, candidates)
 
     async def _relay_candidates(

@@ -34,6 +34,10 @@ REMINDERS = "reminders"
 ANNOUNCEMENTS = "announcements"
 
 
+# At most this many notifications are queued from one scan.
+SCAN_BATCH = 500
+
+
 class NotificationStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
@@ -42,9 +46,10 @@ class NotificationStore:
         self.events = db[EVENTS]
         self.reminders = db[REMINDERS]
         self.announcements = db[ANNOUNCEMENTS]
-        # (notification id, the status it was queued in): see claim_next.
-        self._ready: deque[tuple[str, str]] = deque()
+        # (notification id, status and lease when queued): see claim_next.
+        self._ready: deque[tuple[str, str, float]] = deque()
         self._next_scan = 0.0
+        self._scan_every = 0.0
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -88,46 +93,59 @@ class NotificationStore:
     def hint(self, notification_id: str, status: str) -> None:
         """Queue a notification for this process's senders: new or resent (``pending``),
         or due again after a failure (``retry``); not leased either way."""
-        self._ready.append((notification_id, status))
+        self._ready.append((notification_id, status, 0.0))
 
     async def claim_next(self, lease_s: float, scan_interval_s: float) -> dict[str, Any] | None:
-        """The next notification to send: a queued one by ``_id``; else, at most every
-        ``scan_interval_s``, one found by a scan (due retries, expired leases, other
-        instances' work). The queue keeps the common path free of collection scans, which
-        the embedded server answers by reading every document."""
-        while self._ready:
-            # One round trip: it is claimed only if still in the state it was queued in
-            # and unleased; taken meanwhile (sent, or by another sender), it is skipped.
-            notification_id, status = self._ready.popleft()
-            flt = {"_id": notification_id, "status": status, "lease_until": 0.0}
-            doc = await self._claim(flt, lease_s)
-            if doc is not None:
-                return doc
-        now = epoch()
-        if now < self._next_scan:
-            return None
-        doc = await self.claim_due(lease_s)
-        if doc is None:
-            self._next_scan = now + scan_interval_s
-        return doc
-
-    async def claim_due(self, lease_s: float) -> dict[str, Any] | None:
-        """Take one due notification, or one whose sender's lease expired (plain filters,
-        one status at a time, so that any server can use the status index)."""
-        now = epoch()
-        for flt in (
-            {"status": "pending", "next_attempt_at": {"$lte": now}},
-            {"status": "retry", "next_attempt_at": {"$lte": now}},
-            {"status": "sending", "lease_until": {"$lt": now}},
-        ):
-            doc = await self._claim(flt, lease_s, sort=[("next_attempt_at", ASCENDING)])
-            if doc is not None:
-                return doc
+        """The next notification to send: a queued one by ``_id``; else, now and then, the
+        ones a scan finds (due retries, expired leases, other instances' work) are queued.
+        The queue keeps the common path free of collection scans, which the embedded
+        server answers by reading every document; while scans find nothing, they run
+        less often (up to four times ``scan_interval_s``)."""
+        for _ in range(2):
+            while self._ready:
+                # One round trip: claimed only if still as it was when queued (status and
+                # lease); taken meanwhile (sent, or by another sender), it is skipped.
+                notification_id, status, lease_until = self._ready.popleft()
+                flt = {"_id": notification_id, "status": status, "lease_until": lease_until}
+                doc = await self._claim(flt, lease_s)
+                if doc is not None:
+                    return doc
+            now = epoch()
+            if now < self._next_scan:
+                return None
+            found = await self.due(SCAN_BATCH)
+            self._ready.extend(found)
+            if found:
+                self._scan_every = scan_interval_s
+            else:
+                self._scan_every = min(
+                    max(self._scan_every * 2, scan_interval_s), 4 * scan_interval_s
+                )
+            self._next_scan = now + self._scan_every
         return None
 
-    async def _claim(
-        self, flt: dict[str, Any], lease_s: float, sort: list[Any] | None = None
-    ) -> dict[str, Any] | None:
+    async def due(self, limit: int) -> list[tuple[str, str, float]]:
+        """Notifications to take now, most overdue first: due (pending or retry), or
+        whose sender's lease expired. One query on the status (indexed on MongoDB); the
+        choice is made here, and each claim is conditioned on what was read."""
+        now = epoch()
+        candidates = await self.notifications.find(
+            {"status": {"$in": ["pending", "retry", "sending"]}},
+            {"status": 1, "next_attempt_at": 1, "lease_until": 1},
+        ).to_list()
+        ready = [
+            c
+            for c in candidates
+            if (
+                c.get("status") in ("pending", "retry")
+                and float(c.get("next_attempt_at") or 0) <= now
+            )
+            or (c.get("status") == "sending" and float(c.get("lease_until") or 0) < now)
+        ]
+        ready.sort(key=lambda c: float(c.get("next_attempt_at") or 0))
+        return [(c["_id"], c["status"], c.get("lease_until", 0.0)) for c in ready[:limit]]
+
+    async def _claim(self, flt: dict[str, Any], lease_s: float) -> dict[str, Any] | None:
         now = epoch()
         return await self.notifications.find_one_and_update(
             flt,
@@ -135,7 +153,6 @@ class NotificationStore:
                 "$set": {"status": "sending", "lease_until": now + lease_s},
                 "$inc": {"attempts": 1, "rev": 1},
             },
-            sort=sort,
             return_document=ReturnDocument.AFTER,
         )
 
