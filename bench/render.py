@@ -313,9 +313,10 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         "## Running it",
         "",
         "`make bench` (installs wrk from Debian and the `bench` extra if missing; about "
-        "20–30 minutes on 2 cores). `python -m bench --quick` runs small sizes while "
-        "developing; `python -m bench --only surge` re-runs one phase and keeps the others' "
-        "figures. Not part of `make test`.",
+        "45 minutes on 2 cores, 25 of them the 50,000 surge). `python -m bench --quick` runs "
+        "small sizes while developing (into `bench/results/quick.json`); `python -m bench "
+        "--only surge` re-runs one phase and keeps the others' figures. Not part of "
+        "`make test`.",
         "",
     ]
     return "\n".join(lines)
