@@ -336,7 +336,12 @@ async def update_event(ctx: Context, event_id: str, change: EventChange) -> dict
         flt, update = update_spec(event, changes, [wrap(message, SERVICE)])
         # Lowering the capacity must not undercut seats taken meanwhile by new registrations.
         flt["seats_taken"] = {"$lte": merged["capacity"]}
-        result = await ctx.store.events.update_one(flt, update)
+        try:
+            result = await ctx.store.events.update_one(flt, update)
+        except DuplicateKeyError as exc:  # the unique index on codes decides, not a lookup
+            raise DomainError(
+                "event_code_taken", "Another event has this code.", field="code"
+            ) from exc
         if result.matched_count == 1:
             break
     else:

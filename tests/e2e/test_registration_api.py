@@ -420,3 +420,19 @@ async def test_organiser_cancels_one_registration_and_the_participant_is_told(
         timeout=20,
     )
     assert reason["reason"] in told.get_body(("plain",)).get_content()
+
+
+async def test_an_event_cannot_take_another_events_code(platform, api) -> None:
+    """Found by the fuzz suite: a PATCH to a code in use answered 500."""
+    admin = platform.admin_headers
+    first = await create_event(platform.registration.url, admin)
+    second = await create_event(platform.registration.url, admin)
+    r = await api.patch(
+        f"/api/v1/events/{second['id']}", json={"code": first["code"]}, headers=admin
+    )
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "event_code_taken"
+    assert [f["field"] for f in error["fields"]] == ["code"]
+    unchanged = (await api.get(f"/api/v1/events/{second['id']}")).json()
+    assert unchanged["code"] == second["code"]
