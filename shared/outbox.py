@@ -28,7 +28,7 @@ from pymongo.errors import PyMongoError
 from shared.envelope import OutboxMessage
 from shared.logging import get_logger
 from shared.timeutil import epoch
-from shared.waiting import sleep_or_stop, wait_any
+from shared.waiting import ScanSchedule, sleep_or_stop, wait_any
 
 Publish = Callable[[OutboxMessage], Awaitable[None]]
 log = get_logger("outbox")
@@ -168,10 +168,7 @@ class OutboxRelay:
         # The scan is the safety net (another process's leftovers, an expired lease); on
         # the embedded server it reads the whole collection. While it finds nothing the
         # hints have not, it runs less often, up to ``max_scan_interval_s``.
-        self._scan_interval = scan_interval_s
-        self._max_scan_interval = max(scan_interval_s, max_scan_interval_s)
-        self._scan_every = scan_interval_s
-        self._next_scan = 0.0
+        self._scans = ScanSchedule(scan_interval_s, max_scan_interval_s)
         self._hints: dict[str, set[Any]] = {name: set() for name in self._collections}
         self.healthy = True
         _RELAYS.append(self)
@@ -193,25 +190,19 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set, backing off while the broker or MongoDB is down."""
-        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
                 published = await self.drain_hinted()
-                if loop.time() >= self._next_scan:
+                if self._scans.due():
                     found = await self.drain_once()
                     published += found
-                    self._scan_every = (
-                        self._scan_interval
-                        if found
-                        else min(self._scan_every * 2, self._max_scan_interval)
-                    )
-                    self._next_scan = loop.time() + self._scan_every
+                    self._scans.scanned(found > 0)
                 self._failures = 0
                 self.healthy = True
             except Exception as exc:  # broker or database down: back off and retry
                 self._failures += 1
                 self.healthy = False
-                self._scan_every = self._scan_interval  # after an outage, look closely again
+                self._scans.reset()  # after an outage, look closely again
                 delay = min(self._max_backoff, 0.1 * 2 ** min(self._failures, 10))
                 log.warning(
                     "outbox_relay_backoff",

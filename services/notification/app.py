@@ -27,7 +27,7 @@ def create_runtime(
         description="Bilingual email and SMS for registrations and resolutions, with a "
         "delivery log. Publishes notification.v1.",
     )
-    store = NotificationStore(runtime.db)
+    store = NotificationStore(runtime.db, scan_interval_s=settings.scan_interval_s)
     if sms is None and settings.sms.gateway_url:
         sms = HttpSmsGateway(settings.sms)
     ctx = handlers.Context(

@@ -569,9 +569,7 @@ class Dispatcher:
         poll = self.ctx.settings.dispatcher_poll_s
         while not stop.is_set():
             try:
-                doc = await self.ctx.store.claim_next(
-                    self.ctx.settings.send_lease_s, self.ctx.settings.scan_interval_s
-                )
+                doc = await self.ctx.store.claim_next(self.ctx.settings.send_lease_s)
             except Exception as exc:  # MongoDB down: wait and retry
                 log.warning("claim_failed", error=type(exc).__name__)
                 await sleep_or_stop(stop, 1.0)

@@ -26,6 +26,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.outbox import ensure_outbox_indexes
 from shared.timeutil import epoch, now_iso
+from shared.waiting import ScanSchedule
 
 NOTIFICATIONS = "notifications"
 PARTICIPANTS = "participants"
@@ -39,7 +40,7 @@ SCAN_BATCH = 500
 
 
 class NotificationStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, scan_interval_s: float = 2.0) -> None:
         self.db = db
         self.notifications = db[NOTIFICATIONS]
         self.participants = db[PARTICIPANTS]
@@ -48,8 +49,7 @@ class NotificationStore:
         self.announcements = db[ANNOUNCEMENTS]
         # (notification id, status and lease when queued): see claim_next.
         self._ready: deque[tuple[str, str, float]] = deque()
-        self._next_scan = 0.0
-        self._scan_every = 0.0
+        self._scans = ScanSchedule(scan_interval_s, 4 * scan_interval_s)
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -95,12 +95,12 @@ class NotificationStore:
         or due again after a failure (``retry``); not leased either way."""
         self._ready.append((notification_id, status, 0.0))
 
-    async def claim_next(self, lease_s: float, scan_interval_s: float) -> dict[str, Any] | None:
+    async def claim_next(self, lease_s: float) -> dict[str, Any] | None:
         """The next notification to send: a queued one by ``_id``; else, now and then, the
         ones a scan finds (due retries, expired leases, other instances' work) are queued.
         The queue keeps the common path free of collection scans, which the embedded
         server answers by reading every document; while scans find nothing, they run
-        less often (up to four times ``scan_interval_s``)."""
+        less often (up to four times the scan interval)."""
         for _ in range(2):
             while self._ready:
                 # One round trip: claimed only if still as it was when queued (status and
@@ -110,18 +110,11 @@ class NotificationStore:
                 doc = await self._claim(flt, lease_s)
                 if doc is not None:
                     return doc
-            now = epoch()
-            if now < self._next_scan:
+            if not self._scans.due():
                 return None
             found = await self.due(SCAN_BATCH)
             self._ready.extend(found)
-            if found:
-                self._scan_every = scan_interval_s
-            else:
-                self._scan_every = min(
-                    max(self._scan_every * 2, scan_interval_s), 4 * scan_interval_s
-                )
-            self._next_scan = now + self._scan_every
+            self._scans.scanned(bool(found))
         return None
 
     async def due(self, limit: int) -> list[tuple[str, str, float]]:
