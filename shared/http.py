@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import ApiError, DomainError, FieldProblem
+from shared.errors import ApiError, DomainError, FieldProblem, api_error_of
 from shared.logging import get_logger
 from shared.metrics import Metrics
 
@@ -114,8 +114,12 @@ def _reason(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render every error in the common shape; never leak a stack trace."""
+def install_error_handlers(app: FastAPI, statuses: Mapping[str, int] | None = None) -> None:
+    """Render every error in the common shape; never leak a stack trace.
+
+    ``statuses`` maps the service's domain error codes to HTTP statuses (see
+    ``shared.errors.status_for`` for the codes it need not list).
+    """
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -123,7 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        err = exc.to_api_error()
+        err = api_error_of(exc, statuses)
         return JSONResponse(err.body(), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)

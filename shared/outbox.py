@@ -34,18 +34,34 @@ Publish = Callable[[OutboxMessage], Awaitable[None]]
 log = get_logger("outbox")
 
 
-_RELAYS: list[OutboxRelay] = []
+WriteListener = Callable[[str, Any], None]
 
 
-def announce(collection: str, doc_id: Any) -> None:
-    """Tell this process's relay that a document has new events (after the write).
+class WriteSignal:
+    """The one wake signal of a service process: its store reports each write here.
 
-    The relay then publishes them by ``_id`` at once, instead of finding them with a
-    query over the whole collection (a scan on the embedded server); its periodic scan
-    still catches whatever no hint named (another instance's writes, a crash).
+    A store calls ``written(collection, doc_id)`` after a write that left work behind
+    (events in the outbox, a message queued to send). Whoever does that work listens:
+    the outbox relay publishes the document's events at once by ``_id`` instead of
+    finding them with a scan over the whole collection; notification's senders claim a
+    queued message. The relay's periodic scan remains the safety net for what no signal
+    named (another instance's writes, a crash). It is built by the runtime and handed
+    to the store and to the listeners explicitly: no module-level registry.
     """
-    for relay in _RELAYS:
-        relay.hint(collection, doc_id)
+
+    def __init__(self) -> None:
+        self._listeners: list[WriteListener] = []
+
+    def listen(self, listener: WriteListener) -> None:
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: WriteListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def written(self, collection: str, doc_id: Any) -> None:
+        for listener in list(self._listeners):
+            listener(collection, doc_id)
 
 
 class ConcurrentUpdate(Exception):
@@ -81,6 +97,8 @@ async def save(
     doc: dict[str, Any],
     changes: dict[str, Any],
     messages: Iterable[OutboxMessage] = (),
+    *,
+    signal: WriteSignal,
 ) -> dict[str, Any]:
     """Write ``changes`` and append ``messages`` to the outbox in one atomic write.
 
@@ -94,15 +112,15 @@ async def save(
         raise ConcurrentUpdate(str(doc["_id"]))
     written = {**doc, **update["$set"], "rev": doc["rev"] + 1}
     if messages:
-        announce(collection.name, doc["_id"])
+        signal.written(collection.name, doc["_id"])
     return written
 
 
-async def insert(collection: AsyncCollection, doc: dict[str, Any]) -> None:
-    """Insert a document made with ``new_document`` and hint the relay."""
+async def insert(collection: AsyncCollection, doc: dict[str, Any], *, signal: WriteSignal) -> None:
+    """Insert a document made with ``new_document`` and report it to the signal."""
     await collection.insert_one(doc)
     if doc.get("outbox"):
-        announce(collection.name, doc["_id"])
+        signal.written(collection.name, doc["_id"])
 
 
 async def mutate(
@@ -110,6 +128,7 @@ async def mutate(
     doc_id: str,
     decide: Callable[[dict[str, Any]], tuple[dict[str, Any], list[OutboxMessage]] | None],
     *,
+    signal: WriteSignal,
     attempts: int = 20,
 ) -> dict[str, Any] | None:
     """Read-decide-write with optimistic concurrency, retried on a concurrent update.
@@ -126,7 +145,7 @@ async def mutate(
             return None
         changes, messages = decision
         try:
-            return await save(collection, doc, changes, messages)
+            return await save(collection, doc, changes, messages, signal=signal)
         except ConcurrentUpdate:
             await asyncio.sleep(random.uniform(0, 0.01))
     raise ConcurrentUpdate(doc_id)
@@ -171,11 +190,6 @@ class OutboxRelay:
         self._scans = ScanSchedule(scan_interval_s, max_scan_interval_s)
         self._hints: dict[str, set[Any]] = {name: set() for name in self._collections}
         self.healthy = True
-        _RELAYS.append(self)
-
-    def close(self) -> None:
-        if self in _RELAYS:
-            _RELAYS.remove(self)
 
     def wake(self) -> None:
         """Ask the relay to look now (after a local write) rather than at the next poll."""

@@ -31,7 +31,8 @@ from shared.audit import install_audit
 from shared.auth import Authenticator
 from shared.broker import make_broker
 from shared.consumer import EventConsumer, ProcessedEvents
-from shared.envelope import OutboxMessage
+from shared.contracts import stream_events
+from shared.envelope import CONTENT_TYPE, SPECVERSION, OutboxMessage, source_of
 from shared.errors import ApiError
 from shared.http import (
     BodyLimitMiddleware,
@@ -45,7 +46,7 @@ from shared.http import (
 from shared.jwt_auth import jwt_lookup_from_settings
 from shared.logging import configure_logging, get_logger
 from shared.metrics import Metrics, collect_status, install_status
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, WriteSignal
 from shared.ratelimit import RateLimiter
 from shared.security import install_security
 from shared.settings import ServiceSettings
@@ -60,6 +61,35 @@ from shared.tracing import (
 )
 
 Worker = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class UndeclaredEventType(RuntimeError):
+    """An outbox message of a type the service did not declare with ``publishes``."""
+
+
+def cloudevents_headers_schema(ce_type: str, source: str) -> dict[str, Any]:
+    """JSON Schema of the Kafka headers of one event type (CloudEvents binary mode)."""
+    return {
+        "type": "object",
+        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"],
+        "properties": {
+            "ce_specversion": {"type": "string", "const": SPECVERSION},
+            "ce_id": {
+                "type": "string",
+                "description": "Unique per event; the idempotency key of every consumer.",
+            },
+            "ce_source": {"type": "string", "const": source},
+            "ce_type": {"type": "string", "const": ce_type},
+            "ce_time": {"type": "string", "format": "date-time"},
+            "content-type": {"type": "string", "const": CONTENT_TYPE},
+            "traceparent": {
+                "type": "string",
+                "description": "W3C trace context of the request that caused the event.",
+            },
+        },
+    }
+
+
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -76,6 +106,7 @@ class ServiceRuntime:
         version: str = "1.0.0",
         non_json_paths: list[str] | None = None,
         max_body_bytes: int = 64 * 1024,
+        error_statuses: dict[str, int] | None = None,
     ) -> None:
         configure_logging(name, fmt=settings.log.format, level=settings.log.level)
         self.name = name
@@ -96,6 +127,10 @@ class ServiceRuntime:
         self.authenticator = Authenticator(key.get_secret_value() if key else None)
         self.processed = ProcessedEvents(self.db)
         self.relay: OutboxRelay | None = None
+        # ce_type -> the declared publisher of its stream (``publishes``).
+        self.publishers: dict[str, Any] = {}
+        # The store reports its writes here; the relay (and notification's senders) listen.
+        self.signal = WriteSignal()
         self.consumers: list[EventConsumer] = []
         self.workers: list[tuple[str, Worker]] = []
         self.startup_hooks: list[Hook] = []
@@ -124,7 +159,7 @@ class ServiceRuntime:
         )
         # Outermost: the request's span covers every other middleware and the route.
         self.app.add_middleware(TracingMiddleware)
-        install_error_handlers(self.app)
+        install_error_handlers(self.app, error_statuses)
         # MongoDB unreachable (restart, failover): a clear, retryable 503, not a 500.
         self.app.add_exception_handler(ConnectionFailure, _dependency_unavailable)
         install_metrics(self.app, self.metrics, before_scrape=self.status)
@@ -154,7 +189,25 @@ class ServiceRuntime:
             lease_s=self.settings.outbox_lease_s,
             on_published=lambda m: self.metrics.events_published.labels(m.type).inc(),
         )
+        self.signal.listen(self.relay.hint)
         return self.relay
+
+    def publishes(self, topic: str) -> None:
+        """Declare the stream this service owns: one publisher per event type of it.
+
+        The event types come from ``shared.contracts`` (every class whose ``topic`` is
+        this stream), so the AsyncAPI document lists exactly what can go out, and the
+        relay publishes through these publishers only: an event type that is not
+        declared here cannot be published at all.
+        """
+        for cls in stream_events(topic):
+            ce_type = cls.ce_type()
+            self.publishers[ce_type] = self.broker.publisher(
+                topic,
+                title=f"{topic}:{ce_type}",
+                description=(cls.__doc__ or "").strip(),
+                schema=cls,
+            )
 
     def add_consumer(
         self, *, group_id: str, topics: list[str], handlers: dict[Any, Any], description: str = ""
@@ -213,10 +266,15 @@ class ServiceRuntime:
             kind=SpanKind.PRODUCER,
             attributes={"messaging.system": "kafka", "messaging.message.id": message.id},
         ):
+            publisher = self.publishers.get(message.type)
+            if publisher is None:
+                raise UndeclaredEventType(
+                    f"{message.type} is not declared on a stream of {self.name}"
+                )
             headers = message.headers()
             if message.traceparent:  # the consumer's span becomes a child of this one
                 headers["traceparent"] = current_traceparent() or message.traceparent
-            await self.broker.publish(
+            await publisher.publish(
                 message.value(),
                 topic=message.topic,
                 key=message.key.encode(),
@@ -224,7 +282,14 @@ class ServiceRuntime:
             )
 
     def asyncapi_document(self) -> dict[str, Any]:
-        return self.asyncapi.to_specification().to_jsonable()
+        """The AsyncAPI 3.0 document, each published message with its CloudEvents headers."""
+        document = self.asyncapi.to_specification().to_jsonable()
+        messages = document.get("components", {}).get("messages", {})
+        for title, message in messages.items():
+            ce_type = title.removesuffix(":Message").partition(":")[2]
+            if ce_type in self.publishers:
+                message["headers"] = cloudevents_headers_schema(ce_type, source_of(self.name))
+        return document
 
     # -- health --------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from services.notification.channels import HttpSmsGateway, SmtpEmailSender
 from services.notification.consumers import register_consumers
 from services.notification.settings import NotificationSettings
 from services.notification.store import NOTIFICATIONS, NotificationStore
-from shared.contracts import notification as notification_events
 from shared.runtime import ServiceRuntime
 from shared.topics import NOTIFICATION
 
@@ -27,7 +26,9 @@ def create_runtime(
         description="Bilingual email and SMS for registrations and resolutions, with a "
         "delivery log. Publishes notification.v1.",
     )
-    store = NotificationStore(runtime.db, scan_interval_s=settings.scan_interval_s)
+    store = NotificationStore(
+        runtime.db, signal=runtime.signal, scan_interval_s=settings.scan_interval_s
+    )
     if sms is None and settings.sms.gateway_url:
         sms = HttpSmsGateway(settings.sms)
     ctx = handlers.Context(
@@ -40,13 +41,7 @@ def create_runtime(
     )
     runtime.app.state.context = ctx
     runtime.use_outbox([NOTIFICATIONS])
-    for event_cls in (notification_events.NotificationSent, notification_events.NotificationFailed):
-        runtime.broker.publisher(
-            NOTIFICATION,
-            title=f"{NOTIFICATION}:{event_cls.ce_type()}",
-            description=(event_cls.__doc__ or "").strip(),
-            schema=event_cls,
-        )
+    runtime.publishes(NOTIFICATION)
     register_consumers(runtime, ctx)
     dispatcher = handlers.Dispatcher(ctx)
     runtime.add_worker("senders", dispatcher.run)

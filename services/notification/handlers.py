@@ -723,10 +723,19 @@ class Dispatcher:
                     if current is not None and current.get("status") == changes.get("status"):
                         break
                 try:
-                    await save(self.ctx.store.notifications, doc, changes, messages_)
+                    await save(
+                        self.ctx.store.notifications,
+                        doc,
+                        changes,
+                        messages_,
+                        signal=self.ctx.store.signal,
+                    )
                 except ConcurrentUpdate:
                     await mutate(
-                        self.ctx.store.notifications, doc["_id"], lambda _d: (changes, messages_)
+                        self.ctx.store.notifications,
+                        doc["_id"],
+                        lambda _d: (changes, messages_),
+                        signal=self.ctx.store.signal,
                     )
                 break
             except ConnectionFailure as exc:
@@ -751,7 +760,9 @@ async def resend(ctx: Context, notification_id: str) -> dict[str, Any] | None:
             "resend_count": int(doc.get("resend_count", 0)) + 1,
         }, []
 
-    written = await mutate(ctx.store.notifications, notification_id, decide)
+    written = await mutate(
+        ctx.store.notifications, notification_id, decide, signal=ctx.store.signal
+    )
     if written is not None:
         ctx.store.hint(notification_id, "pending")
         ctx.wake_senders.set()

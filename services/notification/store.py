@@ -24,7 +24,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.outbox import ensure_outbox_indexes
+from shared.outbox import WriteSignal, ensure_outbox_indexes
 from shared.timeutil import epoch, now_iso
 from shared.waiting import ScanSchedule
 
@@ -40,7 +40,11 @@ SCAN_BATCH = 500
 
 
 class NotificationStore:
-    def __init__(self, db: AsyncDatabase, *, scan_interval_s: float = 2.0) -> None:
+    def __init__(
+        self, db: AsyncDatabase, *, signal: WriteSignal | None = None, scan_interval_s: float = 2.0
+    ) -> None:
+        # Reported after each write that leaves events to publish (the relay listens).
+        self.signal = signal or WriteSignal()
         self.db = db
         self.notifications = db[NOTIFICATIONS]
         self.participants = db[PARTICIPANTS]

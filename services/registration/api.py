@@ -36,11 +36,17 @@ from services.registration.domain import (
 )
 from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
-from shared.errors import ApiError, FieldProblem, error_responses
+from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
 from shared.ratelimit import Limit, client_address, enforce
 from shared.timeutil import now_iso, utcnow
 
 router = APIRouter(prefix="/api/v1")
+
+# The HTTP status of each domain error code this service answers with something other
+# than what ``shared.errors.status_for`` gives (``*_not_found`` 404, else 409).
+ERROR_STATUSES: dict[str, int] = {
+    "invalid_ticket": 422,
+}
 
 
 class EventView(BaseModel):
@@ -258,7 +264,8 @@ async def _register(
             ctx, event_id, body, idempotency_key=idempotency_key
         )
     except DomainError as exc:
-        return exc.status, exc.to_api_error().body()
+        error = api_error_of(exc, ERROR_STATUSES)
+        return error.status, error.body()
     return 201, RegistrationCreated(
         id=result.id,
         reference=result.reference,

@@ -9,7 +9,6 @@ from services.registration import api, handlers, privacy, web
 from services.registration.domain import EventSpec, TicketSigner
 from services.registration.settings import RegistrationSettings
 from services.registration.store import EVENTS, REGISTRATIONS, RegistrationStore
-from shared.contracts import registration as registration_events
 from shared.runtime import ServiceRuntime
 from shared.timeutil import EAT
 from shared.topics import REGISTRATION
@@ -54,8 +53,9 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         "Publishes the registration stream (registration.v1).",
         # The registration page posts an HTML form (works without JavaScript).
         non_json_paths=[r"^/register/"],
+        error_statuses=api.ERROR_STATUSES,
     )
-    store = RegistrationStore(runtime.db)
+    store = RegistrationStore(runtime.db, signal=runtime.signal)
     context = handlers.Context(
         store=store,
         signer=TicketSigner(ticket_secret(settings)),
@@ -64,27 +64,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     )
     runtime.app.state.context = context
     runtime.use_outbox([EVENTS, REGISTRATIONS])
-    # Declared publishers document each event type in the AsyncAPI spec.
-    for event_cls in (
-        registration_events.ParticipantRegistered,
-        registration_events.ParticipantWaitlisted,
-        registration_events.WaitlistPromoted,
-        registration_events.RegistrationApproved,
-        registration_events.RegistrationRejected,
-        registration_events.RegistrationUpdated,
-        registration_events.RegistrationCancelled,
-        registration_events.ParticipantCheckedIn,
-        registration_events.ConfirmationResendRequested,
-        registration_events.EventPublished,
-        registration_events.EventUpdated,
-        registration_events.EventCancelled,
-    ):
-        runtime.broker.publisher(
-            REGISTRATION,
-            title=f"{REGISTRATION}:{event_cls.ce_type()}",
-            description=(event_cls.__doc__ or "").strip(),
-            schema=event_cls,
-        )
+    runtime.publishes(REGISTRATION)
     runtime.app.include_router(api.router)
     runtime.add_worker(
         "retention",

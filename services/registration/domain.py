@@ -342,11 +342,11 @@ def apply_event_change(event: dict, change: EventChange) -> dict:
         )
     merged = {**event, **changes}
     if _dt(merged["ends_at"]) < _dt(merged["starts_at"]):
-        raise DomainError("invalid_dates", "ends_at is before starts_at.", status=422)
+        raise DomainError("invalid_dates", "ends_at is before starts_at.")
     opens, closes = merged.get("registration_opens_at"), merged.get("registration_closes_at")
     if opens and closes and _dt(closes) < _dt(opens):
         raise DomainError(
-            "invalid_dates", "registration_closes_at is before registration_opens_at.", status=422
+            "invalid_dates", "registration_closes_at is before registration_opens_at."
         )
     return changes
 

@@ -112,7 +112,7 @@ async def register_participant(
     """
     event = await ctx.store.get_event(event_id)
     if event is None:
-        raise DomainError("event_not_found", "No such event.", status=404)
+        raise DomainError("event_not_found", "No such event.")
     moment = now()
     check_can_register(event, request.cadre, moment)
     # No lookup by email first: the unique index answers it at the insert below, and a
@@ -254,7 +254,7 @@ async def request_resend(ctx: Context, event_id: str, email: str) -> None:
         )
         return {"updated_at": iso(now())}, [msg]
 
-    await mutate(ctx.store.registrations, existing["_id"], decide)
+    await mutate(ctx.store.registrations, existing["_id"], decide, signal=ctx.store.signal)
     ctx.wake_relay()
 
 
@@ -292,14 +292,14 @@ def _base(doc: dict[str, Any], event: dict[str, Any], status: str) -> dict[str, 
 async def _event_or_404(ctx: Context, event_id: str) -> dict[str, Any]:
     event = await ctx.store.get_event(event_id)
     if event is None:
-        raise DomainError("event_not_found", "No such event.", status=404)
+        raise DomainError("event_not_found", "No such event.")
     return event
 
 
 async def _registration_or_404(ctx: Context, registration_id: str) -> dict[str, Any]:
     doc = await ctx.store.get_registration(registration_id)
     if doc is None:
-        raise DomainError("registration_not_found", "No such registration.", status=404)
+        raise DomainError("registration_not_found", "No such registration.")
     return doc
 
 
@@ -418,6 +418,7 @@ async def _promote_first(ctx: Context, event: dict[str, Any]) -> dict[str, Any] 
                     "updated_at": iso(moment),
                 },
                 [wrap(message, SERVICE)],
+                signal=ctx.store.signal,
             )
         except ConcurrentUpdate:
             continue  # promoted or cancelled meanwhile: look at the line again
@@ -486,7 +487,7 @@ async def cancel_registration(
     """
     doc = await _registration_or_404(ctx, registration_id)
     if event_id is not None and doc["event_id"] != event_id:
-        raise DomainError("registration_not_found", "No such registration.", status=404)
+        raise DomainError("registration_not_found", "No such registration.")
     event = await _event_or_404(ctx, doc["event_id"])
     previous: dict[str, str] = {}
 
@@ -513,7 +514,9 @@ async def cancel_registration(
         }
         return changes, [wrap(message, SERVICE)]
 
-    written = await mutate(ctx.store.registrations, registration_id, decide)
+    written = await mutate(
+        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    )
     assert written is not None
     ctx.wake_relay()
     if previous.get("status") == "confirmed":
@@ -575,7 +578,9 @@ async def approve_registration(ctx: Context, registration_id: str, by: str) -> d
             "updated_at": iso(moment),
         }
         try:
-            written = await save(ctx.store.registrations, doc, changes, messages)
+            written = await save(
+                ctx.store.registrations, doc, changes, messages, signal=ctx.store.signal
+            )
         except ConcurrentUpdate:
             if seat:
                 await ctx.store.release_seat(event["_id"])
@@ -610,7 +615,9 @@ async def reject_registration(
         }
         return changes, [wrap(message, SERVICE)]
 
-    written = await mutate(ctx.store.registrations, registration_id, decide)
+    written = await mutate(
+        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    )
     assert written is not None
     ctx.wake_relay()
     return written
@@ -631,7 +638,6 @@ async def find_own_registration(ctx: Context, reference: str, token: str) -> dic
         raise DomainError(
             "registration_not_found",
             "No registration matches this reference and token.",
-            status=404,
         )
     assert doc is not None
     return doc
@@ -662,7 +668,9 @@ async def update_own_registration(
         )
         return {**changes, "updated_at": iso(moment)}, [wrap(message, SERVICE)]
 
-    written = await mutate(ctx.store.registrations, registration_id, decide)
+    written = await mutate(
+        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    )
     if written is None:
         return await _registration_or_404(ctx, registration_id)
     ctx.wake_relay()
@@ -676,7 +684,7 @@ async def check_in(ctx: Context, ticket: str) -> dict[str, Any]:
     """Record attendance for today (venue time) from a scanned ticket."""
     registration_id = ctx.signer.verify(ticket)
     if registration_id is None:
-        raise DomainError("invalid_ticket", "This ticket is not one of ours.", status=422)
+        raise DomainError("invalid_ticket", "This ticket is not one of ours.")
     doc = await _registration_or_404(ctx, registration_id)
     event = await _event_or_404(ctx, doc["event_id"])
     recorded: dict[str, str] = {}
@@ -691,7 +699,9 @@ async def check_in(ctx: Context, ticket: str) -> dict[str, Any]:
         checkins = {**(current.get("checkins") or {}), day: iso(moment)}
         return {"checkins": checkins, "updated_at": iso(moment)}, [wrap(message, SERVICE)]
 
-    written = await mutate(ctx.store.registrations, registration_id, decide)
+    written = await mutate(
+        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    )
     assert written is not None
     ctx.wake_relay()
     return {"registration": written, "day": recorded["day"], "checked_in_at": recorded["at"]}

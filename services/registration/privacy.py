@@ -82,7 +82,7 @@ async def erase_registration(
     """Cancel if active, then anonymise and publish ``PersonalDataErased`` (idempotent)."""
     doc = await ctx.store.registrations.find_one({"_id": registration_id})
     if doc is None:
-        raise DomainError("registration_not_found", "No such registration.", status=404)
+        raise DomainError("registration_not_found", "No such registration.")
     if doc.get("erased_at"):
         return doc
     if doc["status"] in ("confirmed", "waitlisted", "pending_approval"):
@@ -120,7 +120,9 @@ async def erase_registration(
         changes["outbox"] = []
         return changes, [wrap(message, handlers.SERVICE)]
 
-    written = await mutate(ctx.store.registrations, registration_id, decide)
+    written = await mutate(
+        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    )
     ctx.wake_relay()
     log.info("personal_data_erased", registration_id=registration_id, reason=reason)
     return written or await ctx.store.registrations.find_one({"_id": registration_id}) or doc

@@ -15,7 +15,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import outbox
-from shared.outbox import ensure_outbox_indexes
+from shared.outbox import WriteSignal, ensure_outbox_indexes
 from shared.timeutil import epoch
 
 EVENTS = "events"
@@ -24,7 +24,9 @@ IDEMPOTENCY = "idempotency_keys"
 
 
 class RegistrationStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, signal: WriteSignal | None = None) -> None:
+        # Reported after each write that leaves events to publish (the relay listens).
+        self.signal = signal or WriteSignal()
         self.db = db
         self.events = db[EVENTS]
         self.registrations = db[REGISTRATIONS]
@@ -57,7 +59,7 @@ class RegistrationStore:
         return await self.events.find(query, sort=[("starts_at", ASCENDING)]).to_list()
 
     async def insert_event(self, doc: dict[str, Any]) -> None:
-        await outbox.insert(self.events, doc)
+        await outbox.insert(self.events, doc, signal=self.signal)
 
     async def take_seat(self, event_id: str) -> bool:
         """Atomically take one seat if any is left."""
@@ -93,7 +95,7 @@ class RegistrationStore:
     # -- registrations -------------------------------------------------------------
 
     async def insert_registration(self, doc: dict[str, Any]) -> None:
-        await outbox.insert(self.registrations, doc)
+        await outbox.insert(self.registrations, doc, signal=self.signal)
 
     async def find_by_email(self, event_id: str, email: str) -> dict[str, Any] | None:
         return await self.registrations.find_one({"event_id": event_id, "email": email})

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
-from services.registration import handlers
+from services.registration import api, handlers
 from services.registration.api import limit_registrations_by_address, limit_registrations_by_email
 from services.registration.domain import (
     DomainError,
@@ -24,7 +24,7 @@ from services.registration.domain import (
     check_can_register,
     now,
 )
-from shared.errors import ApiError
+from shared.errors import ApiError, status_for
 from shared.timeutil import EAT
 
 HERE = Path(__file__).parent
@@ -325,7 +325,11 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     except DomainError as exc:
         message = labels["codes"].get(exc.code, exc.message)
         return _render(
-            "register.html.j2", exc.status, **page, values=values, errors={"form": message}
+            "register.html.j2",
+            status_for(exc.code, api.ERROR_STATUSES),
+            **page,
+            values=values,
+            errors={"form": message},
         )
     return _render(
         "registered.html.j2",

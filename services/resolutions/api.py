@@ -31,6 +31,20 @@ from shared.timeutil import EAT, utcnow
 
 router = APIRouter(prefix="/api/v1")
 
+# The HTTP status of each domain error code this service answers with something other
+# than what ``shared.errors.status_for`` gives (``*_not_found`` 404, else 409).
+ERROR_STATUSES: dict[str, int] = {
+    "actions_not_completed": 422,
+    "invalid_csv": 422,
+    "invalid_import": 422,
+    "nothing_to_change": 422,
+    "progress_from_actions": 422,
+    "target_before_conference": 422,
+    "too_many_actions": 422,
+    "unknown_status": 422,
+    "import_failed": 503,
+}
+
 
 async def _conference_of(request: Request) -> str | None:
     """The conference a request is about, from its path (None if it names none)."""

@@ -14,7 +14,6 @@ from services.resolutions.domain import (
 )
 from services.resolutions.settings import ResolutionsSettings
 from services.resolutions.store import RESOLUTIONS, ResolutionsStore
-from shared.contracts import resolutions as resolution_events
 from shared.runtime import ServiceRuntime
 from shared.topics import RESOLUTIONS as RESOLUTIONS_TOPIC
 
@@ -155,23 +154,14 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
         "and the implementation report. Publishes resolutions.v1.",
         # CSV imports are sent as text/csv; up to ~2,000 rows.
         non_json_paths=[r"^/api/v1/conferences/[^/]+/(resolutions|updates)/import$"],
+        error_statuses=api.ERROR_STATUSES,
         max_body_bytes=2 * 1024 * 1024,
     )
-    store = ResolutionsStore(runtime.db)
+    store = ResolutionsStore(runtime.db, signal=runtime.signal)
     ctx = handlers.Context(store=store, wake_relay=runtime.wake_relay)
     runtime.app.state.context = ctx
     runtime.use_outbox([RESOLUTIONS])
-    for event_cls in (
-        resolution_events.ResolutionCreated,
-        resolution_events.ResolutionUpdated,
-        resolution_events.ResolutionCompleted,
-    ):
-        runtime.broker.publisher(
-            RESOLUTIONS_TOPIC,
-            title=f"{RESOLUTIONS_TOPIC}:{event_cls.ce_type()}",
-            description=(event_cls.__doc__ or "").strip(),
-            schema=event_cls,
-        )
+    runtime.publishes(RESOLUTIONS_TOPIC)
     runtime.app.include_router(api.router)
 
     @runtime.on_startup

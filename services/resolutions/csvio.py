@@ -83,9 +83,7 @@ def decode(body: bytes) -> str:
     try:
         return body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DomainError(
-            "invalid_csv", "The file is not UTF-8 text.", status=422, field="body"
-        ) from exc
+        raise DomainError("invalid_csv", "The file is not UTF-8 text.", field="body") from exc
 
 
 def _read(

@@ -215,7 +215,6 @@ def check_status(status: str, field: str = "status") -> None:
         raise DomainError(
             "unknown_status",
             f"Unknown status; use one of: {', '.join(STATUS_CATALOGUE)}.",
-            status=422,
             field=field,
         )
 
@@ -278,7 +277,6 @@ def check_target(
         raise DomainError(
             "target_before_conference",
             "The target date is before the conference.",
-            status=422,
             field=field,
         )
 

@@ -83,18 +83,15 @@ async def edit_conference(
     conference = await _conference(ctx, conference_id)
     fields = change.model_dump(mode="json", exclude_unset=True)
     if not fields:
-        raise DomainError("nothing_to_change", "Send at least one field.", status=422)
+        raise DomainError("nothing_to_change", "Send at least one field.")
     after = {**conference, **fields}
     if as_date(after["ends_on"]) < as_date(after["starts_on"]):
-        raise DomainError(
-            "invalid_dates", "ends_on is before starts_on.", status=422, field="ends_on"
-        )
+        raise DomainError("invalid_dates", "ends_on is before starts_on.", field="ends_on")
     for doc in await ctx.store.list_resolutions(conference_id):
         if doc.get("target_date") and as_date(doc["target_date"]) < as_date(after["starts_on"]):
             raise DomainError(
                 "target_before_conference",
                 f"Resolution {doc['number']}'s target date would be before the conference.",
-                status=422,
                 field="starts_on",
             )
     fields["updated_at"] = now_iso()
@@ -105,7 +102,7 @@ async def edit_conference(
 async def _conference(ctx: Context, conference_id: str) -> dict[str, Any]:
     conference = await ctx.store.get_conference(conference_id)
     if conference is None:
-        raise DomainError("conference_not_found", "No such conference.", status=404)
+        raise DomainError("conference_not_found", "No such conference.")
     return conference
 
 
@@ -161,7 +158,9 @@ async def create_resolution(
     fields = _new_resolution(conference_id, spec, actor, now_iso())
     message = wrap(ResolutionCreated(**_event_fields(fields), created_at=utcnow()), SERVICE)
     try:
-        await outbox.insert(ctx.store.resolutions, new_document(fields, [message]))
+        await outbox.insert(
+            ctx.store.resolutions, new_document(fields, [message]), signal=ctx.store.signal
+        )
     except DuplicateKeyError as exc:
         raise DomainError(
             "resolution_number_taken",
@@ -183,13 +182,12 @@ async def _change(
         raise DomainError(
             "version_required",
             "Send the version you read (If-Match header or the version field).",
-            status=428,
             field="version",
         )
     for _ in range(20):
         doc = await ctx.store.get_resolution(resolution_id)
         if doc is None:
-            raise DomainError("resolution_not_found", "No such resolution.", status=404)
+            raise DomainError("resolution_not_found", "No such resolution.")
         if expected_version != doc["version"]:
             raise DomainError(
                 "version_conflict",
@@ -199,7 +197,9 @@ async def _change(
             )
         changes, messages = decide(doc)
         try:
-            written = await save(ctx.store.resolutions, doc, changes, messages)
+            written = await save(
+                ctx.store.resolutions, doc, changes, messages, signal=ctx.store.signal
+            )
         except ConcurrentUpdate:
             continue  # the relay bumped the revision (same version): read it again
         ctx.wake_relay()
@@ -322,14 +322,12 @@ def _apply_update(
             raise DomainError(
                 "progress_from_actions",
                 "This resolution's progress is computed from its actions; update them.",
-                status=422,
                 field="progress",
             )
         if status == "completed" and any(a["status"] != "completed" for a in actions):
             raise DomainError(
                 "actions_not_completed",
                 "Complete every action of this resolution first.",
-                status=422,
                 field="status",
             )
         progress = doc["progress"]
@@ -402,7 +400,7 @@ async def add_action(
         actions = list(doc.get("actions") or [])
         if len(actions) >= MAX_ACTIONS:
             raise DomainError(
-                "too_many_actions", f"At most {MAX_ACTIONS} actions.", status=422, field="actions"
+                "too_many_actions", f"At most {MAX_ACTIONS} actions.", field="actions"
             )
         fields = _rolled_up(doc, [*actions, action])
         return _next_version(
@@ -435,7 +433,7 @@ async def change_action(
         actions = list(doc.get("actions") or [])
         index = next((i for i, a in enumerate(actions) if a["id"] == action_id), None)
         if index is None:
-            raise DomainError("action_not_found", "No such action.", status=404)
+            raise DomainError("action_not_found", "No such action.")
         before = actions[index]
         after = dict(before)
         for name in ("title", "institution", "weight"):
@@ -484,7 +482,7 @@ async def remove_action(
         actions = list(doc.get("actions") or [])
         before = next((a for a in actions if a["id"] == action_id), None)
         if before is None:
-            raise DomainError("action_not_found", "No such action.", status=404)
+            raise DomainError("action_not_found", "No such action.")
         fields = _rolled_up(doc, [a for a in actions if a["id"] != action_id])
         return _next_version(
             doc,
@@ -515,7 +513,6 @@ def _refuse(parsed: csvio.ParsedFile) -> DomainError:
     return DomainError(
         "invalid_import",
         f"The file has {len(parsed.problems)} problem(s); nothing was imported.",
-        status=422,
         details=_import_report(parsed, dry_run=False),
     )
 
@@ -565,7 +562,6 @@ async def import_resolutions(
             "Another change took one of these numbers meanwhile; nothing was imported."
             if conflict
             else "The import could not be written; nothing was imported.",
-            status=409 if conflict else 503,
             field="number" if conflict else None,
         ) from exc
     await ctx.store.resolutions.update_many(
@@ -629,7 +625,6 @@ async def import_progress(
                 "import_conflict",
                 f"Row {line}: resolution {row.number} changed during the import; "
                 "the rows already applied were reverted.",
-                status=409,
                 field="number",
                 details={"row": line, "reverted": len(applied)},
             ) from exc

@@ -13,7 +13,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.outbox import ensure_outbox_indexes
+from shared.outbox import WriteSignal, ensure_outbox_indexes
 
 CONFERENCES = "conferences"
 RESOLUTIONS = "resolutions"
@@ -22,7 +22,9 @@ VISIBLE: dict[str, Any] = {"importing": None}
 
 
 class ResolutionsStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, *, signal: WriteSignal | None = None) -> None:
+        # Reported after each write that leaves events to publish (the relay listens).
+        self.signal = signal or WriteSignal()
         self.db = db
         self.conferences = db[CONFERENCES]
         self.resolutions = db[RESOLUTIONS]

@@ -4,7 +4,13 @@ Importing this package registers every event type with the envelope.
 """
 
 from shared.contracts import notification, registration, resolutions
-from shared.contracts.base import EVENT_TYPES, IntegrationEvent, event_class, json_schemas
+from shared.contracts.base import (
+    EVENT_TYPES,
+    IntegrationEvent,
+    event_class,
+    json_schemas,
+    stream_events,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -14,4 +20,5 @@ __all__ = [
     "notification",
     "registration",
     "resolutions",
+    "stream_events",
 ]

@@ -60,6 +60,13 @@ def event_class(ce_type: str) -> type[IntegrationEvent] | None:
     return EVENT_TYPES.get(ce_type)
 
 
+def stream_events(topic: str) -> list[type[IntegrationEvent]]:
+    """Every event type published on one stream, in ce_type order."""
+    return sorted(
+        (cls for cls in EVENT_TYPES.values() if cls.topic == topic), key=lambda c: c.ce_type()
+    )
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of every registered event, by ce_type."""
     return {t: cls.model_json_schema() for t, cls in sorted(EVENT_TYPES.items())}

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from shared.contracts.registration import EventDetails, EventPublished
 from shared.envelope import OutboxMessage, wrap
-from shared.outbox import OutboxRelay, insert, new_document
+from shared.outbox import OutboxRelay, WriteSignal, insert, new_document
 from tests.stack import MongoServer, unique_suffix, wait_until
 
 
@@ -66,14 +66,15 @@ async def relay_env(mongo: MongoServer) -> AsyncIterator[dict[str, Any]]:
     relay = OutboxRelay(
         db, ["events"], publish, poll_interval_s=0.05, scan_interval_s=0.1, max_scan_interval_s=0.8
     )
+    signal = WriteSignal()
+    signal.listen(relay.hint)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        yield {"db": db, "published": published, "counter": counter}
+        yield {"db": db, "published": published, "counter": counter, "signal": signal}
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
-        relay.close()
         await client.drop_database(db.name)
         await client.close()
 
@@ -91,6 +92,6 @@ async def test_idle_scans_back_off_and_a_leftover_is_still_published(relay_env) 
 
     # A hinted write goes at once, whatever the scan interval.
     hinted = event_message()
-    await insert(db.events, new_document({"_id": "hinted-1"}, [hinted]))
+    await insert(db.events, new_document({"_id": "hinted-1"}, [hinted]), signal=relay_env["signal"])
     await wait_until(lambda: hinted.id in published, timeout=0.5, interval=0.01)
     assert published.count(leftover.id) == published.count(hinted.id) == 1

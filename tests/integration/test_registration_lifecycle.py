@@ -201,7 +201,7 @@ async def test_self_service_finds_changes_and_refuses_wrong_tokens(ctx) -> None:
     ):
         with pytest.raises(DomainError) as err:
             await handlers.find_own_registration(ctx, reference, token)
-        assert (err.value.status, err.value.code) == (404, "registration_not_found")
+        assert err.value.code == "registration_not_found"
 
     change = RegistrationChange(phone="+255 754 000 111", language="en")
     updated = await handlers.update_own_registration(ctx, created.id, change)

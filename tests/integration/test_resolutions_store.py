@@ -84,7 +84,7 @@ async def test_resolution_import_failing_midway_leaves_nothing_and_publishes_not
             ctx, conference_id, body.encode(), dry_run=False, actor="it"
         )
     ctx.store.resolutions = real
-    assert refused.value.status == 409 and refused.value.code == "import_conflict"
+    assert refused.value.code == "import_conflict"
     # Rows 1 and 2 were inserted before the clash, then removed: only the rival remains.
     left = await real.find({"conference_id": conference_id}).to_list()
     assert [d["_id"] for d in left] == ["someone-else"]
@@ -174,7 +174,7 @@ async def test_progress_import_meeting_a_concurrent_change_reverts_append_only(
     with pytest.raises(DomainError) as refused:
         await handlers.import_progress(ctx, conference_id, body.encode(), dry_run=False, actor="it")
     ctx.store.resolutions = real
-    assert refused.value.status == 409 and refused.value.details["row"] == 3
+    assert refused.value.code == "import_conflict" and refused.value.details["row"] == 3
 
     one = await ctx.store.get_resolution(first["_id"])
     # Back to where it was, by a new entry: the import's entry is still in the timeline.
@@ -206,7 +206,7 @@ async def test_stale_version_is_refused_and_nothing_changes(ctx: handlers.Contex
         await handlers.record_update(
             ctx, doc["_id"], ProgressUpdate(progress=70), expected_version=1, actor="b"
         )
-    assert stale.value.status == 409 and stale.value.details == {"current_version": 2}
+    assert stale.value.code == "version_conflict" and stale.value.details == {"current_version": 2}
     now = await ctx.store.get_resolution(doc["_id"])
     assert now["progress"] == 10 and len(now["timeline"]) == 1
 
