@@ -82,4 +82,6 @@ def require_roles(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
         request.state.principal = principal
         return principal
 
+    # Read by the OpenAPI generator (shared.http): this route needs a credential.
+    dependency.mkutano_roles = roles  # type: ignore[attr-defined]
     return dependency

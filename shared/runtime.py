@@ -23,11 +23,12 @@ from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.asyncapi import add_consumed_messages, add_published_headers
 from shared.auth import Authenticator
 from shared.broker import make_broker
 from shared.consumer import EventConsumer, ProcessedEvents
 from shared.contracts import stream_events
-from shared.envelope import CONTENT_TYPE, SPECVERSION, OutboxMessage, source_of
+from shared.envelope import OutboxMessage, source_of
 from shared.logging import configure_logging, get_logger
 from shared.metrics import Metrics, collect_status
 from shared.outbox import OutboxRelay, WriteSignal
@@ -43,36 +44,11 @@ from shared.tracing import (
 from shared.webapp import AppParts, AppSpec, build_service_app
 
 Worker = Callable[[asyncio.Event], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
 
 
 class UndeclaredEventType(RuntimeError):
     """An outbox message of a type the service did not declare with ``publishes``."""
-
-
-def cloudevents_headers_schema(ce_type: str, source: str) -> dict[str, Any]:
-    """JSON Schema of the Kafka headers of one event type (CloudEvents binary mode)."""
-    return {
-        "type": "object",
-        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"],
-        "properties": {
-            "ce_specversion": {"type": "string", "const": SPECVERSION},
-            "ce_id": {
-                "type": "string",
-                "description": "Unique per event; the idempotency key of every consumer.",
-            },
-            "ce_source": {"type": "string", "const": source},
-            "ce_type": {"type": "string", "const": ce_type},
-            "ce_time": {"type": "string", "format": "date-time"},
-            "content-type": {"type": "string", "const": CONTENT_TYPE},
-            "traceparent": {
-                "type": "string",
-                "description": "W3C trace context of the request that caused the event.",
-            },
-        },
-    }
-
-
-Hook = Callable[[], Awaitable[None]]
 
 
 def connect_mongo(settings: ServiceSettings, name: str) -> AsyncMongoClient:
@@ -249,13 +225,11 @@ class ServiceRuntime:
             )
 
     def asyncapi_document(self) -> dict[str, Any]:
-        """The AsyncAPI 3.0 document, each published message with its CloudEvents headers."""
+        """The AsyncAPI 3.0 document: every message with its payload schema and headers."""
         document = self.asyncapi.to_specification().to_jsonable()
-        messages = document.get("components", {}).get("messages", {})
-        for title, message in messages.items():
-            ce_type = title.removesuffix(":Message").partition(":")[2]
-            if ce_type in self.publishers:
-                message["headers"] = cloudevents_headers_schema(ce_type, source_of(self.name))
+        add_published_headers(document, self.publishers, source_of(self.name))
+        for consumer in self.consumers:
+            add_consumed_messages(document, consumer.title, consumer.handled_by_topic())
         return document
 
     # -- health --------------------------------------------------------------------
