@@ -159,7 +159,7 @@ RESOLUTIONS: tuple[DemoResolution, ...] = (
         640,
         (
             DemoUpdate(75, "in_progress", 40),
-            DemoUpdate(250, "in_progress", 65, "Taasisi 150 zinatumia mifumo ya ndani."),
+            DemoUpdate(280, "in_progress", 65, "Taasisi 150 zinatumia mifumo ya ndani."),
         ),
     ),
     DemoResolution(
@@ -189,7 +189,7 @@ RESOLUTIONS: tuple[DemoResolution, ...] = (
         330,
         (
             DemoUpdate(60, "in_progress", 55, "Taasisi 500 zimeunganishwa."),
-            DemoUpdate(240, "in_progress", 80, "Taasisi 720 zimeunganishwa."),
+            DemoUpdate(285, "in_progress", 80, "Taasisi 720 zimeunganishwa."),
         ),
     ),
     DemoResolution(
@@ -207,7 +207,7 @@ RESOLUTIONS: tuple[DemoResolution, ...] = (
         "Assess e-Government implementation every year",
         "e-GA",
         364,  # by the next conference
-        (DemoUpdate(140, "in_progress", 35, "Dodoso la tathmini limetumwa kwa taasisi."),),
+        (DemoUpdate(270, "in_progress", 35, "Dodoso la tathmini limetumwa kwa taasisi."),),
     ),
 )
 

@@ -161,8 +161,7 @@ async def _change(
     for _ in range(SAVE_ATTEMPTS):
         resolution = await ctx.store.get_resolution(resolution_id)
         if resolution is None:
-            require_version(expected_version)  # 428 before 404, as ever
-            raise DomainError("resolution_not_found", "No such resolution.")
+            raise _not_found(expected_version)
         decide(resolution)
         try:
             await ctx.store.save_resolution(resolution)
@@ -170,6 +169,11 @@ async def _change(
             continue  # the relay bumped the revision (same version): read it again
         return resolution
     raise DomainError("version_conflict", "The resolution is busy; read it again.")
+
+
+def _not_found(expected_version: int | None) -> DomainError:
+    require_version(expected_version)  # a write without a version is 428 before 404, as ever
+    return DomainError("resolution_not_found", "No such resolution.")
 
 
 async def edit_resolution(
@@ -181,18 +185,18 @@ async def edit_resolution(
     actor: str,
 ) -> Resolution:
     """Edit a resolution's details; the version keeps what changed."""
-    conference: Conference | None = None
-
-    def decide(resolution: Resolution) -> None:
-        assert conference is not None
-        resolution.edit(
-            change, conference, expected_version=expected_version, actor=actor, now=ctx.clock()
-        )
-
     current = await ctx.store.get_resolution(resolution_id)
-    if current is not None:
-        conference = await get_conference(ctx, current.conference_id)
-    return await _change(ctx, resolution_id, expected_version, decide)
+    if current is None:
+        raise _not_found(expected_version)
+    conference = await get_conference(ctx, current.conference_id)
+    return await _change(
+        ctx,
+        resolution_id,
+        expected_version,
+        lambda r: r.edit(
+            change, conference, expected_version=expected_version, actor=actor, now=ctx.clock()
+        ),
+    )
 
 
 async def record_update(

@@ -6,7 +6,9 @@ events saved with each change, and the error codes the rules refuse with.
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,6 +120,28 @@ def test_both_stores_implement_the_port() -> None:
 
 def _port_methods() -> list[str]:
     return [n for n in vars(ResolutionsStore) if not n.startswith("_")]
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_only_the_store_touches_mongodb_and_the_domain_is_pure() -> None:
+    package = Path(handlers.__file__).parent
+    for module in package.glob("*.py"):
+        roots = {name.split(".")[0] for name in _imports(module)}
+        if module.name != "store.py":
+            assert "pymongo" not in roots and "motor" not in roots, module.name
+    domain = _imports(package / "domain.py")
+    forbidden = {"pymongo", "fastapi", "starlette", "faststream"}
+    assert not {n.split(".")[0] for n in domain} & forbidden
+    assert not {"shared.outbox", "shared.runtime", "shared.envelope"} & domain
 
 
 # --------------------------------------------------------------------------- conferences

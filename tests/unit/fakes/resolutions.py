@@ -4,9 +4,9 @@ It keeps copies of the aggregates (never the caller's objects, as a database wou
 revision per aggregate (a save of a stale one raises ``ConcurrentChange``), the unique
 numbers per conference, and the events saved, in order, in ``outbox``. Imports are
 all-or-nothing as in MongoDB: hidden while written, removed if a write fails part-way.
-Knobs let a test provoke what is hard to provoke for real: ``before_write`` runs before
-each write (a rival coordinator), ``relay_wrote`` moves a revision (the outbox relay),
-``import_dies_after`` / ``import_fails_after`` stop an import part-way.
+Knobs let a test provoke what is hard to provoke for real: ``before_write`` runs once,
+before the next write (a rival coordinator), ``relay_wrote`` moves a revision (the outbox
+relay), ``import_dies_after`` / ``import_fails_after`` stop an import part-way.
 """
 
 from __future__ import annotations
