@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ApiError, DomainError, FieldProblem, api_error_of
@@ -175,9 +176,9 @@ def install_metrics(
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
         start = time.perf_counter()
+        before = dict(request.scope)  # as routing first sees it (a mount rewrites the path)
         response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        template = route_template(app, request.scope, before)
         metrics.http_requests.labels(template, request.method, str(response.status_code)).inc()
         metrics.http_latency.labels(template, request.method).observe(time.perf_counter() - start)
         return response
@@ -187,6 +188,27 @@ def install_metrics(
         if before_scrape is not None:
             await before_scrape()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def route_template(app: FastAPI, scope: Scope, before: Scope | None = None) -> str:
+    """The template of the route that answered (``/api/v1/events/{event_id}``), or
+    ``"unmatched"``.
+
+    FastAPI's router names its own routes in ``scope["route"]``, but not Starlette routes
+    and mounts (``/openapi.json``, the Swagger UI assets): those are matched again here,
+    against ``before``, the request's scope before routing changed it.
+    """
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    for candidate in app.router.routes:
+        match, _ = candidate.matches(before or scope)
+        if match is Match.FULL:
+            path = getattr(candidate, "path", None)
+            if path is None:
+                break
+            return f"{path}/{{path}}" if isinstance(candidate, Mount) else path
+    return "unmatched"
 
 
 def install_health(app: FastAPI, checks: list[ReadinessCheck]) -> None:
