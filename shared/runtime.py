@@ -17,7 +17,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
@@ -345,15 +344,13 @@ class ServiceRuntime:
         self.log.info("service_stopped")
 
     def run(self) -> None:
-        """Serve HTTP until SIGTERM/SIGINT, then stop gracefully."""
-        config = uvicorn.Config(
+        """Serve HTTP until SIGTERM/SIGINT, then stop gracefully (see shared.serving:
+        trusted proxies, header and keep-alive timeouts)."""
+        from shared.serving import serve
+
+        serve(
             self.app,
             host=self.settings.http_host,
             port=self.settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(self.settings.shutdown_grace_s),
-            proxy_headers=True,
+            graceful_shutdown_s=self.settings.shutdown_grace_s,
         )
-        uvicorn.Server(config).run()
