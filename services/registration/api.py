@@ -47,7 +47,6 @@ router = APIRouter(prefix="/api/v1")
 ERROR_STATUSES: dict[str, int] = {
     "invalid_ticket": 422,
     "idempotency_key_reused": 422,
-    "request_in_progress": 409,
 }
 
 
