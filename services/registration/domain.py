@@ -584,9 +584,6 @@ class Registration(Aggregate):
     cancelled_by: str | None = None
     erased_at: str | None = None
     erasure_reason: str | None = None
-    # Set by an erasure: the events still waiting to be published carry the old contact
-    # details, and the erasure supersedes them (the store drops them as it saves).
-    supersedes_pending_events: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def register(
@@ -866,8 +863,6 @@ class Registration(Aggregate):
         self.consent = {**self.consent, "withdrawn_at": stamp}
         self.erased_at = self.updated_at = stamp
         self.erasure_reason = reason
-        self.supersedes_pending_events = True
-        self.events.clear()
         self.record(
             PersonalDataErased(
                 registration_id=self.id, event_id=self.event_id, reason=reason, erased_at=now
