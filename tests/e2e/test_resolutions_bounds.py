@@ -1,0 +1,144 @@
+"""Bounded bodies and answers over HTTP (issue 12).
+
+- Every JSON body is bounded by 64 KiB, declared (Content-Length) or streamed
+  (chunked): 413 in the common error shape, on every service. The resolutions CSV
+  imports take 2 MiB, as their OpenAPI says (``x-max-body-bytes``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.helpers import unique_id
+
+pytestmark = pytest.mark.e2e
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@pytest.fixture
+async def client(platform) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=30) as c:
+        yield c
+
+
+def _conference_body(**extra: object) -> dict[str, object]:
+    return {
+        "id": unique_id("conf"),
+        "name_sw": "Mkutano wa Serikali Mtandao",
+        "name_en": "e-Government Conference",
+        "starts_on": "2025-02-11",
+        "ends_on": "2025-02-13",
+        "venue": "AICC, Arusha",
+        **extra,
+    }
+
+
+async def _conference(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    body = _conference_body()
+    r = await client.post("/api/v1/conferences", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    return str(body["id"])
+
+
+def _is_too_large(r: httpx.Response) -> None:
+    assert r.status_code == 413, r.text[:500]
+    assert r.json()["error"]["code"] == "payload_too_large"
+    assert r.json()["error"]["fields"][0]["field"] == "body"
+
+
+async def _chunks(data: bytes, size: int = 8 * KIB) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_resolutions_json_bodies_are_bounded_by_64_kib_not_2_mib(platform, client) -> None:
+    headers = platform.admin_headers
+    for size in (2 * MIB, 100 * KIB, 64 * KIB + 200):
+        body = json.dumps(_conference_body(venue="x" * size)).encode()
+        r = await client.post(
+            "/api/v1/conferences",
+            headers={**headers, "Content-Type": "application/json"},
+            content=body,
+        )
+        _is_too_large(r)
+        assert str(64 * KIB) in r.json()["error"]["message"]
+    # Just under the bound, the body reaches the route (and its validation).
+    r = await client.post(
+        "/api/v1/conferences", headers=headers, json=_conference_body(venue="x" * 60 * KIB)
+    )
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "venue"
+    conference_id = await _conference(client, headers)
+    r = await client.patch(
+        f"/api/v1/conferences/{conference_id}", headers=headers, json={"venue": "x" * 2 * MIB}
+    )
+    _is_too_large(r)
+    assert (await client.get(f"/api/v1/conferences/{conference_id}")).json()["venue"] == (
+        "AICC, Arusha"
+    )
+
+
+@pytest.mark.parametrize("service", ["resolutions", "registration", "notification"])
+async def test_resolutions_and_every_service_refuse_a_chunked_100_kb_body_with_413(
+    platform, service: str
+) -> None:
+    path = {
+        "resolutions": "/api/v1/conferences",
+        "registration": "/api/v1/events",
+        "notification": "/api/v1/announcements",
+    }[service]
+    body = json.dumps({"name": "x" * 100_000}).encode()
+    url = platform.services[service].url
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        r = await c.post(
+            path,
+            headers={**platform.admin_headers, "Content-Type": "application/json"},
+            content=_chunks(body),
+        )
+        assert "content-length" not in r.request.headers
+        assert r.request.headers["transfer-encoding"] == "chunked"
+        _is_too_large(r)
+
+
+async def test_resolutions_a_small_chunked_body_is_still_read_whole(platform, client) -> None:
+    body = _conference_body()
+    r = await client.post(
+        "/api/v1/conferences",
+        headers={**platform.admin_headers, "Content-Type": "application/json"},
+        content=_chunks(json.dumps(body).encode(), size=16),
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] == body["id"]
+
+
+async def test_resolutions_csv_imports_take_the_2_mib_their_openapi_documents(
+    platform, client
+) -> None:
+    headers = {**platform.admin_headers, "Content-Type": "text/csv"}
+    openapi = (await client.get("/openapi.json")).json()
+    for route in ("resolutions", "updates"):
+        operation = openapi["paths"][f"/api/v1/conferences/{{conference_id}}/{route}/import"]
+        assert operation["post"]["x-max-body-bytes"] == 2 * MIB
+        assert {"200", "201", "413"} <= set(operation["post"]["responses"])
+    conference_id = await _conference(client, platform.admin_headers)
+    url = f"/api/v1/conferences/{conference_id}/resolutions/import"
+    # 1,000 rows (the most numbers a conference has) of 1.5 KiB: over the JSON bound,
+    # within the CSV one.
+    rows = [f"{n},Azimio {n},Resolution {n},e-GA,{'d' * 1500}" for n in range(1, 1001)]
+    big = ("number,title_sw,title_en,lead_institution,description_en\n" + "\n".join(rows)).encode()
+    assert 64 * KIB < len(big) < 2 * MIB
+    r = await client.post(url, params={"dry_run": "true"}, headers=headers, content=big)
+    assert r.status_code == 200, r.text[:500]
+    assert (r.json()["valid"], r.json()["valid_rows"]) == (True, 1000)
+    too_big = big + b"\n" + b"9999,x,x,x," + b"d" * (2 * MIB)
+    r = await client.post(url, params={"dry_run": "true"}, headers=headers, content=too_big)
+    _is_too_large(r)
+    r = await client.post(
+        url, params={"dry_run": "true"}, headers=headers, content=_chunks(too_big, 64 * KIB)
+    )
+    _is_too_large(r)
