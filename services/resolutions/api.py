@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.resolutions import csvio, handlers, report
 from services.resolutions.domain import (
@@ -155,13 +155,21 @@ class VersionRecord(BaseModel):
 
 
 class ImportReport(BaseModel):
-    """A dry run's findings (every row's problems), or what an import wrote."""
+    """A dry run's findings (the first problems, and how many more), or what an import
+    wrote."""
 
     dry_run: bool
     valid: bool | None = None
     rows: int | None = None
     valid_rows: int | None = None
-    problems: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = Field(
+        [],
+        description=f"At most {csvio.MAX_REPORTED_PROBLEMS}, in file order: row (the header"
+        f" is row 1), field (a column, at most {csvio.MAX_ECHO} characters), reason.",
+    )
+    more_problems: int | None = Field(
+        None, description="How many problems were found beyond those listed."
+    )
     import_id: str | None = None
     imported: int | None = None
     resolution_ids: list[str] = []
@@ -331,9 +339,10 @@ async def _csv_body(request: Request) -> bytes:
 _IMPORT_DOC = (
     "Body: the CSV file as `text/csv` (UTF-8, comma-separated, header row first), at most "
     f"{CSV_MAX_BYTES // MiB} MiB (`x-max-body-bytes`; larger: 413) and {csvio.MAX_ROWS} rows. "
-    "`?dry_run=true` validates only and answers 200 with every row's problems (row 1 is "
-    "the header); otherwise a file with any problem is refused with 422 and nothing is "
-    "written, and a clean file is written all-or-nothing: 201."
+    "`?dry_run=true` validates only and answers 200 with the rows' problems (row 1 is the "
+    f"header; the first {csvio.MAX_REPORTED_PROBLEMS}, and `more_problems`: how many "
+    "more); otherwise a file with any problem is refused with 422 (the same problems as "
+    "fields) and nothing is written, and a clean file is written all-or-nothing: 201."
 )
 # The body the import routes read themselves (FastAPI does not see it), and its bound.
 _IMPORT_BODY: dict[str, Any] = {

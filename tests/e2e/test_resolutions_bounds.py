@@ -3,6 +3,8 @@
 - Every JSON body is bounded by 64 KiB, declared (Content-Length) or streamed
   (chunked): 413 in the common error shape, on every service. The resolutions CSV
   imports take 2 MiB, as their OpenAPI says (``x-max-body-bytes``).
+- A CSV import's report lists at most 100 problems and says how many more: its answer
+  stays under 64 KiB whatever the file holds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ pytestmark = pytest.mark.e2e
 
 KIB = 1024
 MIB = 1024 * KIB
+REPORT_BOUND = 64 * KIB  # docs/resolutions.md: a report's answer stays under this
+HEADER = "number,title_sw,title_en,lead_institution\n"
 
 
 @pytest.fixture
@@ -142,3 +146,37 @@ async def test_resolutions_csv_imports_take_the_2_mib_their_openapi_documents(
         url, params={"dry_run": "true"}, headers=headers, content=_chunks(too_big, 64 * KIB)
     )
     _is_too_large(r)
+
+
+async def test_resolutions_hostile_csv_dry_run_answers_under_64_kib(platform, client) -> None:
+    headers = {**platform.admin_headers, "Content-Type": "text/csv"}
+    conference_id = await _conference(client, platform.admin_headers)
+    url = f"/api/v1/conferences/{conference_id}/resolutions/import"
+    # A 330 KB header of unknown columns (it answered 16 MB), then one huge column name.
+    columns = [f"column-{n:06d}" for n in range(24_000)]
+    header = ",".join(columns).encode() + b"\n1,a,b,c\n"
+    assert len(header) > 330_000
+    r = await client.post(url, params={"dry_run": "true"}, headers=headers, content=header)
+    assert r.status_code == 200
+    assert len(r.content) < REPORT_BOUND, len(r.content)
+    report = r.json()
+    assert report["valid"] is False and len(report["problems"]) == 100
+    # the expected columns once, 24,000 unknown columns, 4 required columns missing
+    assert len(report["problems"]) + report["more_problems"] == 1 + 24_000 + 4
+    refused = await client.post(url, headers=headers, content=header)
+    assert refused.status_code == 422
+    assert len(refused.content) < REPORT_BOUND, len(refused.content)
+    assert len(refused.json()["error"]["fields"]) == 100
+
+    long_name = ("n" * 100_000 + "," + HEADER).encode()
+    r = await client.post(url, params={"dry_run": "true"}, headers=headers, content=long_name)
+    assert len(r.content) < 2 * KIB
+    assert max(len(p["field"]) for p in r.json()["problems"]) <= 64
+
+    # 2,000 rows with a problem in every cell.
+    bad_rows = HEADER + "\n".join("x,,," for _ in range(2000)) + "\n"
+    r = await client.post(url, params={"dry_run": "true"}, headers=headers, content=bad_rows)
+    assert r.status_code == 200 and len(r.content) < REPORT_BOUND
+    assert r.json()["more_problems"] > 0
+    listed = await client.get(f"/api/v1/conferences/{conference_id}/resolutions")
+    assert listed.json() == []
