@@ -24,6 +24,7 @@ from services.resolutions.domain import (
     check_status,
     check_target,
 )
+from shared.text import without_controls
 
 MAX_ROWS = 2000
 MAX_REPORTED_PROBLEMS = 100
@@ -332,7 +333,8 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         value = LIST_SEPARATOR.join(str(v) for v in value)
-    text = str(value)
+    # Text stored before control characters were refused leaves without them.
+    text = without_controls(str(value))
     # Spreadsheets run a cell starting with these as a formula (CSV injection).
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
         text = "'" + text

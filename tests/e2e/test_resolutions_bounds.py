@@ -1,10 +1,12 @@
-"""Bounded bodies and answers over HTTP (issue 12).
+"""Bounded bodies and answers, and text without control characters, over HTTP (issue 12).
 
 - Every JSON body is bounded by 64 KiB, declared (Content-Length) or streamed
   (chunked): 413 in the common error shape, on every service. The resolutions CSV
   imports take 2 MiB, as their OpenAPI says (``x-max-body-bytes``).
 - A CSV import's report lists at most 100 problems and says how many more: its answer
   stays under 64 KiB whatever the file holds.
+- A control character in a text field is a 422 naming the field; in a CSV cell, a row
+  problem naming the row and column. Nothing is written, and no export carries one.
 """
 
 from __future__ import annotations
@@ -180,3 +182,95 @@ async def test_resolutions_hostile_csv_dry_run_answers_under_64_kib(platform, cl
     assert r.json()["more_problems"] > 0
     listed = await client.get(f"/api/v1/conferences/{conference_id}/resolutions")
     assert listed.json() == []
+
+
+async def test_resolutions_nul_in_a_title_is_422_and_nothing_changed(platform, client) -> None:
+    headers = platform.admin_headers
+    conference_id = await _conference(client, headers)
+    url = f"/api/v1/conferences/{conference_id}/resolutions"
+    resolution = {
+        "number": 1,
+        "title_sw": "Saini za kidijitali",
+        "title_en": "Digital\x00signatures",
+        "lead_institution": "e-GA",
+    }
+    r = await client.post(url, headers=headers, json=resolution)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["fields"] == [
+        {"field": "title_en", "reason": "must not contain control characters"}
+    ]
+    assert (await client.get(url)).json() == []
+
+    created = await client.post(
+        url, headers=headers, json={**resolution, "title_en": "Digital signatures"}
+    )
+    assert created.status_code == 201, created.text
+    resolution_id = created.json()["id"]
+    for change, field, reason in (
+        ({"title_sw": "Saini\nBcc: all@example.go.tz"}, "title_sw", "must be a single line"),
+        ({"title_en": "Digital\u2028signatures"}, "title_en", "must be a single line"),
+        ({"lead_institution": "e-GA\x1b[31m"}, "lead_institution", CONTROL),
+        ({"description_en": "two\nlines are fine, a \x00 is not"}, "description_en", CONTROL),
+    ):
+        r = await client.patch(
+            f"/api/v1/resolutions/{resolution_id}", headers=headers, json={**change, "version": 1}
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["fields"] == [{"field": field, "reason": reason}]
+    after = (await client.get(f"/api/v1/resolutions/{resolution_id}")).json()
+    assert (after["version"], after["title_en"]) == (1, "Digital signatures")
+    r = await client.post(
+        f"/api/v1/resolutions/{resolution_id}/updates",
+        headers=headers,
+        json={"note": "Imeanza\x00", "version": 1},
+    )
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "note"
+    # Multi-line text keeps its lines.
+    r = await client.patch(
+        f"/api/v1/resolutions/{resolution_id}",
+        headers=headers,
+        json={"description_en": "First line.\nSecond line.\tTabbed.", "version": 1},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["description_en"] == "First line.\nSecond line.\tTabbed."
+
+
+CONTROL = "must not contain control characters"
+
+
+async def test_resolutions_nul_in_a_csv_cell_is_a_row_problem_and_exports_carry_none(
+    platform, client
+) -> None:
+    headers = {**platform.admin_headers, "Content-Type": "text/csv"}
+    conference_id = await _conference(client, platform.admin_headers)
+    url = f"/api/v1/conferences/{conference_id}/resolutions/import"
+    body = (
+        HEADER + "1,Azimio,Resolution,e-GA\n2,Azimio\x00la pili,Second,e-GA\n3,Tatu,Third,e-GA\r\n"
+    ).encode()
+    dry = await client.post(url, params={"dry_run": "true"}, headers=headers, content=body)
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["problems"] == [{"row": 3, "field": "title_sw", "reason": CONTROL}]
+    refused = await client.post(url, headers=headers, content=body)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"] == [{"field": "row 3: title_sw", "reason": CONTROL}]
+    listing = f"/api/v1/conferences/{conference_id}/resolutions"
+    assert (await client.get(listing)).json() == []
+
+    clean = body.replace(b"\x00", b" ")
+    assert (await client.post(url, headers=headers, content=clean)).status_code == 201
+    progress = b"number,note\n1,Mifumo\x00imeunganishwa\n"
+    r = await client.post(
+        f"/api/v1/conferences/{conference_id}/updates/import", headers=headers, content=progress
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["fields"] == [{"field": "row 2: note", "reason": CONTROL}]
+    exported = await client.get(
+        f"/api/v1/conferences/{conference_id}/resolutions/export", params={"format": "csv"}
+    )
+    assert exported.status_code == 200
+    assert b"\x00" not in exported.content
+    assert exported.text.count("\r\n") == 4  # the header and three rows, nothing more
+    report = await client.get(
+        f"/api/v1/conferences/{conference_id}/report", params={"format": "csv"}
+    )
+    assert b"\x00" not in report.content

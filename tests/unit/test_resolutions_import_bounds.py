@@ -1,4 +1,5 @@
-"""A CSV import's report is bounded whatever the file holds (issue 12)."""
+"""A CSV import's report is bounded whatever the file holds; control characters in a
+cell are row problems; exports never carry one (issue 12)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.unit.fakes.resolutions import FakeResolutionsStore
 REPORT_BOUND = 64 * 1024  # docs/resolutions.md
 HEADER = "number,title_sw,title_en,lead_institution\n"
 ALL_COLUMNS = csvio.RESOLUTION_REQUIRED + csvio.RESOLUTION_OPTIONAL
+CONTROL = "must not contain control characters"
 
 
 @pytest.fixture
@@ -92,8 +94,46 @@ def test_an_echoed_column_name_is_escaped_and_cut() -> None:
     assert fields == ["ti\\x00tle", "z" * (csvio.MAX_ECHO - 1) + "\u2026"]
 
 
+def test_a_control_character_in_a_cell_is_a_problem_of_its_row_and_column() -> None:
+    parsed = csvio.parse_resolutions(
+        HEADER + "1,Azimio,Resolution,e-GA\n2,Azimio\x00,Second,e-GA\n3,Tatu,Thi\x1brd,e-GA\n",
+        conference_starts="2025-02-11",
+        existing_numbers=(),
+    )
+    assert [p.as_dict() for p in parsed.problems] == [
+        {"row": 3, "field": "title_sw", "reason": CONTROL},
+        {"row": 4, "field": "title_en", "reason": CONTROL},
+    ]
+    progress = csvio.parse_progress(
+        "number,note,evidence\n1,Sawa\x00,\n2,Sawa,\n",
+        resolutions={1: {"version": 1, "actions": []}, 2: {"version": 1, "actions": []}},
+    )
+    assert [p.as_dict() for p in progress.problems] == [
+        {"row": 2, "field": "note", "reason": CONTROL}
+    ]
+    focal = csvio.parse_resolutions(
+        "number,title_sw,title_en,lead_institution,focal_person_name,focal_person_email\n"
+        '1,A,B,e-GA,"Asha\nJuma",asha@example.go.tz\n',  # a quoted line break
+        conference_starts="2025-02-11",
+        existing_numbers=(),
+    )
+    assert [(p.row, p.field, p.reason) for p in focal.problems] == [
+        (2, "focal_person_name", "must be a single line")
+    ]
+
+
 def test_a_number_in_other_digits_is_a_row_problem_not_a_crash() -> None:
     parsed = csvio.parse_progress(
         "number,note\n\u00b2,Sawa\n", resolutions={2: {"version": 1, "actions": []}}
     )
     assert [(p.row, p.field) for p in parsed.problems] == [(2, "number")]
+
+
+def test_an_export_never_carries_a_control_character_stored_before_the_rules() -> None:
+    out = csvio.render_csv(
+        [{"title": "Azimio\x00la\x1b[31m kwanza", "note": "line one\nline two"}],
+        ("title", "note"),
+    )
+    assert "\x00" not in out and "\x1b" not in out
+    assert "Azimio\ufffdla\ufffd[31m kwanza" in out
+    assert '"line one\nline two"' in out  # a multi-line cell stays one quoted cell
