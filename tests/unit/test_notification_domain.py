@@ -1,8 +1,7 @@
-"""Notification domain rules: intents per event, reminder schedules, backoff, throttling."""
+"""Notification domain rules: intents per event, reminder schedules, backoff."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +15,6 @@ from services.notification.domain import (
     retry_delay,
     starts_in,
 )
-from services.notification.handlers import RateLimiter
 from shared.contracts.registration import (
     EventDetails,
     ParticipantCheckedIn,
@@ -163,11 +161,11 @@ def test_due_reminders_skip_times_already_past_and_are_deterministic() -> None:
     start = (NOW + timedelta(days=3)).timestamp()
     now = NOW.timestamp()
     reminders = due_reminders("ev-1", start, [7 * 86400, 86400], now)
-    assert [r["offset_s"] for r in reminders] == [86400]  # 7 days before is already past
-    assert reminders[0]["due_at"] == start - 86400
+    assert [r.offset_s for r in reminders] == [86400]  # 7 days before is already past
+    assert reminders[0].due_at == start - 86400
     assert due_reminders("ev-1", start, [86400, 86400], now) == reminders
     moved = due_reminders("ev-1", start + 3600, [86400], now)
-    assert moved[0]["_id"] != reminders[0]["_id"]  # a moved event gets a fresh reminder
+    assert moved[0].id != reminders[0].id  # a moved event gets a fresh reminder
 
 
 def test_starts_in_words() -> None:
@@ -182,43 +180,6 @@ def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
         delays = [retry_delay(attempt, 1.0, 60.0) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jitter: instances do not retry in lockstep
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-async def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(5, clock=clock, sleep=clock.sleep)
-    for _ in range(5):
-        await limiter.acquire()
-    assert clock.now == 0.0  # a one-second burst passes at once
-    for _ in range(10):
-        await limiter.acquire()
-    assert clock.now == pytest.approx(2.0)  # then 5 per second
-    clock.now += 100  # idle time refills at most one second's worth
-    for _ in range(5):
-        await limiter.acquire()
-    before = clock.now
-    await limiter.acquire()
-    assert clock.now == pytest.approx(before + 0.2)
-
-
-async def test_rate_limiter_is_fair_under_concurrency() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
-    await asyncio.gather(*(limiter.acquire() for _ in range(8)))
-    assert clock.now == pytest.approx(3.0)  # 2 at once, then 6 more at 2 per second
 
 
 def test_only_dates_and_venue_changes_are_told() -> None:
