@@ -527,9 +527,10 @@ class Notification(Aggregate):
         return self.status == "sending" and self.lease_until < at
 
     def claim(self, now: datetime, lease_s: float) -> None:
-        """A sender takes it for ``lease_s`` (another may take it once the lease expired)."""
-        if not self.due(now):
-            raise DomainError("notification_not_due", "This notification is not due.")
+        """A sender takes it for ``lease_s`` (another may take it once the lease expired).
+
+        The store makes this change atomically, conditioned on the status and lease the
+        sender saw (``Candidate``), so two senders never hold one notification."""
         self.status = "sending"
         self.lease_until = now.timestamp() + lease_s
         self.attempts += 1

@@ -269,7 +269,8 @@ class MongoNotificationStore:
     async def claim(
         self, candidate: Candidate, *, lease_s: float, now: datetime
     ) -> Notification | None:
-        """One round trip: claimed only if still as it was seen (status and lease)."""
+        """One round trip: claimed only if still as it was seen (status and lease); the
+        change is ``Notification.claim``'s, made atomically here."""
         at = now.timestamp()
         doc = await self.notifications.find_one_and_update(
             {

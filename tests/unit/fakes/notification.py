@@ -118,9 +118,7 @@ class FakeNotificationStore:
         if n is None or (n.status, n.lease_until) != (candidate.status, candidate.lease_until):
             return None
         claimed = copy.deepcopy(n)
-        claimed.status = "sending"
-        claimed.lease_until = now.timestamp() + lease_s
-        claimed.attempts += 1
+        claimed.claim(now, lease_s)
         claimed.rev += 1
         self.notifications[n.id] = copy.deepcopy(claimed)
         return claimed
