@@ -8,6 +8,7 @@ log, the events on notification.v1 with their fields, and the errors' codes.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 from services.notification import handlers, workers
 from services.notification.dispatcher import Dispatcher
 from services.notification.domain import Candidate, DeliveryError, RetryPolicy
-from services.notification.ports import SEND
+from services.notification.ports import SEND, NotificationStore
 from services.notification.settings import NotificationSettings
+from services.notification.store import MongoNotificationStore
 from shared.contracts.registration import (
     EventCancelled,
     EventDetails,
@@ -143,6 +145,23 @@ def registered(
 
 async def register(env: Env, n: int, **kw: Any) -> None:
     await handlers.record_registration_event(env.ctx, received(registered(n, **kw), f"ce-reg-{n}"))
+
+
+def test_the_mongo_store_and_the_fake_implement_the_same_port() -> None:
+    wanted = {
+        name: inspect.signature(fn)
+        for name, fn in vars(NotificationStore).items()
+        if not name.startswith("_") and callable(fn)
+    }
+    assert len(wanted) >= 20
+    for implementation in (MongoNotificationStore, FakeNotificationStore):
+        for name, signature in wanted.items():
+            method = getattr(implementation, name)
+            assert inspect.iscoroutinefunction(inspect.unwrap(method)), (implementation, name)
+            assert list(inspect.signature(method).parameters) == list(signature.parameters), (
+                implementation,
+                name,
+            )
 
 
 # --------------------------------------------------------------------------- registration events

@@ -20,7 +20,6 @@ from typing import Any
 from services.notification.domain import (
     Announcement,
     Candidate,
-    DeliveryError,
     KnownEvent,
     Notification,
     Participant,
@@ -339,6 +338,3 @@ class FakeSms:
             raise self.fail_with.pop(0)
         self.sent.append((to, text))
         return f"sms-{len(self.sent)}"
-
-
-__all__ = ["DeliveryError", "FakeEmail", "FakeNotificationStore", "FakeSms"]
