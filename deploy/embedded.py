@@ -521,9 +521,11 @@ def service_env(
         "MKUTANO_BOOTSTRAP_ADMIN_KEY": admin_key,
         "MKUTANO_SEED_DEMO": _bool(seed_demo),
         "LOG_FORMAT": log_format,
-        # Webhook targets on this machine's loopback are allowed in the dev stack and the
-        # tests only (production refuses every loopback, link-local and private target).
-        "WEBHOOKS_ALLOWED_TARGETS": '["127.0.0.1/32"]',
+        # The dev stack and the tests deliver webhooks to this machine's loopback only:
+        # nothing else is allowed, and no other name is even looked up. (Production
+        # refuses loopback, link-local and private targets and allows public ones.)
+        "WEBHOOKS_ALLOWED_TARGETS": '["127.0.0.1/32", "localhost"]',
+        "WEBHOOKS_ALLOWED_TARGETS_ONLY": "true",
     }
     for name in SERVICES:
         prefix = name.upper()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from services.webhooks import handlers
 from shared.contracts import stream_events
+from shared.contracts.registration import PersonalDataErased
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
 
@@ -21,9 +22,15 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     async def record(received: ReceivedEvent) -> None:
         await handlers.record_event(ctx, received)
 
+    async def record_and_erase(received: ReceivedEvent) -> None:
+        await handlers.record_event(ctx, received)
+        await handlers.erase_personal_data(ctx, received)
+
     table: dict[type, Callable[[ReceivedEvent], Awaitable[None]]] = {
         cls: record for topic in ctx.settings.topics for cls in stream_events(topic)
     }
+    if PersonalDataErased in table:
+        table[PersonalDataErased] = record_and_erase
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=list(ctx.settings.topics),

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from standardwebhooks.webhooks import Webhook
 
 from shared.aggregate import Aggregate
-from shared.contracts import IntegrationEvent
+from shared.contracts import IntegrationEvent, event_class
 from shared.errors import DomainError
 
 SubscriptionStatus = Literal["active", "paused"]
@@ -91,6 +91,13 @@ class TargetPolicy:
     host names); every other internal address is refused."""
 
     allowed: tuple[str, ...] = ()
+    # Refuse public targets too: only the allow-list (a sandboxed dev or test stack).
+    only_allowed: bool = False
+
+    def may_resolve(self, host: str) -> bool:
+        """Whether looking the name up is allowed at all (a sandbox resolves only the
+        names on its list: no query leaves the machine for a name it would refuse)."""
+        return not self.only_allowed or host in {e.lower() for e in self.allowed}
 
     def _allows(self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         for entry in self.allowed:
@@ -112,6 +119,12 @@ class TargetPolicy:
             raise DomainError("target_unresolvable", f"{host} does not resolve.", field="url")
         for raw in found:
             ip = ipaddress.ip_address(raw.split("%")[0])
+            if self.only_allowed and not self._allows(host, ip):
+                raise DomainError(
+                    "target_not_allowed",
+                    "This deployment delivers only to the targets on its allow-list.",
+                    field="url",
+                )
             if _internal(ip) and not self._allows(host, ip):
                 raise DomainError(
                     "target_not_allowed",
@@ -590,6 +603,15 @@ class Delivery(Aggregate):
         self.status = "pending"
         self.next_attempt_at = now.timestamp() + delay
         return False
+
+    def erase_personal_data(self) -> bool:
+        """The participant's data was erased at the source (``PersonalDataErased``): keep
+        no copy of it here, and send none from now on. True if there was one."""
+        if not self.personal_data:
+            return False
+        self.data = payload_for(event_class(self.event_type), self.data, granted=False)
+        self.personal_data = False
+        return True
 
     def hold(self, until: float) -> None:
         """Not now (subscription paused, an older event of the key still pending): due

@@ -8,6 +8,7 @@ consumer, nor other subscriptions, and each retry waits its own backoff.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 import uuid
@@ -60,7 +61,9 @@ class Context:
 
     @property
     def policy(self) -> TargetPolicy:
-        return TargetPolicy(tuple(self.settings.allowed_targets))
+        return TargetPolicy(
+            tuple(self.settings.allowed_targets), only_allowed=self.settings.allowed_targets_only
+        )
 
     def known_types(self) -> list[str]:
         """The event types of the streams this service delivers."""
@@ -92,6 +95,12 @@ async def check_target(ctx: Context, url: str) -> None:
     if literal is not None:
         ctx.policy.check(host, [str(literal)])
         return
+    if not ctx.policy.may_resolve(host):
+        raise DomainError(
+            "target_not_allowed",
+            "This deployment delivers only to the targets on its allow-list.",
+            field="url",
+        )
     try:
         addresses = await ctx.resolver.resolve(host, port)
     except OSError as exc:
@@ -294,6 +303,34 @@ async def record_event(ctx: Context, received: ReceivedEvent) -> int:
         if await ctx.store.add_delivery(delivery):
             added += 1
     return added
+
+
+async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> int:
+    """``PersonalDataErased``: the participant's data leaves every stored payload here
+    (what is still to be sent goes without it); how many deliveries held some.
+
+    The erasure event itself is delivered like any other (it carries no personal data),
+    so subscribers erase their copies too.
+    """
+    erased = 0
+    for _ in range(5):
+        again = False
+        for delivery in await ctx.store.deliveries_of_key(received.event.registration_id):
+            if delivery.status == "sending" and delivery.personal_data:
+                again = True  # its sender's save must not be lost: after it
+                continue
+            if not delivery.erase_personal_data():
+                continue
+            try:
+                await ctx.store.save_delivery(delivery)
+                erased += 1
+            except ConcurrentUpdate:  # being sent right now: look again
+                again = True
+        if not again:
+            break
+        await asyncio.sleep(0.5)
+    log.info("personal_data_erased", deliveries=erased)
+    return erased
 
 
 # --------------------------------------------------------------------------- delivering

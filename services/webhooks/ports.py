@@ -56,6 +56,10 @@ class WebhooksStore(Protocol):
         """Make the held deliveries of a subscription (of one key) due now; their ids."""
         ...
 
+    async def deliveries_of_key(self, key: str) -> list[Delivery]:
+        """Every subscription's deliveries about one aggregate (for an erasure)."""
+        ...
+
     async def list_deliveries(
         self,
         subscription_id: str,

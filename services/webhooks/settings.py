@@ -54,6 +54,9 @@ class WebhooksSettings(ServiceSettings):
     # Targets on loopback, link-local or private addresses are refused unless they fall
     # in one of these networks or name one of these hosts (the dev stack: 127.0.0.1).
     allowed_targets: list[str] = Field(default_factory=list)
+    # Only the allow-list, public addresses refused too, and no name looked up unless
+    # listed: the dev stack and the tests, whose traffic must stay on this machine.
+    allowed_targets_only: bool = False
     # Delivering: lease on a claimed delivery; scan for due retries and leftovers.
     send_lease_s: float = 60.0
     scan_interval_s: float = 1.0

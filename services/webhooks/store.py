@@ -210,6 +210,7 @@ class WebhooksStore:
             [("subscription_id", ASCENDING), ("recorded_at", DESCENDING)]
         )
         await self.deliveries.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+        await self.deliveries.create_index([("key", ASCENDING)])
         await self.subscriptions.create_index([("owner_notice_pending", ASCENDING)])
 
     # -- subscriptions -------------------------------------------------------------
@@ -342,6 +343,10 @@ class WebhooksStore:
                 released.append(doc["_id"])
                 self.signal.written(DELIVERIES, doc["_id"])
         return released
+
+    async def deliveries_of_key(self, key: str) -> list[Delivery]:
+        docs = await self.deliveries.find({"key": key}).to_list()
+        return [delivery_of(d) for d in docs]
 
     async def list_deliveries(
         self,

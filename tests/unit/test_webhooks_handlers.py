@@ -12,7 +12,7 @@ from services.webhooks import handlers
 from services.webhooks.domain import delivery_id
 from services.webhooks.ports import PostOutcome
 from services.webhooks.settings import WebhooksSettings
-from shared.contracts.registration import RegistrationCancelled
+from shared.contracts.registration import PersonalDataErased, RegistrationCancelled
 from shared.envelope import parse, wrap
 from shared.errors import DomainError
 from tests.unit.fakes.webhooks import FakeMailer, FakeResolver, FakeTransport, FakeWebhooksStore
@@ -403,3 +403,37 @@ async def test_replay_a_time_range_of_failed_deliveries(ctx, clock) -> None:
     with pytest.raises(DomainError) as err:
         await handlers.replay_range(ctx, subscription.id, since=T0, until=T0 - timedelta(1))
     assert err.value.code == "invalid_dates"
+
+
+# --------------------------------------------------------------------------- erasure and sandbox
+
+
+async def test_an_erasure_removes_the_personal_data_from_stored_payloads(ctx) -> None:
+    granted, _ = await handlers.create_subscription(
+        ctx, spec(personal_data_purpose="CPD certificates"), by="admin"
+    )
+    ctx.transport.default = FAIL
+    await handlers.record_event(ctx, received(event_id="ce-e"))
+    await handlers.deliver(ctx, delivery_id(granted.id, "ce-e"))
+    erased = PersonalDataErased(
+        registration_id="reg-1", event_id="egov-2026", reason="participant_request", erased_at=T0
+    )
+    assert await handlers.erase_personal_data(ctx, received(erased)) == 1
+    delivery = await handlers.get_delivery(ctx, granted.id, "ce-e")
+    assert not delivery.personal_data
+    assert "Asha" not in json.dumps(delivery.data)
+    assert delivery.data["participant"] == {
+        "language": "sw",
+        "institution": "e-Government Authority",
+    }
+    assert await handlers.erase_personal_data(ctx, received(erased)) == 0
+
+
+async def test_a_sandboxed_stack_delivers_to_its_allow_list_only_and_looks_nothing_up(ctx) -> None:
+    ctx.settings.allowed_targets_only = True
+    for url in ("https://hooks.example.go.tz/x", "http://196.192.72.10/x"):
+        with pytest.raises(DomainError) as err:
+            await handlers.create_subscription(ctx, spec(url=url), by="admin")
+        assert err.value.code == "target_not_allowed"
+    assert ctx.resolver.lookups == []
+    await handlers.create_subscription(ctx, spec(url="http://127.0.0.1:1/x"), by="admin")

@@ -144,6 +144,9 @@ class FakeWebhooksStore:
             self.signal.written(DELIVERIES, d.id)
         return [d.id for d in found]
 
+    async def deliveries_of_key(self, key: str) -> list[Delivery]:
+        return [copy.deepcopy(d) for d in self.deliveries.values() if d.key == key]
+
     async def list_deliveries(
         self,
         subscription_id: str,
