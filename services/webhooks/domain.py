@@ -324,6 +324,8 @@ class Subscription(Aggregate):
     paused_at: datetime | None = None
     personal_data: PersonalDataGrant | None = None
     consecutive_failures: int = 0
+    # When the current run of failures began (None after a success).
+    failing_since: datetime | None = None
     # The owner is told once per automatic pause; set in the same write as the pause.
     owner_notice_pending: bool = False
     owner_notified_at: datetime | None = None
@@ -414,18 +416,27 @@ class Subscription(Aggregate):
         self.paused_reason = None
         self.paused_at = None
         self.consecutive_failures = 0
+        self.failing_since = None
         self.owner_notice_pending = False
         self.updated_at = now
 
     def record_success(self, now: datetime) -> None:
         self.consecutive_failures = 0
+        self.failing_since = None
         self.last_success_at = now
 
-    def record_failure(self, now: datetime, *, pause_after: int) -> bool:
-        """Count a failed attempt; True if this failure paused the subscription."""
+    def record_failure(
+        self, now: datetime, *, pause_after: int, failing_for_s: float = 0.0
+    ) -> bool:
+        """Count a failed attempt; True if this failure paused the subscription: at least
+        ``pause_after`` failures in a row, over at least ``failing_for_s`` (a burst of
+        events to an endpoint restarting for a minute must not pause it)."""
         self.consecutive_failures += 1
         self.last_failure_at = now
-        if self.status == "active" and self.consecutive_failures >= pause_after:
+        if self.failing_since is None:
+            self.failing_since = now
+        long_enough = (now - self.failing_since).total_seconds() >= failing_for_s
+        if self.status == "active" and self.consecutive_failures >= pause_after and long_enough:
             self.pause(reason=f"{self.consecutive_failures} failed attempts in a row", now=now)
             self.owner_notice_pending = True
             return True

@@ -362,9 +362,12 @@ async def deliver(ctx: Context, delivery_id_: str) -> Attempted:
         return Attempted("orphaned")
     if not subscription.active:
         return await _hold(ctx, delivery, now.timestamp() + s.paused_hold_s)
-    if await ctx.store.older_unfinished(delivery) is not None:
-        # Released early when the older one finishes (``release_held`` below).
-        return await _hold(ctx, delivery, now.timestamp() + s.hold_s)
+    older = await ctx.store.older_unfinished(delivery)
+    if older is not None:
+        # Released at once when the older one finishes (``release_held`` below); else
+        # looked at again after the older one's next attempt (not before ``hold_s``).
+        until = max(now.timestamp() + s.hold_s, older.next_attempt_at + s.hold_s)
+        return await _hold(ctx, delivery, until)
 
     try:
         await check_target(ctx, subscription.url)
@@ -435,7 +438,11 @@ async def _count_attempt(ctx: Context, subscription_id: str, *, succeeded: bool)
         if succeeded:
             s.record_success(ctx.clock())
         else:
-            paused[0] = s.record_failure(ctx.clock(), pause_after=ctx.settings.pause_after_failures)
+            paused[0] = s.record_failure(
+                ctx.clock(),
+                pause_after=ctx.settings.pause_after_failures,
+                failing_for_s=ctx.settings.pause_after_failing_s,
+            )
 
     try:
         subscription = await _change(ctx, subscription_id, count)

@@ -39,8 +39,10 @@ class WebhooksSettings(ServiceSettings):
     # Waits between attempts (each with +-20 % jitter); after the last, the delivery failed.
     retry_schedule_s: list[float] = Field(default_factory=lambda: list(SVIX_SCHEDULE_S))
     retry_jitter: float = Field(0.2, ge=0, lt=1)
-    # This many failed attempts in a row (no success between) pause the subscription.
+    # This many failed attempts in a row (no success between) pause the subscription...
     pause_after_failures: int = Field(20, ge=1)
+    # ... and only once the failures have gone on this long (Svix: days; here one day).
+    pause_after_failing_s: float = Field(24 * 3600.0, ge=0)
     # An old secret stays valid this long after a rotation (both signatures are sent).
     secret_overlap_s: float = Field(24 * 3600.0, ge=0)
     # Delivery over HTTP: one request's time limit, how much of the answer is read, how

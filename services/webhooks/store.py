@@ -81,6 +81,7 @@ def subscription_fields(s: Subscription) -> dict[str, Any]:
             else None
         ),
         "consecutive_failures": s.consecutive_failures,
+        "failing_since": _iso(s.failing_since),
         "owner_notice_pending": s.owner_notice_pending,
         "owner_notified_at": _iso(s.owner_notified_at),
         "last_success_at": _iso(s.last_success_at),
@@ -115,6 +116,7 @@ def subscription_of(doc: dict[str, Any]) -> Subscription:
             else None
         ),
         consecutive_failures=int(doc.get("consecutive_failures", 0)),
+        failing_since=_dt(doc.get("failing_since")),
         owner_notice_pending=bool(doc.get("owner_notice_pending", False)),
         owner_notified_at=_dt(doc.get("owner_notified_at")),
         last_success_at=_dt(doc.get("last_success_at")),
@@ -210,6 +212,7 @@ class WebhooksStore:
             [("subscription_id", ASCENDING), ("recorded_at", DESCENDING)]
         )
         await self.deliveries.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+        await self.deliveries.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
         await self.deliveries.create_index([("key", ASCENDING)])
         await self.subscriptions.create_index([("owner_notice_pending", ASCENDING)])
 
@@ -295,18 +298,17 @@ class WebhooksStore:
         return delivery_of(claimed) if claimed else None
 
     async def due_deliveries(self, *, now: float, limit: int) -> list[str]:
-        candidates = await self.deliveries.find(
-            {"status": {"$in": UNFINISHED}},
-            {"status": 1, "next_attempt_at": 1, "lease_until": 1},
+        # Two plain range queries (no $or): due ones, and claims whose lease expired.
+        due = await self.deliveries.find(
+            {"status": "pending", "next_attempt_at": {"$lte": now}},
+            {"next_attempt_at": 1},
+            sort=[("next_attempt_at", ASCENDING)],
+            limit=limit,
         ).to_list()
-        ready = [
-            c
-            for c in candidates
-            if (c.get("status") == "pending" and float(c.get("next_attempt_at") or 0) <= now)
-            or (c.get("status") == "sending" and float(c.get("lease_until") or 0) < now)
-        ]
-        ready.sort(key=lambda c: float(c.get("next_attempt_at") or 0))
-        return [c["_id"] for c in ready[:limit]]
+        abandoned = await self.deliveries.find(
+            {"status": "sending", "lease_until": {"$lt": now}}, {"_id": 1}, limit=limit
+        ).to_list()
+        return [d["_id"] for d in abandoned + due][:limit]
 
     async def _unfinished_of_key(self, subscription_id: str, key: str) -> list[dict[str, Any]]:
         docs = await self.deliveries.find(

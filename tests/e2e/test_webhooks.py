@@ -118,6 +118,7 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
             WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]",
             WEBHOOKS_RETRY_JITTER="0.1",
             WEBHOOKS_PAUSE_AFTER_FAILURES="5",
+            WEBHOOKS_PAUSE_AFTER_FAILING_S="0",
             WEBHOOKS_HOLD_S="1",
             WEBHOOKS_SCAN_INTERVAL_S="0.5",
             WEBHOOKS_REQUEST_TIMEOUT_S="5",

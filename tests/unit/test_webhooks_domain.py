@@ -272,6 +272,17 @@ def test_a_run_of_failures_pauses_once_and_a_success_resets_it() -> None:
         s.resume(now=NOW)
 
 
+def test_a_burst_of_failures_pauses_only_once_they_have_gone_on_long_enough() -> None:
+    s = subscription()
+    for _ in range(10):
+        assert not s.record_failure(NOW, pause_after=3, failing_for_s=3600)
+    assert not s.record_failure(NOW + timedelta(minutes=59), pause_after=3, failing_for_s=3600)
+    assert s.record_failure(NOW + timedelta(hours=1), pause_after=3, failing_for_s=3600)
+    assert s.failing_since == NOW
+    s.resume(now=NOW)
+    assert s.failing_since is None
+
+
 def test_granting_personal_data_needs_a_purpose() -> None:
     with pytest.raises(DomainError) as err:
         subscription(personal_data_purpose="  ")

@@ -44,6 +44,7 @@ def ctx(clock: Clock) -> handlers.Context:
         retry_schedule_s=[1.0, 2.0, 4.0],
         retry_jitter=0.0,
         pause_after_failures=5,
+        pause_after_failing_s=0,
         secret_overlap_s=3600,
         allowed_targets=["127.0.0.1/32"],
         hold_s=30.0,
