@@ -325,3 +325,39 @@ async def test_a_target_on_a_private_address_is_refused(admin, url: str) -> None
 async def test_the_admin_api_needs_the_admin_role(webhooks) -> None:
     async with httpx.AsyncClient(base_url=webhooks.url, timeout=10) as anonymous:
         assert (await anonymous.get("/api/v1/subscriptions")).status_code == 401
+
+
+async def test_a_rotated_secret_overlaps_and_a_replay_repeats_the_webhook_id(
+    platform, admin, receiver
+) -> None:
+    sub = await subscribe(admin, receiver.url)
+    rotated = await admin.post(
+        f"/api/v1/subscriptions/{sub['id']}/rotate-secret", json={"overlap_s": 600}
+    )
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["secret"]
+    assert new_secret != sub["secret"] and rotated.json()["previous_secret_valid_until"]
+    event = await create_event(platform.registration.url, platform.admin_headers)
+    async with httpx.AsyncClient(base_url=platform.registration.url, timeout=30) as reg:
+        r = await reg.post(f"/api/v1/events/{event['id']}/registrations", json=participant())
+    assert r.status_code == 201, r.text
+    (request,) = await wait_until(lambda: receiver.registrations_of(event["id"]), timeout=30)
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (sub["secret"], new_secret):  # a receiver holding either verifies
+        verified(secret, request)
+
+    event_id = request.headers["webhook-id"]
+
+    async def delivered() -> bool:
+        path = f"/api/v1/subscriptions/{sub['id']}/deliveries/{event_id}"
+        return (await admin.get(path)).json()["status"] == "delivered"
+
+    await wait_until(delivered, timeout=10)
+    replay = await admin.post(f"/api/v1/subscriptions/{sub['id']}/deliveries/{event_id}/replay")
+    assert replay.status_code == 202 and replay.json()["replays"] == 1
+    again = await wait_until(
+        lambda: len(receiver.registrations_of(event["id"])) == 2, timeout=20, message="replay"
+    )
+    assert again
+    ids = [r.headers["webhook-id"] for r in receiver.registrations_of(event["id"])]
+    assert ids == [event_id, event_id], "a receiver deduplicating on webhook-id skips it"
