@@ -115,9 +115,9 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
         yield await factory.start(
             "webhooks",
             db_suffix=unique_suffix(),
-            WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]",
+            WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.5, 0.5, 1, 1, 2, 2]",
             WEBHOOKS_RETRY_JITTER="0.1",
-            WEBHOOKS_PAUSE_AFTER_FAILURES="5",
+            WEBHOOKS_PAUSE_AFTER_FAILURES="8",
             WEBHOOKS_PAUSE_AFTER_FAILING_S="0",
             WEBHOOKS_HOLD_S="1",
             WEBHOOKS_SCAN_INTERVAL_S="0.5",
@@ -133,6 +133,10 @@ async def admin(webhooks, platform) -> AsyncIterator[httpx.AsyncClient]:
         base_url=webhooks.url, headers=platform.admin_headers, timeout=30
     ) as client:
         yield client
+        # Each test's receiver goes with it: so do its subscriptions, or the next tests'
+        # events would fail against a closed port and pause them.
+        for sub in (await client.get("/api/v1/subscriptions")).json():
+            await client.delete(f"/api/v1/subscriptions/{sub['id']}")
 
 
 async def subscribe(admin: httpx.AsyncClient, url: str, **extra: Any) -> dict[str, Any]:
@@ -217,7 +221,10 @@ async def test_a_receiver_down_for_a_while_gets_every_event_after_it_returns_in_
     platform, admin, receiver
 ) -> None:
     receiver.status = 503
-    sub = await subscribe(admin, receiver.url)
+    # The registrations' events only: the failures stay well under the pause bound.
+    sub = await subscribe(
+        admin, receiver.url, event_types=[T + "Participant*", T + "Registration*"]
+    )
     event = await create_event(platform.registration.url, platform.admin_headers)
     expected: dict[str, list[str]] = {}
     async with httpx.AsyncClient(base_url=platform.registration.url, timeout=30) as reg:
@@ -240,9 +247,9 @@ async def test_a_receiver_down_for_a_while_gets_every_event_after_it_returns_in_
 
     # Down: the first events are refused and retried, the later ones of a key wait.
     await wait_until(
-        lambda: len([r for r in receiver.registrations_of(event["id"]) if r.answered == 503]) >= 2,
+        lambda: any(r.answered == 503 for r in receiver.registrations_of(event["id"])),
         timeout=30,
-        message="failed attempts while the receiver is down",
+        message="a failed attempt while the receiver is down",
     )
     receiver.status = 200
 
@@ -282,7 +289,7 @@ async def test_a_receiver_failing_for_good_is_paused_and_its_owner_emailed(
         return view if view["status"] == "paused" else None
 
     view = await wait_until(paused, timeout=40, message="the subscription paused")
-    assert view["consecutive_failures"] >= 5 and "failed attempts" in view["paused_reason"]
+    assert view["consecutive_failures"] >= 8 and "failed attempts" in view["paused_reason"]
     (mail,) = await smtp.wait_for(lambda m: sub["owner_email"] in str(m["To"]), timeout=20)
     assert "paused" in str(mail["Subject"]).lower() and "Failing system" in str(mail["Subject"])
     # Paused: nothing more is attempted until an admin resumes it.
