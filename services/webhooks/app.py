@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import Counter, Histogram
+
 from services.webhooks import api, handlers
 from services.webhooks.adapters import DnsResolver, HttpTransport, SmtpOwnerMailer
 from services.webhooks.consumers import register_consumers
@@ -42,6 +44,24 @@ def create_runtime(
         resolver=resolver or DnsResolver(),
         mailer=mailer or SmtpOwnerMailer(settings.smtp),
     )
+    attempts = Counter(
+        "mkutano_webhook_attempts_total",
+        "Webhook delivery attempts by outcome (delivered, retrying, failed)",
+        ["outcome"],
+        registry=runtime.metrics.registry,
+    )
+    latency = Histogram(
+        "mkutano_webhook_attempt_duration_seconds",
+        "Time a receiver took to answer an attempt",
+        registry=runtime.metrics.registry,
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    )
+
+    def observe(outcome: str, latency_ms: int) -> None:
+        attempts.labels(outcome).inc()
+        latency.observe(latency_ms / 1000)
+
+    ctx.on_attempt = observe
     runtime.app.state.context = ctx
     register_consumers(runtime, ctx)
     runtime.add_worker("senders", Dispatcher(ctx, runtime.signal).run)

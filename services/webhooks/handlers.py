@@ -51,6 +51,8 @@ class Context:
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     rand: Callable[[], float] = random.random
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    # Told of every attempt: (outcome, latency in ms); the app counts them for /metrics.
+    on_attempt: Callable[[str, int], None] = lambda outcome, latency_ms: None
     # The last consumption stamp given out: stamps only grow, so "older" is well defined.
     _last_stamp: float = 0.0
 
@@ -414,6 +416,7 @@ async def deliver(ctx: Context, delivery_id_: str) -> Attempted:
         latency_ms=outcome.latency_ms,
         attempt=delivery.attempts_count,
     )
+    ctx.on_attempt(result, outcome.latency_ms)
     await _count_attempt(ctx, subscription.id, succeeded=result == "delivered")
     if delivery.finished:
         await ctx.store.release_held(subscription.id, key=delivery.key)

@@ -190,6 +190,8 @@ async def test_a_registration_reaches_a_subscribed_receiver_once_with_a_valid_si
     assert delivery["attempts"][0]["latency_ms"] >= 0
     assert "data" not in delivery, "the log shows no payload"
     assert len(receiver.registrations_of(event["id"])) == 1, "once"
+    metrics = (await admin.get("/metrics")).text
+    assert 'mkutano_webhook_attempts_total{outcome="delivered"}' in metrics
 
 
 async def test_a_subscription_without_the_grant_receives_no_names_emails_or_phones(

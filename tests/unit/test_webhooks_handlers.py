@@ -241,6 +241,16 @@ async def test_a_delivery_is_posted_as_a_signed_structured_cloudevent(ctx, clock
     assert (await handlers.deliver(ctx, delivery.id)).outcome == "not_due"
 
 
+async def test_every_attempt_is_counted_for_the_metrics(ctx) -> None:
+    seen: list[tuple[str, int]] = []
+    ctx.on_attempt = lambda outcome, latency_ms: seen.append((outcome, latency_ms))
+    subscription, _ = await handlers.create_subscription(ctx, spec(), by="admin")
+    ctx.transport.outcomes = [FAIL]
+    await handlers.record_event(ctx, received(event_id="ce-m1"))
+    await handlers.deliver(ctx, delivery_id(subscription.id, "ce-m1"))
+    assert seen == [("retrying", 4)]
+
+
 async def test_failures_are_retried_on_the_schedule_then_given_up(ctx, clock) -> None:
     subscription, _ = await handlers.create_subscription(ctx, spec(), by="admin")
     ctx.transport.default = FAIL
