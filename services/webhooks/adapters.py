@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import socket
 import time
 from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
+from cryptography.fernet import Fernet, InvalidToken
 
 from services.webhooks.domain import Subscription
 from services.webhooks.ports import PostOutcome
 from services.webhooks.settings import SmtpSettings, WebhooksSettings
+
+
+class SecretsCipher:
+    """Encrypts the subscriptions' signing secrets at rest (Fernet: AES-CBC + HMAC), so a
+    copy of the database alone does not let anyone forge deliveries."""
+
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def for_settings(cls, settings: WebhooksSettings) -> SecretsCipher:
+        """The configured key; production must set one, dev and test derive a local one."""
+        if settings.secrets_key is not None:
+            return cls(settings.secrets_key.get_secret_value().encode())
+        if settings.core.env == "production":
+            raise RuntimeError("WEBHOOKS_SECRETS_KEY must be set in production")
+        admin = settings.core.bootstrap_admin_key
+        seed = admin.get_secret_value() if admin else "mkutano-dev"
+        digest = hashlib.sha256(f"webhooks-secrets:{seed}".encode()).digest()
+        return cls(base64.urlsafe_b64encode(digest))
+
+    def encrypt(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken as exc:  # another key: say so, never show the token
+            raise RuntimeError(
+                "a signing secret does not decrypt with WEBHOOKS_SECRETS_KEY"
+            ) from exc
 
 
 class HttpTransport:

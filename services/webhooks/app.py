@@ -5,7 +5,12 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from services.webhooks import api, handlers
-from services.webhooks.adapters import DnsResolver, HttpTransport, SmtpOwnerMailer
+from services.webhooks.adapters import (
+    DnsResolver,
+    HttpTransport,
+    SecretsCipher,
+    SmtpOwnerMailer,
+)
 from services.webhooks.consumers import register_consumers
 from services.webhooks.ports import OwnerMailer, Resolver, Transport
 from services.webhooks.settings import WebhooksSettings
@@ -35,7 +40,9 @@ def create_runtime(
         "delivery log. Consumes registration.v1, resolutions.v1 and notification.v1.",
         error_statuses=api.ERROR_STATUSES,
     )
-    store = WebhooksStore(runtime.db, signal=runtime.signal)
+    store = WebhooksStore(
+        runtime.db, signal=runtime.signal, cipher=SecretsCipher.for_settings(settings)
+    )
     http = transport or HttpTransport(settings)
     ctx = handlers.Context(
         store=store,

@@ -68,4 +68,7 @@ class WebhooksSettings(ServiceSettings):
     paused_hold_s: float = 3600.0
     # Attempts kept in a delivery's log (the count is kept in full).
     attempts_kept: int = 20
+    # Encrypts the signing secrets at rest (a Fernet key: 32 url-safe base64 bytes).
+    # Production must set it; dev and test derive one from the bootstrap admin key.
+    secrets_key: SecretStr | None = None
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)

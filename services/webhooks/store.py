@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -54,7 +54,22 @@ def _dt(value: Any) -> datetime | None:
 # --------------------------------------------------------------------------- documents
 
 
-def subscription_fields(s: Subscription) -> dict[str, Any]:
+class Cipher(Protocol):
+    def encrypt(self, secret: str) -> str: ...
+    def decrypt(self, token: str) -> str: ...
+
+
+class Plain:
+    """No encryption (tests of the store that look at the documents)."""
+
+    def encrypt(self, secret: str) -> str:
+        return secret
+
+    def decrypt(self, token: str) -> str:
+        return token
+
+
+def subscription_fields(s: Subscription, cipher: Cipher) -> dict[str, Any]:
     grant = s.personal_data
     return {
         "url": s.url,
@@ -62,7 +77,11 @@ def subscription_fields(s: Subscription) -> dict[str, Any]:
         "label": s.label,
         "owner_email": s.owner_email,
         "secrets": [
-            {"value": x.value, "created_at": iso(x.created_at), "expires_at": _iso(x.expires_at)}
+            {
+                "value_encrypted": cipher.encrypt(x.value),
+                "created_at": iso(x.created_at),
+                "expires_at": _iso(x.expires_at),
+            }
             for x in s.secrets
         ],
         "created_at": iso(s.created_at),
@@ -89,7 +108,7 @@ def subscription_fields(s: Subscription) -> dict[str, Any]:
     }
 
 
-def subscription_of(doc: dict[str, Any]) -> Subscription:
+def subscription_of(doc: dict[str, Any], cipher: Cipher) -> Subscription:
     grant = doc.get("personal_data")
     return Subscription(
         id=doc["_id"],
@@ -100,7 +119,9 @@ def subscription_of(doc: dict[str, Any]) -> Subscription:
         owner_email=doc["owner_email"],
         secrets=[
             SigningSecret(
-                x["value"], _dt(x["created_at"]) or datetime.min, _dt(x.get("expires_at"))
+                cipher.decrypt(x["value_encrypted"]),
+                _dt(x["created_at"]) or datetime.min,
+                _dt(x.get("expires_at")),
             )
             for x in doc.get("secrets") or []
         ],
@@ -196,7 +217,11 @@ def delivery_of(doc: dict[str, Any]) -> Delivery:
 class WebhooksStore:
     """Implements ``ports.WebhooksStore`` on MongoDB."""
 
-    def __init__(self, db: AsyncDatabase, *, signal: WriteSignal) -> None:
+    def __init__(
+        self, db: AsyncDatabase, *, signal: WriteSignal, cipher: Cipher | None = None
+    ) -> None:
+        # Signing secrets are stored encrypted with it (adapters.SecretsCipher).
+        self.cipher: Cipher = cipher or Plain()
         # Reported after each write that leaves a delivery due now (the senders listen).
         self.signal = signal
         self.db = db
@@ -220,22 +245,22 @@ class WebhooksStore:
 
     async def insert_subscription(self, subscription: Subscription) -> None:
         await self.subscriptions.insert_one(
-            {"_id": subscription.id, **subscription_fields(subscription), "rev": 1}
+            {"_id": subscription.id, **subscription_fields(subscription, self.cipher), "rev": 1}
         )
         subscription.rev = 1
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         doc = await self.subscriptions.find_one({"_id": subscription_id})
-        return subscription_of(doc) if doc else None
+        return subscription_of(doc, self.cipher) if doc else None
 
     async def list_subscriptions(self) -> list[Subscription]:
         docs = await self.subscriptions.find({}, sort=[("created_at", ASCENDING)]).to_list()
-        return [subscription_of(d) for d in docs]
+        return [subscription_of(d, self.cipher) for d in docs]
 
     async def save_subscription(self, subscription: Subscription) -> None:
         result = await self.subscriptions.update_one(
             {"_id": subscription.id, "rev": subscription.rev},
-            {"$set": subscription_fields(subscription), "$inc": {"rev": 1}},
+            {"$set": subscription_fields(subscription, self.cipher), "$inc": {"rev": 1}},
         )
         if result.matched_count != 1:
             raise ConcurrentUpdate(subscription.id)
@@ -248,7 +273,7 @@ class WebhooksStore:
 
     async def subscriptions_to_notify(self) -> list[Subscription]:
         docs = await self.subscriptions.find({"owner_notice_pending": True}).to_list()
-        return [subscription_of(d) for d in docs]
+        return [subscription_of(d, self.cipher) for d in docs]
 
     # -- deliveries ----------------------------------------------------------------
 

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from pymongo import AsyncMongoClient
 
+from services.webhooks.adapters import SecretsCipher
 from services.webhooks.domain import Delivery, Subscription, delivery_id, new_secret
 from services.webhooks.store import DELIVERIES, WebhooksStore
 from shared.contracts.registration import ParticipantRegistered
@@ -23,7 +25,7 @@ T0 = datetime(2026, 2, 11, 6, 0, tzinfo=UTC)
 async def store(mongo) -> AsyncIterator[WebhooksStore]:
     client: AsyncMongoClient = AsyncMongoClient(mongo.url, tz_aware=True)
     db = client[f"webhooks_store_{secrets.token_hex(4)}"]
-    s = WebhooksStore(db, signal=WriteSignal())
+    s = WebhooksStore(db, signal=WriteSignal(), cipher=SecretsCipher(Fernet.generate_key()))
     await s.ensure_indexes()
     yield s
     await client.drop_database(db.name)
@@ -73,6 +75,8 @@ async def test_a_subscription_round_trips_and_its_writes_are_revision_checked(st
         await store.save_subscription(stale)
     assert (await store.get_subscription(sub.id)).status == "paused"
     assert [s.id for s in await store.list_subscriptions()] == [sub.id]
+    raw = await store.subscriptions.find_one({"_id": sub.id})
+    assert "whsec_" not in str(raw), "the signing secrets are stored encrypted"
 
 
 async def test_deliveries_are_unique_claimed_once_and_leases_expire(store) -> None:
