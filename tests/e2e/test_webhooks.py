@@ -115,7 +115,7 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
         yield await factory.start(
             "webhooks",
             db_suffix=unique_suffix(),
-            WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.5, 0.5, 1, 1, 2, 2]",
+            WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.5, 0.5, 1, 1, 2, 2, 5, 5]",
             WEBHOOKS_RETRY_JITTER="0.1",
             WEBHOOKS_PAUSE_AFTER_FAILURES="8",
             WEBHOOKS_PAUSE_AFTER_FAILING_S="0",
@@ -370,3 +370,23 @@ async def test_a_rotated_secret_overlaps_and_a_replay_repeats_the_webhook_id(
     assert again
     ids = [r.headers["webhook-id"] for r in receiver.registrations_of(event["id"])]
     assert ids == [event_id, event_id], "a receiver deduplicating on webhook-id skips it"
+
+
+async def test_what_waits_for_a_receiver_survives_a_restart_of_the_service(
+    platform, webhooks, admin, receiver
+) -> None:
+    receiver.status = 503
+    sub = await subscribe(admin, receiver.url, event_types=[T + "ParticipantRegistered.v1"])
+    event = await create_event(platform.registration.url, platform.admin_headers)
+    async with httpx.AsyncClient(base_url=platform.registration.url, timeout=30) as reg:
+        r = await reg.post(f"/api/v1/events/{event['id']}/registrations", json=participant())
+    assert r.status_code == 201, r.text
+    await wait_until(lambda: receiver.registrations_of(event["id"]), timeout=30)
+    await webhooks.restart()  # SIGTERM, then started again on the same database
+    receiver.status = 200
+    ok = await wait_until(
+        lambda: [r for r in receiver.registrations_of(event["id"]) if r.answered == 200],
+        timeout=40,
+        message="the delivery after the restart",
+    )
+    verified(sub["secret"], ok[0])
