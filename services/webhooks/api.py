@@ -27,6 +27,7 @@ ERROR_STATUSES: dict[str, int] = {
     "subscription_paused": 409,
     "subscription_active": 409,
     "delivery_in_flight": 409,
+    "personal_data_not_granted": 409,
 }
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
@@ -50,6 +51,15 @@ class SubscriptionCreate(BaseModel):
     personal_data: PersonalDataRequest | None = Field(
         None, description="Without a grant, personal fields are left out of the payloads."
     )
+
+
+class SubscriptionPatch(BaseModel):
+    """Only the fields given change."""
+
+    url: str | None = Field(None, max_length=2000)
+    event_types: list[str] | None = Field(None, min_length=1, max_length=50)
+    label: str | None = Field(None, min_length=1, max_length=200)
+    owner_email: EmailStr | None = None
 
 
 class GrantView(BaseModel):
@@ -237,6 +247,59 @@ async def get_subscription(subscription_id: str, request: Request, _: Admin) -> 
     return SubscriptionView(
         **_view(await handlers.get_subscription(ctx, subscription_id), ctx.clock())
     )
+
+
+@router.patch(
+    "/subscriptions/{subscription_id}",
+    response_model=SubscriptionView,
+    tags=["subscriptions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def change_subscription(
+    subscription_id: str, body: SubscriptionPatch, request: Request, _: Admin
+) -> SubscriptionView:
+    """Change the target URL, the event types, the label or the owner."""
+    ctx = _ctx(request)
+    change = handlers.SubscriptionChange(
+        url=body.url,
+        event_types=body.event_types,
+        label=body.label,
+        owner_email=str(body.owner_email) if body.owner_email is not None else None,
+    )
+    subscription = await handlers.change_subscription(ctx, subscription_id, change)
+    return SubscriptionView(**_view(subscription, ctx.clock()))
+
+
+@router.put(
+    "/subscriptions/{subscription_id}/personal-data",
+    response_model=SubscriptionView,
+    tags=["subscriptions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def grant_personal_data(
+    subscription_id: str, body: PersonalDataRequest, request: Request, principal: Admin
+) -> SubscriptionView:
+    """Grant personal data for a stated purpose (events recorded from now on carry it)."""
+    ctx = _ctx(request)
+    subscription = await handlers.grant_personal_data(
+        ctx, subscription_id, purpose=body.purpose, by=principal.id
+    )
+    return SubscriptionView(**_view(subscription, ctx.clock()))
+
+
+@router.delete(
+    "/subscriptions/{subscription_id}/personal-data",
+    response_model=SubscriptionView,
+    tags=["subscriptions"],
+    responses=error_responses(401, 403, 404, 409),
+)
+async def revoke_personal_data(
+    subscription_id: str, request: Request, _: Admin
+) -> SubscriptionView:
+    """Revoke the grant: events recorded from now on leave the personal fields out."""
+    ctx = _ctx(request)
+    subscription = await handlers.revoke_personal_data(ctx, subscription_id)
+    return SubscriptionView(**_view(subscription, ctx.clock()))
 
 
 @router.post(

@@ -373,6 +373,50 @@ class Subscription(Aggregate):
     def active(self) -> bool:
         return self.status == "active"
 
+    def change(
+        self,
+        *,
+        now: datetime,
+        url: str | None = None,
+        event_types: list[str] | None = None,
+        label: str | None = None,
+        owner_email: str | None = None,
+    ) -> list[str]:
+        """Change what was given (the caller checked the URL and the patterns); the
+        names of what changed."""
+        changed = []
+        for name, value in (
+            ("url", url.strip() if url is not None else None),
+            ("event_types", event_types),
+            ("label", label.strip() if label is not None else None),
+            ("owner_email", owner_email),
+        ):
+            if value is not None and value != getattr(self, name):
+                setattr(self, name, value)
+                changed.append(name)
+        if changed:
+            self.updated_at = now
+        return changed
+
+    def grant_personal_data(self, *, purpose: str, by: str, now: datetime) -> None:
+        """Personal data from the next recorded event on, for ``purpose`` (PDPA)."""
+        purpose = purpose.strip()
+        if not purpose:
+            raise DomainError(
+                "purpose_required",
+                "Granting personal data needs the purpose it is used for.",
+                field="purpose",
+            )
+        self.personal_data = PersonalDataGrant(purpose=purpose, granted_by=by, granted_at=now)
+        self.updated_at = now
+
+    def revoke_personal_data(self, *, now: datetime) -> None:
+        """No personal data in what is recorded from now on."""
+        if self.personal_data is None:
+            raise DomainError("personal_data_not_granted", "No personal data was granted.")
+        self.personal_data = None
+        self.updated_at = now
+
     def matches(self, ce_type: str) -> bool:
         return any(type_matches(p, ce_type) for p in self.event_types)
 

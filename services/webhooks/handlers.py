@@ -166,6 +166,61 @@ async def _change(
     raise DomainError("concurrent_update", "The subscription is changing; try again.")
 
 
+@dataclass(frozen=True)
+class SubscriptionChange:
+    url: str | None = None
+    event_types: list[str] | None = None
+    label: str | None = None
+    owner_email: str | None = None
+
+
+async def change_subscription(
+    ctx: Context, subscription_id: str, change: SubscriptionChange
+) -> Subscription:
+    """Change a subscription's target, event types, label or owner (checked as at
+    creation); what is recorded from now on follows the new settings."""
+    if change.url is not None:
+        await check_target(ctx, change.url)
+    patterns = (
+        check_patterns(change.event_types, ctx.known_types())
+        if change.event_types is not None
+        else None
+    )
+    return await _change(
+        ctx,
+        subscription_id,
+        lambda s: s.change(
+            now=ctx.clock(),
+            url=change.url,
+            event_types=patterns,
+            label=change.label,
+            owner_email=change.owner_email,
+        ),
+    )
+
+
+async def grant_personal_data(
+    ctx: Context, subscription_id: str, *, purpose: str, by: str
+) -> Subscription:
+    """Grant personal data for a purpose; events recorded from now on carry it."""
+    subscription = await _change(
+        ctx,
+        subscription_id,
+        lambda s: s.grant_personal_data(purpose=purpose, by=by, now=ctx.clock()),
+    )
+    log.info("personal_data_granted", subscription_id=subscription_id)
+    return subscription
+
+
+async def revoke_personal_data(ctx: Context, subscription_id: str) -> Subscription:
+    """Revoke the grant; events recorded from now on go without personal fields."""
+    subscription = await _change(
+        ctx, subscription_id, lambda s: s.revoke_personal_data(now=ctx.clock())
+    )
+    log.info("personal_data_revoked", subscription_id=subscription_id)
+    return subscription
+
+
 async def pause_subscription(ctx: Context, subscription_id: str) -> Subscription:
     """Stop delivering; new events are still recorded and wait for the resume."""
     return await _change(

@@ -448,3 +448,50 @@ async def test_a_sandboxed_stack_delivers_to_its_allow_list_only_and_looks_nothi
         assert err.value.code == "target_not_allowed"
     assert ctx.resolver.lookups == []
     await handlers.create_subscription(ctx, spec(url="http://127.0.0.1:1/x"), by="admin")
+
+
+async def test_change_a_subscription_checked_as_at_creation(ctx) -> None:
+    subscription, _ = await handlers.create_subscription(ctx, spec(), by="admin")
+    ctx.resolver.lookups.clear()
+    changed = await handlers.change_subscription(
+        ctx,
+        subscription.id,
+        handlers.SubscriptionChange(
+            event_types=["tz.go.ega.resolutions.*"], label="TSMS (resolutions)"
+        ),
+    )
+    assert (
+        changed.event_types == ["tz.go.ega.resolutions.*"] and changed.label == "TSMS (resolutions)"
+    )
+    assert changed.url == subscription.url
+    for bad in (
+        handlers.SubscriptionChange(url="http://10.1.2.3/x"),
+        handlers.SubscriptionChange(event_types=["nope"]),
+    ):
+        with pytest.raises(DomainError):
+            await handlers.change_subscription(ctx, subscription.id, bad)
+    assert ctx.resolver.lookups == [], "a literal private address needs no lookup"
+    assert await handlers.record_event(ctx, received(event_id="after-change")) == 0
+
+
+async def test_grant_and_revoke_personal_data(ctx) -> None:
+    subscription, _ = await handlers.create_subscription(ctx, spec(), by="admin")
+    granted = await handlers.grant_personal_data(
+        ctx, subscription.id, purpose="Enrol officers in TSMS", by="key-1"
+    )
+    assert granted.personal_data.purpose == "Enrol officers in TSMS"
+    assert granted.personal_data.granted_by == "key-1"
+    await handlers.record_event(ctx, received(event_id="with"))
+    revoked = await handlers.revoke_personal_data(ctx, subscription.id)
+    assert revoked.personal_data is None
+    await handlers.record_event(ctx, received(event_id="without"))
+    with_data = await handlers.get_delivery(ctx, subscription.id, "with")
+    without = await handlers.get_delivery(ctx, subscription.id, "without")
+    assert with_data.personal_data and "Asha" in json.dumps(with_data.data)
+    assert not without.personal_data and "Asha" not in json.dumps(without.data)
+    with pytest.raises(DomainError) as err:
+        await handlers.revoke_personal_data(ctx, subscription.id)
+    assert err.value.code == "personal_data_not_granted"
+    with pytest.raises(DomainError) as err:
+        await handlers.grant_personal_data(ctx, subscription.id, purpose=" ", by="k")
+    assert err.value.code == "purpose_required"
