@@ -4,7 +4,7 @@
     mkutano api-keys create --service all --roles organiser --label "TSMS"
     mkutano api-keys list|revoke ID|rotate ID --service registration
     mkutano resolutions import FILE.csv --conference CONF-ID [--dry-run]
-    mkutano dlq replay --service notification [--limit N] [--dry-run]
+    mkutano dlq replay --service notification|…|webhooks [--limit N] [--dry-run]
     mkutano seats recount --event EVENT-ID
     mkutano status [--service all]
 
@@ -325,7 +325,9 @@ def parser() -> argparse.ArgumentParser:
 
     dlq = sub.add_parser("dlq").add_subparsers(dest="action", required=True)
     rep = dlq.add_parser("replay", help="republish dead letters to their original topic")
-    rep.add_argument("--service", choices=SERVICES, required=True)
+    # Every consuming service has a dead-letter topic, webhooks too (it has no admin
+    # commands here: its API is its own, docs/webhooks.md).
+    rep.add_argument("--service", choices=(*SERVICES, "webhooks"), required=True)
     rep.add_argument("--limit", type=int)
     rep.add_argument("--dry-run", action="store_true")
     rep.set_defaults(run=cmd_dlq_replay)
