@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install deps-browser run test lint contracts constraints clean distclean deps-bench bench
+.PHONY: help venv install deps-browser deps-node deps-promtool run test lint contracts constraints clean distclean deps-bench bench
 
 help:
 	@echo "make run         start the whole platform on the embedded servers (Ctrl-C stops it)"
@@ -42,7 +42,28 @@ deps-browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: install deps-browser
+# The standards' own npm tools for the contract checks (the official AsyncAPI parser,
+# Redocly's OpenAPI linter), pinned in package-lock.json; Node.js from Debian if missing.
+NODE_STAMP := node_modules/.installed
+deps-node: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $(NODE_STAMP)
+
+# promtool (`promtool check metrics` on every service's /metrics, in tests/e2e/
+# test_ops_observability.py): the binary alone, from Debian's prometheus package, into
+# .venv/bin (no Prometheus server is installed or started).
+deps-promtool: install
+	@command -v promtool >/dev/null 2>&1 || [ -x $(VENV)/bin/promtool ] || { \
+	  tmp=$$(mktemp -d) && ( cd $$tmp && { apt-get download -qq prometheus 2>/dev/null || \
+	    { apt-get update -qq && apt-get download -qq prometheus; }; } ) && \
+	  dpkg-deb --fsys-tarfile $$tmp/prometheus_*.deb | tar -xO ./usr/bin/promtool > $(VENV)/bin/promtool && \
+	  chmod +x $(VENV)/bin/promtool && rm -rf $$tmp; }
+
+test: install deps-browser deps-node deps-promtool
 	$(PY) -m pytest -q -p no:cacheprovider -rfEs --durations=10 --durations-min=0.5 $(PYTEST_ARGS) tests
 
 # Benchmarks (issue 8): wrk from Debian, matplotlib from the `bench` extra; writes
@@ -72,4 +93,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) node_modules

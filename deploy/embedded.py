@@ -511,7 +511,7 @@ def service_env(
         # tansu rejects idempotent producers; Apache Kafka gets them.
         "KAFKA_ENABLE_IDEMPOTENCE": _bool(kafka_enable_idempotence),
         # Short group timeouts: tansu joins group members one after another, each taking
-        # max(1 s, session_timeout / 2) (see shared/INFRA.md).
+        # max(1 s, session_timeout / 2) (see docs/embedded-servers.md).
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "SMTP_HOST": smtp_host,

@@ -10,6 +10,9 @@ follows (docs/integrating.md):
 - delivery is at-least-once: deduplicate on ``ce_id`` (here in memory; a real system keeps
   the ids it applied in its own database, in the same write as the effect);
 - ``ce_type`` ends with the version: act on the versions you know, skip the others;
+- a record whose value is not a JSON object (a poison record) must not stop the
+  subscriber: skip it, report it (here one ``{"skipped": …}`` line naming the topic,
+  partition, offset and reason, as the services dead-letter theirs), and go on;
 - commit offsets only after the records were handled.
 """
 
@@ -27,6 +30,23 @@ WANTED = {
     "tz.go.ega.registration.ParticipantRegistered.v1",
     "tz.go.ega.resolutions.ResolutionUpdated.v1",
 }
+
+
+class PoisonRecord(ValueError):
+    """A record this subscriber cannot read: skipped and reported, never retried."""
+
+
+def payload(value: bytes | None) -> dict:
+    """The record's JSON object, or PoisonRecord (not UTF-8, not JSON, not an object)."""
+    if value is None:
+        raise PoisonRecord("no value")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PoisonRecord(f"not JSON: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise PoisonRecord(f"not a JSON object: {type(data).__name__}")
+    return data
 
 
 def summary(ce_type: str, data: dict) -> dict:
@@ -65,14 +85,30 @@ async def run(
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
-                    headers = {k: v.decode() for k, v in record.headers or ()}
+                    headers = {
+                        k: (v or b"").decode(errors="replace") for k, v in record.headers or ()
+                    }
                     ce_id, ce_type = headers.get("ce_id"), headers.get("ce_type", "")
                     if ce_type not in WANTED or not ce_id:
                         continue
                     if ce_id in seen:
                         print(json.dumps({"duplicate": ce_id}), flush=True)
                         continue
-                    data = json.loads(record.value)
+                    try:
+                        data = payload(record.value)
+                    except PoisonRecord as exc:
+                        report = {
+                            "skipped": ce_id,
+                            "ce_type": ce_type,
+                            "reason": "invalid_payload",
+                            "error": str(exc),
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                        }
+                        print(json.dumps(report), file=sys.stdout, flush=True)
+                        seen.add(ce_id)  # a redelivery is the same poison: skip it quietly
+                        continue
                     line = {
                         "ce_type": ce_type,
                         "ce_id": ce_id,

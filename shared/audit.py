@@ -1,7 +1,9 @@
 """The audit log: every write by an organiser, registrar, coordinator or admin.
 
 Who (the principal's id and roles), what (method, route, its path parameters, the
-answer's status), when. Kept in the service's own database, append-only, readable by
+answer's status), when. Refused writes are recorded too: a caller who authenticated but
+lacks the role (403) or is out of scope leaves an entry with that status, so the log
+shows who tried what. Writes without a valid credential (401) have no one to name. Kept in the service's own database, append-only, readable by
 auditors and admins at ``GET /api/v1/admin/audit``. Bodies are not kept: they may hold
 personal data.
 """
@@ -37,7 +39,7 @@ class AuditEntry(BaseModel):
 
 
 class AuditMiddleware:
-    """Records every authenticated non-GET request after it is answered."""
+    """Records every authenticated non-GET request after it is answered, refused or not."""
 
     def __init__(self, app: ASGIApp, db: AsyncDatabase) -> None:
         self.app = app

@@ -77,9 +77,12 @@ def require_roles(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
         principal = await authenticator.authenticate(credential) if credential else None
         if principal is None:
             raise ApiError(401, "unauthenticated", "A valid API key or token is required.")
+        # Known before the role check: a refused write (403) is audited under its caller.
+        request.state.principal = principal
         if not principal.has_any(roles):
             raise ApiError(403, "forbidden", f"This needs one of the roles: {', '.join(roles)}.")
-        request.state.principal = principal
         return principal
 
+    # Read by the OpenAPI generator (shared.http): this route needs a credential.
+    dependency.mkutano_roles = roles  # type: ignore[attr-defined]
     return dependency

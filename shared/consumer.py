@@ -30,7 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from shared.broker import subscriber_options
-from shared.contracts import IntegrationEvent
+from shared.contracts import IntegrationEvent, event_class
 from shared.envelope import EnvelopeError, InvalidPayload, ReceivedEvent, decode_headers, parse
 from shared.logging import get_logger
 from shared.settings import KafkaSettings
@@ -104,6 +104,20 @@ class EventConsumer:
         self._broker: KafkaBroker | None = None
         self._infra_failures = 0
 
+    @property
+    def title(self) -> str:
+        """The subscriber's name in the AsyncAPI document."""
+        return f"{self.group_id}:{'+'.join(self.topics)}"
+
+    def handled_by_topic(self) -> dict[str, list[str]]:
+        """The ce_types this group handles on each of its topics."""
+        by_topic: dict[str, list[str]] = {topic: [] for topic in self.topics}
+        for ce_type in self.handlers:
+            cls = event_class(ce_type)
+            if cls is not None and cls.topic in by_topic:
+                by_topic[cls.topic].append(ce_type)
+        return by_topic
+
     def attach(self, broker: KafkaBroker, settings: KafkaSettings, *, description: str = "") -> Any:
         """Register the subscriber on the broker (AsyncAPI documents it from here)."""
         self._broker = broker
@@ -115,7 +129,7 @@ class EventConsumer:
             *self.topics,
             **subscriber_options(settings, group_id=self.group_id),
             decoder=raw,
-            title=f"{self.group_id}:{'+'.join(self.topics)}",
+            title=self.title,
             description=description
             or f"Consumer group '{self.group_id}'. Handles: {', '.join(sorted(self.handlers))}",
         )

@@ -9,9 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ApiError, DomainError, FieldProblem, api_error_of
@@ -175,9 +176,9 @@ def install_metrics(
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
         start = time.perf_counter()
+        before = dict(request.scope)  # as routing first sees it (a mount rewrites the path)
         response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        template = route_template(app, request.scope, before)
         metrics.http_requests.labels(template, request.method, str(response.status_code)).inc()
         metrics.http_latency.labels(template, request.method).observe(time.perf_counter() - start)
         return response
@@ -187,6 +188,27 @@ def install_metrics(
         if before_scrape is not None:
             await before_scrape()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def route_template(app: FastAPI, scope: Scope, before: Scope | None = None) -> str:
+    """The template of the route that answered (``/api/v1/events/{event_id}``), or
+    ``"unmatched"``.
+
+    FastAPI's router names its own routes in ``scope["route"]``, but not Starlette routes
+    and mounts (``/openapi.json``, the Swagger UI assets): those are matched again here,
+    against ``before``, the request's scope before routing changed it.
+    """
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return route.path
+    for candidate in app.router.routes:
+        match, _ = candidate.matches(before or scope)
+        if match is Match.FULL:
+            path = getattr(candidate, "path", None)
+            if path is None:
+                break
+            return f"{path}/{{path}}" if isinstance(candidate, Mount) else path
+    return "unmatched"
 
 
 def install_health(app: FastAPI, checks: list[ReadinessCheck]) -> None:
@@ -224,27 +246,62 @@ def install_asyncapi(app: FastAPI, document: Callable[[], dict[str, Any]]) -> No
         return PlainTextResponse(yaml.safe_dump(document(), sort_keys=False))
 
 
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} — API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css">
+<link rel="icon" type="image/png" href="/docs/static/favicon.png">
+</head>
+<body>
+<main id="swagger-ui"></main>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script>
+</body>
+</html>
+"""
+
+DOCS_INIT = """window.ui = SwaggerUIBundle({{
+  url: {openapi_url},
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  showExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis],
+}});
+"""
+
+
 def install_docs(app: FastAPI, *, openapi_url: str = "/openapi.json") -> None:
     """OpenAPI at ``/docs`` with Swagger UI served from this process, not from a CDN.
 
     The e-GA networks (and CI here) do not reach public CDNs, so FastAPI's default page
-    would render blank; the assets come from the ``swagger-ui-bundle`` package.
+    would render blank; the assets (Swagger UI 5, which reads OpenAPI 3.1) come from the
+    ``fastapi-offline`` package. Its
+    set-up is a script of its own (``/docs/init.js``), not inline, so the page carries
+    the same Content-Security-Policy as every other page (``script-src 'self'``).
     """
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
+    import html
+    import json
+    from pathlib import Path
 
-    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    import fastapi_offline
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/static", StaticFiles(directory=assets), name="swagger-ui")
+    page = DOCS_PAGE.format(title=html.escape(app.title))
+    init = DOCS_INIT.format(openapi_url=json.dumps(openapi_url))
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} — API",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
-        )
+        return HTMLResponse(page)
+
+    @app.get("/docs/init.js", include_in_schema=False)
+    async def docs_init() -> Response:
+        return Response(init, media_type="text/javascript")
 
 
 def install_openapi_errors(app: FastAPI) -> None:
@@ -291,7 +348,81 @@ def install_openapi_errors(app: FastAPI) -> None:
                         responses.setdefault(status, {"description": text, **ref})
                 if path.startswith("/api/") and method in ("post", "put", "patch"):
                     responses.setdefault("429", {"description": "Too many requests", **ref})
+        document_security(app, schema)
+        schema["info"]["license"] = LICENSE
+        schema["servers"] = [
+            {"url": "/", "description": "This service's own origin (dev: http://127.0.0.1:800x)"}
+        ]
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+LICENSE = {"name": "MIT", "identifier": "MIT"}
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`mk_…`) or a JWT from the identity provider.",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The same API key, in a header of its own.",
+    },
+}
+
+
+def _roles_of(route: Any) -> tuple[str, ...] | None:
+    """The roles a route's dependencies require (``require_roles``), or None if public."""
+    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while stack:
+        dependency = stack.pop()
+        roles = getattr(dependency.call, "mkutano_roles", None)
+        if roles is not None:
+            return tuple(roles)
+        stack.extend(dependency.dependencies)
+    return None
+
+
+def document_security(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Name the credential of every operation, and the 401/403 a protected one answers.
+
+    A route guarded by ``require_roles`` takes an API key or a JWT; every other operation
+    says explicitly that it takes none (``security: []``): participants' self-service
+    authenticates with its own ``X-Manage-Token`` header parameter.
+    """
+    from fastapi import routing
+
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    ref = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    }
+    paths = schema.get("paths", {})
+    # Routes of included routers come wrapped; FastAPI's generator walks them like this.
+    for route in routing.iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, routing.APIRoute) or not route.include_in_schema:
+            continue
+        item = paths.get(route.path_format)
+        if item is None:
+            continue
+        roles = _roles_of(route)
+        for method in route.methods:
+            operation = item.get(method.lower())
+            if operation is None:
+                continue
+            if roles is None:
+                operation.setdefault("security", [])
+                continue
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", {"description": "No valid API key or token", **ref})
+            responses.setdefault(
+                "403", {"description": f"Needs one of the roles: {', '.join(roles)}", **ref}
+            )
+    for item in paths.values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation.setdefault("security", [])

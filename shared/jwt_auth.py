@@ -1,7 +1,9 @@
 """A verifier for JWTs from a government identity provider (pluggable into auth).
 
 Issuer, audience and the JWKS URL come from settings (``MKUTANO_JWT_*``); off unless a
-JWKS URL is set. A token's roles come from a claim (``roles`` by default) and are
+JWKS URL is set, and a service with a JWKS URL but no issuer or no audience refuses to
+start: a key set alone would accept a token the provider issued to any other application.
+Every token must name that issuer (``iss``) and that audience (``aud``). A token's roles come from a claim (``roles`` by default) and are
 intersected with Mkutano's roles; scopes (e.g. the conferences a coordinator may
 touch) from another claim.
 """
@@ -12,6 +14,7 @@ import asyncio
 
 import jwt
 from jwt import PyJWKClient
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.auth import ROLES, Principal
@@ -31,12 +34,29 @@ class JwtSettings(BaseSettings):
     algorithms: str = "RS256,ES256"
     leeway_s: int = 30
 
+    @model_validator(mode="after")
+    def _issuer_and_audience_with_a_jwks_url(self) -> JwtSettings:
+        if self.jwks_url:
+            missing = [
+                f"MKUTANO_JWT_{name.upper()}"
+                for name in ("issuer", "audience")
+                if not (getattr(self, name) or "").strip()
+            ]
+            if missing:
+                raise ValueError(
+                    f"MKUTANO_JWT_JWKS_URL is set but {' and '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not: tokens would be accepted "
+                    "from any issuer or for any application"
+                )
+        return self
+
 
 class JwtVerifier:
     """Verifies signature (JWKS), issuer, audience and expiry; maps claims to a principal."""
 
     def __init__(self, settings: JwtSettings) -> None:
-        assert settings.jwks_url, "JWKS URL required"
+        if not (settings.jwks_url and settings.issuer and settings.audience):
+            raise ValueError("a JWT verifier needs a JWKS URL, an issuer and an audience")
         self.settings = settings
         self._jwks = PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=3600, timeout=5)
 
@@ -52,7 +72,7 @@ class JwtVerifier:
                 audience=self.settings.audience,
                 issuer=self.settings.issuer,
                 leeway=self.settings.leeway_s,
-                options={"require": ["exp", "iat", "sub"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except (jwt.PyJWTError, OSError) as exc:
             log.info("jwt_rejected", reason=type(exc).__name__)

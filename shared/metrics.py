@@ -1,5 +1,8 @@
 """Prometheus metrics, one registry per service process, and the gauges read on scrape.
 
+Besides the ``mkutano_*`` families, ``/metrics`` carries the standard ``process_*`` and
+``python_*`` collectors.
+
 Counters are incremented where things happen (HTTP middleware, outbox relay, consumers,
 senders). Gauges that describe state elsewhere — the outbox backlog in MongoDB, the lag
 of each consumer behind its partitions in Kafka — are refreshed when ``/metrics`` or the
@@ -13,7 +16,15 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 from shared.logging import get_logger
 
@@ -26,6 +37,11 @@ class Metrics:
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The standard process_* (CPU, memory, open files) and python_* (interpreter, GC)
+        # families every Prometheus client exposes: the collectors of the default registry,
+        # which read this process only, also registered in the service's own registry.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(collector)
         self.http_requests = Counter(
             "mkutano_http_requests_total",
             "HTTP requests by route, method and status",

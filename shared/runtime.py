@@ -17,80 +17,48 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 
-from shared.apikeys import install_api_keys
-from shared.audit import install_audit
+from shared.asyncapi import add_consumed_messages, add_published_headers
 from shared.auth import Authenticator
 from shared.broker import make_broker
 from shared.consumer import EventConsumer, ProcessedEvents
 from shared.contracts import stream_events
-from shared.envelope import CONTENT_TYPE, SPECVERSION, OutboxMessage, source_of
-from shared.errors import ApiError
-from shared.http import (
-    BodyLimitMiddleware,
-    install_asyncapi,
-    install_docs,
-    install_error_handlers,
-    install_health,
-    install_metrics,
-    install_openapi_errors,
-)
-from shared.jwt_auth import jwt_lookup_from_settings
+from shared.envelope import OutboxMessage, source_of
 from shared.logging import configure_logging, get_logger
-from shared.metrics import Metrics, collect_status, install_status
+from shared.metrics import Metrics, collect_status
 from shared.outbox import OutboxRelay, WriteSignal
-from shared.ratelimit import RateLimiter
-from shared.security import install_security
 from shared.settings import ServiceSettings
 from shared.topics import all_topics, dead_letter_topic, ensure_topics
 from shared.tracing import (
     SpanKind,
-    TracingMiddleware,
     configure_tracing,
     current_traceparent,
     span,
     traced_handler,
 )
+from shared.webapp import AppParts, AppSpec, build_service_app
 
 Worker = Callable[[asyncio.Event], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
 
 
 class UndeclaredEventType(RuntimeError):
     """An outbox message of a type the service did not declare with ``publishes``."""
 
 
-def cloudevents_headers_schema(ce_type: str, source: str) -> dict[str, Any]:
-    """JSON Schema of the Kafka headers of one event type (CloudEvents binary mode)."""
-    return {
-        "type": "object",
-        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"],
-        "properties": {
-            "ce_specversion": {"type": "string", "const": SPECVERSION},
-            "ce_id": {
-                "type": "string",
-                "description": "Unique per event; the idempotency key of every consumer.",
-            },
-            "ce_source": {"type": "string", "const": source},
-            "ce_type": {"type": "string", "const": ce_type},
-            "ce_time": {"type": "string", "format": "date-time"},
-            "content-type": {"type": "string", "const": CONTENT_TYPE},
-            "traceparent": {
-                "type": "string",
-                "description": "W3C trace context of the request that caused the event.",
-            },
-        },
-    }
-
-
-Hook = Callable[[], Awaitable[None]]
+def connect_mongo(settings: ServiceSettings, name: str) -> AsyncMongoClient:
+    """The service's MongoDB client (connects lazily; short timeouts so health answers)."""
+    return AsyncMongoClient(
+        settings.mongo_url,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+        tz_aware=True,
+        appname=f"mkutano-{name}",
+    )
 
 
 class ServiceRuntime:
@@ -114,23 +82,20 @@ class ServiceRuntime:
         self.log = get_logger(name)
         self.metrics = Metrics(name)
         self.tracing = configure_tracing(name)
-        self.mongo: AsyncMongoClient = AsyncMongoClient(
-            settings.mongo_url,
-            serverSelectionTimeoutMS=3000,
-            connectTimeoutMS=3000,
-            tz_aware=True,
-            appname=f"mkutano-{name}",
-        )
+        self.mongo = connect_mongo(settings, name)
         self.db: AsyncDatabase = self.mongo[settings.mongo_db]
         self.broker = make_broker(settings.kafka, service=name, description=description)
+        self.asyncapi = AsyncAPI(
+            self.broker, title=f"Mkutano {name}", version=version, description=description
+        )
         key = settings.core.bootstrap_admin_key
         self.authenticator = Authenticator(key.get_secret_value() if key else None)
         self.processed = ProcessedEvents(self.db)
+        # The store reports its writes here; the relay (and notification's senders) listen.
+        self.signal = WriteSignal()
         self.relay: OutboxRelay | None = None
         # ce_type -> the declared publisher of its stream (``publishes``).
         self.publishers: dict[str, Any] = {}
-        # The store reports its writes here; the relay (and notification's senders) listen.
-        self.signal = WriteSignal()
         self.consumers: list[EventConsumer] = []
         self.workers: list[tuple[str, Worker]] = []
         self.startup_hooks: list[Hook] = []
@@ -138,43 +103,20 @@ class ServiceRuntime:
         self.broker_connected = False
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self.asyncapi = AsyncAPI(
-            self.broker, title=f"Mkutano {name}", version=version, description=description
-        )
-        self.app = FastAPI(
-            title=title,
-            description=description,
-            version=version,
-            lifespan=self._lifespan,
-            docs_url=None,  # self-hosted Swagger UI below (no CDN)
-            # One tracing path (shared.tracing) whether an exporter is set or not; metrics
-            # are Prometheus (shared.metrics) and logs structlog.
-            telemetry={"tracing": False, "metrics": False, "logs": False},
-            openapi_url="/openapi.json",
+        self.app, self.api_keys = build_service_app(
+            AppSpec(title, description, version, non_json_paths, max_body_bytes, error_statuses),
+            AppParts(
+                db=self.db,
+                metrics=self.metrics,
+                authenticator=self.authenticator,
+                status=self.status,
+                readiness=[self._check_mongo, self._check_kafka],
+                asyncapi=self.asyncapi_document,
+                rate_limits=settings.rate_limits,
+            ),
+            self._lifespan,
         )
         self.app.state.runtime = self
-        self.app.state.authenticator = self.authenticator
-        self.app.add_middleware(
-            BodyLimitMiddleware, max_bytes=max_body_bytes, non_json_paths=non_json_paths
-        )
-        # Outermost: the request's span covers every other middleware and the route.
-        self.app.add_middleware(TracingMiddleware)
-        install_error_handlers(self.app, error_statuses)
-        # MongoDB unreachable (restart, failover): a clear, retryable 503, not a 500.
-        self.app.add_exception_handler(ConnectionFailure, _dependency_unavailable)
-        install_metrics(self.app, self.metrics, before_scrape=self.status)
-        install_status(self.app, self.status)
-        install_docs(self.app)
-        self.api_keys = install_api_keys(self.app, self.db, self.authenticator)
-        jwt_lookup = jwt_lookup_from_settings()
-        if jwt_lookup is not None:
-            self.authenticator.add_lookup(jwt_lookup)
-        install_audit(self.app, self.db)
-        install_security(self.app)
-        self.app.state.rate_limiter = RateLimiter(self.db, enabled=settings.rate_limits)
-        install_health(self.app, [self._check_mongo, self._check_kafka])
-        install_asyncapi(self.app, self.asyncapi_document)
-        install_openapi_errors(self.app)
 
     # -- composition ---------------------------------------------------------------
 
@@ -282,13 +224,11 @@ class ServiceRuntime:
             )
 
     def asyncapi_document(self) -> dict[str, Any]:
-        """The AsyncAPI 3.0 document, each published message with its CloudEvents headers."""
+        """The AsyncAPI 3.0 document: every message with its payload schema and headers."""
         document = self.asyncapi.to_specification().to_jsonable()
-        messages = document.get("components", {}).get("messages", {})
-        for title, message in messages.items():
-            ce_type = title.removesuffix(":Message").partition(":")[2]
-            if ce_type in self.publishers:
-                message["headers"] = cloudevents_headers_schema(ce_type, source_of(self.name))
+        add_published_headers(document, self.publishers, source_of(self.name))
+        for consumer in self.consumers:
+            add_consumed_messages(document, consumer.title, consumer.handled_by_topic())
         return document
 
     # -- health --------------------------------------------------------------------
@@ -404,29 +344,13 @@ class ServiceRuntime:
         self.log.info("service_stopped")
 
     def run(self) -> None:
-        """Serve HTTP until SIGTERM/SIGINT, then stop gracefully."""
-        config = uvicorn.Config(
+        """Serve HTTP until SIGTERM/SIGINT, then stop gracefully (see shared.serving:
+        trusted proxies, header and keep-alive timeouts)."""
+        from shared.serving import serve
+
+        serve(
             self.app,
             host=self.settings.http_host,
             port=self.settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(self.settings.shutdown_grace_s),
-            proxy_headers=True,
+            graceful_shutdown_s=self.settings.shutdown_grace_s,
         )
-        uvicorn.Server(config).run()
-
-
-async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """MongoDB did not answer: say so (503, Retry-After) so that clients retry later."""
-    get_logger("http").warning(
-        "dependency_unavailable", path=request.url.path, error=type(exc).__name__
-    )
-    err = ApiError(
-        503,
-        "service_unavailable",
-        "The service cannot reach its database right now; retry shortly.",
-        headers={"Retry-After": "2"},
-    )
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)

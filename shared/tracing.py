@@ -1,10 +1,23 @@
 """OpenTelemetry tracing: HTTP request → outbox → Kafka ``traceparent`` header → consumer.
 
-Off by default (``OTEL_EXPORTER=none``): no spans are exported, but an incoming W3C
-``traceparent`` still flows through, so a caller's trace id reaches the Kafka records and
-the consumers' log lines. ``OTEL_EXPORTER=console`` prints spans (debugging);
-``OTEL_EXPORTER=otlp`` sends them to ``OTEL_EXPORTER_OTLP_ENDPOINT`` and needs the
-``opentelemetry-exporter-otlp-proto-http`` package installed in the image.
+Configured with the standard OpenTelemetry variables:
+
+- ``OTEL_TRACES_EXPORTER``: ``otlp``, ``console`` (debugging), ``none``, or a
+  comma-separated list. Off (``none``) unless set: the specification's default is
+  ``otlp``, but a service with no collector would then log a failed export every few
+  seconds. Off, no spans are exported, but an incoming W3C ``traceparent`` still flows
+  through, so a caller's trace id reaches the Kafka records and the consumers' log lines.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT``: the collector's base URL (``http://collector:4318``);
+  the OTLP/HTTP exporter (installed with the project) appends ``/v1/traces``.
+  ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` gives the full URL instead, and the other
+  ``OTEL_EXPORTER_OTLP_*`` and ``OTEL_BSP_*`` variables apply as the SDK documents them.
+- ``OTEL_SERVICE_NAME`` (default ``mkutano-<service>``), ``OTEL_RESOURCE_ATTRIBUTES``,
+  ``OTEL_SDK_DISABLED``.
+
+MongoDB commands are spans too (``opentelemetry-instrumentation-pymongo``, a command
+listener, so the async client is covered), children of the request, consumer or relay
+span they run in; commands outside any trace (the relay's and senders' polling, health
+checks) are not exported. Health probes and ``/metrics`` are not traced.
 
 Log lines carry ``trace_id``/``span_id``: they are bound with structlog's context
 variables, which ``shared.logging`` merges into every line.
@@ -14,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
@@ -29,41 +42,85 @@ from shared.logging import get_logger
 log = get_logger("tracing")
 _PROPAGATOR = TraceContextTextMapPropagator()
 TRACER_NAME = "mkutano"
+EXPORTERS = ("otlp", "console", "none")
+# Probes and scrapes: frequent, and nobody follows them as traces.
+UNTRACED_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+_PYMONGO_SCOPE = "opentelemetry.instrumentation.pymongo"
 
 
 class TracingSettings(BaseSettings):
-    """``OTEL_EXPORTER`` (none|console|otlp), ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+    """The standard ``OTEL_*`` variables this module reads (the exporter reads the
+    ``OTEL_EXPORTER_OTLP_*`` ones itself)."""
 
     model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
 
-    exporter: Literal["none", "console", "otlp"] = "none"
-    exporter_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    traces_exporter: str = "none"
+    service_name: str | None = None
+    sdk_disabled: bool = False
+    # Before the standard names: ``OTEL_EXPORTER``. Read only to say it is not used.
+    exporter: str | None = None
+
+    def exporters(self) -> list[str]:
+        names = [n.strip().lower() for n in self.traces_exporter.split(",") if n.strip()]
+        unknown = [n for n in names if n not in EXPORTERS]
+        if unknown:
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER={self.traces_exporter!r}: {', '.join(unknown)} "
+                f"not supported (one or more of {', '.join(EXPORTERS)})"
+            )
+        return [n for n in names if n != "none"]
+
+
+def _batch_processor(exporter: Any) -> Any:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    class TracedWorkOnly(BatchSpanProcessor):
+        """Drops MongoDB spans that belong to no trace (background polling, probes)."""
+
+        def on_end(self, span: Any) -> None:
+            scope = getattr(span, "instrumentation_scope", None)
+            if span.parent is None and scope is not None and scope.name == _PYMONGO_SCOPE:
+                return
+            super().on_end(span)
+
+    return TracedWorkOnly(exporter)
 
 
 def configure_tracing(service: str, settings: TracingSettings | None = None) -> bool:
-    """Install a tracer provider exporting as configured; False when tracing is off."""
+    """Install a tracer provider exporting as configured; False when tracing is off.
+
+    Call it before the MongoDB client is created: the command listener applies to the
+    clients created after it.
+    """
     settings = settings or TracingSettings()
-    if settings.exporter == "none":
+    if settings.exporter and settings.exporter != "none":
+        log.warning(
+            "otel_exporter_ignored",
+            hint="OTEL_EXPORTER is not read; set OTEL_TRACES_EXPORTER",
+            value=settings.exporter,
+        )
+    names = settings.exporters()
+    if settings.sdk_disabled or not names:
         return False
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-    exporter: Any
-    if settings.exporter == "console":
-        exporter = ConsoleSpanExporter()
-    else:
-        try:
+    resource = Resource.create({"service.name": settings.service_name or f"mkutano-{service}"})
+    provider = TracerProvider(resource=resource)
+    for name in names:
+        if name == "console":
+            provider.add_span_processor(_batch_processor(ConsoleSpanExporter()))
+        else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            log.warning(
-                "otlp_exporter_missing", hint="pip install opentelemetry-exporter-otlp-proto-http"
-            )
-            return False
-        exporter = OTLPSpanExporter(endpoint=settings.exporter_otlp_endpoint)
-    provider = TracerProvider(resource=Resource.create({"service.name": f"mkutano-{service}"}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+
+            # No endpoint argument: the exporter reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT.
+            provider.add_span_processor(_batch_processor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    instrumentor = PymongoInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(tracer_provider=provider)
     return True
 
 
@@ -126,7 +183,7 @@ class TracingMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}

@@ -1,6 +1,6 @@
 """The test stack: Kafka, MongoDB, SMTP and SMS capture, and the services as processes.
 
-Which Kafka and MongoDB, in order (see shared/INFRA.md):
+Which Kafka and MongoDB, in order (see docs/embedded-servers.md):
 
 1. the servers named by ``MKUTANO_TEST_KAFKA_BOOTSTRAP`` / ``MKUTANO_TEST_MONGO_URL``
    (kind ``"external"``);

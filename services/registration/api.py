@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from services.registration import handlers, privacy
+from services.registration import handlers
 from services.registration.domain import (
     CSV_COLUMNS,
     FIXED_FIELDS,
@@ -24,21 +24,21 @@ from services.registration.domain import (
     Cancellation,
     CheckInRequest,
     DomainError,
+    Event,
     EventChange,
     EventSpec,
     Language,
+    Registration,
     RegistrationChange,
     RegistrationRequest,
     RegistrationStatus,
     Rejection,
     csv_row,
-    registration_window_open,
 )
 from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
 from shared.ratelimit import Limit, client_address, enforce
-from shared.timeutil import now_iso, utcnow
 
 router = APIRouter(prefix="/api/v1")
 
@@ -46,6 +46,7 @@ router = APIRouter(prefix="/api/v1")
 # than what ``shared.errors.status_for`` gives (``*_not_found`` 404, else 409).
 ERROR_STATUSES: dict[str, int] = {
     "invalid_ticket": 422,
+    "idempotency_key_reused": 422,
 }
 
 
@@ -82,25 +83,25 @@ def _ctx(request: Request) -> handlers.Context:
     return request.app.state.context
 
 
-def _event_view(doc: dict[str, Any]) -> EventView:
+def _event_view(ctx: handlers.Context, event: Event) -> EventView:
     return EventView(
-        id=doc["_id"],
-        code=doc["code"],
-        title_sw=doc["title_sw"],
-        title_en=doc["title_en"],
-        description_sw=doc.get("description_sw", ""),
-        description_en=doc.get("description_en", ""),
-        theme=doc.get("theme", ""),
-        venue=doc["venue"],
-        city=doc["city"],
-        starts_at=doc["starts_at"],
-        ends_at=doc["ends_at"],
-        capacity=doc["capacity"],
-        seats_left=max(0, doc["capacity"] - doc.get("seats_taken", 0)),
-        registration_open=doc["state"] == "published" and registration_window_open(doc, utcnow()),
-        requires_approval=doc.get("requires_approval", False),
-        admitted_cadres=doc.get("admitted_cadres", []),
-        state=doc["state"],
+        id=event.id,
+        code=event.code,
+        title_sw=event.title_sw,
+        title_en=event.title_en,
+        description_sw=event.description_sw,
+        description_en=event.description_en,
+        theme=event.theme,
+        venue=event.venue,
+        city=event.city,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        capacity=event.capacity,
+        seats_left=event.seats_left,
+        registration_open=event.registration_open(ctx.clock()),
+        requires_approval=event.requires_approval,
+        admitted_cadres=event.admitted_cadres,
+        state=event.state,
     )
 
 
@@ -135,7 +136,8 @@ async def limit_checkins(request: Request) -> None:
 @router.get("/events", response_model=list[EventView], tags=["events"])
 async def list_events(request: Request) -> list[EventView]:
     """Published events, soonest first."""
-    return [_event_view(d) for d in await _ctx(request).store.list_events("published")]
+    ctx = _ctx(request)
+    return [_event_view(ctx, e) for e in await handlers.list_events(ctx)]
 
 
 @router.get(
@@ -146,10 +148,8 @@ async def list_events(request: Request) -> list[EventView]:
 )
 async def get_event(event_id: str, request: Request) -> EventView:
     """One event with the seats left and whether registration is open now."""
-    doc = await _ctx(request).store.get_event(event_id)
-    if doc is None or doc["state"] == "draft":
-        raise ApiError(404, "event_not_found", "No such event.")
-    return _event_view(doc)
+    ctx = _ctx(request)
+    return _event_view(ctx, await handlers.get_public_event(ctx, event_id))
 
 
 @router.post(
@@ -165,8 +165,8 @@ async def create_event(
     _: Annotated[Any, Depends(require_roles("organiser"))],
 ) -> EventView:
     """Create an event (organisers)."""
-    doc = await handlers.create_event(_ctx(request), spec)
-    return _event_view(doc)
+    ctx = _ctx(request)
+    return _event_view(ctx, await handlers.create_event(ctx, spec))
 
 
 @router.post(
@@ -191,103 +191,31 @@ async def register(
     ] = None,
 ) -> JSONResponse:
     """Register a participant. The ``manage_token`` is shown once; keep it."""
-    ctx = _ctx(request)
     await limit_registrations_by_email(request, body.email)
-    if idempotency_key is None:
-        status, payload = await _register(ctx, event_id, body)
-        return JSONResponse(payload, status_code=status)
-
-    key = f"{event_id}:{idempotency_key}"
-    fingerprint = handlers.request_fingerprint(event_id, body.model_dump(mode="json"))
-    previous, taken_over = await ctx.store.claim_idempotency_key(key, fingerprint, now_iso())
-    if taken_over:
-        # The first attempt with this key died midway: if it stored the registration,
-        # answer with it; otherwise register now.
-        done = await ctx.store.registrations.find_one({"idempotency_key": key})
-        if done is not None:
-            body = _created_from(done)
-            await ctx.store.complete_idempotency_key(key, 201, body)
-            return JSONResponse(
-                await _replay(ctx, {"status": 201, "response": body}),
-                status_code=201,
-                headers={"Idempotent-Replayed": "true"},
-            )
-        previous = None
-    if previous is not None:
-        if previous.get("request_hash") != fingerprint:
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "This Idempotency-Key was used with a different request.",
-                fields=[FieldProblem(field="Idempotency-Key", reason="used with another body")],
-            )
-        if previous.get("state") != "done":
-            raise ApiError(
-                409,
-                "request_in_progress",
-                "The first request with this key is still being processed.",
-            )
-        return JSONResponse(
-            await _replay(ctx, previous),
-            status_code=previous["status"],
-            headers={"Idempotent-Replayed": "true"},
-        )
     try:
-        status, payload = await _register(ctx, event_id, body, idempotency_key=key)
-    except Exception:
-        await ctx.store.release_idempotency_key(key)
-        raise
-    stored = {k: v for k, v in payload.items() if k != "manage_token"}
-    await ctx.store.complete_idempotency_key(key, status, stored)
-    return JSONResponse(payload, status_code=status)
-
-
-def _created_from(doc: dict[str, Any]) -> dict[str, Any]:
-    """The 201 answer for a stored registration, without its manage token."""
-    return {
-        "id": doc["_id"],
-        "reference": doc["reference"],
-        "status": doc["status"],
-        "waitlist_position": doc.get("waitlist_position"),
-    }
-
-
-async def _register(
-    ctx: handlers.Context,
-    event_id: str,
-    body: RegistrationRequest,
-    *,
-    idempotency_key: str | None = None,
-) -> tuple[int, dict[str, Any]]:
-    try:
-        result = await handlers.register_participant(
-            ctx, event_id, body, idempotency_key=idempotency_key
+        outcome = await handlers.register_idempotently(
+            _ctx(request), event_id, body, idempotency_key
         )
     except DomainError as exc:
+        if exc.code != "idempotency_key_reused":
+            raise
         error = api_error_of(exc, ERROR_STATUSES)
-        return error.status, error.body()
-    return 201, RegistrationCreated(
+        error.fields = [FieldProblem(field="Idempotency-Key", reason="used with another body")]
+        raise error from None
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    if outcome.error is not None:
+        error = api_error_of(outcome.error, ERROR_STATUSES)
+        return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    assert outcome.registered is not None
+    result = outcome.registered
+    created = RegistrationCreated(
         id=result.id,
         reference=result.reference,
         status=result.status,
         manage_token=result.manage_token,
         waitlist_position=result.waitlist_position,
-    ).model_dump()
-
-
-async def _replay(ctx: handlers.Context, record: dict[str, Any]) -> dict[str, Any]:
-    """The first answer again. The manage token is stored only as a hash, so a replayed
-    201 carries a fresh token (the registration's token is rotated to it)."""
-    body = dict(record.get("response") or {})
-    if record.get("status") == 201 and body.get("id"):
-        from services.registration.domain import hash_token, new_manage_token
-
-        token = new_manage_token()
-        await ctx.store.registrations.update_one(
-            {"_id": body["id"]}, {"$set": {"manage_token_hash": hash_token(token)}}
-        )
-        body["manage_token"] = token
-    return body
+    )
+    return JSONResponse(created.model_dump(), status_code=201, headers=headers)
 
 
 # -- registrations: shared views -------------------------------------------------------------
@@ -372,17 +300,21 @@ class ReconcileResult(BaseModel):
     promoted: int = Field(description="Waitlisted participants promoted into freed seats")
 
 
-def _view_fields(ctx: handlers.Context, doc: dict[str, Any]) -> dict[str, Any]:
-    ticket = ctx.signer.sign(doc["_id"]) if doc["status"] == "confirmed" else None
-    return {**doc, "ticket": ticket, "checkins": doc.get("checkins") or {}}
+def _view_fields(ctx: handlers.Context, registration: Registration) -> dict[str, Any]:
+    fields = {
+        name: getattr(registration, name)
+        for name in OrganiserRegistrationView.model_fields
+        if name != "ticket"
+    }
+    return {**fields, "ticket": registration.ticket(ctx.signer)}
 
 
-def _own_view(ctx: handlers.Context, doc: dict[str, Any]) -> RegistrationView:
-    return RegistrationView.model_validate(_view_fields(ctx, doc))
+def _own_view(ctx: handlers.Context, registration: Registration) -> RegistrationView:
+    return RegistrationView.model_validate(_view_fields(ctx, registration))
 
 
-def _organiser_view(ctx: handlers.Context, doc: dict[str, Any]) -> OrganiserRegistrationView:
-    return OrganiserRegistrationView.model_validate({**_view_fields(ctx, doc), "id": doc["_id"]})
+def _organiser_view(ctx: handlers.Context, registration: Registration) -> OrganiserRegistrationView:
+    return OrganiserRegistrationView.model_validate(_view_fields(ctx, registration))
 
 
 # -- events: organisers ------------------------------------------------------------------------
@@ -398,7 +330,8 @@ async def update_event(
     event_id: str, change: EventChange, request: Request, _: Organiser
 ) -> EventView:
     """Change an event (organisers): details, capacity, window, state. Announced on the stream."""
-    return _event_view(await handlers.update_event(_ctx(request), event_id, change))
+    ctx = _ctx(request)
+    return _event_view(ctx, await handlers.update_event(ctx, event_id, change))
 
 
 @router.post(
@@ -434,8 +367,8 @@ def _filters(
     ).model_dump(exclude_none=True)
 
 
-def _encode_cursor(doc: dict[str, Any]) -> str:
-    raw = json.dumps([doc.get("created_us", 0), doc["_id"]], separators=(",", ":")).encode()
+def _encode_cursor(registration: Registration) -> str:
+    raw = json.dumps([registration.created_us, registration.id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -472,8 +405,7 @@ async def list_registrations(
     """Registrations of an event, oldest first, filtered; follow ``next_cursor`` for more."""
     ctx = _ctx(request)
     after = _decode_cursor(cursor) if cursor else None
-    await handlers._event_or_404(ctx, event_id)
-    docs = await ctx.store.page_registrations(event_id, filters, after, limit + 1)
+    docs = await handlers.registrations_page(ctx, event_id, filters, after, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
     return RegistrationPage(
@@ -495,8 +427,7 @@ async def export_registrations(
     filters: Annotated[dict[str, Any], Depends(_filters)],
 ) -> StreamingResponse:
     """CSV export (UTF-8 with BOM for spreadsheets), streamed row by row from a cursor."""
-    ctx = _ctx(request)
-    await handlers._event_or_404(ctx, event_id)
+    registrations = await handlers.export_registrations(_ctx(request), event_id, filters)
 
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
@@ -504,8 +435,8 @@ async def export_registrations(
         writer.writerow(CSV_COLUMNS)
         yield "\ufeff" + _drain(buffer)  # the BOM lets spreadsheets read UTF-8 names
         count = 0
-        async for doc in ctx.store.stream_registrations(event_id, filters):
-            writer.writerow(csv_row(doc))
+        async for registration in registrations:
+            writer.writerow(csv_row(registration))
             count += 1
             if count % 200 == 0:  # send in chunks, never the whole file at once
                 yield _drain(buffer)
@@ -533,18 +464,7 @@ def _drain(buffer: io.StringIO) -> str:
 )
 async def statistics(event_id: str, request: Request, _: Organiser) -> Statistics:
     """Counts by status; active registrations by cadre, institution and region."""
-    ctx = _ctx(request)
-    event = await handlers._event_or_404(ctx, event_id)
-    stats = await ctx.store.statistics(event_id)
-    return Statistics(
-        event_id=event_id,
-        capacity=event["capacity"],
-        seats_taken=event.get("seats_taken", 0),
-        by_status=stats["status"],
-        by_cadre=stats["cadre"],
-        by_institution=stats["institution"],
-        by_region=stats["region"],
-    )
+    return Statistics(**await handlers.event_statistics(_ctx(request), event_id))
 
 
 @router.post(
@@ -607,7 +527,7 @@ async def cancel_registration(
 
 async def _own(
     ctx: handlers.Context, reference: str, header: str | None, query: str | None
-) -> dict[str, Any]:
+) -> Registration:
     return await handlers.find_own_registration(ctx, reference, header or query or "")
 
 
@@ -664,7 +584,7 @@ async def update_own_registration(
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         ) from None
-    written = await handlers.update_own_registration(ctx, doc["_id"], change)
+    written = await handlers.update_own_registration(ctx, doc.id, change)
     return _own_view(ctx, written)
 
 
@@ -684,7 +604,7 @@ async def download_own_data(
     ctx = _ctx(request)
     doc = await _own(ctx, reference, x_manage_token, token)
     return JSONResponse(
-        privacy.export_own_data(doc),
+        await handlers.export_own_data(ctx, doc.id),
         headers={"Content-Disposition": f'attachment; filename="mkutano-{reference}.json"'},
     )
 
@@ -715,9 +635,10 @@ async def erase_own_data(
     """
     ctx = _ctx(request)
     doc = await _own(ctx, reference, x_manage_token, token)
-    written = await privacy.erase_registration(ctx, doc["_id"], reason="participant_request")
+    written = await handlers.erase_registration(ctx, doc.id, reason="participant_request")
+    assert written.erased_at is not None
     return ErasureResult(
-        reference=written["reference"], status=written["status"], erased_at=written["erased_at"]
+        reference=written.reference, status=written.status, erased_at=written.erased_at
     )
 
 
@@ -737,7 +658,7 @@ async def run_retention(
 ) -> RetentionResult:
     """Apply the retention rule now (it also runs on its own every hour)."""
     days = _limits(request).retention_days
-    erased = await privacy.apply_retention(_ctx(request), days)
+    erased = await handlers.apply_retention(_ctx(request), days)
     return RetentionResult(erased=erased, retention_days=days)
 
 
@@ -757,7 +678,7 @@ async def cancel_own_registration(
     """Cancel one's own registration; the seat goes to the first on the waiting list."""
     ctx = _ctx(request)
     doc = await _own(ctx, reference, x_manage_token, token)
-    written = await handlers.cancel_registration(ctx, doc["_id"], by="participant")
+    written = await handlers.cancel_registration(ctx, doc.id, by="participant")
     return _own_view(ctx, written)
 
 
@@ -775,11 +696,11 @@ async def cancel_own_registration(
 async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
     """Record attendance for today from a scanned ticket (registrars)."""
     result = await handlers.check_in(_ctx(request), body.ticket)
-    doc = result["registration"]
+    registration = result.registration
     return CheckInResult(
-        reference=doc["reference"],
-        full_name=doc["full_name"],
-        institution=doc["institution"],
-        day=result["day"],
-        checked_in_at=result["checked_in_at"],
+        reference=registration.reference,
+        full_name=registration.full_name,
+        institution=registration.institution,
+        day=result.day,
+        checked_in_at=result.checked_in_at,
     )

@@ -1,35 +1,16 @@
-"""Registration service bootstrap: settings, store, runtime, routes."""
+"""Registration service bootstrap: settings, store, runtime, routes, workers."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from datetime import datetime
 
-from services.registration import api, handlers, privacy, web
-from services.registration.domain import EventSpec, TicketSigner
+from services.registration import api, demo, handlers, web, workers
+from services.registration.domain import TicketSigner
 from services.registration.settings import RegistrationSettings
-from services.registration.store import EVENTS, REGISTRATIONS, RegistrationStore
+from services.registration.store import EVENTS, REGISTRATIONS, MongoRegistrationStore
 from shared.runtime import ServiceRuntime
-from shared.timeutil import EAT
 from shared.topics import REGISTRATION
-
-DEMO_EVENT = EventSpec(
-    id="egov-2025",
-    code="EGOV2025",
-    title_sw="Mkutano wa Tano wa Mwaka wa Serikali Mtandao 2025",
-    title_en="5th Annual e-Government Conference 2025",
-    description_sw="Demo: mkutano wa mwaka wa Serikali Mtandao (data ya mfano).",
-    description_en="Demo: the annual e-Government conference (sample data).",
-    theme="Utekelezaji wa Jitihada za Serikali Mtandao na Ubunifu kwa Utoaji wa Huduma Bora kwa Umma",
-    venue="Arusha International Conference Centre (AICC)",
-    city="Arusha",
-    starts_at=datetime(2025, 2, 11, 8, 0, tzinfo=EAT),
-    ends_at=datetime(2025, 2, 13, 17, 0, tzinfo=EAT),
-    capacity=1000,
-    registration_opens_at=datetime(2024, 12, 1, 0, 0, tzinfo=EAT),
-    registration_closes_at=None,
-    state="published",
-)
 
 
 def ticket_secret(settings: RegistrationSettings) -> bytes:
@@ -55,12 +36,11 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         non_json_paths=[r"^/register/"],
         error_statuses=api.ERROR_STATUSES,
     )
-    store = RegistrationStore(runtime.db, signal=runtime.signal)
+    store = MongoRegistrationStore(runtime.db, signal=runtime.signal)
     context = handlers.Context(
         store=store,
         signer=TicketSigner(ticket_secret(settings)),
         notice_version=settings.privacy_notice_version,
-        wake_relay=runtime.wake_relay,
     )
     runtime.app.state.context = context
     runtime.use_outbox([EVENTS, REGISTRATIONS])
@@ -68,21 +48,22 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     runtime.app.include_router(api.router)
     runtime.add_worker(
         "retention",
-        privacy.retention_worker(context, settings.retention_days, settings.retention_interval_s),
+        functools.partial(
+            workers.run_retention,
+            context,
+            retention_days=settings.retention_days,
+            interval_s=settings.retention_interval_s,
+        ),
     )
     runtime.app.include_router(web.router)
 
     @runtime.on_startup
     async def prepare() -> None:
         await store.ensure_indexes()
-        if settings.core.seed_demo and await store.get_event(DEMO_EVENT.id) is None:
-            from services.registration.domain import DomainError
-
-            try:
-                await handlers.create_event(context, DEMO_EVENT)
-                runtime.log.info("demo_event_seeded", event_id=DEMO_EVENT.id)
-            except DomainError:
-                pass
+        if settings.core.seed_demo:
+            seeded = await demo.seed(context)
+            if seeded:
+                runtime.log.info("demo_event_seeded", event_id=seeded)
         # A crash between taking a seat and writing its registration (or cancelling and
         # releasing) leaves a counter wrong: recount every open event before serving.
         repaired = await handlers.reconcile_all(context)

@@ -1,4 +1,9 @@
-"""Registration domain: events catalogue, registrations, capacity. Pure: no I/O."""
+"""Registration domain: events catalogue, registrations, capacity. Pure: no I/O.
+
+``Event`` and ``Registration`` are the aggregates: their methods take the time as a
+parameter, enforce the rules (raising ``DomainError``) and record the integration events
+the change causes; the store saves the change and those events in one write.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -21,10 +27,27 @@ from pydantic import (
     model_validator,
 )
 
-from shared.contracts.registration import EventDetails, ParticipantContact
+from shared.aggregate import Aggregate
+from shared.contracts.registration import (
+    ConfirmationResendRequested,
+    EventCancelled,
+    EventDetails,
+    EventPublished,
+    EventUpdated,
+    ParticipantCheckedIn,
+    ParticipantContact,
+    ParticipantRegistered,
+    ParticipantWaitlisted,
+    PersonalDataErased,
+    RegistrationApproved,
+    RegistrationCancelled,
+    RegistrationRejected,
+    RegistrationUpdated,
+    WaitlistPromoted,
+)
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
-from shared.timeutil import EAT, utcnow
+from shared.timeutil import EAT, iso
 
 Cadre = Literal[
     "permanent_secretary",
@@ -172,47 +195,12 @@ class EventSpec(BaseModel):
         return self
 
 
-def registration_window_open(event: dict, now: datetime) -> bool:
-    opens, closes = event.get("registration_opens_at"), event.get("registration_closes_at")
-    if opens and now < _dt(opens):
-        return False
-    if closes and now > _dt(closes):
-        return False
-    return True
-
-
 def _dt(value: str | datetime) -> datetime:
     return (
         value
         if isinstance(value, datetime)
         else datetime.fromisoformat(value.replace("Z", "+00:00"))
     )
-
-
-def event_details(event: dict) -> EventDetails:
-    return EventDetails(
-        event_id=event["_id"],
-        code=event["code"],
-        title_sw=event["title_sw"],
-        title_en=event["title_en"],
-        venue=event["venue"],
-        city=event["city"],
-        starts_at=_dt(event["starts_at"]),
-        ends_at=_dt(event["ends_at"]),
-    )
-
-
-def check_can_register(event: dict, cadre: str, now: datetime) -> None:
-    """Raise a DomainError when this event does not take this registration now."""
-    if event["state"] == "cancelled":
-        raise DomainError("event_cancelled", "This event has been cancelled.")
-    if event["state"] != "published":
-        raise DomainError("registration_closed", "Registration for this event is not open.")
-    if not registration_window_open(event, now):
-        raise DomainError("registration_closed", "Registration for this event is not open now.")
-    admitted = event.get("admitted_cadres") or []
-    if admitted and cadre not in admitted:
-        raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
 
 
 # -- registering ---------------------------------------------------------------------
@@ -272,10 +260,6 @@ def new_registration_id() -> str:
     return str(uuid.uuid4())
 
 
-def now() -> datetime:
-    return utcnow()
-
-
 # -- organisers change events ----------------------------------------------------------
 
 # Allowed state changes; a cancelled event stays cancelled (registrations were told).
@@ -320,37 +304,6 @@ class EventChange(Patch):
         return v
 
 
-def apply_event_change(event: dict, change: EventChange) -> dict:
-    """The ``$set`` an event change makes, after checking it against the event as stored.
-
-    Raises DomainError for a forbidden state change, a capacity below the confirmed
-    seats, or dates out of order. Returns only the fields that really change.
-    """
-    given = change.model_dump(mode="json", exclude_unset=True, exclude={"cancellation_reason"})
-    changes = {k: v for k, v in given.items() if event.get(k) != v}
-    new_state = changes.get("state", event["state"])
-    if new_state not in _EVENT_TRANSITIONS[event["state"]]:
-        raise DomainError(
-            "invalid_state_change", f"An event cannot go from {event['state']} to {new_state}."
-        )
-    capacity = changes.get("capacity", event["capacity"])
-    if capacity < event.get("seats_taken", 0):
-        raise DomainError(
-            "capacity_below_confirmed",
-            f"{event.get('seats_taken', 0)} participants are confirmed; "
-            "cancel registrations before lowering the capacity below that.",
-        )
-    merged = {**event, **changes}
-    if _dt(merged["ends_at"]) < _dt(merged["starts_at"]):
-        raise DomainError("invalid_dates", "ends_at is before starts_at.")
-    opens, closes = merged.get("registration_opens_at"), merged.get("registration_closes_at")
-    if opens and closes and _dt(closes) < _dt(opens):
-        raise DomainError(
-            "invalid_dates", "registration_closes_at is before registration_opens_at."
-        )
-    return changes
-
-
 # -- self-service --------------------------------------------------------------------
 
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=24)]
@@ -391,12 +344,6 @@ FIXED_FIELDS = frozenset(
 )
 
 
-def changed_fields(registration: dict, change: RegistrationChange) -> dict:
-    """The ``$set`` of a participant's change: only what really differs."""
-    given = change.model_dump(mode="json", exclude_unset=True)
-    return {k: v for k, v in given.items() if registration.get(k) != v}
-
-
 def tokens_match(presented_hash: str, stored_hash: str | None) -> bool:
     """Constant-time comparison; an unknown reference compares against a dummy hash."""
     return hmac.compare_digest(presented_hash, stored_hash or _DUMMY_HASH) and bool(stored_hash)
@@ -411,31 +358,6 @@ _DUMMY_HASH = hashlib.sha256(b"no such registration").hexdigest()
 def local_day(moment: datetime) -> str:
     """The date at the venue (Africa/Dar_es_Salaam) of an instant: the check-in day."""
     return moment.astimezone(EAT).date().isoformat()
-
-
-def check_can_check_in(registration: dict, event: dict, moment: datetime) -> str:
-    """The day to record attendance for, or a DomainError saying why not."""
-    if event["state"] == "cancelled":
-        raise DomainError("event_cancelled", "This event has been cancelled.")
-    if registration["status"] != "confirmed":
-        raise DomainError(
-            f"registration_{registration['status']}",
-            f"This registration is {registration['status'].replace('_', ' ')}, not confirmed.",
-        )
-    day = local_day(moment)
-    first, last = local_day(_dt(event["starts_at"])), local_day(_dt(event["ends_at"]))
-    if not first <= day <= last:
-        raise DomainError(
-            "not_an_event_day", f"Check-in is open from {first} to {last} (venue time)."
-        )
-    previous = (registration.get("checkins") or {}).get(day)
-    if previous:
-        raise DomainError(
-            "already_checked_in",
-            f"Already checked in on {day} at {previous}.",
-            details={"day": day, "checked_in_at": previous},
-        )
-    return day
 
 
 # -- approval ------------------------------------------------------------------------
@@ -457,6 +379,496 @@ class CheckInRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=400)]
+
+
+# -- aggregates ------------------------------------------------------------------------
+
+ACTIVE_STATUSES = ("confirmed", "waitlisted", "pending_approval")
+
+
+def _differs(old: object, new: object) -> bool:
+    """A real change: a time written with another offset counts, as it did when stored."""
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return old != new or old.utcoffset() != new.utcoffset()
+    return old != new
+
+
+@dataclass(kw_only=True)
+class Event(Aggregate):
+    """An event of the catalogue (conference, seminar, training) and its seat counters.
+
+    ``seats_taken`` and ``waitlist_seq`` are read here but moved only by the store's
+    atomic counters (a conditional ``$inc``): they are never part of a save.
+    """
+
+    id: str
+    code: str
+    title_sw: str
+    title_en: str
+    description_sw: str = ""
+    description_en: str = ""
+    theme: str = ""
+    venue: str
+    city: str
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int
+    registration_opens_at: datetime | None = None
+    registration_closes_at: datetime | None = None
+    requires_approval: bool = False
+    admitted_cadres: list[str] = field(default_factory=list)
+    state: str = "draft"
+    seats_taken: int = 0
+    waitlist_seq: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+
+    @classmethod
+    def create(cls, spec: EventSpec, now: datetime) -> Event:
+        """A new event; a published one is announced on the stream."""
+        stamp = iso(now)
+        event = cls(
+            id=spec.id,
+            **spec.model_dump(exclude={"id"}),
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        if event.state == "published":
+            event.record(EventPublished(**event._announcement()))
+        return event
+
+    @property
+    def seats_left(self) -> int:
+        return max(0, self.capacity - self.seats_taken)
+
+    def details(self) -> EventDetails:
+        return EventDetails(
+            event_id=self.id,
+            code=self.code,
+            title_sw=self.title_sw,
+            title_en=self.title_en,
+            venue=self.venue,
+            city=self.city,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+        )
+
+    def registration_window_open(self, now: datetime) -> bool:
+        if self.registration_opens_at and now < self.registration_opens_at:
+            return False
+        if self.registration_closes_at and now > self.registration_closes_at:
+            return False
+        return True
+
+    def registration_open(self, now: datetime) -> bool:
+        return self.state == "published" and self.registration_window_open(now)
+
+    def check_can_register(self, cadre: str, now: datetime) -> None:
+        """Raise a DomainError when this event does not take this registration now."""
+        if self.state == "cancelled":
+            raise DomainError("event_cancelled", "This event has been cancelled.")
+        if self.state != "published":
+            raise DomainError("registration_closed", "Registration for this event is not open.")
+        if not self.registration_window_open(now):
+            raise DomainError("registration_closed", "Registration for this event is not open now.")
+        if self.admitted_cadres and cadre not in self.admitted_cadres:
+            raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
+
+    def check_not_cancelled(self) -> None:
+        if self.state == "cancelled":
+            raise DomainError("event_cancelled", "This event has been cancelled.")
+
+    def ended_before(self, moment: datetime) -> bool:
+        return self.ends_at < moment
+
+    def check_in_day(self, now: datetime) -> str:
+        """Today at the venue, if it is one of the event's days."""
+        day = local_day(now)
+        first, last = local_day(self.starts_at), local_day(self.ends_at)
+        if not first <= day <= last:
+            raise DomainError(
+                "not_an_event_day", f"Check-in is open from {first} to {last} (venue time)."
+            )
+        return day
+
+    def change(self, change: EventChange, now: datetime) -> list[str]:
+        """Apply an organiser's change; returns the fields that really changed (sorted).
+
+        Raises DomainError for a forbidden state change, a capacity below the confirmed
+        seats, or dates out of order. Publishing, cancelling or any other change is
+        recorded (``EventPublished``, ``EventCancelled``, ``EventUpdated``).
+        """
+        given = change.model_dump(exclude_unset=True, exclude={"cancellation_reason"})
+        changes = {k: v for k, v in given.items() if _differs(getattr(self, k), v)}
+        new_state = changes.get("state", self.state)
+        if new_state not in _EVENT_TRANSITIONS[self.state]:
+            raise DomainError(
+                "invalid_state_change", f"An event cannot go from {self.state} to {new_state}."
+            )
+        capacity = changes.get("capacity", self.capacity)
+        if capacity < self.seats_taken:
+            raise DomainError(
+                "capacity_below_confirmed",
+                f"{self.seats_taken} participants are confirmed; "
+                "cancel registrations before lowering the capacity below that.",
+            )
+        starts = changes.get("starts_at", self.starts_at)
+        ends = changes.get("ends_at", self.ends_at)
+        if ends < starts:
+            raise DomainError("invalid_dates", "ends_at is before starts_at.")
+        opens = changes.get("registration_opens_at", self.registration_opens_at)
+        closes = changes.get("registration_closes_at", self.registration_closes_at)
+        if opens and closes and closes < opens:
+            raise DomainError(
+                "invalid_dates", "registration_closes_at is before registration_opens_at."
+            )
+        if not changes:
+            return []
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self.updated_at = iso(now)
+        common = self._announcement()
+        if "state" in changes and self.state == "published":
+            self.record(EventPublished(**common))
+        elif "state" in changes and self.state == "cancelled":
+            self.record(EventCancelled(**common, reason=change.cancellation_reason))
+        else:
+            self.record(EventUpdated(**common, changed_fields=sorted(changes)))
+        return sorted(changes)
+
+    def _announcement(self) -> dict:
+        return {
+            "event_id": self.id,
+            "event": self.details(),
+            "capacity": self.capacity,
+            "state": self.state,
+        }
+
+
+@dataclass(kw_only=True)
+class Registration(Aggregate):
+    """One participant's registration for one event, from registering to erasure."""
+
+    id: str
+    reference: str
+    event_id: str
+    status: str
+    waitlist_position: int | None = None
+    full_name: str
+    email: str
+    phone: str
+    institution: str
+    position: str | None = None
+    cadre: str
+    region: str | None = None
+    accessibility_needs: list[str] = field(default_factory=list)
+    accessibility_other: str | None = None
+    dietary_needs: str | None = None
+    language: str = "sw"
+    consent: dict = field(default_factory=dict)
+    manage_token_hash: str | None = None
+    # Lets a retried request whose first attempt was cut off find what it created.
+    idempotency_key: str | None = None
+    checkins: dict[str, str] = field(default_factory=dict)
+    created_at: str
+    # Microseconds since the epoch: the sort and paging key of organisers' lists.
+    created_us: int = 0
+    updated_at: str
+    promoted_at: str | None = None
+    approved_at: str | None = None
+    approved_by: str | None = None
+    rejected_at: str | None = None
+    rejected_by: str | None = None
+    rejection_reason: str | None = None
+    cancelled_at: str | None = None
+    cancelled_by: str | None = None
+    erased_at: str | None = None
+    erasure_reason: str | None = None
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        registration_id: str,
+        reference: str,
+        event: Event,
+        request: RegistrationRequest,
+        status: str,
+        waitlist_position: int | None,
+        manage_token_hash: str,
+        notice_version: str,
+        signer: TicketSigner,
+        now: datetime,
+        idempotency_key: str | None = None,
+    ) -> Registration:
+        """A new registration with ``status`` (confirmed, waitlisted, pending approval),
+        as the seat counter decided; it records ``ParticipantRegistered`` (and
+        ``ParticipantWaitlisted`` with the place in line)."""
+        stamp = iso(now)
+        registration = cls(
+            id=registration_id,
+            reference=reference,
+            event_id=event.id,
+            status=status,
+            waitlist_position=waitlist_position,
+            full_name=request.full_name,
+            email=request.email,
+            phone=request.phone,
+            institution=request.institution,
+            position=request.position,
+            cadre=request.cadre,
+            region=request.region,
+            accessibility_needs=list(request.accessibility_needs),
+            accessibility_other=request.accessibility_other,
+            dietary_needs=request.dietary_needs,
+            language=request.language,
+            consent={
+                "accepted": True,
+                "given_at": stamp,
+                "notice_version": request.consent.notice_version or notice_version,
+                "purpose": "registration and communication for this event",
+            },
+            manage_token_hash=manage_token_hash,
+            idempotency_key=idempotency_key,
+            checkins={},
+            created_at=stamp,
+            created_us=int(now.timestamp() * 1_000_000),
+            updated_at=stamp,
+        )
+        registration.record(
+            ParticipantRegistered(
+                **registration._base(event, status),
+                cadre=request.cadre,
+                registered_at=now,
+                waitlist_position=waitlist_position,
+                ticket=registration.ticket(signer),
+            )
+        )
+        if status == "waitlisted" and waitlist_position is not None:
+            registration.record(
+                ParticipantWaitlisted(
+                    **registration._base(event, "waitlisted"),
+                    waitlist_position=waitlist_position,
+                    waitlisted_at=now,
+                )
+            )
+        return registration
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def contact(self) -> ParticipantContact:
+        """The participant's contact details as the events carry them."""
+        return ParticipantContact(
+            full_name=self.full_name,
+            email=self.email,
+            phone=self.phone,
+            language=self.language,  # type: ignore[arg-type]
+            institution=self.institution,
+            position=self.position,
+        )
+
+    def ticket(self, signer: TicketSigner) -> str | None:
+        """The QR ticket, for a confirmed registration only."""
+        return signer.sign(self.id) if self.status == "confirmed" else None
+
+    def token_matches(self, token: str) -> bool:
+        return tokens_match(hash_token(token or ""), self.manage_token_hash)
+
+    def _base(self, event: Event, status: str) -> dict:
+        return {
+            "registration_id": self.id,
+            "reference": self.reference,
+            "event": event.details(),
+            "participant": self.contact(),
+            "status": status,
+        }
+
+    def _check_not_closed(self, verb: str = "already") -> None:
+        if self.status in ("cancelled", "rejected"):
+            if verb == "already":
+                message = f"This registration is already {self.status}."
+            else:
+                message = f"This registration is {self.status} and cannot be changed."
+            raise DomainError(f"registration_{self.status}", message)
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def promote(self, event: Event, signer: TicketSigner, now: datetime) -> None:
+        """A seat freed up: the waitlisted participant is confirmed (with a ticket)."""
+        if self.status != "waitlisted":
+            raise DomainError("not_waitlisted", f"This registration is {self.status}.")
+        self.status = "confirmed"
+        self.waitlist_position = None
+        self.promoted_at = self.updated_at = iso(now)
+        self.record(
+            WaitlistPromoted(
+                **self._base(event, "confirmed"), promoted_at=now, ticket=self.ticket(signer)
+            )
+        )
+
+    def cancel(self, event: Event, *, by: str, reason: str | None, now: datetime) -> str:
+        """Cancel; returns the status it had (a confirmed one frees a seat)."""
+        self._check_not_closed()
+        previous = self.status
+        self.status = "cancelled"
+        self.waitlist_position = None
+        self.cancelled_at = self.updated_at = iso(now)
+        self.cancelled_by = by
+        self.record(
+            RegistrationCancelled(
+                **self._base(event, "cancelled"),
+                cancelled_at=now,
+                cancelled_by=by,  # type: ignore[arg-type]
+                reason=reason,
+            )
+        )
+        return previous
+
+    def check_approvable(self, event: Event) -> None:
+        if self.status != "pending_approval":
+            raise DomainError(
+                "not_pending_approval", f"This registration is {self.status}, not pending."
+            )
+        event.check_not_cancelled()
+
+    def approve(
+        self,
+        event: Event,
+        *,
+        by: str,
+        seat: bool,
+        waitlist_position: int | None,
+        signer: TicketSigner,
+        now: datetime,
+    ) -> None:
+        """Approve a nomination: confirmed with the seat taken, else waitlisted in line."""
+        self.check_approvable(event)
+        status = "confirmed" if seat else "waitlisted"
+        position = None if seat else waitlist_position
+        self.status = status
+        self.waitlist_position = position
+        self.approved_at = self.updated_at = iso(now)
+        self.approved_by = by
+        self.record(
+            RegistrationApproved(
+                **self._base(event, status),
+                approved_at=now,
+                approved_by=by,
+                ticket=self.ticket(signer),
+                waitlist_position=position,
+            )
+        )
+        if position is not None:
+            self.record(
+                ParticipantWaitlisted(
+                    **self._base(event, "waitlisted"),
+                    waitlist_position=position,
+                    waitlisted_at=now,
+                )
+            )
+
+    def reject(self, event: Event, *, by: str, reason: str, now: datetime) -> None:
+        """Reject a nomination, with a reason the participant is told."""
+        if self.status != "pending_approval":
+            raise DomainError(
+                "not_pending_approval", f"This registration is {self.status}, not pending."
+            )
+        self.status = "rejected"
+        self.rejected_at = self.updated_at = iso(now)
+        self.rejected_by = by
+        self.rejection_reason = reason
+        self.record(
+            RegistrationRejected(
+                **self._base(event, "rejected"), rejected_at=now, rejected_by=by, reason=reason
+            )
+        )
+
+    def update_details(self, event: Event, change: RegistrationChange, now: datetime) -> list[str]:
+        """A participant's own change; returns what really changed (sorted), maybe nothing."""
+        self._check_not_closed(verb="changed")
+        given = change.model_dump(mode="json", exclude_unset=True)
+        changes = {k: v for k, v in given.items() if getattr(self, k) != v}
+        if not changes:
+            return []
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self.updated_at = iso(now)
+        self.record(
+            RegistrationUpdated(
+                **self._base(event, self.status),
+                changed_fields=sorted(changes),
+                updated_at=now,
+            )
+        )
+        return sorted(changes)
+
+    def check_in(self, event: Event, now: datetime) -> str:
+        """Record attendance for today (venue time); returns the day."""
+        event.check_not_cancelled()
+        if self.status != "confirmed":
+            raise DomainError(
+                f"registration_{self.status}",
+                f"This registration is {self.status.replace('_', ' ')}, not confirmed.",
+            )
+        day = event.check_in_day(now)
+        previous = self.checkins.get(day)
+        if previous:
+            raise DomainError(
+                "already_checked_in",
+                f"Already checked in on {day} at {previous}.",
+                details={"day": day, "checked_in_at": previous},
+            )
+        self.checkins = {**self.checkins, day: iso(now)}
+        self.updated_at = iso(now)
+        self.record(
+            ParticipantCheckedIn(**self._base(event, self.status), day=day, checked_in_at=now)
+        )
+        return day
+
+    def request_resend(self, event: Event, signer: TicketSigner, now: datetime) -> None:
+        """Someone registered again with this email: resend to the address on file."""
+        self.updated_at = iso(now)
+        self.record(
+            ConfirmationResendRequested(
+                **self._base(event, self.status),
+                requested_at=now,
+                ticket=self.ticket(signer),
+            )
+        )
+
+    def erase(self, reason: Literal["participant_request", "retention"], now: datetime) -> bool:
+        """Replace the personal data and record ``PersonalDataErased``; False if done before.
+
+        What is kept has no personal data (status, cadre, check-in days, times), so
+        attendance statistics stay right.
+        """
+        if self.erased_at:
+            return False
+        stamp = iso(now)
+        self.full_name = "[erased]"
+        # Keeps the unique (event, email) index satisfied without any real address.
+        self.email = f"erased-{self.id}@invalid"
+        self.phone = ""
+        self.institution = "[erased]"
+        self.position = "[erased]"
+        self.region = None
+        self.accessibility_needs = []
+        self.accessibility_other = None
+        self.dietary_needs = None
+        self.manage_token_hash = None
+        self.consent = {**self.consent, "withdrawn_at": stamp}
+        self.erased_at = self.updated_at = stamp
+        self.erasure_reason = reason
+        self.record(
+            PersonalDataErased(
+                registration_id=self.id, event_id=self.event_id, reason=reason, erased_at=now
+            )
+        )
+        return True
 
 
 # -- exports -------------------------------------------------------------------------
@@ -493,7 +905,10 @@ def csv_cell(value: object) -> str:
     return text
 
 
-def csv_row(doc: dict) -> list[str]:
+def csv_row(registration: Registration) -> list[str]:
     """One registration as an export row, in ``CSV_COLUMNS`` order."""
-    values = {**doc, "checked_in_days": sorted((doc.get("checkins") or {}).keys())}
+    values = {
+        **{col: getattr(registration, col, None) for col in CSV_COLUMNS},
+        "checked_in_days": sorted(registration.checkins),
+    }
     return [csv_cell(values.get(col)) for col in CSV_COLUMNS]

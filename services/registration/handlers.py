@@ -1,65 +1,64 @@
-"""Registration use cases: plain functions over the store, the clock and the outbox."""
+"""Registration use cases: load the aggregates, let them decide, save them.
+
+Each use case is a plain ``async`` function over a ``Context``: the store port, the
+clock, the ticket signer. The aggregates (``domain.Event``, ``domain.Registration``)
+enforce the rules and record the integration events; the store writes a change and its
+events in one atomic write and tells the relay. Seats are taken and given back through
+the store's atomic counter, never by counting.
+
+Personal data (Tanzania's Personal Data Protection Act, 2022) is handled here too: a
+participant downloads what is held about them (``export_own_data``) or has it erased
+(``erase_registration``: an active registration is cancelled first, its seat goes to
+the waiting list, then the data is replaced and ``PersonalDataErased`` tells every
+service to remove its copy); the retention rule anonymises the registrations of events
+that ended more than ``retention_days`` ago (``apply_retention``, run by
+``workers.run_retention`` and by ops on demand).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
-
-from pymongo.errors import DuplicateKeyError
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 from services.registration.domain import (
     DomainError,
+    Event,
     EventChange,
     EventSpec,
+    Registration,
     RegistrationChange,
     RegistrationRequest,
     TicketSigner,
-    apply_event_change,
-    changed_fields,
-    check_can_check_in,
-    check_can_register,
-    event_details,
     hash_token,
     new_manage_token,
     new_reference,
     new_registration_id,
-    now,
     tokens_match,
 )
-from services.registration.store import RegistrationStore
-from shared.contracts.registration import (
-    ConfirmationResendRequested,
-    EventCancelled,
-    EventPublished,
-    EventUpdated,
-    ParticipantCheckedIn,
-    ParticipantContact,
-    ParticipantRegistered,
-    ParticipantWaitlisted,
-    RegistrationApproved,
-    RegistrationCancelled,
-    RegistrationRejected,
-    RegistrationUpdated,
-    WaitlistPromoted,
-)
-from shared.envelope import wrap
-from shared.outbox import ConcurrentUpdate, mutate, new_document, save, update_spec
-from shared.timeutil import iso
+from services.registration.ports import RegistrationStore
+from shared.logging import get_logger
+from shared.timeutil import iso, utcnow
 
 SERVICE = "registration"
+log = get_logger("privacy")
+T = TypeVar("T")
+_ATTEMPTS = 20
 
 
 @dataclass
 class Context:
-    """What the use cases need: the store, the ticket signer, a relay to wake."""
+    """What the use cases need: the store port, the ticket signer, the clock."""
 
     store: RegistrationStore
     signer: TicketSigner
     notice_version: str
-    wake_relay: Any = lambda: None
+    clock: Callable[[], datetime] = field(default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -71,34 +70,119 @@ class Registered:
     waitlist_position: int | None
 
 
-async def create_event(ctx: Context, spec: EventSpec) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    """What a registration request gets: the registration, or the rule that refused it.
+
+    ``replayed`` is set when the answer is the first one given to an earlier request
+    with the same Idempotency-Key (a replayed registration carries a fresh manage token).
+    """
+
+    registered: Registered | None = None
+    error: DomainError | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class CheckedIn:
+    registration: Registration
+    day: str
+    checked_in_at: str
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+async def _event(ctx: Context, event_id: str) -> Event:
+    event = await ctx.store.get_event(event_id)
+    if event is None:
+        raise DomainError("event_not_found", "No such event.")
+    return event
+
+
+async def _registration(ctx: Context, registration_id: str) -> Registration:
+    registration = await ctx.store.get_registration(registration_id)
+    if registration is None:
+        raise DomainError("registration_not_found", "No such registration.")
+    return registration
+
+
+async def _change_registration(
+    ctx: Context, registration_id: str, decide: Callable[[Registration], T]
+) -> tuple[Registration, T]:
+    """Read, decide, write with a revision check; on a concurrent change, again.
+
+    ``decide`` calls the aggregate (raising DomainError to refuse); nothing is written
+    when it recorded no event (nothing changed).
+    """
+    for _ in range(_ATTEMPTS):
+        registration = await _registration(ctx, registration_id)
+        result = decide(registration)
+        if not registration.events:
+            return registration, result
+        if await ctx.store.save_registration(registration):
+            return registration, result
+        await asyncio.sleep(random.uniform(0, 0.01))
+    raise DomainError("concurrent_update", "The registration is changing; try again.")
+
+
+# -- events catalogue ------------------------------------------------------------------------
+
+
+async def create_event(ctx: Context, spec: EventSpec) -> Event:
     """An organiser creates an event; a published one is announced on the stream."""
-    stamp = iso(now())
-    fields = {
-        "_id": spec.id,
-        **spec.model_dump(mode="json", exclude={"id"}),
-        "seats_taken": 0,
-        "waitlist_seq": 0,
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-    messages = []
-    if spec.state == "published":
-        details = event_details(fields)
-        messages.append(
-            wrap(
-                EventPublished(
-                    event_id=spec.id, event=details, capacity=spec.capacity, state="published"
-                ),
-                SERVICE,
+    event = Event.create(spec, ctx.clock())
+    await ctx.store.add_event(event)
+    return event
+
+
+async def list_events(ctx: Context) -> list[Event]:
+    """Published events, soonest first."""
+    return await ctx.store.list_events("published")
+
+
+async def get_public_event(ctx: Context, event_id: str) -> Event:
+    """An event the public may see (not a draft), else ``event_not_found``."""
+    event = await ctx.store.get_event(event_id)
+    if event is None or event.state == "draft":
+        raise DomainError("event_not_found", "No such event.")
+    return event
+
+
+async def update_event(ctx: Context, event_id: str, change: EventChange) -> Event:
+    """An organiser changes an event; publishing, cancelling or editing is announced.
+
+    A raised capacity promotes waitlisted participants into the new seats. Cancelling an
+    event cancels its active registrations, each with its own ``RegistrationCancelled``.
+    """
+    for _ in range(_ATTEMPTS):
+        event = await _event(ctx, event_id)
+        capacity_before = event.capacity
+        changed = event.change(change, ctx.clock())
+        if not changed:
+            return event
+        if await ctx.store.save_event(event):
+            break
+    else:
+        raise DomainError("concurrent_update", "The event is changing; try again.")
+    if "state" in changed and event.state == "cancelled":
+        await _cancel_all(ctx, event_id, change.cancellation_reason)
+    elif event.capacity > capacity_before:
+        await promote_waitlisted(ctx, event_id, event.capacity - capacity_before)
+    return await _event(ctx, event_id)
+
+
+async def _cancel_all(ctx: Context, event_id: str, reason: str | None) -> None:
+    for registration_id in await ctx.store.active_registration_ids(event_id):
+        try:
+            await cancel_registration(
+                ctx, registration_id, by="organiser", reason=reason or "event cancelled"
             )
-        )
-    try:
-        await ctx.store.insert_event(new_document(fields, messages))
-    except DuplicateKeyError as exc:
-        raise DomainError("event_exists", "An event with this id or code exists already.") from exc
-    ctx.wake_relay()
-    return fields
+        except DomainError:
+            continue  # cancelled meanwhile by the participant
+
+
+# -- registering -----------------------------------------------------------------------------
 
 
 async def register_participant(
@@ -106,21 +190,17 @@ async def register_participant(
 ) -> Registered:
     """Register one participant: confirmed while seats last, then waitlisted in order.
 
-    The seat is taken with a conditional atomic increment; the registration and its
-    ``ParticipantRegistered`` event are one insert. The unique (event, email) index —
-    not a prior lookup — guarantees one registration per email per event.
+    The seat is taken with the store's conditional atomic increment; the registration
+    and its ``ParticipantRegistered`` event are one insert. The unique (event, email)
+    index — not a prior lookup — guarantees one registration per email per event.
     """
-    event = await ctx.store.get_event(event_id)
-    if event is None:
-        raise DomainError("event_not_found", "No such event.")
-    moment = now()
-    check_can_register(event, request.cadre, moment)
-    # No lookup by email first: the unique index answers it at the insert below, and a
-    # query on email costs a scan per registration on the embedded server.
+    event = await _event(ctx, event_id)
+    moment = ctx.clock()
+    event.check_can_register(request.cadre, moment)
 
     seat_taken = False
     position: int | None = None
-    if event.get("requires_approval"):
+    if event.requires_approval:
         status = "pending_approval"
     elif await ctx.store.take_seat(event_id):
         status, seat_taken = "confirmed", True
@@ -130,88 +210,33 @@ async def register_participant(
 
     registration_id = new_registration_id()
     token = new_manage_token()
-    details = event_details(event)
-    ticket = ctx.signer.sign(registration_id) if status == "confirmed" else None
     for _ in range(5):  # a reference collision is astronomically rare; retry anyway
-        reference = new_reference()
-        fields = {
-            "_id": registration_id,
-            "reference": reference,
-            "event_id": event_id,
-            "status": status,
-            "waitlist_position": position,
-            "full_name": request.full_name,
-            "email": request.email,
-            "phone": request.phone,
-            "institution": request.institution,
-            "position": request.position,
-            "cadre": request.cadre,
-            "region": request.region,
-            "accessibility_needs": request.accessibility_needs,
-            "accessibility_other": request.accessibility_other,
-            "dietary_needs": request.dietary_needs,
-            "language": request.language,
-            "consent": {
-                "accepted": True,
-                "given_at": iso(moment),
-                "notice_version": request.consent.notice_version or ctx.notice_version,
-                "purpose": "registration and communication for this event",
-            },
-            "manage_token_hash": hash_token(token),
-            # Lets a retry whose first attempt was cut off find what it created.
-            "idempotency_key": idempotency_key,
-            "checkins": {},
-            "created_at": iso(moment),
-            # Microseconds since the epoch: the sort and paging key of organisers' lists.
-            "created_us": int(moment.timestamp() * 1_000_000),
-            "updated_at": iso(moment),
-        }
-        message = wrap(
-            ParticipantRegistered(
-                registration_id=registration_id,
-                reference=reference,
-                event=details,
-                participant=request.contact(),
-                status=status,  # type: ignore[arg-type]
-                cadre=request.cadre,
-                registered_at=moment,
-                waitlist_position=position,
-                ticket=ticket,
-            ),
-            SERVICE,
+        registration = Registration.register(
+            registration_id=registration_id,
+            reference=new_reference(),
+            event=event,
+            request=request,
+            status=status,
+            waitlist_position=position,
+            manage_token_hash=hash_token(token),
+            notice_version=ctx.notice_version,
+            signer=ctx.signer,
+            now=moment,
+            idempotency_key=idempotency_key,
         )
-        messages = [message]
-        if status == "waitlisted" and position is not None:
-            messages.append(
-                wrap(
-                    ParticipantWaitlisted(
-                        registration_id=registration_id,
-                        reference=reference,
-                        event=details,
-                        participant=request.contact(),
-                        status="waitlisted",
-                        waitlist_position=position,
-                        waitlisted_at=moment,
-                    ),
-                    SERVICE,
-                )
-            )
-        try:
-            await ctx.store.insert_registration(new_document(fields, messages))
+        added = await ctx.store.add_registration(registration)
+        if added == "added":
             break
-        except DuplicateKeyError as exc:
-            if "reference" in str(exc):
-                continue
+        if added == "email_taken":
             if seat_taken:
                 # The seat goes back; someone waitlisted meanwhile gets it.
                 await ctx.store.release_seat(event_id)
                 await promote_waitlisted(ctx, event_id, 1)
             await request_resend(ctx, event_id, request.email)
-            raise _already_registered() from exc
+            raise _already_registered()
     else:  # pragma: no cover
         raise RuntimeError("could not allocate a unique reference")
-    ctx.wake_relay()
-    return Registered(registration_id, reference, status, token, position)
+    return Registered(registration.id, registration.reference, status, token, position)
 
 
 def _already_registered() -> DomainError:
@@ -230,32 +255,13 @@ async def request_resend(ctx: Context, event_id: str, email: str) -> None:
     event = await ctx.store.get_event(event_id)
     if event is None:
         return
-
-    def decide(doc: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        ticket = ctx.signer.sign(doc["_id"]) if doc["status"] == "confirmed" else None
-        msg = wrap(
-            ConfirmationResendRequested(
-                registration_id=doc["_id"],
-                reference=doc["reference"],
-                event=event_details(event),
-                participant=ParticipantContact(
-                    full_name=doc["full_name"],
-                    email=doc["email"],
-                    phone=doc["phone"],
-                    language=doc["language"],
-                    institution=doc["institution"],
-                    position=doc.get("position"),
-                ),
-                status=doc["status"],
-                requested_at=now(),
-                ticket=ticket,
-            ),
-            SERVICE,
+    try:
+        await _change_registration(
+            ctx, existing.id, lambda r: r.request_resend(event, ctx.signer, ctx.clock())
         )
-        return {"updated_at": iso(now())}, [msg]
-
-    await mutate(ctx.store.registrations, existing["_id"], decide, signal=ctx.store.signal)
-    ctx.wake_relay()
+    except DomainError as exc:  # erased meanwhile: nothing to resend
+        if exc.code != "registration_not_found":
+            raise
 
 
 def request_fingerprint(event_id: str, body: dict[str, Any]) -> str:
@@ -264,109 +270,122 @@ def request_fingerprint(event_id: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# -- shared pieces -------------------------------------------------------------------------
+async def register_idempotently(
+    ctx: Context,
+    event_id: str,
+    request: RegistrationRequest,
+    idempotency_key: str | None = None,
+) -> RegistrationOutcome:
+    """Register, answering a retry with the first answer (the Idempotency-Key protocol).
+
+    Without a key it is the plain registration. With one (scoped to the event), the first
+    request claims the key, registers and stores its outcome — a registration or the
+    rule that refused it — and a retry with the same body gets that outcome again
+    (``replayed``); the same key with another body is refused
+    (``idempotency_key_reused``), and a retry while the first is still running gets
+    ``request_in_progress``. A claim abandoned midway (its process or MongoDB went
+    away) is taken over after a lease: the retry answers with what the first attempt
+    stored, or registers now.
+    """
+    if idempotency_key is None:
+        return await _register_outcome(ctx, event_id, request)
+
+    key = f"{event_id}:{idempotency_key}"
+    fingerprint = request_fingerprint(event_id, request.model_dump(mode="json"))
+    previous, taken_over = await ctx.store.claim_idempotency_key(key, fingerprint, iso(ctx.clock()))
+    if taken_over:
+        done = await ctx.store.find_by_idempotency_key(key)
+        if done is not None:
+            outcome = {"registration": _stored_answer(done)}
+            await ctx.store.complete_idempotency_key(key, outcome)
+            return await _replay(ctx, outcome)
+        previous = None
+    if previous is not None:
+        if previous.request_hash != fingerprint:
+            raise DomainError(
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request.",
+                field="Idempotency-Key",
+            )
+        if not previous.done:
+            raise DomainError(
+                "request_in_progress",
+                "The first request with this key is still being processed.",
+            )
+        return await _replay(ctx, previous.outcome or {})
+    try:
+        result = await _register_outcome(ctx, event_id, request, idempotency_key=key)
+    except Exception:
+        await ctx.store.release_idempotency_key(key)
+        raise
+    await ctx.store.complete_idempotency_key(key, _stored_outcome(result))
+    return result
 
 
-def contact_of(doc: dict[str, Any]) -> ParticipantContact:
-    """The participant's contact details as the events carry them."""
-    return ParticipantContact(
-        full_name=doc["full_name"],
-        email=doc["email"],
-        phone=doc["phone"],
-        language=doc["language"],
-        institution=doc["institution"],
-        position=doc.get("position"),
-    )
+async def _register_outcome(
+    ctx: Context,
+    event_id: str,
+    request: RegistrationRequest,
+    *,
+    idempotency_key: str | None = None,
+) -> RegistrationOutcome:
+    try:
+        registered = await register_participant(
+            ctx, event_id, request, idempotency_key=idempotency_key
+        )
+    except DomainError as exc:
+        return RegistrationOutcome(error=exc)
+    return RegistrationOutcome(registered=registered)
 
 
-def _base(doc: dict[str, Any], event: dict[str, Any], status: str) -> dict[str, Any]:
+def _stored_answer(registration: Registration | Registered) -> dict[str, Any]:
+    """A registration as an idempotency record keeps it: without its manage token."""
     return {
-        "registration_id": doc["_id"],
-        "reference": doc["reference"],
-        "event": event_details(event),
-        "participant": contact_of(doc),
-        "status": status,
+        "id": registration.id,
+        "reference": registration.reference,
+        "status": registration.status,
+        "waitlist_position": registration.waitlist_position,
     }
 
 
-async def _event_or_404(ctx: Context, event_id: str) -> dict[str, Any]:
-    event = await ctx.store.get_event(event_id)
-    if event is None:
-        raise DomainError("event_not_found", "No such event.")
-    return event
-
-
-async def _registration_or_404(ctx: Context, registration_id: str) -> dict[str, Any]:
-    doc = await ctx.store.get_registration(registration_id)
-    if doc is None:
-        raise DomainError("registration_not_found", "No such registration.")
-    return doc
-
-
-# -- events catalogue ------------------------------------------------------------------------
-
-
-async def update_event(ctx: Context, event_id: str, change: EventChange) -> dict[str, Any]:
-    """An organiser changes an event; publishing, cancelling or editing is announced.
-
-    A raised capacity promotes waitlisted participants into the new seats. Cancelling an
-    event cancels its active registrations, each with its own ``RegistrationCancelled``.
-    """
-    for _ in range(20):
-        event = await _event_or_404(ctx, event_id)
-        changes = apply_event_change(event, change)
-        if not changes:
-            return event
-        stamp = iso(now())
-        merged = {**event, **changes}
-        state = merged["state"]
-        common = {
-            "event_id": event_id,
-            "event": event_details(merged),
-            "capacity": merged["capacity"],
-            "state": state,
+def _stored_outcome(result: RegistrationOutcome) -> dict[str, Any]:
+    if result.registered is not None:
+        return {"registration": _stored_answer(result.registered)}
+    assert result.error is not None
+    error = result.error
+    return {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "field": error.field,
+            "details": error.details,
         }
-        if "state" in changes and state == "published":
-            message = EventPublished(**common)
-        elif "state" in changes and state == "cancelled":
-            message = EventCancelled(**common, reason=change.cancellation_reason)
-        else:
-            message = EventUpdated(**common, changed_fields=sorted(changes))
-        changes["updated_at"] = stamp
-        flt, update = update_spec(event, changes, [wrap(message, SERVICE)])
-        # Lowering the capacity must not undercut seats taken meanwhile by new registrations.
-        flt["seats_taken"] = {"$lte": merged["capacity"]}
-        try:
-            result = await ctx.store.events.update_one(flt, update)
-        except DuplicateKeyError as exc:  # the unique index on codes decides, not a lookup
-            raise DomainError(
-                "event_code_taken", "Another event has this code.", field="code"
-            ) from exc
-        if result.matched_count == 1:
-            break
-    else:
-        raise DomainError("concurrent_update", "The event is changing; try again.")
-    ctx.wake_relay()
-    if state == "cancelled" and "state" in changes:
-        await _cancel_all(ctx, event_id, change.cancellation_reason)
-    elif merged["capacity"] > event["capacity"]:
-        await promote_waitlisted(ctx, event_id, merged["capacity"] - event["capacity"])
-    return await _event_or_404(ctx, event_id)
+    }
 
 
-async def _cancel_all(ctx: Context, event_id: str, reason: str | None) -> None:
-    active = ctx.store.registrations.find(
-        {"event_id": event_id, "status": {"$in": ["confirmed", "waitlisted", "pending_approval"]}},
-        projection={"_id": 1},
+async def _replay(ctx: Context, outcome: dict[str, Any]) -> RegistrationOutcome:
+    """The first answer again. The manage token is stored only as a hash, so a replayed
+    registration carries a fresh token (the registration's token is rotated to it)."""
+    if "registration" in outcome:
+        answer = outcome["registration"]
+        token = new_manage_token()
+        await ctx.store.rotate_manage_token(answer["id"], hash_token(token))
+        registered = Registered(
+            id=answer["id"],
+            reference=answer["reference"],
+            status=answer["status"],
+            manage_token=token,
+            waitlist_position=answer.get("waitlist_position"),
+        )
+        return RegistrationOutcome(registered=registered, replayed=True)
+    error = outcome.get("error") or {}
+    refused = DomainError(
+        error.get("code", "error"),
+        error.get("message", ""),
+        field=error.get("field"),
+        details=error.get("details"),
     )
-    ids = [doc["_id"] async for doc in active]
-    for registration_id in ids:
-        try:
-            await cancel_registration(
-                ctx, registration_id, by="organiser", reason=reason or "event cancelled"
-            )
-        except DomainError:
-            continue  # cancelled meanwhile by the participant
+    return RegistrationOutcome(error=refused, replayed=True)
 
 
 # -- waiting list and seats ------------------------------------------------------------------
@@ -381,47 +400,29 @@ async def promote_waitlisted(ctx: Context, event_id: str, seats: int = 1) -> lis
     cancellations promote exactly two and the capacity is never exceeded.
     """
     event = await ctx.store.get_event(event_id)
-    if event is None or event["state"] == "cancelled":
+    if event is None or event.state == "cancelled":
         return []
     promoted: list[str] = []
     while len(promoted) < seats:
         if not await ctx.store.take_seat(event_id):
             break
-        doc = await _promote_first(ctx, event)
-        if doc is None:
+        registration = await _promote_first(ctx, event)
+        if registration is None:
             await ctx.store.release_seat(event_id)
             break
-        promoted.append(doc["_id"])
-    if promoted:
-        ctx.wake_relay()
+        promoted.append(registration.id)
     return promoted
 
 
-async def _promote_first(ctx: Context, event: dict[str, Any]) -> dict[str, Any] | None:
+async def _promote_first(ctx: Context, event: Event) -> Registration | None:
     for _ in range(50):
-        candidate = await ctx.store.first_waitlisted(event["_id"])
+        candidate = await ctx.store.first_waitlisted(event.id)
         if candidate is None:
             return None
-        moment = now()
-        ticket = ctx.signer.sign(candidate["_id"])
-        message = WaitlistPromoted(
-            **_base(candidate, event, "confirmed"), promoted_at=moment, ticket=ticket
-        )
-        try:
-            return await save(
-                ctx.store.registrations,
-                candidate,
-                {
-                    "status": "confirmed",
-                    "waitlist_position": None,
-                    "promoted_at": iso(moment),
-                    "updated_at": iso(moment),
-                },
-                [wrap(message, SERVICE)],
-                signal=ctx.store.signal,
-            )
-        except ConcurrentUpdate:
-            continue  # promoted or cancelled meanwhile: look at the line again
+        candidate.promote(event, ctx.signer, ctx.clock())
+        if await ctx.store.save_registration(candidate):
+            return candidate
+        # promoted or cancelled meanwhile: look at the line again
     return None
 
 
@@ -434,15 +435,15 @@ async def reconcile_seats(ctx: Context, event_id: str, settle_s: float = 0.2) ->
     is set with a compare-and-set. Freed seats then go to the waiting list.
     """
     for _ in range(10):
-        event = await _event_or_404(ctx, event_id)
-        before = int(event.get("seats_taken", 0))
+        event = await _event(ctx, event_id)
+        before = event.seats_taken
         confirmed = await ctx.store.count_confirmed(event_id)
         if confirmed == before:
             break
         if settle_s:
             await asyncio.sleep(settle_s)
             again = await ctx.store.get_event(event_id)
-            if again is None or again.get("seats_taken") != before:
+            if again is None or again.seats_taken != before:
                 continue
             if await ctx.store.count_confirmed(event_id) != confirmed:
                 continue
@@ -450,7 +451,7 @@ async def reconcile_seats(ctx: Context, event_id: str, settle_s: float = 0.2) ->
             break
     else:
         raise DomainError("concurrent_update", "Seats keep changing; try again.")
-    promoted = await promote_waitlisted(ctx, event_id, max(0, event["capacity"] - confirmed))
+    promoted = await promote_waitlisted(ctx, event_id, max(0, event.capacity - confirmed))
     return {
         "seats_taken_before": before,
         "recounted": confirmed,
@@ -462,10 +463,8 @@ async def reconcile_seats(ctx: Context, event_id: str, settle_s: float = 0.2) ->
 async def reconcile_all(ctx: Context) -> int:
     """Reconcile every event that still takes or holds registrations (run at startup)."""
     repaired = 0
-    async for event in ctx.store.events.find(
-        {"state": {"$in": ["published", "closed"]}}, projection={"_id": 1}
-    ):
-        result = await reconcile_seats(ctx, event["_id"], settle_s=0)
+    for event_id in await ctx.store.event_ids(("published", "closed")):
+        result = await reconcile_seats(ctx, event_id, settle_s=0)
         repaired += int(result["seats_taken_before"] != result["recounted"])
     return repaired
 
@@ -480,228 +479,202 @@ async def cancel_registration(
     by: str,
     reason: str | None = None,
     event_id: str | None = None,
-) -> dict[str, Any]:
+) -> Registration:
     """Cancel a registration; a released seat goes to the first waitlisted participant.
 
     ``event_id``, when given (organisers name the event), must be the registration's.
     """
-    doc = await _registration_or_404(ctx, registration_id)
-    if event_id is not None and doc["event_id"] != event_id:
+    registration = await _registration(ctx, registration_id)
+    if event_id is not None and registration.event_id != event_id:
         raise DomainError("registration_not_found", "No such registration.")
-    event = await _event_or_404(ctx, doc["event_id"])
-    previous: dict[str, str] = {}
-
-    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        if current["status"] in ("cancelled", "rejected"):
-            raise DomainError(
-                f"registration_{current['status']}",
-                f"This registration is already {current['status']}.",
-            )
-        previous["status"] = current["status"]
-        moment = now()
-        message = RegistrationCancelled(
-            **_base(current, event, "cancelled"),
-            cancelled_at=moment,
-            cancelled_by=by,  # type: ignore[arg-type]
-            reason=reason,
-        )
-        changes = {
-            "status": "cancelled",
-            "waitlist_position": None,
-            "cancelled_at": iso(moment),
-            "cancelled_by": by,
-            "updated_at": iso(moment),
-        }
-        return changes, [wrap(message, SERVICE)]
-
-    written = await mutate(
-        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    event = await _event(ctx, registration.event_id)
+    written, previous = await _change_registration(
+        ctx,
+        registration_id,
+        lambda r: r.cancel(event, by=by, reason=reason, now=ctx.clock()),
     )
-    assert written is not None
-    ctx.wake_relay()
-    if previous.get("status") == "confirmed":
+    if previous == "confirmed":
         # A crash right here leaves the counter one too high: reconcile_seats repairs it.
-        await ctx.store.release_seat(doc["event_id"])
-        await promote_waitlisted(ctx, doc["event_id"], 1)
+        await ctx.store.release_seat(event.id)
+        await promote_waitlisted(ctx, event.id, 1)
     return written
 
 
 # -- approval --------------------------------------------------------------------------------
 
 
-async def approve_registration(ctx: Context, registration_id: str, by: str) -> dict[str, Any]:
+async def approve_registration(ctx: Context, registration_id: str, by: str) -> Registration:
     """Approve a nomination: confirmed while seats last, else waitlisted in order."""
-    for _ in range(20):
-        doc = await _registration_or_404(ctx, registration_id)
-        if doc["status"] != "pending_approval":
-            raise DomainError(
-                "not_pending_approval", f"This registration is {doc['status']}, not pending."
-            )
-        event = await _event_or_404(ctx, doc["event_id"])
-        if event["state"] == "cancelled":
-            raise DomainError("event_cancelled", "This event has been cancelled.")
-        moment = now()
-        seat = await ctx.store.take_seat(event["_id"])
+    for _ in range(_ATTEMPTS):
+        registration = await _registration(ctx, registration_id)
+        event = await _event(ctx, registration.event_id)
+        registration.check_approvable(event)
+        seat = await ctx.store.take_seat(event.id)
+        position = None if seat else await ctx.store.next_waitlist_position(event.id)
+        registration.approve(
+            event,
+            by=by,
+            seat=seat,
+            waitlist_position=position,
+            signer=ctx.signer,
+            now=ctx.clock(),
+        )
+        if await ctx.store.save_registration(registration):
+            return registration
         if seat:
-            status, position = "confirmed", None
-        else:
-            status, position = "waitlisted", await ctx.store.next_waitlist_position(event["_id"])
-        ticket = ctx.signer.sign(doc["_id"]) if seat else None
-        messages = [
-            wrap(
-                RegistrationApproved(
-                    **_base(doc, event, status),
-                    approved_at=moment,
-                    approved_by=by,
-                    ticket=ticket,
-                    waitlist_position=position,
-                ),
-                SERVICE,
-            )
-        ]
-        if position is not None:
-            messages.append(
-                wrap(
-                    ParticipantWaitlisted(
-                        **_base(doc, event, "waitlisted"),
-                        waitlist_position=position,
-                        waitlisted_at=moment,
-                    ),
-                    SERVICE,
-                )
-            )
-        changes = {
-            "status": status,
-            "waitlist_position": position,
-            "approved_at": iso(moment),
-            "approved_by": by,
-            "updated_at": iso(moment),
-        }
-        try:
-            written = await save(
-                ctx.store.registrations, doc, changes, messages, signal=ctx.store.signal
-            )
-        except ConcurrentUpdate:
-            if seat:
-                await ctx.store.release_seat(event["_id"])
-            continue
-        ctx.wake_relay()
-        return written
+            await ctx.store.release_seat(event.id)
     raise DomainError("concurrent_update", "The registration is changing; try again.")
 
 
 async def reject_registration(
     ctx: Context, registration_id: str, by: str, reason: str
-) -> dict[str, Any]:
+) -> Registration:
     """Reject a nomination, with a reason the participant is told."""
-    doc = await _registration_or_404(ctx, registration_id)
-    event = await _event_or_404(ctx, doc["event_id"])
-
-    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        if current["status"] != "pending_approval":
-            raise DomainError(
-                "not_pending_approval", f"This registration is {current['status']}, not pending."
-            )
-        moment = now()
-        message = RegistrationRejected(
-            **_base(current, event, "rejected"), rejected_at=moment, rejected_by=by, reason=reason
-        )
-        changes = {
-            "status": "rejected",
-            "rejected_at": iso(moment),
-            "rejected_by": by,
-            "rejection_reason": reason,
-            "updated_at": iso(moment),
-        }
-        return changes, [wrap(message, SERVICE)]
-
-    written = await mutate(
-        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    registration = await _registration(ctx, registration_id)
+    event = await _event(ctx, registration.event_id)
+    written, _ = await _change_registration(
+        ctx, registration_id, lambda r: r.reject(event, by=by, reason=reason, now=ctx.clock())
     )
-    assert written is not None
-    ctx.wake_relay()
     return written
+
+
+# -- organisers' views -----------------------------------------------------------------------
+
+
+async def registrations_page(
+    ctx: Context,
+    event_id: str,
+    filters: dict[str, Any],
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[Registration]:
+    """One page of an event's registrations, oldest first, after a keyset cursor."""
+    await _event(ctx, event_id)
+    return await ctx.store.page_registrations(event_id, filters, after, limit)
+
+
+async def export_registrations(
+    ctx: Context, event_id: str, filters: dict[str, Any]
+) -> AsyncIterator[Registration]:
+    """Every matching registration of an existing event, streamed (for the CSV export)."""
+    await _event(ctx, event_id)
+    return ctx.store.stream_registrations(event_id, filters)
+
+
+async def event_statistics(ctx: Context, event_id: str) -> dict[str, Any]:
+    """Capacity, seats taken, and counts by status, cadre, institution and region."""
+    event = await _event(ctx, event_id)
+    stats = await ctx.store.statistics(event_id)
+    return {
+        "event_id": event_id,
+        "capacity": event.capacity,
+        "seats_taken": event.seats_taken,
+        "by_status": stats["status"],
+        "by_cadre": stats["cadre"],
+        "by_institution": stats["institution"],
+        "by_region": stats["region"],
+    }
 
 
 # -- self-service ----------------------------------------------------------------------------
 
 
-async def find_own_registration(ctx: Context, reference: str, token: str) -> dict[str, Any]:
+async def find_own_registration(ctx: Context, reference: str, token: str) -> Registration:
     """The registration for a reference and its manage token, or the one same 404.
 
     The same work is done whatever fails (a lookup, a hash, a constant-time compare
     against a dummy hash when the reference is unknown), so answers cannot be told apart.
     """
-    doc = await ctx.store.find_by_reference(reference.strip().upper()[:32])
+    registration = await ctx.store.find_by_reference(reference.strip().upper()[:32])
     presented = hash_token(token or "")
-    if not tokens_match(presented, doc.get("manage_token_hash") if doc else None):
+    stored = registration.manage_token_hash if registration else None
+    if not tokens_match(presented, stored):
         raise DomainError(
             "registration_not_found",
             "No registration matches this reference and token.",
         )
-    assert doc is not None
-    return doc
+    assert registration is not None
+    return registration
 
 
 async def update_own_registration(
     ctx: Context, registration_id: str, change: RegistrationChange
-) -> dict[str, Any]:
+) -> Registration:
     """A participant changes their phone, position, needs or language."""
-    doc = await _registration_or_404(ctx, registration_id)
-    event = await _event_or_404(ctx, doc["event_id"])
-
-    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]] | None:
-        if current["status"] in ("cancelled", "rejected"):
-            raise DomainError(
-                f"registration_{current['status']}",
-                f"This registration is {current['status']} and cannot be changed.",
-            )
-        changes = changed_fields(current, change)
-        if not changes:
-            return None
-        moment = now()
-        updated = {**current, **changes}
-        message = RegistrationUpdated(
-            **_base(updated, event, current["status"]),
-            changed_fields=sorted(changes),
-            updated_at=moment,
-        )
-        return {**changes, "updated_at": iso(moment)}, [wrap(message, SERVICE)]
-
-    written = await mutate(
-        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    registration = await _registration(ctx, registration_id)
+    event = await _event(ctx, registration.event_id)
+    written, _ = await _change_registration(
+        ctx, registration_id, lambda r: r.update_details(event, change, ctx.clock())
     )
-    if written is None:
-        return await _registration_or_404(ctx, registration_id)
-    ctx.wake_relay()
     return written
 
 
 # -- check-in --------------------------------------------------------------------------------
 
 
-async def check_in(ctx: Context, ticket: str) -> dict[str, Any]:
+async def check_in(ctx: Context, ticket: str) -> CheckedIn:
     """Record attendance for today (venue time) from a scanned ticket."""
     registration_id = ctx.signer.verify(ticket)
     if registration_id is None:
         raise DomainError("invalid_ticket", "This ticket is not one of ours.")
-    doc = await _registration_or_404(ctx, registration_id)
-    event = await _event_or_404(ctx, doc["event_id"])
-    recorded: dict[str, str] = {}
-
-    def decide(current: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        moment = now()
-        day = check_can_check_in(current, event, moment)
-        recorded.update(day=day, at=iso(moment))
-        message = ParticipantCheckedIn(
-            **_base(current, event, current["status"]), day=day, checked_in_at=moment
-        )
-        checkins = {**(current.get("checkins") or {}), day: iso(moment)}
-        return {"checkins": checkins, "updated_at": iso(moment)}, [wrap(message, SERVICE)]
-
-    written = await mutate(
-        ctx.store.registrations, registration_id, decide, signal=ctx.store.signal
+    registration = await _registration(ctx, registration_id)
+    event = await _event(ctx, registration.event_id)
+    written, day = await _change_registration(
+        ctx, registration_id, lambda r: r.check_in(event, ctx.clock())
     )
-    assert written is not None
-    ctx.wake_relay()
-    return {"registration": written, "day": recorded["day"], "checked_in_at": recorded["at"]}
+    return CheckedIn(registration=written, day=day, checked_in_at=written.checkins[day])
+
+
+# -- personal data ---------------------------------------------------------------------------
+
+
+async def export_own_data(ctx: Context, registration_id: str) -> dict[str, Any]:
+    """Everything held about one participant, without internal bookkeeping."""
+    data = await ctx.store.personal_data(registration_id)
+    if data is None:
+        raise DomainError("registration_not_found", "No such registration.")
+    data["held_by"] = "e-Government Authority (e-GA), Mkutano registration service"
+    data["purpose"] = (data.get("consent") or {}).get("purpose")
+    return data
+
+
+async def erase_registration(
+    ctx: Context,
+    registration_id: str,
+    *,
+    reason: Literal["participant_request", "retention"],
+) -> Registration:
+    """Cancel if active, then anonymise and publish ``PersonalDataErased`` (idempotent)."""
+    registration = await _registration(ctx, registration_id)
+    if registration.erased_at:
+        return registration
+    if registration.is_active:
+        try:
+            await cancel_registration(
+                ctx,
+                registration_id,
+                by="participant" if reason == "participant_request" else "organiser",
+                reason="personal data erased",
+            )
+        except DomainError as exc:  # cancelled meanwhile: go on erasing
+            if not exc.code.startswith("registration_"):
+                raise
+    written, erased = await _change_registration(
+        ctx, registration_id, lambda r: r.erase(reason, ctx.clock())
+    )
+    if erased:
+        log.info("personal_data_erased", registration_id=registration_id, reason=reason)
+    return written
+
+
+async def apply_retention(ctx: Context, retention_days: int) -> int:
+    """Anonymise the registrations of events that ended more than ``retention_days`` ago."""
+    cutoff = ctx.clock() - timedelta(days=retention_days)
+    erased = 0
+    for event in await ctx.store.list_events(state=None):  # events are few
+        if not event.ended_before(cutoff):
+            continue
+        for registration_id in await ctx.store.unerased_registration_ids(event.id):
+            await erase_registration(ctx, registration_id, reason="retention")
+            erased += 1
+    return erased

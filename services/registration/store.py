@@ -1,29 +1,175 @@
 """The registration service's MongoDB: events, registrations, idempotency keys.
 
+The only module of the service that touches MongoDB. ``MongoRegistrationStore``
+implements the ``ports.RegistrationStore`` port: it builds the ``Event`` and
+``Registration`` aggregates from their documents and saves an aggregate as its fields
+plus the events it recorded, in one revision-checked single-document write (the outbox
+lives in the document), reporting the write to the service's ``WriteSignal``.
+
 Seats are counted on the event document with a conditional ``$inc`` (never a
 count-then-write), so confirmed registrations cannot exceed capacity under any
-concurrency. The registration and its first event are one insert (outbox inside).
+concurrency; a save of the event never writes the counters.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
+from services.registration.domain import ACTIVE_STATUSES, Event, Registration
+from services.registration.ports import AddOutcome, IdempotencyRecord
 from shared import outbox
+from shared.aggregate import Aggregate
+from shared.envelope import wrap
+from shared.errors import DomainError
 from shared.outbox import WriteSignal, ensure_outbox_indexes
 from shared.timeutil import epoch
 
+SERVICE = "registration"
 EVENTS = "events"
 REGISTRATIONS = "registrations"
 IDEMPOTENCY = "idempotency_keys"
 
+# Kept out of a participant's own export: bookkeeping, not data about them.
+INTERNAL_FIELDS = {
+    "manage_token_hash",
+    "idempotency_key",
+    "outbox",
+    "outbox_pending",
+    "outbox_lease_until",
+    "rev",
+}
+_EVENT_COUNTERS = ("seats_taken", "waitlist_seq")
+_EVENT_TIMES = ("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
+# Written only once they happened (a registration never approved has no approved_at).
+_REGISTRATION_LATER = (
+    "promoted_at",
+    "approved_at",
+    "approved_by",
+    "rejected_at",
+    "rejected_by",
+    "rejection_reason",
+    "cancelled_at",
+    "cancelled_by",
+    "erased_at",
+    "erasure_reason",
+)
+_NOT_STORED = {"rev", "events", "id"}
+_EVENT_FIELDS = [f.name for f in fields(Event) if f.name not in _NOT_STORED]
+_REGISTRATION_FIELDS = [f.name for f in fields(Registration) if f.name not in _NOT_STORED]
+# A list shows no outbox and no token hash.
+_LIST_PROJECTION = {"outbox": 0, "manage_token_hash": 0}
 
-class RegistrationStore:
+
+def _time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+# -- documents <-> aggregates ----------------------------------------------------------
+# The outbox as read is kept beside the aggregate (not in it: the domain knows nothing of
+# outboxes), so that a save appends the new events to it in the same revision-checked write.
+
+
+def _remember(aggregate: Aggregate, doc: dict[str, Any]) -> None:
+    aggregate.__dict__["_stored_outbox"] = list(doc.get("outbox") or [])
+
+
+def _stored_outbox(aggregate: Aggregate) -> list[dict[str, Any]]:
+    return aggregate.__dict__.get("_stored_outbox", [])
+
+
+def event_of(doc: dict[str, Any]) -> Event:
+    values = {name: doc[name] for name in _EVENT_FIELDS if name in doc}
+    for name in _EVENT_TIMES:
+        if name in values:
+            values[name] = _time(values[name])
+    values["admitted_cadres"] = list(values.get("admitted_cadres") or [])
+    event = Event(id=doc["_id"], rev=int(doc.get("rev", 0)), **values)
+    _remember(event, doc)
+    return event
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """The stored fields an event's save writes (never the seat counters)."""
+    return {
+        name: to_jsonable_python(getattr(event, name))
+        for name in _EVENT_FIELDS
+        if name not in _EVENT_COUNTERS
+    }
+
+
+def registration_of(doc: dict[str, Any]) -> Registration:
+    values = {name: doc[name] for name in _REGISTRATION_FIELDS if name in doc}
+    values["checkins"] = dict(values.get("checkins") or {})
+    values["consent"] = dict(values.get("consent") or {})
+    values["accessibility_needs"] = list(values.get("accessibility_needs") or [])
+    registration = Registration(id=doc["_id"], rev=int(doc.get("rev", 0)), **values)
+    _remember(registration, doc)
+    return registration
+
+
+def registration_fields(registration: Registration) -> dict[str, Any]:
+    stored = {}
+    for name in _REGISTRATION_FIELDS:
+        value = getattr(registration, name)
+        if value is None and name in _REGISTRATION_LATER:
+            continue
+        stored[name] = to_jsonable_python(value)
+    return stored
+
+
+def _messages(aggregate: Aggregate) -> list[outbox.OutboxMessage]:
+    return [wrap(e, SERVICE) for e in aggregate.take_events()]
+
+
+def _identity(aggregate: Aggregate, doc_id: str) -> dict[str, Any]:
+    """What ``outbox.update_spec`` needs of the document as it was read."""
+    return {"_id": doc_id, "rev": aggregate.rev, "outbox": _stored_outbox(aggregate)}
+
+
+def _after_save(aggregate: Aggregate, update: dict[str, Any]) -> None:
+    aggregate.rev += 1
+    _remember(aggregate, {"outbox": update["$set"].get("outbox", _stored_outbox(aggregate))})
+
+
+def _idempotency_record(doc: dict[str, Any]) -> IdempotencyRecord:
+    outcome = doc.get("outcome")
+    if outcome is None and doc.get("state") == "done" and "status" in doc:
+        # A record written before outcomes were stored: the HTTP answer itself.
+        body = doc.get("response") or {}
+        if doc["status"] == 201:
+            outcome = {"registration": body}
+        else:
+            error = body.get("error") or {}
+            problems = error.get("fields") or []
+            outcome = {
+                "error": {
+                    "code": error.get("code", "error"),
+                    "message": error.get("message", ""),
+                    "field": problems[0]["field"] if problems else None,
+                    "details": error.get("details"),
+                }
+            }
+    return IdempotencyRecord(
+        request_hash=doc.get("request_hash", ""),
+        done=doc.get("state") == "done",
+        outcome=outcome,
+    )
+
+
+class MongoRegistrationStore:
+    """The ``RegistrationStore`` port on MongoDB."""
+
     def __init__(self, db: AsyncDatabase, *, signal: WriteSignal | None = None) -> None:
         # Reported after each write that leaves events to publish (the relay listens).
         self.signal = signal or WriteSignal()
@@ -40,7 +186,6 @@ class RegistrationStore:
         await self.registrations.create_index(
             [("event_id", ASCENDING), ("status", ASCENDING), ("waitlist_position", ASCENDING)]
         )
-        # Organisers' lists page by (created_at, _id) within an event.
         # Organisers' lists page by (created_us, _id) within an event. A number, not the
         # ISO string: range queries on ISO-looking strings are unreliable on nx-27017.
         await self.registrations.create_index([("event_id", ASCENDING), ("created_us", ASCENDING)])
@@ -51,15 +196,51 @@ class RegistrationStore:
 
     # -- events --------------------------------------------------------------------
 
-    async def get_event(self, event_id: str) -> dict[str, Any] | None:
-        return await self.events.find_one({"_id": event_id})
+    async def get_event(self, event_id: str) -> Event | None:
+        doc = await self.events.find_one({"_id": event_id})
+        return event_of(doc) if doc else None
 
-    async def list_events(self, state: str | None = "published") -> list[dict[str, Any]]:
+    async def list_events(self, state: str | None = "published") -> list[Event]:
         query = {"state": state} if state else {}
-        return await self.events.find(query, sort=[("starts_at", ASCENDING)]).to_list()
+        docs = await self.events.find(query, sort=[("starts_at", ASCENDING)]).to_list()
+        return [event_of(d) for d in docs]
 
-    async def insert_event(self, doc: dict[str, Any]) -> None:
-        await outbox.insert(self.events, doc, signal=self.signal)
+    async def event_ids(self, states: Sequence[str]) -> list[str]:
+        cursor = self.events.find({"state": {"$in": list(states)}}, projection={"_id": 1})
+        return [doc["_id"] async for doc in cursor]
+
+    async def add_event(self, event: Event) -> None:
+        fields_ = {"_id": event.id, **event_fields(event), "seats_taken": 0, "waitlist_seq": 0}
+        doc = outbox.new_document(fields_, _messages(event))
+        try:
+            await outbox.insert(self.events, doc, signal=self.signal)
+        except DuplicateKeyError as exc:
+            raise DomainError(
+                "event_exists", "An event with this id or code exists already."
+            ) from exc
+        event.rev = 1
+        _remember(event, doc)
+
+    async def save_event(self, event: Event) -> bool:
+        messages = [wrap(e, SERVICE) for e in event.events]
+        flt, update = outbox.update_spec(_identity(event, event.id), event_fields(event), messages)
+        # Lowering the capacity must not undercut seats taken meanwhile by new registrations.
+        flt["seats_taken"] = {"$lte": event.capacity}
+        try:
+            result = await self.events.update_one(flt, update)
+        except DuplicateKeyError as exc:  # the unique index on codes decides, not a lookup
+            raise DomainError(
+                "event_code_taken", "Another event has this code.", field="code"
+            ) from exc
+        if result.matched_count != 1:
+            return False
+        event.take_events()
+        _after_save(event, update)
+        if messages:
+            self.signal.written(EVENTS, event.id)
+        return True
+
+    # -- seats -----------------------------------------------------------------------
 
     async def take_seat(self, event_id: str) -> bool:
         """Atomically take one seat if any is left."""
@@ -92,33 +273,83 @@ class RegistrationStore:
         )
         return int(doc["waitlist_seq"]) if doc else 0
 
+    async def count_confirmed(self, event_id: str) -> int:
+        return await self.registrations.count_documents(
+            {"event_id": event_id, "status": "confirmed"}
+        )
+
     # -- registrations -------------------------------------------------------------
 
-    async def insert_registration(self, doc: dict[str, Any]) -> None:
-        await outbox.insert(self.registrations, doc, signal=self.signal)
+    async def add_registration(self, registration: Registration) -> AddOutcome:
+        # No lookup by email first: the unique index answers it, and a query on email
+        # costs a scan per registration on the embedded server.
+        fields_ = {"_id": registration.id, **registration_fields(registration)}
+        doc = outbox.new_document(fields_, [wrap(e, SERVICE) for e in registration.events])
+        try:
+            await outbox.insert(self.registrations, doc, signal=self.signal)
+        except DuplicateKeyError as exc:
+            return "reference_taken" if "reference" in str(exc) else "email_taken"
+        registration.take_events()
+        registration.rev = 1
+        _remember(registration, doc)
+        return "added"
 
-    async def find_by_email(self, event_id: str, email: str) -> dict[str, Any] | None:
-        return await self.registrations.find_one({"event_id": event_id, "email": email})
+    async def save_registration(self, registration: Registration) -> bool:
+        messages = [wrap(e, SERVICE) for e in registration.events]
+        flt, update = outbox.update_spec(
+            _identity(registration, registration.id), registration_fields(registration), messages
+        )
+        result = await self.registrations.update_one(flt, update)
+        if result.matched_count != 1:
+            return False
+        registration.take_events()
+        _after_save(registration, update)
+        if messages:
+            self.signal.written(REGISTRATIONS, registration.id)
+        return True
 
-    async def find_by_reference(self, reference: str) -> dict[str, Any] | None:
-        return await self.registrations.find_one({"reference": reference})
+    async def _one(self, query: dict[str, Any]) -> Registration | None:
+        doc = await self.registrations.find_one(query)
+        return registration_of(doc) if doc else None
 
-    async def get_registration(self, registration_id: str) -> dict[str, Any] | None:
-        return await self.registrations.find_one({"_id": registration_id})
+    async def get_registration(self, registration_id: str) -> Registration | None:
+        return await self._one({"_id": registration_id})
 
-    async def first_waitlisted(self, event_id: str, skip: int = 0) -> dict[str, Any] | None:
+    async def find_by_reference(self, reference: str) -> Registration | None:
+        return await self._one({"reference": reference})
+
+    async def find_by_email(self, event_id: str, email: str) -> Registration | None:
+        return await self._one({"event_id": event_id, "email": email})
+
+    async def find_by_idempotency_key(self, key: str) -> Registration | None:
+        return await self._one({"idempotency_key": key})
+
+    async def first_waitlisted(self, event_id: str) -> Registration | None:
         """The waitlisted registration with the lowest position (first come, first served)."""
         docs = await self.registrations.find(
             {"event_id": event_id, "status": "waitlisted"},
             sort=[("waitlist_position", ASCENDING)],
-            skip=skip,
             limit=1,
         ).to_list()
-        return docs[0] if docs else None
+        return registration_of(docs[0]) if docs else None
 
-    async def count_confirmed(self, event_id: str) -> int:
-        return await self.registrations.count_documents(
-            {"event_id": event_id, "status": "confirmed"}
+    async def active_registration_ids(self, event_id: str) -> list[str]:
+        cursor = self.registrations.find(
+            {"event_id": event_id, "status": {"$in": list(ACTIVE_STATUSES)}},
+            projection={"_id": 1},
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def unerased_registration_ids(self, event_id: str) -> list[str]:
+        cursor = self.registrations.find({"event_id": event_id, "erased_at": None}, {"_id": 1})
+        return [doc["_id"] async for doc in cursor]
+
+    async def rotate_manage_token(self, registration_id: str, token_hash: str) -> None:
+        # Moves the revision too: a save of the registration read before this one must
+        # read again rather than write the old hash back.
+        await self.registrations.update_one(
+            {"_id": registration_id},
+            {"$set": {"manage_token_hash": token_hash}, "$inc": {"rev": 1}},
         )
 
     # -- organisers' views ---------------------------------------------------------
@@ -148,7 +379,7 @@ class RegistrationStore:
         filters: dict[str, Any],
         after: tuple[int, str] | None,
         limit: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Registration]:
         """One page, oldest first, after a (created_us, _id) keyset cursor."""
         query = self.registration_query(event_id, filters)
         if after is not None:
@@ -160,26 +391,27 @@ class RegistrationStore:
                 ]
             }
             query = {"$and": [query, keyset]}
-        return await self.registrations.find(
+        docs = await self.registrations.find(
             query,
-            projection={"outbox": 0, "manage_token_hash": 0},
+            projection=_LIST_PROJECTION,
             sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
             limit=limit,
         ).to_list()
+        return [registration_of(d) for d in docs]
 
     async def stream_registrations(
-        self, event_id: str, filters: dict[str, Any], batch_size: int = 500
-    ) -> AsyncIterator[dict[str, Any]]:
+        self, event_id: str, filters: dict[str, Any], *, batch_size: int = 500
+    ) -> AsyncIterator[Registration]:
         """Every matching registration through a server cursor, never all in memory."""
         cursor = self.registrations.find(
             self.registration_query(event_id, filters),
-            projection={"outbox": 0, "manage_token_hash": 0},
+            projection=_LIST_PROJECTION,
             sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
             batch_size=batch_size,
         )
         try:
             async for doc in cursor:
-                yield doc
+                yield registration_of(doc)
         finally:
             await cursor.close()
 
@@ -189,7 +421,7 @@ class RegistrationStore:
         for name in ("status", "cadre", "institution", "region"):
             match: dict[str, Any] = {"event_id": event_id}
             if name != "status":  # who is coming: leave out the cancelled and rejected
-                match["status"] = {"$in": ["confirmed", "waitlisted", "pending_approval"]}
+                match["status"] = {"$in": list(ACTIVE_STATUSES)}
             rows = await self.registrations.aggregate(
                 [
                     {"$match": match},
@@ -205,19 +437,25 @@ class RegistrationStore:
             result[name] = counts
         return result
 
+    async def personal_data(self, registration_id: str) -> dict[str, Any] | None:
+        doc = await self.registrations.find_one({"_id": registration_id})
+        if doc is None:
+            return None
+        data = {k: v for k, v in doc.items() if k not in INTERNAL_FIELDS and k != "_id"}
+        data["id"] = doc["_id"]
+        return data
+
     # -- idempotency keys ----------------------------------------------------------
 
     async def claim_idempotency_key(
         self, key: str, request_hash: str, now: str, *, lease_s: float = 10.0
-    ) -> tuple[dict | None, bool]:
+    ) -> tuple[IdempotencyRecord | None, bool]:
         """Claim a key: ``(None, False)`` when new, ``(record, False)`` when used before.
 
         A pending claim older than ``lease_s`` belonged to a request that never finished
         (its process died, or MongoDB went away before it could release the key): it is
         taken over, ``(record, True)``, so that retries are not refused for ever.
         """
-        from pymongo.errors import DuplicateKeyError
-
         claimed_at = epoch()
         try:
             await self.idempotency.insert_one(
@@ -231,24 +469,25 @@ class RegistrationStore:
             )
             return None, False
         except DuplicateKeyError:
-            record = await self.idempotency.find_one({"_id": key})
+            doc = await self.idempotency.find_one({"_id": key})
+        if doc is None:  # released meanwhile: the caller sees a fresh key next time
+            return None, False
         if (
-            record is not None
-            and record.get("state") == "pending"
-            and record.get("request_hash") == request_hash
-            and float(record.get("claimed_at", 0)) < claimed_at - lease_s
+            doc.get("state") == "pending"
+            and doc.get("request_hash") == request_hash
+            and float(doc.get("claimed_at", 0)) < claimed_at - lease_s
         ):
             taken = await self.idempotency.update_one(
-                {"_id": key, "state": "pending", "claimed_at": record.get("claimed_at", 0)},
+                {"_id": key, "state": "pending", "claimed_at": doc.get("claimed_at", 0)},
                 {"$set": {"claimed_at": claimed_at}},
             )
             if taken.matched_count == 1:
-                return record, True
-        return record, False
+                return _idempotency_record(doc), True
+        return _idempotency_record(doc), False
 
-    async def complete_idempotency_key(self, key: str, status: int, body: dict[str, Any]) -> None:
+    async def complete_idempotency_key(self, key: str, outcome: dict[str, Any]) -> None:
         await self.idempotency.update_one(
-            {"_id": key}, {"$set": {"state": "done", "status": status, "response": body}}
+            {"_id": key}, {"$set": {"state": "done", "outcome": outcome}}
         )
 
     async def release_idempotency_key(self, key: str) -> None:

@@ -17,13 +17,7 @@ from pydantic import ValidationError
 
 from services.registration import api, handlers
 from services.registration.api import limit_registrations_by_address, limit_registrations_by_email
-from services.registration.domain import (
-    DomainError,
-    RegistrationRequest,
-    _dt,
-    check_can_register,
-    now,
-)
+from services.registration.domain import DomainError, Event, RegistrationRequest
 from shared.errors import ApiError, status_for
 from shared.timeutil import EAT
 
@@ -235,17 +229,17 @@ def _form_payload(form: Any, lang: str) -> dict[str, Any]:
     return payload
 
 
-def _event_context(event: dict[str, Any], lang: str) -> dict[str, Any]:
-    starts, ends = _dt(event["starts_at"]).astimezone(EAT), _dt(event["ends_at"]).astimezone(EAT)
+def _event_context(event: Event, lang: str) -> dict[str, Any]:
+    starts, ends = event.starts_at.astimezone(EAT), event.ends_at.astimezone(EAT)
     return {
-        "id": event["_id"],
-        "title": event[f"title_{lang}"],
-        "description": event.get(f"description_{lang}", ""),
-        "venue": event["venue"],
-        "city": event["city"],
+        "id": event.id,
+        "title": event.title_en if lang == "en" else event.title_sw,
+        "description": event.description_en if lang == "en" else event.description_sw,
+        "venue": event.venue,
+        "city": event.city,
         "dates": f"{starts:%d/%m/%Y} – {ends:%d/%m/%Y}",
-        "seats_left": max(0, event["capacity"] - event.get("seats_taken", 0)),
-        "admitted_cadres": event.get("admitted_cadres") or [],
+        "seats_left": event.seats_left,
+        "admitted_cadres": event.admitted_cadres,
     }
 
 
@@ -256,10 +250,15 @@ def _render(
     return HTMLResponse(html, status_code=status, headers=headers)
 
 
-async def _load_event(request: Request, event_id: str) -> dict[str, Any] | None:
-    ctx: handlers.Context = request.app.state.context
-    event = await ctx.store.get_event(event_id[:64])
-    return None if event is None or event["state"] == "draft" else event
+def _ctx(request: Request) -> handlers.Context:
+    return request.app.state.context
+
+
+async def _load_event(request: Request, event_id: str) -> Event | None:
+    try:
+        return await handlers.get_public_event(_ctx(request), event_id[:64])
+    except DomainError:
+        return None
 
 
 @router.get("/register/{event_id}", response_class=HTMLResponse)
@@ -272,7 +271,7 @@ async def registration_form(event_id: str, request: Request, lang: str | None = 
         return _render("message.html.j2", 404, t=labels, lang=language, message=labels["not_found"])
     closed = None
     try:
-        check_can_register(event, "other_officer", now())
+        event.check_can_register("other_officer", _ctx(request).clock())
     except DomainError as exc:
         if exc.code != "cadre_not_admitted":
             closed = labels["codes"].get(exc.code, labels["closed"])
@@ -319,10 +318,10 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
         return _render(
             "register.html.j2", 422, **page, values=values, errors=_field_errors(exc, labels)
         )
-    ctx: handlers.Context = request.app.state.context
-    try:
-        result = await handlers.register_participant(ctx, event["_id"], registration)
-    except DomainError as exc:
+    # The same use case as the JSON API; a form carries no Idempotency-Key.
+    outcome = await handlers.register_idempotently(_ctx(request), event.id, registration)
+    if outcome.error is not None:
+        exc = outcome.error
         message = labels["codes"].get(exc.code, exc.message)
         return _render(
             "register.html.j2",
@@ -331,6 +330,8 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
             values=values,
             errors={"form": message},
         )
+    result = outcome.registered
+    assert result is not None
     return _render(
         "registered.html.j2",
         201,

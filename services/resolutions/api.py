@@ -6,6 +6,7 @@ field); a stale write is 409. Focal persons' contact data is shown to coordinato
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -18,16 +19,17 @@ from services.resolutions.domain import (
     STATUS_CATALOGUE,
     ActionChange,
     ActionSpec,
+    Conference,
     ConferenceChange,
     ConferenceSpec,
     FocalPersonIn,
     ProgressUpdate,
+    Resolution,
     ResolutionChange,
     ResolutionSpec,
 )
 from shared.auth import Principal, credential_from, require_roles
 from shared.errors import ApiError, FieldProblem, error_responses
-from shared.timeutil import EAT, utcnow
 
 router = APIRouter(prefix="/api/v1")
 
@@ -50,10 +52,9 @@ async def _conference_of(request: Request) -> str | None:
     """The conference a request is about, from its path (None if it names none)."""
     conference_id = request.path_params.get("conference_id")
     if conference_id is None and "resolution_id" in request.path_params:
-        doc = await request.app.state.context.store.get_resolution(
-            request.path_params["resolution_id"]
+        conference_id = await handlers.conference_of(
+            _ctx(request), request.path_params["resolution_id"]
         )
-        conference_id = doc["conference_id"] if doc else None
     return conference_id
 
 
@@ -166,26 +167,25 @@ def _ctx(request: Request) -> handlers.Context:
     return request.app.state.context
 
 
-def _conference(doc: dict[str, Any]) -> ConferenceView:
-    return ConferenceView(
-        id=doc["_id"], **{k: doc[k] for k in ConferenceView.model_fields if k != "id"}
-    )
+def _conference(conference: Conference) -> ConferenceView:
+    return ConferenceView(**{k: getattr(conference, k) for k in ConferenceView.model_fields})
 
 
-def _resolution(doc: dict[str, Any], *, coordinator: bool = False) -> ResolutionView:
-    timeline = doc.get("timeline") or []
-    skip = ("id", "latest_update", "actions", "focal_persons")
+def _resolution(resolution: Resolution, *, coordinator: bool = False) -> ResolutionView:
+    latest = resolution.latest_update
+    skip = ("latest_update", "actions", "focal_persons")
     return ResolutionView(
-        id=doc["_id"],
-        **{k: doc.get(k) for k in ResolutionView.model_fields if k not in skip},
-        actions=[ActionView(**a) for a in doc.get("actions") or []],
-        latest_update=TimelineEntry(**timeline[-1]) if timeline else None,
-        focal_persons=doc.get("focal_persons", []) if coordinator else None,
+        **{k: getattr(resolution, k) for k in ResolutionView.model_fields if k not in skip},
+        actions=[ActionView(**asdict(a)) for a in resolution.actions],
+        latest_update=TimelineEntry(**asdict(latest)) if latest else None,
+        focal_persons=[FocalPersonIn(**fp.model_dump()) for fp in resolution.focal_persons]
+        if coordinator
+        else None,
     )
 
 
-def _with_etag(response: Response, doc: dict[str, Any]) -> None:
-    response.headers["ETag"] = f'"{doc["version"]}"'
+def _with_etag(response: Response, resolution: Resolution) -> None:
+    response.headers["ETag"] = f'"{resolution.version}"'
 
 
 async def _is_coordinator(request: Request) -> bool:
@@ -219,11 +219,6 @@ def _expected(if_match: str | None, body_version: int | None) -> int | None:
     return _if_match(if_match) if if_match is not None else body_version
 
 
-def _today() -> date:
-    """Today in Tanzania: 'overdue' is judged by the local calendar."""
-    return utcnow().astimezone(EAT).date()
-
-
 # --------------------------------------------------------------------------- catalogue
 
 
@@ -239,7 +234,7 @@ async def statuses() -> dict[str, int | None]:
 @router.get("/conferences", response_model=list[ConferenceView], tags=["conferences"])
 async def list_conferences(request: Request) -> list[ConferenceView]:
     """Every conference, newest first (public)."""
-    return [_conference(d) for d in await _ctx(request).store.list_conferences()]
+    return [_conference(c) for c in await handlers.list_conferences(_ctx(request))]
 
 
 @router.post(
@@ -264,10 +259,7 @@ async def create_conference(
 )
 async def get_conference(conference_id: str, request: Request) -> ConferenceView:
     """One conference (public)."""
-    doc = await _ctx(request).store.get_conference(conference_id)
-    if doc is None:
-        raise ApiError(404, "conference_not_found", "No such conference.")
-    return _conference(doc)
+    return _conference(await handlers.get_conference(_ctx(request), conference_id))
 
 
 @router.patch(
@@ -292,13 +284,9 @@ async def edit_conference(
 )
 async def list_resolutions(conference_id: str, request: Request) -> list[ResolutionView]:
     """A conference's resolutions by number (public; focal persons for coordinators)."""
-    store = _ctx(request).store
-    if await store.get_conference(conference_id) is None:
-        raise ApiError(404, "conference_not_found", "No such conference.")
+    resolutions = await handlers.list_resolutions(_ctx(request), conference_id)
     coordinator = await _is_coordinator(request)
-    return [
-        _resolution(d, coordinator=coordinator) for d in await store.list_resolutions(conference_id)
-    ]
+    return [_resolution(r, coordinator=coordinator) for r in resolutions]
 
 
 @router.post(
@@ -317,9 +305,11 @@ async def create_resolution(
     principal: Coordinator,
 ) -> ResolutionView:
     """Add a resolution (coordinators); publishes ResolutionCreated."""
-    doc = await handlers.create_resolution(_ctx(request), conference_id, spec, actor=principal.id)
-    _with_etag(response, doc)
-    return _resolution(doc, coordinator=True)
+    resolution = await handlers.create_resolution(
+        _ctx(request), conference_id, spec, actor=principal.id
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
 
 
 async def _csv_body(request: Request) -> bytes:
@@ -420,15 +410,8 @@ async def export_resolutions(
     format: Annotated[Literal["csv", "json"] | None, Query()] = None,  # noqa: A002
 ) -> Response:
     """A conference's resolutions as CSV (the import's columns, plus state) or JSON."""
-    store = _ctx(request).store
-    conference = await store.get_conference(conference_id)
-    if conference is None:
-        raise ApiError(404, "conference_not_found", "No such conference.")
-    docs = await store.list_resolutions(conference_id)
     if _wants(format, request, "json") == "csv":
-        data = report.build_report(conference, docs, _today())["resolutions"]
-        by_id = {d["_id"]: d for d in docs}
-        rows = [{**by_id[r["id"]], **r, "version": by_id[r["id"]]["version"]} for r in data]
+        rows = await handlers.export_rows(_ctx(request), conference_id)
         return PlainTextResponse(
             csvio.render_csv(rows, csvio.EXPORT_COLUMNS),
             media_type="text/csv; charset=utf-8",
@@ -436,7 +419,8 @@ async def export_resolutions(
                 "Content-Disposition": f'attachment; filename="{conference_id}-resolutions.csv"'
             },
         )
-    views = [_resolution(d).model_dump(mode="json", exclude_none=True) for d in docs]
+    resolutions = await handlers.list_resolutions(_ctx(request), conference_id)
+    views = [_resolution(r).model_dump(mode="json", exclude_none=True) for r in resolutions]
     return JSONResponse(views)
 
 
@@ -455,11 +439,7 @@ async def implementation_report(
     format: Annotated[Literal["html", "csv", "json"] | None, Query()] = None,  # noqa: A002
 ) -> Response:
     """The implementation report: HTML for the projector and print, or CSV, or JSON."""
-    store = _ctx(request).store
-    conference = await store.get_conference(conference_id)
-    if conference is None:
-        raise ApiError(404, "conference_not_found", "No such conference.")
-    data = report.build_report(conference, await store.list_resolutions(conference_id), _today())
+    data = await handlers.implementation_report(_ctx(request), conference_id)
     wanted = _wants(format, request, "html")
     if wanted == "json":
         return JSONResponse(data)
@@ -475,13 +455,6 @@ async def implementation_report(
 # --------------------------------------------------------------------------- resolutions
 
 
-async def _read_resolution(request: Request, resolution_id: str) -> dict[str, Any]:
-    doc = await _ctx(request).store.get_resolution(resolution_id)
-    if doc is None:
-        raise ApiError(404, "resolution_not_found", "No such resolution.")
-    return doc
-
-
 @router.get(
     "/resolutions/{resolution_id}",
     response_model=ResolutionView,
@@ -493,9 +466,9 @@ async def get_resolution(
     resolution_id: str, request: Request, response: Response
 ) -> ResolutionView:
     """One resolution with its actions and latest update; the ETag is its version."""
-    doc = await _read_resolution(request, resolution_id)
-    _with_etag(response, doc)
-    return _resolution(doc, coordinator=await _is_coordinator(request))
+    resolution = await handlers.get_resolution(_ctx(request), resolution_id)
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=await _is_coordinator(request))
 
 
 @router.patch(
@@ -514,15 +487,15 @@ async def edit_resolution(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Edit a resolution's details (coordinators). Send the version you read."""
-    doc = await handlers.edit_resolution(
+    resolution = await handlers.edit_resolution(
         _ctx(request),
         resolution_id,
         change,
         expected_version=_expected(if_match, change.version),
         actor=principal.id,
     )
-    _with_etag(response, doc)
-    return _resolution(doc, coordinator=True)
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
 
 
 @router.get(
@@ -533,8 +506,8 @@ async def edit_resolution(
 )
 async def get_timeline(resolution_id: str, request: Request) -> list[TimelineEntry]:
     """The dated progress updates, oldest first (public; append-only)."""
-    doc = await _read_resolution(request, resolution_id)
-    return [TimelineEntry(**e) for e in doc.get("timeline") or []]
+    resolution = await handlers.get_resolution(_ctx(request), resolution_id)
+    return [TimelineEntry(**asdict(e)) for e in resolution.timeline]
 
 
 @router.get(
@@ -546,8 +519,8 @@ async def get_timeline(resolution_id: str, request: Request) -> list[TimelineEnt
 )
 async def get_versions(resolution_id: str, request: Request, _: Coordinator) -> list[VersionRecord]:
     """Every version with what changed (coordinators: changes may hold personal data)."""
-    doc = await _read_resolution(request, resolution_id)
-    return [VersionRecord(**v) for v in doc.get("versions") or []]
+    resolution = await handlers.get_resolution(_ctx(request), resolution_id)
+    return [VersionRecord(**asdict(v)) for v in resolution.versions]
 
 
 @router.post(
@@ -567,15 +540,15 @@ async def record_update(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Record progress: a dated, append-only timeline entry. Send the version you read."""
-    doc = await handlers.record_update(
+    resolution = await handlers.record_update(
         _ctx(request),
         resolution_id,
         update,
         expected_version=_expected(if_match, update.version),
         actor=principal.id,
     )
-    _with_etag(response, doc)
-    return _resolution(doc, coordinator=True)
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
 
 
 @router.post(
@@ -595,16 +568,16 @@ async def add_action(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Add an action (one level); the resolution's progress becomes the actions' roll-up."""
-    doc, action = await handlers.add_action(
+    resolution, action = await handlers.add_action(
         _ctx(request),
         resolution_id,
         spec,
         expected_version=_expected(if_match, spec.version),
         actor=principal.id,
     )
-    _with_etag(response, doc)
-    response.headers["Location"] = f"/api/v1/resolutions/{resolution_id}/actions/{action['id']}"
-    return _resolution(doc, coordinator=True)
+    _with_etag(response, resolution)
+    response.headers["Location"] = f"/api/v1/resolutions/{resolution_id}/actions/{action.id}"
+    return _resolution(resolution, coordinator=True)
 
 
 @router.patch(
@@ -624,7 +597,7 @@ async def change_action(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Change an action's status, progress, weight or names; the roll-up is recomputed."""
-    doc = await handlers.change_action(
+    resolution = await handlers.change_action(
         _ctx(request),
         resolution_id,
         action_id,
@@ -632,8 +605,8 @@ async def change_action(
         expected_version=_expected(if_match, change.version),
         actor=principal.id,
     )
-    _with_etag(response, doc)
-    return _resolution(doc, coordinator=True)
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
 
 
 @router.delete(
@@ -652,12 +625,12 @@ async def remove_action(
     if_match: IfMatch = None,
 ) -> ResolutionView:
     """Remove an action; the roll-up is recomputed from the others."""
-    doc = await handlers.remove_action(
+    resolution = await handlers.remove_action(
         _ctx(request),
         resolution_id,
         action_id,
         expected_version=_if_match(if_match),
         actor=principal.id,
     )
-    _with_etag(response, doc)
-    return _resolution(doc, coordinator=True)
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)

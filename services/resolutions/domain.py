@@ -5,13 +5,20 @@ A resolution's status comes from a catalogue; each status carries a default prog
 its own status, progress and weight; the resolution's progress is then their weighted
 mean, recomputed on every change. Progress updates are dated timeline entries, appended
 and never rewritten; every change is also kept as a version with what changed.
+
+The aggregates are ``Conference`` and ``Resolution`` (its actions, timeline and versions
+inside it). Their methods take the time as a parameter, enforce the rules (raising
+``DomainError``) and record the integration events a change causes
+(``ResolutionCreated``, ``ResolutionUpdated``, ``ResolutionCompleted``); the store saves
+the change and those events in one write.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -26,8 +33,16 @@ from pydantic import (
     model_validator,
 )
 
+from shared.aggregate import Aggregate
+from shared.contracts.resolutions import (
+    FocalPerson,
+    ResolutionCompleted,
+    ResolutionCreated,
+    ResolutionUpdated,
+)
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
+from shared.timeutil import iso
 
 STATUS_CATALOGUE: dict[str, int | None] = {
     "not_started": 0,
@@ -281,13 +296,531 @@ def check_target(
         )
 
 
-def is_overdue(resolution: Mapping[str, Any], today: date) -> bool:
+def is_overdue(target_date: date | str | None, status: str, today: date) -> bool:
     """Past its target date and not completed."""
-    target = resolution.get("target_date")
-    return (
-        target is not None and as_date(target) < today and resolution.get("status") != "completed"
-    )
+    return target_date is not None and as_date(target_date) < today and status != "completed"
 
 
 def as_datetime(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+MAX_ACTIONS = 50
+
+
+def require_version(expected_version: int | None) -> None:
+    """A writer must say which version it read (428 otherwise)."""
+    if expected_version is None:
+        raise DomainError(
+            "version_required",
+            "Send the version you read (If-Match header or the version field).",
+            field="version",
+        )
+
+
+# --------------------------------------------------------------------------- conference
+
+
+@dataclass(kw_only=True)
+class Conference(Aggregate):
+    """An annual conference: the resolutions it adopted hang off its id (a slug)."""
+
+    id: str
+    name_sw: str
+    name_en: str
+    starts_on: date
+    ends_on: date
+    venue: str
+    created_at: str
+    updated_at: str | None = None
+
+    @classmethod
+    def create(cls, spec: ConferenceSpec, *, now: datetime) -> Conference:
+        return cls(
+            id=spec.id,
+            name_sw=spec.name_sw,
+            name_en=spec.name_en,
+            starts_on=spec.starts_on,
+            ends_on=spec.ends_on,
+            venue=spec.venue,
+            created_at=iso(now),
+        )
+
+    def edit(
+        self, change: ConferenceChange, resolutions: Sequence[Resolution], *, now: datetime
+    ) -> None:
+        """Change names, dates or venue; the dates must still fit every resolution's target."""
+        fields = change.model_dump(exclude_unset=True)
+        if not fields:
+            raise DomainError("nothing_to_change", "Send at least one field.")
+        starts_on = fields.get("starts_on", self.starts_on)
+        ends_on = fields.get("ends_on", self.ends_on)
+        if ends_on < starts_on:
+            raise DomainError("invalid_dates", "ends_on is before starts_on.", field="ends_on")
+        for resolution in resolutions:
+            target = resolution.target_date
+            if target is not None and target < starts_on:
+                raise DomainError(
+                    "target_before_conference",
+                    f"Resolution {resolution.number}'s target date would be before the conference.",
+                    field="starts_on",
+                )
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.updated_at = iso(now)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+@dataclass(kw_only=True)
+class Action:
+    """One action under a resolution (one level), e.g. one per responsible institution."""
+
+    id: str
+    title: str
+    institution: str
+    status: str
+    progress: int
+    weight: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(kw_only=True, frozen=True)
+class TimelineEntry:
+    """A dated progress update: appended, never rewritten."""
+
+    id: str
+    at: str
+    status: str
+    progress: int
+    note: str
+    evidence: list[str]
+    recorded_by: str
+    version: int
+    action_id: str | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class VersionRecord:
+    """What one version changed: ``{"field": {"from": …, "to": …}}``."""
+
+    version: int
+    at: str
+    by: str
+    changes: dict[str, Any]
+    origin: str | None = None
+
+
+# The details an edit may change, and how each is kept on the aggregate.
+_DETAILS = (
+    "title_sw",
+    "title_en",
+    "description_sw",
+    "description_en",
+    "lead_institution",
+    "supporting_institutions",
+    "target_date",
+    "weight",
+    "focal_persons",
+)
+
+
+@dataclass(kw_only=True)
+class Resolution(Aggregate):
+    """A resolution of a conference, with its actions, timeline and versions.
+
+    ``version`` is what writers send back (If-Match); ``rev`` (of ``Aggregate``) is the
+    storage revision, which the relay moves too.
+    """
+
+    id: str
+    conference_id: str
+    number: int
+    title_sw: str
+    title_en: str
+    description_sw: str = ""
+    description_en: str = ""
+    lead_institution: str
+    supporting_institutions: list[str] = field(default_factory=list)
+    target_date: date | None = None
+    status: str
+    progress: int
+    weight: int = 1
+    focal_persons: list[FocalPerson] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    version: int = 1
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    versions: list[VersionRecord] = field(default_factory=list)
+    created_at: str
+    updated_at: str
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def create(
+        cls,
+        conference: Conference,
+        spec: ResolutionSpec,
+        *,
+        actor: str,
+        now: datetime,
+        origin: str | None = None,
+    ) -> Resolution:
+        """A new resolution of ``conference``; records ``ResolutionCreated``."""
+        check_status(spec.status)
+        check_target(spec.target_date, conference.starts_on)
+        stamp = iso(now)
+        resolution = cls(
+            id=new_id(),
+            conference_id=conference.id,
+            number=spec.number,
+            title_sw=spec.title_sw,
+            title_en=spec.title_en,
+            description_sw=spec.description_sw,
+            description_en=spec.description_en,
+            lead_institution=spec.lead_institution,
+            supporting_institutions=list(spec.supporting_institutions),
+            target_date=spec.target_date,
+            status=spec.status,
+            progress=resolve_progress(spec.status, spec.progress, 0),
+            weight=spec.weight,
+            focal_persons=[FocalPerson(**fp.model_dump()) for fp in spec.focal_persons],
+            version=1,
+            versions=[
+                VersionRecord(
+                    version=1,
+                    at=stamp,
+                    by=actor,
+                    changes={"created": {"from": None, "to": True}},
+                    origin=origin,
+                )
+            ],
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        resolution.record(ResolutionCreated(**resolution._event_fields(), created_at=now))
+        return resolution
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def latest_update(self) -> TimelineEntry | None:
+        return self.timeline[-1] if self.timeline else None
+
+    def is_overdue(self, today: date) -> bool:
+        """Past its target date and not completed."""
+        return is_overdue(self.target_date, self.status, today)
+
+    def details(self) -> dict[str, Any]:
+        """The editable details as JSON values (what versions record)."""
+        return {name: _json(getattr(self, name)) for name in _DETAILS}
+
+    # ------------------------------------------------------------------ changes
+
+    def check_version(self, expected_version: int | None) -> None:
+        """The writer read the current version (428 without one, 409 if stale)."""
+        require_version(expected_version)
+        if expected_version != self.version:
+            raise DomainError(
+                "version_conflict",
+                f"The resolution changed since you read it (now version {self.version}).",
+                field="version",
+                details={"current_version": self.version},
+            )
+
+    def edit(
+        self,
+        change: ResolutionChange,
+        conference: Conference,
+        *,
+        expected_version: int | None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Edit details (not status or progress); the version keeps what changed."""
+        fields = change.changes()
+        if "target_date" in fields:
+            check_target(fields["target_date"], conference.starts_on)
+        self.check_version(expected_version)
+        before = self.details()
+        changed = diff({k: before[k] for k in fields}, fields)
+        previous = (self.status, self.progress)
+        for name, value in fields.items():
+            if name == "target_date":
+                value = as_date(value) if value is not None else None
+            elif name == "focal_persons":
+                value = [FocalPerson(**fp) for fp in value]
+            setattr(self, name, value)
+        self._new_version(previous, actor, now, changed=changed)
+
+    def record_update(
+        self,
+        update: ProgressUpdate,
+        *,
+        expected_version: int | None,
+        actor: str,
+        now: datetime,
+        origin: str | None = None,
+    ) -> None:
+        """A dated progress update: a timeline entry; records ``ResolutionUpdated``."""
+        if update.status is not None:
+            check_status(update.status)
+        self.check_version(expected_version)
+        status = update.status or self.status
+        check_status(status)
+        if self.actions:
+            # The progress of a resolution with actions is their weighted mean, nothing else.
+            if update.progress is not None:
+                raise DomainError(
+                    "progress_from_actions",
+                    "This resolution's progress is computed from its actions; update them.",
+                    field="progress",
+                )
+            if status == "completed" and any(a.status != "completed" for a in self.actions):
+                raise DomainError(
+                    "actions_not_completed",
+                    "Complete every action of this resolution first.",
+                    field="status",
+                )
+            progress = self.progress
+        elif update.status or update.progress is not None:
+            progress = resolve_progress(status, update.progress, self.progress)
+        else:
+            progress = self.progress
+        previous = (self.status, self.progress)
+        changed = diff(
+            {"status": self.status, "progress": self.progress},
+            {"status": status, "progress": progress},
+        )
+        self.status, self.progress = status, progress
+        self._new_version(
+            previous,
+            actor,
+            now,
+            changed=changed or {"note": {"from": None, "to": "added"}},
+            timeline_note=update.note,
+            evidence=[str(u) for u in update.evidence],
+            origin=origin,
+        )
+
+    def restore(
+        self,
+        status: str,
+        progress: int,
+        *,
+        expected_version: int | None,
+        note: str,
+        actor: str,
+        now: datetime,
+        origin: str,
+    ) -> None:
+        """Put status and progress back (an import that did not complete), as a new entry."""
+        self.check_version(expected_version)
+        previous = (self.status, self.progress)
+        changed = diff(
+            {"status": self.status, "progress": self.progress},
+            {"status": status, "progress": progress},
+        )
+        self.status, self.progress = status, progress
+        self._new_version(previous, actor, now, changed=changed, timeline_note=note, origin=origin)
+
+    # ------------------------------------------------------------------ actions
+
+    def add_action(
+        self, spec: ActionSpec, *, expected_version: int | None, actor: str, now: datetime
+    ) -> Action:
+        """Add an action (one level) and roll its progress up into the resolution."""
+        check_status(spec.status)
+        self.check_version(expected_version)
+        if len(self.actions) >= MAX_ACTIONS:
+            raise DomainError(
+                "too_many_actions", f"At most {MAX_ACTIONS} actions.", field="actions"
+            )
+        stamp = iso(now)
+        action = Action(
+            id=new_id(),
+            title=spec.title,
+            institution=spec.institution,
+            status=spec.status,
+            progress=resolve_progress(spec.status, spec.progress, 0),
+            weight=spec.weight,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        previous = self._roll_up([*self.actions, action])
+        self._new_version(
+            previous,
+            actor,
+            now,
+            changed=self._action_changes(previous, action.id, None, asdict(action)),
+            timeline_note=f"Action added: {action.title} ({action.institution})",
+            action_id=action.id,
+        )
+        return action
+
+    def change_action(
+        self,
+        action_id: str,
+        change: ActionChange,
+        *,
+        expected_version: int | None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Change an action; a status or progress change is a timeline entry."""
+        if change.status is not None:
+            check_status(change.status)
+        self.check_version(expected_version)
+        index = self._action_index(action_id)
+        before = self.actions[index]
+        after = Action(**asdict(before))
+        for name in ("title", "institution", "weight"):
+            value = getattr(change, name)
+            if value is not None:
+                setattr(after, name, value)
+        if change.status is not None:
+            after.status = change.status
+            after.progress = resolve_progress(change.status, change.progress, before.progress)
+        elif change.progress is not None:
+            after.progress = change.progress
+        after.updated_at = iso(now)
+        actions = list(self.actions)
+        actions[index] = after
+        previous = self._roll_up(actions)
+        progress_moved = (after.status, after.progress) != (before.status, before.progress)
+        note = change.note
+        if progress_moved and not note:
+            note = f"{after.title}: {after.status} {after.progress}%"
+        self._new_version(
+            previous,
+            actor,
+            now,
+            changed=self._action_changes(previous, action_id, asdict(before), asdict(after)),
+            timeline_note=note if (progress_moved or change.note) else None,
+            evidence=[str(u) for u in change.evidence],
+            action_id=action_id,
+        )
+
+    def remove_action(
+        self, action_id: str, *, expected_version: int | None, actor: str, now: datetime
+    ) -> None:
+        """Remove an action; the roll-up is recomputed from the others."""
+        self.check_version(expected_version)
+        before = self.actions[self._action_index(action_id)]
+        previous = self._roll_up([a for a in self.actions if a.id != action_id])
+        self._new_version(
+            previous,
+            actor,
+            now,
+            changed=self._action_changes(previous, action_id, asdict(before), None),
+            timeline_note=f"Action removed: {before.title}",
+            action_id=action_id,
+        )
+
+    def _action_index(self, action_id: str) -> int:
+        for i, action in enumerate(self.actions):
+            if action.id == action_id:
+                return i
+        raise DomainError("action_not_found", "No such action.")
+
+    def _roll_up(self, actions: list[Action]) -> tuple[str, int]:
+        """Take ``actions``; progress and status follow them. Returns the previous state."""
+        previous = (self.status, self.progress)
+        rows = [asdict(a) for a in actions]
+        progress = weighted_mean(rows)
+        self.actions = actions
+        self.progress = self.progress if progress is None else progress
+        self.status = rolled_up_status(self.status, rows)
+        return previous
+
+    def _action_changes(
+        self, previous: tuple[str, int], action_id: str, before: Any, after: Any
+    ) -> dict[str, Any]:
+        changed = diff(
+            {"status": previous[0], "progress": previous[1]},
+            {"status": self.status, "progress": self.progress},
+        )
+        changed[f"actions.{action_id}"] = {"from": before, "to": after}
+        return changed
+
+    # ------------------------------------------------------------------ versions, events
+
+    def _new_version(
+        self,
+        previous: tuple[str, int],
+        actor: str,
+        now: datetime,
+        *,
+        changed: dict[str, Any],
+        timeline_note: str | None = None,
+        evidence: list[str] | None = None,
+        action_id: str | None = None,
+        origin: str | None = None,
+    ) -> None:
+        """Close the change as a new version: its record, a timeline entry, its events.
+
+        ``timeline_note`` not None makes the change a progress update: a dated timeline
+        entry is appended (never rewritten).
+        """
+        stamp = iso(now)
+        self.version += 1
+        self.updated_at = stamp
+        self.versions = [
+            *self.versions,
+            VersionRecord(version=self.version, at=stamp, by=actor, changes=changed, origin=origin),
+        ]
+        if timeline_note is not None:
+            entry = TimelineEntry(
+                id=new_id(),
+                at=stamp,
+                status=self.status,
+                progress=self.progress,
+                note=timeline_note,
+                evidence=list(evidence or []),
+                recorded_by=actor,
+                version=self.version,
+                action_id=action_id,
+            )
+            self.timeline = [*self.timeline, entry]
+        previous_status, previous_progress = previous
+        self.record(
+            ResolutionUpdated(
+                **self._event_fields(),
+                previous_status=previous_status,
+                previous_progress=previous_progress,
+                note=timeline_note or None,
+                recorded_by=actor,
+                updated_at=now,
+                changed=sorted(changed),
+                evidence=list(evidence or []),
+                action_id=action_id,
+            )
+        )
+        if self.status == "completed" and previous_status != "completed":
+            self.record(ResolutionCompleted(**self._event_fields(), completed_at=now))
+
+    def _event_fields(self) -> dict[str, Any]:
+        return {
+            "resolution_id": self.id,
+            "conference_id": self.conference_id,
+            "number": self.number,
+            "title_sw": self.title_sw,
+            "title_en": self.title_en,
+            "status": self.status,
+            "progress": self.progress,
+            "version": self.version,
+            "focal_persons": list(self.focal_persons),
+        }
+
+
+def _json(value: Any) -> Any:
+    """A detail's value as stored and shown in versions (dates as ISO, models as dicts)."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.resolutions.csvio import render_csv
-from services.resolutions.domain import STATUS_LABELS, as_date, is_overdue, weighted_mean
+from services.resolutions.domain import STATUS_LABELS, Conference, Resolution, weighted_mean
 
 Language = Literal["sw", "en", "both"]
 TEMPLATES = Path(__file__).parent / "templates"
@@ -41,34 +41,34 @@ REPORT_CSV_COLUMNS = (
 
 
 def build_report(
-    conference: Mapping[str, Any], resolutions: Sequence[Mapping[str, Any]], today: date
+    conference: Conference, resolutions: Sequence[Resolution], today: date
 ) -> dict[str, Any]:
     """The report's data: overall progress, counts by status, one row per resolution."""
     rows = []
-    for doc in resolutions:
-        timeline = doc.get("timeline") or []
-        latest = timeline[-1] if timeline else None
-        overdue = is_overdue(doc, today)
-        target = doc.get("target_date")
+    for resolution in resolutions:
+        latest = resolution.latest_update
+        overdue = resolution.is_overdue(today)
+        target = resolution.target_date
+        status = resolution.status
         rows.append(
             {
-                "id": doc["_id"],
-                "number": doc["number"],
-                "title_sw": doc["title_sw"],
-                "title_en": doc["title_en"],
-                "lead_institution": doc["lead_institution"],
-                "status": doc["status"],
-                "status_sw": STATUS_LABELS.get(doc["status"], {}).get("sw", doc["status"]),
-                "status_en": STATUS_LABELS.get(doc["status"], {}).get("en", doc["status"]),
-                "progress": doc["progress"],
-                "weight": doc.get("weight", 1),
-                "target_date": target,
+                "id": resolution.id,
+                "number": resolution.number,
+                "title_sw": resolution.title_sw,
+                "title_en": resolution.title_en,
+                "lead_institution": resolution.lead_institution,
+                "status": status,
+                "status_sw": STATUS_LABELS.get(status, {}).get("sw", status),
+                "status_en": STATUS_LABELS.get(status, {}).get("en", status),
+                "progress": resolution.progress,
+                "weight": resolution.weight,
+                "target_date": target.isoformat() if target else None,
                 "overdue": overdue,
-                "days_overdue": (today - as_date(target)).days if overdue and target else 0,
-                "actions": len(doc.get("actions") or []),
-                "latest_update_at": latest["at"][:10] if latest else None,
-                "latest_update_note": latest["note"] if latest else None,
-                "latest_update_progress": latest["progress"] if latest else None,
+                "days_overdue": (today - target).days if overdue and target else 0,
+                "actions": len(resolution.actions),
+                "latest_update_at": latest.at[:10] if latest else None,
+                "latest_update_note": latest.note if latest else None,
+                "latest_update_progress": latest.progress if latest else None,
             }
         )
     by_status = [
@@ -82,12 +82,12 @@ def build_report(
     overall = weighted_mean(rows)
     return {
         "conference": {
-            "id": conference["_id"],
-            "name_sw": conference["name_sw"],
-            "name_en": conference["name_en"],
-            "starts_on": conference["starts_on"],
-            "ends_on": conference["ends_on"],
-            "venue": conference["venue"],
+            "id": conference.id,
+            "name_sw": conference.name_sw,
+            "name_en": conference.name_en,
+            "starts_on": conference.starts_on.isoformat(),
+            "ends_on": conference.ends_on.isoformat(),
+            "venue": conference.venue,
         },
         "as_of": today.isoformat(),
         "resolution_count": len(rows),
@@ -97,6 +97,17 @@ def build_report(
         "by_status": by_status,
         "resolutions": rows,
     }
+
+
+def export_rows(
+    conference: Conference, resolutions: Sequence[Resolution], today: date
+) -> list[dict[str, Any]]:
+    """The export's rows: each resolution's details and version with its report row."""
+    by_id = {r.id: r for r in resolutions}
+    return [
+        {**by_id[row["id"]].details(), **row, "version": by_id[row["id"]].version}
+        for row in build_report(conference, resolutions, today)["resolutions"]
+    ]
 
 
 def status_chart_svg(by_status: Sequence[Mapping[str, Any]], lang: Language) -> str:

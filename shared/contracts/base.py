@@ -67,6 +67,18 @@ def stream_events(topic: str) -> list[type[IntegrationEvent]]:
     )
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def json_schema(cls: type[IntegrationEvent]) -> dict[str, Any]:
+    """The JSON Schema (2020-12) of one event type's payload, identified by its ce_type."""
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": f"urn:mkutano:event:{cls.ce_type()}",
+        **cls.model_json_schema(),
+    }
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of every registered event, by ce_type."""
-    return {t: cls.model_json_schema() for t, cls in sorted(EVENT_TYPES.items())}
+    return {t: json_schema(cls) for t, cls in sorted(EVENT_TYPES.items())}

@@ -45,6 +45,27 @@ async def test_organiser_actions_are_audited_and_readable_by_auditors_only(platf
         assert after == before
 
 
+async def test_refused_writes_are_audited_under_their_caller(platform) -> None:
+    """A write refused for want of a role (403) is in the audit log with its status."""
+    cases = [
+        ("registration", "auditor", "/api/v1/events", event_spec()),
+        ("resolutions", "registrar", "/api/v1/conferences", {"id": "x"}),
+    ]
+    for service, role, path, body in cases:
+        url = platform.services[service].url
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            caller = await _key(client, platform.admin_headers, role)
+            auditor = await _key(client, platform.admin_headers, "auditor")
+            r = await client.post(path, json=body, headers=caller)
+            assert r.status_code == 403, r.text
+            me = (await client.get("/api/v1/admin/audit", headers=auditor)).json()
+            refused = [
+                e for e in me if e["route"] == path and e["method"] == "POST" and e["status"] == 403
+            ]
+            assert refused, f"{service}: no 403 in {me[:5]}"
+            assert refused[0]["roles"] == [role] and refused[0]["actor"] != "bootstrap-admin"
+
+
 async def test_cors_allows_only_listed_origins(start_service) -> None:
     service = await start_service(
         "resolutions", MKUTANO_CORS_ORIGINS="https://portal.ega.go.tz,https://tsms.ega.go.tz"

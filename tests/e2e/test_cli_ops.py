@@ -11,6 +11,8 @@ import uuid
 import httpx
 import pytest
 
+from deploy.cli import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from deploy.embedded import free_port
 from shared.topics import NOTIFICATION, dead_letter_topic
 from tests.helpers import TopicReader, cloudevent_headers, publish_raw, unique_id
 
@@ -60,9 +62,9 @@ async def test_api_keys_on_every_service_then_revoke_one(platform) -> None:
     rc, listed, _ = await mkutano(platform, "api-keys", "list", "--service", "registration")
     mine = [k for k in listed if k["label"] == label]
     assert [k["active"] for k in mine] == [False] and "key" not in mine[0]
-    # Bad input: a clear one-line error and exit code 1.
+    # Bad input: a clear one-line error and the "refused" exit code.
     rc, _, err = await mkutano(platform, "api-keys", "create", "--roles", "root", "--label", "x")
-    assert rc == 1 and "roles" in err and "unknown role" in err
+    assert rc == EXIT_REFUSED and "roles" in err and "unknown role" in err
 
 
 async def test_status_and_dlq_replay(platform) -> None:
@@ -130,7 +132,7 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
     rc, lines, err = await mkutano(
         platform, "resolutions", "import", str(bad), "--conference", conference_id
     )
-    assert rc == 1, err
+    assert rc == EXIT_REFUSED, err
     assert any(line["result"] == "problem" for line in lines)
     assert lines[-1]["result"] == "refused"
 
@@ -145,6 +147,8 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
         platform, "resolutions", "import", str(good), "--conference", conference_id, "--dry-run"
     )
     assert rc == 0 and lines[-1]["result"] == "checked", err
+    # Progress is counted in records (the file's rows), not in requests.
+    assert "check good.csv: 0/2 records" in err and "check good.csv: 2/2 records" in err
     async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=10) as client:
         listed = (await client.get(f"/api/v1/conferences/{conference_id}/resolutions")).json()
         assert listed == []  # the bad file and the dry run wrote nothing
@@ -152,5 +156,45 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
             platform, "resolutions", "import", str(good), "--conference", conference_id
         )
         assert rc == 0 and lines[-1]["result"] == "imported", err
+        assert "import good.csv: 2/2 records" in err
         listed = (await client.get(f"/api/v1/conferences/{conference_id}/resolutions")).json()
         assert [r["number"] for r in listed] == [1, 2]
+
+
+async def test_status_reports_every_service_even_when_one_is_down(platform) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    rc, statuses, err = await mkutano(platform, "--url", f"notification={down}", "status")
+    assert rc == EXIT_UNREACHABLE, err
+    assert [s["service"] for s in statuses] == ["registration", "notification", "resolutions"]
+    by = {s["service"]: s for s in statuses}
+    assert by["notification"]["reachable"] is False and by["notification"]["url"] == down
+    assert "error" in by["notification"]
+    for name in ("registration", "resolutions"):
+        assert by[name]["reachable"] is True and by[name]["ready"] is True, by[name]
+        assert "backlog" in by[name]["outbox"]
+
+
+async def test_distinct_exit_codes(platform) -> None:
+    rc, _, err = await mkutano(platform, "seats", "recount", "--event", unique_id("no-such"))
+    assert rc == EXIT_NOT_FOUND, err
+    rc, _, err = await mkutano(
+        platform, "api-keys", "revoke", "no-such-key", "--service", "registration"
+    )
+    assert rc == EXIT_NOT_FOUND and "404" in err, err
+    rc, _, err = await mkutano(
+        platform, "--admin-key", "mk_wrong", "api-keys", "list", "--service", "registration"
+    )
+    assert rc == EXIT_REFUSED and "401" in err, err
+    down = f"http://127.0.0.1:{free_port()}"
+    rc, _, err = await mkutano(
+        platform, "--url", f"registration={down}", "seats", "recount", "--event", "e"
+    )
+    assert rc == EXIT_UNREACHABLE and "cannot reach" in err, err
+    rc, _, err = await mkutano(platform, "resolutions", "import")
+    assert rc == EXIT_USAGE and "usage:" in err, err
+    rc, _, err = await mkutano(platform, "--url", "nosuch=http://x", "status")
+    assert rc == EXIT_USAGE, err
+    rc, _, err = await mkutano(
+        platform, "resolutions", "import", "/no/such/file.csv", "--conference", "c"
+    )
+    assert rc == EXIT_NOT_FOUND, err

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +21,16 @@ from tests.stack import wait_until
 pytestmark = pytest.mark.e2e
 
 REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v1"
+
+
+def promtool() -> str:
+    """Prometheus's own linter: on PATH, or where `make deps-promtool` puts it."""
+    found = shutil.which("promtool") or shutil.which(
+        "promtool", path=str(Path(sys.executable).parent)
+    )
+    if not found:
+        pytest.fail("promtool not found: `make deps-promtool` installs it (make test does)")
+    return found
 
 
 async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -160,3 +175,34 @@ async def test_the_callers_traceparent_reaches_the_kafka_record(platform) -> Non
             lambda rec: rec.key == r.json()["id"] and rec.ce_type == REGISTERED
         )
     assert record.headers["traceparent"].split("-")[1] == trace_id
+
+
+async def test_metrics_pass_promtool_with_the_standard_collectors_and_every_route_named(
+    platform,
+) -> None:
+    for name, service in platform.services.items():
+        async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+            for path in ("/openapi.json", "/docs", "/asyncapi", "/docs/static/swagger-ui.css"):
+                assert (await client.get(path)).status_code == 200, (name, path)
+            text = (await client.get("/metrics")).text
+        families = {f.name for f in text_string_to_metric_families(text)}
+        for standard in (
+            "process_cpu_seconds",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "python_info",
+            "python_gc_objects_collected",
+        ):
+            assert standard in families, f"{name}: no {standard}"
+        samples = await scrape(service.url)
+        for route in ("/openapi.json", "/docs", "/asyncapi", "/docs/static/{path}"):
+            assert value(samples, "mkutano_http_requests_total", route=route) >= 1, (name, route)
+        checked = await asyncio.to_thread(
+            subprocess.run,
+            [promtool(), "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert checked.returncode == 0, f"{name}: {checked.stdout}{checked.stderr}"

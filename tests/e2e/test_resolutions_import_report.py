@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.demo import demo_calendar
+from shared.timeutil import EAT, utcnow
 from shared.topics import RESOLUTIONS
 from tests.browser import chromium_page
 from tests.helpers import TopicReader, unique_id
@@ -225,7 +227,9 @@ async def test_a_fresh_dev_stack_shows_the_labelled_demo_report(
     service = await start_service(
         "resolutions", db_suffix=unique_suffix(), MKUTANO_SEED_DEMO="true"
     )
-    url = f"{service.url}/api/v1/conferences/egov-2024/report"
+    # Last year's conference, dated from today as the seed dates it (Tanzanian calendar).
+    previous = demo_calendar(utcnow().astimezone(EAT).date()).previous
+    url = f"{service.url}/api/v1/conferences/{previous.id}/report"
     async with httpx.AsyncClient(timeout=15) as plain:
         data = (await plain.get(url, params={"format": "json"})).json()
     assert data["resolution_count"] == 12

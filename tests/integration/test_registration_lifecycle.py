@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.registration import handlers, privacy
+from services.registration import handlers, workers
 from services.registration.domain import (
     DomainError,
     EventChange,
@@ -23,7 +23,7 @@ from services.registration.domain import (
     RegistrationRequest,
     TicketSigner,
 )
-from services.registration.store import RegistrationStore
+from services.registration.store import MongoRegistrationStore
 from tests.helpers import event_spec, participant
 from tests.stack import MongoServer, unique_suffix, wait_until
 
@@ -33,7 +33,7 @@ T = "tz.go.ega.registration."
 @pytest.fixture(scope="module")
 async def ctx(mongo: MongoServer) -> AsyncIterator[handlers.Context]:
     client: AsyncMongoClient = AsyncMongoClient(mongo.url, tz_aware=True)
-    store = RegistrationStore(client[f"mkutano_registration{unique_suffix()}"])
+    store = MongoRegistrationStore(client[f"mkutano_registration{unique_suffix()}"])
     await store.ensure_indexes()
     yield handlers.Context(store=store, signer=TicketSigner(b"k" * 32), notice_version="2025-01")
     await client.drop_database(store.db.name)
@@ -53,7 +53,14 @@ async def register(ctx: handlers.Context, event_id: str, **overrides: Any) -> ha
 
 
 async def doc(ctx: handlers.Context, registration_id: str) -> dict[str, Any]:
-    found = await ctx.store.get_registration(registration_id)
+    """The registration's document as stored, with its outbox."""
+    found = await ctx.store.registrations.find_one({"_id": registration_id})
+    assert found is not None
+    return found
+
+
+async def event_doc(ctx: handlers.Context, event_id: str) -> dict[str, Any]:
+    found = await ctx.store.events.find_one({"_id": event_id})
     assert found is not None
     return found
 
@@ -63,9 +70,7 @@ def outbox_types(document: dict[str, Any]) -> list[str]:
 
 
 async def seats(ctx: handlers.Context, event_id: str) -> int:
-    event = await ctx.store.get_event(event_id)
-    assert event is not None
-    return event["seats_taken"]
+    return (await event_doc(ctx, event_id))["seats_taken"]
 
 
 async def test_cancellation_promotes_exactly_the_first_waitlisted(ctx) -> None:
@@ -107,7 +112,9 @@ async def test_concurrent_cancellations_promote_exactly_as_many(ctx) -> None:
 async def test_raised_capacity_promotes_into_the_new_seats(ctx) -> None:
     event_id = await new_event(ctx, capacity=1)
     people = [await register(ctx, event_id) for _ in range(4)]
-    event = await handlers.update_event(ctx, event_id, EventChange(capacity=3))
+    updated = await handlers.update_event(ctx, event_id, EventChange(capacity=3))
+    assert updated.capacity == 3 and updated.seats_taken == 3
+    event = await event_doc(ctx, event_id)
     assert event["capacity"] == 3 and event["seats_taken"] == 3
     assert [(await doc(ctx, p.id))["status"] for p in people] == [
         "confirmed",
@@ -162,9 +169,10 @@ async def test_approval_confirms_or_waitlists_by_capacity_and_rejection_needs_pe
     assert a.status == b.status == c.status == "pending_approval"
     assert await seats(ctx, event_id) == 0
 
-    first = await handlers.approve_registration(ctx, a.id, by="organiser-1")
-    second = await handlers.approve_registration(ctx, b.id, by="organiser-1")
-    third = await handlers.reject_registration(ctx, c.id, "organiser-1", "Not nominated")
+    await handlers.approve_registration(ctx, a.id, by="organiser-1")
+    await handlers.approve_registration(ctx, b.id, by="organiser-1")
+    await handlers.reject_registration(ctx, c.id, "organiser-1", "Not nominated")
+    first, second, third = [await doc(ctx, p.id) for p in (a, b, c)]
 
     assert first["status"] == "confirmed" and first["outbox"][-1]["data"]["ticket"]
     assert second["status"] == "waitlisted" and second["waitlist_position"] == 1
@@ -184,8 +192,8 @@ async def test_concurrent_approvals_of_one_nomination_take_one_seat(ctx) -> None
         *(handlers.approve_registration(ctx, a.id, by="o") for _ in range(4)),
         return_exceptions=True,
     )
-    assert sum(1 for o in outcomes if isinstance(o, dict)) == 1
-    assert all(isinstance(o, dict) or o.code == "not_pending_approval" for o in outcomes)
+    assert sum(1 for o in outcomes if not isinstance(o, Exception)) == 1
+    assert all(not isinstance(o, Exception) or o.code == "not_pending_approval" for o in outcomes)
     assert await seats(ctx, event_id) == 1
 
 
@@ -193,7 +201,7 @@ async def test_self_service_finds_changes_and_refuses_wrong_tokens(ctx) -> None:
     event_id = await new_event(ctx)
     created = await register(ctx, event_id, phone="0712 345 678")
     found = await handlers.find_own_registration(ctx, created.reference, created.manage_token)
-    assert found["_id"] == created.id
+    assert found.id == created.id
     for reference, token in (
         (created.reference, "wrong-token"),
         ("MK-22222-22222", created.manage_token),
@@ -204,14 +212,16 @@ async def test_self_service_finds_changes_and_refuses_wrong_tokens(ctx) -> None:
         assert err.value.code == "registration_not_found"
 
     change = RegistrationChange(phone="+255 754 000 111", language="en")
-    updated = await handlers.update_own_registration(ctx, created.id, change)
+    await handlers.update_own_registration(ctx, created.id, change)
+    updated = await doc(ctx, created.id)
     assert updated["phone"] == "+255754000111" and updated["language"] == "en"
     event = updated["outbox"][-1]
     assert event["type"] == T + "RegistrationUpdated.v1"
     assert event["data"]["changed_fields"] == ["language", "phone"]
     assert event["data"]["participant"]["language"] == "en"
     # The same change again changes nothing and publishes nothing.
-    again = await handlers.update_own_registration(ctx, created.id, change)
+    await handlers.update_own_registration(ctx, created.id, change)
+    again = await doc(ctx, created.id)
     assert len(again["outbox"]) == len(updated["outbox"])
 
 
@@ -230,14 +240,14 @@ async def test_check_in_once_per_day_only_when_confirmed(ctx) -> None:
 
     result = await handlers.check_in(ctx, ticket)
     stored = await doc(ctx, confirmed.id)
-    assert stored["checkins"] == {result["day"]: result["checked_in_at"]}
+    assert stored["checkins"] == {result.day: result.checked_in_at}
     assert stored["outbox"][-1]["type"] == T + "ParticipantCheckedIn.v1"
-    assert stored["outbox"][-1]["data"]["day"] == result["day"]
+    assert stored["outbox"][-1]["data"]["day"] == result.day
 
     with pytest.raises(DomainError) as err:
         await handlers.check_in(ctx, ticket)
     assert err.value.code == "already_checked_in"
-    assert err.value.details == {"day": result["day"], "checked_in_at": result["checked_in_at"]}
+    assert err.value.details == {"day": result.day, "checked_in_at": result.checked_in_at}
 
     with pytest.raises(DomainError) as err:
         await handlers.check_in(ctx, ctx.signer.sign(waitlisted.id))
@@ -262,14 +272,15 @@ async def test_check_in_is_refused_outside_the_event_days(ctx) -> None:
 
 async def test_event_lifecycle_publishes_and_cancelling_cancels_registrations(ctx) -> None:
     event_id = await new_event(ctx, state="draft", capacity=1)
-    draft = await ctx.store.get_event(event_id)
-    assert draft is not None and draft["outbox"] == []
-    published = await handlers.update_event(ctx, event_id, EventChange(state="published"))
-    assert outbox_types(published) == ["EventPublished"]
+    draft = await event_doc(ctx, event_id)
+    assert draft["outbox"] == []
+    await handlers.update_event(ctx, event_id, EventChange(state="published"))
+    assert outbox_types(await event_doc(ctx, event_id)) == ["EventPublished"]
     people = [await register(ctx, event_id) for _ in range(2)]
-    cancelled = await handlers.update_event(
+    await handlers.update_event(
         ctx, event_id, EventChange(state="cancelled", cancellation_reason="Venue unavailable")
     )
+    cancelled = await event_doc(ctx, event_id)
     assert outbox_types(cancelled)[-1] == "EventCancelled"
     assert cancelled["outbox"][-1]["data"]["reason"] == "Venue unavailable"
     for p in people:
@@ -299,12 +310,12 @@ async def test_search_pages_and_statistics(ctx) -> None:
         docs = await ctx.store.page_registrations(event_id, {}, cursor, 2)
         if not docs:
             break
-        pages.append([d["full_name"] for d in docs])
-        cursor = (docs[-1]["created_us"], docs[-1]["_id"])
+        pages.append([d.full_name for d in docs])
+        cursor = (docs[-1].created_us, docs[-1].id)
     assert [len(page) for page in pages] == [2, 2, 1]
     assert [n for page in pages for n in page] == [f"Mshiriki Namba {i}" for i in range(5)]
     hits = await ctx.store.page_registrations(event_id, {"q": "namba 3"}, None, 10)
-    assert [d["full_name"] for d in hits] == ["Mshiriki Namba 3"]
+    assert [d.full_name for d in hits] == ["Mshiriki Namba 3"]
     tra = await ctx.store.page_registrations(event_id, {"institution": "TRA"}, None, 10)
     assert len(tra) == 2
     waiting = await ctx.store.page_registrations(event_id, {"status": "waitlisted"}, None, 10)
@@ -327,7 +338,9 @@ async def test_retention_worker_anonymises_on_its_own_and_stops_when_asked(ctx) 
     await ctx.store.events.update_one({"_id": old_event}, {"$set": {"ends_at": ended}})
 
     stop = asyncio.Event()
-    worker = asyncio.create_task(privacy.retention_worker(ctx, 365, interval_s=0.05)(stop))
+    worker = asyncio.create_task(
+        workers.run_retention(ctx, stop, retention_days=365, interval_s=0.05)
+    )
     try:
         erased = await wait_until(
             lambda: _erased(ctx, old.id), timeout=10, message="not erased by the worker"
@@ -343,3 +356,57 @@ async def test_retention_worker_anonymises_on_its_own_and_stops_when_asked(ctx) 
 async def _erased(ctx: handlers.Context, registration_id: str) -> dict[str, Any] | None:
     found = await doc(ctx, registration_id)
     return found if found.get("erased_at") else None
+
+
+async def test_an_event_is_stored_as_sent_and_a_save_keeps_the_rest(ctx) -> None:
+    """Times keep the offset they were sent with (the venue's), the seat counters are
+    never written by a save, and the aggregate read back equals the one saved."""
+    event_id = await new_event(
+        ctx,
+        capacity=5,
+        starts_at="2031-02-11T08:00:00+03:00",
+        ends_at="2031-02-13T17:00:00+03:00",
+    )
+    await register(ctx, event_id)
+    stored = await event_doc(ctx, event_id)
+    assert stored["starts_at"] == "2031-02-11T08:00:00+03:00" and stored["seats_taken"] == 1
+    await handlers.update_event(ctx, event_id, EventChange(title_en="Renamed"))
+    after = await event_doc(ctx, event_id)
+    assert after["starts_at"] == stored["starts_at"] and after["ends_at"] == stored["ends_at"]
+    assert after["seats_taken"] == 1 and after["rev"] == stored["rev"] + 1
+    assert after["outbox"][-1]["data"]["changed_fields"] == ["title_en"]
+    loaded = await ctx.store.get_event(event_id)
+    assert loaded is not None and loaded.title_en == "Renamed" and loaded.seats_taken == 1
+
+
+async def test_idempotent_registration_replays_on_the_real_store(ctx) -> None:
+    event_id = await new_event(ctx)
+    body = RegistrationRequest.model_validate(participant())
+    first = await handlers.register_idempotently(ctx, event_id, body, "k-1")
+    again = await handlers.register_idempotently(ctx, event_id, body, "k-1")
+    assert first.registered and again.registered and again.replayed
+    assert again.registered.id == first.registered.id
+    stored = await doc(ctx, first.registered.id)
+    assert stored["idempotency_key"] == f"{event_id}:k-1"
+    found = await handlers.find_own_registration(
+        ctx, first.registered.reference, again.registered.manage_token
+    )
+    assert found.id == first.registered.id
+    with pytest.raises(DomainError) as err:
+        await handlers.register_idempotently(
+            ctx, event_id, RegistrationRequest.model_validate(participant()), "k-1"
+        )
+    assert err.value.code == "idempotency_key_reused"
+
+
+async def test_erasure_on_the_real_store(ctx) -> None:
+    event_id = await new_event(ctx, capacity=1)
+    created = await register(ctx, event_id, full_name="Neema Erasure")
+    waiting = await register(ctx, event_id)
+    await handlers.erase_registration(ctx, created.id, reason="participant_request")
+    erased = await doc(ctx, created.id)
+    assert erased["full_name"] == "[erased]" and erased["manage_token_hash"] is None
+    assert outbox_types(erased)[-2:] == ["RegistrationCancelled", "PersonalDataErased"]
+    assert (await doc(ctx, waiting.id))["status"] == "confirmed"
+    data = await handlers.export_own_data(ctx, created.id)
+    assert data["full_name"] == "[erased]" and "outbox" not in data and "rev" not in data

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.resolutions import handlers
-from services.resolutions.app import DEMO_CONFERENCE, seed_demo
+from services.resolutions import demo, handlers
 from services.resolutions.domain import ConferenceSpec, DomainError, ProgressUpdate, ResolutionSpec
-from services.resolutions.report import build_report
-from services.resolutions.store import ResolutionsStore
+from services.resolutions.store import MongoResolutionsStore
+from shared.demo import demo_calendar
 from tests.stack import MongoServer
 
 HEADER = "number,title_sw,title_en,lead_institution,target_date,status,progress\n"
@@ -30,7 +29,7 @@ async def ctx(mongo: MongoServer) -> AsyncIterator[handlers.Context]:
     """A use-case context on a database of its own, dropped afterwards."""
     client: AsyncMongoClient = AsyncMongoClient(mongo.url, tz_aware=True)
     name = f"mkutano_resolutions_it_{secrets.token_hex(4)}"
-    store = ResolutionsStore(client[name])
+    store = MongoResolutionsStore(client[name])
     await store.ensure_indexes()
     try:
         yield handlers.Context(store=store)
@@ -100,13 +99,13 @@ async def test_resolution_import_holds_events_until_every_row_is_in(
         ctx, conference_id, body.encode(), dry_run=False, actor="it"
     )
     assert result["imported"] == 2
-    docs = await ctx.store.list_resolutions(conference_id)
-    assert [(d["number"], d["status"], d["progress"]) for d in docs] == [
+    listed = await ctx.store.list_resolutions(conference_id)
+    assert [(r.number, r.status, r.progress) for r in listed] == [
         (1, "in_progress", 30),
         (2, "not_started", 0),
     ]
     # Released: visible, events pending for the relay, no hold left.
-    for d in docs:
+    for d in await ctx.store.resolutions.find({"conference_id": conference_id}).to_list():
         assert d["importing"] is None and d["outbox_lease_until"] == 0.0
         assert [m["type"] for m in d["outbox"]] == ["tz.go.ega.resolutions.ResolutionCreated.v1"]
 
@@ -144,11 +143,15 @@ class ChangesResolutionTwoMidway:
     async def update_one(self, flt: dict[str, Any], update: dict[str, Any], **kw: Any) -> Any:
         if not self._fired:
             self._fired = True
-            doc = await self._real.find_one({"_id": self._target})
-            rival = handlers._apply_update(doc, ProgressUpdate(progress=99, note="rival"), "rival")
-            await self._real.update_one(
-                {"_id": self._target}, {"$set": rival[0], "$inc": {"rev": 1}}
+            rival = await self._ctx.store.get_resolution(self._target)
+            assert rival is not None
+            rival.record_update(
+                ProgressUpdate(progress=99, note="rival"),
+                expected_version=rival.version,
+                actor="rival",
+                now=self._ctx.clock(),
             )
+            await self._ctx.store.save_resolution(rival)
         return await self._real.update_one(flt, update, **kw)
 
 
@@ -170,25 +173,26 @@ async def test_progress_import_meeting_a_concurrent_change_reverts_append_only(
     )
     body = "number,status,progress,note\n1,in_progress,40,Imeanza\n2,in_progress,50,Imeanza\n"
     real = ctx.store.resolutions
-    ctx.store.resolutions = ChangesResolutionTwoMidway(ctx, real, second["_id"])  # type: ignore[assignment]
+    ctx.store.resolutions = ChangesResolutionTwoMidway(ctx, real, second.id)  # type: ignore[assignment]
     with pytest.raises(DomainError) as refused:
         await handlers.import_progress(ctx, conference_id, body.encode(), dry_run=False, actor="it")
     ctx.store.resolutions = real
     assert refused.value.code == "import_conflict" and refused.value.details["row"] == 3
 
-    one = await ctx.store.get_resolution(first["_id"])
+    one = await ctx.store.get_resolution(first.id)
     # Back to where it was, by a new entry: the import's entry is still in the timeline.
-    assert (one["status"], one["progress"]) == ("not_started", 0)
-    assert [(e["progress"], e["note"][:9]) for e in one["timeline"]] == [
+    assert (one.status, one.progress) == ("not_started", 0)
+    assert [(e.progress, e.note[:9]) for e in one.timeline] == [
         (40, "Imeanza"),
         (0, "Reverted:"),
     ]
-    assert one["version"] == 3
-    events = [m["type"].rsplit(".", 2)[-2] for m in one["outbox"]]
+    assert one.version == 3
+    stored = await real.find_one({"_id": first.id})
+    events = [m["type"].rsplit(".", 2)[-2] for m in stored["outbox"]]
     assert events == ["ResolutionCreated", "ResolutionUpdated", "ResolutionUpdated"]
     # The rival's write stands.
-    two = await ctx.store.get_resolution(second["_id"])
-    assert two["progress"] == 99
+    two = await ctx.store.get_resolution(second.id)
+    assert two.progress == 99
 
 
 async def test_stale_version_is_refused_and_nothing_changes(ctx: handlers.Context) -> None:
@@ -200,31 +204,32 @@ async def test_stale_version_is_refused_and_nothing_changes(ctx: handlers.Contex
         actor="it",
     )
     await handlers.record_update(
-        ctx, doc["_id"], ProgressUpdate(progress=10), expected_version=1, actor="a"
+        ctx, doc.id, ProgressUpdate(progress=10), expected_version=1, actor="a"
     )
     with pytest.raises(DomainError) as stale:
         await handlers.record_update(
-            ctx, doc["_id"], ProgressUpdate(progress=70), expected_version=1, actor="b"
+            ctx, doc.id, ProgressUpdate(progress=70), expected_version=1, actor="b"
         )
     assert stale.value.code == "version_conflict" and stale.value.details == {"current_version": 2}
-    now = await ctx.store.get_resolution(doc["_id"])
-    assert now["progress"] == 10 and len(now["timeline"]) == 1
+    now = await ctx.store.get_resolution(doc.id)
+    assert now.progress == 10 and len(now.timeline) == 1
 
 
-async def test_demo_seed_has_twelve_labelled_resolutions_and_a_report(
+async def test_demo_seed_has_last_years_labelled_resolutions_and_a_report(
     ctx: handlers.Context,
 ) -> None:
-    await seed_demo(ctx)
-    conference = await ctx.store.get_conference(DEMO_CONFERENCE.id)
-    docs = await ctx.store.list_resolutions(DEMO_CONFERENCE.id)
-    assert len(docs) == 12
-    assert all(d["title_en"].startswith("[DEMO]") for d in docs)
-    assert "[DEMO]" in conference["name_en"]
-    rolled = docs[1]
+    previous = demo_calendar(ctx.today()).previous
+    await demo.seed_demo(ctx)
+    conference = await ctx.store.get_conference(previous.id)
+    resolutions = await ctx.store.list_resolutions(previous.id)
+    assert len(resolutions) == len(demo.RESOLUTIONS) == 12
+    assert all(r.title_en.startswith("[DEMO]") for r in resolutions)
+    assert "[DEMO]" in conference.name_en
+    rolled = resolutions[1]
     # Weights 2, 1, 1 at 100, 60, 20: (200 + 60 + 20) / 4 = 70.
-    assert [a["progress"] for a in rolled["actions"]] == [100, 60, 20]
-    assert rolled["progress"] == 70 and rolled["status"] == "in_progress"
-    report = build_report(conference, docs, date(2026, 1, 1))
+    assert [a.progress for a in rolled.actions] == [100, 60, 20]
+    assert rolled.progress == 70 and rolled.status == "in_progress"
+    report = await handlers.implementation_report(ctx, previous.id)
     assert report["completed"] == 3 and report["overdue_count"] >= 1
-    await seed_demo(ctx)  # a second start does not seed twice
-    assert len(await ctx.store.list_resolutions(DEMO_CONFERENCE.id)) == 12
+    await demo.seed_demo(ctx)  # a second start does not seed twice
+    assert len(await ctx.store.list_resolutions(previous.id)) == 12

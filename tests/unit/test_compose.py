@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,33 @@ def test_dockerfile_copy_sources_exist(service: str) -> None:
     assert sources
     for source in sources:
         assert (REPO / source).exists(), f"{dockerfile.name}: COPY {source}"
+
+
+def _compose_spec_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """The compose-spec JSON schema, as vendored by check-jsonschema (no network)."""
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
+        + [str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_file_is_valid_against_the_compose_spec_schema(tmp_path: Path) -> None:
+    result = _compose_spec_check(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The check bites: a misspelt key is refused.
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text("name: x\nservices:\n  web:\n    imagee: nginx\n")
+    result = _compose_spec_check(broken)
+    assert result.returncode != 0 and "imagee" in result.stdout + result.stderr
+
+
+def test_compose_v2_is_required_and_said_so(compose: dict[str, Any]) -> None:
+    # A top-level name: is Compose v2 (the v1 docker-compose refuses it); no obsolete version:.
+    assert compose.get("name") == "mkutano" and "version" not in compose
+    readme = (REPO / "README.md").read_text()
+    assert re.search(r"Compose v2[^\n]*docker compose|docker compose[^\n]*Compose v2", readme), (
+        "the README says the stack needs Docker Compose v2"
+    )

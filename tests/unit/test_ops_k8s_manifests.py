@@ -78,6 +78,7 @@ def test_topics_job_and_no_real_secret_committed() -> None:
     (secret,) = by_kind("Secret").values()
     assert all("REPLACE" in v for v in secret["stringData"].values())
     config = by_kind("ConfigMap")["mkutano-config"]["data"]
-    assert config["MKUTANO_ENV"] == "production" and config["OTEL_EXPORTER"] == "none"
+    assert config["MKUTANO_ENV"] == "production" and config["OTEL_TRACES_EXPORTER"] == "none"
+    assert "OTEL_EXPORTER" not in config  # the standard names only
     for svc in SERVICES:
         assert f"{svc.upper()}_MONGO_URL" in secret["stringData"]

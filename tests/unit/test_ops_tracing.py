@@ -193,3 +193,53 @@ async def test_the_email_send_continues_the_trace_of_the_event_that_caused_it(ex
     assert format(send.context.trace_id, "032x") == CALLER_TRACE
     assert send.kind == SpanKind.CLIENT
     assert send.attributes["mkutano.notification.id"] == doc["_id"]
+
+
+async def test_health_probes_and_scrapes_are_not_traced(exporter) -> None:
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.add_middleware(TracingMiddleware)
+    for path in ("/health/live", "/health/ready", "/metrics", "/api/v1/things"):
+        app.add_api_route(path, lambda: {"ok": True}, methods=["GET"])
+    exporter.clear()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in ("/health/live", "/health/ready", "/metrics", "/api/v1/things"):
+            assert (await client.get(path, headers={"traceparent": CALLER})).status_code == 200
+    assert [s.name for s in exporter.get_finished_spans()] == ["HTTP GET /api/v1/things"]
+
+
+def test_the_standard_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from shared.tracing import TracingSettings
+
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER", "OTEL_SERVICE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert TracingSettings().exporters() == []  # off unless set
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "mkutano-registration-eu")
+    settings = TracingSettings()
+    assert settings.exporters() == ["otlp", "console"]
+    assert settings.service_name == "mkutano-registration-eu"
+    with pytest.raises(ValueError, match="jaeger"):
+        TracingSettings(traces_exporter="jaeger").exporters()
+    # The endpoint is the collector's base URL; the exporter appends the signal's path.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert OTLPSpanExporter()._endpoint == "http://collector:4318/v1/traces"
+
+
+def test_the_otlp_exporter_is_installed_with_the_project_and_in_the_images() -> None:
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip() for d in deps}
+    assert {
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry-instrumentation-pymongo",
+    } <= names
+    for service in ("registration", "notification", "resolutions"):
+        dockerfile = (repo / "deploy" / f"{service}.Dockerfile").read_text()
+        # The images install exactly the project's dependencies, pinned by constraints.txt.
+        assert "['project']['dependencies']" in dockerfile and "-c constraints.txt" in dockerfile

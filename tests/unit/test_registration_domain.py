@@ -1,5 +1,5 @@
-"""Pure registration rules: phone and email forms, tickets, event changes, check-in days,
-participant changes and CSV cells."""
+"""Pure registration rules: phone and email forms, tickets, the Event and Registration
+aggregates (event changes, check-in days, participant changes) and CSV cells."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from pydantic import ValidationError
 
 from services.registration.domain import (
     DomainError,
+    Event,
     EventChange,
+    EventSpec,
+    Registration,
     RegistrationChange,
+    RegistrationRequest,
     TicketSigner,
-    apply_event_change,
-    check_can_check_in,
     csv_cell,
+    csv_row,
     local_day,
     new_reference,
     normalise_email,
@@ -87,47 +90,131 @@ def test_token_comparison_refuses_unknown_and_wrong() -> None:
     assert not tokens_match(hash_token("right"), None)
 
 
-EVENT = {
-    "_id": "e",
-    "state": "published",
-    "capacity": 10,
-    "seats_taken": 4,
-    "starts_at": "2025-02-11T05:00:00.000000Z",
-    "ends_at": "2025-02-13T14:00:00.000000Z",
-}
+NOW = datetime(2025, 1, 10, 7, 0, tzinfo=UTC)
+SIGNER = TicketSigner(b"s" * 32)
+
+
+def event(**overrides) -> Event:
+    spec = EventSpec(
+        id="seminar-1",
+        code="E1",
+        title_sw="Semina",
+        title_en="Seminar",
+        venue="AICC",
+        city="Arusha",
+        starts_at=datetime(2025, 2, 11, 5, tzinfo=UTC),
+        ends_at=datetime(2025, 2, 13, 14, tzinfo=UTC),
+        capacity=10,
+        state="published",
+    )
+    created = Event.create(spec, NOW)
+    created.take_events()
+    created.seats_taken = 4
+    for name, value in overrides.items():
+        setattr(created, name, value)
+    return created
+
+
+def registration(the_event: Event, status: str = "confirmed") -> Registration:
+    request = RegistrationRequest.model_validate(
+        {
+            "full_name": "Asha Juma",
+            "email": "asha@example.go.tz",
+            "phone": "0712 345 678",
+            "institution": "e-GA",
+            "position": "ICT Officer",
+            "cadre": "ict_officer",
+            "consent": {"accepted": True},
+        }
+    )
+    created = Registration.register(
+        registration_id=str(uuid.uuid4()),
+        reference=new_reference(),
+        event=the_event,
+        request=request,
+        status=status,
+        waitlist_position=1 if status == "waitlisted" else None,
+        manage_token_hash="h",
+        notice_version="2025-01",
+        signer=SIGNER,
+        now=NOW,
+    )
+    created.take_events()
+    return created
 
 
 def test_event_change_keeps_only_real_changes_and_guards_capacity_and_state() -> None:
-    assert apply_event_change(EVENT, EventChange(capacity=10)) == {}
-    assert apply_event_change(EVENT, EventChange(capacity=12)) == {"capacity": 12}
+    assert event().change(EventChange(capacity=10), NOW) == []
+    changed = event()
+    assert changed.change(EventChange(capacity=12), NOW) == ["capacity"]
+    [updated] = changed.take_events()
+    assert updated.changed_fields == ["capacity"] and updated.capacity == 12
     with pytest.raises(DomainError) as err:
-        apply_event_change(EVENT, EventChange(capacity=3))
+        event().change(EventChange(capacity=3), NOW)
     assert err.value.code == "capacity_below_confirmed"
     with pytest.raises(DomainError) as err:
-        apply_event_change({**EVENT, "state": "cancelled"}, EventChange(state="published"))
+        event(state="cancelled").change(EventChange(state="published"), NOW)
     assert err.value.code == "invalid_state_change"
     with pytest.raises(DomainError) as err:
-        apply_event_change(EVENT, EventChange(ends_at=datetime(2025, 1, 1, tzinfo=UTC)))
+        event().change(EventChange(ends_at=datetime(2025, 1, 1, tzinfo=UTC)), NOW)
     assert err.value.code == "invalid_dates"
     with pytest.raises(ValidationError):
         EventChange.model_validate({"id": "other"})
+    # A refused change changes nothing and records nothing.
+    kept = event()
+    with pytest.raises(DomainError):
+        kept.change(EventChange(venue="JNICC", capacity=1), NOW)
+    assert kept.venue == "AICC" and kept.events == []
+
+
+def test_event_state_changes_record_what_the_stream_announces() -> None:
+    draft = event(state="draft")
+    draft.change(EventChange(state="published"), NOW)
+    assert [type(e).__name__ for e in draft.take_events()] == ["EventPublished"]
+    cancelled = event()
+    cancelled.change(EventChange(state="cancelled", cancellation_reason="Floods"), NOW)
+    [announced] = cancelled.take_events()
+    assert type(announced).__name__ == "EventCancelled" and announced.reason == "Floods"
 
 
 def test_check_in_day_is_the_venue_date() -> None:
     # 22:30 UTC on the 10th is 01:30 on the 11th in Arusha.
     assert local_day(datetime(2025, 2, 10, 22, 30, tzinfo=UTC)) == "2025-02-11"
-    registration = {"status": "confirmed", "checkins": {}}
+    the_event = event()
     moment = datetime(2025, 2, 10, 22, 30, tzinfo=UTC)
-    assert check_can_check_in(registration, EVENT, moment) == "2025-02-11"
+    confirmed = registration(the_event)
+    assert confirmed.check_in(the_event, moment) == "2025-02-11"
+    [checked_in] = confirmed.take_events()
+    assert checked_in.day == "2025-02-11"
     with pytest.raises(DomainError) as err:
-        check_can_check_in({"status": "confirmed", "checkins": {"2025-02-11": "t"}}, EVENT, moment)
-    assert err.value.code == "already_checked_in" and err.value.details["checked_in_at"] == "t"
+        confirmed.check_in(the_event, moment)
+    assert err.value.code == "already_checked_in"
+    assert err.value.details["checked_in_at"] == "2025-02-10T22:30:00.000000Z"
     with pytest.raises(DomainError) as err:
-        check_can_check_in(registration, EVENT, datetime(2025, 2, 14, 9, tzinfo=UTC))
+        registration(the_event).check_in(the_event, datetime(2025, 2, 14, 9, tzinfo=UTC))
     assert err.value.code == "not_an_event_day"
     with pytest.raises(DomainError) as err:
-        check_can_check_in({"status": "pending_approval"}, EVENT, moment)
+        registration(the_event, "pending_approval").check_in(the_event, moment)
     assert err.value.code == "registration_pending_approval"
+
+
+def test_registration_lifecycle_rules() -> None:
+    the_event = event()
+    waiting = registration(the_event, "waitlisted")
+    waiting.promote(the_event, SIGNER, NOW)
+    [promoted] = waiting.take_events()
+    assert waiting.status == "confirmed" and SIGNER.verify(promoted.ticket) == waiting.id
+    assert waiting.cancel(the_event, by="participant", reason=None, now=NOW) == "confirmed"
+    with pytest.raises(DomainError) as err:
+        waiting.cancel(the_event, by="participant", reason=None, now=NOW)
+    assert err.value.code == "registration_cancelled"
+    with pytest.raises(DomainError) as err:
+        waiting.approve(
+            the_event, by="o", seat=True, waitlist_position=None, signer=SIGNER, now=NOW
+        )
+    assert err.value.code == "not_pending_approval"
+    assert waiting.erase("retention", NOW) and not waiting.erase("retention", NOW)
+    assert waiting.full_name == "[erased]" and waiting.manage_token_hash is None
 
 
 def test_participant_changes_are_limited() -> None:
@@ -136,6 +223,12 @@ def test_participant_changes_are_limited() -> None:
     for bad in ({}, {"email": "x@y.tz"}, {"language": "fr"}, {"phone": None}, {"position": ""}):
         with pytest.raises(ValidationError):
             RegistrationChange.model_validate(bad)
+
+
+def test_csv_rows_follow_the_columns() -> None:
+    row = csv_row(registration(event()))
+    assert row[:3] == [row[0], "confirmed", "Asha Juma"] and row[4] == "+255712345678"
+    assert row[13] == ""  # no check-in days yet
 
 
 def test_csv_cells_neutralise_formulas_but_keep_phone_numbers() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -10,7 +11,10 @@ from pydantic import ValidationError
 from services.resolutions import csvio
 from services.resolutions.domain import (
     ActionSpec,
+    Conference,
     ProgressUpdate,
+    Resolution,
+    TimelineEntry,
     resolve_progress,
     rolled_up_status,
     weighted_mean,
@@ -123,28 +127,43 @@ def test_export_cells_cannot_run_as_spreadsheet_formulas() -> None:
     assert out.splitlines()[1] == "'=HYPERLINK(1),x;y,yes"
 
 
-def _docs() -> list[dict]:
-    base = {"lead_institution": "e-GA", "weight": 1, "timeline": []}
+def _resolution(number: int, title_sw: str, title_en: str, **fields: Any) -> Resolution:
+    return Resolution(
+        id=f"r{number}",
+        conference_id="egov-t",
+        number=number,
+        title_sw=title_sw,
+        title_en=title_en,
+        lead_institution="e-GA",
+        created_at="2024-02-08T14:00:00.000000Z",
+        updated_at="2024-02-08T14:00:00.000000Z",
+        **fields,
+    )
+
+
+def _docs() -> list[Resolution]:
+    entry = TimelineEntry(
+        id="t1", at="2025-02-01T08:00:00.000000Z", status="delayed", progress=30,
+        note="Vifaa <havijafika>", evidence=[], recorded_by="c", version=2,
+    )  # fmt: skip
     return [
-        {**base, "_id": "r1", "number": 1, "title_sw": "Usalama", "title_en": "Security",
-         "status": "completed", "progress": 100, "target_date": "2024-12-31"},
-        {**base, "_id": "r2", "number": 2, "title_sw": "Mifumo", "title_en": "Systems",
-         "status": "delayed", "progress": 30, "target_date": "2025-01-31", "weight": 3,
-         "timeline": [{"at": "2025-02-01T08:00:00.000000Z", "note": "Vifaa <havijafika>",
-                       "progress": 30}]},
-        {**base, "_id": "r3", "number": 3, "title_sw": "Saini", "title_en": "Signatures",
-         "status": "not_started", "progress": 0, "target_date": None},
+        _resolution(1, "Usalama", "Security", status="completed", progress=100,
+                    target_date=date(2024, 12, 31)),
+        _resolution(2, "Mifumo", "Systems", status="delayed", progress=30,
+                    target_date=date(2025, 1, 31), weight=3, timeline=[entry]),
+        _resolution(3, "Saini", "Signatures", status="not_started", progress=0),
     ]  # fmt: skip
 
 
-CONFERENCE = {
-    "_id": "egov-t",
-    "name_sw": "Mkutano",
-    "name_en": "Conference",
-    "starts_on": "2024-02-06",
-    "ends_on": "2024-02-08",
-    "venue": "AICC",
-}
+CONFERENCE = Conference(
+    id="egov-t",
+    name_sw="Mkutano",
+    name_en="Conference",
+    starts_on=date(2024, 2, 6),
+    ends_on=date(2024, 2, 8),
+    venue="AICC",
+    created_at="2024-01-01T00:00:00.000000Z",
+)
 
 
 def test_report_overall_progress_counts_and_overdue() -> None:
@@ -181,3 +200,24 @@ def test_report_csv_has_one_row_per_resolution() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("number,title_sw,title_en")
     assert len(lines) == 4 and ",delayed,Imechelewa,Delayed,30,3,2025-01-31,yes,29," in lines[2]
+
+
+def test_the_aggregate_decides_at_the_time_it_is_given_and_records_its_events() -> None:
+    from datetime import UTC, datetime
+
+    from services.resolutions.domain import ResolutionSpec
+
+    adopted = datetime(2024, 2, 8, 14, 0, tzinfo=UTC)
+    spec = ResolutionSpec(number=1, title_sw="A", title_en="A", lead_institution="e-GA")
+    resolution = Resolution.create(CONFERENCE, spec, actor="c", now=adopted)
+    assert resolution.created_at == "2024-02-08T14:00:00.000000Z"
+    assert [type(e).__name__ for e in resolution.take_events()] == ["ResolutionCreated"]
+    assert resolution.take_events() == []
+    later = datetime(2024, 9, 1, 6, 0, tzinfo=UTC)
+    resolution.record_update(
+        ProgressUpdate(status="completed"), expected_version=1, actor="c", now=later
+    )
+    assert (resolution.version, resolution.timeline[0].at) == (2, "2024-09-01T06:00:00.000000Z")
+    updated, completed = resolution.take_events()
+    assert (updated.updated_at, completed.completed_at) == (later, later)
+    assert (updated.previous_status, completed.status) == ("not_started", "completed")

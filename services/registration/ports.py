@@ -1,0 +1,137 @@
+"""What the registration use cases need from storage: the ``RegistrationStore`` port.
+
+``store.RegistrationMongoStore`` implements it on MongoDB (the only module that touches
+MongoDB); ``tests/unit/fakes/registration.py`` implements it in memory. Saving an
+aggregate writes its change and the events it recorded in one atomic write, checked
+against the revision it was read at, and reports the write to the service's signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from services.registration.domain import Event, Registration
+
+AddOutcome = Literal["added", "email_taken", "reference_taken"]
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """A claimed Idempotency-Key: the request it was first used with and, once done, the
+    outcome (``{"registration": {...}}`` or ``{"error": {...}}``)."""
+
+    request_hash: str
+    done: bool
+    outcome: dict[str, Any] | None = None
+
+
+class RegistrationStore(Protocol):
+    # -- events ---------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> Event | None: ...
+
+    async def list_events(self, state: str | None = "published") -> list[Event]:
+        """Events in ``state`` (every event with None), soonest first."""
+        ...
+
+    async def event_ids(self, states: Sequence[str]) -> list[str]: ...
+
+    async def add_event(self, event: Event) -> None:
+        """Insert a new event with its events; ``event_exists`` if the id or code is taken."""
+        ...
+
+    async def save_event(self, event: Event) -> bool:
+        """Write a changed event and its events, if its revision is still the one read and
+        the seats taken meanwhile still fit its capacity; False otherwise (read again).
+        ``event_code_taken`` if another event has its code."""
+        ...
+
+    # -- seats (atomic counters on the event) ------------------------------------------
+
+    async def take_seat(self, event_id: str) -> bool:
+        """Take one seat if any is left (a conditional atomic increment)."""
+        ...
+
+    async def release_seat(self, event_id: str) -> None: ...
+
+    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
+        """Repair the counter only if nobody moved it since it was read."""
+        ...
+
+    async def next_waitlist_position(self, event_id: str) -> int: ...
+
+    async def count_confirmed(self, event_id: str) -> int: ...
+
+    # -- registrations -------------------------------------------------------------
+
+    async def add_registration(self, registration: Registration) -> AddOutcome:
+        """Insert a new registration with its events, unless its email (per event) or its
+        reference is taken."""
+        ...
+
+    async def save_registration(self, registration: Registration) -> bool:
+        """Write a changed registration and its events; False if it changed meanwhile."""
+        ...
+
+    async def get_registration(self, registration_id: str) -> Registration | None: ...
+
+    async def find_by_reference(self, reference: str) -> Registration | None: ...
+
+    async def find_by_email(self, event_id: str, email: str) -> Registration | None: ...
+
+    async def find_by_idempotency_key(self, key: str) -> Registration | None: ...
+
+    async def first_waitlisted(self, event_id: str) -> Registration | None:
+        """The waitlisted registration with the lowest position."""
+        ...
+
+    async def active_registration_ids(self, event_id: str) -> list[str]:
+        """Registrations confirmed, waitlisted or pending approval."""
+        ...
+
+    async def unerased_registration_ids(self, event_id: str) -> list[str]: ...
+
+    async def rotate_manage_token(self, registration_id: str, token_hash: str) -> None:
+        """Replace the manage token's hash (a replayed answer carries a fresh token)."""
+        ...
+
+    # -- organisers' views and exports ------------------------------------------------
+
+    async def page_registrations(
+        self,
+        event_id: str,
+        filters: dict[str, Any],
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Registration]:
+        """One page, oldest first, after a (created_us, id) keyset cursor."""
+        ...
+
+    def stream_registrations(
+        self, event_id: str, filters: dict[str, Any]
+    ) -> AsyncIterator[Registration]:
+        """Every matching registration, oldest first, never all in memory."""
+        ...
+
+    async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
+        """Counts by status, and of active registrations by cadre, institution, region."""
+        ...
+
+    async def personal_data(self, registration_id: str) -> dict[str, Any] | None:
+        """Everything held about one registration, without internal bookkeeping."""
+        ...
+
+    # -- idempotency keys ----------------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, key: str, request_hash: str, now: str
+    ) -> tuple[IdempotencyRecord | None, bool]:
+        """``(None, False)`` when new, ``(record, False)`` when used before, and
+        ``(record, True)`` when an abandoned claim (its lease over) was taken over."""
+        ...
+
+    async def complete_idempotency_key(self, key: str, outcome: dict[str, Any]) -> None: ...
+
+    async def release_idempotency_key(self, key: str) -> None: ...

@@ -1,0 +1,34 @@
+"""Every service's API documentation at /docs, opened in Debian's Chromium under the same
+Content-Security-Policy as every other page: it renders its operations and the browser
+refuses nothing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.browser import chromium_page
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("service", ["registration", "notification", "resolutions"])
+async def test_the_api_docs_render_under_the_content_security_policy(platform, service) -> None:
+    base = getattr(platform, service).url
+    async with httpx.AsyncClient(base_url=base) as client:
+        page_answer = await client.get("/docs")
+    policy = page_answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy.split("script-src")[1]
+
+    refused: list[str] = []
+    async with chromium_page() as page:
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        page.on("pageerror", lambda error: refused.append(str(error)))
+        await page.goto(f"{base}/docs")
+        await page.locator(".opblock").first.wait_for(timeout=15_000)
+        assert await page.locator(".opblock").count() >= 3
+        assert "Mkutano" in await page.title()
+    assert refused == []

@@ -1,0 +1,338 @@
+"""An in-memory ``RegistrationStore`` (services/registration/ports.py) for unit tests.
+
+It keeps what the MongoDB store guarantees, so the use cases' rules can be tested
+without a server: revision-checked saves, the unique (event, email), reference and
+event-code constraints, the conditional seat counter, and each save's events appended
+to ``outbox`` in the same step (reported to ``signal`` as the real store does).
+``before_save`` lets a test act as a concurrent writer just before a save.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from services.registration.domain import ACTIVE_STATUSES, Event, Registration
+from services.registration.ports import AddOutcome, IdempotencyRecord
+from shared.envelope import OutboxMessage, wrap
+from shared.errors import DomainError
+from shared.outbox import WriteSignal
+
+SERVICE = "registration"
+_LATER = {
+    "promoted_at",
+    "approved_at",
+    "approved_by",
+    "rejected_at",
+    "rejected_by",
+    "rejection_reason",
+    "cancelled_at",
+    "cancelled_by",
+    "erased_at",
+    "erasure_reason",
+}
+_INTERNAL = {"manage_token_hash", "idempotency_key", "rev", "events", "id"}
+
+
+class FakeRegistrationStore:
+    def __init__(self, *, signal: WriteSignal | None = None) -> None:
+        self.signal = signal or WriteSignal()
+        self.events: dict[str, Event] = {}
+        self.registrations: dict[str, Registration] = {}
+        self.idempotency: dict[str, dict[str, Any]] = {}
+        self.outbox: list[OutboxMessage] = []
+        self.written: list[tuple[str, str]] = []
+        self.signal.listen(lambda collection, doc_id: self.written.append((collection, doc_id)))
+        self.before_save: Callable[[str], None] | None = None
+        self.lease_s = 10.0
+
+    # -- helpers for tests ---------------------------------------------------------
+
+    def types(self, aggregate_id: str | None = None) -> list[str]:
+        """Short type names of the saved events (of one aggregate), in order."""
+        return [
+            m.type.removeprefix("tz.go.ega.registration.").removesuffix(".v1")
+            for m in self.outbox
+            if aggregate_id is None or m.key == aggregate_id
+        ]
+
+    def last(self, type_name: str) -> dict[str, Any]:
+        """The payload of the last saved event of this type."""
+        for message in reversed(self.outbox):
+            if message.type.endswith(f".{type_name}.v1"):
+                return message.data
+        raise AssertionError(f"no {type_name} in the outbox: {self.types()}")
+
+    def _emit(self, collection: str, aggregate: Event | Registration) -> None:
+        messages = [wrap(e, SERVICE) for e in aggregate.take_events()]
+        self.outbox.extend(messages)
+        if messages:
+            self.signal.written(collection, aggregate.id)
+
+    # -- events --------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> Event | None:
+        event = self.events.get(event_id)
+        return copy.deepcopy(event) if event else None
+
+    async def list_events(self, state: str | None = "published") -> list[Event]:
+        found = [e for e in self.events.values() if state is None or e.state == state]
+        return [copy.deepcopy(e) for e in sorted(found, key=lambda e: e.starts_at)]
+
+    async def event_ids(self, states: Sequence[str]) -> list[str]:
+        return [e.id for e in self.events.values() if e.state in states]
+
+    async def add_event(self, event: Event) -> None:
+        if event.id in self.events or any(e.code == event.code for e in self.events.values()):
+            raise DomainError("event_exists", "An event with this id or code exists already.")
+        event.rev, event.seats_taken, event.waitlist_seq = 1, 0, 0
+        stored = copy.deepcopy(event)
+        stored.events = []
+        self.events[event.id] = stored
+        self._emit("events", event)
+
+    async def save_event(self, event: Event) -> bool:
+        if self.before_save:
+            self.before_save(event.id)
+        stored = self.events.get(event.id)
+        if stored is None or stored.rev != event.rev or stored.seats_taken > event.capacity:
+            return False
+        if any(e.code == event.code and e.id != event.id for e in self.events.values()):
+            raise DomainError("event_code_taken", "Another event has this code.", field="code")
+        counters = stored.seats_taken, stored.waitlist_seq
+        event.rev += 1
+        new = copy.deepcopy(event)
+        new.events = []
+        new.seats_taken, new.waitlist_seq = counters
+        self.events[event.id] = new
+        self._emit("events", event)
+        return True
+
+    # -- seats -----------------------------------------------------------------------
+
+    async def take_seat(self, event_id: str) -> bool:
+        event = self.events.get(event_id)
+        if event is None or event.seats_taken >= event.capacity:
+            return False
+        event.seats_taken += 1
+        return True
+
+    async def release_seat(self, event_id: str) -> None:
+        event = self.events.get(event_id)
+        if event is not None and event.seats_taken > 0:
+            event.seats_taken -= 1
+
+    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
+        event = self.events.get(event_id)
+        if event is None or event.seats_taken != expected:
+            return False
+        event.seats_taken = actual
+        return True
+
+    async def next_waitlist_position(self, event_id: str) -> int:
+        event = self.events.get(event_id)
+        if event is None:
+            return 0
+        event.waitlist_seq += 1
+        return event.waitlist_seq
+
+    async def count_confirmed(self, event_id: str) -> int:
+        return sum(
+            1
+            for r in self.registrations.values()
+            if r.event_id == event_id and r.status == "confirmed"
+        )
+
+    # -- registrations -------------------------------------------------------------
+
+    async def add_registration(self, registration: Registration) -> AddOutcome:
+        for other in self.registrations.values():
+            if other.reference == registration.reference:
+                return "reference_taken"
+            if other.event_id == registration.event_id and other.email == registration.email:
+                return "email_taken"
+        registration.rev = 1
+        stored = copy.deepcopy(registration)
+        stored.events = []
+        self.registrations[registration.id] = stored
+        self._emit("registrations", registration)
+        return "added"
+
+    async def save_registration(self, registration: Registration) -> bool:
+        if self.before_save:
+            self.before_save(registration.id)
+        stored = self.registrations.get(registration.id)
+        if stored is None or stored.rev != registration.rev:
+            return False
+        for other in self.registrations.values():
+            if (
+                other.id != registration.id
+                and other.event_id == registration.event_id
+                and other.email == registration.email
+            ):
+                raise AssertionError("the unique (event, email) index would refuse this save")
+        registration.rev += 1
+        new = copy.deepcopy(registration)
+        new.events = []
+        self.registrations[registration.id] = new
+        self._emit("registrations", registration)
+        return True
+
+    def _find(self, match: Callable[[Registration], bool]) -> Registration | None:
+        for registration in self.registrations.values():
+            if match(registration):
+                return copy.deepcopy(registration)
+        return None
+
+    async def get_registration(self, registration_id: str) -> Registration | None:
+        return self._find(lambda r: r.id == registration_id)
+
+    async def find_by_reference(self, reference: str) -> Registration | None:
+        return self._find(lambda r: r.reference == reference)
+
+    async def find_by_email(self, event_id: str, email: str) -> Registration | None:
+        return self._find(lambda r: r.event_id == event_id and r.email == email)
+
+    async def find_by_idempotency_key(self, key: str) -> Registration | None:
+        return self._find(lambda r: r.idempotency_key == key)
+
+    async def first_waitlisted(self, event_id: str) -> Registration | None:
+        waiting = [
+            r
+            for r in self.registrations.values()
+            if r.event_id == event_id and r.status == "waitlisted"
+        ]
+        waiting.sort(key=lambda r: r.waitlist_position or 0)
+        return copy.deepcopy(waiting[0]) if waiting else None
+
+    async def active_registration_ids(self, event_id: str) -> list[str]:
+        return [
+            r.id
+            for r in self.registrations.values()
+            if r.event_id == event_id and r.status in ACTIVE_STATUSES
+        ]
+
+    async def unerased_registration_ids(self, event_id: str) -> list[str]:
+        return [
+            r.id for r in self.registrations.values() if r.event_id == event_id and not r.erased_at
+        ]
+
+    async def rotate_manage_token(self, registration_id: str, token_hash: str) -> None:
+        stored = self.registrations.get(registration_id)
+        if stored is not None:
+            stored.manage_token_hash = token_hash
+            stored.rev += 1
+
+    # -- organisers' views ---------------------------------------------------------
+
+    def _matching(self, event_id: str, filters: dict[str, Any]) -> list[Registration]:
+        found = []
+        for r in self.registrations.values():
+            if r.event_id != event_id:
+                continue
+            if any(
+                filters.get(name) and getattr(r, name) != filters[name]
+                for name in ("status", "cadre", "institution", "region")
+            ):
+                continue
+            text = (filters.get("q") or "").lower()
+            haystack = (r.full_name, r.email, r.institution, r.reference, r.position or "")
+            if text and not any(text in value.lower() for value in haystack):
+                continue
+            found.append(r)
+        found.sort(key=lambda r: (r.created_us, r.id))
+        return [_listed(r) for r in found]
+
+    async def page_registrations(
+        self,
+        event_id: str,
+        filters: dict[str, Any],
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Registration]:
+        rows = self._matching(event_id, filters)
+        if after is not None:
+            rows = [r for r in rows if (r.created_us, r.id) > after]
+        return rows[:limit]
+
+    async def stream_registrations(
+        self, event_id: str, filters: dict[str, Any]
+    ) -> AsyncIterator[Registration]:
+        for registration in self._matching(event_id, filters):
+            yield registration
+
+    async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        for name in ("status", "cadre", "institution", "region"):
+            counts: dict[str, int] = {}
+            for r in self.registrations.values():
+                if r.event_id != event_id or (name != "status" and not r.is_active):
+                    continue
+                value = getattr(r, name)
+                key = str(value) if value is not None else "unspecified"
+                counts[key] = counts.get(key, 0) + 1
+            result[name] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        return result
+
+    async def personal_data(self, registration_id: str) -> dict[str, Any] | None:
+        stored = self.registrations.get(registration_id)
+        if stored is None:
+            return None
+        data = {
+            f.name: copy.deepcopy(getattr(stored, f.name))
+            for f in fields(Registration)
+            if f.name not in _INTERNAL
+            and not (f.name in _LATER and getattr(stored, f.name) is None)
+        }
+        data["id"] = stored.id
+        return data
+
+    # -- idempotency keys ----------------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, key: str, request_hash: str, now: str
+    ) -> tuple[IdempotencyRecord | None, bool]:
+        claimed_at = time.time()
+        record = self.idempotency.get(key)
+        if record is None:
+            self.idempotency[key] = {
+                "request_hash": request_hash,
+                "state": "pending",
+                "created_at": now,
+                "claimed_at": claimed_at,
+            }
+            return None, False
+        seen = _record(record)
+        if (
+            record["state"] == "pending"
+            and record["request_hash"] == request_hash
+            and record["claimed_at"] < claimed_at - self.lease_s
+        ):
+            record["claimed_at"] = claimed_at
+            return seen, True
+        return seen, False
+
+    async def complete_idempotency_key(self, key: str, outcome: dict[str, Any]) -> None:
+        self.idempotency[key].update(state="done", outcome=copy.deepcopy(outcome))
+
+    async def release_idempotency_key(self, key: str) -> None:
+        if self.idempotency.get(key, {}).get("state") == "pending":
+            del self.idempotency[key]
+
+
+def _record(record: dict[str, Any]) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        request_hash=record["request_hash"],
+        done=record["state"] == "done",
+        outcome=copy.deepcopy(record.get("outcome")),
+    )
+
+
+def _listed(registration: Registration) -> Registration:
+    """As a list shows it: without the token hash (the real store projects it away)."""
+    shown = copy.deepcopy(registration)
+    shown.manage_token_hash = None
+    return shown
