@@ -71,7 +71,9 @@ def create_runtime(
     ctx.on_attempt = observe
     runtime.app.state.context = ctx
     register_consumers(runtime, ctx)
-    runtime.add_worker("senders", Dispatcher(ctx, runtime.signal).run)
+    dispatcher = Dispatcher(ctx)
+    runtime.signal.listen(dispatcher.hint)  # the store reports deliveries due now
+    runtime.add_worker("senders", dispatcher.run)
     runtime.add_worker("owner-notices", lambda stop: run_owner_notices(ctx, stop))
     runtime.app.include_router(api.router)
     runtime.on_startup(store.ensure_indexes)

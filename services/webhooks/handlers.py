@@ -34,7 +34,6 @@ from shared.contracts import event_class, stream_events
 from shared.envelope import ReceivedEvent
 from shared.errors import DomainError
 from shared.logging import get_logger
-from shared.outbox import ConcurrentUpdate
 from shared.timeutil import utcnow
 
 log = get_logger("webhooks")
@@ -158,11 +157,8 @@ async def _change(
     for _ in range(20):
         subscription = await get_subscription(ctx, subscription_id)
         change(subscription)
-        try:
-            await ctx.store.save_subscription(subscription)
+        if await ctx.store.save_subscription(subscription):
             return subscription
-        except ConcurrentUpdate:
-            continue
     raise DomainError("concurrent_update", "The subscription is changing; try again.")
 
 
@@ -287,11 +283,8 @@ async def replay_delivery(ctx: Context, subscription_id: str, event_id: str) -> 
         if delivery.status == "sending":
             raise DomainError("delivery_in_flight", "The delivery is being sent right now.")
         delivery.replay(ctx.clock())
-        try:
-            await ctx.store.save_delivery(delivery)
+        if await ctx.store.save_delivery(delivery):
             return delivery
-        except ConcurrentUpdate:
-            continue
     raise DomainError("concurrent_update", "The delivery is changing; try again.")
 
 
@@ -322,11 +315,9 @@ async def replay_range(
         if delivery.status not in ("delivered", "failed"):
             continue
         delivery.replay(ctx.clock())
-        try:
-            await ctx.store.save_delivery(delivery)
+        if await ctx.store.save_delivery(delivery):
             count += 1
-        except ConcurrentUpdate:
-            continue  # it changed meanwhile (being sent): leave it
+        # else it changed meanwhile (being sent): leave it
     log.info("deliveries_replayed", subscription_id=subscription_id, count=count)
     return count
 
@@ -378,10 +369,9 @@ async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> int:
                 continue
             if not delivery.erase_personal_data():
                 continue
-            try:
-                await ctx.store.save_delivery(delivery)
+            if await ctx.store.save_delivery(delivery):
                 erased += 1
-            except ConcurrentUpdate:  # being sent right now: look again
+            else:  # being sent right now: look again
                 again = True
         if not again:
             break
@@ -457,9 +447,7 @@ async def deliver(ctx: Context, delivery_id_: str) -> Attempted:
             keep=s.attempts_kept,
         )
         result = "failed" if gave_up else "retrying"
-    try:
-        await ctx.store.save_delivery(delivery)
-    except ConcurrentUpdate:
+    if not await ctx.store.save_delivery(delivery):
         # Our lease ran out and another sender took it: its attempt is the one on record.
         return Attempted("superseded")
     log.info(
@@ -481,9 +469,7 @@ async def deliver(ctx: Context, delivery_id_: str) -> Attempted:
 
 async def _hold(ctx: Context, delivery: Delivery, until: float) -> Attempted:
     delivery.hold(until)
-    try:
-        await ctx.store.save_delivery(delivery)
-    except ConcurrentUpdate:
+    if not await ctx.store.save_delivery(delivery):
         return Attempted("superseded")
     return Attempted("held", until)
 

@@ -8,19 +8,23 @@ from typing import Protocol
 
 from services.webhooks.domain import Delivery, DeliveryStatus, Subscription
 
+# The store reports to the service's write signal, for each delivery due now:
+# ``signal.written(DELIVERIES, delivery_id)`` (the senders listen).
+DELIVERIES = "deliveries"
+
 
 class WebhooksStore(Protocol):
     """The service's database (``store.WebhooksStore``; ``tests/unit/fakes/webhooks.py``).
 
-    Writes of an aggregate are revision-checked: ``save_*`` raises
-    ``shared.outbox.ConcurrentUpdate`` if the document moved on since it was read.
+    Writes of an aggregate are revision-checked: ``save_*`` returns False (and writes
+    nothing) if the document moved on since it was read; read it again.
     """
 
     # subscriptions
     async def insert_subscription(self, subscription: Subscription) -> None: ...
     async def get_subscription(self, subscription_id: str) -> Subscription | None: ...
     async def list_subscriptions(self) -> list[Subscription]: ...
-    async def save_subscription(self, subscription: Subscription) -> None: ...
+    async def save_subscription(self, subscription: Subscription) -> bool: ...
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Remove it and its delivery log; False if there was none."""
         ...
@@ -35,7 +39,7 @@ class WebhooksStore(Protocol):
         ...
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
-    async def save_delivery(self, delivery: Delivery) -> None: ...
+    async def save_delivery(self, delivery: Delivery) -> bool: ...
     async def claim_delivery(
         self, delivery_id: str, *, lease_s: float, now: float
     ) -> Delivery | None:

@@ -9,7 +9,8 @@ Collections:
   is taken again once its lease has expired.
 - ``processed_events``: the consumer's idempotency record (shared.consumer).
 
-Writes follow docs/architecture.md: revision-checked ``$set`` with plain filters, times
+Writes follow docs/architecture.md: revision-checked ``$set`` with plain filters (a save
+returns False when the revision moved on), times
 as ISO strings (schedules as epoch seconds), ids as strings, arrays written whole.
 """
 
@@ -31,11 +32,11 @@ from services.webhooks.domain import (
     SigningSecret,
     Subscription,
 )
-from shared.outbox import ConcurrentUpdate, WriteSignal
+from services.webhooks.ports import DELIVERIES
+from shared.outbox import WriteSignal
 from shared.timeutil import iso
 
 SUBSCRIPTIONS = "subscriptions"
-DELIVERIES = "deliveries"
 UNFINISHED = ["pending", "sending"]
 
 
@@ -257,14 +258,15 @@ class WebhooksStore:
         docs = await self.subscriptions.find({}, sort=[("created_at", ASCENDING)]).to_list()
         return [subscription_of(d, self.cipher) for d in docs]
 
-    async def save_subscription(self, subscription: Subscription) -> None:
+    async def save_subscription(self, subscription: Subscription) -> bool:
         result = await self.subscriptions.update_one(
             {"_id": subscription.id, "rev": subscription.rev},
             {"$set": subscription_fields(subscription, self.cipher), "$inc": {"rev": 1}},
         )
         if result.matched_count != 1:
-            raise ConcurrentUpdate(subscription.id)
+            return False
         subscription.rev += 1
+        return True
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         result = await self.subscriptions.delete_one({"_id": subscription_id})
@@ -292,16 +294,17 @@ class WebhooksStore:
         doc = await self.deliveries.find_one({"_id": delivery_id})
         return delivery_of(doc) if doc else None
 
-    async def save_delivery(self, delivery: Delivery) -> None:
+    async def save_delivery(self, delivery: Delivery) -> bool:
         result = await self.deliveries.update_one(
             {"_id": delivery.id, "rev": delivery.rev},
             {"$set": {**delivery_fields(delivery), "lease_until": 0.0}, "$inc": {"rev": 1}},
         )
         if result.matched_count != 1:
-            raise ConcurrentUpdate(delivery.id)
+            return False
         delivery.rev += 1
         if delivery.status == "pending" and not delivery.held:
             self.signal.written(DELIVERIES, delivery.id)
+        return True
 
     async def claim_delivery(
         self, delivery_id: str, *, lease_s: float, now: float

@@ -18,9 +18,8 @@ from collections import deque
 from typing import Any
 
 from services.webhooks import handlers
-from services.webhooks.store import DELIVERIES
+from services.webhooks.ports import DELIVERIES
 from shared.logging import get_logger
-from shared.outbox import WriteSignal
 from shared.waiting import ScanSchedule, sleep_or_stop, wait_any
 
 log = get_logger("webhooks")
@@ -35,7 +34,7 @@ def subscription_of(delivery_id: str) -> str:
 class Dispatcher:
     """The senders: ``settings.senders`` tasks sharing one queue."""
 
-    def __init__(self, ctx: handlers.Context, signal: WriteSignal) -> None:
+    def __init__(self, ctx: handlers.Context) -> None:
         self.ctx = ctx
         s = ctx.settings
         self._ready: deque[str] = deque()
@@ -44,10 +43,10 @@ class Dispatcher:
         self._in_flight: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._scans = ScanSchedule(s.scan_interval_s, 4 * s.scan_interval_s)
-        signal.listen(self.hint)
 
     def hint(self, collection: str, doc_id: Any) -> None:
-        """A delivery is due now (the store reported it)."""
+        """A delivery is due now (the store reported it on the write signal, which the
+        app wires here: ``runtime.signal.listen(dispatcher.hint)``)."""
         if collection != DELIVERIES:
             return
         self._enqueue(str(doc_id))

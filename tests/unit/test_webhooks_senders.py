@@ -72,7 +72,8 @@ async def until(predicate) -> None:
 async def test_a_slow_receiver_does_not_hold_up_other_subscriptions() -> None:
     transport = GatedTransport()
     ctx = context(transport)
-    dispatcher = Dispatcher(ctx, ctx.store.signal)
+    dispatcher = Dispatcher(ctx)
+    ctx.store.signal.listen(dispatcher.hint)
     await handlers.create_subscription(ctx, spec(url=SLOW), by="admin")
     await handlers.create_subscription(ctx, spec(url=FAST), by="admin")
     stop = asyncio.Event()
@@ -95,7 +96,8 @@ async def test_a_slow_receiver_does_not_hold_up_other_subscriptions() -> None:
 async def test_a_retry_comes_back_on_its_timer_without_a_new_event() -> None:
     transport = GatedTransport(fail_first=2)
     ctx = context(transport)
-    dispatcher = Dispatcher(ctx, ctx.store.signal)
+    dispatcher = Dispatcher(ctx)
+    ctx.store.signal.listen(dispatcher.hint)
     subscription, _ = await handlers.create_subscription(ctx, spec(url=FAST), by="admin")
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop))

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.webhooks.domain import Delivery, DeliveryStatus, Subscription
-from services.webhooks.ports import PostOutcome
-from services.webhooks.store import DELIVERIES
+from services.webhooks.ports import DELIVERIES, PostOutcome
 from shared.envelope import OutboxMessage
-from shared.outbox import ConcurrentUpdate, WriteSignal
+from shared.outbox import WriteSignal
 
 UNFINISHED = ("pending", "sending")
 
@@ -46,12 +45,13 @@ class FakeWebhooksStore:
             for s in sorted(self.subscriptions.values(), key=lambda s: s.created_at)
         ]
 
-    async def save_subscription(self, subscription: Subscription) -> None:
+    async def save_subscription(self, subscription: Subscription) -> bool:
         current = self.subscriptions.get(subscription.id)
         if current is None or current.rev != subscription.rev:
-            raise ConcurrentUpdate(subscription.id)
+            return False
         subscription.rev += 1
         self.subscriptions[subscription.id] = copy.deepcopy(subscription)
+        return True
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         existed = self.subscriptions.pop(subscription_id, None) is not None
@@ -76,15 +76,16 @@ class FakeWebhooksStore:
         found = self.deliveries.get(delivery_id)
         return copy.deepcopy(found) if found else None
 
-    async def save_delivery(self, delivery: Delivery) -> None:
+    async def save_delivery(self, delivery: Delivery) -> bool:
         current = self.deliveries.get(delivery.id)
         if current is None or current.rev != delivery.rev:
-            raise ConcurrentUpdate(delivery.id)
+            return False
         delivery.rev += 1
         self.deliveries[delivery.id] = copy.deepcopy(delivery)
         self.leases.pop(delivery.id, None)
         if delivery.status == "pending" and not delivery.held:
             self.signal.written(DELIVERIES, delivery.id)
+        return True
 
     async def claim_delivery(
         self, delivery_id: str, *, lease_s: float, now: float
