@@ -24,35 +24,60 @@ JSON_TYPES = {"application/json", "application/merge-patch+json"}
 ReadinessCheck = Callable[[], Awaitable[tuple[str, bool]]]
 
 
+# A route whose body may be larger than the service's bound (a CSV upload) says so in its
+# OpenAPI: ``openapi_extra=body_limit(2 * MiB)``. The middleware enforces what it says.
+BODY_LIMIT_KEY = "x-max-body-bytes"
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def body_limit(max_bytes: int) -> dict[str, int]:
+    """``openapi_extra`` of a route that takes bodies up to ``max_bytes`` (documented there)."""
+    return {BODY_LIMIT_KEY: max_bytes}
+
+
 class BodyLimitMiddleware:
-    """413 for bodies over a bound (declared or streamed), 415 for non-JSON API writes."""
+    """413 for bodies over a bound, 415 for non-JSON API writes.
+
+    Every body is bounded: ``max_bytes`` (64 KiB), or the larger bound a route declares
+    with ``body_limit()``. A declared ``Content-Length`` over the bound is refused before
+    anything is read; a body without one (chunked) is read up to the bound and refused
+    as soon as it passes it. The route gets the body only once it is whole and within
+    its bound, so a body too large is always the 413 of the common error shape, never a
+    framework's parse error.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        max_bytes: int = 64 * 1024,
+        max_bytes: int = 64 * KiB,
         non_json_paths: list[str] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.non_json = [re.compile(p) for p in (non_json_paths or [])]
+        self._route_limits: list[tuple[re.Pattern[str], frozenset[str], int]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        path: str = scope["path"]
         declared = headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_error(send, ApiError(413, "payload_too_large", self._too_large()))
+        has_body = declared not in (None, "0") or "transfer-encoding" in headers
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self._limit_for(scope)
+        if declared and declared.isdigit() and int(declared) > limit:
+            await _send_error(send, _too_large(limit))
             return
         media = headers.get("content-type", "").split(";")[0].strip().lower()
-        has_body = declared not in (None, "0") or "transfer-encoding" in headers
         if (
-            path.startswith("/api/")
-            and has_body
+            scope["method"] in ("POST", "PUT", "PATCH")
+            and path.startswith("/api/")
             and media not in JSON_TYPES
             and not any(p.search(path) for p in self.non_json)
         ):
@@ -66,32 +91,63 @@ class BodyLimitMiddleware:
                 ),
             )
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _send_error(send, _too_large(limit))
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await _send_error(send, ApiError(413, "payload_too_large", self._too_large()))
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: the disconnect, when it comes
 
-    def _too_large(self) -> str:
-        return f"The body is larger than {self.max_bytes} bytes."
+        await self.app(scope, replay, send)
+
+    def _limit_for(self, scope: Scope) -> int:
+        """The route's declared bound (``body_limit``), else the service's."""
+        if self._route_limits is None:
+            app = scope.get("app")
+            self._route_limits = _declared_limits(app) if isinstance(app, FastAPI) else []
+        for pattern, methods, limit in self._route_limits:
+            if scope["method"] in methods and pattern.match(scope["path"]):
+                return limit
+        return self.max_bytes
 
 
-class _TooLarge(Exception):
-    pass
+def _declared_limits(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str], int]]:
+    from fastapi import routing
+    from starlette.routing import compile_path
+
+    limits = []
+    for route in routing.iter_route_contexts(app.routes):
+        extra = getattr(route.original_route, "openapi_extra", None) or {}
+        if BODY_LIMIT_KEY in extra:
+            pattern, _, _ = compile_path(route.path_format)
+            limits.append((pattern, frozenset(route.methods or ()), int(extra[BODY_LIMIT_KEY])))
+    return limits
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"The body is larger than {limit} bytes.",
+        fields=[FieldProblem(field="body", reason=f"at most {limit} bytes")],
+    )
 
 
 async def _send_error(send: Send, error: ApiError) -> None:
-    response = JSONResponse(error.body(), status_code=error.status)
+    response = JSONResponse(error.body(), status_code=error.status, headers=error.headers)
     await response({"type": "http"}, _no_receive, send)
 
 
@@ -99,11 +155,22 @@ async def _no_receive() -> Message:  # pragma: no cover - never called for a res
     return {"type": "http.disconnect"}
 
 
+# A 422 lists at most this many fields, each name and reason at most MAX_ECHO characters
+# (a name can be a key the client sent): the answer does not grow with the input.
+MAX_FIELD_PROBLEMS = 50
+MAX_ECHO = 200
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters (an ellipsis says so)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return clip(".".join(parts) or "body")
 
 
 def _reason(err: dict[str, Any]) -> str:
@@ -112,7 +179,7 @@ def _reason(err: dict[str, Any]) -> str:
     if err.get("type") == "missing":
         return "required"
     msg = str(err.get("msg", "invalid"))
-    return msg.removeprefix("Value error, ")
+    return clip(msg.removeprefix("Value error, "))
 
 
 def install_error_handlers(app: FastAPI, statuses: Mapping[str, int] | None = None) -> None:
@@ -143,11 +210,13 @@ def install_error_handlers(app: FastAPI, statuses: Mapping[str, int] | None = No
             )
             return JSONResponse(err.body(), status_code=400)
         fields = [
-            FieldProblem(field=_field_name(tuple(e["loc"])), reason=_reason(e)) for e in errors
+            FieldProblem(field=_field_name(tuple(e["loc"])), reason=_reason(e))
+            for e in errors[:MAX_FIELD_PROBLEMS]
         ]
-        err = ApiError(
-            422, "validation_error", "Some fields are missing or invalid.", fields=fields
-        )
+        message = "Some fields are missing or invalid."
+        if len(errors) > MAX_FIELD_PROBLEMS:
+            message += f" The first {MAX_FIELD_PROBLEMS} of {len(errors)} are listed."
+        err = ApiError(422, "validation_error", message, fields=fields)
         return JSONResponse(err.body(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

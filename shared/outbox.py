@@ -36,6 +36,9 @@ log = get_logger("outbox")
 
 WriteListener = Callable[[str, Any], None]
 
+# What a write left behind, by default: events in the document's outbox (the relay's work).
+EVENTS = "events"
+
 
 class WriteSignal:
     """The one wake signal of a service process: its store reports each write here.
@@ -47,21 +50,26 @@ class WriteSignal:
     queued message. The relay's periodic scan remains the safety net for what no signal
     named (another instance's writes, a crash). It is built by the runtime and handed
     to the store and to the listeners explicitly: no module-level registry.
+
+    ``work`` says what the write left behind: ``EVENTS`` (the default, which the relay
+    listens for) or a kind a service names for its own workers (notification: a message
+    to send). A listener hears the one kind it listens for, so the relay is not woken to
+    look for events in a document that has none, nor the senders by an outcome's events.
     """
 
     def __init__(self) -> None:
-        self._listeners: list[WriteListener] = []
+        self._listeners: list[tuple[str, WriteListener]] = []
 
-    def listen(self, listener: WriteListener) -> None:
-        self._listeners.append(listener)
+    def listen(self, listener: WriteListener, *, work: str = EVENTS) -> None:
+        self._listeners.append((work, listener))
 
     def unlisten(self, listener: WriteListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners = [(w, fn) for w, fn in self._listeners if fn != listener]
 
-    def written(self, collection: str, doc_id: Any) -> None:
-        for listener in list(self._listeners):
-            listener(collection, doc_id)
+    def written(self, collection: str, doc_id: Any, *, work: str = EVENTS) -> None:
+        for kind, listener in list(self._listeners):
+            if kind == work:
+                listener(collection, doc_id)
 
 
 class ConcurrentUpdate(Exception):

@@ -3,6 +3,9 @@
 Fixed-window counters in the service's own MongoDB (one atomic ``$inc`` upsert per
 hit), so two instances behind a load balancer enforce one limit together. Over the
 limit: 429 in the common error shape with ``Retry-After``.
+
+Not to be confused with ``shared.tokenbucket``: an in-process throttle on how fast one
+worker may go (the notification senders), where this counts requests across instances.
 """
 
 from __future__ import annotations

@@ -194,10 +194,6 @@ class ServiceRuntime:
         self.shutdown_hooks.append(hook)
         return hook
 
-    def wake_relay(self) -> None:
-        if self.relay is not None:
-            self.relay.wake()
-
     async def publish(self, message: OutboxMessage) -> None:
         """Publish one outbox message as a binary-mode CloudEvent, waiting for the ack."""
         if not self.broker_connected:

@@ -9,10 +9,22 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notification import handlers
+from services.notification.domain import Notification
 from shared.auth import require_roles
-from shared.errors import ApiError, FieldProblem, error_responses
+from shared.errors import ApiError, DomainError, FieldProblem, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
+
+# The domain's error codes and their HTTP statuses (shared.errors.status_for would give
+# the same; listed so that the map is complete and explicit).
+ERROR_STATUSES: dict[str, int] = {
+    "notification_not_found": 404,
+    "announcement_not_found": 404,
+    "recipient_erased": 409,
+    "delivery_in_progress": 409,
+    "sms_not_configured": 409,
+    "concurrent_update": 409,
+}
 
 
 class NotificationView(BaseModel):
@@ -34,24 +46,24 @@ class NotificationView(BaseModel):
     resend_count: int = 0
 
 
-def _view(doc: dict[str, Any]) -> NotificationView:
+def _view(n: Notification) -> NotificationView:
     return NotificationView(
-        id=doc["_id"],
-        channel=doc["channel"],
-        template=doc["template"],
-        language=doc["language"],
-        status=doc["status"],
-        attempts=doc.get("attempts", 0),
-        last_error=doc.get("last_error"),
-        registration_id=doc.get("registration_id"),
-        resolution_id=doc.get("resolution_id"),
-        cause_event_id=doc["cause_event_id"],
-        cause_event_type=doc["cause_event_type"],
-        created_at=doc["created_at"],
-        sent_at=doc.get("sent_at"),
-        segments=doc.get("segments"),
-        announcement_id=doc.get("announcement_id"),
-        resend_count=doc.get("resend_count", 0),
+        id=n.id,
+        channel=n.channel,
+        template=n.template,
+        language=n.language,
+        status=n.status,
+        attempts=n.attempts,
+        last_error=n.last_error,
+        registration_id=n.registration_id,
+        resolution_id=n.resolution_id,
+        cause_event_id=n.cause_event_id,
+        cause_event_type=n.cause_event_type,
+        created_at=n.created_at,
+        sent_at=n.sent_at,
+        segments=n.segments,
+        announcement_id=n.announcement_id,
+        resend_count=n.resend_count,
     )
 
 
@@ -76,25 +88,15 @@ async def list_notifications(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[NotificationView]:
     """The delivery log, newest first, with attempts and the last error."""
-    query: dict[str, Any] = {}
-    if registration_id:
-        query["registration_id"] = registration_id
-    if channel:
-        query["channel"] = channel
-    if status:
-        query["status"] = status
-    if event_id:
-        query["event_id"] = event_id
-    if announcement_id:
-        query["announcement_id"] = announcement_id
-    if template:
-        query["template"] = template
-    docs = (
-        await _ctx(request)
-        .store.notifications.find(query, sort=[("created_at", -1)], limit=limit)
-        .to_list()
-    )
-    return [_view(d) for d in docs]
+    filters = {
+        "registration_id": registration_id,
+        "channel": channel,
+        "status": status,
+        "event_id": event_id,
+        "announcement_id": announcement_id,
+        "template": template,
+    }
+    return [_view(n) for n in await handlers.list_notifications(_ctx(request), filters, limit)]
 
 
 @router.post(
@@ -109,17 +111,7 @@ async def resend_notification(
     _: Annotated[Any, Depends(require_roles("organiser"))],
 ) -> NotificationView:
     """Send a notification again (a fresh attempt cycle on the same log entry)."""
-    existing = await _ctx(request).store.get(notification_id)
-    if existing is not None and existing.get("erased"):
-        raise ApiError(
-            409, "recipient_erased", "The recipient's personal data was erased; nothing to send."
-        )
-    if existing is not None and existing["status"] in ("pending", "sending", "retry"):
-        raise ApiError(409, "delivery_in_progress", "This notification is still being delivered.")
-    doc = await handlers.resend(_ctx(request), notification_id)
-    if doc is None:
-        raise ApiError(404, "notification_not_found", "No such notification.")
-    return _view(doc)
+    return _view(await handlers.resend(_ctx(request), notification_id))
 
 
 # --------------------------------------------------------------------------- reminder rules
@@ -252,18 +244,17 @@ async def post_announcement(
     _: Annotated[Any, Depends(require_roles("organiser"))],
 ) -> dict[str, Any]:
     """Announce to an event's confirmed participants; fanned out at a bounded rate."""
-    ctx = _ctx(request)
-    if "sms" in body.channels and ctx.sms is None:
+    try:
+        return await handlers.create_announcement(_ctx(request), body.model_dump())
+    except DomainError as exc:
+        if exc.code != "sms_not_configured":
+            raise
         raise ApiError(
             409,
-            "sms_not_configured",
-            "No SMS gateway is configured.",
+            exc.code,
+            exc.message,
             fields=[FieldProblem(field="channels", reason="sms is not available")],
-        )
-    doc = await handlers.create_announcement(ctx, body.model_dump())
-    progress = await handlers.announcement_progress(ctx, doc["_id"])
-    assert progress is not None
-    return progress
+        ) from exc
 
 
 @router.get(
@@ -278,7 +269,4 @@ async def get_announcement(
     _: Annotated[Any, Depends(require_roles("organiser", "auditor"))],
 ) -> dict[str, Any]:
     """An announcement's progress: total, queued, sent, failed, pending."""
-    progress = await handlers.announcement_progress(_ctx(request), announcement_id)
-    if progress is None:
-        raise ApiError(404, "announcement_not_found", "No such announcement.")
-    return progress
+    return await handlers.announcement_progress(_ctx(request), announcement_id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from services.notification import api, handlers
+from services.notification import api, handlers, workers
 from services.notification.channels import HttpSmsGateway, SmtpEmailSender
 from services.notification.consumers import register_consumers
+from services.notification.dispatcher import Dispatcher
+from services.notification.ports import NOTIFICATIONS, EmailSender, SmsSender
 from services.notification.settings import NotificationSettings
-from services.notification.store import NOTIFICATIONS, NotificationStore
+from services.notification.store import MongoNotificationStore
 from shared.runtime import ServiceRuntime
 from shared.topics import NOTIFICATION
 
@@ -14,8 +16,8 @@ from shared.topics import NOTIFICATION
 def create_runtime(
     settings: NotificationSettings | None = None,
     *,
-    email: handlers.EmailSender | None = None,
-    sms: handlers.SmsSender | None = None,
+    email: EmailSender | None = None,
+    sms: SmsSender | None = None,
 ) -> ServiceRuntime:
     """Wire the notification service: consumers, senders, reminder and announcement workers."""
     settings = settings or NotificationSettings()
@@ -25,10 +27,9 @@ def create_runtime(
         title="Mkutano notification",
         description="Bilingual email and SMS for registrations and resolutions, with a "
         "delivery log. Publishes notification.v1.",
+        error_statuses=api.ERROR_STATUSES,
     )
-    store = NotificationStore(
-        runtime.db, signal=runtime.signal, scan_interval_s=settings.scan_interval_s
-    )
+    store = MongoNotificationStore(runtime.db, signal=runtime.signal)
     if sms is None and settings.sms.gateway_url:
         sms = HttpSmsGateway(settings.sms)
     ctx = handlers.Context(
@@ -37,16 +38,15 @@ def create_runtime(
         email=email or SmtpEmailSender(settings.smtp),
         sms=sms,
         metrics=runtime.metrics,
-        wake_relay=runtime.wake_relay,
     )
     runtime.app.state.context = ctx
     runtime.use_outbox([NOTIFICATIONS])
     runtime.publishes(NOTIFICATION)
     register_consumers(runtime, ctx)
-    dispatcher = handlers.Dispatcher(ctx)
-    runtime.add_worker("senders", dispatcher.run)
-    runtime.add_worker("reminders", lambda stop: handlers.run_reminders(ctx, stop))
-    runtime.add_worker("announcements", lambda stop: handlers.run_announcements(ctx, stop))
+    # The senders and the announcement worker listen on the one write signal.
+    runtime.add_worker("senders", Dispatcher(ctx, runtime.signal).run)
+    runtime.add_worker("reminders", lambda stop: workers.run_reminders(ctx, stop))
+    runtime.add_worker("announcements", workers.AnnouncementWorker(ctx, runtime.signal).run)
     runtime.app.include_router(api.router)
     runtime.on_startup(store.ensure_indexes)
     for channel in (ctx.email, ctx.sms):

@@ -12,21 +12,16 @@ import asyncio
 import socket
 import time
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Any
 
 import aiosmtplib
 import httpx
 
 from services.notification.domain import DeliveryError
+from services.notification.ports import EmailSender, SmsSender
 from services.notification.settings import SmsSettings, SmtpSettings
 
-
-class EmailSender(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
-
-
-class SmsSender(Protocol):
-    async def send(self, to: str, text: str) -> str: ...
+__all__ = ["EmailSender", "HttpSmsGateway", "SmsSender", "SmtpEmailSender"]
 
 
 class SmtpEmailSender:

@@ -1,16 +1,21 @@
-"""Notification domain: which messages an event calls for, reminder schedules, retry policy.
+"""Notification domain: which messages an event calls for, the notification aggregate
+(claimed, sent, failed and retried, resent), reminder schedules, announcements.
 
-Pure: no I/O. Handlers turn consumed events into ``Intent`` objects here and record them.
+Pure: no I/O, no clock of its own (methods take ``now``). Handlers turn consumed events
+into ``Intent`` objects here, make ``Notification`` aggregates of them and save those.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from shared.aggregate import Aggregate
+from shared.contracts.notification import NotificationFailed, NotificationSent
 from shared.contracts.registration import (
     ConfirmationResendRequested,
     ParticipantCheckedIn,
@@ -24,6 +29,8 @@ from shared.contracts.registration import (
 )
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.envelope import ReceivedEvent
+from shared.errors import DomainError
+from shared.timeutil import iso
 
 Channel = Literal["email", "sms"]
 LANGUAGES = ("sw", "en")
@@ -200,9 +207,22 @@ def reminder_id(event_id: str, offset_s: int, starts_at_epoch: float) -> str:
     return f"{event_id}:{int(offset_s)}:{int(starts_at_epoch)}"
 
 
+@dataclass(frozen=True)
+class Reminder:
+    """One reminder of an event: due ``offset_s`` before its start (epoch ``due_at``)."""
+
+    id: str
+    event_id: str
+    offset_s: int
+    due_at: float
+    status: Literal["pending", "firing", "done", "cancelled"] = "pending"
+    # Notifications recorded when it fired.
+    notifications: int = 0
+
+
 def due_reminders(
     event_id: str, starts_at_epoch: float, offsets_s: list[int], now: float
-) -> list[dict[str, Any]]:
+) -> list[Reminder]:
     """The reminders an event needs: one per offset whose due time is still ahead.
 
     A reminder whose time has already passed when it is scheduled (e.g. the 7-day one for
@@ -214,12 +234,12 @@ def due_reminders(
         if due_at <= now:
             continue
         out.append(
-            {
-                "_id": reminder_id(event_id, offset, starts_at_epoch),
-                "event_id": event_id,
-                "offset_s": int(offset),
-                "due_at": due_at,
-            }
+            Reminder(
+                id=reminder_id(event_id, offset, starts_at_epoch),
+                event_id=event_id,
+                offset_s=int(offset),
+                due_at=due_at,
+            )
         )
     return out
 
@@ -270,10 +290,15 @@ def previous_details(before: dict[str, Any] | None, after: dict[str, Any]) -> di
     return out
 
 
-def retry_delay(attempt: int, base_s: float, max_s: float) -> float:
+def retry_delay(
+    attempt: int,
+    base_s: float,
+    max_s: float,
+    jitter: Callable[[float, float], float] = random.uniform,
+) -> float:
     """Exponential backoff with jitter (between half and all of the ceiling), capped."""
     ceiling = min(max_s, base_s * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    return jitter(ceiling / 2, ceiling)
 
 
 class DeliveryError(Exception):
@@ -282,3 +307,412 @@ class DeliveryError(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+# --------------------------------------------------------------------------- projections
+
+
+@dataclass(frozen=True)
+class Participant:
+    """This service's copy of a registration: contact, status, the event's details."""
+
+    registration_id: str
+    event_id: str
+    status: str | None
+    contact: dict[str, Any]
+    event: dict[str, Any]
+    reference: str | None = None
+    ticket: str | None = None
+    cadre: str | None = None
+
+
+# An event its participants are still going to: "closed" only closes registration.
+TAKING_PLACE = ("published", "closed")
+# Who hears that an event moved: everyone who may still come.
+EVENT_CHANGE_AUDIENCE = ("confirmed", "waitlisted", "pending_approval")
+
+
+@dataclass(frozen=True)
+class KnownEvent:
+    """An event as this service knows it: details (once heard of), state, reminder rules
+    (None: the service's defaults)."""
+
+    event_id: str
+    details: dict[str, Any] | None = None
+    state: str = "published"
+    rules: list[int] | None = None
+
+    @property
+    def taking_place(self) -> bool:
+        return self.state in TAKING_PLACE
+
+    def wanted_reminders(self, default_offsets_s: list[int], now: float) -> list[Reminder]:
+        """The reminders it should have now (none if unknown, cancelled or past)."""
+        if not self.details or not self.taking_place:
+            return []
+        starts = parse_time(self.details["starts_at"]).timestamp()
+        offsets = self.rules if self.rules is not None else default_offsets_s
+        return due_reminders(self.event_id, starts, offsets, now)
+
+
+def participant_intents(
+    participant: Participant,
+    template: str,
+    extra: dict[str, Any],
+    *,
+    sms: bool,
+    attachments: tuple[str, ...] | None = None,
+) -> list[Intent]:
+    """Intents for a projected participant (reminders, announcements, event changes)."""
+    contact = participant.contact
+    language = language_of(contact.get("language"))
+    context = {
+        "participant": contact,
+        "reference": participant.reference,
+        "registration_id": participant.registration_id,
+        "status": participant.status,
+        "event": participant.event,
+        "ticket": participant.ticket,
+        "waitlist_position": None,
+        **extra,
+    }
+    if attachments is None:
+        attachments = ("qr",) if template == "reminder" and participant.ticket else ()
+    out = [
+        Intent(
+            "email",
+            contact["email"],
+            template,
+            language,
+            context,
+            registration_id=participant.registration_id,
+            attachments=attachments,
+        )
+    ]
+    if sms and contact.get("phone"):
+        out.append(
+            Intent(
+                "sms", contact["phone"], template, language, context, participant.registration_id
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the aggregate
+
+Status = Literal["pending", "sending", "retry", "sent", "failed", "cancelled"]
+# Still on its way: not to be resent yet.
+IN_PROGRESS = ("pending", "sending", "retry")
+# How many errors a notification keeps (the newest).
+KEPT_ERRORS = 10
+
+
+class Candidate(NamedTuple):
+    """A notification to try to claim, with its status and lease as they were seen: the
+    claim succeeds only if it is still so (taken meanwhile, it is skipped)."""
+
+    id: str
+    status: str
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how far apart, a failing notification is tried."""
+
+    max_attempts: int = 8
+    base_s: float = 1.0
+    max_s: float = 300.0
+    jitter: Callable[[float, float], float] = random.uniform
+
+    def delay(self, attempt: int) -> float:
+        return retry_delay(attempt, self.base_s, self.max_s, self.jitter)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a channel answered to one attempt."""
+
+    sent: bool
+    segments: int | None = None
+    error: str | None = None
+    permanent: bool = False
+
+    @property
+    def status(self) -> str:
+        """The status the attempt leads to (``retry`` or ``failed`` decided on failure)."""
+        return "sent" if self.sent else "failed"
+
+
+@dataclass(kw_only=True)
+class Notification(Aggregate):
+    """One message to one recipient on one channel: the delivery log's entry.
+
+    Its id is the idempotency key (cause, channel, recipient), so a redelivered event
+    cannot make a second one. Life: pending → (claimed) sending → sent, or retry (due
+    again after a backoff) → … → failed; a sent or failed one may be resent (pending
+    again, a fresh cycle of attempts). ``NotificationSent`` / ``NotificationFailed`` are
+    recorded with the outcome.
+    """
+
+    id: str
+    channel: Channel
+    recipient: str
+    template: str
+    language: str
+    context: dict[str, Any]
+    cause_event_id: str
+    cause_event_type: str
+    created_at: str
+    attachments: list[str] = field(default_factory=list)
+    registration_id: str | None = None
+    resolution_id: str | None = None
+    event_id: str | None = None
+    announcement_id: str | None = None
+    status: Status = "pending"
+    attempts: int = 0
+    # Epoch seconds: when it may be tried (again), and until when a sender holds it.
+    next_attempt_at: float = 0.0
+    lease_until: float = 0.0
+    last_error: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    sent_at: str | None = None
+    segments: int | None = None
+    resend_count: int = 0
+    erased: bool = False
+    # The trace of what caused it: the send continues it.
+    traceparent: str | None = None
+    # What the store read besides the state (the document's outbox); opaque here.
+    stored: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_intent(
+        cls,
+        intent: Intent,
+        *,
+        cause_event_id: str,
+        cause_event_type: str,
+        now: datetime,
+        key: str | None = None,
+        announcement_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> Notification:
+        """A new entry for one intent (caused by an event, a reminder or an
+        announcement); ``key`` replaces the intent's own idempotency key."""
+        return cls(
+            id=key or intent.key(cause_event_id),
+            channel=intent.channel,
+            recipient=intent.recipient,
+            template=intent.template,
+            language=intent.language,
+            context=intent.context,
+            attachments=list(intent.attachments),
+            registration_id=intent.registration_id,
+            resolution_id=intent.resolution_id,
+            event_id=(intent.context.get("event") or {}).get("event_id"),
+            announcement_id=announcement_id,
+            cause_event_id=cause_event_id,
+            cause_event_type=cause_event_type,
+            created_at=iso(now),
+            traceparent=traceparent,
+        )
+
+    # -- sending ------------------------------------------------------------------------
+
+    def due(self, now: datetime) -> bool:
+        """May a sender take it now: due (pending or retry), or its sender's lease expired."""
+        at = now.timestamp()
+        if self.status in ("pending", "retry"):
+            return self.next_attempt_at <= at
+        return self.status == "sending" and self.lease_until < at
+
+    def claim(self, now: datetime, lease_s: float) -> None:
+        """A sender takes it for ``lease_s`` (another may take it once the lease expired).
+
+        The store makes this change atomically, conditioned on the status and lease the
+        sender saw (``Candidate``), so two senders never hold one notification."""
+        self.status = "sending"
+        self.lease_until = now.timestamp() + lease_s
+        self.attempts += 1
+
+    def record_outcome(self, outcome: Outcome, now: datetime, policy: RetryPolicy) -> float | None:
+        """The channel's answer to the attempt; returns the delay of the retry, if any."""
+        if outcome.sent:
+            self.mark_sent(now, outcome.segments)
+            return None
+        return self.mark_failed(outcome.error or "", now, policy, permanent=outcome.permanent)
+
+    def mark_sent(self, now: datetime, segments: int | None = None) -> None:
+        self.status = "sent"
+        self.sent_at = iso(now)
+        self.lease_until = 0.0
+        self.segments = segments
+        self.record(
+            NotificationSent(
+                notification_id=self.id,
+                channel=self.channel,
+                template=self.template,
+                cause_event_id=self.cause_event_id,
+                cause_event_type=self.cause_event_type,
+                registration_id=self.registration_id,
+                resolution_id=self.resolution_id,
+                attempts=self.attempts,
+                sent_at=now,
+                segments=segments,
+            )
+        )
+
+    def mark_failed(
+        self, error: str, now: datetime, policy: RetryPolicy, *, permanent: bool
+    ) -> float | None:
+        """Failed for good (permanent, or out of attempts: ``NotificationFailed``), or due
+        again after a backoff: returns that delay."""
+        self.errors = self.errors[-(KEPT_ERRORS - 1) :] + [{"at": iso(now), "error": error}]
+        self.last_error = error
+        self.lease_until = 0.0
+        if permanent or self.attempts >= policy.max_attempts:
+            self.status = "failed"
+            self.record(
+                NotificationFailed(
+                    notification_id=self.id,
+                    channel=self.channel,
+                    template=self.template,
+                    cause_event_id=self.cause_event_id,
+                    cause_event_type=self.cause_event_type,
+                    registration_id=self.registration_id,
+                    resolution_id=self.resolution_id,
+                    attempts=self.attempts,
+                    failed_at=now,
+                    error=error,
+                    permanent=permanent,
+                )
+            )
+            return None
+        delay = policy.delay(self.attempts)
+        self.status = "retry"
+        self.next_attempt_at = now.timestamp() + delay
+        return delay
+
+    def rebase(self, current: Notification) -> None:
+        """Keep this outcome over ``current``, a newer revision someone else wrote
+        meanwhile: the relay removing published events, an erasure scrubbing the
+        recipient. Those writes touch none of the state an outcome sets."""
+        self.rev = current.rev
+        self.stored = current.stored
+        self.recipient = current.recipient
+        self.context = current.context
+        self.erased = current.erased
+
+    # -- organisers ----------------------------------------------------------------------
+
+    def resend(self) -> None:
+        """Send it again: a fresh cycle of attempts on the same entry."""
+        if self.erased:
+            raise DomainError(
+                "recipient_erased", "The recipient's personal data was erased; nothing to send."
+            )
+        if self.status in IN_PROGRESS:
+            raise DomainError("delivery_in_progress", "This notification is still being delivered.")
+        self.status = "pending"
+        self.next_attempt_at = 0.0
+        self.lease_until = 0.0
+        self.attempts = 0
+        self.resend_count += 1
+
+
+# --------------------------------------------------------------------------- announcements
+
+
+@dataclass
+class Announcement:
+    """An organiser's message to an event's confirmed participants (optionally one
+    cadre), fanned out into notifications in batches; ``cursor`` is the progress."""
+
+    id: str
+    event_id: str
+    subject_sw: str
+    subject_en: str
+    body_sw: str
+    body_en: str
+    channels: list[str]
+    targets: list[str]
+    created_at: str
+    cadre: str | None = None
+    total: int = 0
+    cursor: int = 0
+    status: Literal["fanning_out", "done"] = "fanning_out"
+    lease_until: float = 0.0
+    completed_at: str | None = None
+
+    @classmethod
+    def create(
+        cls, announcement_id: str, spec: dict[str, Any], targets: list[str], now: datetime
+    ) -> Announcement:
+        """The targets are a snapshot of the audience when it is created."""
+        fields = {k: spec[k] for k in ANNOUNCEMENT_FIELDS if k in spec}
+        return cls(
+            id=announcement_id,
+            **fields,
+            targets=list(targets),
+            total=len(targets) * len(spec["channels"]),
+            status="fanning_out" if targets else "done",
+            created_at=iso(now),
+            completed_at=None if targets else iso(now),
+        )
+
+    def next_batch(self, size: int) -> list[str]:
+        return self.targets[self.cursor : self.cursor + max(1, size)]
+
+    def advanced(self, by: int, now: datetime, lease_s: float) -> Announcement:
+        """After a batch: the cursor moved on; done at the end (lease released), else the
+        lease extended for the next batch."""
+        cursor = self.cursor + by
+        done = cursor >= len(self.targets)
+        return replace(
+            self,
+            cursor=cursor,
+            lease_until=0.0 if done else now.timestamp() + lease_s,
+            status="done" if done else self.status,
+            completed_at=iso(now) if done else self.completed_at,
+        )
+
+    def message(self) -> dict[str, str]:
+        return {
+            "subject_sw": self.subject_sw,
+            "subject_en": self.subject_en,
+            "body_sw": self.body_sw,
+            "body_en": self.body_en,
+        }
+
+    def progress(self, counts: dict[str, int]) -> dict[str, Any]:
+        """Its progress from its notifications' statuses: total, queued, sent, failed…"""
+        queued = sum(counts.values())
+        sent = counts.get("sent", 0)
+        failed = counts.get("failed", 0) + counts.get("cancelled", 0)
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "cadre": self.cadre,
+            "channels": self.channels,
+            "status": "done" if self.status == "done" and sent + failed >= queued else "sending",
+            "fan_out": self.status,
+            "total": self.total,
+            "queued": queued,
+            "sent": sent,
+            "failed": failed,
+            "pending": max(0, queued - sent - failed),
+            "skipped": max(0, self.total - queued) if self.status == "done" else 0,
+            "created_at": self.created_at,
+            "completed_at": self.completed_at,
+        }
+
+
+ANNOUNCEMENT_FIELDS = (
+    "event_id",
+    "cadre",
+    "subject_sw",
+    "subject_en",
+    "body_sw",
+    "body_en",
+    "channels",
+)

@@ -1,51 +1,57 @@
 """Notification use cases: turn events into notifications, and deliver them.
 
 Consuming an event only *records* what must be sent (idempotent inserts keyed on the
-cause event, channel and recipient). Senders deliver from that log, so a slow or
-failing channel never holds up consumption, and each retry waits its own backoff
-without holding up other messages.
+cause event, channel and recipient). Senders (``dispatcher``) deliver from that log, so a
+slow or failing channel never holds up consumption, and each retry waits its own backoff
+without holding up other messages. Each use case is load → the aggregate decides → save,
+through the ``ports.NotificationStore``; the loops that call them are in ``workers`` and
+``dispatcher``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
-
 from services.notification import messages
-from services.notification.channels import EmailSender, SmsSender  # noqa: F401 (re-exported)
 from services.notification.domain import (
+    EVENT_CHANGE_AUDIENCE,
+    TAKING_PLACE,
+    Announcement,
+    Candidate,
     DeliveryError,
     Intent,
-    due_reminders,
+    KnownEvent,
+    Notification,
+    Outcome,
+    Reminder,
+    RetryPolicy,
     event_changes,
     intents_for,
-    language_of,
     notification_key,
-    parse_time,
+    participant_intents,
     previous_details,
     resolution_intents,
-    retry_delay,
     starts_in,
 )
+from services.notification.ports import (
+    EmailSender,
+    NotificationStore,
+    SmsSender,
+    StoreUnavailable,
+)
 from services.notification.settings import NotificationSettings
-from services.notification.store import NotificationStore
-from shared.contracts.notification import NotificationFailed, NotificationSent
-from shared.envelope import ReceivedEvent, wrap
+from shared.envelope import ReceivedEvent
+from shared.errors import DomainError
 from shared.logging import get_logger
 from shared.metrics import Metrics
-from shared.outbox import ConcurrentUpdate, mutate, new_document, save
-from shared.timeutil import epoch, iso, now_iso, utcnow
-from shared.tracing import SpanKind, current_traceparent, span
-from shared.waiting import sleep_or_stop, wait_any
+from shared.timeutil import iso, utcnow
+from shared.tracing import current_traceparent
 
-SERVICE = "notification"
 log = get_logger("notification")
 
 
@@ -56,57 +62,47 @@ class Context:
     email: EmailSender
     sms: SmsSender | None
     metrics: Metrics
-    wake_relay: Any = lambda: None
-    wake_senders: asyncio.Event = field(default_factory=asyncio.Event)
-    wake_announcements: asyncio.Event = field(default_factory=asyncio.Event)
+    clock: Callable[[], datetime] = utcnow
+    # How the outcome's write waits between tries while the database is down.
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     # Events whose details and reminders this process has stored already: a burst of
     # confirmations for one event does not redo it for every participant.
     known_events: set[str] = field(default_factory=set)
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(s.max_send_attempts, s.retry_base_s, s.retry_max_s)
 
-def notification_document(
+
+def new_notification(
     intent: Intent,
-    received: ReceivedEvent | None = None,
     *,
+    cause_id: str,
+    cause_type: str,
+    now: datetime,
     key: str | None = None,
-    cause_id: str | None = None,
-    cause_type: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A new delivery-log entry for one intent (caused by an event, a reminder or an
-    announcement), with the idempotency key as its ``_id``."""
-    cause_event_id = cause_id or (received.id if received else "")
-    return new_document(
-        {
-            "_id": key or intent.key(cause_event_id),
-            "channel": intent.channel,
-            "recipient": intent.recipient,
-            "template": intent.template,
-            "language": intent.language,
-            "context": intent.context,
-            "attachments": list(intent.attachments),
-            "registration_id": intent.registration_id,
-            "resolution_id": intent.resolution_id,
-            "event_id": (intent.context.get("event") or {}).get("event_id"),
-            "cause_event_id": cause_event_id,
-            "cause_event_type": cause_type or (received.type if received else ""),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": 0.0,
-            "lease_until": 0.0,
-            "last_error": None,
-            "errors": [],
-            "created_at": now_iso(),
-            "sent_at": None,
-            # The send continues the trace of what caused it (request → outbox → consumer).
-            "traceparent": current_traceparent(),
-            **(extra or {}),
-        }
+    announcement_id: str | None = None,
+) -> Notification:
+    """A delivery-log entry for an intent; the send will continue the current trace
+    (request → outbox → consumer → send)."""
+    return Notification.from_intent(
+        intent,
+        cause_event_id=cause_id,
+        cause_event_type=cause_type,
+        now=now,
+        key=key,
+        announcement_id=announcement_id,
+        traceparent=current_traceparent(),
     )
+
+
+# --------------------------------------------------------------------------- consumed events
 
 
 async def record_registration_event(ctx: Context, received: ReceivedEvent) -> None:
     """Keep the participant projection and record the messages this event calls for."""
+    now = ctx.clock()
     event = received.event
     fields: dict[str, Any] = {
         "event_id": event.event.event_id,
@@ -114,7 +110,7 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
         "status": event.status,
         "contact": event.participant.model_dump(mode="json"),
         "event": event.event.model_dump(mode="json"),
-        "updated_at": now_iso(),
+        "updated_at": iso(now),
     }
     if getattr(event, "ticket", None):
         fields["ticket"] = event.ticket
@@ -127,9 +123,12 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
         log.info("registration_event_not_applied", ce_id=received.id, ce_type=received.type)
         return
     intents = intents_for(received, sms_enabled=ctx.sms is not None)
-    added = await ctx.store.add([notification_document(i, received) for i in intents])
-    if added:
-        ctx.wake_senders.set()
+    await ctx.store.add(
+        [
+            new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
+            for i in intents
+        ]
+    )
     if event.status == "confirmed" and event.event.event_id not in ctx.known_events:
         await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
         ctx.known_events.add(event.event.event_id)
@@ -138,23 +137,19 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
 async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> None:
     """PersonalDataErased: drop this service's copy of the participant's data."""
     event = received.event
-    await ctx.store.erase_participant(event.registration_id, event.event_id)
+    await ctx.store.erase_participant(event.registration_id, event.event_id, ctx.clock())
     log.info("personal_data_erased", registration_id=event.registration_id)
 
 
 async def record_resolution_event(ctx: Context, received: ReceivedEvent) -> None:
     """Email a resolution's focal persons when its progress is recorded or it completes."""
-    intents = resolution_intents(received)
-    added = await ctx.store.add([notification_document(i, received) for i in intents])
-    if added:
-        ctx.wake_senders.set()
-
-
-# --------------------------------------------------------------------------- reminders
-
-
-# An event its participants are still going to: "closed" only closes registration.
-TAKING_PLACE = ("published", "closed")
+    now = ctx.clock()
+    await ctx.store.add(
+        [
+            new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
+            for i in resolution_intents(received)
+        ]
+    )
 
 
 async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:
@@ -170,60 +165,45 @@ async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:
     await remember_event(ctx, details, state=event.state)
 
 
-# Who hears that an event moved: everyone who may still come.
-EVENT_CHANGE_AUDIENCE = ("confirmed", "waitlisted", "pending_approval")
-
-
 async def tell_event_changed(
     ctx: Context, received: ReceivedEvent, details: dict[str, Any], changes: list[str]
 ) -> int:
     """One ``event_changed`` message per participant and channel, keyed on the
     ``EventUpdated``; the confirmed get a calendar update (same UID, higher SEQUENCE)."""
+    now = ctx.clock()
     event_id = details["event_id"]
-    known = await ctx.store.events.find_one({"_id": event_id}) or {}
+    known = await ctx.store.get_event(event_id)
     extra = {
         "changes": changes,
-        "previous": previous_details(known.get("event"), details),
+        "previous": previous_details(known.details if known else None, details),
         # Later changes carry higher sequence numbers: calendars keep the newest.
-        "ics_sequence": int((received.time or utcnow()).timestamp()),
+        "ics_sequence": int((received.time or now).timestamp()),
     }
     participants = await ctx.store.active_participants(event_id, statuses=EVENT_CHANGE_AUDIENCE)
-    docs = []
+    notifications = []
     for p in participants:
-        p = {**p, "event": details}
-        ics = ("ics",) if p.get("status") == "confirmed" else ()
+        p = replace(p, event=details)
+        ics = ("ics",) if p.status == "confirmed" else ()
         for intent in participant_intents(
             p, "event_changed", extra, sms=ctx.sms is not None, attachments=ics
         ):
-            key = notification_key(received.id, p["_id"], intent.channel)
-            docs.append(notification_document(intent, received, key=key))
-    added = await ctx.store.add(docs)
-    if added:
-        ctx.wake_senders.set()
+            key = notification_key(received.id, p.registration_id, intent.channel)
+            notifications.append(
+                new_notification(
+                    intent, cause_id=received.id, cause_type=received.type, now=now, key=key
+                )
+            )
+    added = await ctx.store.add(notifications)
     log.info("event_change_told", event_id=event_id, changes=changes, notifications=added)
     return added
 
 
+# --------------------------------------------------------------------------- reminders
+
+
 async def remember_event(ctx: Context, details: dict[str, Any], *, state: str | None) -> None:
     """Keep an event's details (and state, when known) and (re)schedule its reminders."""
-    fields: dict[str, Any] = {"updated_at": now_iso()}
-    on_insert: dict[str, Any] = {"rules": None}
-    if state is not None:
-        fields["state"] = state
-        fields["event"] = details
-    else:
-        # From a registration: details only fill in an event we have not heard of yet.
-        on_insert["event"] = details
-        on_insert["state"] = "published"
-    await ctx.store.events.update_one(
-        {"_id": details["event_id"]}, {"$set": fields, "$setOnInsert": on_insert}, upsert=True
-    )
-    if state is None:
-        # The document may exist with rules only (set before any event was seen).
-        await ctx.store.events.update_one(
-            {"_id": details["event_id"], "event": {"$exists": False}},
-            {"$set": {"event": details, "state": "published"}},
-        )
+    await ctx.store.remember_event(details, state=state, now=ctx.clock())
     await schedule_reminders(ctx, details["event_id"])
 
 
@@ -233,537 +213,292 @@ async def schedule_reminders(ctx: Context, event_id: str) -> int:
     Idempotent: reminder ids are deterministic (event, offset, start time), so running it
     again, or from two instances at once, creates nothing twice.
     """
-    doc = await ctx.store.events.find_one({"_id": event_id})
-    if doc is None:
+    now = ctx.clock()
+    known = await ctx.store.get_event(event_id)
+    if known is None:
         return 0
-    wanted: list[dict[str, Any]] = []
-    if doc.get("event") and doc.get("state", "published") in TAKING_PLACE:
-        starts = parse_time(doc["event"]["starts_at"]).timestamp()
-        offsets = doc.get("rules")
-        if offsets is None:
-            offsets = ctx.settings.reminder_offsets_s
-        wanted = due_reminders(event_id, starts, offsets, epoch())
-    wanted_ids = [r["_id"] for r in wanted]
-    await ctx.store.reminders.update_many(
-        {"event_id": event_id, "status": "pending", "_id": {"$nin": wanted_ids}},
-        {"$set": {"status": "cancelled", "cancelled_at": now_iso()}},
-    )
-    created = 0
-    for reminder in wanted:
-        try:
-            await ctx.store.reminders.insert_one(
-                {
-                    **reminder,
-                    "status": "pending",
-                    "lease_until": 0.0,
-                    "created_at": now_iso(),
-                    "fired_at": None,
-                    "notifications": 0,
-                }
-            )
-            created += 1
-        except DuplicateKeyError:
-            pass
-    return created
+    wanted = known.wanted_reminders(list(ctx.settings.reminder_offsets_s), now.timestamp())
+    return await ctx.store.schedule_reminders(event_id, wanted, now)
 
 
-async def set_reminder_rules(ctx: Context, event_id: str, offsets_s: list[int] | None) -> dict:
+async def set_reminder_rules(
+    ctx: Context, event_id: str, offsets_s: list[int] | None
+) -> dict[str, Any]:
     """Organisers: an event's own reminder offsets (None: back to the defaults)."""
-    await ctx.store.events.update_one(
-        {"_id": event_id},
-        {"$set": {"rules": offsets_s, "updated_at": now_iso()}},
-        upsert=True,
-    )
+    await ctx.store.set_reminder_rules(event_id, offsets_s, ctx.clock())
     await schedule_reminders(ctx, event_id)
     return await reminder_rules_view(ctx, event_id)
 
 
 async def reminder_rules_view(ctx: Context, event_id: str) -> dict[str, Any]:
     """An event's rules (own or default) and its reminders."""
-    doc = await ctx.store.events.find_one({"_id": event_id}) or {}
-    rules = doc.get("rules")
-    reminders = await ctx.store.reminders.find(
-        {"event_id": event_id}, sort=[("due_at", 1)]
-    ).to_list()
+    known = await ctx.store.get_event(event_id) or KnownEvent(event_id)
+    reminders = await ctx.store.reminders_of(event_id)
     return {
         "event_id": event_id,
-        "offsets_s": rules if rules is not None else list(ctx.settings.reminder_offsets_s),
-        "source": "event" if rules is not None else "default",
-        "event_known": bool(doc.get("event")),
+        "offsets_s": known.rules
+        if known.rules is not None
+        else list(ctx.settings.reminder_offsets_s),
+        "source": "event" if known.rules is not None else "default",
+        "event_known": bool(known.details),
         "reminders": [
             {
-                "id": r["_id"],
-                "offset_s": r["offset_s"],
-                "due_at": iso(datetime.fromtimestamp(r["due_at"], UTC)),
-                "status": r["status"],
-                "notifications": r.get("notifications", 0),
+                "id": r.id,
+                "offset_s": r.offset_s,
+                "due_at": iso(datetime.fromtimestamp(r.due_at, UTC)),
+                "status": r.status,
+                "notifications": r.notifications,
             }
             for r in reminders
         ],
     }
 
 
-def participant_intents(
-    participant: dict[str, Any],
-    template: str,
-    extra: dict[str, Any],
-    *,
-    sms: bool,
-    attachments: tuple[str, ...] | None = None,
-) -> list[Intent]:
-    """Intents for a projected participant (reminders and announcements)."""
-    contact = participant["contact"]
-    language = language_of(contact.get("language"))
-    context = {
-        "participant": contact,
-        "reference": participant.get("reference"),
-        "registration_id": participant["_id"],
-        "status": participant.get("status"),
-        "event": participant["event"],
-        "ticket": participant.get("ticket"),
-        "waitlist_position": None,
-        **extra,
-    }
-    if attachments is None:
-        attachments = ("qr",) if template == "reminder" and participant.get("ticket") else ()
-    out = [
-        Intent(
-            "email",
-            contact["email"],
-            template,
-            language,
-            context,
-            registration_id=participant["_id"],
-            attachments=attachments,
-        )
-    ]
-    if sms and contact.get("phone"):
-        out.append(Intent("sms", contact["phone"], template, language, context, participant["_id"]))
-    return out
+async def claim_reminder(ctx: Context) -> Reminder | None:
+    """Take one due reminder (or one whose worker died), for ``fire_reminder``."""
+    return await ctx.store.claim_reminder(lease_s=ctx.settings.reminder_lease_s, now=ctx.clock())
 
 
-async def fire_reminder(ctx: Context, reminder: dict[str, Any]) -> int:
+async def fire_reminder(ctx: Context, reminder: Reminder) -> int:
     """One notification per confirmed participant, keyed (reminder, registration, channel),
     so a reminder retaken after a crash, or by another instance, sends nothing twice."""
-    event_doc = await ctx.store.events.find_one({"_id": reminder["event_id"]}) or {}
+    now = ctx.clock()
+    known = await ctx.store.get_event(reminder.event_id) or KnownEvent(reminder.event_id)
     participants = []
-    if event_doc.get("state", "published") in TAKING_PLACE:
-        participants = await ctx.store.active_participants(reminder["event_id"])
-    docs = []
+    if known.taking_place:
+        participants = await ctx.store.active_participants(reminder.event_id)
+    notifications = []
+    extra = {"starts_in": starts_in(reminder.offset_s), "offset_s": reminder.offset_s}
     for p in participants:
-        if event_doc.get("event"):
-            p = {**p, "event": event_doc["event"]}  # the latest dates and venue
-        extra = {"starts_in": starts_in(reminder["offset_s"]), "offset_s": reminder["offset_s"]}
+        if known.details:
+            p = replace(p, event=known.details)  # the latest dates and venue
         for intent in participant_intents(p, "reminder", extra, sms=ctx.sms is not None):
-            key = notification_key(reminder["_id"], p["_id"], intent.channel)
-            docs.append(
-                notification_document(
-                    intent, key=key, cause_id=reminder["_id"], cause_type="reminder"
+            key = notification_key(reminder.id, p.registration_id, intent.channel)
+            notifications.append(
+                new_notification(
+                    intent, key=key, cause_id=reminder.id, cause_type="reminder", now=now
                 )
             )
-    added = await ctx.store.add(docs)
-    await ctx.store.reminders.update_one(
-        {"_id": reminder["_id"]},
-        {"$set": {"status": "done", "fired_at": now_iso(), "notifications": len(docs)}},
-    )
-    if added:
-        ctx.wake_senders.set()
+    added = await ctx.store.add(notifications)
+    await ctx.store.reminder_fired(reminder.id, len(notifications), now)
     log.info(
         "reminder_fired",
-        event_id=reminder["event_id"],
-        offset_s=reminder["offset_s"],
-        notifications=len(docs),
+        event_id=reminder.event_id,
+        offset_s=reminder.offset_s,
+        notifications=len(notifications),
         new=added,
     )
     return added
-
-
-async def run_reminders(ctx: Context, stop: asyncio.Event) -> None:
-    """Worker: fire due reminders, one claim at a time, until stopped."""
-    while not stop.is_set():
-        try:
-            reminder = await ctx.store.claim_reminder(ctx.settings.reminder_lease_s)
-            if reminder is not None:
-                await fire_reminder(ctx, reminder)
-                continue
-        except Exception as exc:  # MongoDB down: the lease brings the reminder back
-            log.warning("reminder_worker_error", error=type(exc).__name__)
-        await sleep_or_stop(stop, ctx.settings.reminder_poll_s)
 
 
 # --------------------------------------------------------------------------- announcements
 
 
 async def create_announcement(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
-    """Snapshot the event's confirmed participants (optionally one cadre) as targets."""
+    """Snapshot the event's confirmed participants (optionally one cadre) as targets;
+    returns the announcement's progress. The announcement worker fans it out."""
+    if "sms" in spec["channels"] and ctx.sms is None:
+        raise DomainError("sms_not_configured", "No SMS gateway is configured.", field="channels")
     targets = await ctx.store.active_participants(spec["event_id"], cadre=spec.get("cadre"))
-    doc = new_document(
-        {
-            "_id": str(uuid.uuid4()),
-            **spec,
-            "targets": [t["_id"] for t in targets],
-            "total": len(targets) * len(spec["channels"]),
-            "cursor": 0,
-            "status": "fanning_out" if targets else "done",
-            "lease_until": 0.0,
-            "created_at": now_iso(),
-            "completed_at": None if targets else now_iso(),
-        }
+    announcement = Announcement.create(
+        str(uuid.uuid4()), spec, [t.registration_id for t in targets], ctx.clock()
     )
-    await ctx.store.announcements.insert_one(doc)
-    ctx.wake_announcements.set()
-    return doc
+    await ctx.store.add_announcement(announcement)
+    return announcement.progress({})  # nothing queued yet
 
 
-async def fan_out(ctx: Context, doc: dict[str, Any], stop: asyncio.Event) -> None:
-    """Turn an announcement into notifications in batches, at a bounded rate.
+async def claim_announcement(ctx: Context) -> Announcement | None:
+    """Take one announcement still fanning out (or one whose worker died)."""
+    return await ctx.store.claim_announcement(
+        lease_s=ctx.settings.announcement_lease_s, now=ctx.clock()
+    )
 
-    Progress (``cursor``) is saved after each batch; keys are (announcement, registration,
-    channel), so a fan-out retaken after a crash repeats no message.
+
+async def fan_out_batch(ctx: Context, announcement: Announcement) -> Announcement:
+    """The next batch of an announcement's targets as notifications; saves the progress.
+
+    Keys are (announcement, registration, channel), so a fan-out retaken after a crash
+    repeats no message.
     """
-    batch = max(1, ctx.settings.announcement_batch)
-    pause = batch / max(ctx.settings.announcement_rate_per_s, 0.001)
-    cursor = int(doc.get("cursor", 0))
-    targets: list[str] = doc["targets"]
-    while cursor < len(targets) and not stop.is_set():
-        ids = targets[cursor : cursor + batch]
-        people = await ctx.store.active_participants(doc["event_id"], ids=ids)
-        extra = {
-            "announcement": {
-                "subject_sw": doc["subject_sw"],
-                "subject_en": doc["subject_en"],
-                "body_sw": doc["body_sw"],
-                "body_en": doc["body_en"],
-            }
-        }
-        docs = []
-        for p in people:
-            for intent in participant_intents(p, "announcement", extra, sms=True):
-                if intent.channel not in doc["channels"]:
-                    continue
-                if intent.channel == "sms" and ctx.sms is None:
-                    continue
-                key = notification_key(doc["_id"], p["_id"], intent.channel)
-                docs.append(
-                    notification_document(
-                        intent,
-                        key=key,
-                        cause_id=doc["_id"],
-                        cause_type="announcement",
-                        extra={"announcement_id": doc["_id"]},
-                    )
-                )
-        await ctx.store.add(docs)
-        ctx.wake_senders.set()
-        cursor += len(ids)
-        done = cursor >= len(targets)
-        await ctx.store.announcements.update_one(
-            {"_id": doc["_id"]},
-            {
-                "$set": {
-                    "cursor": cursor,
-                    "lease_until": 0.0 if done else epoch() + ctx.settings.announcement_lease_s,
-                    **({"status": "done", "completed_at": now_iso()} if done else {}),
-                }
-            },
-        )
-        if not done:
-            await sleep_or_stop(stop, pause)
-
-
-async def run_announcements(ctx: Context, stop: asyncio.Event) -> None:
-    """Worker: fan out announcements, until stopped."""
-    while not stop.is_set():
-        try:
-            doc = await ctx.store.claim_announcement(ctx.settings.announcement_lease_s)
-            if doc is not None:
-                await fan_out(ctx, doc, stop)
+    now = ctx.clock()
+    a = announcement
+    ids = a.next_batch(ctx.settings.announcement_batch)
+    people = await ctx.store.active_participants(a.event_id, ids=ids)
+    extra = {"announcement": a.message()}
+    notifications = []
+    for p in people:
+        for intent in participant_intents(p, "announcement", extra, sms=True):
+            if intent.channel not in a.channels:
                 continue
-        except Exception as exc:  # MongoDB down: the lease brings the announcement back
-            log.warning("announcement_worker_error", error=type(exc).__name__)
-        ctx.wake_announcements.clear()
-        await wait_any(stop, ctx.wake_announcements, ctx.settings.reminder_poll_s)
+            if intent.channel == "sms" and ctx.sms is None:
+                continue
+            key = notification_key(a.id, p.registration_id, intent.channel)
+            notifications.append(
+                new_notification(
+                    intent,
+                    key=key,
+                    cause_id=a.id,
+                    cause_type="announcement",
+                    announcement_id=a.id,
+                    now=now,
+                )
+            )
+    await ctx.store.add(notifications)
+    advanced = a.advanced(len(ids), now, ctx.settings.announcement_lease_s)
+    await ctx.store.save_announcement_progress(advanced)
+    return advanced
 
 
-async def announcement_progress(ctx: Context, announcement_id: str) -> dict[str, Any] | None:
+async def announcement_progress(ctx: Context, announcement_id: str) -> dict[str, Any]:
     """An announcement with its progress: total, queued, sent, failed, pending."""
-    doc = await ctx.store.announcements.find_one({"_id": announcement_id})
-    if doc is None:
-        return None
-    counts: dict[str, int] = {}
-    cursor = ctx.store.notifications.find({"announcement_id": announcement_id}, {"status": 1})
-    async for n in cursor:
-        counts[n["status"]] = counts.get(n["status"], 0) + 1
-    queued = sum(counts.values())
-    sent = counts.get("sent", 0)
-    failed = counts.get("failed", 0) + counts.get("cancelled", 0)
-    total = int(doc["total"])
-    return {
-        "id": doc["_id"],
-        "event_id": doc["event_id"],
-        "cadre": doc.get("cadre"),
-        "channels": doc["channels"],
-        "status": "done" if doc["status"] == "done" and sent + failed >= queued else "sending",
-        "fan_out": doc["status"],
-        "total": total,
-        "queued": queued,
-        "sent": sent,
-        "failed": failed,
-        "pending": max(0, queued - sent - failed),
-        "skipped": max(0, total - queued) if doc["status"] == "done" else 0,
-        "created_at": doc["created_at"],
-        "completed_at": doc.get("completed_at"),
-    }
+    announcement = await ctx.store.get_announcement(announcement_id)
+    if announcement is None:
+        raise DomainError("announcement_not_found", "No such announcement.")
+    return announcement.progress(await ctx.store.statuses_of_announcement(announcement_id))
 
 
-class RateLimiter:
-    """A token bucket: at most ``rate`` per second, bursts up to one second's worth.
-
-    ``clock`` and ``sleep`` are injectable so the rate is tested without waiting.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        self.rate = max(rate, 0.001)
-        self.capacity = max(1.0, self.rate)
-        self.tokens = self.capacity
-        self._clock = clock
-        self._sleep = sleep
-        self.updated = clock()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        """Wait until one message may be sent, then take its token."""
-        async with self._lock:
-            while True:
-                now = self._clock()
-                elapsed = max(0.0, now - self.updated)
-                self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
-                self.updated = now
-                # The epsilon stops float rounding from sleeping ~1e-17 s in a loop.
-                if self.tokens >= 1 - 1e-9:
-                    self.tokens = max(0.0, self.tokens - 1)
-                    return
-                await self._sleep((1 - self.tokens) / self.rate)
+# --------------------------------------------------------------------------- the delivery log
 
 
-class Dispatcher:
-    """Senders that claim due notifications and deliver them."""
+async def list_notifications(
+    ctx: Context, filters: dict[str, str | None], limit: int
+) -> list[Notification]:
+    """The delivery log, newest first, filtered on the given fields."""
+    return await ctx.store.list_notifications({k: v for k, v in filters.items() if v}, limit)
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.limits = {
-            "email": RateLimiter(ctx.settings.smtp.rate_per_s),
-            "sms": RateLimiter(ctx.settings.sms.rate_per_s),
-        }
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(self._sender(stop) for _ in range(self.ctx.settings.senders)))
-
-    async def _sender(self, stop: asyncio.Event) -> None:
-        poll = self.ctx.settings.dispatcher_poll_s
-        while not stop.is_set():
-            try:
-                doc = await self.ctx.store.claim_next(self.ctx.settings.send_lease_s)
-            except Exception as exc:  # MongoDB down: wait and retry
-                log.warning("claim_failed", error=type(exc).__name__)
-                await sleep_or_stop(stop, 1.0)
-                continue
-            if doc is None:
-                self.ctx.wake_senders.clear()
-                await wait_any(stop, self.ctx.wake_senders, poll)
-                continue
-            await self.deliver(doc)
-
-    def _due_again(self, notification_id: str) -> None:
-        self.ctx.store.hint(notification_id, "retry")
-        self.ctx.wake_senders.set()
-
-    async def deliver(self, doc: dict[str, Any]) -> None:
-        """Send one claimed notification and record the outcome with its event, in a span
-        that continues the trace of the event that caused it."""
-        with span(
-            f"{doc['channel']} send",
-            traceparent=doc.get("traceparent"),
-            kind=SpanKind.CLIENT,
-            attributes={
-                "mkutano.notification.id": doc["_id"],
-                "mkutano.notification.template": doc["template"],
-                "mkutano.notification.attempt": doc.get("attempts", 0),
-            },
-        ):
-            await self._deliver(doc)
-
-    async def _deliver(self, doc: dict[str, Any]) -> None:
-        ctx = self.ctx
-        channel = doc["channel"]
-        segments: int | None = None
-        await self.limits[channel].acquire()
+async def resend(ctx: Context, notification_id: str) -> Notification:
+    """Organisers: send a notification again (a new attempt cycle, same log entry)."""
+    for _ in range(20):
+        notification = await ctx.store.get(notification_id)
+        if notification is None:
+            raise DomainError("notification_not_found", "No such notification.")
+        notification.resend()
         try:
-            if channel == "email":
-                message = messages.build_email(
-                    notification_id=doc["_id"],
-                    sender=ctx.settings.smtp.sender,
-                    recipient=doc["recipient"],
-                    template=doc["template"],
-                    language=doc["language"],
-                    context=doc["context"],
-                    attachments=doc.get("attachments") or [],
-                )
-                await ctx.email.send(message)
-            else:
-                if ctx.sms is None:
-                    raise DeliveryError("SMS gateway not configured", permanent=True)
-                text = messages.render_sms(doc["template"], doc["language"], doc["context"])
-                segments = messages.sms_segments(text)
-                await ctx.sms.send(doc["recipient"], text)
-        except DeliveryError as exc:
-            await self._failed(doc, str(exc), permanent=exc.permanent)
-            return
-        except Exception as exc:  # a template or an answer we did not expect: record it
-            await self._failed(doc, f"{type(exc).__name__}: {str(exc)[:300]}", permanent=False)
-            return
-        await self._sent(doc, segments)
+            return await ctx.store.save(notification)
+        except DomainError as exc:
+            if exc.code != "concurrent_update":
+                raise
+    raise DomainError("concurrent_update", "The notification kept changing; try again.")
 
-    async def _sent(self, doc: dict[str, Any], segments: int | None) -> None:
-        ctx = self.ctx
-        event = NotificationSent(
-            notification_id=doc["_id"],
-            channel=doc["channel"],
-            template=doc["template"],
-            cause_event_id=doc["cause_event_id"],
-            cause_event_type=doc["cause_event_type"],
-            registration_id=doc.get("registration_id"),
-            resolution_id=doc.get("resolution_id"),
-            attempts=doc["attempts"],
-            sent_at=utcnow(),
-            segments=segments,
-        )
-        changes = {"status": "sent", "sent_at": now_iso(), "lease_until": 0.0, "segments": segments}
-        await self._record(doc, changes, event)
-        ctx.metrics.notifications.labels(doc["channel"], "sent").inc()
+
+# --------------------------------------------------------------------------- sending
+
+
+async def due_notifications(ctx: Context, limit: int) -> list[Candidate]:
+    """What a scan finds to send now (the senders' safety net)."""
+    return await ctx.store.due(limit, ctx.clock())
+
+
+async def claim(ctx: Context, candidate: Candidate) -> Notification | None:
+    """A sender takes a notification, if it is still as it was seen."""
+    return await ctx.store.claim(candidate, lease_s=ctx.settings.send_lease_s, now=ctx.clock())
+
+
+async def deliver(ctx: Context, notification: Notification) -> float | None:
+    """Send one claimed notification through its channel and record the outcome (with its
+    event). Returns the delay after which it is due again, if it is to be retried."""
+    outcome = await attempt(ctx, notification)
+    return await record_outcome(ctx, notification, outcome)
+
+
+async def attempt(ctx: Context, n: Notification) -> Outcome:
+    """One try on the notification's channel; every failure becomes an outcome."""
+    try:
+        if n.channel == "email":
+            message = messages.build_email(
+                notification_id=n.id,
+                sender=ctx.settings.smtp.sender,
+                recipient=n.recipient,
+                template=n.template,
+                language=n.language,
+                context=n.context,
+                attachments=n.attachments or [],
+            )
+            await ctx.email.send(message)
+            return Outcome(sent=True)
+        if ctx.sms is None:
+            raise DeliveryError("SMS gateway not configured", permanent=True)
+        text = messages.render_sms(n.template, n.language, n.context)
+        segments = messages.sms_segments(text)
+        await ctx.sms.send(n.recipient, text)
+        return Outcome(sent=True, segments=segments)
+    except DeliveryError as exc:
+        return Outcome(sent=False, error=str(exc), permanent=exc.permanent)
+    except Exception as exc:  # a template or an answer we did not expect: record it
+        return Outcome(sent=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+async def record_outcome(ctx: Context, n: Notification, outcome: Outcome) -> float | None:
+    """Record an attempt's outcome; returns the retry's delay, if one is scheduled.
+
+    The outcome must outlive a MongoDB outage: a "sent" forgotten here is sent again once
+    the claim's lease expires. So it is retried until written (tests/faults)."""
+    delay = n.record_outcome(outcome, ctx.clock(), ctx.retry_policy)
+    status = n.status
+    wait, failed_before = 0.1, False
+    while True:
+        try:
+            if failed_before:  # the write before the failure may have landed
+                current = await ctx.store.get(n.id)
+                if current is not None and current.status == status:
+                    break
+            await _save_outcome(ctx, n)
+            break
+        except StoreUnavailable as exc:
+            failed_before = True
+            log.warning("outcome_not_recorded_yet", notification_id=n.id,
+                        error=type(exc).__name__, retry_in_s=wait)  # fmt: skip
+            await ctx.sleep(wait)
+            wait = min(wait * 2, 2.0)
+    _count(ctx, n, outcome, delay)
+    return delay
+
+
+async def _save_outcome(ctx: Context, n: Notification) -> None:
+    for _ in range(20):
+        try:
+            await ctx.store.save(n)
+            return
+        except DomainError as exc:
+            if exc.code != "concurrent_update":
+                raise
+        # Written meanwhile (the relay removing published events, an erasure): the same
+        # outcome over the newer revision.
+        current = await ctx.store.get(n.id)
+        if current is None:
+            return
+        n.rebase(current)
+    raise DomainError("concurrent_update", "The notification kept changing.")
+
+
+def _count(ctx: Context, n: Notification, outcome: Outcome, delay: float | None) -> None:
+    if n.status == "sent":
+        ctx.metrics.notifications.labels(n.channel, "sent").inc()
         log.info(
             "notification_sent",
-            notification_id=doc["_id"],
-            channel=doc["channel"],
-            template=doc["template"],
-            attempts=doc["attempts"],
+            notification_id=n.id,
+            channel=n.channel,
+            template=n.template,
+            attempts=n.attempts,
         )
-
-    async def _failed(self, doc: dict[str, Any], error: str, *, permanent: bool) -> None:
-        ctx = self.ctx
-        attempts = doc["attempts"]
-        errors = (doc.get("errors") or [])[-9:] + [{"at": now_iso(), "error": error}]
-        if permanent or attempts >= ctx.settings.max_send_attempts:
-            event = NotificationFailed(
-                notification_id=doc["_id"],
-                channel=doc["channel"],
-                template=doc["template"],
-                cause_event_id=doc["cause_event_id"],
-                cause_event_type=doc["cause_event_type"],
-                registration_id=doc.get("registration_id"),
-                resolution_id=doc.get("resolution_id"),
-                attempts=attempts,
-                failed_at=utcnow(),
-                error=error,
-                permanent=permanent,
-            )
-            changes = {
-                "status": "failed",
-                "last_error": error,
-                "errors": errors,
-                "lease_until": 0.0,
-            }
-            await self._record(doc, changes, event)
-            ctx.metrics.notifications.labels(doc["channel"], "failed").inc()
-            log.warning(
-                "notification_failed",
-                notification_id=doc["_id"],
-                channel=doc["channel"],
-                attempts=attempts,
-                permanent=permanent,
-                error=error,
-            )
-            return
-        delay = retry_delay(attempts, ctx.settings.retry_base_s, ctx.settings.retry_max_s)
-        changes = {
-            "status": "retry",
-            "next_attempt_at": epoch() + delay,
-            "last_error": error,
-            "errors": errors,
-            "lease_until": 0.0,
-        }
-        await self._record(doc, changes, None)
-        # Due again after the delay: queue it then, so no scan is needed to find it.
-        asyncio.get_running_loop().call_later(delay, self._due_again, doc["_id"])
-        ctx.metrics.notifications.labels(doc["channel"], "retried").inc()
+    elif n.status == "failed":
+        ctx.metrics.notifications.labels(n.channel, "failed").inc()
+        log.warning(
+            "notification_failed",
+            notification_id=n.id,
+            channel=n.channel,
+            attempts=n.attempts,
+            permanent=outcome.permanent,
+            error=outcome.error,
+        )
+    else:
+        ctx.metrics.notifications.labels(n.channel, "retried").inc()
         log.info(
             "notification_retry",
-            notification_id=doc["_id"],
-            channel=doc["channel"],
-            attempts=attempts,
-            retry_in_s=round(delay, 2),
-            error=error,
+            notification_id=n.id,
+            channel=n.channel,
+            attempts=n.attempts,
+            retry_in_s=round(delay or 0.0, 2),
+            error=outcome.error,
         )
-
-    async def _record(self, doc: dict[str, Any], changes: dict[str, Any], event: Any) -> None:
-        messages_ = [wrap(event, SERVICE)] if event is not None else []
-        # The outcome must outlive a MongoDB outage: a "sent" forgotten here is sent again
-        # once the claim's lease expires. So retry until it is written (tests/faults).
-        delay, failed_before = 0.1, False
-        while True:
-            try:
-                if failed_before:  # the write before the failure may have landed
-                    current = await self.ctx.store.get(doc["_id"])
-                    if current is not None and current.get("status") == changes.get("status"):
-                        break
-                try:
-                    await save(
-                        self.ctx.store.notifications,
-                        doc,
-                        changes,
-                        messages_,
-                        signal=self.ctx.store.signal,
-                    )
-                except ConcurrentUpdate:
-                    await mutate(
-                        self.ctx.store.notifications,
-                        doc["_id"],
-                        lambda _d: (changes, messages_),
-                        signal=self.ctx.store.signal,
-                    )
-                break
-            except ConnectionFailure as exc:
-                failed_before = True
-                log.warning("outcome_not_recorded_yet", notification_id=doc["_id"],
-                            error=type(exc).__name__, retry_in_s=delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        if messages_:
-            self.ctx.wake_relay()
-
-
-async def resend(ctx: Context, notification_id: str) -> dict[str, Any] | None:
-    """Organisers: send a notification again (a new attempt cycle, same log entry)."""
-
-    def decide(doc: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        return {
-            "status": "pending",
-            "next_attempt_at": 0.0,
-            "lease_until": 0.0,
-            "attempts": 0,
-            "resend_count": int(doc.get("resend_count", 0)) + 1,
-        }, []
-
-    written = await mutate(
-        ctx.store.notifications, notification_id, decide, signal=ctx.store.signal
-    )
-    if written is not None:
-        ctx.store.hint(notification_id, "pending")
-        ctx.wake_senders.set()
-    return written

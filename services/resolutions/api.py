@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.resolutions import csvio, handlers, report
 from services.resolutions.domain import (
@@ -30,6 +30,7 @@ from services.resolutions.domain import (
 )
 from shared.auth import Principal, credential_from, require_roles
 from shared.errors import ApiError, FieldProblem, error_responses
+from shared.http import MiB, body_limit
 
 router = APIRouter(prefix="/api/v1")
 
@@ -87,6 +88,9 @@ async def _scoped_coordinator(
 Coordinator = Annotated[Principal, Depends(_scoped_coordinator)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40)]
 CSV_TYPES = {"text/csv", "text/plain", "application/csv", "application/vnd.ms-excel"}
+# A CSV import's body: up to csvio.MAX_ROWS rows of long descriptions. Every other body
+# is JSON, bounded by the platform's 64 KiB.
+CSV_MAX_BYTES = 2 * MiB
 
 
 class ConferenceView(BaseModel):
@@ -151,13 +155,21 @@ class VersionRecord(BaseModel):
 
 
 class ImportReport(BaseModel):
-    """A dry run's findings (every row's problems), or what an import wrote."""
+    """A dry run's findings (the first problems, and how many more), or what an import
+    wrote."""
 
     dry_run: bool
     valid: bool | None = None
     rows: int | None = None
     valid_rows: int | None = None
-    problems: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = Field(
+        [],
+        description=f"At most {csvio.MAX_REPORTED_PROBLEMS}, in file order: row (the header"
+        f" is row 1), field (a column, at most {csvio.MAX_ECHO} characters), reason.",
+    )
+    more_problems: int | None = Field(
+        None, description="How many problems were found beyond those listed."
+    )
     import_id: str | None = None
     imported: int | None = None
     resolution_ids: list[str] = []
@@ -325,19 +337,40 @@ async def _csv_body(request: Request) -> bytes:
 
 
 _IMPORT_DOC = (
-    "Body: the CSV file as `text/csv` (UTF-8, comma-separated, header row first). "
-    "`?dry_run=true` validates only and reports every row's problems (row 1 is the "
-    "header); otherwise a file with any problem is refused with 422 and nothing is "
-    "written, and a clean file is written all-or-nothing."
+    "Body: the CSV file as `text/csv` (UTF-8, comma-separated, header row first), at most "
+    f"{CSV_MAX_BYTES // MiB} MiB (`x-max-body-bytes`; larger: 413) and {csvio.MAX_ROWS} rows. "
+    "`?dry_run=true` validates only and answers 200 with the rows' problems (row 1 is the "
+    f"header; the first {csvio.MAX_REPORTED_PROBLEMS}, and `more_problems`: how many "
+    "more); otherwise a file with any problem is refused with 422 (the same problems as "
+    "fields) and nothing is written, and a clean file is written all-or-nothing: 201."
 )
+# The body the import routes read themselves (FastAPI does not see it), and its bound.
+_IMPORT_BODY: dict[str, Any] = {
+    **body_limit(CSV_MAX_BYTES),
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "string", "description": "The CSV file (UTF-8)"}}
+            for media in ("text/csv", "text/plain")
+        },
+    },
+}
+# What an import answers: 200 for a dry run (nothing written), 201 when it wrote.
+_IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ImportReport, "description": "Dry run: the file's report; nothing written"},
+    201: {"description": "Imported: what was written"},
+    **error_responses(401, 403, 404, 409, 413, 415, 422),
+}
 
 
 @router.post(
     "/conferences/{conference_id}/resolutions/import",
     response_model=ImportReport,
     response_model_exclude_none=True,
+    status_code=201,
     tags=["import and export"],
-    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=_IMPORT_RESPONSES,
+    openapi_extra=_IMPORT_BODY,
     description=_IMPORT_DOC
     + f" Columns: {', '.join(csvio.RESOLUTION_REQUIRED)} (required); "
     + f"{', '.join(csvio.RESOLUTION_OPTIONAL)} (optional). Lists are separated by ';'.",
@@ -362,8 +395,10 @@ async def import_resolutions(
     "/conferences/{conference_id}/updates/import",
     response_model=ImportReport,
     response_model_exclude_none=True,
+    status_code=201,
     tags=["import and export"],
-    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=_IMPORT_RESPONSES,
+    openapi_extra=_IMPORT_BODY,
     description=_IMPORT_DOC
     + f" Columns: {', '.join(csvio.PROGRESS_REQUIRED)} (required); "
     + f"{', '.join(csvio.PROGRESS_OPTIONAL)} (optional); one row per resolution. "

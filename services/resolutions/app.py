@@ -17,10 +17,10 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
         title="Mkutano resolutions",
         description="Conference resolutions (maazimio), progress updates with a timeline, "
         "and the implementation report. Publishes resolutions.v1.",
-        # CSV imports are sent as text/csv; up to ~2,000 rows.
+        # CSV imports are sent as text/csv, each route with its own bound
+        # (api.CSV_MAX_BYTES, declared on the route); every other body is JSON, 64 KiB.
         non_json_paths=[r"^/api/v1/conferences/[^/]+/(resolutions|updates)/import$"],
         error_statuses=api.ERROR_STATUSES,
-        max_body_bytes=2 * 1024 * 1024,
     )
     store = MongoResolutionsStore(runtime.db, signal=runtime.signal)
     ctx = handlers.Context(store=store)

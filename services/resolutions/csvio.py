@@ -1,7 +1,10 @@
 """CSV import and export of resolutions and progress updates. Pure: no I/O.
 
-Parsing never raises on a bad row: it returns every row's problems (row numbers as a
-spreadsheet shows them: the header is row 1), so a dry run can report them all at once.
+Parsing never raises on a bad row: it returns the rows' problems (row numbers as a
+spreadsheet shows them: the header is row 1), so a dry run can report them at once.
+What a report lists is bounded whatever the file holds: the first
+``MAX_REPORTED_PROBLEMS`` problems and how many more, each naming the column it echoes
+in at most ``MAX_ECHO`` characters (control characters shown escaped).
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from services.resolutions.domain import (
     check_status,
     check_target,
 )
+from shared.text import without_controls
 
 MAX_ROWS = 2000
+MAX_REPORTED_PROBLEMS = 100
+MAX_ECHO = 64
 
 RESOLUTION_REQUIRED = ("number", "title_sw", "title_en", "lead_institution")
 RESOLUTION_OPTIONAL = (
@@ -67,15 +73,38 @@ class RowProblem:
 
 @dataclass
 class ParsedFile:
-    """The valid rows (row number, model) and every problem found."""
+    """The valid rows (row number, model), the first problems and how many more."""
 
     rows: list[tuple[int, Any]] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    more_problems: int = 0
     row_count: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def problem_count(self) -> int:
+        return len(self.problems) + self.more_problems
+
+    def add(self, problems: Iterable[RowProblem]) -> None:
+        """Keep the first ``MAX_REPORTED_PROBLEMS``; count the others."""
+        for problem in problems:
+            if len(self.problems) < MAX_REPORTED_PROBLEMS:
+                self.problems.append(problem)
+            else:
+                self.more_problems += 1
+
+
+def echo(value: str) -> str:
+    """A value of the file, as a report may repeat it: control characters escaped, at
+    most ``MAX_ECHO`` characters."""
+    shown = "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in value[: MAX_ECHO + 1]
+    )
+    return shown if len(shown) <= MAX_ECHO else shown[: MAX_ECHO - 1] + "\u2026"
 
 
 def decode(body: bytes) -> str:
@@ -87,53 +116,59 @@ def decode(body: bytes) -> str:
 
 
 def _read(
-    text: str, required: Sequence[str], optional: Sequence[str]
-) -> tuple[list[tuple[int, dict[str, str]]], list[RowProblem]]:
-    """Rows as dicts of non-empty cells, after checking the header."""
+    text: str, required: Sequence[str], optional: Sequence[str], result: ParsedFile
+) -> list[tuple[int, dict[str, str]]]:
+    """Rows as dicts of non-empty cells, after checking the header (problems go to
+    ``result``)."""
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
     except StopIteration:
-        return [], [RowProblem(1, "header", "the file is empty")]
+        result.add([RowProblem(1, "header", "the file is empty")])
+        return []
     except csv.Error as exc:
-        return [], [RowProblem(1, "header", f"unreadable CSV: {exc}")]
+        result.add([RowProblem(1, "header", f"unreadable CSV: {exc}")])
+        return []
     columns = [h.strip().lower() for h in header]
-    problems: list[RowProblem] = []
     known = set(required) | set(optional)
-    for name in columns:
-        if name not in known:
-            problems.append(
+    unknown = [name for name in columns if name not in known]
+    missing = [name for name in required if name not in columns]
+    if unknown:
+        result.add(
+            [
                 RowProblem(
                     1,
-                    name or "(empty)",
-                    f"unknown column; expected {', '.join(required)}"
+                    "header",
+                    f"expected the columns {', '.join(required)}"
                     f" and optionally {', '.join(optional)}",
                 )
-            )
-    for name in required:
-        if name not in columns:
-            problems.append(RowProblem(1, name, "required column is missing"))
+            ]
+        )
+        result.add(RowProblem(1, echo(name) or "(empty)", "unknown column") for name in unknown)
+    result.add(RowProblem(1, name, "required column is missing") for name in missing)
     if len(set(columns)) != len(columns):
-        problems.append(RowProblem(1, "header", "a column appears twice"))
-    if problems:
-        return [], problems
+        result.add([RowProblem(1, "header", "a column appears twice")])
+    if not result.ok:
+        return []
     rows: list[tuple[int, dict[str, str]]] = []
     try:
         for line, cells in enumerate(reader, start=2):
             if not any(c.strip() for c in cells):
                 continue  # blank lines (spreadsheets add them at the end)
             if len(cells) > len(columns):
-                problems.append(
-                    RowProblem(line, "row", f"{len(cells)} cells for {len(columns)} columns")
+                result.add(
+                    [RowProblem(line, "row", f"{len(cells)} cells for {len(columns)} columns")]
                 )
                 continue
             values = {c: v.strip() for c, v in zip(columns, cells, strict=False) if v.strip()}
             rows.append((line, values))
             if len(rows) > MAX_ROWS:
-                return [], [RowProblem(line, "row", f"more than {MAX_ROWS} rows")]
+                result.problems, result.more_problems = [], 0
+                result.add([RowProblem(line, "row", f"more than {MAX_ROWS} rows")])
+                return []
     except csv.Error as exc:
-        problems.append(RowProblem(reader.line_num, "row", f"unreadable CSV: {exc}"))
-    return rows, problems
+        result.add([RowProblem(reader.line_num, "row", f"unreadable CSV: {exc}")])
+    return rows
 
 
 def _problems_of(
@@ -163,7 +198,7 @@ def parse_resolutions(
 ) -> ParsedFile:
     """Validate a resolutions file: every row's problems, and the valid specs."""
     result = ParsedFile()
-    rows, result.problems = _read(text, RESOLUTION_REQUIRED, RESOLUTION_OPTIONAL)
+    rows = _read(text, RESOLUTION_REQUIRED, RESOLUTION_OPTIONAL, result)
     result.row_count = len(rows)
     taken = set(existing_numbers)
     seen: dict[int, int] = {}
@@ -178,7 +213,7 @@ def parse_resolutions(
         try:
             spec = ResolutionSpec.model_validate(data)
         except ValidationError as exc:
-            result.problems.extend(_problems_of(line, exc))
+            result.add(_problems_of(line, exc))
             continue
         problems = _rule_problems(line, spec, conference_starts)
         if spec.number in taken:
@@ -191,7 +226,7 @@ def parse_resolutions(
             )
         seen.setdefault(spec.number, line)
         if problems:
-            result.problems.extend(problems)
+            result.add(problems)
         else:
             result.rows.append((line, spec))
     return result
@@ -220,13 +255,13 @@ class ProgressRow(BaseModel):
 def parse_progress(text: str, *, resolutions: Mapping[int, Mapping[str, Any]]) -> ParsedFile:
     """Validate a bulk progress file against the conference's resolutions (by number)."""
     result = ParsedFile()
-    rows, result.problems = _read(text, PROGRESS_REQUIRED, PROGRESS_OPTIONAL)
+    rows = _read(text, PROGRESS_REQUIRED, PROGRESS_OPTIONAL, result)
     result.row_count = len(rows)
     seen: dict[int, int] = {}
     for line, cells in rows:
         problems: list[RowProblem] = []
         raw_number = cells.get("number", "")
-        number = int(raw_number) if raw_number.isdigit() else None
+        number = int(raw_number) if raw_number.isascii() and raw_number.isdigit() else None
         current = resolutions.get(number) if number is not None else None
         if current is None:
             problems.append(RowProblem(line, "number", "no resolution with this number"))
@@ -239,7 +274,7 @@ def parse_progress(text: str, *, resolutions: Mapping[int, Mapping[str, Any]]) -
         try:
             update = ProgressUpdate.model_validate(data)
         except ValidationError as exc:
-            result.problems.extend(problems + _problems_of(line, exc))
+            result.add(problems + _problems_of(line, exc))
             continue
         if update.status is not None:
             try:
@@ -262,7 +297,7 @@ def parse_progress(text: str, *, resolutions: Mapping[int, Mapping[str, Any]]) -
         if number is not None:
             seen.setdefault(number, line)
         if problems:
-            result.problems.extend(problems)
+            result.add(problems)
         else:
             assert number is not None
             result.rows.append((line, ProgressRow(number=number, update=update)))
@@ -298,7 +333,8 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         value = LIST_SEPARATOR.join(str(v) for v in value)
-    text = str(value)
+    # Text stored before control characters were refused leaves without them.
+    text = without_controls(str(value))
     # Spreadsheets run a cell starting with these as a formula (CSV injection).
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
         text = "'" + text

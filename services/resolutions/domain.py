@@ -42,6 +42,7 @@ from shared.contracts.resolutions import (
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
+from shared.text import plain_text, single_line_text
 from shared.timeutil import iso
 
 STATUS_CATALOGUE: dict[str, int | None] = {
@@ -62,10 +63,14 @@ STATUS_LABELS: dict[str, dict[str, str]] = {
     "completed": {"sw": "Imekamilika", "en": "Completed", "colour": "#188038"},
 }
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+# Titles, names and institutions reach email subjects, calendar entries and CSV cells:
+# one line, no control characters. Descriptions and notes may span lines.
+Text = single_line_text(min_length=1, max_length=300)
+LongText = plain_text(max_length=5000)
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
-Status = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
+Status = single_line_text(max_length=32)
+PersonName = single_line_text(min_length=2, max_length=120)
+Phone = single_line_text(max_length=24)
 Progress = Annotated[int, Field(ge=0, le=100)]
 Weight = Annotated[int, Field(ge=1, le=100)]
 VersionRead = Annotated[int, Field(ge=1, description="The version read; or send If-Match")]
@@ -74,12 +79,10 @@ VersionRead = Annotated[int, Field(ge=1, description="The version read; or send 
 class FocalPersonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    full_name: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)
-    ]
+    full_name: PersonName
     institution: Text
     email: EmailStr
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=24)] | None = None
+    phone: Phone | None = None
     language: str = Field("sw", pattern="^(sw|en)$")
 
 

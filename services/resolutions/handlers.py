@@ -297,13 +297,15 @@ def _import_report(parsed: csvio.ParsedFile, *, dry_run: bool) -> dict:
         "rows": parsed.row_count,
         "valid_rows": len(parsed.rows),
         "problems": [p.as_dict() for p in parsed.problems],
+        "more_problems": parsed.more_problems,
     }
 
 
 def _refuse(parsed: csvio.ParsedFile) -> DomainError:
+    listed = "" if not parsed.more_problems else f" (the first {len(parsed.problems)} listed)"
     return DomainError(
         "invalid_import",
-        f"The file has {len(parsed.problems)} problem(s); nothing was imported.",
+        f"The file has {parsed.problem_count} problem(s){listed}; nothing was imported.",
         details=_import_report(parsed, dry_run=False),
     )
 
@@ -324,7 +326,7 @@ async def import_resolutions(
         text, conference_starts=conference.starts_on.isoformat(), existing_numbers=existing
     )
     if parsed.ok and not parsed.rows:
-        parsed.problems.append(csvio.RowProblem(2, "row", "the file has no rows"))
+        parsed.add([csvio.RowProblem(2, "row", "the file has no rows")])
     if dry_run:
         return _import_report(parsed, dry_run=True)
     if not parsed.ok:
@@ -375,7 +377,7 @@ async def import_progress(
         resolutions={n: {"version": r.version, "actions": r.actions} for n, r in current.items()},
     )
     if parsed.ok and not parsed.rows:
-        parsed.problems.append(csvio.RowProblem(2, "row", "the file has no rows"))
+        parsed.add([csvio.RowProblem(2, "row", "the file has no rows")])
     if dry_run:
         return _import_report(parsed, dry_run=True)
     if not parsed.ok:

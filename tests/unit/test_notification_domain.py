@@ -1,13 +1,14 @@
-"""Notification domain rules: intents per event, reminder schedules, backoff, throttling."""
+"""Notification domain rules: intents per event, reminder schedules, backoff."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.notification.domain import (
+    Notification,
+    RetryPolicy,
     due_reminders,
     event_changes,
     intents_for,
@@ -16,7 +17,7 @@ from services.notification.domain import (
     retry_delay,
     starts_in,
 )
-from services.notification.handlers import RateLimiter
+from shared.contracts.notification import NotificationFailed, NotificationSent
 from shared.contracts.registration import (
     EventDetails,
     ParticipantCheckedIn,
@@ -29,6 +30,7 @@ from shared.contracts.registration import (
 )
 from shared.contracts.resolutions import FocalPerson, ResolutionCreated, ResolutionUpdated
 from shared.envelope import ReceivedEvent
+from shared.errors import DomainError
 
 NOW = datetime(2025, 1, 10, 8, 0, tzinfo=UTC)
 DETAILS = EventDetails(
@@ -163,11 +165,11 @@ def test_due_reminders_skip_times_already_past_and_are_deterministic() -> None:
     start = (NOW + timedelta(days=3)).timestamp()
     now = NOW.timestamp()
     reminders = due_reminders("ev-1", start, [7 * 86400, 86400], now)
-    assert [r["offset_s"] for r in reminders] == [86400]  # 7 days before is already past
-    assert reminders[0]["due_at"] == start - 86400
+    assert [r.offset_s for r in reminders] == [86400]  # 7 days before is already past
+    assert reminders[0].due_at == start - 86400
     assert due_reminders("ev-1", start, [86400, 86400], now) == reminders
     moved = due_reminders("ev-1", start + 3600, [86400], now)
-    assert moved[0]["_id"] != reminders[0]["_id"]  # a moved event gets a fresh reminder
+    assert moved[0].id != reminders[0].id  # a moved event gets a fresh reminder
 
 
 def test_starts_in_words() -> None:
@@ -182,43 +184,6 @@ def test_retry_delay_grows_with_jitter_and_is_capped() -> None:
         delays = [retry_delay(attempt, 1.0, 60.0) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jitter: instances do not retry in lockstep
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-async def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(5, clock=clock, sleep=clock.sleep)
-    for _ in range(5):
-        await limiter.acquire()
-    assert clock.now == 0.0  # a one-second burst passes at once
-    for _ in range(10):
-        await limiter.acquire()
-    assert clock.now == pytest.approx(2.0)  # then 5 per second
-    clock.now += 100  # idle time refills at most one second's worth
-    for _ in range(5):
-        await limiter.acquire()
-    before = clock.now
-    await limiter.acquire()
-    assert clock.now == pytest.approx(before + 0.2)
-
-
-async def test_rate_limiter_is_fair_under_concurrency() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(2, clock=clock, sleep=clock.sleep)
-    await asyncio.gather(*(limiter.acquire() for _ in range(8)))
-    assert clock.now == pytest.approx(3.0)  # 2 at once, then 6 more at 2 per second
 
 
 def test_only_dates_and_venue_changes_are_told() -> None:
@@ -248,3 +213,72 @@ def test_previous_details_keep_what_differs_as_pairs() -> None:
         "city": "Arusha",
     }
     assert previous_details(None, before) == {}
+
+
+# --------------------------------------------------------------------------- the aggregate
+
+
+def a_notification(**kw) -> Notification:
+    (intent,) = intents_for(
+        received(ParticipantRegistered(**BASE, status="confirmed", cadre="x", registered_at=NOW)),
+        sms_enabled=False,
+    )
+    n = Notification.from_intent(intent, cause_event_id="ce-1", cause_event_type="t", now=NOW)
+    for name, value in kw.items():
+        setattr(n, name, value)
+    return n
+
+
+def test_a_notification_from_an_intent_is_keyed_on_its_cause() -> None:
+    n = a_notification()
+    assert n.id == intents_for(
+        received(ParticipantRegistered(**BASE, status="confirmed", cadre="x", registered_at=NOW)),
+        sms_enabled=False,
+    )[0].key("ce-1")
+    assert (n.status, n.attempts, n.event_id, n.registration_id) == ("pending", 0, "ev-1", "reg-1")
+    assert n.due(NOW) and n.events == []
+
+
+def test_a_failing_notification_keeps_its_last_ten_errors_and_backs_off() -> None:
+    policy = RetryPolicy(max_attempts=20, base_s=1.0, max_s=60.0, jitter=lambda lo, hi: hi)
+    n = a_notification()
+    delays = []
+    for attempt in range(12):
+        n.claim(NOW, 60)
+        assert not n.due(NOW)  # leased
+        delays.append(n.mark_failed(f"e{attempt}", NOW, policy, permanent=False))
+        assert n.status == "retry" and not n.due(NOW)
+        assert n.due(NOW + timedelta(seconds=delays[-1]))
+    assert delays[:4] == [1.0, 2.0, 4.0, 8.0] and delays[-1] == 60.0
+    assert [e["error"] for e in n.errors] == [f"e{i}" for i in range(2, 12)]
+    assert n.events == []  # a retry is not an event
+
+
+def test_a_sending_notification_whose_lease_expired_is_due_again() -> None:
+    n = a_notification()
+    n.claim(NOW, 60)
+    assert not n.due(NOW + timedelta(seconds=59)) and n.due(NOW + timedelta(seconds=61))
+
+
+def test_resend_needs_a_finished_delivery_and_a_recipient() -> None:
+    n = a_notification(status="sent", attempts=3)
+    n.resend()
+    assert (n.status, n.attempts, n.resend_count) == ("pending", 0, 1)
+    for status in ("pending", "sending", "retry"):
+        with pytest.raises(DomainError) as refused:
+            a_notification(status=status).resend()
+        assert refused.value.code == "delivery_in_progress"
+    with pytest.raises(DomainError) as erased:
+        a_notification(status="failed", erased=True).resend()
+    assert erased.value.code == "recipient_erased"
+
+
+def test_sent_and_failed_record_their_events() -> None:
+    sent = a_notification(attempts=1)
+    sent.mark_sent(NOW, segments=None)
+    (event,) = sent.take_events()
+    assert isinstance(event, NotificationSent) and event.sent_at == NOW
+    dead = a_notification(attempts=8)
+    assert dead.mark_failed("SMTP 451", NOW, RetryPolicy(max_attempts=8), permanent=False) is None
+    (event,) = dead.take_events()
+    assert isinstance(event, NotificationFailed) and not event.permanent and event.attempts == 8

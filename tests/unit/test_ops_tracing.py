@@ -130,19 +130,12 @@ async def test_a_failing_handler_marks_its_span_as_error(exporter) -> None:
 
 async def test_the_email_send_continues_the_trace_of_the_event_that_caused_it(exporter) -> None:
     from services.notification import handlers
-    from services.notification.domain import Intent
+    from services.notification.dispatcher import Dispatcher
+    from services.notification.domain import Candidate, Intent
     from services.notification.settings import NotificationSettings
     from shared.metrics import Metrics
-
-    class Store:  # the two calls deliver() makes besides sending
-        notifications = None
-
-    class Mailbox:
-        def __init__(self) -> None:
-            self.sent: list[Any] = []
-
-        async def send(self, message: Any) -> None:
-            self.sent.append(message)
+    from shared.timeutil import utcnow
+    from tests.unit.fakes.notification import FakeEmail, FakeNotificationStore
 
     intent = Intent(
         "email",
@@ -168,31 +161,26 @@ async def test_the_email_send_continues_the_trace_of_the_event_that_caused_it(ex
         },
     )
     with span("consume tz.go.ega.registration.ParticipantRegistered.v1", traceparent=CALLER):
-        doc = handlers.notification_document(intent, cause_id="ce-1", cause_type="t")
-    assert doc["traceparent"].split("-")[1] == CALLER_TRACE
+        notification = handlers.new_notification(
+            intent, cause_id="ce-1", cause_type="t", now=utcnow()
+        )
+    assert notification.traceparent.split("-")[1] == CALLER_TRACE
 
-    mailbox = Mailbox()
+    store, mailbox = FakeNotificationStore(), FakeEmail()
     ctx = handlers.Context(
-        store=Store(),  # type: ignore[arg-type]
-        settings=NotificationSettings(),
-        email=mailbox,
-        sms=None,
-        metrics=Metrics("tests"),
+        store=store, settings=NotificationSettings(), email=mailbox, sms=None, metrics=Metrics("t")
     )
-    dispatcher = handlers.Dispatcher(ctx)
-    recorded: list[Any] = []
-
-    async def record(doc: dict[str, Any], changes: dict[str, Any], event: Any) -> None:
-        recorded.append(changes["status"])
-
-    dispatcher._record = record  # type: ignore[method-assign]
+    dispatcher = Dispatcher(ctx, store.signal)
+    await store.add([notification])
+    claimed = await handlers.claim(ctx, Candidate(notification.id, "pending", 0.0))
+    assert claimed is not None
     exporter.clear()
-    await dispatcher.deliver({**doc, "attempts": 1})
-    assert len(mailbox.sent) == 1 and recorded == ["sent"]
+    await dispatcher.deliver(claimed)
+    assert len(mailbox.sent) == 1 and store.notifications[notification.id].status == "sent"
     (send,) = [s for s in exporter.get_finished_spans() if s.name == "email send"]
     assert format(send.context.trace_id, "032x") == CALLER_TRACE
     assert send.kind == SpanKind.CLIENT
-    assert send.attributes["mkutano.notification.id"] == doc["_id"]
+    assert send.attributes["mkutano.notification.id"] == notification.id
 
 
 async def test_health_probes_and_scrapes_are_not_traced(exporter) -> None:

@@ -94,6 +94,7 @@ def test_resolutions_csv_with_a_wrong_header_is_refused_before_any_row() -> None
     )
     assert not parsed.rows
     assert {(p.row, p.field) for p in parsed.problems} == {
+        (1, "header"),  # which columns it expects, once
         (1, "title"),
         (1, "title_sw"),
         (1, "title_en"),
