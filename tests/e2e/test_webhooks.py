@@ -21,11 +21,13 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS, all_topics
 from tests.helpers import create_event, participant
 from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
 
 pytestmark = pytest.mark.e2e
 T = "tz.go.ega.registration."
+STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION)
 
 
 @dataclass
@@ -112,7 +114,7 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
         workdir=stack_dir / "webhooks",
     )  # fmt: skip
     try:
-        yield await factory.start(
+        handle = await factory.start(
             "webhooks",
             db_suffix=unique_suffix(),
             WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.5, 0.5, 1, 1, 2, 2, 5, 5]",
@@ -123,8 +125,27 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
             WEBHOOKS_SCAN_INTERVAL_S="0.5",
             WEBHOOKS_REQUEST_TIMEOUT_S="5",
         )
+        await caught_up(handle, admin_key)
+        yield handle
     finally:
         await factory.close()
+
+
+async def caught_up(handle: ServiceHandle, admin_key: str) -> None:
+    """Wait until the new consumer group has read the session's history: by now the
+    other tests have filled the topics, and "ready" does not mean "caught up"."""
+    partitions = sum(t.partitions for t in all_topics() if t.name in STREAMS)
+
+    async def no_lag() -> bool:
+        async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
+            r = await client.get(
+                "/api/v1/admin/status", headers={"Authorization": f"Bearer {admin_key}"}
+            )
+        (group,) = r.json()["consumers"]
+        rows = group["partitions"]
+        return isinstance(rows, list) and len(rows) == partitions and group["lag"] == 0
+
+    await wait_until(no_lag, timeout=180, interval=0.5, message="the webhooks consumer caught up")
 
 
 @pytest.fixture
