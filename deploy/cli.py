@@ -4,7 +4,7 @@
     mkutano api-keys create --service all --roles organiser --label "TSMS"
     mkutano api-keys list|revoke ID|rotate ID --service registration
     mkutano resolutions import FILE.csv --conference CONF-ID [--dry-run]
-    mkutano dlq replay --service notification [--limit N] [--dry-run]
+    mkutano dlq replay --service notification|…|webhooks [--limit N] [--dry-run]
     mkutano seats recount --event EVENT-ID
     mkutano status [--service all]
 
@@ -485,7 +485,13 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION"
     )
     rep = _command(dlq, "replay", "republish dead letters to their original topic")
-    rep.add_argument("--service", choices=SERVICES, required=True, help="whose dead-letter topic")
+    # Every consuming service has a dead-letter topic, webhooks too.
+    rep.add_argument(
+        "--service",
+        choices=(*SERVICES, "webhooks"),
+        required=True,
+        help="whose dead-letter topic",
+    )
     rep.add_argument("--limit", type=int, help="replay at most this many records")
     rep.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed, publish nothing"

@@ -28,11 +28,12 @@ from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-SERVICES: tuple[str, ...] = ("registration", "notification", "resolutions")
+SERVICES: tuple[str, ...] = ("registration", "notification", "resolutions", "webhooks")
 DEFAULT_HTTP_PORTS: dict[str, int] = {
     "registration": 8001,
     "notification": 8002,
     "resolutions": 8003,
+    "webhooks": 8006,
 }
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_MONGO_PORT = 27017
@@ -497,7 +498,7 @@ def service_env(
     db_suffix: str = "",
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment variables the three services read (the whole contract, nothing else).
+    """The environment variables the services read (the whole contract, nothing else).
 
     ``db_suffix`` is appended to every database name (tests use a random one so they never
     collide with a developer's ``make run``). ``overrides`` is applied last and may set or
@@ -520,6 +521,11 @@ def service_env(
         "MKUTANO_BOOTSTRAP_ADMIN_KEY": admin_key,
         "MKUTANO_SEED_DEMO": _bool(seed_demo),
         "LOG_FORMAT": log_format,
+        # The dev stack and the tests deliver webhooks to this machine's loopback only:
+        # nothing else is allowed, and no other name is even looked up. (Production
+        # refuses loopback, link-local and private targets and allows public ones.)
+        "WEBHOOKS_ALLOWED_TARGETS": '["127.0.0.1/32", "localhost"]',
+        "WEBHOOKS_ALLOWED_TARGETS_ONLY": "true",
     }
     for name in SERVICES:
         prefix = name.upper()

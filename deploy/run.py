@@ -1,12 +1,12 @@
 """The whole platform on one machine: ``make run`` (``python -m deploy.run``).
 
 Starts the embedded servers (tansu Kafka, nx-27017 MongoDB, SMTP and SMS capture),
-creates the topics, then the three services, each as its own process. Everything lives
+creates the topics, then the services, each as its own process. Everything lives
 under ``.data/`` (MongoDB data, captured mail and SMS, logs, the dev admin key).
 
 Ports come from the environment (``KAFKA_PORT``, ``MONGO_PORT``, ``SMTP_PORT``,
 ``SMS_PORT``, ``REGISTRATION_HTTP_PORT``, ``NOTIFICATION_HTTP_PORT``,
-``RESOLUTIONS_HTTP_PORT``). A port that is already taken is an error: the stack never
+``RESOLUTIONS_HTTP_PORT``, ``WEBHOOKS_HTTP_PORT``). A port that is already taken is an error: the stack never
 moves to another port behind your back.
 
 Ctrl-C or SIGTERM stops everything (services first, then the servers). If any process

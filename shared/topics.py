@@ -58,6 +58,7 @@ def all_topics(
         (dead_letter_topic("registration"), 1),
         (dead_letter_topic("notification"), 1),
         (dead_letter_topic("resolutions"), 1),
+        (dead_letter_topic("webhooks"), 1),
     ]
     retention_ms = int(retention_days * DAY_MS)
     return [TopicSpec(n, p, replication_factor, retention_ms) for n, p in names]

@@ -17,7 +17,7 @@ import pytest
 
 from tests.stack import unique_suffix
 
-SERVICES = ("registration", "notification", "resolutions")
+SERVICES = ("registration", "notification", "resolutions", "webhooks")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 

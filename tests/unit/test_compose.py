@@ -14,7 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
-SERVICES = ("registration", "notification", "resolutions")
+SERVICES = ("registration", "notification", "resolutions", "webhooks")
 ONE_SHOT = {"topics"}
 CONTRACT_KEYS = {
     "MKUTANO_ENV",

@@ -13,7 +13,7 @@ import yaml
 from shared.topics import all_topics
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-SERVICES = {"registration": 8001, "notification": 8002, "resolutions": 8003}
+SERVICES = {"registration": 8001, "notification": 8002, "resolutions": 8003, "webhooks": 8006}
 VERSION = "1.37.0"
 
 
