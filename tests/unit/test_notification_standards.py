@@ -1,6 +1,6 @@
 """Every message notification builds, read by its standard's own tools (tests/mailcheck.py):
 RFC 5322 and MIME by Python's ``email`` (policy ``default``), RFC 5545 by ``icalendar``,
-the QR ticket by zbarimg."""
+the QR ticket by zbarimg. And one message that cannot be built fails alone, at once."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 import segno
+from pydantic import ValidationError
 
-from services.notification import messages
-from services.notification.domain import intents_for
+from services.notification import handlers, messages
+from services.notification.api import AnnouncementIn
+from services.notification.domain import Candidate, intents_for
 from shared.contracts.registration import ConfirmationResendRequested, RegistrationCancelled
 from tests import mailcheck
-from tests.unit.test_notification_handlers import DETAILS, NOW, received, registered
+from tests.unit.test_notification_handlers import DETAILS, NOW, Env, received, register, registered
 from tests.unit.test_notification_messages import EVENT, PARTICIPANT, REQUIRED_EMAIL, context
 
 SENDER = "Mkutano <no-reply@mkutano.ega.go.tz>"
@@ -200,3 +202,54 @@ def test_the_ticket_attached_to_a_confirmation_scans_as_the_ticket() -> None:
     mailcheck.assert_ticket_scans(
         mailcheck.parse(build("confirmation", "en", ("qr", "ics"))), "t1.abc"
     )
+
+
+# --------------------------------------------------------------------------- one bad message
+
+
+async def test_a_message_that_cannot_be_rendered_fails_at_once_and_the_others_go_out() -> None:
+    env = Env(sms=False)
+    for n in (1, 2):
+        await register(env, n)
+    broken, fine = sorted(env.store.notifications.values(), key=lambda x: x.recipient)
+    del broken.context["event"]  # e.g. stored before a rule: the template cannot render it
+    for n in (broken, fine):
+        claimed = await handlers.claim(env.ctx, Candidate(n.id, "pending", 0.0))
+        assert await handlers.deliver(env.ctx, claimed) is None  # no retry
+    assert env.store.notifications[fine.id].status == "sent"
+    failed = env.store.notifications[broken.id]
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.last_error.startswith("cannot build the confirmation email: UndefinedError")
+    (event,) = env.published("NotificationFailed")
+    assert event["notification_id"] == broken.id and event["permanent"] is True
+    assert [m["To"] for m in env.email.sent] == [fine.recipient]
+
+
+# --------------------------------------------------------------------------- the API's rule
+
+ANNOUNCEMENT = {
+    "event_id": "ev-1",
+    "subject_sw": "Mabadiliko",
+    "subject_en": "Change",
+    "body_sw": "Karibuni.\n\nAsanteni.",
+    "body_en": "Welcome.\r\n\r\nThank you.",
+}
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\r\n", "\u2028", "\u2029", "\t", "\x00"])
+@pytest.mark.parametrize("field", ["subject_sw", "subject_en"])
+def test_an_announcement_subject_must_be_one_line(field: str, brk: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AnnouncementIn(**{**ANNOUNCEMENT, field: f"Programme{brk}change"})
+    (error,) = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert error["msg"] in ("must be a single line", "must not contain control characters")
+
+
+@pytest.mark.parametrize("field", ["body_sw", "body_en"])
+def test_an_announcement_body_is_plain_text(field: str) -> None:
+    assert AnnouncementIn(**ANNOUNCEMENT).body_en == "Welcome.\r\n\r\nThank you."
+    with pytest.raises(ValidationError) as caught:
+        AnnouncementIn(**{**ANNOUNCEMENT, field: "Karibu\x00ni"})
+    ((error),) = caught.value.errors()
+    assert error["loc"] == (field,) and error["msg"] == "must not contain control characters"
