@@ -424,7 +424,7 @@ async def attempt(ctx: Context, n: Notification) -> Outcome:
         return Outcome(sent=True)
     except DeliveryError as exc:
         return Outcome(sent=False, error=str(exc), permanent=exc.permanent)
-    except Exception as exc:  # a template or an answer we did not expect: record it
+    except Exception as exc:  # an answer we did not expect: record it, retry
         return Outcome(sent=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
