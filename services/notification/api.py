@@ -12,6 +12,7 @@ from services.notification import handlers
 from services.notification.domain import Notification
 from shared.auth import require_roles
 from shared.errors import ApiError, DomainError, FieldProblem, error_responses
+from shared.text import plain_text, single_line_text
 
 router = APIRouter(prefix="/api/v1", tags=["notifications"])
 
@@ -193,6 +194,10 @@ async def get_reminder_rules(
 # --------------------------------------------------------------------------- announcements
 
 
+Subject = single_line_text(min_length=1, max_length=200)
+Body = plain_text(min_length=1, max_length=5000)
+
+
 class AnnouncementIn(BaseModel):
     """A message to every confirmed participant of an event (optionally one cadre)."""
 
@@ -200,10 +205,11 @@ class AnnouncementIn(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     cadre: str | None = Field(None, min_length=1, max_length=64)
-    subject_sw: str = Field(min_length=1, max_length=200)
-    subject_en: str = Field(min_length=1, max_length=200)
-    body_sw: str = Field(min_length=1, max_length=5000)
-    body_en: str = Field(min_length=1, max_length=5000)
+    # The subjects become email headers: one line. The bodies are plain text.
+    subject_sw: Subject
+    subject_en: Subject
+    body_sw: Body
+    body_en: Body
     channels: list[Literal["email", "sms"]] = Field(
         default_factory=lambda: ["email"], min_length=1, max_length=2
     )

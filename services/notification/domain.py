@@ -128,6 +128,7 @@ def intents_for(received: ReceivedEvent, *, sms_enabled: bool) -> list[Intent]:
     with_ticket = (
         ("qr", "ics") if context.get("ticket") and context["status"] == "confirmed" else ()
     )
+    with_ticket, context = calendar_revision(template, event, with_ticket, context)
     intents = [
         Intent(
             "email",
@@ -153,6 +154,25 @@ def intents_for(received: ReceivedEvent, *, sms_enabled: bool) -> list[Intent]:
             )
         )
     return intents
+
+
+# Messages that revise the calendar entry the confirmation created (SEQUENCE 0), with
+# the event field that dates the revision: the entry's SEQUENCE is that time in epoch
+# seconds (as an event change's is), so a later revision is always higher. A cancelled
+# registration's message takes the entry out of the calendar (METHOD:CANCEL, same UID).
+CALENDAR_REVISED_AT = {"cancelled": "cancelled_at", "resend": "requested_at"}
+
+
+def calendar_revision(
+    template: str, event: Any, attachments: tuple[str, ...], context: dict[str, Any]
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The attachments and context of a message that revises the calendar entry."""
+    revised_at = getattr(event, CALENDAR_REVISED_AT.get(template, ""), None)
+    if revised_at is None:
+        return attachments, context
+    if template == "cancelled":
+        attachments = ("ics",)
+    return attachments, {**context, "ics_sequence": int(revised_at.timestamp())}
 
 
 def resolution_intents(received: ReceivedEvent) -> list[Intent]:

@@ -403,30 +403,45 @@ async def deliver(ctx: Context, notification: Notification) -> float | None:
 
 
 async def attempt(ctx: Context, n: Notification) -> Outcome:
-    """One try on the notification's channel; every failure becomes an outcome."""
+    """One try on the notification's channel; every failure becomes an outcome.
+
+    A message that cannot be built from what it holds (data stored before a rule, a
+    template that cannot render it) fails at once, for good, with the reason: trying
+    again would build the same message. The other messages go on."""
+    if n.channel == "sms" and ctx.sms is None:
+        return Outcome(sent=False, error="SMS gateway not configured", permanent=True)
     try:
-        if n.channel == "email":
-            message = messages.build_email(
-                notification_id=n.id,
-                sender=ctx.settings.smtp.sender,
-                recipient=n.recipient,
-                template=n.template,
-                language=n.language,
-                context=n.context,
-                attachments=n.attachments or [],
-            )
-            await ctx.email.send(message)
-            return Outcome(sent=True)
-        if ctx.sms is None:
-            raise DeliveryError("SMS gateway not configured", permanent=True)
-        text = messages.render_sms(n.template, n.language, n.context)
-        segments = messages.sms_segments(text)
-        await ctx.sms.send(n.recipient, text)
-        return Outcome(sent=True, segments=segments)
+        message = _build(ctx, n)
+    except Exception as exc:
+        reason = f"cannot build the {n.template} {n.channel}: {type(exc).__name__}: {exc}"
+        return Outcome(sent=False, error=reason[:400], permanent=True)
+    try:
+        if isinstance(message, str):
+            assert ctx.sms is not None
+            await ctx.sms.send(n.recipient, message)
+            return Outcome(sent=True, segments=messages.sms_segments(message))
+        await ctx.email.send(message)
+        return Outcome(sent=True)
     except DeliveryError as exc:
         return Outcome(sent=False, error=str(exc), permanent=exc.permanent)
-    except Exception as exc:  # a template or an answer we did not expect: record it
+    except Exception as exc:  # an answer we did not expect: record it, retry
         return Outcome(sent=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _build(ctx: Context, n: Notification) -> messages.EmailMessage | str:
+    """The email (dated now) or the SMS text of a notification."""
+    if n.channel == "sms":
+        return messages.render_sms(n.template, n.language, n.context)
+    return messages.build_email(
+        notification_id=n.id,
+        sender=ctx.settings.smtp.sender,
+        recipient=n.recipient,
+        template=n.template,
+        language=n.language,
+        context=n.context,
+        attachments=n.attachments or [],
+        date=ctx.clock(),
+    )
 
 
 async def record_outcome(ctx: Context, n: Notification, outcome: Outcome) -> float | None:

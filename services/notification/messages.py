@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import segno
-from icalendar import Calendar
+from icalendar import Calendar, vCalAddress
 from icalendar import Event as CalEvent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from shared.text import without_controls
 from shared.timeutil import EAT
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -23,6 +25,16 @@ GSM7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXT = set("^{}\\[~]|€")
+DOMAIN = "mkutano.ega.go.tz"
+# Written by a person (an organiser), so not marked Auto-Submitted (RFC 3834 §5).
+WRITTEN_BY_A_PERSON = {"announcement"}
+# The QR ticket: pixels per module, and the quiet zone ISO/IEC 18004 asks for (4 modules).
+QR_SCALE = 6
+QR_BORDER = 4
+# The venue's zone when an event names none (or one this machine does not know).
+CALENDAR_ZONE = "Africa/Dar_es_Salaam"
+# The message that takes a participant's entry out of their calendar (iTIP CANCEL).
+CANCELS_THE_ENTRY = {"cancelled"}
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -52,11 +64,19 @@ def template_names(channel: str) -> list[str]:
     return sorted(p.name.removesuffix(suffix) for p in folder.glob(f"*{suffix}"))
 
 
+def one_line(value: str) -> str:
+    """``value`` as one line for a header or a calendar property: line breaks (CR, LF,
+    U+2028, U+2029…) and tabs become spaces, other control characters U+FFFD, runs of
+    white space one space. Titles stored before the API refused line breaks still make
+    a valid Subject this way."""
+    return without_controls(" ".join(value.split()), keep_line_breaks=False)
+
+
 def render_email(template: str, language: str, context: dict[str, Any]) -> tuple[str, str, str]:
-    """Subject, plain text and HTML of an email."""
+    """Subject (one line), plain text and HTML of an email."""
     lang = language if language in LANGUAGES else "sw"
     base = f"email/{lang}/{template}"
-    subject = _env.get_template(f"{base}.subject.j2").render(**context).strip()
+    subject = one_line(_env.get_template(f"{base}.subject.j2").render(**context))
     text = _env.get_template(f"{base}.txt.j2").render(**context)
     html = _env.get_template(f"{base}.html.j2").render(**context)
     return subject, text, html
@@ -77,29 +97,75 @@ def sms_segments(text: str) -> int:
 
 
 def qr_png(ticket: str) -> bytes:
+    """The ticket as a QR code (level M at least) with its 4-module quiet zone; never a
+    Micro QR code (``segno.make`` picks one for short data), which scanners do not read."""
     buf = io.BytesIO()
-    segno.make(ticket, error="m").save(buf, kind="png", scale=6, border=2)
+    segno.make_qr(ticket, error="m").save(buf, kind="png", scale=QR_SCALE, border=QR_BORDER)
     return buf.getvalue()
 
 
-def calendar_invite(context: dict[str, Any], uid: str) -> bytes:
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or CALENDAR_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(CALENDAR_ZONE)
+
+
+def calendar_method(template: str) -> str:
+    """REQUEST (the entry, new or updated) or CANCEL (the entry leaves the calendar)."""
+    return "CANCEL" if template in CANCELS_THE_ENTRY else "REQUEST"
+
+
+def calendar_invite(
+    context: dict[str, Any],
+    uid: str,
+    *,
+    method: str = "REQUEST",
+    organizer: str = f"no-reply@{DOMAIN}",
+    attendee: str | None = None,
+    now: datetime | None = None,
+) -> bytes:
+    """An iTIP (RFC 5546) REQUEST or CANCEL of the participant's calendar entry.
+
+    One UID per registration; SEQUENCE 0 when the confirmation creates the entry, and
+    the time of each later revision (``ics_sequence``: an event change, a resend, the
+    cancellation), so the newest always wins. Times are the venue's local time with its
+    VTIMEZONE; DTSTAMP is UTC.
+    """
     event = context["event"]
+    zone = _zone(event.get("timezone"))
+    participant = context.get("participant") or {}
+    title = event["title_sw"] if context.get("language") == "sw" else event["title_en"]
     cal = Calendar()
     cal.add("prodid", "-//e-GA//Mkutano//SW")
     cal.add("version", "2.0")
-    cal.add("method", "PUBLISH")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", method)
     item = CalEvent()
-    item.add("uid", f"{uid}@mkutano.ega.go.tz")
-    item.add("summary", event["title_sw"] if context.get("language") == "sw" else event["title_en"])
-    item.add("dtstart", datetime.fromisoformat(event["starts_at"].replace("Z", "+00:00")))
-    item.add("dtend", datetime.fromisoformat(event["ends_at"].replace("Z", "+00:00")))
-    item.add("location", f"{event['venue']}, {event['city']}")
-    item.add("description", f"Reference / Namba ya usajili: {context['reference']}")
-    item.add("dtstamp", datetime.now(EAT))
-    if context.get("ics_sequence") is not None:  # an update of the same entry (RFC 5545)
-        item.add("sequence", int(context["ics_sequence"]))
+    item.add("uid", f"{uid}@{DOMAIN}")
+    item.add("dtstamp", (now or datetime.now(UTC)).astimezone(UTC))
+    item.add("sequence", int(context.get("ics_sequence") or 0))
+    item.add("summary", one_line(title))
+    item.add("dtstart", _parse(event["starts_at"]).astimezone(zone))
+    item.add("dtend", _parse(event["ends_at"]).astimezone(zone))
+    item.add("location", one_line(f"{event['venue']}, {event['city']}"))
+    item.add("description", f"Reference / Namba ya usajili: {one_line(context['reference'])}")
+    item.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    item.add("organizer", vCalAddress(f"mailto:{organizer}"), parameters={"CN": "e-GA Mkutano"})
+    if attendee:
+        params = {"ROLE": "REQ-PARTICIPANT", "PARTSTAT": "ACCEPTED", "RSVP": "FALSE"}
+        if participant.get("full_name"):
+            params["CN"] = one_line(participant["full_name"])
+        item.add("attendee", vCalAddress(f"mailto:{attendee}"), parameters=params)
     cal.add_component(item)
+    cal.add_missing_timezones()  # the VTIMEZONE of every TZID used
     return cal.to_ical()
+
+
+def _parse(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def build_email(
@@ -111,15 +177,24 @@ def build_email(
     language: str,
     context: dict[str, Any],
     attachments: list[str],
+    date: datetime | None = None,
 ) -> EmailMessage:
-    """A multipart email: plain text + HTML, with the QR ticket and .ics when asked."""
+    """A multipart email: plain text + HTML, with the QR ticket and .ics when asked.
+
+    ``date`` (default: now) is its Date header. Every message but one written by a
+    person says ``Auto-Submitted: auto-generated``, so that vacation responders and
+    other automatic replies stay silent (RFC 3834)."""
+    date = date or datetime.now(UTC)
     subject, text, html = render_email(template, language, {**context, "language": language})
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = recipient
     msg["Subject"] = subject
+    msg["Date"] = format_datetime(date.astimezone(EAT))
     # A stable Message-ID per notification lets receivers recognise a re-sent copy.
-    msg["Message-ID"] = f"<{notification_id}@mkutano.ega.go.tz>"
+    msg["Message-ID"] = f"<{notification_id}@{DOMAIN}>"
+    if template not in WRITTEN_BY_A_PERSON:
+        msg["Auto-Submitted"] = "auto-generated"
     msg["X-Mkutano-Notification"] = notification_id
     msg["X-Mkutano-Template"] = template
     msg.set_content(text)
@@ -129,13 +204,22 @@ def build_email(
             qr_png(context["ticket"]), maintype="image", subtype="png", filename="tiketi-ticket.png"
         )
     if "ics" in attachments:
+        method = calendar_method(template)
+        invite = calendar_invite(
+            {**context, "language": language},
+            context.get("registration_id") or notification_id,
+            method=method,
+            organizer=parseaddr(sender)[1] or f"no-reply@{DOMAIN}",
+            attendee=recipient,
+            now=date,
+        )
+        # iMIP (RFC 6047): the part's method parameter is the calendar's METHOD.
         msg.add_attachment(
-            calendar_invite(
-                {**context, "language": language}, context.get("registration_id") or notification_id
-            ),
+            invite,
             maintype="text",
             subtype="calendar",
             filename="mkutano.ics",
+            params={"method": method, "charset": "utf-8"},
         )
     # Last: set_content()/add_attachment() move or drop Content-* headers set before them.
     msg["Content-Language"] = language
@@ -143,8 +227,10 @@ def build_email(
 
 
 __all__ = [
+    "EmailMessage",
     "build_email",
     "make_msgid",
+    "one_line",
     "render_email",
     "render_sms",
     "sms_segments",
