@@ -118,6 +118,7 @@ class TicketSigner:
 
     PREFIX = "MK1"
     _MAC_BYTES = 10
+    LENGTH = 45  # "MK1" + 42 base32 characters of the 26 bytes, unpadded
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -127,21 +128,32 @@ class TicketSigner:
             : self._MAC_BYTES
         ]
 
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.b32encode(data).decode().rstrip("=")
+
     def sign(self, registration_id: str) -> str:
         raw = uuid.UUID(registration_id).bytes
-        return self.PREFIX + base64.b32encode(raw + self._mac(raw)).decode().rstrip("=")
+        return self.PREFIX + self._encode(raw + self._mac(raw))
 
     def verify(self, token: str) -> str | None:
-        """The registration id a genuine ticket names, else None."""
-        token = token.strip().upper()
-        if not token.startswith(self.PREFIX):
+        """The registration id a genuine ticket names, else None.
+
+        A ticket has exactly one valid spelling: the one ``sign`` gives (upper case, no
+        padding). Base32 of 26 bytes leaves two bits of the last character unused, so
+        the decoded bytes are encoded again and must give back the very text presented;
+        lower case (a QR code's alphanumeric mode has none) and ``=`` padding are refused.
+        Only the whitespace a scanner may add around it is ignored.
+        """
+        token = token.strip()
+        if not token.startswith(self.PREFIX) or len(token) != self.LENGTH:
             return None
         body = token[len(self.PREFIX) :]
         try:
             data = base64.b32decode(body + "=" * (-len(body) % 8))
-        except ValueError:  # binascii.Error: not base32
+        except ValueError:  # binascii.Error: not base32 (lower case included)
             return None
-        if len(data) != 16 + self._MAC_BYTES:
+        if len(data) != 16 + self._MAC_BYTES or self._encode(data) != body:
             return None
         raw, tag = data[:16], data[16:]
         if not hmac.compare_digest(self._mac(raw), tag):
