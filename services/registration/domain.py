@@ -472,17 +472,38 @@ class Event(Aggregate):
             return False
         return True
 
+    def registration_refusal(self, now: datetime) -> DomainError | None:
+        """Why this event takes no registration at ``now`` (None when it does).
+
+        An event that has ended is never open, whatever its window says; nor is one whose
+        window has closed or not opened yet, nor a draft, a closed or a cancelled one.
+        """
+        if self.state == "cancelled":
+            return DomainError("event_cancelled", "This event has been cancelled.")
+        if self.ends_at < now:
+            return DomainError("event_ended", "This event has ended.")
+        if self.state != "published":
+            return DomainError("registration_closed", "Registration for this event is not open.")
+        if self.registration_closes_at and now > self.registration_closes_at:
+            return DomainError("registration_closed", "Registration for this event has closed.")
+        if not self.registration_window_open(now):
+            return DomainError(
+                "registration_closed",
+                "Registration for this event is not open yet.",
+                details={"opens_at": self.registration_opens_at.isoformat()}
+                if self.registration_opens_at
+                else None,
+            )
+        return None
+
     def registration_open(self, now: datetime) -> bool:
-        return self.state == "published" and self.registration_window_open(now)
+        return self.registration_refusal(now) is None
 
     def check_can_register(self, cadre: str, now: datetime) -> None:
         """Raise a DomainError when this event does not take this registration now."""
-        if self.state == "cancelled":
-            raise DomainError("event_cancelled", "This event has been cancelled.")
-        if self.state != "published":
-            raise DomainError("registration_closed", "Registration for this event is not open.")
-        if not self.registration_window_open(now):
-            raise DomainError("registration_closed", "Registration for this event is not open now.")
+        refusal = self.registration_refusal(now)
+        if refusal is not None:
+            raise refusal
         if self.admitted_cadres and cadre not in self.admitted_cadres:
             raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
 

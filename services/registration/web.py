@@ -111,6 +111,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "already_registered": "Barua pepe hii imeshasajiliwa kwa tukio hili. "
             "Tumetuma uthibitisho tena kwenye anwani iliyosajiliwa.",
             "registration_closed": "Usajili wa tukio hili haupo wazi kwa sasa.",
+            "event_ended": "Tukio hili limekwisha; usajili umefungwa.",
             "event_cancelled": "Tukio hili limeahirishwa.",
             "cadre_not_admitted": "Tukio hili haliko wazi kwa kada yako.",
         },
@@ -180,6 +181,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "already_registered": "This email is already registered for this event. "
             "We have sent the confirmation again to the address on file.",
             "registration_closed": "Registration for this event is not open now.",
+            "event_ended": "This event has ended; registration is closed.",
             "event_cancelled": "This event has been cancelled.",
             "cadre_not_admitted": "This event is not open to your cadre.",
         },
@@ -269,12 +271,6 @@ async def registration_form(event_id: str, request: Request, lang: str | None = 
     event = await _load_event(request, event_id)
     if event is None:
         return _render("message.html.j2", 404, t=labels, lang=language, message=labels["not_found"])
-    closed = None
-    try:
-        event.check_can_register("other_officer", _ctx(request).clock())
-    except DomainError as exc:
-        if exc.code != "cadre_not_admitted":
-            closed = labels["codes"].get(exc.code, labels["closed"])
     return _render(
         "register.html.j2",
         200,
@@ -283,8 +279,17 @@ async def registration_form(event_id: str, request: Request, lang: str | None = 
         event=_event_context(event, language),
         values={"language": language},
         errors={},
-        closed=closed,
+        closed=_closed_message(request, event, labels),
     )
+
+
+def _closed_message(request: Request, event: Event, labels: dict[str, Any]) -> str | None:
+    """What the page says instead of the form when the event takes no registration now
+    (ended, window closed or not yet open, cancelled), else None."""
+    refusal = event.registration_refusal(_ctx(request).clock())
+    if refusal is None:
+        return None
+    return labels["codes"].get(refusal.code, labels["closed"])
 
 
 @router.post("/register/{event_id}", response_class=HTMLResponse)
@@ -296,6 +301,17 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     event = await _load_event(request, event_id)
     if event is None:
         return _render("message.html.j2", 404, t=labels, lang=language, message=labels["not_found"])
+    page = {"t": labels, "lang": language, "event": _event_context(event, language)}
+    closed = _closed_message(request, event, labels)
+    if closed is not None:  # ended or closed meanwhile: say so, without the form
+        return _render(
+            "register.html.j2",
+            409,
+            **page,
+            values={},
+            errors={},
+            closed=closed,
+        )
     payload = _form_payload(form, language)
     values = {**payload, "consent": "consent" in payload}
     try:
@@ -311,7 +327,6 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
             message=exc.message,
             headers=exc.headers,
         )
-    page = {"t": labels, "lang": language, "event": _event_context(event, language)}
     try:
         registration = RegistrationRequest.model_validate(payload)
     except ValidationError as exc:

@@ -309,6 +309,28 @@ async def test_registration_rules_refuse(ctx, clock) -> None:
     assert (await register(ctx, later)).status == "confirmed"
 
 
+async def test_an_event_that_has_ended_or_closed_its_window_is_never_open(ctx, clock) -> None:
+    ended = await new_event(
+        ctx, starts_at=NOW - timedelta(days=3), ends_at=NOW - timedelta(hours=1)
+    )  # no registration_closes_at: the end of the event closes it
+    error = await refused("event_ended", register(ctx, ended))
+    assert error.message == "This event has ended."
+    assert not (await handlers.get_public_event(ctx, ended)).registration_open(clock.now)
+    late_window = await new_event(
+        ctx,
+        starts_at=NOW - timedelta(days=3),
+        ends_at=NOW - timedelta(hours=1),
+        registration_closes_at=NOW + timedelta(days=5),  # a window past the end
+    )
+    await refused("event_ended", register(ctx, late_window))
+    closed = await new_event(ctx, registration_closes_at=NOW - timedelta(minutes=1))
+    await refused("registration_closed", register(ctx, closed))
+    assert not (await handlers.get_public_event(ctx, closed)).registration_open(clock.now)
+    running = await new_event(ctx, starts_at=NOW - timedelta(hours=2))  # walk-ins welcome
+    assert (await handlers.get_public_event(ctx, running)).registration_open(clock.now)
+    assert (await register(ctx, running)).status == "confirmed"
+
+
 async def test_resend_on_request(ctx, store) -> None:
     event_id = await new_event(ctx, capacity=1)
     confirmed = await register(ctx, event_id, email="a@example.go.tz")
@@ -757,13 +779,15 @@ async def test_erasure_cancels_frees_the_seat_and_replaces_the_data(ctx, store, 
     )
 
 
-async def test_retention_erases_what_ended_long_ago_and_keeps_the_rest(ctx, store) -> None:
+async def test_retention_erases_what_ended_long_ago_and_keeps_the_rest(ctx, store, clock) -> None:
     old_event = await new_event(
         ctx, starts_at=NOW - timedelta(days=402), ends_at=NOW - timedelta(days=400)
     )
     recent = await new_event(ctx)
-    old = [await register(ctx, old_event) for _ in range(2)]
     store.events[old_event].registration_opens_at = None
+    clock.now = NOW - timedelta(days=403)  # they registered before it took place
+    old = [await register(ctx, old_event) for _ in range(2)]
+    clock.now = NOW
     kept = await register(ctx, recent)
     assert await handlers.apply_retention(ctx, 365) == 2
     for p in old:
@@ -776,12 +800,14 @@ async def test_retention_erases_what_ended_long_ago_and_keeps_the_rest(ctx, stor
     assert await handlers.apply_retention(ctx, 30) == 0  # the recent event has not ended
 
 
-async def test_the_retention_worker_applies_the_rule_until_stopped(ctx, store) -> None:
+async def test_the_retention_worker_applies_the_rule_until_stopped(ctx, store, clock) -> None:
     old_event = await new_event(
         ctx, starts_at=NOW - timedelta(days=402), ends_at=NOW - timedelta(days=400)
     )
     store.events[old_event].registration_opens_at = None
+    clock.now = NOW - timedelta(days=403)
     old = await register(ctx, old_event)
+    clock.now = NOW
     stop = asyncio.Event()
     list_events = store.list_events
 
