@@ -116,9 +116,16 @@ async def limit_registrations_by_address(request: Request) -> None:
 
 
 async def limit_registrations_by_email(request: Request, email: str) -> None:
-    """Registration attempts per email and hour: stops floods at one address."""
+    """Registration attempts per email, per client address and hour: one client cannot
+    flood one mailbox with resent confirmations.
+
+    Counted only for attempts that can succeed (the use case calls it once the event is
+    known to be open), and keyed on the client address too: nobody can lock a named
+    person out of registering by sending attempts with their email from elsewhere.
+    """
     per_hour = _limits(request).rate_register_per_email_per_hour
-    await enforce(request, "register-email", email, Limit(per_hour, 3600))
+    subject = f"{email}|{client_address(request)}"
+    await enforce(request, "register-email", subject, Limit(per_hour, 3600))
 
 
 async def limit_self_service(request: Request) -> None:
@@ -191,10 +198,13 @@ async def register(
     ] = None,
 ) -> JSONResponse:
     """Register a participant. The ``manage_token`` is shown once; keep it."""
-    await limit_registrations_by_email(request, body.email)
     try:
         outcome = await handlers.register_idempotently(
-            _ctx(request), event_id, body, idempotency_key
+            _ctx(request),
+            event_id,
+            body,
+            idempotency_key,
+            admit=lambda: limit_registrations_by_email(request, body.email),
         )
     except DomainError as exc:
         if exc.code != "idempotency_key_reused":

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -49,6 +49,9 @@ SERVICE = "registration"
 log = get_logger("privacy")
 T = TypeVar("T")
 _ATTEMPTS = 20
+# Called once the event is known to take this registration now, before a seat is taken;
+# it may raise to refuse the attempt (the HTTP layer's per-email rate limit does).
+Admission = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -186,17 +189,26 @@ async def _cancel_all(ctx: Context, event_id: str, reason: str | None) -> None:
 
 
 async def register_participant(
-    ctx: Context, event_id: str, request: RegistrationRequest, *, idempotency_key: str | None = None
+    ctx: Context,
+    event_id: str,
+    request: RegistrationRequest,
+    *,
+    idempotency_key: str | None = None,
+    admit: Admission | None = None,
 ) -> Registered:
     """Register one participant: confirmed while seats last, then waitlisted in order.
 
     The seat is taken with the store's conditional atomic increment; the registration
     and its ``ParticipantRegistered`` event are one insert. The unique (event, email)
     index — not a prior lookup — guarantees one registration per email per event.
+    ``admit`` is awaited only for an attempt that can succeed (the event exists and takes
+    this registration now), so a refused attempt never counts against the person.
     """
     event = await _event(ctx, event_id)
     moment = ctx.clock()
     event.check_can_register(request.cadre, moment)
+    if admit is not None:
+        await admit()
 
     seat_taken = False
     position: int | None = None
@@ -275,6 +287,8 @@ async def register_idempotently(
     event_id: str,
     request: RegistrationRequest,
     idempotency_key: str | None = None,
+    *,
+    admit: Admission | None = None,
 ) -> RegistrationOutcome:
     """Register, answering a retry with the first answer (the Idempotency-Key protocol).
 
@@ -288,7 +302,7 @@ async def register_idempotently(
     stored, or registers now.
     """
     if idempotency_key is None:
-        return await _register_outcome(ctx, event_id, request)
+        return await _register_outcome(ctx, event_id, request, admit=admit)
 
     key = f"{event_id}:{idempotency_key}"
     fingerprint = request_fingerprint(event_id, request.model_dump(mode="json"))
@@ -314,7 +328,7 @@ async def register_idempotently(
             )
         return await _replay(ctx, previous.outcome or {})
     try:
-        result = await _register_outcome(ctx, event_id, request, idempotency_key=key)
+        result = await _register_outcome(ctx, event_id, request, idempotency_key=key, admit=admit)
     except Exception:
         await ctx.store.release_idempotency_key(key)
         raise
@@ -328,10 +342,11 @@ async def _register_outcome(
     request: RegistrationRequest,
     *,
     idempotency_key: str | None = None,
+    admit: Admission | None = None,
 ) -> RegistrationOutcome:
     try:
         registered = await register_participant(
-            ctx, event_id, request, idempotency_key=idempotency_key
+            ctx, event_id, request, idempotency_key=idempotency_key, admit=admit
         )
     except DomainError as exc:
         return RegistrationOutcome(error=exc)

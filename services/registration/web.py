@@ -316,17 +316,8 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     values = {**payload, "consent": "consent" in payload}
     try:
         await limit_registrations_by_address(request)
-        if isinstance(payload.get("email"), str):
-            await limit_registrations_by_email(request, payload["email"].strip().lower())
     except ApiError as exc:
-        return _render(
-            "message.html.j2",
-            429,
-            t=labels,
-            lang=language,
-            message=exc.message,
-            headers=exc.headers,
-        )
+        return _too_many(labels, language, exc)
     try:
         registration = RegistrationRequest.model_validate(payload)
     except ValidationError as exc:
@@ -334,7 +325,15 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
             "register.html.j2", 422, **page, values=values, errors=_field_errors(exc, labels)
         )
     # The same use case as the JSON API; a form carries no Idempotency-Key.
-    outcome = await handlers.register_idempotently(_ctx(request), event.id, registration)
+    try:
+        outcome = await handlers.register_idempotently(
+            _ctx(request),
+            event.id,
+            registration,
+            admit=lambda: limit_registrations_by_email(request, registration.email),
+        )
+    except ApiError as exc:
+        return _too_many(labels, language, exc)
     if outcome.error is not None:
         exc = outcome.error
         message = labels["codes"].get(exc.code, exc.message)
@@ -355,6 +354,12 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
         status_label=labels["statuses"].get(result.status, result.status),
         manage_token=result.manage_token,
         waitlist_position=result.waitlist_position,
+    )
+
+
+def _too_many(labels: dict[str, Any], language: str, exc: ApiError) -> HTMLResponse:
+    return _render(
+        "message.html.j2", 429, t=labels, lang=language, message=exc.message, headers=exc.headers
     )
 
 

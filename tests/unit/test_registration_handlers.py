@@ -331,6 +331,45 @@ async def test_an_event_that_has_ended_or_closed_its_window_is_never_open(ctx, c
     assert (await register(ctx, running)).status == "confirmed"
 
 
+async def test_an_attempt_is_admitted_only_where_it_can_succeed(ctx, store) -> None:
+    """The per-email limit (``admit``) counts only attempts at an event that exists and
+    takes the registration now: attempts at no event cannot lock a person out."""
+    admitted: list[str] = []
+
+    async def admit() -> None:
+        admitted.append("attempt")
+
+    async def attempt(event_id: str, **overrides: Any) -> handlers.RegistrationOutcome:
+        return await handlers.register_idempotently(
+            ctx, event_id, person(email="rehema@example.go.tz", **overrides), admit=admit
+        )
+
+    for _ in range(10):
+        assert (await attempt("no-such-event")).error.code == "event_not_found"
+    closed = await new_event(ctx, registration_closes_at=NOW - timedelta(hours=1))
+    ended = await new_event(
+        ctx, starts_at=NOW - timedelta(days=2), ends_at=NOW - timedelta(hours=1)
+    )
+    heads = await new_event(ctx, admitted_cadres=["permanent_secretary"])
+    assert (await attempt(closed)).error.code == "registration_closed"
+    assert (await attempt(ended)).error.code == "event_ended"
+    assert (await attempt(heads)).error.code == "cadre_not_admitted"
+    assert admitted == []
+    open_event = await new_event(ctx)
+    assert (await attempt(open_event)).registered is not None
+    assert (await attempt(open_event)).error.code == "already_registered"
+    assert admitted == ["attempt", "attempt"]
+
+    async def refuse() -> None:
+        raise RuntimeError("over the limit")
+
+    before = len(store.registrations)
+    with pytest.raises(RuntimeError):
+        await handlers.register_idempotently(ctx, open_event, person(), "key-1", admit=refuse)
+    assert len(store.registrations) == before and await seats(ctx, open_event) == 1
+    assert "key-1" not in str(store.idempotency)  # the key is released for a retry
+
+
 async def test_resend_on_request(ctx, store) -> None:
     event_id = await new_event(ctx, capacity=1)
     confirmed = await register(ctx, event_id, email="a@example.go.tz")
