@@ -70,6 +70,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "mawasiliano ya tukio hili (Sheria ya Ulinzi wa Taarifa Binafsi, 2022).",
         "submit": "Jisajili",
         "errors_title": "Tafadhali rekebisha yafuatayo",
+        "error_prefix": "Hitilafu",
         "closed": "Usajili wa tukio hili haupo wazi kwa sasa.",
         "not_found": "Tukio hili halipo.",
         "done_title": "Umesajiliwa",
@@ -101,6 +102,7 @@ LABELS: dict[str, dict[str, Any]] = {
         },
         "reasons": {
             "required": "Sehemu hii inahitajika.",
+            "too_short": "Maandishi ni mafupi mno.",
             "email": "Weka barua pepe sahihi, mfano jina@taasisi.go.tz.",
             "phone": "Weka namba ya simu sahihi, mfano 0712 345 678.",
             "consent": "Unahitaji kukubali ili kujisajili.",
@@ -140,6 +142,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "communication about this event (Personal Data Protection Act, 2022).",
         "submit": "Register",
         "errors_title": "Please correct the following",
+        "error_prefix": "Error",
         "closed": "Registration for this event is not open now.",
         "not_found": "There is no such event.",
         "done_title": "You are registered",
@@ -171,6 +174,7 @@ LABELS: dict[str, dict[str, Any]] = {
         },
         "reasons": {
             "required": "This field is required.",
+            "too_short": "This text is too short.",
             "email": "Enter a valid email address, e.g. name@institution.go.tz.",
             "phone": "Enter a valid phone number, e.g. 0712 345 678.",
             "consent": "You need to agree in order to register.",
@@ -193,26 +197,37 @@ def _lang(value: str | None) -> str:
     return value if value in LABELS else "sw"
 
 
-def _reason_key(field: str, error: dict[str, Any]) -> str:
+# The fields a person must fill in; left blank, each says "required", never "invalid".
+REQUIRED = ("full_name", "email", "phone", "institution", "position", "cadre")
+
+
+def _reason_key(field: str, error: dict[str, Any], payload: dict[str, Any]) -> str:
     kind = error.get("type", "")
-    if kind == "missing" or (kind == "string_too_short" and field != "full_name"):
+    blank = not str(payload.get(field) or "").strip()
+    if kind == "missing" or (field in REQUIRED and blank):
         return "required"
     if field in ("email", "phone", "consent"):
         return field
+    if kind == "string_too_short":
+        return "too_short"
     if kind == "string_too_long":
         return "too_long"
     return "invalid"
 
 
-def _field_errors(exc: ValidationError, labels: dict[str, Any]) -> dict[str, str]:
-    errors: dict[str, str] = {}
+def _field_errors(
+    exc: ValidationError, labels: dict[str, Any], payload: dict[str, Any]
+) -> dict[str, str]:
+    """Each field's first problem, in the form's order (the summary lists them so)."""
+    found: dict[str, str] = {}
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
         field = loc[0] if loc else "form"
         if field not in FIELDS:
             field = "form"
-        errors.setdefault(field, labels["reasons"][_reason_key(field, error)])
-    return errors
+        found.setdefault(field, labels["reasons"][_reason_key(field, error, payload)])
+    order = {name: i for i, name in enumerate(("form", *FIELDS))}
+    return dict(sorted(found.items(), key=lambda item: order[item[0]]))
 
 
 def _form_payload(form: Any, lang: str) -> dict[str, Any]:
@@ -322,7 +337,11 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
         registration = RegistrationRequest.model_validate(payload)
     except ValidationError as exc:
         return _render(
-            "register.html.j2", 422, **page, values=values, errors=_field_errors(exc, labels)
+            "register.html.j2",
+            422,
+            **page,
+            values=values,
+            errors=_field_errors(exc, labels, payload),
         )
     # The same use case as the JSON API; a form carries no Idempotency-Key.
     try:
@@ -368,3 +387,10 @@ async def stylesheet() -> Response:
     """The page's own stylesheet (no external resources)."""
     css = (HERE / "static" / "registration.css").read_text(encoding="utf-8")
     return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/static/registration.js")
+async def script() -> Response:
+    """The pages' one script, an enhancement only: it moves focus to an error summary."""
+    js = (HERE / "static" / "registration.js").read_text(encoding="utf-8")
+    return Response(js, media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
