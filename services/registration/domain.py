@@ -13,7 +13,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import phonenumbers
@@ -132,6 +132,10 @@ class TicketSigner:
     def _encode(data: bytes) -> str:
         return base64.b32encode(data).decode().rstrip("=")
 
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A key for another purpose, derived from the ticket secret (HMAC-SHA256)."""
+        return hmac.new(self._secret, purpose, hashlib.sha256).digest()
+
     def sign(self, registration_id: str) -> str:
         raw = uuid.UUID(registration_id).bytes
         return self.PREFIX + self._encode(raw + self._mac(raw))
@@ -159,6 +163,74 @@ class TicketSigner:
         if not hmac.compare_digest(self._mac(raw), tag):
             return None
         return str(uuid.UUID(bytes=raw))
+
+
+LINK_KEY_PURPOSE = b"mkutano self-service link v1"
+
+
+class LinkSigner:
+    """Self-service links: what an email carries to open one registration's page.
+
+    ``base64url(16-byte registration id + 4-byte expiry in epoch seconds + 16-byte
+    HMAC-SHA256 tag)``, 48 characters: bound to one registration and an expiry, with one
+    valid spelling (the bytes are encoded again and compared, as tickets are). The key is
+    derived from the ticket secret for this purpose only (see ``app.link_secret``), so a
+    link is no ticket and a ticket no link. A tampered, expired or unknown link opens
+    nothing, and the page cannot tell which.
+    """
+
+    _MAC_BYTES = 16
+    _LENGTH = 48
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac.new(self._secret, purpose + b"\0" + data, hashlib.sha256).digest()
+
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    def sign(self, registration_id: str, expires_at: datetime) -> str:
+        body = uuid.UUID(registration_id).bytes + int(expires_at.timestamp()).to_bytes(4, "big")
+        return self._encode(body + self._mac(b"link", body)[: self._MAC_BYTES])
+
+    def verify(self, link: str, now: datetime) -> str | None:
+        """The registration id a genuine, unexpired link names, else None."""
+        if len(link) != self._LENGTH:
+            return None
+        try:
+            data = base64.urlsafe_b64decode(link + "=" * (-len(link) % 4))
+        except ValueError:
+            return None
+        if len(data) != 36 or self._encode(data) != link:
+            return None
+        body, tag = data[:20], data[20:]
+        if not hmac.compare_digest(self._mac(b"link", body)[: self._MAC_BYTES], tag):
+            return None
+        if int.from_bytes(body[16:], "big") <= now.timestamp():
+            return None
+        return str(uuid.UUID(bytes=body[:16]))
+
+    def form_token(self, subject: str) -> str:
+        """The token a page's forms carry (against cross-site requests), tied to
+        ``subject``: the link the page was opened with."""
+        return self._encode(self._mac(b"form", subject.encode())[:18])
+
+    def form_token_matches(self, subject: str, token: str | None) -> bool:
+        return hmac.compare_digest(self.form_token(subject), token or "")
+
+
+# How long a self-service link opens its registration: until 30 days after the event
+# ends (or after it is issued, when later): long enough to manage the registration, to
+# download one's data after the event, and short of the retention erasure.
+LINK_VALIDITY = timedelta(days=30)
+
+
+def self_service_path(link: str) -> str:
+    """The page a self-service link opens (the service's public base URL goes before)."""
+    return f"/my/{link}"
 
 
 # -- events catalogue ----------------------------------------------------------------
@@ -707,6 +779,17 @@ class Registration(Aggregate):
     def ticket(self, signer: TicketSigner) -> str | None:
         """The QR ticket, for a confirmed registration only."""
         return signer.sign(self.id) if self.status == "confirmed" else None
+
+    def self_service_link(
+        self, links: LinkSigner, event: Event, now: datetime, valid_for: timedelta | None = None
+    ) -> str:
+        """A link that opens this registration's self-service page (``/my/{link}``), until
+        ``LINK_VALIDITY`` after the event ends (or after now), or for ``valid_for``."""
+        if valid_for is not None:
+            expires = now + valid_for
+        else:
+            expires = max(event.ends_at, now) + LINK_VALIDITY
+        return links.sign(self.id, expires)
 
     def token_matches(self, token: str) -> bool:
         return tokens_match(hash_token(token or ""), self.manage_token_hash)

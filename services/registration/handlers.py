@@ -27,10 +27,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from services.registration.domain import (
+    LINK_KEY_PURPOSE,
     DomainError,
     Event,
     EventChange,
     EventSpec,
+    LinkSigner,
     Registration,
     RegistrationChange,
     RegistrationRequest,
@@ -56,12 +58,18 @@ Admission = Callable[[], Awaitable[None]]
 
 @dataclass
 class Context:
-    """What the use cases need: the store port, the ticket signer, the clock."""
+    """What the use cases need: the store port, the ticket and link signers, the clock."""
 
     store: RegistrationStore
     signer: TicketSigner
     notice_version: str
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Self-service links; by default keyed from the ticket secret (as app.link_secret is).
+    links: LinkSigner = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.links is None:
+            self.links = LinkSigner(self.signer.derive_key(LINK_KEY_PURPOSE))
 
 
 @dataclass(frozen=True)
@@ -609,6 +617,31 @@ async def find_own_registration(ctx: Context, reference: str, token: str) -> Reg
             "No registration matches this reference and token.",
         )
     assert registration is not None
+    return registration
+
+
+async def issue_self_service_link(
+    ctx: Context, registration_id: str, *, valid_for: timedelta | None = None
+) -> str:
+    """A link to the registration's self-service page (``domain.self_service_path``).
+
+    Emails carry one: valid until ``LINK_VALIDITY`` after the event ends. The page's own
+    sign-in (reference and manage token typed in) issues a short one (``valid_for``).
+    """
+    registration = await _registration(ctx, registration_id)
+    if registration.erased_at:
+        raise DomainError("registration_not_found", "No such registration.")
+    event = await _event(ctx, registration.event_id)
+    return registration.self_service_link(ctx.links, event, ctx.clock(), valid_for)
+
+
+async def open_self_service_link(ctx: Context, link: str) -> Registration:
+    """The registration a self-service link opens; a tampered, expired or unknown link,
+    or one of an erased registration, all get the same ``registration_not_found``."""
+    registration_id = ctx.links.verify(link, ctx.clock())
+    registration = await ctx.store.get_registration(registration_id) if registration_id else None
+    if registration is None or registration.erased_at:
+        raise DomainError("registration_not_found", "This link opens no registration.")
     return registration
 
 

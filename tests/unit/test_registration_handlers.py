@@ -7,6 +7,7 @@ registration, the events saved with it (and their fields), the error codes.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,11 @@ from services.registration.domain import (
     DomainError,
     EventChange,
     EventSpec,
+    LinkSigner,
     RegistrationChange,
     RegistrationRequest,
     TicketSigner,
+    self_service_path,
 )
 from tests.unit.fakes.registration import FakeRegistrationStore
 
@@ -709,6 +712,62 @@ async def test_participants_find_their_registration_only_with_its_token(ctx) -> 
         await refused(
             "registration_not_found", handlers.find_own_registration(ctx, reference, token)
         )
+
+
+async def test_a_self_service_link_opens_its_registration_and_nobody_elses(
+    ctx, store, clock
+) -> None:
+    event_id = await new_event(ctx)  # ends NOW + 32 days
+    mine, other = await register(ctx, event_id), await register(ctx, event_id)
+    link = await handlers.issue_self_service_link(ctx, mine.id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{48}", link)
+    assert self_service_path(link) == f"/my/{link}"
+    assert (await handlers.open_self_service_link(ctx, link)).id == mine.id
+    assert (
+        await handlers.open_self_service_link(
+            ctx, await handlers.issue_self_service_link(ctx, other.id)
+        )
+    ).id == other.id
+    # Every single-character alteration opens nothing (the same refusal as unknown).
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
+    for i in range(len(link)):
+        for c in alphabet:
+            if c != link[i]:
+                altered = link[:i] + c + link[i + 1 :]
+                await refused(
+                    "registration_not_found", handlers.open_self_service_link(ctx, altered)
+                )
+    for wrong in ("", "x" * 48, link + "=", link[:-1], ctx.signer.sign(mine.id)):
+        await refused("registration_not_found", handlers.open_self_service_link(ctx, wrong))
+    # Another key (another deployment) opens nothing either.
+    foreign = handlers.Context(
+        store=store, signer=ctx.signer, notice_version="x", clock=clock, links=LinkSigner(b"o" * 32)
+    )
+    await refused("registration_not_found", handlers.open_self_service_link(foreign, link))
+    # Valid until 30 days after the event ends, not a second longer.
+    clock.now = NOW + timedelta(days=32 + 30) - timedelta(seconds=1)
+    assert (await handlers.open_self_service_link(ctx, link)).id == mine.id
+    clock.now = NOW + timedelta(days=32 + 30)
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, link))
+    # A short link (the page's sign-in) ends sooner; an erased registration opens nowhere.
+    clock.now = NOW
+    short = await handlers.issue_self_service_link(ctx, mine.id, valid_for=timedelta(hours=1))
+    clock.now = NOW + timedelta(hours=1)
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, short))
+    clock.now = NOW
+    await handlers.erase_registration(ctx, mine.id, reason="participant_request")
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, link))
+    await refused("registration_not_found", handlers.issue_self_service_link(ctx, mine.id))
+    await refused("registration_not_found", handlers.issue_self_service_link(ctx, "nobody"))
+
+
+def test_form_tokens_are_tied_to_their_link() -> None:
+    links = LinkSigner(b"k" * 32)
+    token = links.form_token("link-a")
+    assert links.form_token_matches("link-a", token)
+    assert not links.form_token_matches("link-b", token)
+    assert not links.form_token_matches("link-a", None)
+    assert not LinkSigner(b"j" * 32).form_token_matches("link-a", token)
 
 
 async def test_participants_update_their_own_details(ctx, store, clock) -> None:
