@@ -635,14 +635,31 @@ async def issue_self_service_link(
     return registration.self_service_link(ctx.links, event, ctx.clock(), valid_for)
 
 
-async def open_self_service_link(ctx: Context, link: str) -> Registration:
+async def sign_in_self_service(
+    ctx: Context, reference: str, token: str, *, valid_for: timedelta
+) -> str:
+    """A short-lived self-service link for a reference and its manage token (the same
+    ``registration_not_found`` as ``find_own_registration`` when they do not match)."""
+    registration = await find_own_registration(ctx, reference, token)
+    return await issue_self_service_link(ctx, registration.id, valid_for=valid_for)
+
+
+@dataclass(frozen=True)
+class OwnRegistration:
+    """What a self-service page shows: the registration and its event."""
+
+    registration: Registration
+    event: Event
+
+
+async def open_self_service_link(ctx: Context, link: str) -> OwnRegistration:
     """The registration a self-service link opens; a tampered, expired or unknown link,
     or one of an erased registration, all get the same ``registration_not_found``."""
     registration_id = ctx.links.verify(link, ctx.clock())
     registration = await ctx.store.get_registration(registration_id) if registration_id else None
     if registration is None or registration.erased_at:
         raise DomainError("registration_not_found", "This link opens no registration.")
-    return registration
+    return OwnRegistration(registration, await _event(ctx, registration.event_id))
 
 
 async def update_own_registration(

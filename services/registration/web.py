@@ -22,7 +22,6 @@ from services.registration.api import limit_registrations_by_address, limit_regi
 from services.registration.domain import (
     DomainError,
     Event,
-    Registration,
     RegistrationChange,
     RegistrationRequest,
     self_service_path,
@@ -607,10 +606,10 @@ async def self_service_sign_in(request: Request, lang: str | None = None) -> Res
     }
     if errors:
         return _start_page(request, language, 422, errors=errors, values={"reference": reference})
-    ctx = _ctx(request)
     try:
-        found = await handlers.find_own_registration(ctx, reference, token)
-        link = await handlers.issue_self_service_link(ctx, found.id, valid_for=START_LINK_VALIDITY)
+        link = await handlers.sign_in_self_service(
+            _ctx(request), reference, token, valid_for=START_LINK_VALIDITY
+        )
     except DomainError:
         return _start_page(
             request,
@@ -625,7 +624,7 @@ async def self_service_sign_in(request: Request, lang: str | None = None) -> Res
 async def _own_page(
     request: Request,
     link: str,
-    registration: Registration,
+    own: handlers.OwnRegistration,
     language: str,
     status: int = 200,
     *,
@@ -634,7 +633,7 @@ async def _own_page(
     notice: str | None = None,
 ) -> Response:
     ctx = _ctx(request)
-    event = await handlers.get_public_event(ctx, registration.event_id)
+    registration, event = own.registration, own.event
     labels = LABELS[language]
     status_label = {**labels["statuses"], **STATUS_LABELS[language]}.get(
         registration.status, registration.status
@@ -669,7 +668,7 @@ async def _own_page(
     )
 
 
-async def _open(request: Request, link: str) -> Registration | None:
+async def _open(request: Request, link: str) -> handlers.OwnRegistration | None:
     try:
         return await handlers.open_self_service_link(_ctx(request), link[:64])
     except DomainError:
@@ -678,13 +677,13 @@ async def _open(request: Request, link: str) -> Registration | None:
 
 async def _posted(
     request: Request, link: str, language: str
-) -> tuple[Registration | None, Any, Response | None]:
+) -> tuple[handlers.OwnRegistration | None, Any, Response | None]:
     """The registration a POST's link opens and its form, or the answer to give instead
     (429 over the limit, the unknown-link page, or the page again for a bad form token)."""
     if (limited := await _self_service_limited(request, language)) is not None:
         return None, None, limited
-    registration = await _open(request, link)
-    if registration is None:
+    own = await _open(request, link)
+    if own is None:
         return None, None, _unknown_link(language)
     form = await request.form()
     if not _ctx(request).links.form_token_matches(link, str(form.get("csrf") or "")):
@@ -692,9 +691,9 @@ async def _posted(
         return (
             None,
             None,
-            await _own_page(request, link, registration, language, 403, errors=errors),
+            await _own_page(request, link, own, language, 403, errors=errors),
         )
-    return registration, form, None
+    return own, form, None
 
 
 @router.get("/my/{link}", response_class=HTMLResponse)
@@ -705,21 +704,22 @@ async def self_service_page(
     language = _lang(lang)
     if (limited := await _self_service_limited(request, language)) is not None:
         return limited
-    registration = await _open(request, link)
-    if registration is None:
+    own = await _open(request, link)
+    if own is None:
         return _unknown_link(language)
     notice = MY_LABELS[language].get(f"done_{done}") if done in ("updated", "cancelled") else None
-    return await _own_page(request, link, registration, language, notice=notice)
+    return await _own_page(request, link, own, language, notice=notice)
 
 
 @router.post("/my/{link}/details", response_class=HTMLResponse)
 async def self_service_change(link: str, request: Request, lang: str | None = None) -> Response:
     """Change phone, position, needs or language (the JSON API's use case)."""
     language = _lang(lang)
-    registration, form, answer = await _posted(request, link, language)
+    own, form, answer = await _posted(request, link, language)
     if answer is not None:
         return answer
-    assert registration is not None
+    assert own is not None
+    registration = own.registration
     values: dict[str, Any] = {
         "phone": str(form.get("phone") or ""),
         "position": str(form.get("position") or ""),
@@ -732,16 +732,12 @@ async def self_service_change(link: str, request: Request, lang: str | None = No
         change = RegistrationChange.model_validate(values)
     except ValidationError as exc:
         errors = _field_errors(exc, LABELS[language], values)
-        return await _own_page(
-            request, link, registration, language, 422, errors=errors, values=values
-        )
+        return await _own_page(request, link, own, language, 422, errors=errors, values=values)
     try:
         await handlers.update_own_registration(_ctx(request), registration.id, change)
     except DomainError as exc:
         errors = {"form": LABELS[language]["codes"].get(exc.code, exc.message)}
-        return await _own_page(
-            request, link, registration, language, 409, errors=errors, values=values
-        )
+        return await _own_page(request, link, own, language, 409, errors=errors, values=values)
     return _see_other(f"{self_service_path(link)}?lang={language}&done=updated")
 
 
@@ -749,18 +745,19 @@ async def self_service_change(link: str, request: Request, lang: str | None = No
 async def self_service_cancel(link: str, request: Request, lang: str | None = None) -> Response:
     """Cancel one's registration (the seat goes to the first on the waiting list)."""
     language = _lang(lang)
-    registration, form, answer = await _posted(request, link, language)
+    own, form, answer = await _posted(request, link, language)
     if answer is not None:
         return answer
-    assert registration is not None
+    assert own is not None
+    registration = own.registration
     if form.get("confirm") != "yes":
         errors = {"confirm_cancel": MY_LABELS[language]["must_confirm"]}
-        return await _own_page(request, link, registration, language, 422, errors=errors)
+        return await _own_page(request, link, own, language, 422, errors=errors)
     try:
         await handlers.cancel_registration(_ctx(request), registration.id, by="participant")
     except DomainError as exc:
         errors = {"form": LABELS[language]["codes"].get(exc.code, exc.message)}
-        return await _own_page(request, link, registration, language, 409, errors=errors)
+        return await _own_page(request, link, own, language, 409, errors=errors)
     return _see_other(f"{self_service_path(link)}?lang={language}&done=cancelled")
 
 
@@ -770,11 +767,11 @@ async def self_service_data(link: str, request: Request, lang: str | None = None
     language = _lang(lang)
     if (limited := await _self_service_limited(request, language)) is not None:
         return limited
-    registration = await _open(request, link)
-    if registration is None:
+    own = await _open(request, link)
+    if own is None:
         return _unknown_link(language)
-    data = await handlers.export_own_data(_ctx(request), registration.id)
-    name = f"mkutano-{registration.reference}.json"
+    data = await handlers.export_own_data(_ctx(request), own.registration.id)
+    name = f"mkutano-{own.registration.reference}.json"
     return JSONResponse(
         data, headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE}
     )
@@ -784,12 +781,13 @@ async def self_service_data(link: str, request: Request, lang: str | None = None
 async def self_service_erase(link: str, request: Request, lang: str | None = None) -> Response:
     """Erase one's personal data (an active registration is cancelled first)."""
     language = _lang(lang)
-    registration, form, answer = await _posted(request, link, language)
+    own, form, answer = await _posted(request, link, language)
     if answer is not None:
         return answer
-    assert registration is not None
+    assert own is not None
+    registration = own.registration
     if form.get("confirm") != "yes":
         errors = {"confirm_erase": MY_LABELS[language]["must_confirm"]}
-        return await _own_page(request, link, registration, language, 422, errors=errors)
+        return await _own_page(request, link, own, language, 422, errors=errors)
     await handlers.erase_registration(_ctx(request), registration.id, reason="participant_request")
     return _see_other(f"/my?lang={language}&done=erased")

@@ -722,12 +722,12 @@ async def test_a_self_service_link_opens_its_registration_and_nobody_elses(
     link = await handlers.issue_self_service_link(ctx, mine.id)
     assert re.fullmatch(r"[A-Za-z0-9_-]{48}", link)
     assert self_service_path(link) == f"/my/{link}"
-    assert (await handlers.open_self_service_link(ctx, link)).id == mine.id
+    assert (await handlers.open_self_service_link(ctx, link)).registration.id == mine.id
     assert (
         await handlers.open_self_service_link(
             ctx, await handlers.issue_self_service_link(ctx, other.id)
         )
-    ).id == other.id
+    ).registration.id == other.id
     # Every single-character alteration opens nothing (the same refusal as unknown).
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
     for i in range(len(link)):
@@ -746,12 +746,20 @@ async def test_a_self_service_link_opens_its_registration_and_nobody_elses(
     await refused("registration_not_found", handlers.open_self_service_link(foreign, link))
     # Valid until 30 days after the event ends, not a second longer.
     clock.now = NOW + timedelta(days=32 + 30) - timedelta(seconds=1)
-    assert (await handlers.open_self_service_link(ctx, link)).id == mine.id
+    assert (await handlers.open_self_service_link(ctx, link)).registration.id == mine.id
     clock.now = NOW + timedelta(days=32 + 30)
     await refused("registration_not_found", handlers.open_self_service_link(ctx, link))
-    # A short link (the page's sign-in) ends sooner; an erased registration opens nowhere.
+    # The page's sign-in (reference and token) gives a short link; an erased registration
+    # opens nowhere.
     clock.now = NOW
-    short = await handlers.issue_self_service_link(ctx, mine.id, valid_for=timedelta(hours=1))
+    await refused(
+        "registration_not_found",
+        handlers.sign_in_self_service(ctx, mine.reference, "wrong", valid_for=timedelta(hours=1)),
+    )
+    short = await handlers.sign_in_self_service(
+        ctx, mine.reference, mine.manage_token, valid_for=timedelta(hours=1)
+    )
+    assert (await handlers.open_self_service_link(ctx, short)).event.id == event_id
     clock.now = NOW + timedelta(hours=1)
     await refused("registration_not_found", handlers.open_self_service_link(ctx, short))
     clock.now = NOW
