@@ -219,7 +219,7 @@ class LinkSigner:
         return self._encode(self._mac(b"form", subject.encode())[:18])
 
     def form_token_matches(self, subject: str, token: str | None) -> bool:
-        return hmac.compare_digest(self.form_token(subject), token or "")
+        return hmac.compare_digest(self.form_token(subject).encode(), (token or "").encode())
 
 
 # How long a self-service link opens its registration: until 30 days after the event

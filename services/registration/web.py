@@ -555,7 +555,13 @@ def _start_page(
         notice=notice,
     )
     response.set_cookie(
-        CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/my", max_age=3600
+        CSRF_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/my",
+        max_age=3600,
     )
     return response
 
@@ -595,7 +601,8 @@ async def self_service_sign_in(request: Request, lang: str | None = None) -> Res
     form = await request.form()
     labels = _my_labels(language)
     cookie = request.cookies.get(CSRF_COOKIE)
-    if not cookie or not secrets.compare_digest(cookie, str(form.get("csrf") or "")):
+    posted = str(form.get("csrf") or "")
+    if not cookie or not secrets.compare_digest(cookie.encode(), posted.encode()):
         return _start_page(request, language, 403, errors={"form": labels["form_expired"]})
     reference = str(form.get("reference") or "").strip()[:32]
     token = str(form.get("token") or "").strip()[:128]

@@ -71,6 +71,10 @@ async def test_self_service_pages_work_without_javascript(platform) -> None:
             data={"reference": mine["reference"], "token": mine["manage_token"]},
         )
         assert forged.status_code == 403 and "location" not in forged.headers
+        odd = await client.post(
+            "/my?lang=en", data={"reference": "MK-1", "token": "x", "csrf": "ñ"}
+        )
+        assert odd.status_code == 403
 
         page_url = await _sign_in(client, mine["reference"], mine["manage_token"])
         page = await client.get(page_url, params={"lang": "en"})
@@ -89,6 +93,8 @@ async def test_self_service_pages_work_without_javascript(platform) -> None:
         }
         refused = await client.post(f"{page_url}/details?lang=en", data=details)
         assert refused.status_code == 403 and refused.headers["cache-control"] == "no-store"
+        odd = await client.post(f"{page_url}/details?lang=en", data={**details, "csrf": "ñ"})
+        assert odd.status_code == 403
         bad = await client.post(
             f"{page_url}/details?lang=en", data={**details, "phone": "", "csrf": token}
         )

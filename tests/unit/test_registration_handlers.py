@@ -775,6 +775,7 @@ def test_form_tokens_are_tied_to_their_link() -> None:
     assert links.form_token_matches("link-a", token)
     assert not links.form_token_matches("link-b", token)
     assert not links.form_token_matches("link-a", None)
+    assert not links.form_token_matches("link-a", "ñ" * len(token))  # not ASCII: refused
     assert not LinkSigner(b"j" * 32).form_token_matches("link-a", token)
 
 
