@@ -153,7 +153,7 @@ async def test_self_service_pages_work_without_javascript(platform) -> None:
         assert late.status_code == 404
 
 
-async def test_self_service_pages_pass_axe_on_a_phone(platform) -> None:
+async def test_self_service_pages_pass_axe_on_a_phone(platform, tmp_path) -> None:
     base = platform.registration.url
     mine = await _register(base, platform.admin_headers)
     async with chromium_page(width=390, height=844) as page:
@@ -184,3 +184,5 @@ async def test_self_service_pages_pass_axe_on_a_phone(platform) -> None:
         assert await axe_violations(page) == [], "registration (sw)"
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
+        await page.screenshot(path=str(tmp_path / "my-390.png"), full_page=True)
+        assert (tmp_path / "my-390.png").stat().st_size > 0
