@@ -468,6 +468,7 @@ class CheckInRequest(BaseModel):
 # -- aggregates ------------------------------------------------------------------------
 
 ACTIVE_STATUSES = ("confirmed", "waitlisted", "pending_approval")
+RESEND_INTERVAL = timedelta(minutes=10)
 
 
 def _differs(old: object, new: object) -> bool:
@@ -689,6 +690,8 @@ class Registration(Aggregate):
     cancelled_by: str | None = None
     erased_at: str | None = None
     erasure_reason: str | None = None
+    # The last confirmation resent on request: resends are spaced by RESEND_INTERVAL.
+    resend_requested_at: str | None = None
 
     @classmethod
     def register(
@@ -945,9 +948,16 @@ class Registration(Aggregate):
         )
         return day
 
-    def request_resend(self, event: Event, signer: TicketSigner, now: datetime) -> None:
-        """Someone registered again with this email: resend to the address on file."""
-        self.updated_at = iso(now)
+    def request_resend(self, event: Event, signer: TicketSigner, now: datetime) -> bool:
+        """Someone registered again with this email: resend to the address on file.
+
+        At most one resend per ``RESEND_INTERVAL``, whoever asks from wherever, so repeated
+        attempts with someone's email cannot flood their mailbox; False when too soon.
+        """
+        last = self.resend_requested_at
+        if last and now - _dt(last) < RESEND_INTERVAL:
+            return False
+        self.resend_requested_at = self.updated_at = iso(now)
         self.record(
             ConfirmationResendRequested(
                 **self._base(event, self.status),
@@ -955,6 +965,7 @@ class Registration(Aggregate):
                 ticket=self.ticket(signer),
             )
         )
+        return True
 
     def erase(self, reason: Literal["participant_request", "retention"], now: datetime) -> bool:
         """Replace the personal data and record ``PersonalDataErased``; False if done before.

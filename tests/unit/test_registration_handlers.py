@@ -373,6 +373,24 @@ async def test_an_attempt_is_admitted_only_where_it_can_succeed(ctx, store) -> N
     assert "key-1" not in str(store.idempotency)  # the key is released for a retry
 
 
+async def test_resends_are_spaced_whoever_asks(ctx, store, clock) -> None:
+    """Attempts with someone's email (from any number of addresses) resend their
+    confirmation at most once per ten minutes: their mailbox cannot be flooded."""
+    event_id = await new_event(ctx)
+    first = await register(ctx, event_id, email="neema@example.go.tz")
+    for _ in range(5):
+        await refused("already_registered", register(ctx, event_id, email="neema@example.go.tz"))
+    assert store.types(first.id).count("ConfirmationResendRequested") == 1
+    clock.now = NOW + timedelta(minutes=9, seconds=59)
+    await handlers.request_resend(ctx, event_id, "neema@example.go.tz")
+    assert store.types(first.id).count("ConfirmationResendRequested") == 1
+    clock.now = NOW + timedelta(minutes=10)
+    await refused("already_registered", register(ctx, event_id, email="neema@example.go.tz"))
+    assert store.types(first.id).count("ConfirmationResendRequested") == 2
+    stored = await ctx.store.get_registration(first.id)
+    assert stored.resend_requested_at == "2026-11-02T07:10:00.000000Z"
+
+
 async def test_resend_on_request(ctx, store) -> None:
     event_id = await new_event(ctx, capacity=1)
     confirmed = await register(ctx, event_id, email="a@example.go.tz")
