@@ -116,9 +116,16 @@ async def limit_registrations_by_address(request: Request) -> None:
 
 
 async def limit_registrations_by_email(request: Request, email: str) -> None:
-    """Registration attempts per email and hour: stops floods at one address."""
+    """Registration attempts per email, per client address and hour: one client cannot
+    flood one mailbox with resent confirmations.
+
+    Counted only for attempts that can succeed (the use case calls it once the event is
+    known to be open), and keyed on the client address too: nobody can lock a named
+    person out of registering by sending attempts with their email from elsewhere.
+    """
     per_hour = _limits(request).rate_register_per_email_per_hour
-    await enforce(request, "register-email", email, Limit(per_hour, 3600))
+    subject = f"{email}|{client_address(request)}"
+    await enforce(request, "register-email", subject, Limit(per_hour, 3600))
 
 
 async def limit_self_service(request: Request) -> None:
@@ -191,10 +198,13 @@ async def register(
     ] = None,
 ) -> JSONResponse:
     """Register a participant. The ``manage_token`` is shown once; keep it."""
-    await limit_registrations_by_email(request, body.email)
     try:
         outcome = await handlers.register_idempotently(
-            _ctx(request), event_id, body, idempotency_key
+            _ctx(request),
+            event_id,
+            body,
+            idempotency_key,
+            admit=lambda: limit_registrations_by_email(request, body.email),
         )
     except DomainError as exc:
         if exc.code != "idempotency_key_reused":
@@ -367,25 +377,43 @@ def _filters(
     ).model_dump(exclude_none=True)
 
 
-def _encode_cursor(registration: Registration) -> str:
+# A cursor is the base64url of ``[created_us, id]`` of the last registration of a page.
+_MAX_CREATED_US = 2**63 - 1  # a BSON int64: anything larger cannot even be queried
+_MAX_ID_LENGTH = 64
+
+
+def encode_cursor(registration: Registration) -> str:
     raw = json.dumps([registration.created_us, registration.id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[int, str]:
+def _bad_cursor() -> ApiError:
+    return ApiError(
+        422,
+        "validation_error",
+        "Some fields are missing or invalid.",
+        fields=[FieldProblem(field="cursor", reason="not a cursor from this API")],
+    )
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The (created_us, id) a cursor of this API names; anything else is 422 ``cursor``."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_us, last_id = json.loads(raw)
-        if not isinstance(created_us, int) or not isinstance(last_id, str):
-            raise ValueError
-        return created_us, last_id
-    except (ValueError, TypeError):
-        raise ApiError(
-            422,
-            "validation_error",
-            "Some fields are missing or invalid.",
-            fields=[FieldProblem(field="cursor", reason="not a cursor from this API")],
-        ) from None
+        value = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):  # not base64, not UTF-8, not JSON
+        raise _bad_cursor() from None
+    if not isinstance(value, list) or len(value) != 2:
+        raise _bad_cursor()
+    created_us, last_id = value
+    if (
+        type(created_us) is not int  # not a bool, not a float
+        or not 0 <= created_us <= _MAX_CREATED_US
+        or not isinstance(last_id, str)
+        or not 0 < len(last_id) <= _MAX_ID_LENGTH
+    ):
+        raise _bad_cursor()
+    return created_us, last_id
 
 
 @router.get(
@@ -404,13 +432,13 @@ async def list_registrations(
 ) -> RegistrationPage:
     """Registrations of an event, oldest first, filtered; follow ``next_cursor`` for more."""
     ctx = _ctx(request)
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     docs = await handlers.registrations_page(ctx, event_id, filters, after, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
     return RegistrationPage(
         items=[_organiser_view(ctx, d) for d in docs],
-        next_cursor=_encode_cursor(docs[-1]) if more and docs else None,
+        next_cursor=encode_cursor(docs[-1]) if more and docs else None,
     )
 
 

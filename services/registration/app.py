@@ -6,7 +6,7 @@ import functools
 import hashlib
 
 from services.registration import api, demo, handlers, web, workers
-from services.registration.domain import TicketSigner
+from services.registration.domain import LINK_KEY_PURPOSE, LinkSigner, TicketSigner
 from services.registration.settings import RegistrationSettings
 from services.registration.store import EVENTS, REGISTRATIONS, MongoRegistrationStore
 from shared.runtime import ServiceRuntime
@@ -24,6 +24,11 @@ def ticket_secret(settings: RegistrationSettings) -> bytes:
     return hashlib.sha256(f"ticket:{seed}".encode()).digest()
 
 
+def link_secret(settings: RegistrationSettings) -> bytes:
+    """The self-service links' key, derived from the ticket secret for that purpose alone."""
+    return TicketSigner(ticket_secret(settings)).derive_key(LINK_KEY_PURPOSE)
+
+
 def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRuntime:
     settings = settings or RegistrationSettings()
     runtime = ServiceRuntime(
@@ -32,8 +37,8 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         title="Mkutano registration",
         description="Events catalogue, registration, capacity and waiting list. "
         "Publishes the registration stream (registration.v1).",
-        # The registration page posts an HTML form (works without JavaScript).
-        non_json_paths=[r"^/register/"],
+        # The registration and self-service pages post HTML forms (no JavaScript needed).
+        non_json_paths=[r"^/register/", r"^/my(/|$)"],
         error_statuses=api.ERROR_STATUSES,
     )
     store = MongoRegistrationStore(runtime.db, signal=runtime.signal)
@@ -41,6 +46,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         store=store,
         signer=TicketSigner(ticket_secret(settings)),
         notice_version=settings.privacy_notice_version,
+        links=LinkSigner(link_secret(settings)),
     )
     runtime.app.state.context = context
     runtime.use_outbox([EVENTS, REGISTRATIONS])

@@ -13,7 +13,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import phonenumbers
@@ -118,6 +118,7 @@ class TicketSigner:
 
     PREFIX = "MK1"
     _MAC_BYTES = 10
+    LENGTH = 45  # "MK1" + 42 base32 characters of the 26 bytes, unpadded
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -127,26 +128,109 @@ class TicketSigner:
             : self._MAC_BYTES
         ]
 
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.b32encode(data).decode().rstrip("=")
+
+    def derive_key(self, purpose: bytes) -> bytes:
+        """A key for another purpose, derived from the ticket secret (HMAC-SHA256)."""
+        return hmac.new(self._secret, purpose, hashlib.sha256).digest()
+
     def sign(self, registration_id: str) -> str:
         raw = uuid.UUID(registration_id).bytes
-        return self.PREFIX + base64.b32encode(raw + self._mac(raw)).decode().rstrip("=")
+        return self.PREFIX + self._encode(raw + self._mac(raw))
 
     def verify(self, token: str) -> str | None:
-        """The registration id a genuine ticket names, else None."""
-        token = token.strip().upper()
-        if not token.startswith(self.PREFIX):
+        """The registration id a genuine ticket names, else None.
+
+        A ticket has exactly one valid spelling: the one ``sign`` gives (upper case, no
+        padding). Base32 of 26 bytes leaves two bits of the last character unused, so
+        the decoded bytes are encoded again and must give back the very text presented;
+        lower case (a QR code's alphanumeric mode has none) and ``=`` padding are refused.
+        Only the whitespace a scanner may add around it is ignored.
+        """
+        token = token.strip()
+        if not token.startswith(self.PREFIX) or len(token) != self.LENGTH:
             return None
         body = token[len(self.PREFIX) :]
         try:
             data = base64.b32decode(body + "=" * (-len(body) % 8))
-        except ValueError:  # binascii.Error: not base32
+        except ValueError:  # binascii.Error: not base32 (lower case included)
             return None
-        if len(data) != 16 + self._MAC_BYTES:
+        if len(data) != 16 + self._MAC_BYTES or self._encode(data) != body:
             return None
         raw, tag = data[:16], data[16:]
         if not hmac.compare_digest(self._mac(raw), tag):
             return None
         return str(uuid.UUID(bytes=raw))
+
+
+LINK_KEY_PURPOSE = b"mkutano self-service link v1"
+
+
+class LinkSigner:
+    """Self-service links: what an email carries to open one registration's page.
+
+    ``base64url(16-byte registration id + 4-byte expiry in epoch seconds + 16-byte
+    HMAC-SHA256 tag)``, 48 characters: bound to one registration and an expiry, with one
+    valid spelling (the bytes are encoded again and compared, as tickets are). The key is
+    derived from the ticket secret for this purpose only (see ``app.link_secret``), so a
+    link is no ticket and a ticket no link. A tampered, expired or unknown link opens
+    nothing, and the page cannot tell which.
+    """
+
+    _MAC_BYTES = 16
+    _LENGTH = 48
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac.new(self._secret, purpose + b"\0" + data, hashlib.sha256).digest()
+
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    def sign(self, registration_id: str, expires_at: datetime) -> str:
+        body = uuid.UUID(registration_id).bytes + int(expires_at.timestamp()).to_bytes(4, "big")
+        return self._encode(body + self._mac(b"link", body)[: self._MAC_BYTES])
+
+    def verify(self, link: str, now: datetime) -> str | None:
+        """The registration id a genuine, unexpired link names, else None."""
+        if len(link) != self._LENGTH:
+            return None
+        try:
+            data = base64.urlsafe_b64decode(link + "=" * (-len(link) % 4))
+        except ValueError:
+            return None
+        if len(data) != 36 or self._encode(data) != link:
+            return None
+        body, tag = data[:20], data[20:]
+        if not hmac.compare_digest(self._mac(b"link", body)[: self._MAC_BYTES], tag):
+            return None
+        if int.from_bytes(body[16:], "big") <= now.timestamp():
+            return None
+        return str(uuid.UUID(bytes=body[:16]))
+
+    def form_token(self, subject: str) -> str:
+        """The token a page's forms carry (against cross-site requests), tied to
+        ``subject``: the link the page was opened with."""
+        return self._encode(self._mac(b"form", subject.encode())[:18])
+
+    def form_token_matches(self, subject: str, token: str | None) -> bool:
+        return hmac.compare_digest(self.form_token(subject).encode(), (token or "").encode())
+
+
+# How long a self-service link opens its registration: until 30 days after the event
+# ends (or after it is issued, when later): long enough to manage the registration, to
+# download one's data after the event, and short of the retention erasure.
+LINK_VALIDITY = timedelta(days=30)
+
+
+def self_service_path(link: str) -> str:
+    """The page a self-service link opens (the service's public base URL goes before)."""
+    return f"/my/{link}"
 
 
 # -- events catalogue ----------------------------------------------------------------
@@ -384,6 +468,7 @@ class CheckInRequest(BaseModel):
 # -- aggregates ------------------------------------------------------------------------
 
 ACTIVE_STATUSES = ("confirmed", "waitlisted", "pending_approval")
+RESEND_INTERVAL = timedelta(minutes=10)
 
 
 def _differs(old: object, new: object) -> bool:
@@ -460,17 +545,38 @@ class Event(Aggregate):
             return False
         return True
 
+    def registration_refusal(self, now: datetime) -> DomainError | None:
+        """Why this event takes no registration at ``now`` (None when it does).
+
+        An event that has ended is never open, whatever its window says; nor is one whose
+        window has closed or not opened yet, nor a draft, a closed or a cancelled one.
+        """
+        if self.state == "cancelled":
+            return DomainError("event_cancelled", "This event has been cancelled.")
+        if self.ends_at < now:
+            return DomainError("event_ended", "This event has ended.")
+        if self.state != "published":
+            return DomainError("registration_closed", "Registration for this event is not open.")
+        if self.registration_closes_at and now > self.registration_closes_at:
+            return DomainError("registration_closed", "Registration for this event has closed.")
+        if not self.registration_window_open(now):
+            return DomainError(
+                "registration_closed",
+                "Registration for this event is not open yet.",
+                details={"opens_at": self.registration_opens_at.isoformat()}
+                if self.registration_opens_at
+                else None,
+            )
+        return None
+
     def registration_open(self, now: datetime) -> bool:
-        return self.state == "published" and self.registration_window_open(now)
+        return self.registration_refusal(now) is None
 
     def check_can_register(self, cadre: str, now: datetime) -> None:
         """Raise a DomainError when this event does not take this registration now."""
-        if self.state == "cancelled":
-            raise DomainError("event_cancelled", "This event has been cancelled.")
-        if self.state != "published":
-            raise DomainError("registration_closed", "Registration for this event is not open.")
-        if not self.registration_window_open(now):
-            raise DomainError("registration_closed", "Registration for this event is not open now.")
+        refusal = self.registration_refusal(now)
+        if refusal is not None:
+            raise refusal
         if self.admitted_cadres and cadre not in self.admitted_cadres:
             raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
 
@@ -584,6 +690,8 @@ class Registration(Aggregate):
     cancelled_by: str | None = None
     erased_at: str | None = None
     erasure_reason: str | None = None
+    # The last confirmation resent on request: resends are spaced by RESEND_INTERVAL.
+    resend_requested_at: str | None = None
 
     @classmethod
     def register(
@@ -674,6 +782,17 @@ class Registration(Aggregate):
     def ticket(self, signer: TicketSigner) -> str | None:
         """The QR ticket, for a confirmed registration only."""
         return signer.sign(self.id) if self.status == "confirmed" else None
+
+    def self_service_link(
+        self, links: LinkSigner, event: Event, now: datetime, valid_for: timedelta | None = None
+    ) -> str:
+        """A link that opens this registration's self-service page (``/my/{link}``), until
+        ``LINK_VALIDITY`` after the event ends (or after now), or for ``valid_for``."""
+        if valid_for is not None:
+            expires = now + valid_for
+        else:
+            expires = max(event.ends_at, now) + LINK_VALIDITY
+        return links.sign(self.id, expires)
 
     def token_matches(self, token: str) -> bool:
         return tokens_match(hash_token(token or ""), self.manage_token_hash)
@@ -829,9 +948,16 @@ class Registration(Aggregate):
         )
         return day
 
-    def request_resend(self, event: Event, signer: TicketSigner, now: datetime) -> None:
-        """Someone registered again with this email: resend to the address on file."""
-        self.updated_at = iso(now)
+    def request_resend(self, event: Event, signer: TicketSigner, now: datetime) -> bool:
+        """Someone registered again with this email: resend to the address on file.
+
+        At most one resend per ``RESEND_INTERVAL``, whoever asks from wherever, so repeated
+        attempts with someone's email cannot flood their mailbox; False when too soon.
+        """
+        last = self.resend_requested_at
+        if last and now - _dt(last) < RESEND_INTERVAL:
+            return False
+        self.resend_requested_at = self.updated_at = iso(now)
         self.record(
             ConfirmationResendRequested(
                 **self._base(event, self.status),
@@ -839,6 +965,7 @@ class Registration(Aggregate):
                 ticket=self.ticket(signer),
             )
         )
+        return True
 
     def erase(self, reason: Literal["participant_request", "retention"], now: datetime) -> bool:
         """Replace the personal data and record ``PersonalDataErased``; False if done before.

@@ -21,16 +21,18 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from services.registration.domain import (
+    LINK_KEY_PURPOSE,
     DomainError,
     Event,
     EventChange,
     EventSpec,
+    LinkSigner,
     Registration,
     RegistrationChange,
     RegistrationRequest,
@@ -49,16 +51,25 @@ SERVICE = "registration"
 log = get_logger("privacy")
 T = TypeVar("T")
 _ATTEMPTS = 20
+# Called once the event is known to take this registration now, before a seat is taken;
+# it may raise to refuse the attempt (the HTTP layer's per-email rate limit does).
+Admission = Callable[[], Awaitable[None]]
 
 
 @dataclass
 class Context:
-    """What the use cases need: the store port, the ticket signer, the clock."""
+    """What the use cases need: the store port, the ticket and link signers, the clock."""
 
     store: RegistrationStore
     signer: TicketSigner
     notice_version: str
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Self-service links; by default keyed from the ticket secret (as app.link_secret is).
+    links: LinkSigner = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.links is None:
+            self.links = LinkSigner(self.signer.derive_key(LINK_KEY_PURPOSE))
 
 
 @dataclass(frozen=True)
@@ -186,17 +197,26 @@ async def _cancel_all(ctx: Context, event_id: str, reason: str | None) -> None:
 
 
 async def register_participant(
-    ctx: Context, event_id: str, request: RegistrationRequest, *, idempotency_key: str | None = None
+    ctx: Context,
+    event_id: str,
+    request: RegistrationRequest,
+    *,
+    idempotency_key: str | None = None,
+    admit: Admission | None = None,
 ) -> Registered:
     """Register one participant: confirmed while seats last, then waitlisted in order.
 
     The seat is taken with the store's conditional atomic increment; the registration
     and its ``ParticipantRegistered`` event are one insert. The unique (event, email)
     index — not a prior lookup — guarantees one registration per email per event.
+    ``admit`` is awaited only for an attempt that can succeed (the event exists and takes
+    this registration now), so a refused attempt never counts against the person.
     """
     event = await _event(ctx, event_id)
     moment = ctx.clock()
     event.check_can_register(request.cadre, moment)
+    if admit is not None:
+        await admit()
 
     seat_taken = False
     position: int | None = None
@@ -275,6 +295,8 @@ async def register_idempotently(
     event_id: str,
     request: RegistrationRequest,
     idempotency_key: str | None = None,
+    *,
+    admit: Admission | None = None,
 ) -> RegistrationOutcome:
     """Register, answering a retry with the first answer (the Idempotency-Key protocol).
 
@@ -288,7 +310,7 @@ async def register_idempotently(
     stored, or registers now.
     """
     if idempotency_key is None:
-        return await _register_outcome(ctx, event_id, request)
+        return await _register_outcome(ctx, event_id, request, admit=admit)
 
     key = f"{event_id}:{idempotency_key}"
     fingerprint = request_fingerprint(event_id, request.model_dump(mode="json"))
@@ -314,7 +336,7 @@ async def register_idempotently(
             )
         return await _replay(ctx, previous.outcome or {})
     try:
-        result = await _register_outcome(ctx, event_id, request, idempotency_key=key)
+        result = await _register_outcome(ctx, event_id, request, idempotency_key=key, admit=admit)
     except Exception:
         await ctx.store.release_idempotency_key(key)
         raise
@@ -328,10 +350,11 @@ async def _register_outcome(
     request: RegistrationRequest,
     *,
     idempotency_key: str | None = None,
+    admit: Admission | None = None,
 ) -> RegistrationOutcome:
     try:
         registered = await register_participant(
-            ctx, event_id, request, idempotency_key=idempotency_key
+            ctx, event_id, request, idempotency_key=idempotency_key, admit=admit
         )
     except DomainError as exc:
         return RegistrationOutcome(error=exc)
@@ -595,6 +618,48 @@ async def find_own_registration(ctx: Context, reference: str, token: str) -> Reg
         )
     assert registration is not None
     return registration
+
+
+async def issue_self_service_link(
+    ctx: Context, registration_id: str, *, valid_for: timedelta | None = None
+) -> str:
+    """A link to the registration's self-service page (``domain.self_service_path``).
+
+    Emails carry one: valid until ``LINK_VALIDITY`` after the event ends. The page's own
+    sign-in (reference and manage token typed in) issues a short one (``valid_for``).
+    """
+    registration = await _registration(ctx, registration_id)
+    if registration.erased_at:
+        raise DomainError("registration_not_found", "No such registration.")
+    event = await _event(ctx, registration.event_id)
+    return registration.self_service_link(ctx.links, event, ctx.clock(), valid_for)
+
+
+async def sign_in_self_service(
+    ctx: Context, reference: str, token: str, *, valid_for: timedelta
+) -> str:
+    """A short-lived self-service link for a reference and its manage token (the same
+    ``registration_not_found`` as ``find_own_registration`` when they do not match)."""
+    registration = await find_own_registration(ctx, reference, token)
+    return await issue_self_service_link(ctx, registration.id, valid_for=valid_for)
+
+
+@dataclass(frozen=True)
+class OwnRegistration:
+    """What a self-service page shows: the registration and its event."""
+
+    registration: Registration
+    event: Event
+
+
+async def open_self_service_link(ctx: Context, link: str) -> OwnRegistration:
+    """The registration a self-service link opens; a tampered, expired or unknown link,
+    or one of an erased registration, all get the same ``registration_not_found``."""
+    registration_id = ctx.links.verify(link, ctx.clock())
+    registration = await ctx.store.get_registration(registration_id) if registration_id else None
+    if registration is None or registration.erased_at:
+        raise DomainError("registration_not_found", "This link opens no registration.")
+    return OwnRegistration(registration, await _event(ctx, registration.event_id))
 
 
 async def update_own_registration(

@@ -51,6 +51,7 @@ _EVENT_COUNTERS = ("seats_taken", "waitlist_seq")
 _EVENT_TIMES = ("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
 # Written only once they happened (a registration never approved has no approved_at).
 _REGISTRATION_LATER = (
+    "resend_requested_at",
     "promoted_at",
     "approved_at",
     "approved_by",

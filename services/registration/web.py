@@ -7,17 +7,25 @@ renders the reference, or the form again with each error next to its field.
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
 from services.registration import api, handlers
 from services.registration.api import limit_registrations_by_address, limit_registrations_by_email
-from services.registration.domain import DomainError, Event, RegistrationRequest
+from services.registration.domain import (
+    DomainError,
+    Event,
+    RegistrationChange,
+    RegistrationRequest,
+    self_service_path,
+)
 from shared.errors import ApiError, status_for
 from shared.timeutil import EAT
 
@@ -70,6 +78,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "mawasiliano ya tukio hili (Sheria ya Ulinzi wa Taarifa Binafsi, 2022).",
         "submit": "Jisajili",
         "errors_title": "Tafadhali rekebisha yafuatayo",
+        "error_prefix": "Hitilafu",
         "closed": "Usajili wa tukio hili haupo wazi kwa sasa.",
         "not_found": "Tukio hili halipo.",
         "done_title": "Umesajiliwa",
@@ -77,6 +86,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "status": "Hali",
         "manage_token": "Tokeni ya kusimamia usajili (itunze; inaonyeshwa mara moja tu)",
         "email_sent": "Tutakutumia barua pepe ya uthibitisho.",
+        "manage_link": "Simamia usajili wako (kwa namba ya usajili na tokeni)",
         "seats_left": "Nafasi zilizobaki",
         "venue": "Mahali",
         "dates": "Tarehe",
@@ -101,6 +111,7 @@ LABELS: dict[str, dict[str, Any]] = {
         },
         "reasons": {
             "required": "Sehemu hii inahitajika.",
+            "too_short": "Maandishi ni mafupi mno.",
             "email": "Weka barua pepe sahihi, mfano jina@taasisi.go.tz.",
             "phone": "Weka namba ya simu sahihi, mfano 0712 345 678.",
             "consent": "Unahitaji kukubali ili kujisajili.",
@@ -111,6 +122,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "already_registered": "Barua pepe hii imeshasajiliwa kwa tukio hili. "
             "Tumetuma uthibitisho tena kwenye anwani iliyosajiliwa.",
             "registration_closed": "Usajili wa tukio hili haupo wazi kwa sasa.",
+            "event_ended": "Tukio hili limekwisha; usajili umefungwa.",
             "event_cancelled": "Tukio hili limeahirishwa.",
             "cadre_not_admitted": "Tukio hili haliko wazi kwa kada yako.",
         },
@@ -139,6 +151,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "communication about this event (Personal Data Protection Act, 2022).",
         "submit": "Register",
         "errors_title": "Please correct the following",
+        "error_prefix": "Error",
         "closed": "Registration for this event is not open now.",
         "not_found": "There is no such event.",
         "done_title": "You are registered",
@@ -146,6 +159,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "status": "Status",
         "manage_token": "Token to manage your registration (keep it; it is shown only once)",
         "email_sent": "We will send you a confirmation email.",
+        "manage_link": "Manage your registration (with the reference and token)",
         "seats_left": "Seats left",
         "venue": "Venue",
         "dates": "Dates",
@@ -170,6 +184,7 @@ LABELS: dict[str, dict[str, Any]] = {
         },
         "reasons": {
             "required": "This field is required.",
+            "too_short": "This text is too short.",
             "email": "Enter a valid email address, e.g. name@institution.go.tz.",
             "phone": "Enter a valid phone number, e.g. 0712 345 678.",
             "consent": "You need to agree in order to register.",
@@ -180,6 +195,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "already_registered": "This email is already registered for this event. "
             "We have sent the confirmation again to the address on file.",
             "registration_closed": "Registration for this event is not open now.",
+            "event_ended": "This event has ended; registration is closed.",
             "event_cancelled": "This event has been cancelled.",
             "cadre_not_admitted": "This event is not open to your cadre.",
         },
@@ -191,26 +207,37 @@ def _lang(value: str | None) -> str:
     return value if value in LABELS else "sw"
 
 
-def _reason_key(field: str, error: dict[str, Any]) -> str:
+# The fields a person must fill in; left blank, each says "required", never "invalid".
+REQUIRED = ("full_name", "email", "phone", "institution", "position", "cadre")
+
+
+def _reason_key(field: str, error: dict[str, Any], payload: dict[str, Any]) -> str:
     kind = error.get("type", "")
-    if kind == "missing" or (kind == "string_too_short" and field != "full_name"):
+    blank = not str(payload.get(field) or "").strip()
+    if kind == "missing" or (field in REQUIRED and blank):
         return "required"
     if field in ("email", "phone", "consent"):
         return field
+    if kind == "string_too_short":
+        return "too_short"
     if kind == "string_too_long":
         return "too_long"
     return "invalid"
 
 
-def _field_errors(exc: ValidationError, labels: dict[str, Any]) -> dict[str, str]:
-    errors: dict[str, str] = {}
+def _field_errors(
+    exc: ValidationError, labels: dict[str, Any], payload: dict[str, Any]
+) -> dict[str, str]:
+    """Each field's first problem, in the form's order (the summary lists them so)."""
+    found: dict[str, str] = {}
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
         field = loc[0] if loc else "form"
         if field not in FIELDS:
             field = "form"
-        errors.setdefault(field, labels["reasons"][_reason_key(field, error)])
-    return errors
+        found.setdefault(field, labels["reasons"][_reason_key(field, error, payload)])
+    order = {name: i for i, name in enumerate(("form", *FIELDS))}
+    return dict(sorted(found.items(), key=lambda item: order[item[0]]))
 
 
 def _form_payload(form: Any, lang: str) -> dict[str, Any]:
@@ -269,12 +296,6 @@ async def registration_form(event_id: str, request: Request, lang: str | None = 
     event = await _load_event(request, event_id)
     if event is None:
         return _render("message.html.j2", 404, t=labels, lang=language, message=labels["not_found"])
-    closed = None
-    try:
-        event.check_can_register("other_officer", _ctx(request).clock())
-    except DomainError as exc:
-        if exc.code != "cadre_not_admitted":
-            closed = labels["codes"].get(exc.code, labels["closed"])
     return _render(
         "register.html.j2",
         200,
@@ -283,8 +304,17 @@ async def registration_form(event_id: str, request: Request, lang: str | None = 
         event=_event_context(event, language),
         values={"language": language},
         errors={},
-        closed=closed,
+        closed=_closed_message(request, event, labels),
     )
+
+
+def _closed_message(request: Request, event: Event, labels: dict[str, Any]) -> str | None:
+    """What the page says instead of the form when the event takes no registration now
+    (ended, window closed or not yet open, cancelled), else None."""
+    refusal = event.registration_refusal(_ctx(request).clock())
+    if refusal is None:
+        return None
+    return labels["codes"].get(refusal.code, labels["closed"])
 
 
 @router.post("/register/{event_id}", response_class=HTMLResponse)
@@ -296,30 +326,43 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     event = await _load_event(request, event_id)
     if event is None:
         return _render("message.html.j2", 404, t=labels, lang=language, message=labels["not_found"])
+    page = {"t": labels, "lang": language, "event": _event_context(event, language)}
+    closed = _closed_message(request, event, labels)
+    if closed is not None:  # ended or closed meanwhile: say so, without the form
+        return _render(
+            "register.html.j2",
+            409,
+            **page,
+            values={},
+            errors={},
+            closed=closed,
+        )
     payload = _form_payload(form, language)
     values = {**payload, "consent": "consent" in payload}
     try:
         await limit_registrations_by_address(request)
-        if isinstance(payload.get("email"), str):
-            await limit_registrations_by_email(request, payload["email"].strip().lower())
     except ApiError as exc:
-        return _render(
-            "message.html.j2",
-            429,
-            t=labels,
-            lang=language,
-            message=exc.message,
-            headers=exc.headers,
-        )
-    page = {"t": labels, "lang": language, "event": _event_context(event, language)}
+        return _too_many(labels, language, exc)
     try:
         registration = RegistrationRequest.model_validate(payload)
     except ValidationError as exc:
         return _render(
-            "register.html.j2", 422, **page, values=values, errors=_field_errors(exc, labels)
+            "register.html.j2",
+            422,
+            **page,
+            values=values,
+            errors=_field_errors(exc, labels, payload),
         )
     # The same use case as the JSON API; a form carries no Idempotency-Key.
-    outcome = await handlers.register_idempotently(_ctx(request), event.id, registration)
+    try:
+        outcome = await handlers.register_idempotently(
+            _ctx(request),
+            event.id,
+            registration,
+            admit=lambda: limit_registrations_by_email(request, registration.email),
+        )
+    except ApiError as exc:
+        return _too_many(labels, language, exc)
     if outcome.error is not None:
         exc = outcome.error
         message = labels["codes"].get(exc.code, exc.message)
@@ -343,8 +386,417 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     )
 
 
+def _too_many(labels: dict[str, Any], language: str, exc: ApiError) -> HTMLResponse:
+    return _render(
+        "message.html.j2", 429, t=labels, lang=language, message=exc.message, headers=exc.headers
+    )
+
+
 @router.get("/static/registration.css")
 async def stylesheet() -> Response:
     """The page's own stylesheet (no external resources)."""
     css = (HERE / "static" / "registration.css").read_text(encoding="utf-8")
     return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/static/registration.js")
+async def script() -> Response:
+    """The pages' one script, an enhancement only: it moves focus to an error summary."""
+    js = (HERE / "static" / "registration.js").read_text(encoding="utf-8")
+    return Response(js, media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
+
+
+# -- the self-service pages ------------------------------------------------------------------
+#
+# ``GET /my`` asks for the reference and manage token; ``POST /my`` checks them and
+# redirects (303) to ``/my/{link}``, a signed self-service link (the one emails carry opens
+# the same page). Every answer is ``Cache-Control: no-store``; every successful POST
+# redirects to a GET; every POST carries a form token (the start form: a SameSite=Strict
+# cookie's value; the others: an HMAC tied to the link), so no other site can post them.
+
+MY_LABELS: dict[str, dict[str, str]] = {
+    "sw": {
+        "title": "Simamia usajili wako",
+        "start_intro": "Weka namba ya usajili na tokeni uliyopewa ulipojisajili. "
+        "Barua pepe zetu pia zina kiungo kinachofungua ukurasa huu moja kwa moja.",
+        "reference": "Namba ya usajili",
+        "reference_hint": "Mfano: MK-ABCDE-FGHJK",
+        "token": "Tokeni ya kusimamia usajili",
+        "token_hint": "Ulionyeshwa mara moja ulipojisajili.",
+        "open": "Fungua usajili wangu",
+        "view_title": "Usajili wako",
+        "ticket": "Tiketi (msimbo wa QR)",
+        "fixed_hint": "Kubadilisha jina, barua pepe, taasisi au kada, wasiliana na waandaaji.",
+        "change_title": "Badilisha taarifa zako",
+        "save": "Hifadhi mabadiliko",
+        "data_title": "Pakua taarifa zako",
+        "data_intro": "Taarifa zote tunazohifadhi kukuhusu, katika faili la JSON.",
+        "download": "Pakua taarifa zangu (JSON)",
+        "cancel_title": "Ghairi usajili",
+        "confirm_cancel": "Ndiyo, ghairi usajili wangu. Nafasi yangu itapewa aliye kwenye "
+        "orodha ya kusubiri.",
+        "cancel": "Ghairi usajili wangu",
+        "erase_title": "Futa taarifa zako binafsi",
+        "erase_intro": "Usajili hai utaghairiwa kwanza. Jina, barua pepe, simu na taarifa "
+        "nyingine zitafutwa, na kiungo hiki hakitafanya kazi tena. Hifadhi namba ya usajili.",
+        "confirm_erase": "Ndiyo, futa taarifa zangu binafsi. Siwezi kutendua hili.",
+        "erase": "Futa taarifa zangu",
+        "confirm_cancel_label": "Uthibitisho wa kughairi",
+        "confirm_erase_label": "Uthibitisho wa kufuta",
+        "must_confirm": "Weka alama kuthibitisha.",
+        "no_match": "Hakuna usajili unaolingana na namba hii na tokeni hii.",
+        "not_found": "Kiungo hiki hakifungui usajili wowote; huenda muda wake umekwisha. "
+        "Weka namba ya usajili na tokeni.",
+        "start_again": "Fungua kwa namba ya usajili na tokeni",
+        "form_expired": "Fomu hii haitumiki tena. Fungua ukurasa tena kisha ujaribu tena.",
+        "done_updated": "Mabadiliko yako yamehifadhiwa.",
+        "done_cancelled": "Usajili wako umeghairiwa.",
+        "done_erased": "Taarifa zako binafsi zimefutwa.",
+    },
+    "en": {
+        "title": "Manage your registration",
+        "start_intro": "Enter the reference and the token you were given when you "
+        "registered. Our emails also carry a link that opens this page directly.",
+        "reference": "Registration reference",
+        "reference_hint": "For example: MK-ABCDE-FGHJK",
+        "token": "Manage token",
+        "token_hint": "It was shown once when you registered.",
+        "open": "Open my registration",
+        "view_title": "Your registration",
+        "ticket": "Ticket (QR code)",
+        "fixed_hint": "To change your name, email, institution or cadre, contact the organisers.",
+        "change_title": "Change your details",
+        "save": "Save changes",
+        "data_title": "Download your data",
+        "data_intro": "Everything we hold about you, as a JSON file.",
+        "download": "Download my data (JSON)",
+        "cancel_title": "Cancel your registration",
+        "confirm_cancel": "Yes, cancel my registration. My seat goes to the first person "
+        "on the waiting list.",
+        "cancel": "Cancel my registration",
+        "erase_title": "Erase your personal data",
+        "erase_intro": "An active registration is cancelled first. Your name, email, phone "
+        "and other details are erased, and this link stops working. Keep your reference.",
+        "confirm_erase": "Yes, erase my personal data. I cannot undo this.",
+        "erase": "Erase my data",
+        "confirm_cancel_label": "Confirmation to cancel",
+        "confirm_erase_label": "Confirmation to erase",
+        "must_confirm": "Tick the box to confirm.",
+        "no_match": "No registration matches this reference and token.",
+        "not_found": "This link opens no registration; it may have expired. Enter your "
+        "reference and token instead.",
+        "start_again": "Open with the reference and token",
+        "form_expired": "This form is no longer valid. Open the page again and retry.",
+        "done_updated": "Your changes are saved.",
+        "done_cancelled": "Your registration is cancelled.",
+        "done_erased": "Your personal data has been erased.",
+    },
+}
+NO_STORE = {"Cache-Control": "no-store"}
+CSRF_COOKIE = "mkutano_form"
+START_LINK_VALIDITY = timedelta(hours=1)  # a sign-in with reference and token
+STATUS_LABELS = {
+    "sw": {"cancelled": "Imeghairiwa", "rejected": "Imekataliwa"},
+    "en": {"cancelled": "Cancelled", "rejected": "Rejected"},
+}
+
+
+def _my_labels(language: str) -> dict[str, Any]:
+    """The registration page's labels and the self-service ones (fields keep their names;
+    the confirmations are named as the error summary lists them)."""
+    mine = MY_LABELS[language]
+    return {
+        **LABELS[language],
+        **mine,
+        "confirm_cancel": mine["confirm_cancel_label"],
+        "confirm_erase": mine["confirm_erase_label"],
+        "confirm_cancel_text": mine["confirm_cancel"],
+        "confirm_erase_text": mine["confirm_erase"],
+    }
+
+
+def _private(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _see_other(url: str) -> Response:
+    return Response(status_code=303, headers={"Location": url, **NO_STORE})
+
+
+async def _self_service_limited(request: Request, language: str) -> Response | None:
+    """Self-service pages share the JSON self-service API's per-address limit."""
+    try:
+        await api.limit_self_service(request)
+    except ApiError as exc:
+        return _private(_too_many(LABELS[language], language, exc))
+    return None
+
+
+def _start_page(
+    request: Request,
+    language: str,
+    status: int = 200,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    notice: str | None = None,
+) -> Response:
+    csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(18)
+    response = _render(
+        "my_start.html.j2",
+        status,
+        headers=NO_STORE,
+        t=LABELS[language],
+        my=_my_labels(language),
+        lang=language,
+        lang_url=f"/my?lang={LABELS[language]['other_language'][0]}",
+        csrf=csrf,
+        errors=errors or {},
+        values=values or {},
+        notice=notice,
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/my",
+        max_age=3600,
+    )
+    return response
+
+
+def _unknown_link(language: str) -> Response:
+    """The one answer for a tampered, expired or unknown link (or an erased registration)."""
+    labels = _my_labels(language)
+    return _render(
+        "message.html.j2",
+        404,
+        headers=NO_STORE,
+        t={**LABELS[language], "title": labels["title"]},
+        lang=language,
+        lang_url=f"/my?lang={LABELS[language]['other_language'][0]}",
+        message=labels["not_found"],
+        next_url=f"/my?lang={language}",
+        next_label=labels["start_again"],
+    )
+
+
+@router.get("/my", response_class=HTMLResponse)
+async def self_service_start(
+    request: Request, lang: str | None = None, done: str | None = None
+) -> Response:
+    """Manage a registration: the form for the reference and the manage token."""
+    language = _lang(lang)
+    notice = MY_LABELS[language]["done_erased"] if done == "erased" else None
+    return _start_page(request, language, notice=notice)
+
+
+@router.post("/my", response_class=HTMLResponse)
+async def self_service_sign_in(request: Request, lang: str | None = None) -> Response:
+    """Check the reference and manage token; open the page with a short-lived link."""
+    language = _lang(lang)
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return limited
+    form = await request.form()
+    labels = _my_labels(language)
+    cookie = request.cookies.get(CSRF_COOKIE)
+    posted = str(form.get("csrf") or "")
+    if not cookie or not secrets.compare_digest(cookie.encode(), posted.encode()):
+        return _start_page(request, language, 403, errors={"form": labels["form_expired"]})
+    reference = str(form.get("reference") or "").strip()[:32]
+    token = str(form.get("token") or "").strip()[:128]
+    errors = {
+        name: labels["reasons"]["required"]
+        for name, value in (("reference", reference), ("token", token))
+        if not value
+    }
+    if errors:
+        return _start_page(request, language, 422, errors=errors, values={"reference": reference})
+    try:
+        link = await handlers.sign_in_self_service(
+            _ctx(request), reference, token, valid_for=START_LINK_VALIDITY
+        )
+    except DomainError:
+        return _start_page(
+            request,
+            language,
+            404,
+            errors={"form": labels["no_match"]},
+            values={"reference": reference},
+        )
+    return _see_other(f"{self_service_path(link)}?lang={language}")
+
+
+async def _own_page(
+    request: Request,
+    link: str,
+    own: handlers.OwnRegistration,
+    language: str,
+    status: int = 200,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    notice: str | None = None,
+) -> Response:
+    ctx = _ctx(request)
+    registration, event = own.registration, own.event
+    labels = LABELS[language]
+    status_label = {**labels["statuses"], **STATUS_LABELS[language]}.get(
+        registration.status, registration.status
+    )
+    current = {
+        "phone": registration.phone,
+        "position": registration.position,
+        "accessibility_needs": registration.accessibility_needs,
+        "accessibility_other": registration.accessibility_other,
+        "dietary_needs": registration.dietary_needs,
+        "language": registration.language,
+    }
+    my = _my_labels(language)
+    return _render(
+        "my.html.j2",
+        status,
+        headers=NO_STORE,
+        t={**labels, "title": my["view_title"]},
+        my=my,
+        lang=language,
+        lang_url=f"{self_service_path(link)}?lang={labels['other_language'][0]}",
+        base=self_service_path(link),
+        csrf=ctx.links.form_token(link),
+        event=_event_context(event, language),
+        reg=registration,
+        status_label=status_label,
+        ticket=registration.ticket(ctx.signer),
+        active=registration.is_active,
+        values={**current, **(values or {})},
+        errors=errors or {},
+        notice=notice,
+    )
+
+
+async def _open(request: Request, link: str) -> handlers.OwnRegistration | None:
+    try:
+        return await handlers.open_self_service_link(_ctx(request), link[:64])
+    except DomainError:
+        return None
+
+
+async def _posted(
+    request: Request, link: str, language: str
+) -> tuple[handlers.OwnRegistration | None, Any, Response | None]:
+    """The registration a POST's link opens and its form, or the answer to give instead
+    (429 over the limit, the unknown-link page, or the page again for a bad form token)."""
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return None, None, limited
+    own = await _open(request, link)
+    if own is None:
+        return None, None, _unknown_link(language)
+    form = await request.form()
+    if not _ctx(request).links.form_token_matches(link, str(form.get("csrf") or "")):
+        errors = {"form": MY_LABELS[language]["form_expired"]}
+        return (
+            None,
+            None,
+            await _own_page(request, link, own, language, 403, errors=errors),
+        )
+    return own, form, None
+
+
+@router.get("/my/{link}", response_class=HTMLResponse)
+async def self_service_page(
+    link: str, request: Request, lang: str | None = None, done: str | None = None
+) -> Response:
+    """One participant's registration: view, change, download, cancel, erase."""
+    language = _lang(lang)
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return limited
+    own = await _open(request, link)
+    if own is None:
+        return _unknown_link(language)
+    notice = MY_LABELS[language].get(f"done_{done}") if done in ("updated", "cancelled") else None
+    return await _own_page(request, link, own, language, notice=notice)
+
+
+@router.post("/my/{link}/details", response_class=HTMLResponse)
+async def self_service_change(link: str, request: Request, lang: str | None = None) -> Response:
+    """Change phone, position, needs or language (the JSON API's use case)."""
+    language = _lang(lang)
+    own, form, answer = await _posted(request, link, language)
+    if answer is not None:
+        return answer
+    assert own is not None
+    registration = own.registration
+    values: dict[str, Any] = {
+        "phone": str(form.get("phone") or ""),
+        "position": str(form.get("position") or ""),
+        "accessibility_needs": [str(v) for v in form.getlist("accessibility_needs")],
+        "accessibility_other": str(form.get("accessibility_other") or "").strip() or None,
+        "dietary_needs": str(form.get("dietary_needs") or "").strip() or None,
+        "language": str(form.get("language") or registration.language),
+    }
+    try:
+        change = RegistrationChange.model_validate(values)
+    except ValidationError as exc:
+        errors = _field_errors(exc, LABELS[language], values)
+        return await _own_page(request, link, own, language, 422, errors=errors, values=values)
+    try:
+        await handlers.update_own_registration(_ctx(request), registration.id, change)
+    except DomainError as exc:
+        errors = {"form": LABELS[language]["codes"].get(exc.code, exc.message)}
+        return await _own_page(request, link, own, language, 409, errors=errors, values=values)
+    return _see_other(f"{self_service_path(link)}?lang={language}&done=updated")
+
+
+@router.post("/my/{link}/cancel", response_class=HTMLResponse)
+async def self_service_cancel(link: str, request: Request, lang: str | None = None) -> Response:
+    """Cancel one's registration (the seat goes to the first on the waiting list)."""
+    language = _lang(lang)
+    own, form, answer = await _posted(request, link, language)
+    if answer is not None:
+        return answer
+    assert own is not None
+    registration = own.registration
+    if form.get("confirm") != "yes":
+        errors = {"confirm_cancel": MY_LABELS[language]["must_confirm"]}
+        return await _own_page(request, link, own, language, 422, errors=errors)
+    try:
+        await handlers.cancel_registration(_ctx(request), registration.id, by="participant")
+    except DomainError as exc:
+        errors = {"form": LABELS[language]["codes"].get(exc.code, exc.message)}
+        return await _own_page(request, link, own, language, 409, errors=errors)
+    return _see_other(f"{self_service_path(link)}?lang={language}&done=cancelled")
+
+
+@router.get("/my/{link}/data")
+async def self_service_data(link: str, request: Request, lang: str | None = None) -> Response:
+    """Everything held about the participant, as a JSON download (PDPA right of access)."""
+    language = _lang(lang)
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return limited
+    own = await _open(request, link)
+    if own is None:
+        return _unknown_link(language)
+    data = await handlers.export_own_data(_ctx(request), own.registration.id)
+    name = f"mkutano-{own.registration.reference}.json"
+    return JSONResponse(
+        data, headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE}
+    )
+
+
+@router.post("/my/{link}/erase", response_class=HTMLResponse)
+async def self_service_erase(link: str, request: Request, lang: str | None = None) -> Response:
+    """Erase one's personal data (an active registration is cancelled first)."""
+    language = _lang(lang)
+    own, form, answer = await _posted(request, link, language)
+    if answer is not None:
+        return answer
+    assert own is not None
+    registration = own.registration
+    if form.get("confirm") != "yes":
+        errors = {"confirm_erase": MY_LABELS[language]["must_confirm"]}
+        return await _own_page(request, link, own, language, 422, errors=errors)
+    await handlers.erase_registration(_ctx(request), registration.id, reason="participant_request")
+    return _see_other(f"/my?lang={language}&done=erased")

@@ -60,6 +60,36 @@ async def test_registration_is_limited_per_address_and_per_email(start_service, 
         assert seats["capacity"] - seats["seats_left"] == 5
 
 
+async def test_nobody_can_lock_a_person_out_of_registering(start_service, admin_key) -> None:
+    """Attempts at no event (or a closed one) do not count against an email, and the
+    per-email count is per client address too: a lock-out from elsewhere cannot happen."""
+    service = await start_service(
+        "registration",
+        db_suffix=unique_suffix(),
+        FORWARDED_ALLOW_IPS="127.0.0.1",  # this test's client is the proxy of two others
+        REGISTRATION_RATE_LIMITS="true",
+        REGISTRATION_RATE_REGISTER_PER_EMAIL_PER_HOUR="3",
+    )
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    first = await create_event(service.url, admin)
+    second = await create_event(service.url, admin)
+    attacker = {"X-Forwarded-For": "203.0.113.66"}
+    person = {"X-Forwarded-For": "198.51.100.7"}
+    victim = participant(email=f"rehema.{unique_suffix()}@example.go.tz")
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+
+        async def post(event_id: str, headers: dict[str, str]) -> int:
+            url = f"/api/v1/events/{event_id}/registrations"
+            return (await client.post(url, json=victim, headers=headers)).status_code
+
+        # Ten attempts at an event that does not exist: none of them counts.
+        assert [await post("no-such-event", attacker) for _ in range(10)] == [404] * 10
+        # From another address, attempts with the person's email are limited there ...
+        assert [await post(first["id"], attacker) for _ in range(4)] == [201, 409, 409, 429]
+        # ... and the person, from their own address, is not locked out.
+        assert await post(second["id"], person) == 201
+
+
 # A self-service probe of an unknown reference: limited per client address.
 PROBE = "/api/v1/registrations/MK-AAAAA-AAAAA"
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from tests.axe import axe_violations
 from tests.browser import chromium_page
 from tests.helpers import create_event
 
@@ -92,3 +93,63 @@ async def test_the_page_works_without_javascript(platform) -> None:
         assert twice.status_code == 409 and "imeshasajiliwa" in twice.text
         missing = await client.get("/register/no-such-event?lang=en")
         assert missing.status_code == 404 and "There is no such event" in missing.text
+
+
+REQUIRED = ("full_name", "email", "phone", "institution", "position", "cadre")
+
+
+async def test_an_empty_required_field_says_required_in_both_languages(platform) -> None:
+    event = await create_event(platform.registration.url, platform.admin_headers)
+    says = {"en": "This field is required.", "sw": "Sehemu hii inahitajika."}
+    async with httpx.AsyncClient(base_url=platform.registration.url, timeout=10) as client:
+        for lang, required in says.items():
+            blank = {name: "" for name in REQUIRED}
+            page = await client.post(f"/register/{event['id']}?lang={lang}", data=blank)
+            assert page.status_code == 422
+            for name in REQUIRED:
+                assert f'id="{name}-error">{required}<' in page.text, name
+            spaces = await client.post(
+                f"/register/{event['id']}?lang={lang}", data={**blank, "full_name": "   "}
+            )
+            assert f'id="full_name-error">{required}<' in spaces.text
+
+
+async def test_the_page_has_no_axe_violation_and_errors_take_focus(platform) -> None:
+    """axe-core finds nothing on the form, the form with errors, the confirmation and a
+    closed event's page, in both languages; after errors, focus is on the summary."""
+    event = await create_event(platform.registration.url, platform.admin_headers)
+    closed = await create_event(
+        platform.registration.url,
+        platform.admin_headers,
+        registration_opens_at=None,
+        state="closed",
+    )
+    base = platform.registration.url
+    async with chromium_page(width=390, height=844) as page:
+        for lang, button, done in (
+            ("en", "Register", "You are registered"),
+            ("sw", "Jisajili", "Umesajiliwa"),
+        ):
+            await page.goto(f"{base}/register/{event['id']}?lang={lang}")
+            assert await axe_violations(page) == [], f"form ({lang})"
+            await page.get_by_role("button", name=button).click()
+            await page.wait_for_load_state()
+            assert await page.evaluate("document.activeElement.id") == "error-summary"
+            assert await axe_violations(page) == [], f"errors ({lang})"
+            # The summary's first link takes focus to its field.
+            await page.locator("#error-summary a").first.click()
+            assert await page.evaluate("document.activeElement.id") == "full_name"
+            await page.fill("#full_name", "Neema Mushi")
+            await page.fill("#email", f"neema.{lang}.{event['id']}@example.go.tz")
+            await page.fill("#phone", "0754 000 111" if lang == "en" else "0754 000 222")
+            await page.fill("#institution", "e-GA")
+            await page.fill("#position", "ICT Officer")
+            await page.select_option("#cadre", "ict_officer")
+            await page.check("#consent")
+            await page.get_by_role("button", name=button).click()
+            await page.get_by_role("heading", name=done).wait_for()
+            assert await axe_violations(page) == [], f"registered ({lang})"
+            await page.goto(f"{base}/register/{closed['id']}?lang={lang}")
+            assert await axe_violations(page) == [], f"closed ({lang})"
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, width

@@ -7,6 +7,7 @@ registration, the events saved with it (and their fields), the error codes.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,11 @@ from services.registration.domain import (
     DomainError,
     EventChange,
     EventSpec,
+    LinkSigner,
     RegistrationChange,
     RegistrationRequest,
     TicketSigner,
+    self_service_path,
 )
 from tests.unit.fakes.registration import FakeRegistrationStore
 
@@ -307,6 +310,85 @@ async def test_registration_rules_refuse(ctx, clock) -> None:
     assert (await register(ctx, heads, cadre="permanent_secretary")).status == "confirmed"
     clock.now = NOW + timedelta(days=2)
     assert (await register(ctx, later)).status == "confirmed"
+
+
+async def test_an_event_that_has_ended_or_closed_its_window_is_never_open(ctx, clock) -> None:
+    ended = await new_event(
+        ctx, starts_at=NOW - timedelta(days=3), ends_at=NOW - timedelta(hours=1)
+    )  # no registration_closes_at: the end of the event closes it
+    error = await refused("event_ended", register(ctx, ended))
+    assert error.message == "This event has ended."
+    assert not (await handlers.get_public_event(ctx, ended)).registration_open(clock.now)
+    late_window = await new_event(
+        ctx,
+        starts_at=NOW - timedelta(days=3),
+        ends_at=NOW - timedelta(hours=1),
+        registration_closes_at=NOW + timedelta(days=5),  # a window past the end
+    )
+    await refused("event_ended", register(ctx, late_window))
+    closed = await new_event(ctx, registration_closes_at=NOW - timedelta(minutes=1))
+    await refused("registration_closed", register(ctx, closed))
+    assert not (await handlers.get_public_event(ctx, closed)).registration_open(clock.now)
+    running = await new_event(ctx, starts_at=NOW - timedelta(hours=2))  # walk-ins welcome
+    assert (await handlers.get_public_event(ctx, running)).registration_open(clock.now)
+    assert (await register(ctx, running)).status == "confirmed"
+
+
+async def test_an_attempt_is_admitted_only_where_it_can_succeed(ctx, store) -> None:
+    """The per-email limit (``admit``) counts only attempts at an event that exists and
+    takes the registration now: attempts at no event cannot lock a person out."""
+    admitted: list[str] = []
+
+    async def admit() -> None:
+        admitted.append("attempt")
+
+    async def attempt(event_id: str, **overrides: Any) -> handlers.RegistrationOutcome:
+        return await handlers.register_idempotently(
+            ctx, event_id, person(email="rehema@example.go.tz", **overrides), admit=admit
+        )
+
+    for _ in range(10):
+        assert (await attempt("no-such-event")).error.code == "event_not_found"
+    closed = await new_event(ctx, registration_closes_at=NOW - timedelta(hours=1))
+    ended = await new_event(
+        ctx, starts_at=NOW - timedelta(days=2), ends_at=NOW - timedelta(hours=1)
+    )
+    heads = await new_event(ctx, admitted_cadres=["permanent_secretary"])
+    assert (await attempt(closed)).error.code == "registration_closed"
+    assert (await attempt(ended)).error.code == "event_ended"
+    assert (await attempt(heads)).error.code == "cadre_not_admitted"
+    assert admitted == []
+    open_event = await new_event(ctx)
+    assert (await attempt(open_event)).registered is not None
+    assert (await attempt(open_event)).error.code == "already_registered"
+    assert admitted == ["attempt", "attempt"]
+
+    async def refuse() -> None:
+        raise RuntimeError("over the limit")
+
+    before = len(store.registrations)
+    with pytest.raises(RuntimeError):
+        await handlers.register_idempotently(ctx, open_event, person(), "key-1", admit=refuse)
+    assert len(store.registrations) == before and await seats(ctx, open_event) == 1
+    assert "key-1" not in str(store.idempotency)  # the key is released for a retry
+
+
+async def test_resends_are_spaced_whoever_asks(ctx, store, clock) -> None:
+    """Attempts with someone's email (from any number of addresses) resend their
+    confirmation at most once per ten minutes: their mailbox cannot be flooded."""
+    event_id = await new_event(ctx)
+    first = await register(ctx, event_id, email="neema@example.go.tz")
+    for _ in range(5):
+        await refused("already_registered", register(ctx, event_id, email="neema@example.go.tz"))
+    assert store.types(first.id).count("ConfirmationResendRequested") == 1
+    clock.now = NOW + timedelta(minutes=9, seconds=59)
+    await handlers.request_resend(ctx, event_id, "neema@example.go.tz")
+    assert store.types(first.id).count("ConfirmationResendRequested") == 1
+    clock.now = NOW + timedelta(minutes=10)
+    await refused("already_registered", register(ctx, event_id, email="neema@example.go.tz"))
+    assert store.types(first.id).count("ConfirmationResendRequested") == 2
+    stored = await ctx.store.get_registration(first.id)
+    assert stored.resend_requested_at == "2026-11-02T07:10:00.000000Z"
 
 
 async def test_resend_on_request(ctx, store) -> None:
@@ -650,6 +732,71 @@ async def test_participants_find_their_registration_only_with_its_token(ctx) -> 
         )
 
 
+async def test_a_self_service_link_opens_its_registration_and_nobody_elses(
+    ctx, store, clock
+) -> None:
+    event_id = await new_event(ctx)  # ends NOW + 32 days
+    mine, other = await register(ctx, event_id), await register(ctx, event_id)
+    link = await handlers.issue_self_service_link(ctx, mine.id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{48}", link)
+    assert self_service_path(link) == f"/my/{link}"
+    assert (await handlers.open_self_service_link(ctx, link)).registration.id == mine.id
+    assert (
+        await handlers.open_self_service_link(
+            ctx, await handlers.issue_self_service_link(ctx, other.id)
+        )
+    ).registration.id == other.id
+    # Every single-character alteration opens nothing (the same refusal as unknown).
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
+    for i in range(len(link)):
+        for c in alphabet:
+            if c != link[i]:
+                altered = link[:i] + c + link[i + 1 :]
+                await refused(
+                    "registration_not_found", handlers.open_self_service_link(ctx, altered)
+                )
+    for wrong in ("", "x" * 48, link + "=", link[:-1], ctx.signer.sign(mine.id)):
+        await refused("registration_not_found", handlers.open_self_service_link(ctx, wrong))
+    # Another key (another deployment) opens nothing either.
+    foreign = handlers.Context(
+        store=store, signer=ctx.signer, notice_version="x", clock=clock, links=LinkSigner(b"o" * 32)
+    )
+    await refused("registration_not_found", handlers.open_self_service_link(foreign, link))
+    # Valid until 30 days after the event ends, not a second longer.
+    clock.now = NOW + timedelta(days=32 + 30) - timedelta(seconds=1)
+    assert (await handlers.open_self_service_link(ctx, link)).registration.id == mine.id
+    clock.now = NOW + timedelta(days=32 + 30)
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, link))
+    # The page's sign-in (reference and token) gives a short link; an erased registration
+    # opens nowhere.
+    clock.now = NOW
+    await refused(
+        "registration_not_found",
+        handlers.sign_in_self_service(ctx, mine.reference, "wrong", valid_for=timedelta(hours=1)),
+    )
+    short = await handlers.sign_in_self_service(
+        ctx, mine.reference, mine.manage_token, valid_for=timedelta(hours=1)
+    )
+    assert (await handlers.open_self_service_link(ctx, short)).event.id == event_id
+    clock.now = NOW + timedelta(hours=1)
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, short))
+    clock.now = NOW
+    await handlers.erase_registration(ctx, mine.id, reason="participant_request")
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, link))
+    await refused("registration_not_found", handlers.issue_self_service_link(ctx, mine.id))
+    await refused("registration_not_found", handlers.issue_self_service_link(ctx, "nobody"))
+
+
+def test_form_tokens_are_tied_to_their_link() -> None:
+    links = LinkSigner(b"k" * 32)
+    token = links.form_token("link-a")
+    assert links.form_token_matches("link-a", token)
+    assert not links.form_token_matches("link-b", token)
+    assert not links.form_token_matches("link-a", None)
+    assert not links.form_token_matches("link-a", "ñ" * len(token))  # not ASCII: refused
+    assert not LinkSigner(b"j" * 32).form_token_matches("link-a", token)
+
+
 async def test_participants_update_their_own_details(ctx, store, clock) -> None:
     event_id = await new_event(ctx)
     created = await register(ctx, event_id)
@@ -757,13 +904,15 @@ async def test_erasure_cancels_frees_the_seat_and_replaces_the_data(ctx, store, 
     )
 
 
-async def test_retention_erases_what_ended_long_ago_and_keeps_the_rest(ctx, store) -> None:
+async def test_retention_erases_what_ended_long_ago_and_keeps_the_rest(ctx, store, clock) -> None:
     old_event = await new_event(
         ctx, starts_at=NOW - timedelta(days=402), ends_at=NOW - timedelta(days=400)
     )
     recent = await new_event(ctx)
-    old = [await register(ctx, old_event) for _ in range(2)]
     store.events[old_event].registration_opens_at = None
+    clock.now = NOW - timedelta(days=403)  # they registered before it took place
+    old = [await register(ctx, old_event) for _ in range(2)]
+    clock.now = NOW
     kept = await register(ctx, recent)
     assert await handlers.apply_retention(ctx, 365) == 2
     for p in old:
@@ -776,12 +925,14 @@ async def test_retention_erases_what_ended_long_ago_and_keeps_the_rest(ctx, stor
     assert await handlers.apply_retention(ctx, 30) == 0  # the recent event has not ended
 
 
-async def test_the_retention_worker_applies_the_rule_until_stopped(ctx, store) -> None:
+async def test_the_retention_worker_applies_the_rule_until_stopped(ctx, store, clock) -> None:
     old_event = await new_event(
         ctx, starts_at=NOW - timedelta(days=402), ends_at=NOW - timedelta(days=400)
     )
     store.events[old_event].registration_opens_at = None
+    clock.now = NOW - timedelta(days=403)
     old = await register(ctx, old_event)
+    clock.now = NOW
     stop = asyncio.Event()
     list_events = store.list_events
 

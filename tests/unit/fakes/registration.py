@@ -23,6 +23,7 @@ from shared.outbox import WriteSignal
 
 SERVICE = "registration"
 _LATER = {
+    "resend_requested_at",
     "promoted_at",
     "approved_at",
     "approved_by",
