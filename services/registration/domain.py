@@ -47,6 +47,7 @@ from shared.contracts.registration import (
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
+from shared.text import plain_text, single_line_text, without_controls
 from shared.timeutil import EAT, iso
 
 Cadre = Literal[
@@ -61,8 +62,10 @@ EventState = Literal["draft", "published", "closed", "cancelled"]
 Language = Literal["sw", "en"]
 RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+# Text fields refuse control characters (a NUL would reach the exports raw); whatever can
+# reach an email header, a calendar entry or a CSV header is one line (shared.text).
+Text = single_line_text(min_length=1, max_length=200)
+LongText = plain_text(max_length=4000)
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
 
 # Reference alphabet: no 0/O, 1/I/L, U (Crockford-like), easy to read aloud and type.
@@ -242,7 +245,7 @@ class EventSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Slug = Field(description="URL id chosen by the organiser, e.g. egov-2025")
-    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=32)]
+    code: single_line_text(min_length=2, max_length=32)
     title_sw: Text
     title_en: Text
     description_sw: LongText = ""
@@ -302,20 +305,16 @@ class RegistrationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    full_name: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)
-    ]
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=24)]
+    full_name: single_line_text(min_length=2, max_length=120)
+    email: single_line_text(max_length=254)
+    phone: single_line_text(min_length=6, max_length=24)
     institution: Text
     position: Text
     cadre: Cadre
-    region: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
+    region: single_line_text(max_length=60) | None = None
     accessibility_needs: list[AccessibilityNeed] = Field(default_factory=list, max_length=4)
-    accessibility_other: Annotated[str, StringConstraints(max_length=200)] | None = None
-    dietary_needs: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None
-    ) = None
+    accessibility_other: plain_text(max_length=200, strip=False) | None = None
+    dietary_needs: plain_text(max_length=200) | None = None
     language: Language = "sw"
     consent: Consent
 
@@ -360,9 +359,7 @@ class EventChange(Patch):
 
     nullable = frozenset({"registration_opens_at", "registration_closes_at", "cancellation_reason"})
 
-    code: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=32)] | None
-    ) = None
+    code: single_line_text(min_length=2, max_length=32) | None = None
     title_sw: Text | None = None
     title_en: Text | None = None
     description_sw: LongText | None = None
@@ -378,7 +375,7 @@ class EventChange(Patch):
     requires_approval: bool | None = None
     admitted_cadres: list[Cadre] | None = Field(default=None, max_length=5)
     state: EventState | None = None
-    cancellation_reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    cancellation_reason: plain_text(max_length=500, strip=False) | None = None
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
     @classmethod
@@ -390,7 +387,7 @@ class EventChange(Patch):
 
 # -- self-service --------------------------------------------------------------------
 
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=6, max_length=24)]
+Phone = single_line_text(min_length=6, max_length=24)
 
 
 class RegistrationChange(BaseModel):
@@ -401,10 +398,8 @@ class RegistrationChange(BaseModel):
     phone: Phone | None = None
     position: Text | None = None
     accessibility_needs: list[AccessibilityNeed] | None = Field(default=None, max_length=4)
-    accessibility_other: Annotated[str, StringConstraints(max_length=200)] | None = None
-    dietary_needs: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None
-    ) = None
+    accessibility_other: plain_text(max_length=200, strip=False) | None = None
+    dietary_needs: plain_text(max_length=200) | None = None
     language: Language | None = None
 
     @field_validator("phone")
@@ -452,7 +447,7 @@ class Rejection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+    reason: plain_text(min_length=3, max_length=500)
 
 
 class Cancellation(Rejection):
@@ -1020,12 +1015,14 @@ CSV_COLUMNS = (
 
 
 def csv_cell(value: object) -> str:
-    """A safe CSV cell: lists joined, and formula-looking text neutralised (CSV injection)."""
+    """A safe CSV cell: lists joined, control characters stored before the text rules
+    replaced (never a raw NUL in an export), formula-looking text neutralised (CSV
+    injection)."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
         value = ";".join(str(v) for v in value)
-    text = str(value)
+    text = without_controls(str(value))
     is_phone = text.startswith("+") and text[1:].isdigit()  # E.164 is data, not a formula
     if text and text[0] in "=+-@\t\r" and not is_phone:
         text = "'" + text

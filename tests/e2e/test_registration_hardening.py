@@ -104,3 +104,29 @@ async def test_an_ended_event_or_a_closed_window_takes_no_registration(platform)
                 )
                 assert posted.status_code == 409
                 assert text in posted.text and "<form" not in posted.text
+
+
+async def test_a_line_break_or_nul_in_a_header_bound_text_is_422_and_changes_nothing(
+    platform,
+) -> None:
+    """A title reaches every email's Subject: a line break there is refused at the API,
+    naming the field, and so is a NUL in a participant's name (it reached exports raw)."""
+    event = await create_event(platform.registration.url, platform.admin_headers, capacity=5)
+    async with httpx.AsyncClient(base_url=platform.registration.url, timeout=15) as client:
+        for title in ("Mkutano\r\nBcc: everyone@example.org", "Mkutano\u2028wa TEHAMA"):
+            r = await client.patch(
+                f"/api/v1/events/{event['id']}",
+                json={"title_en": title},
+                headers={**platform.admin_headers, "content-type": "application/merge-patch+json"},
+            )
+            assert r.status_code == 422, r.text
+            fields = r.json()["error"]["fields"]
+            assert fields[0]["field"] == "title_en" and "single line" in fields[0]["reason"]
+        stored = (await client.get(f"/api/v1/events/{event['id']}")).json()
+        assert stored["title_en"] == event["title_en"]
+        r = await client.post(
+            f"/api/v1/events/{event['id']}/registrations",
+            json=participant(full_name="Rehema\x00 Mushi"),
+        )
+        assert r.status_code == 422
+        assert r.json()["error"]["fields"][0]["field"] == "full_name"

@@ -260,3 +260,30 @@ def test_csv_cells_neutralise_formulas_but_keep_phone_numbers() -> None:
     assert csv_cell("+255712345678") == "+255712345678"
     assert csv_cell(["braille", "other"]) == "braille;other"
     assert csv_cell(None) == ""
+
+
+def test_text_fields_refuse_control_characters_and_titles_are_one_line() -> None:
+    from pydantic import ValidationError
+
+    from services.registration.domain import EventChange, RegistrationRequest, csv_cell
+
+    for title in ("Mkutano\r\nBcc: x@example.org", "Mkutano\u2028wa", "Mku\x00tano"):
+        with pytest.raises(ValidationError) as refused:
+            EventChange(title_en=title)
+        problem = refused.value.errors()[0]
+        assert problem["loc"] == ("title_en",)
+        assert problem["msg"] in ("must be a single line", "must not contain control characters")
+    base = {
+        "full_name": "Rehema Mushi",
+        "email": "rehema@example.go.tz",
+        "phone": "0754123456",
+        "institution": "Wizara ya Fedha",
+        "position": "Afisa TEHAMA",
+        "cadre": "ict_officer",
+        "consent": {"accepted": True},
+    }
+    with pytest.raises(ValidationError) as refused:
+        RegistrationRequest.model_validate({**base, "full_name": "Rehema\x00 Mushi"})
+    assert refused.value.errors()[0]["loc"] == ("full_name",)
+    RegistrationRequest.model_validate({**base, "dietary_needs": "no nuts\nno dairy"})
+    assert "\x00" not in csv_cell("stored\x00before")
