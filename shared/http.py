@@ -444,16 +444,28 @@ SECURITY_SCHEMES = {
 }
 
 
-def _roles_of(route: Any) -> tuple[str, ...] | None:
-    """The roles a route's dependencies require (``require_roles``), or None if public."""
+def _dependencies(route: Any) -> list[Any]:
+    """Every dependency callable of a route, nested ones included."""
+    found: list[Any] = []
     stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
     while stack:
         dependency = stack.pop()
-        roles = getattr(dependency.call, "mkutano_roles", None)
+        found.append(dependency.call)
+        stack.extend(dependency.dependencies)
+    return found
+
+
+def _roles_of(route: Any) -> tuple[str, ...] | None:
+    """The roles a route's dependencies require (``require_roles``), or None if public."""
+    for call in _dependencies(route):
+        roles = getattr(call, "mkutano_roles", None)
         if roles is not None:
             return tuple(roles)
-        stack.extend(dependency.dependencies)
     return None
+
+
+def _is_rate_limited(route: Any) -> bool:
+    return any(getattr(call, "mkutano_rate_limited", False) for call in _dependencies(route))
 
 
 def document_security(app: FastAPI, schema: dict[str, Any]) -> None:
@@ -478,10 +490,15 @@ def document_security(app: FastAPI, schema: dict[str, Any]) -> None:
         if item is None:
             continue
         roles = _roles_of(route)
+        limited = _is_rate_limited(route)
         for method in route.methods:
             operation = item.get(method.lower())
             if operation is None:
                 continue
+            if limited:
+                operation.setdefault("responses", {}).setdefault(
+                    "429", {"description": "Too many requests; see Retry-After", **ref}
+                )
             if roles is None:
                 operation.setdefault("security", [])
                 continue

@@ -86,6 +86,13 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def rate_limited(dependency: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Mark a FastAPI dependency as a rate limit, so the OpenAPI documents the 429 of
+    every route that depends on it (shared.http)."""
+    dependency.mkutano_rate_limited = True  # type: ignore[attr-defined]
+    return dependency
+
+
 def limit_by_client(scope: str, limit: Limit) -> Callable[[Request], Awaitable[None]]:
     """FastAPI dependency: rate-limit a route per client address."""
 
@@ -97,7 +104,7 @@ def limit_by_client(scope: str, limit: Limit) -> Callable[[Request], Awaitable[N
         if wait is not None:
             raise too_many(wait)
 
-    return dependency
+    return rate_limited(dependency)
 
 
 async def enforce(request: Request, scope: str, subject: str, limit: Limit) -> None:

@@ -38,7 +38,7 @@ from services.registration.domain import (
 from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
-from shared.ratelimit import Limit, client_address, enforce
+from shared.ratelimit import Limit, client_address, enforce, rate_limited
 
 router = APIRouter(prefix="/api/v1")
 
@@ -109,6 +109,7 @@ def _limits(request: Request) -> RegistrationSettings:
     return request.app.state.runtime.settings
 
 
+@rate_limited
 async def limit_registrations_by_address(request: Request) -> None:
     """Registrations per client address and minute (429 with Retry-After beyond)."""
     per_min = _limits(request).rate_register_per_address_per_min
@@ -128,12 +129,14 @@ async def limit_registrations_by_email(request: Request, email: str) -> None:
     await enforce(request, "register-email", subject, Limit(per_hour, 3600))
 
 
+@rate_limited
 async def limit_self_service(request: Request) -> None:
     """Self-service reads and writes per client address: references cannot be swept."""
     per_min = _limits(request).rate_self_service_per_address_per_min
     await enforce(request, "self-service", client_address(request), Limit(per_min, 60))
 
 
+@rate_limited
 async def limit_checkins(request: Request) -> None:
     """Ticket checks per client (a registrar's scanner), against ticket guessing."""
     per_min = _limits(request).rate_checkin_per_client_per_min
