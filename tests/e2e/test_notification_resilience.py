@@ -264,7 +264,10 @@ async def test_two_instances_share_the_work_and_one_stopping_loses_nothing(
     assert by_first and by_second and by_first | by_second == ids
     headers = {"Authorization": f"Bearer {admin_key}"}
     sent = await log_of(second, headers, status="sent", limit="500")
-    assert len([e for e in sent if e["cause_event_type"].endswith("Registered.v1")]) == 60
+    assert (
+        len([e for e in sent if e["cause_event_type"].endswith("ParticipantRegisteredNotice.v1")])
+        == 60
+    )
 
 
 async def test_reminders_fire_once_across_a_restart_of_two_instances(
