@@ -1,7 +1,7 @@
 """Part 3: the notification consumer against a plain aiokafka loop sending the same emails.
 
-``N`` ParticipantRegistered events (confirmed, with a ticket: the email carries the QR
-PNG and the .ics) are produced onto ``registration.v1`` first. Then, on the same
+``N`` ParticipantRegisteredNotice events (confirmed, with a ticket: the email carries the
+QR PNG and the .ics) are produced onto the private ``registration.notices.v1`` first. Then, on the same
 servers:
 
 - baseline: a plain aiokafka consumer group loop in this process: parse the CloudEvent,
@@ -36,9 +36,10 @@ from services.notification.channels import SmtpEmailSender
 from services.notification.domain import intents_for
 from services.notification.settings import SmtpSettings
 from services.registration.domain import TicketSigner
-from shared.contracts.registration import EventDetails, ParticipantContact, ParticipantRegistered
+from shared.contracts.registration import EventDetails, ParticipantContact
+from shared.contracts.registration_notices import ParticipantRegisteredNotice
 from shared.envelope import parse, wrap
-from shared.topics import REGISTRATION
+from shared.topics import REGISTRATION_NOTICES as REGISTRATION  # what notification reads
 
 SENDERS = 8
 
@@ -60,7 +61,7 @@ def registration_events(n: int) -> list[Any]:
     out = []
     for i in range(n):
         rid = str(uuid.uuid4())
-        event = ParticipantRegistered(
+        event = ParticipantRegisteredNotice(
             registration_id=rid,
             reference=f"MK-B{i:04d}-{secrets.token_hex(3).upper()[:5]}",
             event=details,
@@ -74,7 +75,6 @@ def registration_events(n: int) -> list[Any]:
             ),
             status="confirmed",
             cadre="ict_officer",
-            registered_at=now,
             ticket=signer.sign(rid),
         )
         out.append(wrap(event, "registration"))

@@ -268,8 +268,8 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
             "",
             "## 3. Fan-out: notification consumer vs a plain aiokafka loop",
             "",
-            f"{fan['events']:,} confirmed `ParticipantRegistered` events (each email carries the "
-            "QR ticket and the .ics) are put on `registration.v1` first. Baseline: a plain "
+            f"{fan['events']:,} confirmed `ParticipantRegisteredNotice` events (each email carries the "
+            "QR ticket and the .ics) are put on `registration.notices.v1` first. Baseline: a plain "
             "aiokafka consumer-group loop that renders the same email with the same code and "
             "sends it through the same SMTP adapter, 8 at a time (the service's default number "
             "of senders), committing per batch. Both rates run from the first to the last email "

@@ -163,7 +163,7 @@ def check(response: httpx.Response, *ok: int) -> Any:
 async def cmd_topics_create(args: argparse.Namespace) -> int:
     from shared.topics import align_topic_configs, all_topics, ensure_topics
 
-    topics = all_topics(args.replication_factor, args.retention_days)
+    topics = all_topics(args.replication_factor, args.retention_days, args.private_retention_days)
     created = await ensure_topics(args.bootstrap, topics, timeout_s=args.timeout)
     configs = await align_topic_configs(args.bootstrap, topics)
     for t in topics:
@@ -434,6 +434,14 @@ def parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("KAFKA_TOPIC_RETENTION_DAYS", "30")),
         help="records older than this are deleted, they carry personal data "
         "(default: $KAFKA_TOPIC_RETENTION_DAYS, else 30)",
+    )
+    create.add_argument(
+        "--private-retention-days",
+        type=float,
+        default=float(os.environ.get("KAFKA_PRIVATE_TOPIC_RETENTION_DAYS", "7")),
+        help="the same for the private stream registration.notices.v1, which carries "
+        "contact details and tickets; capped at --retention-days "
+        "(default: $KAFKA_PRIVATE_TOPIC_RETENTION_DAYS, else 7)",
     )
     create.add_argument(
         "--timeout",

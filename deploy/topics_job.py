@@ -2,7 +2,8 @@
 
 Environment: ``KAFKA_BOOTSTRAP_SERVERS`` (required), ``KAFKA_REPLICATION_FACTOR``
 (default 1), ``KAFKA_TOPIC_RETENTION_DAYS`` (default 30: the topics carry personal
-data), ``TOPICS_TIMEOUT_S`` (how long to wait for the brokers, default 120). Topics that
+data), ``KAFKA_PRIVATE_TOPIC_RETENTION_DAYS`` (default 7: the private stream
+``registration.notices.v1`` carries contact details and tickets), ``TOPICS_TIMEOUT_S`` (how long to wait for the brokers, default 120). Topics that
 exist get the retention too. Exits 0 when every topic exists with it, 1 otherwise.
 """
 
@@ -12,7 +13,13 @@ import asyncio
 import os
 import sys
 
-from shared.topics import DEFAULT_RETENTION_DAYS, align_topic_configs, all_topics, ensure_topics
+from shared.topics import (
+    DEFAULT_PRIVATE_RETENTION_DAYS,
+    DEFAULT_RETENTION_DAYS,
+    align_topic_configs,
+    all_topics,
+    ensure_topics,
+)
 
 
 def main() -> int:
@@ -23,8 +30,11 @@ def main() -> int:
         return 1
     replication = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
     retention_days = float(os.environ.get("KAFKA_TOPIC_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+    private_days = float(
+        os.environ.get("KAFKA_PRIVATE_TOPIC_RETENTION_DAYS", DEFAULT_PRIVATE_RETENTION_DAYS)
+    )
     timeout_s = float(os.environ.get("TOPICS_TIMEOUT_S", "120"))
-    topics = all_topics(replication, retention_days)
+    topics = all_topics(replication, retention_days, private_days)
 
     async def run() -> tuple[list[str], dict[str, str]]:
         created = await ensure_topics(bootstrap, topics, timeout_s=timeout_s)

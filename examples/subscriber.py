@@ -27,7 +27,8 @@ import sys
 from aiokafka import AIOKafkaConsumer
 
 WANTED = {
-    "tz.go.ega.registration.ParticipantRegistered.v1",
+    # Version 2: no ticket, no contact details (version 1 is retired; docs/integrating.md).
+    "tz.go.ega.registration.ParticipantRegistered.v2",
     "tz.go.ega.resolutions.ResolutionUpdated.v1",
 }
 
@@ -51,12 +52,13 @@ def payload(value: bytes | None) -> dict:
 
 def summary(ce_type: str, data: dict) -> dict:
     """The few fields this example shows (no personal data on a console)."""
-    if ce_type.endswith("ParticipantRegistered.v1"):
+    if ce_type.endswith("ParticipantRegistered.v2"):
         return {
             "registration_id": data.get("registration_id"),
             "reference": data.get("reference"),
             "event_id": (data.get("event") or {}).get("event_id"),
             "status": data.get("status"),
+            "cadre": (data.get("participant") or {}).get("cadre"),
         }
     return {
         "resolution_id": data.get("resolution_id"),

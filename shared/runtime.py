@@ -255,7 +255,10 @@ class ServiceRuntime:
             try:
                 await ensure_topics(
                     self.settings.kafka.bootstrap_servers,
-                    all_topics(retention_days=self.settings.kafka.topic_retention_days),
+                    all_topics(
+                        retention_days=self.settings.kafka.topic_retention_days,
+                        private_retention_days=self.settings.kafka.private_topic_retention_days,
+                    ),
                     timeout_s=5,
                 )
             except Exception as exc:  # the broker may come later; the dev stack creates them too

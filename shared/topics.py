@@ -3,12 +3,20 @@
 One topic per stream; the record key is the aggregate id so that the events of one
 aggregate stay in order. Dead-letter topics are one per consuming service.
 
+Public and private streams. ``registration.v1``, ``resolutions.v1`` and ``notification.v1``
+are public: any e-GA system may be granted read access (docs/integrating.md).
+``registration.notices.v1`` is private: it carries what only the notification service
+needs to reach a participant (contact details, language, the check-in ticket, the
+self-service link), and only the registration service may write it and only the
+notification service's consumer group may read it (Kafka ACLs, deploy/kafka-acls.sh).
+
 Every topic has a time-based retention (``retention.ms``, ``cleanup.policy=delete``):
-the events carry participants' contact details, and the Personal Data Protection Act
-wants them kept no longer than their purpose needs. The services' databases are the
-record (erasure and retention act there); a topic is a transport, kept long enough to
-replay a consumer after an outage or a dead-letter fix (``KAFKA_TOPIC_RETENTION_DAYS``,
-30 by default).
+events may carry personal data, and the Personal Data Protection Act wants it kept no
+longer than its purpose needs. The services' databases are the record (erasure and
+retention act there); a topic is a transport, kept long enough to replay a consumer after
+an outage or a dead-letter fix (``KAFKA_TOPIC_RETENTION_DAYS``, 30 by default). The private
+stream holds contact details and secrets, so it is kept shorter
+(``KAFKA_PRIVATE_TOPIC_RETENTION_DAYS``, 7 by default, never longer than the public one).
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, TopicAlreadyE
 REGISTRATION = "registration.v1"
 NOTIFICATION = "notification.v1"
 RESOLUTIONS = "resolutions.v1"
+# Private: registration -> notification only (contact details, tickets, self-service links).
+REGISTRATION_NOTICES = "registration.notices.v1"
+
+PUBLIC_STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION)
+PRIVATE_STREAMS = (REGISTRATION_NOTICES,)
 
 
 def dead_letter_topic(service: str) -> str:
@@ -31,6 +44,7 @@ def dead_letter_topic(service: str) -> str:
 
 
 DEFAULT_RETENTION_DAYS = 30
+DEFAULT_PRIVATE_RETENTION_DAYS = 7
 DAY_MS = 86_400_000
 
 
@@ -48,11 +62,15 @@ class TopicSpec:
 
 
 def all_topics(
-    replication_factor: int = 1, retention_days: float = DEFAULT_RETENTION_DAYS
+    replication_factor: int = 1,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    private_retention_days: float = DEFAULT_PRIVATE_RETENTION_DAYS,
 ) -> list[TopicSpec]:
-    """Every topic the platform uses, with its partition count and retention."""
+    """Every topic the platform uses, with its partition count and retention (a private
+    stream's is ``private_retention_days``, capped at ``retention_days``)."""
     names = [
         (REGISTRATION, 6),
+        (REGISTRATION_NOTICES, 6),
         (NOTIFICATION, 3),
         (RESOLUTIONS, 3),
         (dead_letter_topic("registration"), 1),
@@ -61,7 +79,11 @@ def all_topics(
         (dead_letter_topic("webhooks"), 1),
     ]
     retention_ms = int(retention_days * DAY_MS)
-    return [TopicSpec(n, p, replication_factor, retention_ms) for n, p in names]
+    private_ms = min(retention_ms, int(private_retention_days * DAY_MS))
+    return [
+        TopicSpec(n, p, replication_factor, private_ms if n in PRIVATE_STREAMS else retention_ms)
+        for n, p in names
+    ]
 
 
 async def ensure_topics(

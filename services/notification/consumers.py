@@ -1,7 +1,12 @@
 """Kafka subscribers of the notification service: events → use cases (idempotent).
 
-One consumer group (``notification`` by default) on ``registration.v1`` and
-``resolutions.v1``; every instance of the service joins it, so they share the partitions.
+One consumer group (``notification`` by default) on ``registration.notices.v1`` (the
+private notices: contact details, tickets), ``registration.v1`` (the events catalogue,
+``PersonalDataErased``) and ``resolutions.v1``; every instance of the service joins it, so
+they share the partitions. The public version-2 registration events are not acted on
+(their notices are); the retired version-1 ones still are, for records published before
+the notices existed, which are still on the topic (each change has either a version-1
+event or a notice, never both).
 Events of a type this service does not act on are acknowledged and ignored; an unknown
 type or an invalid payload goes to ``notification.dlq`` (shared.consumer).
 """
@@ -26,12 +31,35 @@ from shared.contracts.registration import (
     RegistrationUpdated,
     WaitlistPromoted,
 )
+from shared.contracts.registration_notices import (
+    ConfirmationResendRequestedNotice,
+    ParticipantCheckedInNotice,
+    ParticipantRegisteredNotice,
+    ParticipantWaitlistedNotice,
+    RegistrationApprovedNotice,
+    RegistrationCancelledNotice,
+    RegistrationRejectedNotice,
+    RegistrationUpdatedNotice,
+    WaitlistPromotedNotice,
+)
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
-from shared.topics import REGISTRATION, RESOLUTIONS
+from shared.topics import REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS
 
-REGISTRATION_EVENTS = (
+NOTICES = (
+    ParticipantRegisteredNotice,
+    ParticipantWaitlistedNotice,
+    WaitlistPromotedNotice,
+    RegistrationApprovedNotice,
+    RegistrationRejectedNotice,
+    RegistrationUpdatedNotice,
+    RegistrationCancelledNotice,
+    ParticipantCheckedInNotice,
+    ConfirmationResendRequestedNotice,
+)
+# Retired (registration.v1, version 1): read until the topic's retention has passed.
+LEGACY_REGISTRATION_EVENTS = (
     ParticipantRegistered,
     ParticipantWaitlisted,
     WaitlistPromoted,
@@ -47,7 +75,8 @@ RESOLUTION_EVENTS = (ResolutionUpdated, ResolutionCompleted)
 
 
 def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
-    """The notification consumer group on ``registration.v1`` and ``resolutions.v1``."""
+    """The notification consumer group on the notices, ``registration.v1`` and
+    ``resolutions.v1``."""
 
     def bind(fn: Callable[[handlers.Context, ReceivedEvent], Awaitable[None]]):
         async def handler(received: ReceivedEvent) -> None:
@@ -56,7 +85,7 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
         return handler
 
     table: dict[type, Callable[[ReceivedEvent], Awaitable[None]]] = {}
-    for cls in REGISTRATION_EVENTS:
+    for cls in (*NOTICES, *LEGACY_REGISTRATION_EVENTS):
         table[cls] = bind(handlers.record_registration_event)
     for cls in CATALOGUE_EVENTS:
         table[cls] = bind(handlers.record_catalogue_event)
@@ -65,7 +94,7 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     table[PersonalDataErased] = bind(handlers.erase_personal_data)
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
-        topics=[REGISTRATION, RESOLUTIONS],
+        topics=[REGISTRATION_NOTICES, REGISTRATION, RESOLUTIONS],
         handlers=table,
         description="Records the emails and SMS each registration and resolution event calls "
         "for; keeps the participants' contact projection and the events' reminder schedule.",

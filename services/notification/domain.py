@@ -27,6 +27,17 @@ from shared.contracts.registration import (
     RegistrationUpdated,
     WaitlistPromoted,
 )
+from shared.contracts.registration_notices import (
+    ConfirmationResendRequestedNotice,
+    ParticipantCheckedInNotice,
+    ParticipantRegisteredNotice,
+    ParticipantWaitlistedNotice,
+    RegistrationApprovedNotice,
+    RegistrationCancelledNotice,
+    RegistrationRejectedNotice,
+    RegistrationUpdatedNotice,
+    WaitlistPromotedNotice,
+)
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.envelope import ReceivedEvent
 from shared.errors import DomainError
@@ -39,8 +50,19 @@ TEMPLATE_FOR_STATUS = {
     "confirmed": "confirmation",
     "pending_approval": "pending_approval",
 }
-# One template per registration event (ParticipantRegistered depends on its status).
+# One template per registration notice (ParticipantRegistered depends on its status):
+# the notices of registration.notices.v1, and the retired version-1 events of
+# registration.v1 that may still be on the topic from before the notices existed.
+REGISTERED_EVENTS = (ParticipantRegisteredNotice, ParticipantRegistered)
 TEMPLATE_FOR_EVENT: dict[type, str] = {
+    ParticipantWaitlistedNotice: "waitlisted",
+    WaitlistPromotedNotice: "promoted",
+    RegistrationApprovedNotice: "approved",
+    RegistrationRejectedNotice: "rejected",
+    RegistrationUpdatedNotice: "updated",
+    RegistrationCancelledNotice: "cancelled",
+    ParticipantCheckedInNotice: "checked_in",
+    ConfirmationResendRequestedNotice: "resend",
     ParticipantWaitlisted: "waitlisted",
     WaitlistPromoted: "promoted",
     RegistrationApproved: "approved",
@@ -104,12 +126,13 @@ def registration_context(event: Any) -> dict[str, Any]:
         "waitlist_position": getattr(event, "waitlist_position", None),
         "reason": getattr(event, "reason", None),
         "changed_fields": list(getattr(event, "changed_fields", None) or []),
+        "self_service_url": getattr(event, "self_service_url", None),
     }
 
 
 def template_for(event: Any) -> str | None:
     """The template a registration event calls for, or None for no message."""
-    if isinstance(event, ParticipantRegistered):
+    if isinstance(event, REGISTERED_EVENTS):
         return TEMPLATE_FOR_STATUS.get(event.status)
     return TEMPLATE_FOR_EVENT.get(type(event))
 

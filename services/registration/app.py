@@ -10,7 +10,7 @@ from services.registration.domain import LINK_KEY_PURPOSE, LinkSigner, TicketSig
 from services.registration.settings import RegistrationSettings
 from services.registration.store import EVENTS, REGISTRATIONS, MongoRegistrationStore
 from shared.runtime import ServiceRuntime
-from shared.topics import REGISTRATION
+from shared.topics import REGISTRATION, REGISTRATION_NOTICES
 
 
 def ticket_secret(settings: RegistrationSettings) -> bytes:
@@ -36,7 +36,8 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         settings,
         title="Mkutano registration",
         description="Events catalogue, registration, capacity and waiting list. "
-        "Publishes the registration stream (registration.v1).",
+        "Publishes the public registration stream (registration.v1) and the private "
+        "notices for the notification service (registration.notices.v1).",
         # The registration and self-service pages post HTML forms (no JavaScript needed).
         non_json_paths=[r"^/register/", r"^/my(/|$)"],
         error_statuses=api.ERROR_STATUSES,
@@ -51,6 +52,8 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     runtime.app.state.context = context
     runtime.use_outbox([EVENTS, REGISTRATIONS])
     runtime.publishes(REGISTRATION)
+    # Private: contact details and tickets, for the notification service only.
+    runtime.publishes(REGISTRATION_NOTICES)
     runtime.app.include_router(api.router)
     runtime.add_worker(
         "retention",

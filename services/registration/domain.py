@@ -29,21 +29,32 @@ from pydantic import (
 
 from shared.aggregate import Aggregate
 from shared.contracts.registration import (
-    ConfirmationResendRequested,
     EventCancelled,
     EventDetails,
     EventPublished,
     EventUpdated,
-    ParticipantCheckedIn,
+    ParticipantCheckedInV2,
     ParticipantContact,
-    ParticipantRegistered,
-    ParticipantWaitlisted,
+    ParticipantProfile,
+    ParticipantRegisteredV2,
+    ParticipantWaitlistedV2,
     PersonalDataErased,
-    RegistrationApproved,
-    RegistrationCancelled,
-    RegistrationRejected,
-    RegistrationUpdated,
-    WaitlistPromoted,
+    RegistrationApprovedV2,
+    RegistrationCancelledV2,
+    RegistrationRejectedV2,
+    RegistrationUpdatedV2,
+    WaitlistPromotedV2,
+)
+from shared.contracts.registration_notices import (
+    ConfirmationResendRequestedNotice,
+    ParticipantCheckedInNotice,
+    ParticipantRegisteredNotice,
+    ParticipantWaitlistedNotice,
+    RegistrationApprovedNotice,
+    RegistrationCancelledNotice,
+    RegistrationRejectedNotice,
+    RegistrationUpdatedNotice,
+    WaitlistPromotedNotice,
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
@@ -706,7 +717,7 @@ class Registration(Aggregate):
     ) -> Registration:
         """A new registration with ``status`` (confirmed, waitlisted, pending approval),
         as the seat counter decided; it records ``ParticipantRegistered`` (and
-        ``ParticipantWaitlisted`` with the place in line)."""
+        ``ParticipantWaitlisted`` with the place in line), each with its notice."""
         stamp = iso(now)
         registration = cls(
             id=registration_id,
@@ -739,22 +750,21 @@ class Registration(Aggregate):
             updated_at=stamp,
         )
         registration.record(
-            ParticipantRegistered(
-                **registration._base(event, status),
-                cadre=request.cadre,
+            ParticipantRegisteredV2(
+                **registration._public(event, status),
                 registered_at=now,
                 waitlist_position=waitlist_position,
-                ticket=registration.ticket(signer),
+            )
+        )
+        registration.record(
+            ParticipantRegisteredNotice(
+                **registration._notice(event, status, signer),
+                cadre=request.cadre,
+                waitlist_position=waitlist_position,
             )
         )
         if status == "waitlisted" and waitlist_position is not None:
-            registration.record(
-                ParticipantWaitlisted(
-                    **registration._base(event, "waitlisted"),
-                    waitlist_position=waitlist_position,
-                    waitlisted_at=now,
-                )
-            )
+            registration._record_waitlisted(event, waitlist_position, signer, now)
         return registration
 
     # -- reading ---------------------------------------------------------------------
@@ -792,14 +802,49 @@ class Registration(Aggregate):
     def token_matches(self, token: str) -> bool:
         return tokens_match(hash_token(token or ""), self.manage_token_hash)
 
-    def _base(self, event: Event, status: str) -> dict:
+    def profile(self) -> ParticipantProfile:
+        """What the public stream says about the participant (no name, no contact)."""
+        return ParticipantProfile(
+            institution=self.institution,
+            cadre=self.cadre,
+            language=self.language,  # type: ignore[arg-type]
+        )
+
+    def _public(self, event: Event, status: str) -> dict:
+        """The fields of a public event (registration.v1): no secret, no contact."""
+        return {
+            "registration_id": self.id,
+            "reference": self.reference,
+            "event": event.details(),
+            "participant": self.profile(),
+            "status": status,
+        }
+
+    def _notice(self, event: Event, status: str, signer: TicketSigner | None = None) -> dict:
+        """The fields of a notice (registration.notices.v1, read by notification only):
+        the contact details and, while confirmed, the ticket."""
         return {
             "registration_id": self.id,
             "reference": self.reference,
             "event": event.details(),
             "participant": self.contact(),
             "status": status,
+            "ticket": self.ticket(signer) if signer is not None else None,
         }
+
+    def _record_waitlisted(
+        self, event: Event, position: int, signer: TicketSigner, now: datetime
+    ) -> None:
+        self.record(
+            ParticipantWaitlistedV2(
+                **self._public(event, "waitlisted"), waitlist_position=position, waitlisted_at=now
+            )
+        )
+        self.record(
+            ParticipantWaitlistedNotice(
+                **self._notice(event, "waitlisted", signer), waitlist_position=position
+            )
+        )
 
     def _check_not_closed(self, verb: str = "already") -> None:
         if self.status in ("cancelled", "rejected"):
@@ -818,11 +863,8 @@ class Registration(Aggregate):
         self.status = "confirmed"
         self.waitlist_position = None
         self.promoted_at = self.updated_at = iso(now)
-        self.record(
-            WaitlistPromoted(
-                **self._base(event, "confirmed"), promoted_at=now, ticket=self.ticket(signer)
-            )
-        )
+        self.record(WaitlistPromotedV2(**self._public(event, "confirmed"), promoted_at=now))
+        self.record(WaitlistPromotedNotice(**self._notice(event, "confirmed", signer)))
 
     def cancel(self, event: Event, *, by: str, reason: str | None, now: datetime) -> str:
         """Cancel; returns the status it had (a confirmed one frees a seat)."""
@@ -833,8 +875,15 @@ class Registration(Aggregate):
         self.cancelled_at = self.updated_at = iso(now)
         self.cancelled_by = by
         self.record(
-            RegistrationCancelled(
-                **self._base(event, "cancelled"),
+            RegistrationCancelledV2(
+                **self._public(event, "cancelled"),
+                cancelled_at=now,
+                cancelled_by=by,  # type: ignore[arg-type]
+            )
+        )
+        self.record(
+            RegistrationCancelledNotice(
+                **self._notice(event, "cancelled"),
                 cancelled_at=now,
                 cancelled_by=by,  # type: ignore[arg-type]
                 reason=reason,
@@ -868,22 +917,17 @@ class Registration(Aggregate):
         self.approved_at = self.updated_at = iso(now)
         self.approved_by = by
         self.record(
-            RegistrationApproved(
-                **self._base(event, status),
-                approved_at=now,
-                approved_by=by,
-                ticket=self.ticket(signer),
-                waitlist_position=position,
+            RegistrationApprovedV2(
+                **self._public(event, status), approved_at=now, waitlist_position=position
+            )
+        )
+        self.record(
+            RegistrationApprovedNotice(
+                **self._notice(event, status, signer), waitlist_position=position
             )
         )
         if position is not None:
-            self.record(
-                ParticipantWaitlisted(
-                    **self._base(event, "waitlisted"),
-                    waitlist_position=position,
-                    waitlisted_at=now,
-                )
-            )
+            self._record_waitlisted(event, position, signer, now)
 
     def reject(self, event: Event, *, by: str, reason: str, now: datetime) -> None:
         """Reject a nomination, with a reason the participant is told."""
@@ -895,11 +939,8 @@ class Registration(Aggregate):
         self.rejected_at = self.updated_at = iso(now)
         self.rejected_by = by
         self.rejection_reason = reason
-        self.record(
-            RegistrationRejected(
-                **self._base(event, "rejected"), rejected_at=now, rejected_by=by, reason=reason
-            )
-        )
+        self.record(RegistrationRejectedV2(**self._public(event, "rejected"), rejected_at=now))
+        self.record(RegistrationRejectedNotice(**self._notice(event, "rejected"), reason=reason))
 
     def update_details(self, event: Event, change: RegistrationChange, now: datetime) -> list[str]:
         """A participant's own change; returns what really changed (sorted), maybe nothing."""
@@ -912,10 +953,13 @@ class Registration(Aggregate):
             setattr(self, name, value)
         self.updated_at = iso(now)
         self.record(
-            RegistrationUpdated(
-                **self._base(event, self.status),
-                changed_fields=sorted(changes),
-                updated_at=now,
+            RegistrationUpdatedV2(
+                **self._public(event, self.status), changed_fields=sorted(changes), updated_at=now
+            )
+        )
+        self.record(
+            RegistrationUpdatedNotice(
+                **self._notice(event, self.status), changed_fields=sorted(changes)
             )
         )
         return sorted(changes)
@@ -939,7 +983,12 @@ class Registration(Aggregate):
         self.checkins = {**self.checkins, day: iso(now)}
         self.updated_at = iso(now)
         self.record(
-            ParticipantCheckedIn(**self._base(event, self.status), day=day, checked_in_at=now)
+            ParticipantCheckedInV2(**self._public(event, self.status), day=day, checked_in_at=now)
+        )
+        self.record(
+            ParticipantCheckedInNotice(
+                **self._notice(event, self.status), day=day, checked_in_at=now
+            )
         )
         return day
 
@@ -948,16 +997,15 @@ class Registration(Aggregate):
 
         At most one resend per ``RESEND_INTERVAL``, whoever asks from wherever, so repeated
         attempts with someone's email cannot flood their mailbox; False when too soon.
+        Only a notice: nothing changed that the public stream reports.
         """
         last = self.resend_requested_at
         if last and now - _dt(last) < RESEND_INTERVAL:
             return False
         self.resend_requested_at = self.updated_at = iso(now)
         self.record(
-            ConfirmationResendRequested(
-                **self._base(event, self.status),
-                requested_at=now,
-                ticket=self.ticket(signer),
+            ConfirmationResendRequestedNotice(
+                **self._notice(event, self.status, signer), requested_at=now
             )
         )
         return True

@@ -3,7 +3,7 @@
 Importing this package registers every event type with the envelope.
 """
 
-from shared.contracts import notification, registration, resolutions
+from shared.contracts import notification, registration, registration_notices, resolutions
 from shared.contracts.base import (
     EVENT_TYPES,
     IntegrationEvent,
@@ -19,6 +19,7 @@ __all__ = [
     "json_schemas",
     "notification",
     "registration",
+    "registration_notices",
     "resolutions",
     "stream_events",
 ]

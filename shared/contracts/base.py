@@ -5,6 +5,11 @@ CloudEvents ``type`` is ``tz.go.ega.<domain>.<Name>.v<version>``. Within a versi
 changes are additive only (new optional fields); a breaking change is a new class
 with the next version. Consumers ignore fields they do not know, so additive changes
 never break them.
+
+A version that stops being published is *retired* (``retired = True``), never deleted:
+its schema stays in docs/contracts/ and the envelope still parses its records (those
+already on a topic, within its retention), but no service declares a publisher for it,
+so the relay cannot publish it again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class IntegrationEvent(BaseModel):
     topic: ClassVar[str]
     schema_version: ClassVar[int] = 1
     aggregate_field: ClassVar[str]
+    # No longer published (replaced by a newer version); still parsed and documented.
+    retired: ClassVar[bool] = False
 
     @classmethod
     def event_name(cls) -> str:
@@ -60,10 +67,16 @@ def event_class(ce_type: str) -> type[IntegrationEvent] | None:
     return EVENT_TYPES.get(ce_type)
 
 
-def stream_events(topic: str) -> list[type[IntegrationEvent]]:
-    """Every event type published on one stream, in ce_type order."""
+def stream_events(topic: str, *, retired: bool = False) -> list[type[IntegrationEvent]]:
+    """Every event type published on one stream, in ce_type order (with ``retired``, the
+    retired versions too: what a reader of the topic's retained records may find)."""
     return sorted(
-        (cls for cls in EVENT_TYPES.values() if cls.topic == topic), key=lambda c: c.ce_type()
+        (
+            cls
+            for cls in EVENT_TYPES.values()
+            if cls.topic == topic and (retired or not cls.retired)
+        ),
+        key=lambda c: c.ce_type(),
     )
 
 

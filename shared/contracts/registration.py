@@ -1,7 +1,20 @@
-"""Events on ``registration.v1``, published by the registration service.
+"""Events on ``registration.v1``, the public stream of the registration service.
 
-Each carries what a consumer needs to act without calling back: the participant's
-contact details and language, the event's details and, once confirmed, the ticket.
+Any e-GA system may be granted read access to it (docs/integrating.md), so it carries no
+secret and no contact details. A registration's events (version 2) say what happened to
+which registration (its id and reference), for which event, with the participant's
+institution, cadre and language: the purposes docs/integrating.md names (participation
+statistics per institution and cadre, planning interpretation and materials per language,
+and a reference a participant can quote to another system). What the notification service
+needs to reach a participant (name, email, phone, the check-in ticket, the self-service
+link, free-text reasons) is on the private stream ``registration.notices.v1``
+(shared/contracts/registration_notices.py).
+
+The version-1 registration events carried the contact details and the ticket to every
+reader. They are retired (no longer published; kept so that the records still on the topic
+parse and their schemas stay documented): a secret and contact details on a public stream
+cannot stay for a transition period. The catalogue events and ``PersonalDataErased`` carry
+no personal data and stay at version 1.
 """
 
 from __future__ import annotations
@@ -51,6 +64,8 @@ class _RegistrationEvent(IntegrationEvent):
     domain = "registration"
     topic = REGISTRATION
     aggregate_field = "registration_id"
+    # Version 1 carried contact details and the ticket: replaced by version 2 (below).
+    retired = True
 
     registration_id: str
     reference: str
@@ -135,6 +150,100 @@ class ConfirmationResendRequested(_RegistrationEvent):
 
     requested_at: datetime
     ticket: str | None = None
+
+
+# -- version 2: no secret, no contact details ------------------------------------------
+
+
+class ParticipantProfile(BaseModel):
+    """What the public stream says about a participant: nothing to reach them by.
+
+    ``institution`` and ``cadre`` are for participation statistics per institution and
+    cadre, ``language`` for planning interpretation and materials. Together they may still
+    single out a person (the one permanent secretary of a ministry): subscribers treat them
+    as personal data and erase them on ``PersonalDataErased``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    institution: str
+    cadre: str
+    language: Language
+
+
+class _RegistrationEventV2(IntegrationEvent):
+    domain = "registration"
+    topic = REGISTRATION
+    schema_version = 2
+    aggregate_field = "registration_id"
+
+    registration_id: str
+    reference: str
+    event: EventDetails
+    participant: ParticipantProfile
+    status: RegistrationStatus
+
+
+@register
+class ParticipantRegisteredV2(_RegistrationEventV2):
+    """A participant registered; ``status`` says confirmed, waitlisted or pending approval."""
+
+    registered_at: datetime
+    waitlist_position: int | None = None
+
+
+@register
+class ParticipantWaitlistedV2(_RegistrationEventV2):
+    """The participant was put on the waiting list (event full), at ``waitlist_position``."""
+
+    waitlist_position: int
+    waitlisted_at: datetime
+
+
+@register
+class WaitlistPromotedV2(_RegistrationEventV2):
+    """A seat freed up (cancellation or raised capacity): the first waitlisted is confirmed."""
+
+    promoted_at: datetime
+
+
+@register
+class RegistrationApprovedV2(_RegistrationEventV2):
+    """An organiser approved a nomination; ``status`` is confirmed or waitlisted by capacity."""
+
+    approved_at: datetime
+    waitlist_position: int | None = None
+
+
+@register
+class RegistrationRejectedV2(_RegistrationEventV2):
+    """An organiser rejected a nomination (the reason goes to the participant only)."""
+
+    rejected_at: datetime
+
+
+@register
+class RegistrationUpdatedV2(_RegistrationEventV2):
+    """The participant changed their details; ``changed_fields`` names them, no values."""
+
+    changed_fields: list[str]
+    updated_at: datetime
+
+
+@register
+class RegistrationCancelledV2(_RegistrationEventV2):
+    """The registration was cancelled by the participant or an organiser."""
+
+    cancelled_at: datetime
+    cancelled_by: Literal["participant", "organiser"]
+
+
+@register
+class ParticipantCheckedInV2(_RegistrationEventV2):
+    """A registrar scanned the ticket: attendance recorded for ``day`` (YYYY-MM-DD, EAT)."""
+
+    day: str
+    checked_in_at: datetime
 
 
 @register

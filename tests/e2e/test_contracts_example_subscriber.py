@@ -27,7 +27,7 @@ from tests.stack import wait_until
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "subscriber.py"
-REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v1"
+REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v2"
 
 
 async def test_example_subscriber_prints_registrations_once(platform, tmp_path) -> None:

@@ -1,7 +1,8 @@
 """Notification end to end on the session platform: events in (Kafka), emails and SMS out.
 
-Registration events are published straight onto ``registration.v1`` as CloudEvents (the
-registration service emits the same ones); the confirmation flow also goes through the
+Registration notices are published straight onto ``registration.notices.v1`` as
+CloudEvents (the registration service emits the same ones; catalogue events and
+``PersonalDataErased`` onto ``registration.v1``); the confirmation flow also goes through the
 real registration service. Absence ("nothing more was sent") is proven with a sentinel:
 a later event on the same partition (same record key), whose message arriving means the
 earlier ones were processed.
@@ -16,8 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
 
 from shared.contracts import registration as reg
+from shared.contracts import registration_notices as notices
 from shared.contracts import resolutions as res
 from shared.contracts.base import IntegrationEvent
 from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS, dead_letter_topic
@@ -65,6 +68,19 @@ def contact(language: str = "sw", **overrides: Any) -> dict:
     }
 
 
+NOTICE_OF: dict[type[IntegrationEvent], type[IntegrationEvent]] = {
+    reg.ParticipantRegistered: notices.ParticipantRegisteredNotice,
+    reg.ParticipantWaitlisted: notices.ParticipantWaitlistedNotice,
+    reg.WaitlistPromoted: notices.WaitlistPromotedNotice,
+    reg.RegistrationApproved: notices.RegistrationApprovedNotice,
+    reg.RegistrationRejected: notices.RegistrationRejectedNotice,
+    reg.RegistrationUpdated: notices.RegistrationUpdatedNotice,
+    reg.RegistrationCancelled: notices.RegistrationCancelledNotice,
+    reg.ParticipantCheckedIn: notices.ParticipantCheckedInNotice,
+    reg.ConfirmationResendRequested: notices.ConfirmationResendRequestedNotice,
+}
+
+
 def registration(
     cls: type[IntegrationEvent] = reg.ParticipantRegistered,
     *,
@@ -72,6 +88,7 @@ def registration(
     person: dict,
     registration_id: str | None = None,
     status: str = "confirmed",
+    legacy: bool = False,
     **fields: Any,
 ) -> IntegrationEvent:
     """A registration event of class ``cls`` (the class's own fields in ``fields``)."""
@@ -85,7 +102,7 @@ def registration(
         reg.RegistrationUpdated: {"updated_at": now, "changed_fields": ["phone"]},
         reg.RegistrationRejected: {"rejected_at": now, "rejected_by": "org", "reason": "-"},
     }.get(cls, {})
-    return cls(
+    built = cls(
         registration_id=registration_id,
         reference=f"MK-{uuid.uuid4().hex[:4].upper()}-{uuid.uuid4().hex[:4].upper()}",
         event=event,
@@ -93,6 +110,10 @@ def registration(
         status=status,
         **{**defaults, **fields},
     )
+    # What registration publishes for notification now: the change's private notice on
+    # registration.notices.v1 (the version-1 event is retired; `legacy=True` keeps it).
+    notice = NOTICE_OF.get(cls)
+    return built if legacy or notice is None else notice(**built.model_dump())
 
 
 async def publish(
@@ -345,7 +366,19 @@ async def test_erasure_removes_the_contact_copy_and_stops_messages(platform) -> 
             erased_at=datetime.now(UTC),
         ),
     )
-    # A late event for the erased registration, then a sentinel on the same partition.
+    # The erasure (registration.v1) and the notices (registration.notices.v1) are on two
+    # topics, with no order between them: wait for the erasure to be applied, then a late
+    # notice for the erased registration, then a sentinel on the same partition.
+    mongo = AsyncMongoClient(platform.mongo.url)
+    participants = mongo[platform.notification.env["NOTIFICATION_MONGO_DB"]]["participants"]
+    try:
+        await wait_until(
+            lambda: participants.find_one({"_id": rid, "erased": True}),
+            timeout=15,
+            message="the erasure was not applied",
+        )
+    finally:
+        await mongo.close()
     await publish(
         bootstrap,
         registration(reg.RegistrationUpdated, event=event, person=person, registration_id=rid),

@@ -25,7 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from deploy.embedded import LOCALHOST, free_port
 from shared.contracts import registration as reg
 from shared.contracts.base import IntegrationEvent
-from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS
+from shared.topics import NOTIFICATION, REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS
 from tests.e2e.test_notification_flows import (
     api,
     contact,
@@ -52,7 +52,7 @@ async def group_at_end(bootstrap: str) -> str:
     try:
         partitions = [
             TopicPartition(topic, p)
-            for topic in (REGISTRATION, RESOLUTIONS)
+            for topic in (REGISTRATION_NOTICES, REGISTRATION, RESOLUTIONS)
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         consumer.assign(partitions)
@@ -264,7 +264,10 @@ async def test_two_instances_share_the_work_and_one_stopping_loses_nothing(
     assert by_first and by_second and by_first | by_second == ids
     headers = {"Authorization": f"Bearer {admin_key}"}
     sent = await log_of(second, headers, status="sent", limit="500")
-    assert len([e for e in sent if e["cause_event_type"].endswith("Registered.v1")]) == 60
+    assert (
+        len([e for e in sent if e["cause_event_type"].endswith("ParticipantRegisteredNotice.v1")])
+        == 60
+    )
 
 
 async def test_reminders_fire_once_across_a_restart_of_two_instances(

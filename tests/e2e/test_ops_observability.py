@@ -20,7 +20,9 @@ from tests.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
-REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v1"
+REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v2"
+# Notification acts on the private notice of a registration, not on its public event.
+NOTICE = "tz.go.ega.registration.ParticipantRegisteredNotice.v1"
 
 
 def promtool() -> str:
@@ -83,11 +85,11 @@ async def test_a_registration_shows_in_the_metrics_of_both_services(platform) ->
             platform.notification.url,
             "mkutano_events_consumed_total",
             before_notif,
-            type=REGISTERED,
+            type=NOTICE,
             outcome="applied",
         ),
         timeout=15,
-        message="ParticipantRegistered counted as consumed on notification",
+        message="ParticipantRegisteredNotice counted as consumed on notification",
     )
     sent = await wait_until(
         lambda: _grown(

@@ -77,7 +77,7 @@ async def test_download_then_erasure_cleans_all_three_stores(platform) -> None:
             lambda r: r.key == created["id"] and r.ce_type.endswith("PersonalDataErased.v1")
         )
         await reader.wait_for(
-            lambda r: r.key == second["id"] and r.ce_type.endswith("WaitlistPromoted.v1")
+            lambda r: r.key == second["id"] and r.ce_type.endswith("WaitlistPromoted.v2")
         )
     assert erased.value["reason"] == "participant_request"
     assert not any(n.lower() in json.dumps(erased.value).lower() for n in needles)

@@ -1,6 +1,7 @@
 """The registration service as a process, driven over HTTP as frontends, organisers and
-registrars would; results checked in the answers, the service's MongoDB and on
-``registration.v1`` (read with plain aiokafka)."""
+registrars would; results checked in the answers, the service's MongoDB, on the public
+``registration.v1`` and on the private ``registration.notices.v1`` (read with plain
+aiokafka)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from shared.topics import REGISTRATION
+from shared.topics import REGISTRATION, REGISTRATION_NOTICES
 from tests.helpers import TopicReader, create_event, participant
 
 pytestmark = pytest.mark.e2e
@@ -39,11 +40,20 @@ async def db(platform) -> AsyncIterator[Any]:
     await client.close()
 
 
+# The versions registration publishes now: the public events' version 2, the notices' 1.
+PUBLISHED = {"registration.v1": ".v2", "registration.notices.v1": ".v1"}
+
+
 def of_event(event_id: str, ce_type: str):
+    """Records of one type (``…Notice`` for a notice) for one event, as published now."""
     return lambda r: (
-        r.ce_type == T + ce_type + ".v1"
+        r.ce_type == T + ce_type + PUBLISHED[r.topic]
+        and isinstance(r.value, dict)  # other tests put poison records on the topics
         and ((r.value or {}).get("event", {}).get("event_id") == event_id)
     )
+
+
+PUBLIC_PARTICIPANT = {"institution", "cadre", "language"}
 
 
 async def test_200_concurrent_registrations_for_10_seats_then_one_cancellation(
@@ -82,14 +92,20 @@ async def test_200_concurrent_registrations_for_10_seats_then_one_cancellation(
         == 10
     )
 
-    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION]) as reader:
+    async with TopicReader(
+        platform.kafka.bootstrap, [REGISTRATION, REGISTRATION_NOTICES]
+    ) as reader:
         await reader.wait_for(of_event(event["id"], "ParticipantRegistered"), count=200)
         await reader.wait_for(of_event(event["id"], "ParticipantWaitlisted"), count=190)
         (cancelled,) = await reader.wait_for(of_event(event["id"], "RegistrationCancelled"))
         (promoted,) = await reader.wait_for(of_event(event["id"], "WaitlistPromoted"))
+        (notice,) = await reader.wait_for(of_event(event["id"], "WaitlistPromotedNotice"))
     assert cancelled.key == leaving["id"] and cancelled.value["cancelled_by"] == "participant"
-    assert promoted.key == first["id"] and promoted.value["ticket"]
-    assert promoted.value["participant"]["email"].endswith("@example.go.tz")
+    # The public record: no ticket, no contact details; the private notice has both.
+    assert promoted.key == first["id"] and "ticket" not in promoted.value
+    assert set(promoted.value["participant"]) == PUBLIC_PARTICIPANT
+    assert notice.key == first["id"] and notice.value["ticket"]
+    assert notice.value["participant"]["email"].endswith("@example.go.tz")
 
 
 async def test_idempotency_key_and_duplicate_email(platform, api, db) -> None:
@@ -116,8 +132,10 @@ async def test_idempotency_key_and_duplicate_email(platform, api, db) -> None:
     error = dup.json()["error"]
     assert error["code"] == "already_registered"
     assert "Juma" not in dup.text and first.json()["reference"] not in dup.text
-    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION]) as reader:
-        (resend,) = await reader.wait_for(of_event(event["id"], "ConfirmationResendRequested"))
+    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION_NOTICES]) as reader:
+        (resend,) = await reader.wait_for(
+            of_event(event["id"], "ConfirmationResendRequestedNotice")
+        )
     assert resend.value["participant"]["email"] == "juma.hassan@example.go.tz"
 
 
@@ -230,11 +248,15 @@ async def test_self_service_and_check_in(platform, api) -> None:
     assert cancel.status_code == 200
     again = await api.post(f"/api/v1/registrations/{ref}/cancel", headers=token)
     assert again.status_code == 409
-    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION]) as reader:
+    async with TopicReader(
+        platform.kafka.bootstrap, [REGISTRATION, REGISTRATION_NOTICES]
+    ) as reader:
         (updated,) = await reader.wait_for(of_event(event["id"], "RegistrationUpdated"))
+        (changed,) = await reader.wait_for(of_event(event["id"], "RegistrationUpdatedNotice"))
         (checked,) = await reader.wait_for(of_event(event["id"], "ParticipantCheckedIn"))
     assert updated.value["changed_fields"] == ["accessibility_needs", "phone"]
-    assert updated.value["participant"]["phone"] == "+255754000222"
+    assert "+255754000222" not in str(updated.value)
+    assert changed.value["participant"]["phone"] == "+255754000222"
     assert checked.value["day"] == first.json()["day"]
 
 
@@ -253,11 +275,16 @@ async def test_approval_flow_over_http(platform, api) -> None:
     assert ok.json()["status"] == "confirmed" and no.json()["status"] == "rejected"
     again = await api.post(f"/api/v1/registrations/{b['id']}/approve", headers=admin)
     assert (again.status_code, again.json()["error"]["code"]) == (409, "not_pending_approval")
-    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION]) as reader:
+    async with TopicReader(
+        platform.kafka.bootstrap, [REGISTRATION, REGISTRATION_NOTICES]
+    ) as reader:
         (approved,) = await reader.wait_for(of_event(event["id"], "RegistrationApproved"))
         (rejected,) = await reader.wait_for(of_event(event["id"], "RegistrationRejected"))
-    assert approved.value["status"] == "confirmed" and approved.value["ticket"]
-    assert rejected.value["reason"] == "Not nominated"
+        (told,) = await reader.wait_for(of_event(event["id"], "RegistrationApprovedNotice"))
+        (refusal,) = await reader.wait_for(of_event(event["id"], "RegistrationRejectedNotice"))
+    assert approved.value["status"] == "confirmed" and "ticket" not in approved.value
+    assert "reason" not in rejected.value and "approved_by" not in approved.value
+    assert told.value["ticket"] and refusal.value["reason"] == "Not nominated"
 
 
 async def test_reconcile_endpoint_repairs_a_leaked_seat(platform, api, db) -> None:
@@ -407,13 +434,15 @@ async def test_organiser_cancels_one_registration_and_the_participant_is_told(
     assert (again.status_code, again.json()["error"]["code"]) == (409, "registration_cancelled")
     assert await status_of(second) == "confirmed"  # the seat went to the one waiting
 
-    async with TopicReader(platform.kafka.bootstrap, [REGISTRATION]) as reader:
+    async with TopicReader(
+        platform.kafka.bootstrap, [REGISTRATION, REGISTRATION_NOTICES]
+    ) as reader:
         (cancelled,) = await reader.wait_for(of_event(event["id"], "RegistrationCancelled"))
-    assert cancelled.key == first["id"]
-    assert (cancelled.value["cancelled_by"], cancelled.value["reason"]) == (
-        "organiser",
-        reason["reason"],
-    )
+        (notice,) = await reader.wait_for(of_event(event["id"], "RegistrationCancelledNotice"))
+    assert cancelled.key == first["id"] == notice.key
+    # The free-text reason goes to the participant only, not to the public stream.
+    assert cancelled.value["cancelled_by"] == "organiser" and "reason" not in cancelled.value
+    assert (notice.value["cancelled_by"], notice.value["reason"]) == ("organiser", reason["reason"])
     email = people[0]["email"]
     (told,) = await platform.smtp.wait_for(
         lambda m: str(m["To"]).lower() == email and str(m["X-Mkutano-Template"]) == "cancelled",

@@ -196,11 +196,18 @@ async def test_a_registration_reaches_a_subscribed_receiver_once_with_a_valid_si
     cloudevent = verified(sub["secret"], request)
     assert request.headers["content-type"] == "application/cloudevents+json"
     assert request.headers["webhook-id"] == cloudevent["id"]
-    assert cloudevent["type"] == T + "ParticipantRegistered.v1"
+    assert cloudevent["type"] == T + "ParticipantRegistered.v2"
     assert cloudevent["source"] == "/mkutano/registration"
     assert cloudevent["data"]["registration_id"] == created.json()["id"]
     assert cloudevent["partitionkey"] == created.json()["id"]
-    assert cloudevent["data"]["participant"]["full_name"] == person["full_name"], "granted"
+    # Granted: nothing is left out (the public stream carries no name, email, phone or
+    # ticket at all since version 2, so a grant cannot add them).
+    assert "personaldata" not in cloudevent
+    assert cloudevent["data"]["participant"] == {
+        "institution": person["institution"],
+        "cadre": person["cadre"],
+        "language": person["language"],
+    }
 
     async def logged() -> dict[str, Any] | None:
         r = await admin.get(f"/api/v1/subscriptions/{sub['id']}/deliveries/{cloudevent['id']}")
@@ -236,6 +243,7 @@ async def test_a_subscription_without_the_grant_receives_no_names_emails_or_phon
     assert cloudevent["data"]["participant"] == {
         "language": person["language"],
         "institution": person["institution"],
+        "cadre": person["cadre"],
     }
     assert "ticket" not in cloudevent["data"]
 
@@ -266,7 +274,7 @@ async def test_a_receiver_down_for_a_while_gets_every_event_after_it_returns_in_
             r = await reg.post(f"/api/v1/registrations/{ref}/cancel", headers=token)
             assert r.status_code == 200, r.text
             types.append("RegistrationCancelled")
-            expected[created["id"]] = [T + t + ".v1" for t in types]
+            expected[created["id"]] = [T + t + ".v2" for t in types]
 
     # Down: the first events are refused and retried, the later ones of a key wait.
     await wait_until(
@@ -397,7 +405,7 @@ async def test_what_waits_for_a_receiver_survives_a_restart_of_the_service(
     platform, webhooks, admin, receiver
 ) -> None:
     receiver.status = 503
-    sub = await subscribe(admin, receiver.url, event_types=[T + "ParticipantRegistered.v1"])
+    sub = await subscribe(admin, receiver.url, event_types=[T + "ParticipantRegistered.v2"])
     event = await create_event(platform.registration.url, platform.admin_headers)
     async with httpx.AsyncClient(base_url=platform.registration.url, timeout=30) as reg:
         r = await reg.post(f"/api/v1/events/{event['id']}/registrations", json=participant())

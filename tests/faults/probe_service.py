@@ -2,7 +2,7 @@
 
 It is built exactly like a platform service (``ServiceRuntime`` + ``add_consumer``, so
 the same retries, dead-letter topic ``probe.dlq`` and dedupe), and applies each
-``ParticipantRegistered`` by recording it in its own database. Its rule — the test's
+``ParticipantRegistered`` (version 2, the public one) by recording it in its own database. Its rule — the test's
 "handler that always fails" — refuses registrations from the institution named by
 ``PROBE_REFUSE_INSTITUTION``; restarting it without that variable is "the fix" after
 which the dead-letter topic is replayed. Nothing of this lives in production code.
@@ -15,7 +15,7 @@ import os
 from pydantic_settings import SettingsConfigDict
 from pymongo.errors import DuplicateKeyError
 
-from shared.contracts.registration import ParticipantRegistered
+from shared.contracts.registration import ParticipantRegisteredV2
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
@@ -64,7 +64,7 @@ def create_runtime(settings: ProbeSettings | None = None) -> ServiceRuntime:
         )
 
     runtime.add_consumer(
-        group_id=NAME, topics=[REGISTRATION], handlers={ParticipantRegistered: apply}
+        group_id=NAME, topics=[REGISTRATION], handlers={ParticipantRegisteredV2: apply}
     )
     return runtime
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from shared.topics import REGISTRATION
+from shared.topics import REGISTRATION_NOTICES
 from tests.faults.support import MailIndex, count_deliveries
 from tests.helpers import TopicReader, cloudevent_headers, create_event, participant, publish_raw
 from tests.stack import wait_until
@@ -33,10 +33,11 @@ async def test_duplicate_and_stale_events_have_one_effect(fault_stack, reliabili
     assert r.status_code == 201, r.text
     created = r.json()
     ref = created["reference"]
-    async with TopicReader(stack.kafka.bootstrap, [REGISTRATION]) as reader:
+    # Notification acts on the private notices (contact details, ticket): replay those.
+    async with TopicReader(stack.kafka.bootstrap, [REGISTRATION_NOTICES]) as reader:
         (original,) = await reader.wait_for(
             lambda rec: (
-                rec.key == created["id"] and rec.ce_type.endswith("ParticipantRegistered.v1")
+                rec.key == created["id"] and rec.ce_type.endswith("ParticipantRegisteredNotice.v1")
             )
         )
     index = MailIndex(stack.smtp)
@@ -45,7 +46,7 @@ async def test_duplicate_and_stale_events_have_one_effect(fault_stack, reliabili
     async def publish(headers: dict[str, str], value: dict) -> None:
         await publish_raw(
             stack.kafka.bootstrap,
-            REGISTRATION,
+            REGISTRATION_NOTICES,
             key=created["id"],
             headers=headers,
             value=json.dumps(value).encode(),
@@ -57,7 +58,7 @@ async def test_duplicate_and_stale_events_have_one_effect(fault_stack, reliabili
     # 2. An older state change after the newer one: "waitlisted" from before "confirmed".
     then = datetime.fromisoformat(original.headers["ce_time"].replace("Z", "+00:00"))
     stale_time = then - timedelta(hours=1)
-    stale = cloudevent_headers(PREFIX + "ParticipantWaitlisted.v1", source="/registration")
+    stale = cloudevent_headers(PREFIX + "ParticipantWaitlistedNotice.v1", source="/registration")
     stale["ce_time"] = stale_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     await publish(
         stale,
@@ -69,7 +70,9 @@ async def test_duplicate_and_stale_events_have_one_effect(fault_stack, reliabili
         },
     )
     # 3. A newer event still has its effect (the guard does not block the stream).
-    newer = cloudevent_headers(PREFIX + "ConfirmationResendRequested.v1", source="/registration")
+    newer = cloudevent_headers(
+        PREFIX + "ConfirmationResendRequestedNotice.v1", source="/registration"
+    )
     await publish(
         newer, {**original.value, "requested_at": datetime.now().astimezone().isoformat()}
     )

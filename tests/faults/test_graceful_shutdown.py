@@ -76,7 +76,7 @@ async def test_sigterm_each_service_finishes_its_work_and_exits_in_bound(
     ids = {body["id"] for body in ok}
     async with TopicReader(stack.kafka.bootstrap, [REGISTRATION]) as reader:
         await reader.wait_for(
-            lambda r: r.key in ids and r.ce_type.endswith("ParticipantRegistered.v1"),
+            lambda r: r.key in ids and r.ce_type.endswith("ParticipantRegistered.v2"),
             count=len(ids),
             timeout=20,
         )

@@ -19,7 +19,7 @@ from tests.stack import wait_until
 pytestmark = pytest.mark.e2e
 
 REFUSED = "Taasisi ya Majaribio (refused)"
-REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v1"
+REGISTERED = "tz.go.ega.registration.ParticipantRegistered.v2"
 
 
 def probe_process(stack, port: int, env: dict[str, str], **extra: str) -> embedded.Process:

@@ -46,7 +46,15 @@ async def test_topics_are_created_with_their_retention(kafka) -> None:
 def test_every_topic_has_the_configured_retention() -> None:
     topics = all_topics(3, retention_days=14)
     assert {t.name for t in topics} >= {"registration.v1", "notification.dlq"}
-    assert all(t.configs["retention.ms"] == str(14 * DAY_MS) for t in topics)
+    public = [t for t in topics if t.name != "registration.notices.v1"]
+    assert all(t.configs["retention.ms"] == str(14 * DAY_MS) for t in public)
+    # The private notices (contact details, tickets) are kept shorter, never longer.
+    (notices,) = [t for t in topics if t.name == "registration.notices.v1"]
+    assert notices.configs["retention.ms"] == str(7 * DAY_MS) and notices.partitions == 6
+    shorter = {t.name: t.retention_ms for t in all_topics(retention_days=3)}
+    assert shorter["registration.notices.v1"] == shorter["registration.v1"] == 3 * DAY_MS
+    two = {t.name: t.retention_ms for t in all_topics(private_retention_days=2)}
+    assert two["registration.notices.v1"] == 2 * DAY_MS
 
 
 @pytest.mark.real_kafka

@@ -27,9 +27,12 @@ from shared.contracts.registration import (
     EventUpdated,
     ParticipantContact,
     ParticipantRegistered,
-    ParticipantWaitlisted,
     PersonalDataErased,
-    RegistrationUpdated,
+)
+from shared.contracts.registration_notices import (
+    ParticipantRegisteredNotice,
+    ParticipantWaitlistedNotice,
+    RegistrationUpdatedNotice,
 )
 from shared.contracts.resolutions import FocalPerson, ResolutionCompleted, ResolutionCreated
 from shared.envelope import ReceivedEvent
@@ -129,15 +132,14 @@ def received(event: Any, ce_id: str = "ce-1", at: datetime | None = NOW) -> Rece
 
 def registered(
     n: int = 1, status: str = "confirmed", ticket: str | None = "t.1", **kw: Any
-) -> ParticipantRegistered:
-    return ParticipantRegistered(
+) -> ParticipantRegisteredNotice:
+    return ParticipantRegisteredNotice(
         registration_id=f"reg-{n}",
         reference=f"MK-AAAA-{n:04d}",
         event=kw.pop("event", DETAILS),
         participant=kw.pop("participant", contact(n)),
         status=status,
         cadre=kw.pop("cadre", "ict_officer"),
-        registered_at=NOW,
         ticket=ticket if status == "confirmed" else None,
         **kw,
     )
@@ -179,10 +181,53 @@ async def test_a_confirmation_records_an_email_with_its_ticket_and_an_sms(env: E
     assert email.attachments == ["qr", "ics"] and sms.attachments == []
     assert (sms.recipient, sms.status, sms.attempts) == ("+255712000101", "pending", 0)
     assert email.cause_event_id == "ce-1" and email.event_id == "ev-1"
-    assert email.cause_event_type.endswith("ParticipantRegistered.v1")
+    assert email.cause_event_type.endswith("ParticipantRegisteredNotice.v1")
     assert email.created_at == "2026-03-02T06:00:00.000000Z"
     assert sorted(env.sends) == sorted([email.id, sms.id])  # queued for the senders
     assert env.store.participants["reg-1"]["status"] == "confirmed"
+
+
+async def test_a_retired_v1_event_still_on_the_topic_is_told_as_its_notice_would_be(
+    env: Env,
+) -> None:
+    """Records published before the notices existed carry everything themselves."""
+    legacy = ParticipantRegistered(
+        registration_id="reg-1",
+        reference="MK-AAAA-0001",
+        event=DETAILS,
+        participant=contact(1),
+        status="confirmed",
+        cadre="ict_officer",
+        registered_at=NOW,
+        ticket="t.1",
+    )
+    await handlers.record_registration_event(env.ctx, received(legacy))
+    (email,) = env.log(channel="email")
+    assert email.template == "confirmation" and email.attachments == ["qr", "ics"]
+    assert email.context["ticket"] == "t.1"
+    assert env.store.participants["reg-1"]["ticket"] == "t.1"
+
+
+def test_the_consumer_acts_on_the_notices_and_not_on_the_public_registration_events() -> None:
+    """Contact details and tickets come from registration.notices.v1 only."""
+    from services.notification import consumers
+    from shared.contracts import stream_events
+    from shared.topics import REGISTRATION, REGISTRATION_NOTICES
+
+    tables: list[dict] = []
+
+    class Runtime:
+        def add_consumer(self, *, group_id, topics, handlers, description):
+            tables.append({"group": group_id, "topics": topics, "handlers": handlers})
+
+    consumers.register_consumers(Runtime(), Env().ctx)  # type: ignore[arg-type]
+    (table,) = tables
+    assert REGISTRATION_NOTICES in table["topics"] and REGISTRATION in table["topics"]
+    handled = set(table["handlers"])
+    assert set(stream_events(REGISTRATION_NOTICES)) <= handled
+    public_registration_events = {c for c in stream_events(REGISTRATION) if c.schema_version == 2}
+    assert public_registration_events and not public_registration_events & handled
+    assert PersonalDataErased in handled and EventUpdated in handled
 
 
 async def test_the_same_event_twice_records_its_messages_once(env: Env) -> None:
@@ -201,14 +246,13 @@ async def test_without_an_sms_gateway_only_the_email_is_recorded() -> None:
 
 
 async def test_a_waitlisting_is_told_without_a_ticket(env: Env) -> None:
-    event = ParticipantWaitlisted(
+    event = ParticipantWaitlistedNotice(
         registration_id="reg-1",
         reference="MK-AAAA-0001",
         event=DETAILS,
         participant=contact(1),
         status="waitlisted",
         waitlist_position=3,
-        waitlisted_at=NOW,
     )
     await handlers.record_registration_event(env.ctx, received(event))
     (email,) = env.log(channel="email")
@@ -220,14 +264,13 @@ async def test_an_older_event_than_the_projection_shows_records_nothing(env: Env
     await handlers.record_registration_event(
         env.ctx, received(registered(1), "ce-new", at=NOW + timedelta(minutes=5))
     )
-    update = RegistrationUpdated(
+    update = RegistrationUpdatedNotice(
         registration_id="reg-1",
         reference="MK-AAAA-0001",
         event=DETAILS,
         participant=contact(1, phone="+255700000000"),
         status="confirmed",
         changed_fields=["phone"],
-        updated_at=NOW,
     )
     await handlers.record_registration_event(env.ctx, received(update, "ce-old", at=NOW))
     assert {n.template for n in env.store.notifications.values()} == {"confirmation"}

@@ -27,6 +27,7 @@ from services.registration.domain import (
     normalise_phone,
     tokens_match,
 )
+from shared.topics import REGISTRATION, REGISTRATION_NOTICES
 
 
 @pytest.mark.parametrize(
@@ -207,8 +208,8 @@ def test_check_in_day_is_the_venue_date() -> None:
     moment = datetime(2025, 2, 10, 22, 30, tzinfo=UTC)
     confirmed = registration(the_event)
     assert confirmed.check_in(the_event, moment) == "2025-02-11"
-    [checked_in] = confirmed.take_events()
-    assert checked_in.day == "2025-02-11"
+    [checked_in, notice] = confirmed.take_events()
+    assert checked_in.day == "2025-02-11" and notice.day == "2025-02-11"
     with pytest.raises(DomainError) as err:
         confirmed.check_in(the_event, moment)
     assert err.value.code == "already_checked_in"
@@ -225,8 +226,9 @@ def test_registration_lifecycle_rules() -> None:
     the_event = event()
     waiting = registration(the_event, "waitlisted")
     waiting.promote(the_event, SIGNER, NOW)
-    [promoted] = waiting.take_events()
-    assert waiting.status == "confirmed" and SIGNER.verify(promoted.ticket) == waiting.id
+    [promoted, notice] = waiting.take_events()
+    assert waiting.status == "confirmed" and promoted.status == "confirmed"
+    assert SIGNER.verify(notice.ticket) == waiting.id
     assert waiting.cancel(the_event, by="participant", reason=None, now=NOW) == "confirmed"
     with pytest.raises(DomainError) as err:
         waiting.cancel(the_event, by="participant", reason=None, now=NOW)
@@ -287,3 +289,142 @@ def test_text_fields_refuse_control_characters_and_titles_are_one_line() -> None
     assert refused.value.errors()[0]["loc"] == ("full_name",)
     RegistrationRequest.model_validate({**base, "dietary_needs": "no nuts\nno dairy"})
     assert "\x00" not in csv_cell("stored\x00before")
+
+
+# -- what each change records on the public stream and on the private notices ---------
+
+CONTACT = {"full_name", "email", "phone"}
+
+
+def _recorded(events) -> list[tuple[str, str]]:
+    return [(e.topic, type(e).__name__) for e in events]
+
+
+def _check_public_and_notice(events) -> None:
+    """Every public registration event is followed by its notice for the same
+    registration; the public one has no ticket and no contact, the notice has both."""
+    public = [e for e in events if e.topic == REGISTRATION]
+    notices = [e for e in events if e.topic == REGISTRATION_NOTICES]
+    for e in public:
+        data = e.model_dump(mode="json")
+        assert "ticket" not in data and "self_service_url" not in data, type(e).__name__
+        assert not CONTACT & set(data["participant"]), type(e).__name__
+        assert set(data["participant"]) == {"institution", "cadre", "language"}
+    for n in notices:
+        assert n.participant.email == "asha@example.go.tz" and n.participant.full_name
+        assert n.participant.phone == "+255712345678"
+    assert [e.registration_id for e in notices] and {e.registration_id for e in notices} == {
+        e.registration_id for e in events
+    }
+
+
+def test_every_change_records_its_public_event_and_its_notice() -> None:
+    the_event = event()
+    request = RegistrationRequest.model_validate(
+        {
+            "full_name": "Asha Juma",
+            "email": "asha@example.go.tz",
+            "phone": "0712 345 678",
+            "institution": "e-GA",
+            "position": "ICT Officer",
+            "cadre": "ict_officer",
+            "consent": {"accepted": True},
+        }
+    )
+    created = Registration.register(
+        registration_id=str(uuid.uuid4()),
+        reference=new_reference(),
+        event=the_event,
+        request=request,
+        status="waitlisted",
+        waitlist_position=3,
+        manage_token_hash="h",
+        notice_version="2025-01",
+        signer=SIGNER,
+        now=NOW,
+    )
+    events = created.take_events()
+    assert _recorded(events) == [
+        (REGISTRATION, "ParticipantRegisteredV2"),
+        (REGISTRATION_NOTICES, "ParticipantRegisteredNotice"),
+        (REGISTRATION, "ParticipantWaitlistedV2"),
+        (REGISTRATION_NOTICES, "ParticipantWaitlistedNotice"),
+    ]
+    _check_public_and_notice(events)
+    assert events[0].ce_type() == "tz.go.ega.registration.ParticipantRegistered.v2"
+    assert events[1].cadre == "ict_officer" and events[3].waitlist_position == 3
+    assert events[1].ticket is None  # not confirmed: no ticket anywhere
+
+    created.promote(the_event, SIGNER, NOW)
+    events = created.take_events()
+    assert _recorded(events) == [
+        (REGISTRATION, "WaitlistPromotedV2"),
+        (REGISTRATION_NOTICES, "WaitlistPromotedNotice"),
+    ]
+    _check_public_and_notice(events)
+    assert SIGNER.verify(events[1].ticket) == created.id
+
+    created.request_resend(the_event, SIGNER, NOW)
+    [resend] = created.take_events()
+    assert (resend.topic, type(resend).__name__) == (
+        REGISTRATION_NOTICES,
+        "ConfirmationResendRequestedNotice",
+    )
+    assert SIGNER.verify(resend.ticket) == created.id
+
+    created.update_details(the_event, RegistrationChange(language="en"), NOW)
+    events = created.take_events()
+    assert _recorded(events) == [
+        (REGISTRATION, "RegistrationUpdatedV2"),
+        (REGISTRATION_NOTICES, "RegistrationUpdatedNotice"),
+    ]
+    _check_public_and_notice(events)
+    assert events[0].participant.language == "en" and events[0].changed_fields == ["language"]
+
+    created.check_in(the_event, datetime(2025, 2, 11, 7, tzinfo=UTC))
+    events = created.take_events()
+    assert [t for _, t in _recorded(events)] == [
+        "ParticipantCheckedInV2",
+        "ParticipantCheckedInNotice",
+    ]
+    _check_public_and_notice(events)
+
+    created.cancel(the_event, by="organiser", reason="Venue unavailable", now=NOW)
+    events = created.take_events()
+    assert [t for _, t in _recorded(events)] == [
+        "RegistrationCancelledV2",
+        "RegistrationCancelledNotice",
+    ]
+    _check_public_and_notice(events)
+    assert events[0].cancelled_by == "organiser" and not hasattr(events[0], "reason")
+    assert events[1].reason == "Venue unavailable"
+
+    created.erase("participant_request", NOW)
+    [erased] = created.take_events()
+    assert (erased.topic, type(erased).__name__) == (REGISTRATION, "PersonalDataErased")
+
+
+def test_approval_and_rejection_record_public_events_without_the_actor_or_the_reason() -> None:
+    the_event = event()
+    nominated = registration(the_event, "pending_approval")
+    nominated.approve(
+        the_event, by="organiser-1", seat=True, waitlist_position=None, signer=SIGNER, now=NOW
+    )
+    events = nominated.take_events()
+    assert [type(e).__name__ for e in events] == [
+        "RegistrationApprovedV2",
+        "RegistrationApprovedNotice",
+    ]
+    _check_public_and_notice(events)
+    assert "approved_by" not in events[0].model_dump() and SIGNER.verify(events[1].ticket)
+
+    other = registration(the_event, "pending_approval")
+    other.reject(the_event, by="organiser-1", reason="Not nominated", now=NOW)
+    events = other.take_events()
+    assert [type(e).__name__ for e in events] == [
+        "RegistrationRejectedV2",
+        "RegistrationRejectedNotice",
+    ]
+    _check_public_and_notice(events)
+    assert not {"rejected_by", "reason"} & set(events[0].model_dump())
+    assert events[1].reason == "Not nominated"

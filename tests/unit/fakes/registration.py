@@ -20,6 +20,7 @@ from services.registration.ports import AddOutcome, IdempotencyRecord
 from shared.envelope import OutboxMessage, wrap
 from shared.errors import DomainError
 from shared.outbox import WriteSignal
+from shared.topics import REGISTRATION, REGISTRATION_NOTICES
 
 SERVICE = "registration"
 _LATER = {
@@ -52,18 +53,26 @@ class FakeRegistrationStore:
 
     # -- helpers for tests ---------------------------------------------------------
 
-    def types(self, aggregate_id: str | None = None) -> list[str]:
-        """Short type names of the saved events (of one aggregate), in order."""
+    def types(self, aggregate_id: str | None = None, *, topic: str = REGISTRATION) -> list[str]:
+        """Short type names (no version) of the saved events (of one aggregate) on one
+        stream, in order: the public one unless told."""
         return [
-            m.type.removeprefix("tz.go.ega.registration.").removesuffix(".v1")
+            m.type.removeprefix("tz.go.ega.registration.").rsplit(".v", 1)[0]
             for m in self.outbox
-            if aggregate_id is None or m.key == aggregate_id
+            if m.topic == topic and (aggregate_id is None or m.key == aggregate_id)
         ]
 
+    def notices(self, aggregate_id: str | None = None) -> list[str]:
+        """Short type names of the saved notices (registration.notices.v1), in order."""
+        return self.types(aggregate_id, topic=REGISTRATION_NOTICES)
+
     def last(self, type_name: str) -> dict[str, Any]:
-        """The payload of the last saved event of this type."""
+        """The payload of the last saved event of this type (any version; a notice by
+        its name, e.g. ``ParticipantRegisteredNotice``)."""
         for message in reversed(self.outbox):
-            if message.type.endswith(f".{type_name}.v1"):
+            if message.type.removeprefix("tz.go.ega.registration.").rsplit(".v", 1)[0] == (
+                type_name
+            ):
                 return message.data
         raise AssertionError(f"no {type_name} in the outbox: {self.types()}")
 

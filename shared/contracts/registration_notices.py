@@ -1,0 +1,104 @@
+"""Events on ``registration.notices.v1``: the private stream from registration to notification.
+
+Each registration change that calls for a message to the participant is published twice,
+from the same outbox write: its public event on ``registration.v1`` (no secret, no contact
+details) and its notice here, with what notification needs to write to the participant
+without calling back: contact details and language, the event's details, the check-in
+ticket once confirmed, the self-service link, and the free-text reason of a rejection or
+cancellation. Keyed by registration id, so a registration's notices stay in order.
+
+Only the registration service may write this topic and only the notification service's
+consumer group may read it (Kafka ACLs: deploy/kafka-acls.sh, docs/operations.md). It is
+not part of the integration contract of docs/integrating.md: other systems never see it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from shared.contracts.base import IntegrationEvent, register
+from shared.contracts.registration import EventDetails, ParticipantContact, RegistrationStatus
+from shared.topics import REGISTRATION_NOTICES
+
+
+class _ParticipantNotice(IntegrationEvent):
+    domain = "registration"
+    topic = REGISTRATION_NOTICES
+    aggregate_field = "registration_id"
+
+    registration_id: str
+    reference: str
+    event: EventDetails
+    participant: ParticipantContact
+    status: RegistrationStatus
+    # A secret: whoever holds it checks the participant in. Set while confirmed.
+    ticket: str | None = None
+    # A credential too: the link that opens the participant's own registration (and
+    # nobody else's) on the self-service page. Set where registration can mint one.
+    self_service_url: str | None = None
+
+
+@register
+class ParticipantRegisteredNotice(_ParticipantNotice):
+    """A participant registered (``status``: confirmed, waitlisted or pending approval)."""
+
+    cadre: str
+    waitlist_position: int | None = None
+
+
+@register
+class ParticipantWaitlistedNotice(_ParticipantNotice):
+    """The participant was put on the waiting list, at ``waitlist_position``."""
+
+    waitlist_position: int
+
+
+@register
+class WaitlistPromotedNotice(_ParticipantNotice):
+    """A seat freed up: the waitlisted participant is confirmed (with the ticket)."""
+
+
+@register
+class RegistrationApprovedNotice(_ParticipantNotice):
+    """An organiser approved the nomination: confirmed (with the ticket) or waitlisted."""
+
+    waitlist_position: int | None = None
+
+
+@register
+class RegistrationRejectedNotice(_ParticipantNotice):
+    """An organiser rejected the nomination, with the reason the participant is told."""
+
+    reason: str
+
+
+@register
+class RegistrationUpdatedNotice(_ParticipantNotice):
+    """The participant changed their details (``participant`` has the new ones)."""
+
+    changed_fields: list[str]
+
+
+@register
+class RegistrationCancelledNotice(_ParticipantNotice):
+    """The registration was cancelled, by the participant or an organiser."""
+
+    cancelled_at: datetime
+    cancelled_by: Literal["participant", "organiser"]
+    reason: str | None = None
+
+
+@register
+class ParticipantCheckedInNotice(_ParticipantNotice):
+    """The participant was checked in for ``day`` (YYYY-MM-DD, venue time)."""
+
+    day: str
+    checked_in_at: datetime
+
+
+@register
+class ConfirmationResendRequestedNotice(_ParticipantNotice):
+    """Someone registered again with the participant's email: resend to the address on file."""
+
+    requested_at: datetime

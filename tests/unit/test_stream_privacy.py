@@ -1,0 +1,109 @@
+"""No secret and no contact details on a stream a third party can read.
+
+Read from the JSON Schemas of ``shared.contracts`` (what docs/contracts/ publishes): every
+event type published on a public stream (shared/topics.py ``PUBLIC_STREAMS``), nested
+models included, has no field that holds a credential (a ticket, a self-service link or
+token) or a way to reach or name a person (name, email, phone). What the notification
+service needs of those is on the private stream ``registration.notices.v1`` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.contracts import stream_events
+from shared.contracts.base import json_schema
+from shared.topics import (
+    PRIVATE_STREAMS,
+    PUBLIC_STREAMS,
+    REGISTRATION,
+    REGISTRATION_NOTICES,
+    RESOLUTIONS,
+    all_topics,
+    dead_letter_topic,
+)
+
+SECRETS = {"ticket", "self_service_url", "manage_token", "manage_url", "token"}
+CONTACT = {"full_name", "name", "email", "phone"}
+
+
+def property_names(schema: dict[str, Any]) -> set[str]:
+    """Every property name in a schema, its ``$defs`` (nested models) included."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.get("properties", {}).items():
+                names.add(key)
+                walk(value)
+            for key, value in node.items():
+                if key != "properties":
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema)
+    return names
+
+
+def test_every_topic_is_public_private_or_a_dead_letter_topic() -> None:
+    dead_letters = {t.name for t in all_topics() if t.name.endswith(".dlq")}
+    assert {t.name for t in all_topics()} == set(PUBLIC_STREAMS) | set(
+        PRIVATE_STREAMS
+    ) | dead_letters
+    assert not set(PUBLIC_STREAMS) & set(PRIVATE_STREAMS)
+    assert dead_letter_topic("notification") in dead_letters
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        pytest.param(
+            t,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="resolutions.v1 still carries focal persons' names, emails and "
+                "phones (FocalPerson): the same fix is to follow for that stream",
+            ),
+        )
+        if t == RESOLUTIONS
+        else t
+        for t in PUBLIC_STREAMS
+    ],
+)
+def test_no_public_event_schema_has_a_secret_or_contact_details(topic: str) -> None:
+    events = stream_events(topic)
+    assert events, topic
+    for cls in events:
+        found = property_names(json_schema(cls)) & (SECRETS | CONTACT)
+        assert not found, f"{cls.ce_type()} on public {topic}: {sorted(found)}"
+
+
+def test_the_public_registration_events_say_only_institution_cadre_and_language() -> None:
+    for cls in stream_events(REGISTRATION):
+        schema = json_schema(cls)
+        participant = schema["properties"].get("participant")
+        if participant is None:  # the catalogue events, PersonalDataErased
+            continue
+        target = schema["$defs"][participant["$ref"].rsplit("/", 1)[-1]]
+        assert set(target["properties"]) == {"institution", "cadre", "language"}, cls
+
+
+def test_the_private_notices_carry_what_notification_needs() -> None:
+    notices = stream_events(REGISTRATION_NOTICES)
+    assert len(notices) == 9
+    for cls in notices:
+        names = property_names(json_schema(cls))
+        assert {"ticket", "self_service_url", "email", "phone", "full_name", "language"} <= names
+        assert cls.aggregate_field == "registration_id"
+
+
+def test_the_retired_versions_are_the_ones_that_carried_tickets_and_contacts() -> None:
+    retired = [c for c in stream_events(REGISTRATION, retired=True) if c.retired]
+    assert len(retired) == 9
+    for cls in retired:
+        assert cls.schema_version == 1
+        assert "email" in property_names(json_schema(cls))
