@@ -367,6 +367,8 @@ class Participant:
     reference: str | None = None
     ticket: str | None = None
     cadre: str | None = None
+    # The latest self-service link registration sent (None before notices had one).
+    self_service_url: str | None = None
 
 
 # An event its participants are still going to: "closed" only closes registration.
@@ -417,6 +419,7 @@ def participant_intents(
         "event": participant.event,
         "ticket": participant.ticket,
         "waitlist_position": None,
+        "self_service_url": participant.self_service_url,
         **extra,
     }
     if attachments is None:

@@ -116,6 +116,9 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
         fields["ticket"] = event.ticket
     if getattr(event, "cadre", None):
         fields["cadre"] = event.cadre
+    if getattr(event, "self_service_url", None):
+        # The latest link: reminders, event changes and announcements carry it too.
+        fields["self_service_url"] = event.self_service_url
     event_time = iso(received.time) if received.time else None
     if not await ctx.store.upsert_participant(event.registration_id, fields, event_time=event_time):
         # Erased (no messages for data we no longer hold), or older than what the

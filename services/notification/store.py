@@ -152,6 +152,7 @@ def participant_of(doc: dict[str, Any]) -> Participant:
         event=doc.get("event") or {},
         reference=doc.get("reference"),
         ticket=doc.get("ticket"),
+        self_service_url=doc.get("self_service_url"),
         cadre=doc.get("cadre"),
     )
 

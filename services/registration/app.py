@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from urllib.parse import urlsplit
 
 from services.registration import api, demo, handlers, web, workers
 from services.registration.domain import LINK_KEY_PURPOSE, LinkSigner, TicketSigner
@@ -29,6 +30,22 @@ def link_secret(settings: RegistrationSettings) -> bytes:
     return TicketSigner(ticket_secret(settings)).derive_key(LINK_KEY_PURPOSE)
 
 
+def public_url(settings: RegistrationSettings) -> str:
+    """The base URL of the self-service links: required in production (an email must
+    not point at a developer's machine); dev and test use the local HTTP port."""
+    url = settings.public_url
+    if not url:
+        if settings.core.env == "production":
+            raise RuntimeError("REGISTRATION_PUBLIC_URL must be set in production")
+        return f"http://127.0.0.1:{settings.http_port}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise RuntimeError(
+            "REGISTRATION_PUBLIC_URL must be an http(s) URL with a host and no query or fragment"
+        )
+    return url.rstrip("/")
+
+
 def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRuntime:
     settings = settings or RegistrationSettings()
     runtime = ServiceRuntime(
@@ -48,6 +65,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         signer=TicketSigner(ticket_secret(settings)),
         notice_version=settings.privacy_notice_version,
         links=LinkSigner(link_secret(settings)),
+        public_url=public_url(settings),
     )
     runtime.app.state.context = context
     runtime.use_outbox([EVENTS, REGISTRATIONS])

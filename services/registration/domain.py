@@ -247,6 +247,16 @@ def self_service_path(link: str) -> str:
     return f"/my/{link}"
 
 
+def link_expiry(event_ends_at: datetime, now: datetime) -> datetime:
+    """When a link issued now for an event that ends then stops opening its page."""
+    return max(event_ends_at, now) + LINK_VALIDITY
+
+
+def self_service_url(public_url: str, link: str) -> str:
+    """The full address of a self-service page: the service's public base URL + path."""
+    return public_url.rstrip("/") + self_service_path(link)
+
+
 # -- events catalogue ----------------------------------------------------------------
 
 
@@ -796,8 +806,25 @@ class Registration(Aggregate):
         if valid_for is not None:
             expires = now + valid_for
         else:
-            expires = max(event.ends_at, now) + LINK_VALIDITY
+            expires = link_expiry(event.ends_at, now)
         return links.sign(self.id, expires)
+
+    def link_notices(self, links: LinkSigner, public_url: str, now: datetime) -> None:
+        """Put the participant's self-service link (``public_url`` + ``/my/{link}``) in
+        every notice recorded and not yet saved: each message to them carries it. The
+        link expires ``LINK_VALIDITY`` after the event of the notice ends."""
+        self.events = [
+            e.model_copy(
+                update={
+                    "self_service_url": self_service_url(
+                        public_url, links.sign(self.id, link_expiry(e.event.ends_at, now))
+                    )
+                }
+            )
+            if "self_service_url" in type(e).model_fields and e.self_service_url is None
+            else e
+            for e in self.events
+        ]
 
     def token_matches(self, token: str) -> bool:
         return tokens_match(hash_token(token or ""), self.manage_token_hash)

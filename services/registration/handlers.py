@@ -66,6 +66,9 @@ class Context:
     clock: Callable[[], datetime] = field(default=utcnow)
     # Self-service links; by default keyed from the ticket secret (as app.link_secret is).
     links: LinkSigner = None  # type: ignore[assignment]
+    # The public base URL of this service's pages: every notice's self_service_url starts
+    # with it (settings.public_url; app.public_url decides the default).
+    public_url: str = "http://127.0.0.1:8001"
 
     def __post_init__(self) -> None:
         if self.links is None:
@@ -118,6 +121,12 @@ async def _registration(ctx: Context, registration_id: str) -> Registration:
     return registration
 
 
+async def _save(ctx: Context, registration: Registration) -> bool:
+    """Save a changed registration; each notice to the participant carries their link."""
+    registration.link_notices(ctx.links, ctx.public_url, ctx.clock())
+    return await ctx.store.save_registration(registration)
+
+
 async def _change_registration(
     ctx: Context, registration_id: str, decide: Callable[[Registration], T]
 ) -> tuple[Registration, T]:
@@ -131,7 +140,7 @@ async def _change_registration(
         result = decide(registration)
         if not registration.events:
             return registration, result
-        if await ctx.store.save_registration(registration):
+        if await _save(ctx, registration):
             return registration, result
         await asyncio.sleep(random.uniform(0, 0.01))
     raise DomainError("concurrent_update", "The registration is changing; try again.")
@@ -244,6 +253,7 @@ async def register_participant(
             now=moment,
             idempotency_key=idempotency_key,
         )
+        registration.link_notices(ctx.links, ctx.public_url, moment)
         added = await ctx.store.add_registration(registration)
         if added == "added":
             break
@@ -443,7 +453,7 @@ async def _promote_first(ctx: Context, event: Event) -> Registration | None:
         if candidate is None:
             return None
         candidate.promote(event, ctx.signer, ctx.clock())
-        if await ctx.store.save_registration(candidate):
+        if await _save(ctx, candidate):
             return candidate
         # promoted or cancelled meanwhile: look at the line again
     return None
@@ -542,7 +552,7 @@ async def approve_registration(ctx: Context, registration_id: str, by: str) -> R
             signer=ctx.signer,
             now=ctx.clock(),
         )
-        if await ctx.store.save_registration(registration):
+        if await _save(ctx, registration):
             return registration
         if seat:
             await ctx.store.release_seat(event.id)

@@ -10,6 +10,10 @@ class RegistrationSettings(ServiceSettings):
 
     mongo_db: str = "mkutano_registration"
     http_port: int = 8001
+    # The public base URL of this service's pages (scheme, host, any path prefix; no
+    # query): the self-service links in participants' emails start with it. Required in
+    # production; dev and test default to http://127.0.0.1:<http_port>.
+    public_url: str | None = None
     # Version of the privacy notice participants consent to (PDPA 2022).
     privacy_notice_version: str = "2025-01"
     # Public endpoints' limits (per minute per client address; per hour per email).

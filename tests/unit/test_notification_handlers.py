@@ -857,3 +857,55 @@ async def test_the_delivery_log_is_filtered_newest_first(env: Env) -> None:
     one = await handlers.list_notifications(env.ctx, {"registration_id": "reg-1"}, 10)
     assert {n.channel for n in one} == {"email", "sms"}
     assert len(await handlers.list_notifications(env.ctx, {}, 3)) == 3
+
+
+# --------------------------------------------------------------------------- self-service links
+
+LINK_1 = "http://reg.example/my/" + "a" * 48
+LINK_2 = "http://reg.example/my/" + "b" * 48
+
+
+async def test_the_latest_self_service_link_goes_into_every_later_message(env: Env) -> None:
+    await handlers.record_catalogue_event(env.ctx, received(catalogue(EventPublished), "ce-pub"))
+    await register(env, 1, self_service_url=LINK_1)
+    await register(env, 2)  # a notice without a link (an old record)
+    (confirmation,) = [n for n in env.log(channel="email") if n.registration_id == "reg-1"]
+    assert confirmation.context["self_service_url"] == LINK_1
+    assert env.store.participants["reg-1"]["self_service_url"] == LINK_1
+    # A later notice brings a fresh link; one without a link keeps the last.
+    update = RegistrationUpdatedNotice(
+        registration_id="reg-1",
+        reference="MK-AAAA-0001",
+        event=DETAILS,
+        participant=contact(1),
+        status="confirmed",
+        ticket="t.1",
+        changed_fields=["position"],
+        self_service_url=LINK_2,
+    )
+    await handlers.record_registration_event(env.ctx, received(update, "ce-upd-1", NOW))
+    assert env.store.participants["reg-1"]["self_service_url"] == LINK_2
+    env.store.notifications.clear()
+    # Event changes, reminders and announcements carry it (and omit it where none came).
+    moved = DETAILS.model_copy(update={"venue": "JNICC"})
+    change = catalogue(EventUpdated, event=moved, changed_fields=["venue"])
+    await handlers.record_catalogue_event(env.ctx, received(change, "ce-moved"))
+    env.clock.advance(23 * DAY + 1)
+    reminder = await handlers.claim_reminder(env.ctx)
+    assert reminder is not None
+    await handlers.fire_reminder(env.ctx, reminder)
+    progress = await handlers.create_announcement(env.ctx, SPEC)
+    announcement = await handlers.claim_announcement(env.ctx)
+    assert announcement is not None and announcement.id == progress["id"]
+    await handlers.fan_out_batch(env.ctx, announcement)
+    emails = env.log(channel="email")
+    assert {n.template for n in emails} == {"event_changed", "reminder", "announcement"}
+    for n in emails:
+        expected = LINK_2 if n.registration_id == "reg-1" else None
+        assert n.context["self_service_url"] == expected, (n.template, n.registration_id)
+    # An erased participant's copy keeps no link.
+    erased = PersonalDataErased(
+        registration_id="reg-1", event_id="ev-1", reason="participant_request", erased_at=NOW
+    )
+    await handlers.erase_personal_data(env.ctx, received(erased, "ce-erase"))
+    assert "self_service_url" not in env.store.participants["reg-1"]

@@ -230,3 +230,35 @@ def test_event_changed_invitation_updates_the_calendar_entry() -> None:
     assert str(item["uid"]) == "reg-1@mkutano.ega.go.tz"  # the confirmation's entry
     assert int(item["sequence"]) == 1739250000
     assert item.decoded("dtstart") == datetime(2025, 2, 11, 5, tzinfo=UTC)
+
+
+LINK = "https://mkutano.example.go.tz/my/" + "A" * 48
+MANAGE = {"sw": "Simamia usajili wako:", "en": "Manage your registration:"}
+
+
+@pytest.mark.parametrize("language", ["sw", "en"])
+@pytest.mark.parametrize(
+    "template", sorted(REQUIRED_EMAIL - {"resolution_updated", "resolution_completed"})
+)
+def test_every_participant_email_carries_the_self_service_link(
+    template: str, language: str
+) -> None:
+    ctx = {**context(template), "language": language, "self_service_url": LINK}
+    _, text, html = messages.render_email(template, language, ctx)
+    line = f"{MANAGE[language]} {LINK}?lang={language}"
+    assert line in text, (template, language)
+    assert "\n\n\n" not in text
+    assert MANAGE[language] in html and f'href="{LINK}?lang={language}"' in html
+    other = MANAGE["en" if language == "sw" else "sw"]
+    assert other not in text and other not in html
+
+
+@pytest.mark.parametrize("language", ["sw", "en"])
+@pytest.mark.parametrize("template", sorted(REQUIRED_EMAIL))
+def test_a_message_without_a_link_omits_the_sentence(template: str, language: str) -> None:
+    """An old v1 record, an erased participant, a focal person: no link, no sentence."""
+    for ctx in ({**context(template), "self_service_url": None}, context(template)):
+        _, text, html = messages.render_email(template, language, {**ctx, "language": language})
+        assert MANAGE[language] not in text and MANAGE[language] not in html
+        assert "/my/" not in text and "/my/" not in html
+        assert "\n\n\n" not in text

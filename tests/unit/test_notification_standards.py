@@ -29,6 +29,10 @@ LOCAL_EVENT = {
 }
 
 
+# Participants' emails carry their self-service link; a focal person's context has none.
+SELF_SERVICE_URL = "https://mkutano.ega.go.tz/my/" + "Ab_-" * 12
+
+
 def build(
     template: str, language: str = "en", attachments: tuple[str, ...] = (), **ctx: Any
 ) -> Any:
@@ -38,7 +42,7 @@ def build(
         recipient=PARTICIPANT["email"],
         template=template,
         language=language,
-        context={**context(template), **ctx},
+        context={**context(template), "self_service_url": SELF_SERVICE_URL, **ctx},
         attachments=list(attachments),
         date=NOW,
     )

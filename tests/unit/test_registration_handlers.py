@@ -24,6 +24,7 @@ from services.registration.domain import (
     TicketSigner,
     self_service_path,
 )
+from shared.topics import REGISTRATION_NOTICES
 from tests.unit.fakes.registration import FakeRegistrationStore
 
 NOW = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)  # a Monday, 10:00 in Arusha
@@ -1011,3 +1012,44 @@ def test_the_mongo_store_and_the_fake_implement_the_whole_port() -> None:
             method = getattr(implementation, name, None)
             assert method is not None, f"{implementation.__name__} lacks {name}"
             assert parameters(method) == expected, f"{implementation.__name__}.{name}"
+
+
+async def test_every_notice_carries_a_link_that_opens_its_registration_only(store, clock) -> None:
+    ctx = handlers.Context(
+        store=store,
+        signer=TicketSigner(b"k" * 32),
+        notice_version="2025-01",
+        clock=clock,
+        public_url="https://mkutano.example.go.tz/reg",
+    )
+    event_id = await new_event(ctx, capacity=1)  # ends NOW + 32 days
+    first, second = await register(ctx, event_id), await register(ctx, event_id)
+    approval = await new_event(ctx, requires_approval=True)
+    nominated = await register(ctx, approval)
+    await handlers.approve_registration(ctx, nominated.id, by="organiser")
+    rejected = await register(ctx, approval)
+    await handlers.reject_registration(ctx, rejected.id, by="organiser", reason="Full")
+    await handlers.cancel_registration(ctx, first.id, by="participant")  # promotes second
+    await handlers.update_own_registration(
+        ctx, second.id, RegistrationChange.model_validate({"position": "Director"})
+    )
+    notices = [m for m in store.outbox if m.topic == REGISTRATION_NOTICES]
+    assert {m.key for m in notices} == {first.id, second.id, nominated.id, rejected.id}
+    assert len(notices) >= 7
+    for message in notices:
+        url = message.data["self_service_url"]
+        prefix = "https://mkutano.example.go.tz/reg/my/"
+        assert url.startswith(prefix), url
+        link = url.removeprefix(prefix)
+        assert self_service_path(link) == url.removeprefix("https://mkutano.example.go.tz/reg")
+        assert (await handlers.open_self_service_link(ctx, link)).registration.id == message.key
+    # The public stream never carries it.
+    assert all(
+        "self_service_url" not in m.data for m in store.outbox if m.topic != REGISTRATION_NOTICES
+    )
+    # A link opens until 30 days after its event ends.
+    link = store.last("WaitlistPromotedNotice")["self_service_url"].rsplit("/", 1)[1]
+    clock.now = NOW + timedelta(days=32 + 30) - timedelta(seconds=1)
+    assert (await handlers.open_self_service_link(ctx, link)).registration.id == second.id
+    clock.now = NOW + timedelta(days=32 + 30)
+    await refused("registration_not_found", handlers.open_self_service_link(ctx, link))

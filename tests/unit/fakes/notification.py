@@ -211,6 +211,7 @@ class FakeNotificationStore:
                     event=copy.deepcopy(doc.get("event") or {}),
                     reference=doc.get("reference"),
                     ticket=doc.get("ticket"),
+                    self_service_url=doc.get("self_service_url"),
                     cadre=doc.get("cadre"),
                 )
             )
