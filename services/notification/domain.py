@@ -193,9 +193,13 @@ def calendar_revision(
     revised_at = getattr(event, CALENDAR_REVISED_AT.get(template, ""), None)
     if revised_at is None:
         return attachments, context
+    sequence = int(revised_at.timestamp())
     if template == "cancelled":
         attachments = ("ics",)
-    return attachments, {**context, "ics_sequence": int(revised_at.timestamp())}
+        # The cancellation is the entry's last revision: one above the second it happened
+        # in, so an update in that same second (an event change) is never its equal.
+        sequence += 1
+    return attachments, {**context, "ics_sequence": sequence}
 
 
 def resolution_intents(received: ReceivedEvent) -> list[Intent]:
