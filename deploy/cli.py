@@ -439,8 +439,8 @@ def parser() -> argparse.ArgumentParser:
         "--private-retention-days",
         type=float,
         default=float(os.environ.get("KAFKA_PRIVATE_TOPIC_RETENTION_DAYS", "7")),
-        help="the same for the private stream registration.notices.v1, which carries "
-        "contact details and tickets; capped at --retention-days "
+        help="the same for the private streams registration.notices.v1 and "
+        "resolutions.notices.v1, which carry contact details and tickets; capped at --retention-days "
         "(default: $KAFKA_PRIVATE_TOPIC_RETENTION_DAYS, else 7)",
     )
     create.add_argument(

@@ -6,8 +6,9 @@
 #   deploy/kafka-acls.sh --dry-run apply             # print the commands, run nothing
 #
 # The point of it: registration.notices.v1 (contact details, check-in tickets,
-# self-service links) may be written by the registration service only and read by the
-# notification service's consumer group only; notification.dlq (where a failed notice
+# self-service links) may be written by the registration service only, and
+# resolutions.notices.v1 (focal persons' names, emails, phones) by the resolutions service
+# only; both are read by the notification service's consumer group only; notification.dlq (where a failed notice
 # lands) likewise stays with notification and the operators. The public streams
 # (registration.v1, resolutions.v1, notification.v1) are read by the services and by the
 # subscribers an admin grants, each with its own consumer group.
@@ -42,7 +43,8 @@ WEBHOOKS_GROUP="${WEBHOOKS_GROUP:-webhooks}"
 
 # Topic names: shared/topics.py.
 PUBLIC_TOPICS=(registration.v1 resolutions.v1 notification.v1)
-PRIVATE_TOPIC=registration.notices.v1
+REGISTRATION_NOTICES=registration.notices.v1
+RESOLUTIONS_NOTICES=resolutions.notices.v1
 
 DRY_RUN=0
 
@@ -78,13 +80,14 @@ consumer() {
 
 services() {
   # registration: its public stream, the private notices (the only writer), its DLQ.
-  producer "$REGISTRATION" registration.v1 "$PRIVATE_TOPIC" registration.dlq
+  producer "$REGISTRATION" registration.v1 "$REGISTRATION_NOTICES" registration.dlq
   # notification: the only reader of the notices, with its group; the public streams it
   # acts on; its own stream; its DLQ (which may hold a failed notice: nobody else reads it).
-  consumer "$NOTIFICATION" "$NOTIFICATION_GROUP" "$PRIVATE_TOPIC" registration.v1 resolutions.v1
+  consumer "$NOTIFICATION" "$NOTIFICATION_GROUP" "$REGISTRATION_NOTICES" "$RESOLUTIONS_NOTICES" \
+    registration.v1 resolutions.v1
   producer "$NOTIFICATION" notification.v1 notification.dlq
-  # resolutions: its public stream and DLQ.
-  producer "$RESOLUTIONS" resolutions.v1 resolutions.dlq
+  # resolutions: its public stream, the private notices (the only writer), its DLQ.
+  producer "$RESOLUTIONS" resolutions.v1 "$RESOLUTIONS_NOTICES" resolutions.dlq
   # webhooks: a subscriber of the public streams, like any e-GA system; its DLQ.
   consumer "$WEBHOOKS" "$WEBHOOKS_GROUP" "${PUBLIC_TOPICS[@]}"
   producer "$WEBHOOKS" webhooks.dlq

@@ -2,8 +2,9 @@
 
 Environment: ``KAFKA_BOOTSTRAP_SERVERS`` (required), ``KAFKA_REPLICATION_FACTOR``
 (default 1), ``KAFKA_TOPIC_RETENTION_DAYS`` (default 30: the topics carry personal
-data), ``KAFKA_PRIVATE_TOPIC_RETENTION_DAYS`` (default 7: the private stream
-``registration.notices.v1`` carries contact details and tickets), ``TOPICS_TIMEOUT_S`` (how long to wait for the brokers, default 120). Topics that
+data), ``KAFKA_PRIVATE_TOPIC_RETENTION_DAYS`` (default 7: the private streams
+``registration.notices.v1`` and ``resolutions.notices.v1`` carry contact details and
+tickets), ``TOPICS_TIMEOUT_S`` (how long to wait for the brokers, default 120). Topics that
 exist get the retention too. Exits 0 when every topic exists with it, 1 otherwise.
 """
 

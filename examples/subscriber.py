@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer
 WANTED = {
     # Version 2: no ticket, no contact details (version 1 is retired; docs/integrating.md).
     "tz.go.ega.registration.ParticipantRegistered.v2",
-    "tz.go.ega.resolutions.ResolutionUpdated.v1",
+    "tz.go.ega.resolutions.ResolutionUpdated.v2",
 }
 
 

@@ -30,7 +30,8 @@ class KafkaSettings(BaseSettings):
     create_topics: bool = False
     # Topics carry personal data: records older than this are deleted (shared/topics.py).
     topic_retention_days: float = Field(30.0, gt=0)
-    # The private stream (registration.notices.v1: contact details, tickets): shorter.
+    # The private streams (registration.notices.v1, resolutions.notices.v1: contact
+    # details, tickets): shorter.
     private_topic_retention_days: float = Field(7.0, gt=0)
     client_id_prefix: str = "mkutano"
 

@@ -9,13 +9,15 @@ are public: any e-GA system may be granted read access (docs/integrating.md).
 needs to reach a participant (contact details, language, the check-in ticket, the
 self-service link), and only the registration service may write it and only the
 notification service's consumer group may read it (Kafka ACLs, deploy/kafka-acls.sh).
+``resolutions.notices.v1`` is private likewise: the focal persons' names, emails and
+phones, written by the resolutions service only and read by notification's group only.
 
 Every topic has a time-based retention (``retention.ms``, ``cleanup.policy=delete``):
 events may carry personal data, and the Personal Data Protection Act wants it kept no
 longer than its purpose needs. The services' databases are the record (erasure and
 retention act there); a topic is a transport, kept long enough to replay a consumer after
 an outage or a dead-letter fix (``KAFKA_TOPIC_RETENTION_DAYS``, 30 by default). The private
-stream holds contact details and secrets, so it is kept shorter
+streams hold contact details and secrets, so they are kept shorter
 (``KAFKA_PRIVATE_TOPIC_RETENTION_DAYS``, 7 by default, never longer than the public one).
 """
 
@@ -33,9 +35,11 @@ NOTIFICATION = "notification.v1"
 RESOLUTIONS = "resolutions.v1"
 # Private: registration -> notification only (contact details, tickets, self-service links).
 REGISTRATION_NOTICES = "registration.notices.v1"
+# Private: resolutions -> notification only (the focal persons' names, emails, phones).
+RESOLUTIONS_NOTICES = "resolutions.notices.v1"
 
 PUBLIC_STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION)
-PRIVATE_STREAMS = (REGISTRATION_NOTICES,)
+PRIVATE_STREAMS = (REGISTRATION_NOTICES, RESOLUTIONS_NOTICES)
 
 
 def dead_letter_topic(service: str) -> str:
@@ -73,6 +77,7 @@ def all_topics(
         (REGISTRATION_NOTICES, 6),
         (NOTIFICATION, 3),
         (RESOLUTIONS, 3),
+        (RESOLUTIONS_NOTICES, 3),
         (dead_letter_topic("registration"), 1),
         (dead_letter_topic("notification"), 1),
         (dead_letter_topic("resolutions"), 1),

@@ -1,9 +1,10 @@
 """Kafka subscribers of the notification service: events → use cases (idempotent).
 
-One consumer group (``notification`` by default) on ``registration.notices.v1`` (the
-private notices: contact details, tickets), ``registration.v1`` (the events catalogue,
-``PersonalDataErased``) and ``resolutions.v1``; every instance of the service joins it, so
-they share the partitions. The public version-2 registration events are not acted on
+One consumer group (``notification`` by default) on ``registration.notices.v1`` and
+``resolutions.notices.v1`` (the private notices: contact details, tickets),
+``registration.v1`` (the events catalogue, ``PersonalDataErased``) and ``resolutions.v1``
+(its retired version 1 only); every instance of the service joins it, so they share the
+partitions. The public version-2 registration and resolution events are not acted on
 (their notices are); the retired version-1 ones still are, for records published before
 the notices existed, which are still on the topic (each change has either a version-1
 event or a notice, never both).
@@ -43,9 +44,13 @@ from shared.contracts.registration_notices import (
     WaitlistPromotedNotice,
 )
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
+from shared.contracts.resolutions_notices import (
+    ResolutionCompletedNotice,
+    ResolutionUpdatedNotice,
+)
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
-from shared.topics import REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS
+from shared.topics import REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS, RESOLUTIONS_NOTICES
 
 NOTICES = (
     ParticipantRegisteredNotice,
@@ -71,7 +76,14 @@ LEGACY_REGISTRATION_EVENTS = (
     ConfirmationResendRequested,
 )
 CATALOGUE_EVENTS = (EventPublished, EventUpdated, EventCancelled)
-RESOLUTION_EVENTS = (ResolutionUpdated, ResolutionCompleted)
+# The focal persons' notices; and the retired version 1 of resolutions.v1, read until the
+# topic's retention has passed.
+RESOLUTION_EVENTS = (
+    ResolutionUpdatedNotice,
+    ResolutionCompletedNotice,
+    ResolutionUpdated,
+    ResolutionCompleted,
+)
 
 
 def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
@@ -94,7 +106,7 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     table[PersonalDataErased] = bind(handlers.erase_personal_data)
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
-        topics=[REGISTRATION_NOTICES, REGISTRATION, RESOLUTIONS],
+        topics=[REGISTRATION_NOTICES, RESOLUTIONS_NOTICES, REGISTRATION, RESOLUTIONS],
         handlers=table,
         description="Records the emails and SMS each registration and resolution event calls "
         "for; keeps the participants' contact projection and the events' reminder schedule.",

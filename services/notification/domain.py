@@ -39,6 +39,10 @@ from shared.contracts.registration_notices import (
     WaitlistPromotedNotice,
 )
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
+from shared.contracts.resolutions_notices import (
+    ResolutionCompletedNotice,
+    ResolutionUpdatedNotice,
+)
 from shared.envelope import ReceivedEvent
 from shared.errors import DomainError
 from shared.timeutil import iso
@@ -72,7 +76,12 @@ TEMPLATE_FOR_EVENT: dict[type, str] = {
     ParticipantCheckedIn: "checked_in",
     ConfirmationResendRequested: "resend",
 }
+# The notices of resolutions.notices.v1, and the retired version-1 events of resolutions.v1
+# that may still be on the topic from before the notices existed (the public version-2
+# events carry no focal person's contact: nothing to act on).
 TEMPLATE_FOR_RESOLUTION_EVENT: dict[type, str] = {
+    ResolutionUpdatedNotice: "resolution_updated",
+    ResolutionCompletedNotice: "resolution_completed",
     ResolutionUpdated: "resolution_updated",
     ResolutionCompleted: "resolution_completed",
 }

@@ -49,7 +49,8 @@ class NotificationSettings(ServiceSettings):
     # New notifications are queued in-process; this scan finds due retries, expired
     # leases and other instances' leftovers.
     scan_interval_s: float = 2.0
-    # Consumer group on registration.notices.v1, registration.v1 and resolutions.v1;
+    # Consumer group on the notices (registration.notices.v1, resolutions.notices.v1),
+    # registration.v1 and resolutions.v1;
     # every instance shares it. The Kafka ACLs let only this group read the notices.
     consumer_group: str = "notification"
     # Default reminder rules: seconds before an event's start (7 days and 1 day).

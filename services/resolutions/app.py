@@ -7,6 +7,7 @@ from services.resolutions.settings import ResolutionsSettings
 from services.resolutions.store import RESOLUTIONS, MongoResolutionsStore
 from shared.runtime import ServiceRuntime
 from shared.topics import RESOLUTIONS as RESOLUTIONS_TOPIC
+from shared.topics import RESOLUTIONS_NOTICES
 
 
 def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntime:
@@ -16,7 +17,8 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
         settings,
         title="Mkutano resolutions",
         description="Conference resolutions (maazimio), progress updates with a timeline, "
-        "and the implementation report. Publishes resolutions.v1.",
+        "and the implementation report. Publishes the public resolutions.v1 and the private "
+        "notices for the notification service (resolutions.notices.v1).",
         # CSV imports are sent as text/csv, each route with its own bound
         # (api.CSV_MAX_BYTES, declared on the route); every other body is JSON, 64 KiB.
         non_json_paths=[r"^/api/v1/conferences/[^/]+/(resolutions|updates)/import$"],
@@ -27,6 +29,8 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
     runtime.app.state.context = ctx
     runtime.use_outbox([RESOLUTIONS])
     runtime.publishes(RESOLUTIONS_TOPIC)
+    # Private: the focal persons' contact details, for the notification service only.
+    runtime.publishes(RESOLUTIONS_NOTICES)
     runtime.app.include_router(api.router)
 
     @runtime.on_startup

@@ -8,9 +8,12 @@ and never rewritten; every change is also kept as a version with what changed.
 
 The aggregates are ``Conference`` and ``Resolution`` (its actions, timeline and versions
 inside it). Their methods take the time as a parameter, enforce the rules (raising
-``DomainError``) and record the integration events a change causes
-(``ResolutionCreated``, ``ResolutionUpdated``, ``ResolutionCompleted``); the store saves
-the change and those events in one write.
+``DomainError``) and record the integration events a change causes: on the public
+``resolutions.v1`` (``ResolutionCreated``, ``ResolutionUpdated``, ``ResolutionCompleted``,
+version 2: the lead institution and how many focal persons, never their contacts) and, for
+a resolution with focal persons, the notice of an update or completion on the private
+``resolutions.notices.v1`` (their names, emails and phones, for notification). The store
+saves the change and all those events in one write.
 """
 
 from __future__ import annotations
@@ -36,9 +39,13 @@ from pydantic import (
 from shared.aggregate import Aggregate
 from shared.contracts.resolutions import (
     FocalPerson,
-    ResolutionCompleted,
-    ResolutionCreated,
-    ResolutionUpdated,
+    ResolutionCompletedV2,
+    ResolutionCreatedV2,
+    ResolutionUpdatedV2,
+)
+from shared.contracts.resolutions_notices import (
+    ResolutionCompletedNotice,
+    ResolutionUpdatedNotice,
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
@@ -503,7 +510,7 @@ class Resolution(Aggregate):
             created_at=stamp,
             updated_at=stamp,
         )
-        resolution.record(ResolutionCreated(**resolution._event_fields(), created_at=now))
+        resolution.record(ResolutionCreatedV2(**resolution._event_fields(), created_at=now))
         return resolution
 
     # ------------------------------------------------------------------ reading
@@ -789,7 +796,7 @@ class Resolution(Aggregate):
             self.timeline = [*self.timeline, entry]
         previous_status, previous_progress = previous
         self.record(
-            ResolutionUpdated(
+            ResolutionUpdatedV2(
                 **self._event_fields(),
                 previous_status=previous_status,
                 previous_progress=previous_progress,
@@ -801,10 +808,22 @@ class Resolution(Aggregate):
                 action_id=action_id,
             )
         )
+        if self.focal_persons:
+            self.record(
+                ResolutionUpdatedNotice(
+                    **self._notice_fields(),
+                    previous_status=previous_status,
+                    previous_progress=previous_progress,
+                    note=timeline_note or None,
+                    updated_at=now,
+                )
+            )
         if self.status == "completed" and previous_status != "completed":
-            self.record(ResolutionCompleted(**self._event_fields(), completed_at=now))
+            self.record(ResolutionCompletedV2(**self._event_fields(), completed_at=now))
+            if self.focal_persons:
+                self.record(ResolutionCompletedNotice(**self._notice_fields(), completed_at=now))
 
-    def _event_fields(self) -> dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
         return {
             "resolution_id": self.id,
             "conference_id": self.conference_id,
@@ -814,8 +833,19 @@ class Resolution(Aggregate):
             "status": self.status,
             "progress": self.progress,
             "version": self.version,
-            "focal_persons": list(self.focal_persons),
         }
+
+    def _event_fields(self) -> dict[str, Any]:
+        """The public event's fields: no focal person's contact, only how many there are."""
+        return {
+            **self._identity(),
+            "lead_institution": self.lead_institution,
+            "focal_person_count": len(self.focal_persons),
+        }
+
+    def _notice_fields(self) -> dict[str, Any]:
+        """The private notice's fields: the focal persons, to write to them."""
+        return {**self._identity(), "focal_persons": list(self.focal_persons)}
 
 
 def _json(value: Any) -> Any:

@@ -3,7 +3,13 @@
 Importing this package registers every event type with the envelope.
 """
 
-from shared.contracts import notification, registration, registration_notices, resolutions
+from shared.contracts import (
+    notification,
+    registration,
+    registration_notices,
+    resolutions,
+    resolutions_notices,
+)
 from shared.contracts.base import (
     EVENT_TYPES,
     IntegrationEvent,
@@ -21,5 +27,6 @@ __all__ = [
     "registration",
     "registration_notices",
     "resolutions",
+    "resolutions_notices",
     "stream_events",
 ]

@@ -106,7 +106,7 @@ async def test_resolution_update_is_published_with_status_and_progress(platform)
         (record,) = await reader.wait_for(
             lambda r: (
                 r.key == resolution["id"]
-                and r.ce_type == "tz.go.ega.resolutions.ResolutionUpdated.v1"
+                and r.ce_type == "tz.go.ega.resolutions.ResolutionUpdated.v2"
             )
         )
     assert record.value["status"] == "in_progress"

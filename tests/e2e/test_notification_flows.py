@@ -21,9 +21,9 @@ from pymongo import AsyncMongoClient
 
 from shared.contracts import registration as reg
 from shared.contracts import registration_notices as notices
-from shared.contracts import resolutions as res
+from shared.contracts import resolutions_notices
 from shared.contracts.base import IntegrationEvent
-from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS, dead_letter_topic
+from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS_NOTICES, dead_letter_topic
 from tests.helpers import (
     TopicReader,
     cloudevent_headers,
@@ -422,7 +422,8 @@ async def test_resolution_update_emails_each_focal_person_in_their_language(plat
             "language": "en",
         },
     ]
-    update = res.ResolutionUpdated(
+    # What notification reads: the notice on the private resolutions.notices.v1.
+    update = resolutions_notices.ResolutionUpdatedNotice(
         resolution_id=str(uuid.uuid4()),
         conference_id="egov-2024",
         number=7,
@@ -435,10 +436,9 @@ async def test_resolution_update_emails_each_focal_person_in_their_language(plat
         previous_status="in_progress",
         previous_progress=40,
         note="Taasisi 30 zimekaguliwa",
-        recorded_by="coordinator",
         updated_at=datetime.now(UTC),
     )
-    assert update.topic == RESOLUTIONS
+    assert update.topic == RESOLUTIONS_NOTICES
     await publish(platform.kafka.bootstrap, update)
     sw = (await platform.smtp.wait_for(to(people[0]["email"])))[0]
     en = (await platform.smtp.wait_for(to(people[1]["email"])))[0]

@@ -25,7 +25,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from deploy.embedded import LOCALHOST, free_port
 from shared.contracts import registration as reg
 from shared.contracts.base import IntegrationEvent
-from shared.topics import NOTIFICATION, REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS
+from shared.topics import (
+    NOTIFICATION,
+    REGISTRATION,
+    REGISTRATION_NOTICES,
+    RESOLUTIONS,
+    RESOLUTIONS_NOTICES,
+)
 from tests.e2e.test_notification_flows import (
     api,
     contact,
@@ -52,7 +58,7 @@ async def group_at_end(bootstrap: str) -> str:
     try:
         partitions = [
             TopicPartition(topic, p)
-            for topic in (REGISTRATION_NOTICES, REGISTRATION, RESOLUTIONS)
+            for topic in (REGISTRATION_NOTICES, RESOLUTIONS_NOTICES, REGISTRATION, RESOLUTIONS)
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         consumer.assign(partitions)

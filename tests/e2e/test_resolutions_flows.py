@@ -1,4 +1,6 @@
-"""Resolutions end to end: the service process over HTTP, its events on resolutions.v1.
+"""Resolutions end to end: the service process over HTTP, its events on resolutions.v1
+(public: no focal person's contact) and its notices on resolutions.notices.v1 (private:
+the focal persons, for notification).
 
 Driven as a coordinator's tool and another e-GA system would: HTTP in, plain aiokafka
 out. Each test makes its own conference.
@@ -6,19 +8,20 @@ out. Each test makes its own conference.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.topics import RESOLUTIONS
+from shared.topics import RESOLUTIONS, RESOLUTIONS_NOTICES
 from tests.helpers import TopicReader, unique_id
 
 pytestmark = pytest.mark.e2e
 
-UPDATED = "tz.go.ega.resolutions.ResolutionUpdated.v1"
-CREATED = "tz.go.ega.resolutions.ResolutionCreated.v1"
-COMPLETED = "tz.go.ega.resolutions.ResolutionCompleted.v1"
+UPDATED = "tz.go.ega.resolutions.ResolutionUpdated.v2"
+CREATED = "tz.go.ega.resolutions.ResolutionCreated.v2"
+COMPLETED = "tz.go.ega.resolutions.ResolutionCompleted.v2"
 FOCAL = {
     "full_name": "Asha Juma Mwinyi",
     "institution": "Wizara ya Fedha",
@@ -137,8 +140,9 @@ async def test_actions_roll_up_into_the_resolution_and_each_change_is_published(
     assert (moved["previous_status"], moved["status"]) == ("not_started", "in_progress")
     assert moved["note"] == "GovESB imeunganishwa na mifumo 24"
     assert moved["action_id"] == esb["id"]
-    # What the notification service needs to email the focal persons.
-    assert moved["focal_persons"] == [FOCAL]
+    # Who is accountable, without naming anybody (the contacts are in the notices).
+    assert "focal_persons" not in moved
+    assert (moved["lead_institution"], moved["focal_person_count"]) == ("e-GA", 1)
     assert records[-1].value["status"] == "completed"
     assert all(r.headers["ce_source"] for r in records)
 
@@ -272,7 +276,7 @@ async def test_public_reads_hide_focal_persons_coordinators_see_them(platform, c
 
 
 async def test_focal_persons_are_emailed_when_progress_is_recorded(platform, client) -> None:
-    # Through the notification service's consumer of resolutions.v1 (its templates).
+    # Through the notification service's consumer of resolutions.notices.v1 (its templates).
     headers = platform.admin_headers
     conference_id = await _conference(client, headers)
     focal = {**FOCAL, "email": f"{unique_id('focal')}@example.go.tz"}
@@ -288,6 +292,49 @@ async def test_focal_persons_are_emailed_when_progress_is_recorded(platform, cli
     text = mail.get_body(("plain",)).get_content()
     assert focal["full_name"] in text
     assert "Taasisi 20 zimeunganishwa" in text and "40" in text
+
+
+async def test_the_public_record_has_no_focal_person_contact_and_the_focal_person_is_emailed(
+    platform, client
+) -> None:
+    headers = platform.admin_headers
+    conference_id = await _conference(client, headers)
+    focal = {
+        **FOCAL,
+        "full_name": "Neema Faraji Mrisho",
+        "email": f"{unique_id('focal')}@example.go.tz",
+        "phone": "+255713987654",
+        "language": "en",
+    }
+    r = await _resolution(client, headers, conference_id, focal_persons=[focal])
+    rid = r.json()["id"]
+    r = await client.post(
+        f"/api/v1/resolutions/{rid}/updates",
+        headers={**headers, "If-Match": r.headers["ETag"]},
+        json={"status": "in_progress", "progress": 55, "note": "Mifumo 12 imeunganishwa"},
+    )
+    assert r.status_code == 201, r.text
+
+    async with TopicReader(platform.kafka.bootstrap, [RESOLUTIONS, RESOLUTIONS_NOTICES]) as reader:
+        public = await reader.wait_for(lambda r: r.topic == RESOLUTIONS and r.key == rid, count=2)
+        (notice,) = await reader.wait_for(lambda r: r.topic == RESOLUTIONS_NOTICES and r.key == rid)
+    assert [p.ce_type for p in public] == [CREATED, UPDATED]
+    for record in public:
+        raw = json.dumps(record.value)
+        for contact in (focal["full_name"], focal["email"], focal["phone"][-6:]):
+            assert contact not in raw
+        assert "focal_persons" not in record.value
+        assert record.value["lead_institution"] == "e-GA"
+        assert record.value["focal_person_count"] == 1
+    assert public[1].value["progress"] == 55
+    assert notice.ce_type == "tz.go.ega.resolutions.ResolutionUpdatedNotice.v1"
+    assert notice.value["focal_persons"] == [focal]
+
+    # The focal person still receives the email (notification reads the notice).
+    (mail,) = await platform.smtp.wait_for(lambda m: m["To"] == focal["email"], timeout=20)
+    text = mail.get_body(("plain",)).get_content()
+    assert focal["full_name"] in text
+    assert "Mifumo 12 imeunganishwa" in text and "55" in text
 
 
 async def test_removing_an_action_recomputes_and_conference_dates_must_fit(

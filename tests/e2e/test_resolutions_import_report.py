@@ -112,7 +112,7 @@ async def test_resolution_import_dry_run_then_all_or_nothing(platform, client) -
     async with TopicReader(platform.kafka.bootstrap, [RESOLUTIONS]) as reader:
         created = await reader.wait_for(
             lambda r: (
-                r.ce_type.endswith("ResolutionCreated.v1")
+                r.ce_type.endswith("ResolutionCreated.v2")
                 and r.value["conference_id"] == conference_id
             ),
             count=4,

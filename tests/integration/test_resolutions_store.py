@@ -107,7 +107,7 @@ async def test_resolution_import_holds_events_until_every_row_is_in(
     # Released: visible, events pending for the relay, no hold left.
     for d in await ctx.store.resolutions.find({"conference_id": conference_id}).to_list():
         assert d["importing"] is None and d["outbox_lease_until"] == 0.0
-        assert [m["type"] for m in d["outbox"]] == ["tz.go.ega.resolutions.ResolutionCreated.v1"]
+        assert [m["type"] for m in d["outbox"]] == ["tz.go.ega.resolutions.ResolutionCreated.v2"]
 
 
 async def test_unfinished_import_is_hidden_and_swept(ctx: handlers.Context) -> None:

@@ -46,15 +46,20 @@ async def test_topics_are_created_with_their_retention(kafka) -> None:
 def test_every_topic_has_the_configured_retention() -> None:
     topics = all_topics(3, retention_days=14)
     assert {t.name for t in topics} >= {"registration.v1", "notification.dlq"}
-    public = [t for t in topics if t.name != "registration.notices.v1"]
+    private = {"registration.notices.v1", "resolutions.notices.v1"}
+    public = [t for t in topics if t.name not in private]
     assert all(t.configs["retention.ms"] == str(14 * DAY_MS) for t in public)
     # The private notices (contact details, tickets) are kept shorter, never longer.
-    (notices,) = [t for t in topics if t.name == "registration.notices.v1"]
-    assert notices.configs["retention.ms"] == str(7 * DAY_MS) and notices.partitions == 6
+    notices = {t.name: t for t in topics if t.name in private}
+    assert set(notices) == private
+    assert all(t.configs["retention.ms"] == str(7 * DAY_MS) for t in notices.values())
+    assert notices["registration.notices.v1"].partitions == 6
+    assert notices["resolutions.notices.v1"].partitions == 3
     shorter = {t.name: t.retention_ms for t in all_topics(retention_days=3)}
     assert shorter["registration.notices.v1"] == shorter["registration.v1"] == 3 * DAY_MS
+    assert shorter["resolutions.notices.v1"] == 3 * DAY_MS
     two = {t.name: t.retention_ms for t in all_topics(private_retention_days=2)}
-    assert two["registration.notices.v1"] == 2 * DAY_MS
+    assert two["registration.notices.v1"] == two["resolutions.notices.v1"] == 2 * DAY_MS
 
 
 @pytest.mark.real_kafka

@@ -16,12 +16,18 @@ import pytest
 from shared.contracts import stream_events
 from shared.envelope import OutboxMessage
 from shared.runtime import UndeclaredEventType
-from shared.topics import NOTIFICATION, REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS
+from shared.topics import (
+    NOTIFICATION,
+    REGISTRATION,
+    REGISTRATION_NOTICES,
+    RESOLUTIONS,
+    RESOLUTIONS_NOTICES,
+)
 
 STREAMS = {
     "registration": (REGISTRATION, REGISTRATION_NOTICES),
     "notification": (NOTIFICATION,),
-    "resolutions": (RESOLUTIONS,),
+    "resolutions": (RESOLUTIONS, RESOLUTIONS_NOTICES),
 }
 CE_HEADERS = {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"}
 
@@ -100,3 +106,13 @@ def test_a_retired_version_is_not_declared_and_cannot_be_published() -> None:
     )
     with pytest.raises(UndeclaredEventType):
         asyncio.run(runtime.publish(message))
+
+
+def test_the_retired_resolution_events_are_not_declared() -> None:
+    """Version 1 of the resolution events carried the focal persons' contacts: retired."""
+    runtime = runtime_of("resolutions")
+    retired = {c.ce_type() for c in stream_events(RESOLUTIONS, retired=True)} - {
+        c.ce_type() for c in stream_events(RESOLUTIONS)
+    }
+    assert "tz.go.ega.resolutions.ResolutionUpdated.v1" in retired
+    assert not retired & set(runtime.publishers)

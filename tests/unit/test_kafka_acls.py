@@ -10,11 +10,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from shared.topics import PRIVATE_STREAMS, PUBLIC_STREAMS, REGISTRATION_NOTICES, all_topics
+from shared.topics import (
+    PRIVATE_STREAMS,
+    PUBLIC_STREAMS,
+    REGISTRATION_NOTICES,
+    RESOLUTIONS_NOTICES,
+    all_topics,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka-acls.sh"
 REGISTRATION = "User:mkutano-registration"
 NOTIFICATION = "User:mkutano-notification"
+RESOLUTIONS = "User:mkutano-resolutions"
 
 
 def grants(*args: str) -> list[tuple[str, frozenset[str], str, str]]:
@@ -48,6 +55,13 @@ def test_only_registration_writes_and_only_notification_reads_the_private_notice
     groups = {(p, name) for p, ops, kind, name in acls if kind == "group" and "Read" in ops}
     assert (NOTIFICATION, "notification") in groups
     assert [p for p, name in groups if name == "notification"] == [NOTIFICATION]
+
+
+def test_only_resolutions_writes_and_only_notification_reads_the_focal_persons_notices() -> None:
+    acls = grants("apply")
+    on_private = [(p, ops) for p, ops, kind, name in acls if name == RESOLUTIONS_NOTICES]
+    assert {p for p, ops in on_private if "Write" in ops} == {RESOLUTIONS}
+    assert {p for p, ops in on_private if "Read" in ops} == {NOTIFICATION}
 
 
 def test_no_service_reads_a_dead_letter_topic_and_every_topic_has_its_writer() -> None:

@@ -34,7 +34,17 @@ from shared.contracts.registration_notices import (
     ParticipantWaitlistedNotice,
     RegistrationUpdatedNotice,
 )
-from shared.contracts.resolutions import FocalPerson, ResolutionCompleted, ResolutionCreated
+from shared.contracts.resolutions import (
+    FocalPerson,
+    ResolutionCompleted,
+    ResolutionCompletedV2,
+    ResolutionCreated,
+    ResolutionUpdatedV2,
+)
+from shared.contracts.resolutions_notices import (
+    ResolutionCompletedNotice,
+    ResolutionUpdatedNotice,
+)
 from shared.envelope import ReceivedEvent
 from shared.errors import DomainError
 from shared.metrics import Metrics
@@ -352,6 +362,71 @@ async def test_a_completed_resolution_emails_each_focal_person_once(env: Env) ->
     created = ResolutionCreated(**RESOLUTION, focal_persons=people, created_at=NOW)
     await handlers.record_resolution_event(env.ctx, received(created, "ce-2"))
     assert len(env.store.notifications) == 2  # a new resolution is not told
+
+
+async def test_the_focal_persons_are_emailed_from_the_notices_not_the_public_events(
+    env: Env,
+) -> None:
+    people = [focal("A", "a@x.go.tz"), focal("B", "b@y.go.tz", "sw")]
+    public = {**RESOLUTION, "lead_institution": "e-GA", "focal_person_count": 2}
+    # The public version 2 names nobody: nothing to send (its notice does it).
+    await handlers.record_resolution_event(
+        env.ctx,
+        received(
+            ResolutionUpdatedV2(
+                **public,
+                previous_status="in_progress",
+                previous_progress=80,
+                recorded_by="u",
+                updated_at=NOW,
+            ),
+            "ce-public-1",
+        ),
+    )
+    await handlers.record_resolution_event(
+        env.ctx, received(ResolutionCompletedV2(**public, completed_at=NOW), "ce-public-2")
+    )
+    assert env.store.notifications == {}
+    await handlers.record_resolution_event(
+        env.ctx,
+        received(
+            ResolutionUpdatedNotice(
+                **RESOLUTION,
+                focal_persons=people,
+                previous_status="in_progress",
+                previous_progress=80,
+                note="Imekamilika",
+                updated_at=NOW,
+            ),
+            "ce-notice-1",
+        ),
+    )
+    await handlers.record_resolution_event(
+        env.ctx,
+        received(
+            ResolutionCompletedNotice(**RESOLUTION, focal_persons=people, completed_at=NOW),
+            "ce-notice-2",
+        ),
+    )
+    log = sorted(env.store.notifications.values(), key=lambda n: (n.template, n.recipient))
+    assert [(n.template, n.recipient, n.language) for n in log] == [
+        ("resolution_completed", "a@x.go.tz", "en"),
+        ("resolution_completed", "b@y.go.tz", "sw"),
+        ("resolution_updated", "a@x.go.tz", "en"),
+        ("resolution_updated", "b@y.go.tz", "sw"),
+    ]
+    assert all(n.resolution_id == "res-1" for n in log)
+
+
+def test_notification_reads_the_focal_persons_notices_and_no_public_version_2() -> None:
+    from services.notification import consumers
+    from shared.contracts import stream_events
+    from shared.topics import RESOLUTIONS, RESOLUTIONS_NOTICES
+
+    acted_on = set(consumers.RESOLUTION_EVENTS)
+    assert set(stream_events(RESOLUTIONS_NOTICES)) <= acted_on
+    assert not set(stream_events(RESOLUTIONS)) & acted_on  # version 2: no contacts
+    assert all(cls.retired for cls in acted_on if cls.topic == RESOLUTIONS)
 
 
 # --------------------------------------------------------------------------- catalogue events

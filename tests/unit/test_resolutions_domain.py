@@ -212,7 +212,7 @@ def test_the_aggregate_decides_at_the_time_it_is_given_and_records_its_events() 
     spec = ResolutionSpec(number=1, title_sw="A", title_en="A", lead_institution="e-GA")
     resolution = Resolution.create(CONFERENCE, spec, actor="c", now=adopted)
     assert resolution.created_at == "2024-02-08T14:00:00.000000Z"
-    assert [type(e).__name__ for e in resolution.take_events()] == ["ResolutionCreated"]
+    assert [type(e).event_name() for e in resolution.take_events()] == ["ResolutionCreated"]
     assert resolution.take_events() == []
     later = datetime(2024, 9, 1, 6, 0, tzinfo=UTC)
     resolution.record_update(
@@ -222,3 +222,67 @@ def test_the_aggregate_decides_at_the_time_it_is_given_and_records_its_events() 
     updated, completed = resolution.take_events()
     assert (updated.updated_at, completed.completed_at) == (later, later)
     assert (updated.previous_status, completed.status) == ("not_started", "completed")
+
+
+def test_a_change_records_its_public_event_and_the_focal_persons_notice() -> None:
+    """One change, one list of events (saved in one outbox write): the public version 2 on
+    resolutions.v1 without contacts, and the notice with them on resolutions.notices.v1."""
+    from datetime import UTC, datetime
+
+    from services.resolutions.domain import FocalPersonIn, ResolutionChange, ResolutionSpec
+    from shared.topics import RESOLUTIONS, RESOLUTIONS_NOTICES
+
+    now = datetime(2024, 9, 1, 6, 0, tzinfo=UTC)
+    asha = FocalPersonIn(
+        full_name="Asha Juma",
+        institution="TAMISEMI",
+        email="asha@example.go.tz",
+        phone="+255712000001",
+        language="en",
+    )
+    spec = ResolutionSpec(
+        number=2, title_sw="B", title_en="B", lead_institution="e-GA", focal_persons=[asha]
+    )
+    resolution = Resolution.create(CONFERENCE, spec, actor="c", now=now)
+    (created,) = resolution.take_events()  # nobody is told of a creation: no notice
+    assert (created.topic, created.schema_version) == (RESOLUTIONS, 2)
+    assert (created.lead_institution, created.focal_person_count) == ("e-GA", 1)
+
+    resolution.record_update(
+        ProgressUpdate(status="completed", note="Done"), expected_version=1, actor="c", now=now
+    )
+    events = resolution.take_events()
+    assert [(type(e).event_name(), e.topic) for e in events] == [
+        ("ResolutionUpdated", RESOLUTIONS),
+        ("ResolutionUpdatedNotice", RESOLUTIONS_NOTICES),
+        ("ResolutionCompleted", RESOLUTIONS),
+        ("ResolutionCompletedNotice", RESOLUTIONS_NOTICES),
+    ]
+    updated, updated_notice, completed, completed_notice = events
+    for public in (updated, completed):
+        dumped = public.model_dump(mode="json")
+        assert "focal_persons" not in dumped
+        assert "asha@example.go.tz" not in str(dumped) and "Asha" not in str(dumped)
+        assert (dumped["lead_institution"], dumped["focal_person_count"]) == ("e-GA", 1)
+    for notice in (updated_notice, completed_notice):
+        assert notice.aggregate_id == resolution.id
+        (person,) = notice.focal_persons
+        assert (person.full_name, person.email, person.phone, person.language) == (
+            "Asha Juma",
+            "asha@example.go.tz",
+            "+255712000001",
+            "en",
+        )
+    assert (updated_notice.previous_status, updated_notice.note) == ("not_started", "Done")
+    assert (updated_notice.version, completed_notice.completed_at) == (2, now)
+
+    # Without focal persons there is nobody to tell: the public event only.
+    resolution.edit(
+        ResolutionChange(focal_persons=[]),
+        CONFERENCE,
+        expected_version=2,
+        actor="c",
+        now=now,
+    )
+    (edited,) = resolution.take_events()
+    assert (type(edited).event_name(), edited.focal_person_count) == ("ResolutionUpdated", 0)

@@ -34,9 +34,9 @@ from shared.timeutil import iso
 from tests.unit.fakes.resolutions import FakeResolutionsStore, ProcessDied
 
 NOW = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)  # 10:30 in Arusha
-CREATED = "tz.go.ega.resolutions.ResolutionCreated.v1"
-UPDATED = "tz.go.ega.resolutions.ResolutionUpdated.v1"
-COMPLETED = "tz.go.ega.resolutions.ResolutionCompleted.v1"
+CREATED = "tz.go.ega.resolutions.ResolutionCreated.v2"
+UPDATED = "tz.go.ega.resolutions.ResolutionUpdated.v2"
+COMPLETED = "tz.go.ega.resolutions.ResolutionCompleted.v2"
 FOCAL = FocalPersonIn(
     full_name="Asha Juma", institution="Wizara ya Fedha", email="asha@example.go.tz"
 )
@@ -212,10 +212,12 @@ async def test_create_resolution_records_resolution_created(
     assert (resolution.status, resolution.progress, resolution.version) == ("in_progress", 25, 1)
     assert resolution.versions[0].changes == {"created": {"from": None, "to": True}}
     assert resolution.versions[0].by == "coordinator-1"
-    (message,) = store.outbox
+    (message,) = store.outbox  # a creation tells nobody: no notice
     assert message.type == CREATED and message.key == resolution.id
     assert message.data["created_at"].startswith("2026-03-02T07:30:00")
-    assert message.data["focal_persons"][0]["email"] == "asha@example.go.tz"
+    # The public event names the lead institution and counts the focal persons, no contact.
+    assert "focal_persons" not in message.data
+    assert (message.data["lead_institution"], message.data["focal_person_count"]) == ("e-GA", 1)
     assert (message.data["number"], message.data["version"]) == (1, 1)
     assert store.signalled == [("resolutions", resolution.id)]
     stored = await handlers.get_resolution(ctx, resolution.id)
@@ -266,7 +268,11 @@ async def test_edit_resolution_keeps_what_changed_as_a_version(
         ctx, resolution.id, ResolutionChange(focal_persons=[focal]), expected_version=2, actor="c"
     )
     assert [fp.email for fp in again.focal_persons] == ["b@example.go.tz"]
-    assert store.events(resolution.id)[-1].data["focal_persons"][0]["full_name"] == "Baraka Ali"
+    public = store.events(resolution.id)[-1].data
+    assert "focal_persons" not in public and public["changed"] == ["focal_persons"]
+    notice = store.notices(resolution.id)[-1]
+    assert notice.type == "tz.go.ega.resolutions.ResolutionUpdatedNotice.v1"
+    assert notice.data["focal_persons"][0]["full_name"] == "Baraka Ali"
 
 
 async def test_edit_resolution_version_and_target_checks(ctx: handlers.Context) -> None:
@@ -397,7 +403,7 @@ async def test_record_update_refusals_change_nothing(
     )
     now = await handlers.get_resolution(ctx, resolution.id)
     assert (now.progress, now.version, len(now.timeline)) == (10, 2, 1)
-    assert len(store.outbox) == 2
+    assert len(store.events()) == 2 and len(store.notices()) == 1
 
 
 async def test_a_write_meeting_the_relay_is_decided_again(
@@ -699,7 +705,7 @@ async def test_progress_import_dry_run_and_all_or_nothing(
     assert (one.progress, one.version, two.progress, two.status) == (70, 2, 25, "in_progress")
     assert one.latest_update.evidence == ["https://www.ega.go.tz/r1.pdf"]
     assert one.versions[-1].origin == f"import:{result['import_id']}"
-    assert _types(store.outbox) == [CREATED, CREATED, UPDATED, UPDATED]
+    assert _types(store.events()) == [CREATED, CREATED, UPDATED, UPDATED]
 
 
 async def test_progress_import_meeting_a_concurrent_change_reverts_append_only(

@@ -4,7 +4,8 @@ Read from the JSON Schemas of ``shared.contracts`` (what docs/contracts/ publish
 event type published on a public stream (shared/topics.py ``PUBLIC_STREAMS``), nested
 models included, has no field that holds a credential (a ticket, a self-service link or
 token) or a way to reach or name a person (name, email, phone). What the notification
-service needs of those is on the private stream ``registration.notices.v1`` only.
+service needs of those is on the private streams ``registration.notices.v1`` and
+``resolutions.notices.v1`` only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.topics import (
     REGISTRATION,
     REGISTRATION_NOTICES,
     RESOLUTIONS,
+    RESOLUTIONS_NOTICES,
     all_topics,
     dead_letter_topic,
 )
@@ -58,22 +60,7 @@ def test_every_topic_is_public_private_or_a_dead_letter_topic() -> None:
     assert dead_letter_topic("notification") in dead_letters
 
 
-@pytest.mark.parametrize(
-    "topic",
-    [
-        pytest.param(
-            t,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="resolutions.v1 still carries focal persons' names, emails and "
-                "phones (FocalPerson): the same fix is to follow for that stream",
-            ),
-        )
-        if t == RESOLUTIONS
-        else t
-        for t in PUBLIC_STREAMS
-    ],
-)
+@pytest.mark.parametrize("topic", PUBLIC_STREAMS)
 def test_no_public_event_schema_has_a_secret_or_contact_details(topic: str) -> None:
     events = stream_events(topic)
     assert events, topic
@@ -104,6 +91,39 @@ def test_the_private_notices_carry_what_notification_needs() -> None:
 def test_the_retired_versions_are_the_ones_that_carried_tickets_and_contacts() -> None:
     retired = [c for c in stream_events(REGISTRATION, retired=True) if c.retired]
     assert len(retired) == 9
+    for cls in retired:
+        assert cls.schema_version == 1
+        assert "email" in property_names(json_schema(cls))
+
+
+def test_the_public_resolution_events_name_the_lead_institution_and_count_focal_persons() -> None:
+    events = stream_events(RESOLUTIONS)
+    assert {c.event_name() for c in events} == {
+        "ResolutionCreated",
+        "ResolutionUpdated",
+        "ResolutionCompleted",
+    }
+    for cls in events:
+        assert cls.schema_version == 2
+        names = set(json_schema(cls)["properties"])
+        assert {"lead_institution", "focal_person_count"} <= names
+        assert "focal_persons" not in names
+
+
+def test_the_focal_persons_notices_carry_their_contacts() -> None:
+    notices = stream_events(RESOLUTIONS_NOTICES)
+    assert {c.event_name() for c in notices} == {
+        "ResolutionUpdatedNotice",
+        "ResolutionCompletedNotice",
+    }
+    for cls in notices:
+        assert {"full_name", "email", "phone", "language"} <= property_names(json_schema(cls))
+        assert cls.aggregate_field == "resolution_id"
+
+
+def test_the_retired_resolution_events_are_the_ones_that_carried_focal_persons() -> None:
+    retired = [c for c in stream_events(RESOLUTIONS, retired=True) if c.retired]
+    assert len(retired) == 3
     for cls in retired:
         assert cls.schema_version == 1
         assert "email" in property_names(json_schema(cls))

@@ -19,6 +19,8 @@ from services.resolutions.domain import Conference, Resolution
 from services.resolutions.ports import AlreadyTaken, ConcurrentChange, WriteFailed
 from shared.envelope import OutboxMessage, wrap
 from shared.outbox import WriteSignal
+from shared.topics import RESOLUTIONS as RESOLUTIONS_TOPIC
+from shared.topics import RESOLUTIONS_NOTICES
 
 SERVICE = "resolutions"
 COLLECTION = "resolutions"
@@ -48,8 +50,20 @@ class FakeResolutionsStore:
         """What the relay does after publishing: the revision moves, the version not."""
         self.resolutions[resolution_id].rev += 1
 
-    def events(self, resolution_id: str | None = None) -> list[OutboxMessage]:
-        return [m for m in self.outbox if resolution_id is None or m.key == resolution_id]
+    def events(
+        self, resolution_id: str | None = None, *, topic: str = RESOLUTIONS_TOPIC
+    ) -> list[OutboxMessage]:
+        """The saved events (of one resolution) on one stream, in order: the public one
+        unless told."""
+        return [
+            m
+            for m in self.outbox
+            if m.topic == topic and (resolution_id is None or m.key == resolution_id)
+        ]
+
+    def notices(self, resolution_id: str | None = None) -> list[OutboxMessage]:
+        """The saved notices (resolutions.notices.v1) of one resolution, in order."""
+        return self.events(resolution_id, topic=RESOLUTIONS_NOTICES)
 
     async def _before(self, op: str, key: str) -> None:
         if self.before_write is not None:
