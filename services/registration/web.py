@@ -750,6 +750,16 @@ async def self_service_change(link: str, request: Request, lang: str | None = No
     return _see_other(f"{self_service_path(link)}?lang={language}&done=updated")
 
 
+async def _unconfirmed(
+    request: Request, link: str, own: Any, form: Any, language: str, action: str
+) -> Response | None:
+    """The page again (422) when a cancel or erase was posted without its confirmation."""
+    if form.get("confirm") == "yes":
+        return None
+    errors = {f"confirm_{action}": MY_LABELS[language]["must_confirm"]}
+    return await _own_page(request, link, own, language, 422, errors=errors)
+
+
 @router.post("/my/{link}/cancel", response_class=HTMLResponse)
 async def self_service_cancel(link: str, request: Request, lang: str | None = None) -> Response:
     """Cancel one's registration (the seat goes to the first on the waiting list)."""
@@ -759,9 +769,10 @@ async def self_service_cancel(link: str, request: Request, lang: str | None = No
         return answer
     assert own is not None
     registration = own.registration
-    if form.get("confirm") != "yes":
-        errors = {"confirm_cancel": MY_LABELS[language]["must_confirm"]}
-        return await _own_page(request, link, own, language, 422, errors=errors)
+    if (
+        unconfirmed := await _unconfirmed(request, link, own, form, language, "cancel")
+    ) is not None:
+        return unconfirmed
     try:
         await handlers.cancel_registration(_ctx(request), registration.id, by="participant")
     except DomainError as exc:
@@ -795,8 +806,7 @@ async def self_service_erase(link: str, request: Request, lang: str | None = Non
         return answer
     assert own is not None
     registration = own.registration
-    if form.get("confirm") != "yes":
-        errors = {"confirm_erase": MY_LABELS[language]["must_confirm"]}
-        return await _own_page(request, link, own, language, 422, errors=errors)
+    if (unconfirmed := await _unconfirmed(request, link, own, form, language, "erase")) is not None:
+        return unconfirmed
     await handlers.erase_registration(_ctx(request), registration.id, reason="participant_request")
     return _see_other(f"/my?lang={language}&done=erased")
