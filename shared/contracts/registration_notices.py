@@ -102,3 +102,30 @@ class ConfirmationResendRequestedNotice(_ParticipantNotice):
     """Someone registered again with the participant's email: resend to the address on file."""
 
     requested_at: datetime
+
+
+# -- certificates and evaluation (issue 16) --------------------------------------------
+
+
+@register
+class CertificateIssuedNotice(_ParticipantNotice):
+    """The participant's certificate of attendance is ready: ``certificate_url`` downloads
+    the PDF (through their self-service link: a credential), ``verify_url`` is public."""
+
+    certificate_id: str
+    days: list[str]
+    cpd_hours: float
+    certificate_url: str
+    verify_url: str
+    issued_at: datetime
+
+
+@register
+class EvaluationInvitedNotice(_ParticipantNotice):
+    """The event is over: the participant is asked to answer its evaluation, once, at
+    ``evaluation_url`` (their own link: a credential). ``certificate_waits`` says their
+    certificate is released once they answer."""
+
+    evaluation_url: str
+    certificate_waits: bool = False
+    invited_at: datetime
