@@ -81,7 +81,7 @@ def test_the_public_registration_events_say_only_institution_cadre_and_language(
 
 def test_the_private_notices_carry_what_notification_needs() -> None:
     notices = stream_events(REGISTRATION_NOTICES)
-    assert len(notices) == 9
+    assert len(notices) == 9 + 2  # + issue 16: CertificateIssued, EvaluationInvited
     for cls in notices:
         names = property_names(json_schema(cls))
         assert {"ticket", "self_service_url", "email", "phone", "full_name", "language"} <= names
