@@ -9,7 +9,13 @@ from urllib.parse import urlsplit
 from services.registration import api, demo, handlers, web, workers
 from services.registration.domain import LINK_KEY_PURPOSE, LinkSigner, TicketSigner
 from services.registration.settings import RegistrationSettings
-from services.registration.store import EVENTS, REGISTRATIONS, MongoRegistrationStore
+from services.registration.store import (
+    CERTIFICATES,
+    EVALUATION_RESPONSES,
+    EVENTS,
+    REGISTRATIONS,
+    MongoRegistrationStore,
+)
 from shared.runtime import ServiceRuntime
 from shared.topics import REGISTRATION, REGISTRATION_NOTICES
 
@@ -68,7 +74,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         public_url=public_url(settings),
     )
     runtime.app.state.context = context
-    runtime.use_outbox([EVENTS, REGISTRATIONS])
+    runtime.use_outbox([EVENTS, REGISTRATIONS, CERTIFICATES, EVALUATION_RESPONSES])
     runtime.publishes(REGISTRATION)
     # Private: contact details and tickets, for the notification service only.
     runtime.publishes(REGISTRATION_NOTICES)
@@ -80,6 +86,15 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
             context,
             retention_days=settings.retention_days,
             interval_s=settings.retention_interval_s,
+        ),
+    )
+    runtime.add_worker(
+        "after-events",
+        functools.partial(
+            workers.run_after_events,
+            context,
+            window_days=settings.after_event_window_days,
+            interval_s=settings.after_event_interval_s,
         ),
     )
     runtime.app.include_router(web.router)

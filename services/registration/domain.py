@@ -29,6 +29,8 @@ from pydantic import (
 
 from shared.aggregate import Aggregate
 from shared.contracts.registration import (
+    CertificateIssued,
+    CertificateRevoked,
     EventCancelled,
     EventDetails,
     EventPublished,
@@ -46,7 +48,9 @@ from shared.contracts.registration import (
     WaitlistPromotedV2,
 )
 from shared.contracts.registration_notices import (
+    CertificateIssuedNotice,
     ConfirmationResendRequestedNotice,
+    EvaluationInvitedNotice,
     ParticipantCheckedInNotice,
     ParticipantRegisteredNotice,
     ParticipantWaitlistedNotice,
@@ -338,6 +342,8 @@ class RegistrationRequest(BaseModel):
     dietary_needs: plain_text(max_length=200) | None = None
     language: Language = "sw"
     consent: Consent
+    # For the CPD export to a professional body (e.g. the ICT Commission), when given.
+    professional_registration_number: single_line_text(max_length=64) | None = None
 
     @field_validator("email")
     @classmethod
@@ -479,6 +485,8 @@ class CheckInRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=400)]
+    # An earlier day of the event (YYYY-MM-DD, venue time): attendance recorded late.
+    day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
 
 
 # -- aggregates ------------------------------------------------------------------------
@@ -603,9 +611,12 @@ class Event(Aggregate):
     def ended_before(self, moment: datetime) -> bool:
         return self.ends_at < moment
 
-    def check_in_day(self, now: datetime) -> str:
-        """Today at the venue, if it is one of the event's days."""
-        day = local_day(now)
+    def check_in_day(self, now: datetime, day: str | None = None) -> str:
+        """Today at the venue (or an earlier ``day``), if it is one of the event's days."""
+        today = local_day(now)
+        if day is not None and day > today:
+            raise DomainError("future_day", f"{day} has not come yet.", field="day")
+        day = day or today
         first, last = local_day(self.starts_at), local_day(self.ends_at)
         if not first <= day <= last:
             raise DomainError(
@@ -708,6 +719,7 @@ class Registration(Aggregate):
     erasure_reason: str | None = None
     # The last confirmation resent on request: resends are spaced by RESEND_INTERVAL.
     resend_requested_at: str | None = None
+    professional_registration_number: str | None = None
 
     @classmethod
     def register(
@@ -754,6 +766,7 @@ class Registration(Aggregate):
             },
             manage_token_hash=manage_token_hash,
             idempotency_key=idempotency_key,
+            professional_registration_number=request.professional_registration_number,
             checkins={},
             created_at=stamp,
             created_us=int(now.timestamp() * 1_000_000),
@@ -991,15 +1004,16 @@ class Registration(Aggregate):
         )
         return sorted(changes)
 
-    def check_in(self, event: Event, now: datetime) -> str:
-        """Record attendance for today (venue time); returns the day."""
+    def check_in(self, event: Event, now: datetime, day: str | None = None) -> str:
+        """Record attendance for today (venue time), or for an earlier ``day`` of the
+        event; returns the day."""
         event.check_not_cancelled()
         if self.status != "confirmed":
             raise DomainError(
                 f"registration_{self.status}",
                 f"This registration is {self.status.replace('_', ' ')}, not confirmed.",
             )
-        day = event.check_in_day(now)
+        day = event.check_in_day(now, day)
         previous = self.checkins.get(day)
         if previous:
             raise DomainError(
@@ -1056,6 +1070,7 @@ class Registration(Aggregate):
         self.accessibility_needs = []
         self.accessibility_other = None
         self.dietary_needs = None
+        self.professional_registration_number = None
         self.manage_token_hash = None
         self.consent = {**self.consent, "withdrawn_at": stamp}
         self.erased_at = self.updated_at = stamp
@@ -1111,3 +1126,543 @@ def csv_row(registration: Registration) -> list[str]:
         "checked_in_days": sorted(registration.checkins),
     }
     return [csv_cell(values.get(col)) for col in CSV_COLUMNS]
+
+
+# == certificates of attendance, CPD hours, evaluation (issue 16) =====================
+#
+# A ``Certificate`` is its own aggregate (one document, its events in its own outbox): a
+# participant who checked in at least once gets one when the event ends, or when an
+# organiser asks. The PDF is drawn from the certificate's fields on each download
+# (``certificate_pdf``), so the document holds no file; what it shows is frozen in it at
+# issue (name, institution, days, hours). A reissue supersedes it with a new serial and
+# the old one answers "revoked" (reason ``reissued``); an erasure revokes it and blanks
+# the name. ``CertificateSettings`` and ``EvaluationForm`` are per-event settings kept
+# beside the event (not on it), so the event's own document is untouched.
+
+CertificateStatus = Literal["valid", "revoked"]
+RevocationReason = Literal["revoked", "reissued", "erased"]
+Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+ERASED = "[erased]"
+
+
+def new_certificate_serial() -> str:
+    """An unguessable serial: 20 symbols of a 30-letter alphabet (~98 bits) in groups,
+    without look-alike letters (no 0/O, 1/I/L, U), e.g. ``MKC-7Q2RX-…``."""
+    body = "".join(secrets.choice(_REF_ALPHABET) for _ in range(20))
+    return "MKC-" + "-".join(body[i : i + 5] for i in range(0, 20, 5))
+
+
+def normalise_serial(raw: str) -> str:
+    return raw.strip().upper()[:40]
+
+
+def verify_path(serial: str) -> str:
+    return f"/verify/{serial}"
+
+
+class CertificateSettingsChange(BaseModel):
+    """An organiser's certificate settings for an event: the CPD hours of each event day
+    (a day without hours counts 0) and the template folder
+    (``templates/certificates/<template>/``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpd_hours: dict[Day, float] = Field(default_factory=dict, max_length=60)
+    template: TemplateName = "default"
+
+    @field_validator("cpd_hours")
+    @classmethod
+    def _hours(cls, v: dict[str, float]) -> dict[str, float]:
+        for day, hours in v.items():
+            if not 0 <= hours <= 24:
+                raise ValueError(f"hours of {day} must be between 0 and 24")
+        return {day: round(float(hours), 2) for day, hours in sorted(v.items())}
+
+
+@dataclass(kw_only=True)
+class CertificateSettings(Aggregate):
+    """Per event: CPD hours per day, the template, and when the automatic issue ran."""
+
+    event_id: str
+    cpd_hours: dict[str, float] = field(default_factory=dict)
+    template: str = "default"
+    issued_at: str | None = None
+    updated_at: str = ""
+
+    @classmethod
+    def default(cls, event_id: str) -> CertificateSettings:
+        return cls(event_id=event_id)
+
+    def change(self, event: Event, change: CertificateSettingsChange, now: datetime) -> None:
+        first, last = local_day(event.starts_at), local_day(event.ends_at)
+        outside = sorted(d for d in change.cpd_hours if not first <= d <= last)
+        if outside:
+            raise DomainError(
+                "not_an_event_day",
+                f"{', '.join(outside)}: not a day of this event ({first} to {last}).",
+                field="cpd_hours",
+            )
+        self.cpd_hours = dict(change.cpd_hours)
+        self.template = change.template
+        self.updated_at = iso(now)
+
+    def hours_for(self, days: list[str]) -> dict[str, float]:
+        return {day: float(self.cpd_hours.get(day, 0.0)) for day in sorted(days)}
+
+
+@dataclass(kw_only=True)
+class Certificate(Aggregate):
+    """One certificate of attendance of one registration (``generation`` 1, 2 after a
+    reissue…), frozen at issue; valid until revoked."""
+
+    id: str
+    serial: str
+    registration_id: str
+    event_id: str
+    generation: int = 1
+    full_name: str
+    institution: str
+    language: str = "sw"
+    professional_registration_number: str | None = None
+    event: dict = field(default_factory=dict)  # EventDetails as JSON, frozen at issue
+    days: list[str] = field(default_factory=list)
+    hours_by_day: dict[str, float] = field(default_factory=dict)
+    cpd_hours: float = 0.0
+    template: str = "default"
+    status: str = "valid"
+    issued_at: str
+    issued_by: str = "system"
+    replaces: str | None = None
+    revoked_at: str | None = None
+    revocation_reason: str | None = None
+    replaced_by: str | None = None
+    erased_at: str | None = None
+
+    @property
+    def issue_key(self) -> str:
+        """Unique per registration and generation: a second issue of the same one fails."""
+        return f"{self.registration_id}#{self.generation}"
+
+    @classmethod
+    def issue(
+        cls,
+        *,
+        registration: Registration,
+        event: Event,
+        settings: CertificateSettings,
+        self_service_url: str,
+        public_url: str,
+        now: datetime,
+        generation: int = 1,
+        replaces: Certificate | None = None,
+        full_name: str | None = None,
+        institution: str | None = None,
+        by: str = "system",
+    ) -> Certificate:
+        """A certificate for the days the participant checked in; refused for one who never
+        did (``not_attended``) or whose data was erased. Records ``CertificateIssued``
+        (public) and its notice (the email with the download link)."""
+        if registration.erased_at:
+            raise DomainError("registration_not_found", "No such registration.")
+        if not registration.checkins:
+            raise DomainError("not_attended", "This participant never checked in: no certificate.")
+        days = sorted(registration.checkins)
+        hours = settings.hours_for(days)
+        cert = cls(
+            id=str(uuid.uuid4()),
+            serial=new_certificate_serial(),
+            registration_id=registration.id,
+            event_id=event.id,
+            generation=generation,
+            full_name=full_name or registration.full_name,
+            institution=institution or registration.institution,
+            language=registration.language,
+            professional_registration_number=getattr(
+                registration, "professional_registration_number", None
+            ),
+            event=event.details().model_dump(mode="json"),
+            days=days,
+            hours_by_day=hours,
+            cpd_hours=round(sum(hours.values()), 2),
+            template=settings.template,
+            issued_at=iso(now),
+            issued_by=by,
+            replaces=replaces.id if replaces else None,
+        )
+        cert.record(
+            CertificateIssued(
+                certificate_id=cert.id,
+                registration_id=registration.id,
+                event_id=event.id,
+                days=days,
+                cpd_hours=cert.cpd_hours,
+                issued_at=now,
+                replaces=cert.replaces,
+            )
+        )
+        notice = registration._notice(event, registration.status)
+        contact = notice["participant"].model_copy(
+            update={"full_name": cert.full_name, "institution": cert.institution}
+        )
+        cert.record(
+            CertificateIssuedNotice(
+                **{**notice, "participant": contact},
+                self_service_url=self_service_url,
+                certificate_id=cert.id,
+                days=days,
+                cpd_hours=cert.cpd_hours,
+                certificate_url=f"{self_service_url}/certificate.pdf",
+                verify_url=f"{public_url}{verify_path(cert.serial)}",
+                issued_at=now,
+            )
+        )
+        return cert
+
+    @property
+    def valid(self) -> bool:
+        return self.status == "valid"
+
+    def revoke(
+        self, reason: RevocationReason, now: datetime, *, replaced_by: str | None = None
+    ) -> None:
+        """No longer valid; the verification answer says revoked from now on."""
+        if not self.valid:
+            raise DomainError("certificate_revoked", "This certificate is already revoked.")
+        self.status = "revoked"
+        self.revoked_at = iso(now)
+        self.revocation_reason = reason
+        self.replaced_by = replaced_by
+        self.record(
+            CertificateRevoked(
+                certificate_id=self.id,
+                registration_id=self.registration_id,
+                event_id=self.event_id,
+                reason=reason,
+                revoked_at=now,
+                replaced_by=replaced_by,
+            )
+        )
+
+    def erase(self, now: datetime) -> bool:
+        """The holder's data was erased: revoke, and the name leaves the verification
+        answer (and the PDF); False when done before."""
+        if self.erased_at:
+            return False
+        if self.valid:
+            self.revoke("erased", now)
+        self.full_name = ERASED
+        self.institution = ERASED
+        self.professional_registration_number = None
+        self.erased_at = iso(now)
+        return True
+
+    def verification(self) -> dict:
+        """What anyone holding the serial may learn: valid or revoked, name, event, days
+        — nothing more (the name is None once erased)."""
+        return {
+            "serial": self.serial,
+            "status": self.status,
+            "full_name": None if self.erased_at else self.full_name,
+            "event": {
+                "title_sw": self.event.get("title_sw"),
+                "title_en": self.event.get("title_en"),
+            },
+            "days": list(self.days),
+        }
+
+
+CPD_CSV_COLUMNS = ("full_name", "professional_registration_number", "cpd_hours")
+
+
+def cpd_row(certificate: Certificate) -> list[str]:
+    """One valid certificate as a row of the CPD export (``CPD_CSV_COLUMNS``)."""
+    return [
+        csv_cell(certificate.full_name),
+        csv_cell(certificate.professional_registration_number),
+        csv_cell(f"{certificate.cpd_hours:g}"),
+    ]
+
+
+# -- evaluation ------------------------------------------------------------------------
+# The question model of the issue-13 question types (short/long text, single/multiple
+# choice, yes/no, number, date). Defined here for evaluations; registration questions
+# (helper ``cat``, issue 13 A) can share it: same type names, same bilingual labels and
+# choices, ``check_answer`` one rule per type.
+
+QuestionType = Literal[
+    "short_text", "long_text", "single_choice", "multiple_choice", "yes_no", "number", "date"
+]
+CHOICE_TYPES = ("single_choice", "multiple_choice")
+TEXT_TYPES = ("short_text", "long_text")
+QuestionId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: QuestionId
+    label_sw: Text
+    label_en: Text
+
+
+class Question(BaseModel):
+    """One question of a form, with its labels in both languages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: QuestionId
+    type: QuestionType
+    label_sw: Text
+    label_en: Text
+    required: bool = False
+    options: list[Choice] = Field(default_factory=list, max_length=20)
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Question:
+        if self.type in CHOICE_TYPES and len(self.options) < 2:
+            raise ValueError(f"question {self.id}: a choice needs at least two options")
+        if self.type not in CHOICE_TYPES and self.options:
+            raise ValueError(f"question {self.id}: only choice questions have options")
+        if len({o.value for o in self.options}) != len(self.options):
+            raise ValueError(f"question {self.id}: option values repeat")
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"question {self.id}: max is below min")
+        return self
+
+    def label(self, language: str) -> str:
+        return self.label_sw if language == "sw" else self.label_en
+
+    def check_answer(self, raw: object) -> tuple[object, str | None]:
+        """The answer as stored (None when not given), or the reason it is refused."""
+        if raw is None or raw == "" or raw == []:
+            return None, ("required" if self.required else None)
+        if self.type in TEXT_TYPES:
+            limit = 200 if self.type == "short_text" else 4000
+            text = without_controls(str(raw), keep_line_breaks=self.type == "long_text").strip()
+            if not text:
+                return None, ("required" if self.required else None)
+            return (text, None) if len(text) <= limit else (None, "too_long")
+        values = {o.value for o in self.options}
+        if self.type == "single_choice":
+            return (raw, None) if raw in values else (None, "invalid")
+        if self.type == "multiple_choice":
+            chosen = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
+            if not chosen or any(c not in values for c in chosen):
+                return None, "invalid"
+            return sorted(set(chosen)), None
+        if self.type == "yes_no":
+            if raw in (True, "yes", "true"):
+                return "yes", None
+            if raw in (False, "no", "false"):
+                return "no", None
+            return None, "invalid"
+        if self.type == "number":
+            try:
+                number = float(str(raw).strip())
+            except ValueError:
+                return None, "invalid"
+            if number != number or (self.min is not None and number < self.min):
+                return None, "invalid"
+            if self.max is not None and number > self.max:
+                return None, "invalid"
+            return (int(number) if number.is_integer() else number), None
+        try:  # date
+            return datetime.strptime(str(raw).strip(), "%Y-%m-%d").date().isoformat(), None
+        except ValueError:
+            return None, "invalid"
+
+
+class EvaluationFormSpec(BaseModel):
+    """What an organiser attaches to an event: the questions, and whether certificates
+    wait for the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    questions: list[Question] = Field(min_length=1, max_length=40)
+    required_for_certificate: bool = False
+
+    @model_validator(mode="after")
+    def _unique(self) -> EvaluationFormSpec:
+        ids = [q.id for q in self.questions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("question ids repeat")
+        return self
+
+
+@dataclass(kw_only=True)
+class EvaluationForm(Aggregate):
+    """An event's evaluation form (one per event)."""
+
+    event_id: str
+    questions: list[dict] = field(default_factory=list)
+    required_for_certificate: bool = False
+    invitations_sent_at: str | None = None
+    answers_count: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+
+    def parsed(self) -> list[Question]:
+        return [Question.model_validate(q) for q in self.questions]
+
+    def replace(self, spec: EvaluationFormSpec, now: datetime) -> None:
+        """New questions; refused once anyone answered (their answers would not fit)."""
+        if self.answers_count:
+            raise DomainError(
+                "evaluation_answered",
+                "Participants have answered this form: its questions cannot change now.",
+            )
+        self.questions = [q.model_dump(mode="json") for q in spec.questions]
+        self.required_for_certificate = spec.required_for_certificate
+        self.created_at = self.created_at or iso(now)
+        self.updated_at = iso(now)
+
+    def check_answers(self, raw: dict[str, object]) -> dict[str, object]:
+        """The answers as stored; ``invalid_answers`` naming each field at fault."""
+        answers: dict[str, object] = {}
+        problems: dict[str, str] = {}
+        for question in self.parsed():
+            value, problem = question.check_answer(raw.get(question.id))
+            if problem:
+                problems[question.id] = problem
+            elif value is not None:
+                answers[question.id] = value
+        if problems:
+            first = next(iter(problems))
+            raise DomainError(
+                "invalid_answers",
+                "Some answers are missing or not valid.",
+                field=first,
+                details={"problems": problems},
+            )
+        return answers
+
+
+@dataclass(kw_only=True)
+class EvaluationResponse(Aggregate):
+    """One attendee's evaluation: invited, then answered once (``id``:
+    ``<event_id>:<registration_id>``, so a second answer cannot exist)."""
+
+    id: str
+    event_id: str
+    registration_id: str
+    status: str = "invited"  # invited | answered
+    invited_at: str | None = None
+    answered_at: str | None = None
+    answers: dict = field(default_factory=dict)
+    erased_at: str | None = None
+
+    @staticmethod
+    def key(event_id: str, registration_id: str) -> str:
+        return f"{event_id}:{registration_id}"
+
+    @classmethod
+    def invite(
+        cls,
+        *,
+        registration: Registration,
+        event: Event,
+        form: EvaluationForm,
+        self_service_url: str,
+        now: datetime,
+    ) -> EvaluationResponse:
+        """Ask an attendee (by email and SMS) to answer; refused for one who never came."""
+        if not registration.checkins or registration.erased_at:
+            raise DomainError("not_attended", "Only participants who attended are asked.")
+        response = cls(
+            id=cls.key(event.id, registration.id),
+            event_id=event.id,
+            registration_id=registration.id,
+            invited_at=iso(now),
+        )
+        response.record(
+            EvaluationInvitedNotice(
+                **registration._notice(event, registration.status),
+                self_service_url=self_service_url,
+                evaluation_url=f"{self_service_url}/evaluation",
+                certificate_waits=form.required_for_certificate,
+                invited_at=now,
+            )
+        )
+        return response
+
+    @classmethod
+    def uninvited(cls, registration: Registration, event: Event) -> EvaluationResponse:
+        """An attendee answering before (or without) the invitation."""
+        return cls(
+            id=cls.key(event.id, registration.id),
+            event_id=event.id,
+            registration_id=registration.id,
+        )
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "answered"
+
+    def answer(self, form: EvaluationForm, raw: dict[str, object], now: datetime) -> None:
+        if self.answered:
+            raise DomainError(
+                "evaluation_already_answered", "This evaluation has been answered already."
+            )
+        self.answers = form.check_answers(raw)
+        self.status = "answered"
+        self.answered_at = iso(now)
+
+    def erase(self, form: EvaluationForm | None, now: datetime) -> bool:
+        """Free-text answers may name someone: they go; choices and numbers stay (the
+        statistics stay right, and nothing left points at a person)."""
+        if self.erased_at:
+            return False
+        free = {q.id for q in form.parsed() if q.type in TEXT_TYPES} if form else set()
+        self.answers = {k: v for k, v in self.answers.items() if k not in free}
+        self.erased_at = iso(now)
+        return True
+
+
+def evaluation_results(
+    form: EvaluationForm, responses: list[EvaluationResponse], invited: int
+) -> dict:
+    """Response rate, each question's distribution, the free-text answers."""
+    answered = [r for r in responses if r.answered]
+    questions = []
+    for q in form.parsed():
+        given = [r.answers[q.id] for r in answered if q.id in r.answers]
+        entry: dict = {
+            "id": q.id,
+            "type": q.type,
+            "label_sw": q.label_sw,
+            "label_en": q.label_en,
+            "answers": len(given),
+        }
+        if q.type in TEXT_TYPES:
+            entry["texts"] = sorted(str(v) for v in given)
+        elif q.type in CHOICE_TYPES or q.type == "yes_no":
+            options = (
+                [(o.value, o.label_en) for o in q.options]
+                if q.options
+                else [("yes", "Yes"), ("no", "No")]
+            )
+            counts = {value: 0 for value, _ in options}
+            for v in given:
+                for chosen in v if isinstance(v, list) else [v]:
+                    counts[chosen] = counts.get(chosen, 0) + 1
+            entry["distribution"] = [
+                {"value": value, "label": label, "count": counts[value]} for value, label in options
+            ]
+        else:  # number, date: each distinct value and its count
+            counts: dict[str, int] = {}
+            for v in given:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+            entry["distribution"] = [
+                {"value": k, "label": k, "count": counts[k]} for k in sorted(counts)
+            ]
+        questions.append(entry)
+    total = len(answered)
+    return {
+        "invited": invited,
+        "answered": total,
+        "response_rate": round(total / invited, 4) if invited else 0.0,
+        "questions": questions,
+    }
