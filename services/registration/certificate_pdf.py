@@ -100,21 +100,27 @@ def template_names() -> list[str]:
     return sorted(p.parent.name for p in TEMPLATES.glob("*/template.json"))
 
 
+_NO_DECOMPOSITION = str.maketrans({"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h"})
+
+
 def latin(text: str) -> str:
-    """``text`` in what the core font draws (Windows-1252), accents dropped otherwise."""
-    try:
-        text.encode("cp1252")
-        return text
-    except UnicodeEncodeError:
-        pass
+    """``text`` in what the core font draws (Windows-1252): a letter outside it loses
+    its accent (NFKD), an unknown one becomes "?"."""
     out = []
-    for ch in unicodedata.normalize("NFKD", text):
+    for ch in text.translate(_NO_DECOMPOSITION):
         try:
             ch.encode("cp1252")
             out.append(ch)
+            continue
         except UnicodeEncodeError:
-            out.append("" if unicodedata.combining(ch) else "?")
-    return unicodedata.normalize("NFC", "".join(out))
+            pass
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        try:
+            base.encode("cp1252")
+            out.append(base or "?")
+        except UnicodeEncodeError:
+            out.append("?")
+    return "".join(out)
 
 
 def long_date(day: str, language: str) -> str:
