@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -1417,8 +1418,8 @@ class Question(BaseModel):
     label_en: Text
     required: bool = False
     options: list[Choice] = Field(default_factory=list, max_length=20)
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, allow_inf_nan=False, ge=-1e12, le=1e12)
+    max: float | None = Field(default=None, allow_inf_nan=False, ge=-1e12, le=1e12)
 
     @model_validator(mode="after")
     def _shape(self) -> Question:
@@ -1447,10 +1448,10 @@ class Question(BaseModel):
             return (text, None) if len(text) <= limit else (None, "too_long")
         values = {o.value for o in self.options}
         if self.type == "single_choice":
-            return (raw, None) if raw in values else (None, "invalid")
+            return (raw, None) if isinstance(raw, str) and raw in values else (None, "invalid")
         if self.type == "multiple_choice":
             chosen = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
-            if not chosen or any(c not in values for c in chosen):
+            if not chosen or any(not isinstance(c, str) or c not in values for c in chosen):
                 return None, "invalid"
             return sorted(set(chosen)), None
         if self.type == "yes_no":
@@ -1464,7 +1465,10 @@ class Question(BaseModel):
                 number = float(str(raw).strip())
             except ValueError:
                 return None, "invalid"
-            if number != number or (self.min is not None and number < self.min):
+            # Finite and within what a document stores as a number (int64, double).
+            if not math.isfinite(number) or abs(number) > 1e12:
+                return None, "invalid"
+            if self.min is not None and number < self.min:
                 return None, "invalid"
             if self.max is not None and number > self.max:
                 return None, "invalid"

@@ -345,7 +345,6 @@ class FakeRegistrationStore:
         if self.idempotency.get(key, {}).get("state") == "pending":
             del self.idempotency[key]
 
-
     # -- certificates and evaluation (issue 16) ----------------------------------------
 
     def _stored(self, aggregate: Any) -> Any:
@@ -442,6 +441,7 @@ class FakeRegistrationStore:
         return [
             copy.deepcopy(r) for r in self.evaluation_responses.values() if r.event_id == event_id
         ]
+
 
 def _record(record: dict[str, Any]) -> IdempotencyRecord:
     return IdempotencyRecord(
