@@ -75,6 +75,18 @@ def _certificate_emails(mail_dir: str) -> int:
     return count
 
 
+async def _retried(send: Any, *args: Any, **kwargs: Any) -> httpx.Response:
+    """One request, again after a connection the server closed under load (bounded)."""
+    for attempt in range(5):
+        try:
+            return await send(*args, **kwargs)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def seed(base: str, headers: dict[str, str], n: int) -> tuple[str, dict[str, Any]]:
     today = datetime.now(UTC).astimezone(EAT).date()
     days = [(today - timedelta(days=2 - i)).isoformat() for i in range(3)]
@@ -111,16 +123,26 @@ async def seed(base: str, headers: dict[str, str], n: int) -> tuple[str, dict[st
                     "language": "sw" if i % 3 else "en",
                     "consent": {"accepted": True},
                 }
-                r = await client.post(f"/api/v1/events/{event_id}/registrations", json=body)
+                key = {"Idempotency-Key": f"bench-{event_id}-{i}"}  # a retry registers once
+                r = await _retried(
+                    client.post,
+                    f"/api/v1/events/{event_id}/registrations",
+                    json=body,
+                    headers=key,
+                )
                 r.raise_for_status()
-                mine = await client.get(
+                mine = await _retried(
+                    client.get,
                     f"/api/v1/registrations/{r.json()['reference']}",
                     headers={"X-Manage-Token": r.json()["manage_token"]},
                 )
                 ticket = mine.json()["ticket"]
                 for day in days[: 1 + i % 3]:
-                    c = await client.post("/api/v1/checkins", json={"ticket": ticket, "day": day})
-                    c.raise_for_status()
+                    c = await _retried(
+                        client.post, "/api/v1/checkins", json={"ticket": ticket, "day": day}
+                    )
+                    if c.status_code != 409:  # 409: a retried check-in already recorded
+                        c.raise_for_status()
 
         await asyncio.gather(*(one(i) for i in range(n)))
     return event_id, {k: event[k] for k in ("title_sw", "title_en", "venue", "city")}
