@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.registration import certificate_pdf, charts, handlers
 from services.registration.domain import (
@@ -23,10 +23,12 @@ from services.registration.domain import (
     AccessibilityNeed,
     Cadre,
     Cancellation,
+    Category,
     Certificate,
     CertificateSettings,
     CertificateSettingsChange,
     CheckInRequest,
+    Choice,
     DomainError,
     EvaluationForm,
     EvaluationFormSpec,
@@ -40,10 +42,12 @@ from services.registration.domain import (
     RegistrationRequest,
     RegistrationStatus,
     Rejection,
+    Via,
     cpd_row,
     csv_cell,
     csv_row,
     verify_path,
+    yes_no_text,
 )
 from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
@@ -58,9 +62,37 @@ router = APIRouter(prefix="/api/v1")
 ERROR_STATUSES: dict[str, int] = {
     "invalid_ticket": 422,
     "idempotency_key_reused": 422,
+    "unknown_category": 422,
+    "invalid_answers": 422,
+    "invalid_categories": 422,
 }
 # Certificates and evaluation (issue 16).
 ERROR_STATUSES.update({"future_day": 422, "invalid_answers": 422, "unknown_template": 422})
+
+
+def api_error(exc: DomainError) -> ApiError:
+    """A domain error in the error shape; every answer at fault is a field of its own."""
+    error = api_error_of(exc, ERROR_STATUSES)
+    problems = (exc.details or {}).get("fields")
+    if problems:
+        error.fields = [FieldProblem(field=p["field"], reason=p["reason"]) for p in problems]
+    return error
+
+
+class CategoryView(Category):
+    """A category as the event shows it: with the seats a newcomer of it could take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seats_left: int = Field(description="Seats a new participant of this category could take")
+
+
+class ChoiceView(Choice):
+    places_left: int | None = Field(default=None, description="Places left (None: no limit)")
+
+
+class QuestionView(Question):
+    choices: list[ChoiceView] = []  # type: ignore[assignment]
 
 
 class EventView(BaseModel):
@@ -82,6 +114,8 @@ class EventView(BaseModel):
     requires_approval: bool
     admitted_cadres: list[str]
     state: str
+    categories: list[CategoryView] = []
+    questions: list[QuestionView] = []
 
 
 class RegistrationCreated(BaseModel):
@@ -115,7 +149,21 @@ def _event_view(ctx: handlers.Context, event: Event) -> EventView:
         requires_approval=event.requires_approval,
         admitted_cadres=event.admitted_cadres,
         state=event.state,
+        categories=[
+            CategoryView(**c.model_dump(), seats_left=event.category_seats_left(c.code))
+            for c in event.categories
+        ],
+        questions=[_question_view(event, q) for q in event.questions],
     )
+
+
+def _question_view(event: Event, question: Question) -> QuestionView:
+    data = question.model_dump()
+    data["choices"] = [
+        ChoiceView(**c.model_dump(), places_left=event.choice_places_left(question.id, c.code))
+        for c in question.choices
+    ]
+    return QuestionView.model_validate(data)
 
 
 def _limits(request: Request) -> RegistrationSettings:
@@ -230,7 +278,7 @@ async def register(
         raise error from None
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     if outcome.error is not None:
-        error = api_error_of(outcome.error, ERROR_STATUSES)
+        error = api_error(outcome.error)
         return JSONResponse(error.body(), status_code=error.status, headers=headers)
     assert outcome.registered is not None
     result = outcome.registered
@@ -275,6 +323,10 @@ class RegistrationView(BaseModel):
     institution: str
     position: str
     cadre: Cadre
+    category: str
+    answers: dict[str, Any] = {}
+    via: Via = "self"
+    institution_code: str | None = None
     region: str | None = None
     accessibility_needs: list[AccessibilityNeed] = []
     accessibility_other: str | None = None
@@ -307,8 +359,18 @@ class Statistics(BaseModel):
     seats_taken: int
     by_status: dict[str, int]
     by_cadre: dict[str, int]
+    by_category: dict[str, int] = {}
+    by_via: dict[str, int] = {}
     by_institution: dict[str, int]
     by_region: dict[str, int]
+    categories: dict[str, dict[str, int | None]] = Field(
+        default_factory=dict, description="Per category: confirmed, quota, seats_left"
+    )
+    answers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per question: answered; per choice (yes/no too) how many picked it, "
+        "places_left where limited; numbers' min, max, mean",
+    )
 
 
 class CheckInResult(BaseModel):
@@ -374,6 +436,8 @@ async def reconcile(event_id: str, request: Request, _: Organiser) -> ReconcileR
 class Filters(BaseModel):
     status: RegistrationStatus | None = None
     cadre: Cadre | None = None
+    category: str | None = None
+    via: Via | None = None
     institution: str | None = None
     region: str | None = None
     q: str | None = None
@@ -382,6 +446,8 @@ class Filters(BaseModel):
 def _filters(
     status: RegistrationStatus | None = None,
     cadre: Cadre | None = None,
+    category: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z][a-z0-9_]{1,39}$")] = None,
+    via: Via | None = None,
     institution: Annotated[str | None, Query(max_length=200)] = None,
     region: Annotated[str | None, Query(max_length=60)] = None,
     q: Annotated[
@@ -389,7 +455,13 @@ def _filters(
     ] = None,
 ) -> dict[str, Any]:
     return Filters(
-        status=status, cadre=cadre, institution=institution, region=region, q=q
+        status=status,
+        cadre=cadre,
+        category=category,
+        via=via,
+        institution=institution,
+        region=region,
+        q=q,
     ).model_dump(exclude_none=True)
 
 
@@ -1089,7 +1161,14 @@ async def evaluation_export(event_id: str, request: Request, _: Organiser) -> St
     writer = csv.writer(buffer)
     writer.writerow([q.id for q in questions])
     for row in rows:
-        writer.writerow([csv_cell(row.get(q.id)) for q in questions])
+        writer.writerow(
+            [
+                csv_cell(
+                    yes_no_text(row[q.id]) if q.type == "yes_no" and q.id in row else row.get(q.id)
+                )
+                for q in questions
+            ]
+        )
     return StreamingResponse(
         iter(["\ufeff" + buffer.getvalue()]),
         media_type="text/csv; charset=utf-8",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 import secrets
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -63,7 +63,7 @@ from shared.contracts.registration_notices import (
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
-from shared.text import plain_text, single_line_text, without_controls
+from shared.text import control_problem, plain_text, single_line_text, without_controls
 from shared.timeutil import EAT, iso
 
 Cadre = Literal[
@@ -262,6 +262,326 @@ def self_service_url(public_url: str, link: str) -> str:
     return public_url.rstrip("/") + self_service_path(link)
 
 
+# -- participant categories and custom questions ---------------------------------------
+
+CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+QuestionId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+ChoiceCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
+Via = Literal["self", "nomination", "walk_in", "import"]
+VIAS: tuple[str, ...] = ("self", "nomination", "walk_in", "import")
+QuestionType = Literal[
+    "short_text", "long_text", "single_choice", "multiple_choice", "yes_no", "number", "date"
+]
+HelpText = plain_text(max_length=500)
+
+
+class Category(BaseModel):
+    """Who may come, on what terms: a participant category of one event (value object).
+
+    ``quota`` reserves that many seats of the event's capacity for the category and caps
+    it there: beyond it, its people wait for a seat of their category. ``fee_tzs`` is an
+    integer amount of Tanzanian shillings (0 = free).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: CategoryCode
+    name_sw: Text
+    name_en: Text
+    fee_tzs: int = Field(default=0, ge=0, le=100_000_000)
+    quota: int | None = Field(default=None, ge=0, le=100_000)
+    requires_approval: bool = False
+    requires_nomination: bool = False
+
+    def name(self, language: str) -> str:
+        return self.name_sw if language == "sw" else self.name_en
+
+
+# The five cadres that were hard-coded before categories were data: a new event's
+# categories unless its organiser names others. Their codes are the old ``cadre`` values,
+# so old clients that send ``cadre`` keep working for these events.
+DEFAULT_CATEGORIES: tuple[Category, ...] = (
+    Category(code="permanent_secretary", name_sw="Katibu Mkuu", name_en="Permanent Secretary"),
+    Category(code="accounting_officer", name_sw="Afisa Masuuli", name_en="Accounting Officer"),
+    Category(
+        code="director_or_head_of_ict",
+        name_sw="Mkurugenzi / Mkuu wa Idara au Kitengo cha TEHAMA",
+        name_en="Director / Head of ICT department or unit",
+    ),
+    Category(code="ict_officer", name_sw="Afisa TEHAMA", name_en="ICT Officer"),
+    Category(
+        code="other_officer", name_sw="Afisa wa kada nyingine", name_en="Officer of another cadre"
+    ),
+)
+CADRES: tuple[str, ...] = (
+    "permanent_secretary",
+    "accounting_officer",
+    "director_or_head_of_ict",
+    "ict_officer",
+    "other_officer",
+)
+
+
+def legacy_cadre(category: str) -> str:
+    """The old cadre a category stands for on the stream's ``cadre`` field: its own code
+    when it is one of the five, else ``other_officer`` (the enumeration stays closed)."""
+    return category if category in CADRES else "other_officer"
+
+
+class Choice(BaseModel):
+    """One option of a choice question; ``limit`` caps how many may pick it (places)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: ChoiceCode
+    label_sw: Text
+    label_en: Text
+    limit: int | None = Field(default=None, ge=0, le=100_000)
+
+    def label(self, language: str) -> str:
+        return self.label_sw if language == "sw" else self.label_en
+
+
+_CHOICE_TYPES = ("single_choice", "multiple_choice")
+_TEXT_LIMITS = {"short_text": 200, "long_text": 2000}
+_YES = {"yes", "true", "ndiyo", "1", "on"}
+_NO = {"no", "false", "hapana", "0", "off"}
+
+
+class AnswerProblem(ValueError):
+    """Why an answer is refused (the reason a 422 names beside ``answers.<id>``)."""
+
+
+class Question(BaseModel):
+    """A custom question of an event's registration form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: QuestionId
+    type: QuestionType
+    label_sw: Text
+    label_en: Text
+    help_sw: HelpText = ""
+    help_en: HelpText = ""
+    required: bool = False
+    # Asked only of these categories (codes of the event); empty: of everyone.
+    categories: list[CategoryCode] = Field(default_factory=list, max_length=50)
+    choices: list[Choice] = Field(default_factory=list, max_length=50)
+    max_choices: int | None = Field(default=None, ge=1, le=50)
+    min_value: float | None = None
+    max_value: float | None = None
+    max_length: int | None = Field(default=None, ge=1, le=4000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Question:
+        if self.type in _CHOICE_TYPES:
+            if not self.choices:
+                raise ValueError(f"question {self.id}: a choice question needs choices")
+            codes = [c.code for c in self.choices]
+            if len(set(codes)) != len(codes):
+                raise ValueError(f"question {self.id}: choice codes repeat")
+        elif self.choices:
+            raise ValueError(f"question {self.id}: only choice questions have choices")
+        if self.max_choices is not None and self.type != "multiple_choice":
+            raise ValueError(f"question {self.id}: max_choices is for multiple choice")
+        if (self.min_value is not None or self.max_value is not None) and self.type != "number":
+            raise ValueError(f"question {self.id}: min_value and max_value are for numbers")
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.max_value < self.min_value
+        ):
+            raise ValueError(f"question {self.id}: max_value is below min_value")
+        if self.max_length is not None and self.type not in _TEXT_LIMITS:
+            raise ValueError(f"question {self.id}: max_length is for text")
+        return self
+
+    def label(self, language: str) -> str:
+        return self.label_sw if language == "sw" else self.label_en
+
+    def help(self, language: str) -> str:
+        return self.help_sw if language == "sw" else self.help_en
+
+    def asks(self, category: str) -> bool:
+        """Whether a participant of ``category`` sees this question."""
+        return not self.categories or category in self.categories
+
+    def choice(self, code: str) -> Choice | None:
+        return next((c for c in self.choices if c.code == code), None)
+
+    @property
+    def limited_choices(self) -> dict[str, int]:
+        return {c.code: c.limit for c in self.choices if c.limit is not None}
+
+    def answer(self, value: Any) -> Any:
+        """The answer as stored (None: not answered); raises ``AnswerProblem``."""
+        if value is None:
+            return None
+        kind = self.type
+        if kind in _TEXT_LIMITS:
+            if not isinstance(value, str):
+                raise AnswerProblem("must be text")
+            text = value.strip()
+            reason = control_problem(text, single_line=kind == "short_text")
+            if reason is not None:
+                raise AnswerProblem(reason)
+            limit = self.max_length or _TEXT_LIMITS[kind]
+            if len(text) > limit:
+                raise AnswerProblem(f"must be at most {limit} characters")
+            return text or None
+        if kind == "single_choice":
+            if not isinstance(value, str):
+                raise AnswerProblem("must be one of the choices' codes")
+            if value == "":
+                return None
+            if self.choice(value) is None:
+                raise AnswerProblem(f"{value!r} is not one of the choices")
+            return value
+        if kind == "multiple_choice":
+            picked = [value] if isinstance(value, str) else value
+            if not isinstance(picked, list) or not all(isinstance(v, str) for v in picked):
+                raise AnswerProblem("must be a list of the choices' codes")
+            picked = [v for v in picked if v]
+            if len(set(picked)) != len(picked):
+                raise AnswerProblem("a choice is picked twice")
+            for code in picked:
+                if self.choice(code) is None:
+                    raise AnswerProblem(f"{code!r} is not one of the choices")
+            if self.max_choices is not None and len(picked) > self.max_choices:
+                raise AnswerProblem(f"at most {self.max_choices} choices")
+            return [c.code for c in self.choices if c.code in picked] or None
+        if kind == "yes_no":
+            if not isinstance(value, bool):
+                raise AnswerProblem("must be true or false")
+            return value
+        if kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AnswerProblem("must be a number")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise AnswerProblem("must be a finite number")
+            if self.min_value is not None and value < self.min_value:
+                raise AnswerProblem(f"must be at least {_number(self.min_value)}")
+            if self.max_value is not None and value > self.max_value:
+                raise AnswerProblem(f"must be at most {_number(self.max_value)}")
+            return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+        # date
+        if not isinstance(value, str):
+            raise AnswerProblem("must be a date (YYYY-MM-DD)")
+        if value == "":
+            return None
+        try:
+            return date.fromisoformat(value).isoformat() if len(value) == 10 else _bad_date()
+        except ValueError:
+            raise AnswerProblem("must be a date (YYYY-MM-DD)") from None
+
+    def answer_from_text(self, text: str | list[str]) -> Any:
+        """An answer typed into a form or a CSV cell, as ``answer`` takes it."""
+        if self.type == "multiple_choice":
+            items = text if isinstance(text, list) else [p.strip() for p in text.split(";")]
+            return self.answer([i for i in items if i])
+        if isinstance(text, list):
+            text = text[0] if text else ""
+        raw = text.strip()
+        if raw == "" and self.type != "long_text":
+            return None
+        if self.type == "yes_no":
+            if raw.lower() in _YES:
+                return True
+            if raw.lower() in _NO:
+                return False
+            raise AnswerProblem("must be yes or no")
+        if self.type == "number":
+            try:
+                number = float(raw.replace(",", ""))
+            except ValueError:
+                raise AnswerProblem("must be a number") from None
+            return self.answer(number)
+        return self.answer(text)
+
+
+class AnswerTally:
+    """Statistics of an event's answers: how many answered each question, and per
+    choice (yes/no included) how many picked it; numbers' least, greatest and mean."""
+
+    def __init__(self, questions: Sequence[Question]) -> None:
+        self.questions = list(questions)
+        self._answered = {q.id: 0 for q in self.questions}
+        self._choices: dict[str, dict[str, int]] = {
+            q.id: {c.code: 0 for c in q.choices} if q.type in _CHOICE_TYPES else {"yes": 0, "no": 0}
+            for q in self.questions
+            if q.type in _CHOICE_TYPES or q.type == "yes_no"
+        }
+        self._numbers: dict[str, list[float]] = {
+            q.id: [] for q in self.questions if q.type == "number"
+        }
+
+    def add(self, answers: Mapping[str, Any]) -> None:
+        for qid in self._answered:
+            value = answers.get(qid)
+            if value is None or value == [] or value == "":
+                continue
+            self._answered[qid] += 1
+            if qid in self._choices:
+                if isinstance(value, bool):
+                    picked = ["yes" if value else "no"]
+                else:
+                    picked = value if isinstance(value, list) else [value]
+                for code in picked:
+                    if isinstance(code, str):
+                        self._choices[qid][code] = self._choices[qid].get(code, 0) + 1
+            if qid in self._numbers and isinstance(value, int | float):
+                self._numbers[qid].append(float(value))
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for question in self.questions:
+            entry: dict[str, Any] = {"type": question.type, "answered": self._answered[question.id]}
+            if question.id in self._choices:
+                entry["choices"] = self._choices[question.id]
+            numbers = self._numbers.get(question.id)
+            if numbers:
+                entry.update(
+                    min=min(numbers), max=max(numbers), mean=round(sum(numbers) / len(numbers), 2)
+                )
+            out[question.id] = entry
+        return out
+
+
+def _bad_date() -> str:
+    raise ValueError("not a date")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def check_catalogue(
+    categories: Sequence[Category], questions: Sequence[Question], capacity: int
+) -> list[tuple[str, str]]:
+    """What is wrong with an event's categories and questions: ``(field, reason)`` pairs."""
+    problems: list[tuple[str, str]] = []
+    codes = [c.code for c in categories]
+    if not codes:
+        problems.append(("categories", "an event needs at least one category"))
+    if len(set(codes)) != len(codes):
+        problems.append(("categories", "category codes repeat"))
+    reserved = sum(c.quota or 0 for c in categories)
+    if reserved > capacity:
+        problems.append(
+            ("categories", f"the quotas reserve {reserved} seats, above the capacity {capacity}")
+        )
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        problems.append(("questions", "question ids repeat"))
+    for question in questions:
+        unknown = sorted(set(question.categories) - set(codes))
+        if unknown:
+            problems.append(
+                (f"questions.{question.id}", f"asked of unknown categories: {', '.join(unknown)}")
+            )
+    return problems
+
+
 # -- events catalogue ----------------------------------------------------------------
 
 
@@ -287,6 +607,12 @@ class EventSpec(BaseModel):
     requires_approval: bool = False
     admitted_cadres: list[Cadre] = Field(default_factory=list, max_length=5)
     state: EventState = "draft"
+    categories: list[Category] | None = Field(
+        default=None,
+        max_length=50,
+        description="Participant categories; the five default cadres (free) when left out",
+    )
+    questions: list[Question] = Field(default_factory=list, max_length=50)
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
     @classmethod
@@ -294,6 +620,14 @@ class EventSpec(BaseModel):
         if v is not None and v.tzinfo is None:
             v = v.replace(tzinfo=EAT)  # a local time at the venue
         return v
+
+    @model_validator(mode="after")
+    def _catalogue(self) -> EventSpec:
+        categories = DEFAULT_CATEGORIES if self.categories is None else self.categories
+        problems = check_catalogue(categories, self.questions, self.capacity)
+        if problems:
+            raise ValueError("; ".join(f"{name}: {reason}" for name, reason in problems))
+        return self
 
     @model_validator(mode="after")
     def _order(self) -> EventSpec:
@@ -336,7 +670,19 @@ class RegistrationRequest(BaseModel):
     phone: single_line_text(min_length=6, max_length=24)
     institution: Text
     position: Text
-    cadre: Cadre
+    category: CategoryCode = Field(
+        description="A category code of the event (GET /events/{id}); old clients may send "
+        "cadre instead, for the five default categories"
+    )
+    cadre: Cadre | None = Field(
+        default=None,
+        description="Deprecated: the category of the five default ones; use category",
+    )
+    answers: dict[QuestionId, Any] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Answers to the event's questions, keyed by question id",
+    )
     region: single_line_text(max_length=60) | None = None
     accessibility_needs: list[AccessibilityNeed] = Field(default_factory=list, max_length=4)
     accessibility_other: plain_text(max_length=200, strip=False) | None = None
@@ -355,6 +701,14 @@ class RegistrationRequest(BaseModel):
     @classmethod
     def _phone(cls, v: str) -> str:
         return normalise_phone(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cadre_is_category(cls, data: Any) -> Any:
+        # An old client names its cadre: that is the default category of the same code.
+        if isinstance(data, dict) and data.get("category") is None and "cadre" in data:
+            data = {**data, "category": data["cadre"]}
+        return data
 
     def contact(self) -> ParticipantContact:
         return ParticipantContact(
@@ -403,6 +757,9 @@ class EventChange(Patch):
     requires_approval: bool | None = None
     admitted_cadres: list[Cadre] | None = Field(default=None, max_length=5)
     state: EventState | None = None
+    # Each replaces the whole list (read the event, change the list, send it back).
+    categories: list[Category] | None = Field(default=None, min_length=1, max_length=50)
+    questions: list[Question] | None = Field(default=None, max_length=50)
     cancellation_reason: plain_text(max_length=500, strip=False) | None = None
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
@@ -528,8 +885,17 @@ class Event(Aggregate):
     requires_approval: bool = False
     admitted_cadres: list[str] = field(default_factory=list)
     state: str = "draft"
+    categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    questions: list[Question] = field(default_factory=list)
     seats_taken: int = 0
     waitlist_seq: int = 0
+    # Counters moved only by the store's atomic updates, like seats_taken: confirmed
+    # seats per category, and active registrations per limited choice (question, choice).
+    category_taken: dict[str, int] = field(default_factory=dict)
+    choice_taken: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Seats no newcomer of a category without a quota may take: those of such categories
+    # taken, plus every quota whole (see ``committed_seats``). None: not counted yet.
+    committed: int | None = None
     created_at: str = ""
     updated_at: str = ""
 
@@ -539,7 +905,9 @@ class Event(Aggregate):
         stamp = iso(now)
         event = cls(
             id=spec.id,
-            **spec.model_dump(exclude={"id"}),
+            **spec.model_dump(exclude={"id", "categories", "questions"}),
+            categories=list(DEFAULT_CATEGORIES if spec.categories is None else spec.categories),
+            questions=list(spec.questions),
             created_at=stamp,
             updated_at=stamp,
         )
@@ -550,6 +918,136 @@ class Event(Aggregate):
     @property
     def seats_left(self) -> int:
         return max(0, self.capacity - self.seats_taken)
+
+    # -- categories, quotas and questions ------------------------------------------------
+
+    def category(self, code: str) -> Category | None:
+        """The event's category of this code, or None."""
+        return next((c for c in self.categories if c.code == code), None)
+
+    def require_category(self, code: str) -> Category:
+        """The event's category of this code; ``unknown_category`` (422) if it has none."""
+        found = self.category(code)
+        if found is None:
+            raise DomainError(
+                "unknown_category",
+                f"This event has no category {code!r}.",
+                field="category",
+                details={"categories": [c.code for c in self.categories]},
+            )
+        return found
+
+    @property
+    def quotas(self) -> dict[str, int]:
+        """The categories' quotas by code (categories without one are left out)."""
+        return {c.code: c.quota for c in self.categories if c.quota is not None}
+
+    def _reserved_free(self, quotas: Mapping[str, int] | None = None) -> int:
+        """Seats reserved by quotas and not yet taken by their categories."""
+        quotas = self.quotas if quotas is None else quotas
+        return sum(max(0, q - self.category_taken.get(c, 0)) for c, q in quotas.items())
+
+    def category_seats_left(self, code: str) -> int:
+        """Seats a new participant of this category could take now."""
+        quota = self.quotas.get(code)
+        if quota is not None:
+            return max(0, min(quota - self.category_taken.get(code, 0), self.seats_left))
+        return max(0, self.capacity - self.seats_taken - self._reserved_free())
+
+    @property
+    def choice_limits(self) -> dict[str, dict[str, int]]:
+        """The limited choices' limits: question id -> choice code -> places."""
+        return {q.id: q.limited_choices for q in self.questions if q.limited_choices}
+
+    def choice_places_left(self, question_id: str, choice: str) -> int | None:
+        """Places left on a limited choice (None: unlimited)."""
+        limit = self.choice_limits.get(question_id, {}).get(choice)
+        if limit is None:
+            return None
+        return max(0, limit - self.choice_taken.get(question_id, {}).get(choice, 0))
+
+    def questions_for(self, category: str) -> list[Question]:
+        """The questions a participant of this category is asked, in order."""
+        return [q for q in self.questions if q.asks(category)]
+
+    def check_answers(
+        self, category: str, answers: Mapping[str, Any], *, typed: bool = False
+    ) -> dict[str, Any]:
+        """The answers as stored (normalised, unanswered left out), or
+        ``invalid_answers`` (422) naming every ``answers.<question id>`` at fault.
+
+        ``typed`` answers come from a form or a CSV file: text to be read as each
+        question's type (yes/no, numbers, choices separated by ``;``).
+        """
+        questions = {q.id: q for q in self.questions}
+        problems: list[dict[str, str]] = []
+        stored: dict[str, Any] = {}
+        for qid in answers:
+            if qid not in questions:
+                problems.append({"field": f"answers.{qid}", "reason": "no such question"})
+        for question in self.questions:
+            raw = answers.get(question.id)
+            try:
+                if typed and raw is not None:
+                    value = question.answer_from_text(raw)
+                else:
+                    value = question.answer(raw)
+            except AnswerProblem as exc:
+                problems.append({"field": f"answers.{question.id}", "reason": str(exc)})
+                continue
+            if not question.asks(category):
+                if value is not None:
+                    problems.append(
+                        {"field": f"answers.{question.id}", "reason": "not asked of this category"}
+                    )
+                continue
+            if value is None:
+                if question.required:
+                    problems.append({"field": f"answers.{question.id}", "reason": "required"})
+                continue
+            stored[question.id] = value
+        if problems:
+            first = problems[0]
+            raise DomainError(
+                "invalid_answers",
+                f"{first['field']}: {first['reason']}",
+                field=first["field"],
+                details={"fields": problems},
+            )
+        return stored
+
+    def limited_picks(self, answers: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The (question id, choice) pairs of these answers whose choice has a limit."""
+        limits = self.choice_limits
+        picks: list[tuple[str, str]] = []
+        for qid, value in answers.items():
+            for code in value if isinstance(value, list) else [value]:
+                if isinstance(code, str) and code in limits.get(qid, {}):
+                    picks.append((qid, code))
+        return picks
+
+    def needs_approval(self, category: Category) -> bool:
+        return self.requires_approval or category.requires_approval
+
+    def committed_seats(self, categories: Sequence[Category] | None = None) -> int:
+        """The seats taken by categories without a quota plus every quota whole: a
+        category without a quota may take a seat while this is below the capacity, so
+        the seats the quotas reserve stay theirs (a quota's own seats are within it)."""
+        total = 0
+        for category in self.categories if categories is None else categories:
+            taken = self.category_taken.get(category.code, 0)
+            total += taken if category.quota is None else max(category.quota, taken)
+        return total
+
+    def counters(self) -> dict[str, int]:
+        """The atomic counters as read, by their dotted path in the store."""
+        counts = {"seats_taken": self.seats_taken}
+        if self.committed is not None:
+            counts["committed"] = self.committed
+        counts.update({f"category_taken.{c}": n for c, n in self.category_taken.items()})
+        for qid, picks in self.choice_taken.items():
+            counts.update({f"choice_taken.{qid}.{c}": n for c, n in picks.items()})
+        return counts
 
     def details(self) -> EventDetails:
         return EventDetails(
@@ -597,13 +1095,35 @@ class Event(Aggregate):
     def registration_open(self, now: datetime) -> bool:
         return self.registration_refusal(now) is None
 
-    def check_can_register(self, cadre: str, now: datetime) -> None:
-        """Raise a DomainError when this event does not take this registration now."""
-        refusal = self.registration_refusal(now)
-        if refusal is not None:
-            raise refusal
-        if self.admitted_cadres and cadre not in self.admitted_cadres:
+    def check_can_register(self, category: str, now: datetime, *, via: str = "self") -> Category:
+        """The category a registration names, or a DomainError when this event does not
+        take it now: outside its window (a walk-in: outside its days), an unknown
+        category, or one that needs a nomination when the person registers themselves."""
+        if via == "walk_in":
+            self.check_walk_in(now)
+        else:
+            refusal = self.registration_refusal(now)
+            if refusal is not None:
+                raise refusal
+        found = self.require_category(category)
+        if self.admitted_cadres and category not in self.admitted_cadres:
             raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
+        if found.requires_nomination and via == "self":
+            raise DomainError(
+                "nomination_required",
+                "Participants of this category are nominated by their institution; "
+                "ask your institution's contact person to nominate you.",
+                field="category",
+            )
+        return found
+
+    def check_walk_in(self, now: datetime) -> None:
+        """A walk-in is taken at the door: on one of the event's days, whatever the
+        registration window says, unless the event is cancelled or still a draft."""
+        self.check_not_cancelled()
+        if self.state == "draft":
+            raise DomainError("registration_closed", "This event is not published.")
+        self.check_in_day(now)
 
     def check_not_cancelled(self) -> None:
         if self.state == "cancelled":
@@ -625,14 +1145,34 @@ class Event(Aggregate):
             )
         return day
 
-    def change(self, change: EventChange, now: datetime) -> list[str]:
+    def check_event_day(self, day: str) -> str:
+        """``day`` (YYYY-MM-DD) if it is one of the event's days (venue time)."""
+        first, last = local_day(self.starts_at), local_day(self.ends_at)
+        if not first <= day <= last:
+            raise DomainError(
+                "not_an_event_day",
+                f"The event's days are {first} to {last} (venue time).",
+                field="day",
+            )
+        return day
+
+    def change(
+        self, change: EventChange, now: datetime, *, in_use: Mapping[str, int] | None = None
+    ) -> list[str]:
         """Apply an organiser's change; returns the fields that really changed (sorted).
 
         Raises DomainError for a forbidden state change, a capacity below the confirmed
-        seats, or dates out of order. Publishing, cancelling or any other change is
-        recorded (``EventPublished``, ``EventCancelled``, ``EventUpdated``).
+        seats, dates out of order, or categories and questions that do not fit (see
+        ``_check_catalogue_change``; ``in_use`` counts the active registrations of each
+        category). Publishing, cancelling or any other change is recorded
+        (``EventPublished``, ``EventCancelled``, ``EventUpdated``).
         """
-        given = change.model_dump(exclude_unset=True, exclude={"cancellation_reason"})
+        given = change.model_dump(
+            exclude_unset=True, exclude={"cancellation_reason", "categories", "questions"}
+        )
+        for name in ("categories", "questions"):
+            if name in change.model_fields_set and getattr(change, name) is not None:
+                given[name] = list(getattr(change, name))
         changes = {k: v for k, v in given.items() if _differs(getattr(self, k), v)}
         new_state = changes.get("state", self.state)
         if new_state not in _EVENT_TRANSITIONS[self.state]:
@@ -656,6 +1196,12 @@ class Event(Aggregate):
             raise DomainError(
                 "invalid_dates", "registration_closes_at is before registration_opens_at."
             )
+        self._check_catalogue_change(
+            changes.get("categories", self.categories),
+            changes.get("questions", self.questions),
+            capacity,
+            in_use or {},
+        )
         if not changes:
             return []
         for name, value in changes.items():
@@ -669,6 +1215,54 @@ class Event(Aggregate):
         else:
             self.record(EventUpdated(**common, changed_fields=sorted(changes)))
         return sorted(changes)
+
+    def _check_catalogue_change(
+        self,
+        categories: list[Category],
+        questions: list[Question],
+        capacity: int,
+        in_use: Mapping[str, int],
+    ) -> None:
+        """The categories and questions an event would have must fit what it holds: no
+        category with active registrations removed, no quota below its confirmed seats,
+        the seats taken plus those still reserved within the capacity, no choice's limit
+        below the places taken."""
+        problems = check_catalogue(categories, questions, capacity)
+        if problems:
+            name, reason = problems[0]
+            raise DomainError("invalid_categories", reason, field=name)
+        kept = {c.code for c in categories}
+        for code, count in sorted(in_use.items()):
+            if count and code not in kept:
+                raise DomainError(
+                    "category_in_use",
+                    f"{count} active registrations are in category {code}; it cannot be removed.",
+                    field="categories",
+                )
+        quotas = {c.code: c.quota for c in categories if c.quota is not None}
+        for code, quota in quotas.items():
+            taken = self.category_taken.get(code, 0)
+            if quota < taken:
+                raise DomainError(
+                    "quota_below_confirmed",
+                    f"{taken} participants of {code} are confirmed; its quota cannot be lower.",
+                    field="categories",
+                )
+        if self.seats_taken + self._reserved_free(quotas) > capacity:
+            raise DomainError(
+                "capacity_below_reserved",
+                "The seats taken and those the quotas still reserve exceed the capacity.",
+                field="capacity",
+            )
+        for question in questions:
+            for code, limit in question.limited_choices.items():
+                taken = self.choice_taken.get(question.id, {}).get(code, 0)
+                if limit < taken:
+                    raise DomainError(
+                        "choice_limit_below_taken",
+                        f"{taken} participants chose {code}; its limit cannot be lower.",
+                        field=f"questions.{question.id}",
+                    )
 
     def _announcement(self) -> dict:
         return {
@@ -694,6 +1288,13 @@ class Registration(Aggregate):
     institution: str
     position: str | None = None
     cadre: str
+    # The event's category code (the cadre, for registrations made before categories),
+    # the answers to its questions, how the registration came (self, nomination, walk_in,
+    # import) and the nominating institution's code (None when self-registered).
+    category: str = ""
+    answers: dict[str, Any] = field(default_factory=dict)
+    via: str = "self"
+    institution_code: str | None = None
     region: str | None = None
     accessibility_needs: list[str] = field(default_factory=list)
     accessibility_other: str | None = None
@@ -737,11 +1338,18 @@ class Registration(Aggregate):
         signer: TicketSigner,
         now: datetime,
         idempotency_key: str | None = None,
+        answers: Mapping[str, Any] | None = None,
+        via: str = "self",
+        institution_code: str | None = None,
     ) -> Registration:
         """A new registration with ``status`` (confirmed, waitlisted, pending approval),
         as the seat counter decided; it records ``ParticipantRegistered`` (and
-        ``ParticipantWaitlisted`` with the place in line), each with its notice."""
+        ``ParticipantWaitlisted`` with the place in line), each with its notice.
+
+        ``answers`` are the checked answers (``Event.check_answers``); ``via`` says how
+        it came and ``institution_code`` who nominated the participant."""
         stamp = iso(now)
+        category = request.category
         registration = cls(
             id=registration_id,
             reference=reference,
@@ -753,7 +1361,11 @@ class Registration(Aggregate):
             phone=request.phone,
             institution=request.institution,
             position=request.position,
-            cadre=request.cadre,
+            cadre=legacy_cadre(category),
+            category=category,
+            answers=dict(answers or {}),
+            via=via,
+            institution_code=institution_code,
             region=request.region,
             accessibility_needs=list(request.accessibility_needs),
             accessibility_other=request.accessibility_other,
@@ -783,7 +1395,7 @@ class Registration(Aggregate):
         registration.record(
             ParticipantRegisteredNotice(
                 **registration._notice(event, status, signer),
-                cadre=request.cadre,
+                cadre=registration.cadre,
                 waitlist_position=waitlist_position,
             )
         )
@@ -849,6 +1461,8 @@ class Registration(Aggregate):
             institution=self.institution,
             cadre=self.cadre,
             language=self.language,  # type: ignore[arg-type]
+            category=self.category or self.cadre,
+            institution_code=self.institution_code,
         )
 
     def _public(self, event: Event, status: str) -> dict:
@@ -871,6 +1485,8 @@ class Registration(Aggregate):
             "participant": self.contact(),
             "status": status,
             "ticket": self.ticket(signer) if signer is not None else None,
+            "category": self.category or self.cadre,
+            "institution_code": self.institution_code,
         }
 
     def _record_waitlisted(
@@ -1006,15 +1622,17 @@ class Registration(Aggregate):
         return sorted(changes)
 
     def check_in(self, event: Event, now: datetime, day: str | None = None) -> str:
-        """Record attendance for today (venue time), or for an earlier ``day`` of the
-        event; returns the day."""
+        """Record attendance for today (venue time), or for ``day``: an earlier day of the
+        event (attendance recorded late) or the day a walk-in names; returns the day."""
         event.check_not_cancelled()
         if self.status != "confirmed":
             raise DomainError(
                 f"registration_{self.status}",
                 f"This registration is {self.status.replace('_', ' ')}, not confirmed.",
             )
-        day = event.check_in_day(now, day)
+        if day is not None and day > local_day(now):
+            raise DomainError("future_day", f"{day} has not come yet.", field="day")
+        day = event.check_in_day(now) if day is None else event.check_event_day(day)
         previous = self.checkins.get(day)
         if previous:
             raise DomainError(
@@ -1386,97 +2004,13 @@ def cpd_row(certificate: Certificate) -> list[str]:
 
 
 # -- evaluation ------------------------------------------------------------------------
-# The question model of the issue-13 question types (short/long text, single/multiple
-# choice, yes/no, number, date). Defined here for evaluations; registration questions
-# (helper ``cat``, issue 13 A) can share it: same type names, same bilingual labels and
-# choices, ``check_answer`` one rule per type.
+# The questions are issue 13's (``Question`` above: the registration form's model, with
+# its types short/long text, single/multiple choice, yes/no, number, date, and its one
+# ``answer`` rule per type); an evaluation asks every attendee, so its questions name no
+# categories.
 
-QuestionType = Literal[
-    "short_text", "long_text", "single_choice", "multiple_choice", "yes_no", "number", "date"
-]
 CHOICE_TYPES = ("single_choice", "multiple_choice")
 TEXT_TYPES = ("short_text", "long_text")
-QuestionId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-
-
-class Choice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    value: QuestionId
-    label_sw: Text
-    label_en: Text
-
-
-class Question(BaseModel):
-    """One question of a form, with its labels in both languages."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: QuestionId
-    type: QuestionType
-    label_sw: Text
-    label_en: Text
-    required: bool = False
-    options: list[Choice] = Field(default_factory=list, max_length=20)
-    min: float | None = Field(default=None, allow_inf_nan=False, ge=-1e12, le=1e12)
-    max: float | None = Field(default=None, allow_inf_nan=False, ge=-1e12, le=1e12)
-
-    @model_validator(mode="after")
-    def _shape(self) -> Question:
-        if self.type in CHOICE_TYPES and len(self.options) < 2:
-            raise ValueError(f"question {self.id}: a choice needs at least two options")
-        if self.type not in CHOICE_TYPES and self.options:
-            raise ValueError(f"question {self.id}: only choice questions have options")
-        if len({o.value for o in self.options}) != len(self.options):
-            raise ValueError(f"question {self.id}: option values repeat")
-        if self.min is not None and self.max is not None and self.max < self.min:
-            raise ValueError(f"question {self.id}: max is below min")
-        return self
-
-    def label(self, language: str) -> str:
-        return self.label_sw if language == "sw" else self.label_en
-
-    def check_answer(self, raw: object) -> tuple[object, str | None]:
-        """The answer as stored (None when not given), or the reason it is refused."""
-        if raw is None or raw == "" or raw == []:
-            return None, ("required" if self.required else None)
-        if self.type in TEXT_TYPES:
-            limit = 200 if self.type == "short_text" else 4000
-            text = without_controls(str(raw), keep_line_breaks=self.type == "long_text").strip()
-            if not text:
-                return None, ("required" if self.required else None)
-            return (text, None) if len(text) <= limit else (None, "too_long")
-        values = {o.value for o in self.options}
-        if self.type == "single_choice":
-            return (raw, None) if isinstance(raw, str) and raw in values else (None, "invalid")
-        if self.type == "multiple_choice":
-            chosen = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else []
-            if not chosen or any(not isinstance(c, str) or c not in values for c in chosen):
-                return None, "invalid"
-            return sorted(set(chosen)), None
-        if self.type == "yes_no":
-            if raw in (True, "yes", "true"):
-                return "yes", None
-            if raw in (False, "no", "false"):
-                return "no", None
-            return None, "invalid"
-        if self.type == "number":
-            try:
-                number = float(str(raw).strip())
-            except ValueError:
-                return None, "invalid"
-            # Finite and within what a document stores as a number (int64, double).
-            if not math.isfinite(number) or abs(number) > 1e12:
-                return None, "invalid"
-            if self.min is not None and number < self.min:
-                return None, "invalid"
-            if self.max is not None and number > self.max:
-                return None, "invalid"
-            return (int(number) if number.is_integer() else number), None
-        try:  # date
-            return datetime.strptime(str(raw).strip(), "%Y-%m-%d").date().isoformat(), None
-        except ValueError:
-            return None, "invalid"
 
 
 class EvaluationFormSpec(BaseModel):
@@ -1493,6 +2027,8 @@ class EvaluationFormSpec(BaseModel):
         ids = [q.id for q in self.questions]
         if len(set(ids)) != len(ids):
             raise ValueError("question ids repeat")
+        if any(q.categories for q in self.questions):
+            raise ValueError("an evaluation asks every attendee: its questions name no categories")
         return self
 
 
@@ -1528,11 +2064,20 @@ class EvaluationForm(Aggregate):
         answers: dict[str, object] = {}
         problems: dict[str, str] = {}
         for question in self.parsed():
-            value, problem = question.check_answer(raw.get(question.id))
-            if problem:
-                problems[question.id] = problem
-            elif value is not None:
-                answers[question.id] = value
+            given = raw.get(question.id)
+            try:
+                if isinstance(given, str | list):  # typed into the form
+                    value = question.answer_from_text(given)
+                else:
+                    value = question.answer(given)
+            except AnswerProblem as problem:
+                problems[question.id] = str(problem)
+                continue
+            if value is None or value == "":
+                if question.required:
+                    problems[question.id] = "required"
+                continue
+            answers[question.id] = value
         if problems:
             first = next(iter(problems))
             raise DomainError(
@@ -1625,6 +2170,15 @@ class EvaluationResponse(Aggregate):
         return True
 
 
+def yes_no_text(value: object) -> str:
+    """A yes/no answer as the results and the export show it (stored as a boolean)."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
 def evaluation_results(
     form: EvaluationForm, responses: list[EvaluationResponse], invited: int
 ) -> dict:
@@ -1644,14 +2198,15 @@ def evaluation_results(
             entry["texts"] = sorted(str(v) for v in given)
         elif q.type in CHOICE_TYPES or q.type == "yes_no":
             options = (
-                [(o.value, o.label_en) for o in q.options]
-                if q.options
+                [(c.code, c.label_en) for c in q.choices]
+                if q.type in CHOICE_TYPES
                 else [("yes", "Yes"), ("no", "No")]
             )
             counts = {value: 0 for value, _ in options}
             for v in given:
                 for chosen in v if isinstance(v, list) else [v]:
-                    counts[chosen] = counts.get(chosen, 0) + 1
+                    key = yes_no_text(chosen) if q.type == "yes_no" else str(chosen)
+                    counts[key] = counts.get(key, 0) + 1
             entry["distribution"] = [
                 {"value": value, "label": label, "count": counts[value]} for value, label in options
             ]

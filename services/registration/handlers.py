@@ -22,12 +22,15 @@ import hashlib
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from services.registration.domain import (
+    ACTIVE_STATUSES,
     LINK_KEY_PURPOSE,
+    VIAS,
+    AnswerTally,
     Certificate,
     CertificateSettings,
     CertificateSettingsChange,
@@ -43,6 +46,7 @@ from services.registration.domain import (
     RegistrationChange,
     RegistrationRequest,
     TicketSigner,
+    Via,
     evaluation_results,
     hash_token,
     local_day,
@@ -185,10 +189,16 @@ async def update_event(ctx: Context, event_id: str, change: EventChange) -> Even
     A raised capacity promotes waitlisted participants into the new seats. Cancelling an
     event cancels its active registrations, each with its own ``RegistrationCancelled``.
     """
+    catalogue = change.categories is not None or change.questions is not None
     for _ in range(_ATTEMPTS):
         event = await _event(ctx, event_id)
-        capacity_before = event.capacity
-        changed = event.change(change, ctx.clock())
+        capacity_before, quotas_before = event.capacity, event.quotas
+        in_use = (
+            await ctx.store.count_by_category(event_id, ACTIVE_STATUSES)
+            if change.categories is not None
+            else {}
+        )
+        changed = event.change(change, ctx.clock(), in_use=in_use)
         if not changed:
             return event
         if await ctx.store.save_event(event):
@@ -197,8 +207,12 @@ async def update_event(ctx: Context, event_id: str, change: EventChange) -> Even
         raise DomainError("concurrent_update", "The event is changing; try again.")
     if "state" in changed and event.state == "cancelled":
         await _cancel_all(ctx, event_id, change.cancellation_reason)
-    elif event.capacity > capacity_before:
-        await promote_waitlisted(ctx, event_id, event.capacity - capacity_before)
+        return await _event(ctx, event_id)
+    if "questions" in changed:
+        # A limit given to a choice counts the places its earlier answers hold.
+        await reconcile_seats(ctx, event_id)
+    if event.capacity > capacity_before or (catalogue and event.quotas != quotas_before):
+        await promote_waitlisted(ctx, event_id, max(1, event.capacity - event.seats_taken))
     return await _event(ctx, event_id)
 
 
@@ -222,30 +236,60 @@ async def register_participant(
     *,
     idempotency_key: str | None = None,
     admit: Admission | None = None,
+    via: Via = "self",
+    institution_code: str | None = None,
+    day: str | None = None,
 ) -> Registered:
     """Register one participant: confirmed while seats last, then waitlisted in order.
 
-    The seat is taken with the store's conditional atomic increment; the registration
-    and its ``ParticipantRegistered`` event are one insert. The unique (event, email)
-    index — not a prior lookup — guarantees one registration per email per event.
-    ``admit`` is awaited only for an attempt that can succeed (the event exists and takes
-    this registration now), so a refused attempt never counts against the person.
+    The request names a category of the event (``Event.check_can_register``: a category
+    that needs a nomination refuses ``via="self"``) and answers its questions
+    (``Event.check_answers``). A place on a limited choice, then the seat (within the
+    category's quota), are taken with the store's conditional atomic increments; the
+    registration and its ``ParticipantRegistered`` event are one insert. The unique
+    (event, email) index — not a prior lookup — guarantees one registration per email
+    per event. ``admit`` is awaited only for an attempt that can succeed (the event
+    exists and takes this registration now), so a refused attempt never counts against
+    the person.
+
+    ``via`` says how the registration comes: ``self``, ``nomination`` (by an institution,
+    ``institution_code``), ``import`` (an organiser's file) or ``walk_in`` (at the door:
+    confirmed with a seat or refused with ``event_full``, and checked in at once for
+    ``day``, today by default). Approval, where the event or category needs it, applies
+    to self-registrations and nominations; an organiser's import or a registrar's walk-in
+    is itself the decision.
     """
+    if via not in VIAS:
+        raise ValueError(f"unknown via {via!r}")
     event = await _event(ctx, event_id)
     moment = ctx.clock()
-    event.check_can_register(request.cadre, moment)
+    category = event.check_can_register(request.category, moment, via=via)
+    answers = event.check_answers(category.code, request.answers)
+    if via == "walk_in" and day is not None:
+        event.check_event_day(day)
     if admit is not None:
         await admit()
 
+    picks = await _take_choices(ctx, event, answers)
     seat_taken = False
     position: int | None = None
-    if event.requires_approval:
-        status = "pending_approval"
-    elif await ctx.store.take_seat(event_id):
-        status, seat_taken = "confirmed", True
-    else:
-        status = "waitlisted"
-        position = await ctx.store.next_waitlist_position(event_id)
+    try:
+        if via in ("self", "nomination") and event.needs_approval(category):
+            status = "pending_approval"
+        elif await ctx.store.take_seat(event, category.code):
+            status, seat_taken = "confirmed", True
+        elif via == "walk_in":
+            raise DomainError(
+                "event_full",
+                "No seat is left for this category; a walk-in cannot be taken.",
+                field="category",
+            )
+        else:
+            status = "waitlisted"
+            position = await ctx.store.next_waitlist_position(event_id)
+    except BaseException:
+        await _release_choices(ctx, event_id, picks)
+        raise
 
     registration_id = new_registration_id()
     token = new_manage_token()
@@ -262,21 +306,50 @@ async def register_participant(
             signer=ctx.signer,
             now=moment,
             idempotency_key=idempotency_key,
+            answers=answers,
+            via=via,
+            institution_code=institution_code,
         )
+        if via == "walk_in":
+            registration.check_in(event, moment, day)
         registration.link_notices(ctx.links, ctx.public_url, moment)
         added = await ctx.store.add_registration(registration)
         if added == "added":
             break
         if added == "email_taken":
+            await _release_choices(ctx, event_id, picks)
             if seat_taken:
                 # The seat goes back; someone waitlisted meanwhile gets it.
-                await ctx.store.release_seat(event_id)
+                await ctx.store.release_seat(event, category.code)
                 await promote_waitlisted(ctx, event_id, 1)
             await request_resend(ctx, event_id, request.email)
             raise _already_registered()
     else:  # pragma: no cover
         raise RuntimeError("could not allocate a unique reference")
     return Registered(registration.id, registration.reference, status, token, position)
+
+
+async def _take_choices(
+    ctx: Context, event: Event, answers: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """Take a place on each limited choice of the answers, or none (``choice_full``)."""
+    taken: list[tuple[str, str]] = []
+    for question_id, choice in event.limited_picks(answers):
+        if not await ctx.store.take_choice(event.id, question_id, choice):
+            await _release_choices(ctx, event.id, taken)
+            raise DomainError(
+                "choice_full",
+                f"No places are left on {choice!r}.",
+                field=f"answers.{question_id}",
+                details={"question": question_id, "choice": choice},
+            )
+        taken.append((question_id, choice))
+    return taken
+
+
+async def _release_choices(ctx: Context, event_id: str, picks: list[tuple[str, str]]) -> None:
+    for question_id, choice in picks:
+        await ctx.store.release_choice(event_id, question_id, choice)
 
 
 def _already_registered() -> DomainError:
@@ -435,62 +508,96 @@ async def _replay(ctx: Context, outcome: dict[str, Any]) -> RegistrationOutcome:
 
 
 async def promote_waitlisted(ctx: Context, event_id: str, seats: int = 1) -> list[str]:
-    """Confirm up to ``seats`` waitlisted participants, first in line first.
+    """Confirm up to ``seats`` waitlisted participants, first in line first, each as a
+    seat of their category allows (a category at its quota is passed over).
 
-    Each promotion first takes a seat with the conditional ``$inc`` and then moves one
-    registration from waitlisted to confirmed with a revision-checked write; a loser of a
-    race re-reads the line, and a seat nobody can use is released. So two concurrent
-    cancellations promote exactly two and the capacity is never exceeded.
+    Each promotion first takes a seat for the candidate's category with the conditional
+    ``$inc`` and then moves that registration from waitlisted to confirmed with a
+    revision-checked write; a loser of a race gives the seat back and reads the line
+    again. So two concurrent cancellations promote exactly two and neither the capacity
+    nor a quota is ever exceeded.
     """
     event = await ctx.store.get_event(event_id)
     if event is None or event.state == "cancelled":
         return []
     promoted: list[str] = []
-    while len(promoted) < seats:
-        if not await ctx.store.take_seat(event_id):
+    for _ in range(50 + 2 * seats):
+        if len(promoted) >= seats:
             break
-        registration = await _promote_first(ctx, event)
-        if registration is None:
-            await ctx.store.release_seat(event_id)
+        candidate = await _promote_next(ctx, event)
+        if candidate is None:
             break
-        promoted.append(registration.id)
+        if candidate:
+            promoted.append(candidate)
     return promoted
 
 
-async def _promote_first(ctx: Context, event: Event) -> Registration | None:
-    for _ in range(50):
-        candidate = await ctx.store.first_waitlisted(event.id)
-        if candidate is None:
-            return None
+async def _promote_next(ctx: Context, event: Event) -> str | None:
+    """Promote the first waitlisted whose category has a seat: its id, "" when a race
+    was lost (look again), None when nobody can be promoted."""
+    full: set[str] = set()
+    for candidate in await ctx.store.waitlisted(event.id):
+        if candidate.category in full:
+            continue
+        if not await ctx.store.take_seat(event, candidate.category):
+            full.add(candidate.category)
+            continue
         candidate.promote(event, ctx.signer, ctx.clock())
         if await _save(ctx, candidate):
-            return candidate
-        # promoted or cancelled meanwhile: look at the line again
+            return candidate.id
+        # promoted or cancelled meanwhile: the seat goes back, look at the line again
+        await ctx.store.release_seat(event, candidate.category)
+        return ""
     return None
 
 
+async def _recount(ctx: Context, event: Event) -> dict[str, int]:
+    """The counters as the registrations say they should be."""
+    counts = {"seats_taken": await ctx.store.count_confirmed(event.id)}
+    confirmed = await ctx.store.count_by_category(event.id, ("confirmed",))
+    categories = {c.code for c in event.categories}
+    for category in {*event.category_taken, *confirmed, *categories}:
+        counts[f"category_taken.{category}"] = confirmed.get(category, 0)
+    counts["committed"] = replace(event, category_taken=confirmed).committed_seats()
+    limited = event.choice_limits
+    if limited or event.choice_taken:
+        tally = AnswerTally([q for q in event.questions if q.id in limited])
+        async for answers in ctx.store.active_answers(event.id):
+            tally.add(answers)
+        picks = tally.result()
+        for qid in {*limited, *event.choice_taken}:
+            chosen = picks.get(qid, {}).get("choices", {})
+            for code in {*limited.get(qid, {}), *event.choice_taken.get(qid, {})}:
+                counts[f"choice_taken.{qid}.{code}"] = chosen.get(code, 0)
+    return counts
+
+
 async def reconcile_seats(ctx: Context, event_id: str, settle_s: float = 0.2) -> dict[str, int]:
-    """Recount the confirmed registrations and repair the event's seat counter.
+    """Recount the confirmed registrations (per category) and the places taken on limited
+    choices, and repair the event's counters.
 
     A crash between taking a seat and writing the registration (or between cancelling
-    and releasing) leaves the counter wrong. The recount is compared twice, ``settle_s``
-    apart, so that a registration in flight is not mistaken for a leak, and the counter
-    is set with a compare-and-set. Freed seats then go to the waiting list.
+    and releasing) leaves a counter wrong. The recount is compared twice, ``settle_s``
+    apart, so that a registration in flight is not mistaken for a leak, and the counters
+    are set with a compare-and-set. Freed seats then go to the waiting list.
     """
     for _ in range(10):
         event = await _event(ctx, event_id)
         before = event.seats_taken
-        confirmed = await ctx.store.count_confirmed(event_id)
-        if confirmed == before:
+        read = event.counters()
+        actual = await _recount(ctx, event)
+        expected: dict[str, int | None] = {path: read.get(path) for path in actual}
+        confirmed = actual["seats_taken"]
+        if all(expected[path] == value for path, value in actual.items()):
             break
         if settle_s:
             await asyncio.sleep(settle_s)
             again = await ctx.store.get_event(event_id)
-            if again is None or again.seats_taken != before:
+            if again is None or again.counters() != event.counters():
                 continue
-            if await ctx.store.count_confirmed(event_id) != confirmed:
+            if await _recount(ctx, event) != actual:
                 continue
-        if await ctx.store.set_seats_taken(event_id, before, confirmed):
+        if await ctx.store.set_counters(event_id, expected, actual):
             break
     else:
         raise DomainError("concurrent_update", "Seats keep changing; try again.")
@@ -536,9 +643,10 @@ async def cancel_registration(
         registration_id,
         lambda r: r.cancel(event, by=by, reason=reason, now=ctx.clock()),
     )
+    await _release_choices(ctx, event.id, event.limited_picks(written.answers))
     if previous == "confirmed":
         # A crash right here leaves the counter one too high: reconcile_seats repairs it.
-        await ctx.store.release_seat(event.id)
+        await ctx.store.release_seat(event, written.category)
         await promote_waitlisted(ctx, event.id, 1)
     return written
 
@@ -552,7 +660,7 @@ async def approve_registration(ctx: Context, registration_id: str, by: str) -> R
         registration = await _registration(ctx, registration_id)
         event = await _event(ctx, registration.event_id)
         registration.check_approvable(event)
-        seat = await ctx.store.take_seat(event.id)
+        seat = await ctx.store.take_seat(event, registration.category)
         position = None if seat else await ctx.store.next_waitlist_position(event.id)
         registration.approve(
             event,
@@ -565,7 +673,7 @@ async def approve_registration(ctx: Context, registration_id: str, by: str) -> R
         if await _save(ctx, registration):
             return registration
         if seat:
-            await ctx.store.release_seat(event.id)
+            await ctx.store.release_seat(event, registration.category)
     raise DomainError("concurrent_update", "The registration is changing; try again.")
 
 
@@ -578,6 +686,7 @@ async def reject_registration(
     written, _ = await _change_registration(
         ctx, registration_id, lambda r: r.reject(event, by=by, reason=reason, now=ctx.clock())
     )
+    await _release_choices(ctx, event.id, event.limited_picks(written.answers))
     return written
 
 
@@ -605,17 +714,40 @@ async def export_registrations(
 
 
 async def event_statistics(ctx: Context, event_id: str) -> dict[str, Any]:
-    """Capacity, seats taken, and counts by status, cadre, institution and region."""
+    """Capacity, seats taken, and counts by status, cadre, category, how registered,
+    institution and region; per category its seats; per question of the event, how
+    many active registrations answered and, for choices, how many picked each."""
     event = await _event(ctx, event_id)
     stats = await ctx.store.statistics(event_id)
+    tally = AnswerTally(event.questions)
+    if event.questions:
+        async for answers in ctx.store.active_answers(event_id):
+            tally.add(answers)
+    answers = tally.result()
+    for question in event.questions:
+        for choice in question.choices:
+            left = event.choice_places_left(question.id, choice.code)
+            if left is not None:
+                answers[question.id].setdefault("places_left", {})[choice.code] = left
     return {
         "event_id": event_id,
         "capacity": event.capacity,
         "seats_taken": event.seats_taken,
         "by_status": stats["status"],
         "by_cadre": stats["cadre"],
+        "by_category": stats["category"],
+        "by_via": stats["via"],
         "by_institution": stats["institution"],
         "by_region": stats["region"],
+        "categories": {
+            c.code: {
+                "confirmed": event.category_taken.get(c.code, 0),
+                "quota": c.quota,
+                "seats_left": event.category_seats_left(c.code),
+            }
+            for c in event.categories
+        },
+        "answers": answers,
     }
 
 

@@ -57,19 +57,39 @@ class RegistrationStore(Protocol):
 
     # -- seats (atomic counters on the event) ------------------------------------------
 
-    async def take_seat(self, event_id: str) -> bool:
-        """Take one seat if any is left (a conditional atomic increment)."""
+    async def take_seat(self, event: Event, category: str) -> bool:
+        """Take one seat for a participant of ``category`` if one is left (a conditional
+        atomic increment): within the capacity, within the category's quota if it has one,
+        else outside the seats other categories' quotas still reserve."""
         ...
 
-    async def release_seat(self, event_id: str) -> None: ...
+    async def release_seat(self, event: Event, category: str) -> None: ...
 
-    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
-        """Repair the counter only if nobody moved it since it was read."""
+    async def take_choice(self, event_id: str, question_id: str, choice: str) -> bool:
+        """Take one place on a limited choice if one is left (a conditional increment)."""
+        ...
+
+    async def release_choice(self, event_id: str, question_id: str, choice: str) -> None: ...
+
+    async def set_counters(
+        self, event_id: str, expected: dict[str, int | None], actual: dict[str, int]
+    ) -> bool:
+        """Repair counters (``seats_taken``, ``committed``, ``category_taken.<code>``,
+        ``choice_taken.<question>.<choice>``) only if nobody moved them since read (None:
+        not written yet)."""
         ...
 
     async def next_waitlist_position(self, event_id: str) -> int: ...
 
     async def count_confirmed(self, event_id: str) -> int: ...
+
+    async def count_by_category(self, event_id: str, statuses: Sequence[str]) -> dict[str, int]:
+        """Registrations in these statuses, per category."""
+        ...
+
+    def active_answers(self, event_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The answers of the event's active registrations, one dict each."""
+        ...
 
     # -- registrations -------------------------------------------------------------
 
@@ -89,6 +109,10 @@ class RegistrationStore(Protocol):
     async def find_by_email(self, event_id: str, email: str) -> Registration | None: ...
 
     async def find_by_idempotency_key(self, key: str) -> Registration | None: ...
+
+    async def waitlisted(self, event_id: str, limit: int = 500) -> list[Registration]:
+        """The waiting list, lowest positions first, up to ``limit``."""
+        ...
 
     async def first_waitlisted(self, event_id: str) -> Registration | None:
         """The waitlisted registration with the lowest position."""
@@ -123,7 +147,8 @@ class RegistrationStore(Protocol):
         ...
 
     async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
-        """Counts by status, and of active registrations by cadre, institution, region."""
+        """Counts by status, and of active registrations by cadre, category, via,
+        institution, region."""
         ...
 
     async def personal_data(self, registration_id: str) -> dict[str, Any] | None:

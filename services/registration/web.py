@@ -906,6 +906,16 @@ EVALUATION_LABELS = {
 }
 
 
+def _answer_problem(language: str, reason: str) -> str:
+    """An answer's problem in the page's language (the rule's own words are English)."""
+    reasons = EVALUATION_LABELS[language]["reasons"]
+    if reason == "required":
+        return reasons["required"]
+    if language == "en" and reason.startswith(("must", "at most", "a choice")):
+        return f"This answer {reason}." if reason.startswith("must") else f"{reason.capitalize()}."
+    return reasons["invalid"]
+
+
 async def _verification_limited(request: Request, language: str) -> Response | None:
     try:
         await api.limit_verification(request)
@@ -1013,8 +1023,8 @@ def _evaluation_page(
     for q in questions:
         if q.type == "yes_no":
             anchors[q.id] = f"{q.id}-yes"
-        elif q.options:
-            anchors[q.id] = f"{q.id}-{q.options[0].value}"
+        elif q.choices:
+            anchors[q.id] = f"{q.id}-{q.choices[0].code}"
     return _render(
         "evaluation.html.j2",
         status,
@@ -1087,7 +1097,6 @@ async def evaluation_answer(link: str, request: Request, lang: str | None = None
     if evaluation is None or (evaluation.response and evaluation.response.answered):
         return await _evaluation_answer_or_form(request, link, own, language, False)
     form = await request.form()
-    labels = EVALUATION_LABELS[language]
     if not ctx.links.form_token_matches(f"evaluation:{link}", str(form.get("csrf") or "")):
         errors = {"form": MY_LABELS[language]["form_expired"]}
         return _evaluation_page(request, link, own, evaluation, language, 403, errors=errors)
@@ -1102,7 +1111,7 @@ async def evaluation_answer(link: str, request: Request, lang: str | None = None
     except DomainError as exc:
         if exc.code == "invalid_answers":
             problems = (exc.details or {}).get("problems", {})
-            errors = {k: labels["reasons"].get(v, v) for k, v in problems.items()}
+            errors = {k: _answer_problem(language, v) for k, v in problems.items()}
             return _evaluation_page(
                 request, link, own, evaluation, language, 422, errors=errors, values=values
             )

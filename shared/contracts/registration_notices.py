@@ -37,6 +37,10 @@ class _ParticipantNotice(IntegrationEvent):
     # A credential too: the link that opens the participant's own registration (and
     # nobody else's) on the self-service page. Set where registration can mint one.
     self_service_url: str | None = None
+    # Added (optional, additive): the event's participant category code and the code of
+    # the nominating institution (None when self-registered).
+    category: str | None = None
+    institution_code: str | None = None
 
 
 @register

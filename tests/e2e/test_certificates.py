@@ -35,10 +35,10 @@ QUESTIONS = [
         "label_sw": "Kwa ujumla tukio lilikuwaje?",
         "label_en": "How was the event overall?",
         "required": True,
-        "options": [
-            {"value": "good", "label_sw": "Zuri", "label_en": "Good"},
-            {"value": "fair", "label_sw": "Wastani", "label_en": "Fair"},
-            {"value": "poor", "label_sw": "Baya", "label_en": "Poor"},
+        "choices": [
+            {"code": "good", "label_sw": "Zuri", "label_en": "Good"},
+            {"code": "fair", "label_sw": "Wastani", "label_en": "Fair"},
+            {"code": "poor", "label_sw": "Baya", "label_en": "Poor"},
         ],
     },
     {"id": "again", "type": "yes_no", "label_sw": "Utahudhuria tena?", "label_en": "Again?"},

@@ -189,19 +189,19 @@ QUESTIONS = {
             "label_sw": "Kwa ujumla",
             "label_en": "Overall",
             "required": True,
-            "options": [
-                {"value": "good", "label_sw": "Nzuri", "label_en": "Good"},
-                {"value": "poor", "label_sw": "Mbaya", "label_en": "Poor"},
+            "choices": [
+                {"code": "good", "label_sw": "Nzuri", "label_en": "Good"},
+                {"code": "poor", "label_sw": "Mbaya", "label_en": "Poor"},
             ],
         },
         {"id": "again", "type": "yes_no", "label_sw": "Tena?", "label_en": "Again?"},
-        {"id": "score", "type": "number", "label_sw": "Alama", "label_en": "Score", "min": 1,
-         "max": 5},
+        {"id": "score", "type": "number", "label_sw": "Alama", "label_en": "Score", "min_value": 1,
+         "max_value": 5},
         {"id": "comment", "type": "long_text", "label_sw": "Maoni", "label_en": "Comments"},
         {"id": "topics", "type": "multiple_choice", "label_sw": "Mada", "label_en": "Topics",
-         "options": [
-             {"value": "ai", "label_sw": "AI", "label_en": "AI"},
-             {"value": "cloud", "label_sw": "Wingu", "label_en": "Cloud"},
+         "choices": [
+             {"code": "ai", "label_sw": "AI", "label_en": "AI"},
+             {"code": "cloud", "label_sw": "Wingu", "label_en": "Cloud"},
          ]},
         {"id": "when", "type": "date", "label_sw": "Lini", "label_en": "When"},
         {"id": "unit", "type": "short_text", "label_sw": "Kitengo", "label_en": "Unit"},
@@ -224,7 +224,7 @@ async def test_with_the_setting_on_the_certificate_waits_for_the_answer(ctx, sto
     assert await handlers.list_certificates(ctx, event_id) == []
     error = await refused("invalid_answers", handlers.answer_evaluation(ctx, first, {"score": "9"}))
     assert error.field == "overall"
-    assert error.details == {"problems": {"overall": "required", "score": "invalid"}}
+    assert error.details == {"problems": {"overall": "required", "score": "must be at most 5"}}
     await handlers.answer_evaluation(
         ctx,
         first,
@@ -272,10 +272,19 @@ async def test_only_attendees_answer_and_the_form_needs_two_options(ctx) -> None
     await handlers.attach_evaluation(ctx, event_id, EvaluationFormSpec.model_validate(QUESTIONS))
     absent = await attendee(ctx, event_id, [])
     await refused("not_attended", handlers.answer_evaluation(ctx, absent, {"overall": "good"}))
-    with pytest.raises(ValueError, match="at least two options"):
+    with pytest.raises(ValueError, match="a choice question needs choices"):
         EvaluationFormSpec.model_validate(
             {"questions": [{"id": "q", "type": "single_choice", "label_sw": "a", "label_en": "a"}]}
         )
+    with pytest.raises(ValueError, match="asks every attendee"):
+        EvaluationFormSpec.model_validate(
+            {
+                "questions": [
+                    {"id": "q", "type": "yes_no", "label_sw": "a", "label_en": "a",
+                     "categories": ["ict_officer"]}
+                ]
+            }
+        )  # fmt: skip
 
 
 async def test_erasure_revokes_the_certificate_and_removes_the_name(ctx, store) -> None:

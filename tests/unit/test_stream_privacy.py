@@ -69,14 +69,21 @@ def test_no_public_event_schema_has_a_secret_or_contact_details(topic: str) -> N
         assert not found, f"{cls.ce_type()} on public {topic}: {sorted(found)}"
 
 
-def test_the_public_registration_events_say_only_institution_cadre_and_language() -> None:
+def test_the_public_registration_events_say_only_institution_cadre_category_and_language() -> None:
     for cls in stream_events(REGISTRATION):
         schema = json_schema(cls)
         participant = schema["properties"].get("participant")
         if participant is None:  # the catalogue events, PersonalDataErased
             continue
         target = schema["$defs"][participant["$ref"].rsplit("/", 1)[-1]]
-        assert set(target["properties"]) == {"institution", "cadre", "language"}, cls
+        assert set(target["properties"]) == {
+            "institution",
+            "cadre",
+            "language",
+            "category",
+            "institution_code",
+        }, cls
+        assert set(target["required"]) == {"institution", "cadre", "language"}, cls
 
 
 def test_the_private_notices_carry_what_notification_needs() -> None:
