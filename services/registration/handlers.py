@@ -851,6 +851,24 @@ async def export_own_data(ctx: Context, registration_id: str) -> dict[str, Any]:
     data = await ctx.store.personal_data(registration_id)
     if data is None:
         raise DomainError("registration_not_found", "No such registration.")
+    # Issue 16: their certificates and evaluation answers are data about them too.
+    data["certificates"] = [
+        {
+            "serial": c.serial,
+            "status": c.status,
+            "full_name": c.full_name,
+            "institution": c.institution,
+            "days": c.days,
+            "cpd_hours": c.cpd_hours,
+            "issued_at": c.issued_at,
+            "revoked_at": c.revoked_at,
+        }
+        for c in await ctx.store.registration_certificates(registration_id)
+    ]
+    response = await ctx.store.get_evaluation_response(
+        EvaluationResponse.key(str(data.get("event_id")), registration_id)
+    )
+    data["evaluation_answers"] = dict(response.answers) if response else None
     data["held_by"] = "e-Government Authority (e-GA), Mkutano registration service"
     data["purpose"] = (data.get("consent") or {}).get("purpose")
     return data

@@ -357,3 +357,15 @@ async def test_the_pdf_shows_name_days_hours_and_a_qr_of_the_verification_page(c
     assert "Zoë Lucja Mwakyusa" in text  # drawn without the letter the core font lacks
     assert "2 November 2026" in text and "4 November 2026" in text
     assert "3 November 2026" not in text and "10.5" in text and cert.serial in text
+
+
+async def test_the_participants_own_data_lists_their_certificates_and_answers(ctx) -> None:
+    event_id = await three_day_event(ctx)
+    await handlers.attach_evaluation(ctx, event_id, EvaluationFormSpec.model_validate(QUESTIONS))
+    registration_id = await attendee(ctx, event_id, [DAY1, DAY2])
+    await handlers.answer_evaluation(ctx, registration_id, {"overall": "good"})
+    await handlers.issue_certificates(ctx, event_id)
+    data = await handlers.export_own_data(ctx, registration_id)
+    (cert,) = data["certificates"]
+    assert cert["days"] == [DAY1, DAY2] and cert["cpd_hours"] == 12.0
+    assert data["evaluation_answers"] == {"overall": "good"}
