@@ -52,6 +52,7 @@ FIELDS = (
     "accessibility_needs",
     "accessibility_other",
     "dietary_needs",
+    "professional_registration_number",
     "language",
     "consent",
 )
@@ -76,6 +77,8 @@ LABELS: dict[str, dict[str, Any]] = {
         "accessibility_needs": "Mahitaji ya ufikivu",
         "accessibility_other": "Mahitaji mengine ya ufikivu",
         "dietary_needs": "Mahitaji ya chakula",
+        "professional_registration_number": "Namba ya usajili wa kitaaluma (kwa saa za CPD, "
+        "k.m. Tume ya TEHAMA)",
         "language": "Lugha ya mawasiliano",
         "consent": "Ninakubali taarifa zangu binafsi zichakatwe kwa ajili ya usajili na "
         "mawasiliano ya tukio hili (Sheria ya Ulinzi wa Taarifa Binafsi, 2022).",
@@ -149,6 +152,8 @@ LABELS: dict[str, dict[str, Any]] = {
         "accessibility_needs": "Accessibility needs",
         "accessibility_other": "Other accessibility needs",
         "dietary_needs": "Dietary needs",
+        "professional_registration_number": "Professional registration number (for CPD "
+        "hours, e.g. ICT Commission)",
         "language": "Language for messages",
         "consent": "I agree to the processing of my personal data for the registration and "
         "communication about this event (Personal Data Protection Act, 2022).",
@@ -248,7 +253,12 @@ def _form_payload(form: Any, lang: str) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name in ("full_name", "email", "phone", "institution", "position", "cadre"):
         payload[name] = str(form.get(name) or "")
-    for name in ("region", "accessibility_other", "dietary_needs"):
+    for name in (
+        "region",
+        "accessibility_other",
+        "dietary_needs",
+        "professional_registration_number",
+    ):
         value = str(form.get(name) or "").strip()
         if value:
             payload[name] = value
