@@ -123,7 +123,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "Tumetuma uthibitisho tena kwenye anwani iliyosajiliwa.",
             "registration_closed": "Usajili wa tukio hili haupo wazi kwa sasa.",
             "event_ended": "Tukio hili limekwisha; usajili umefungwa.",
-            "event_cancelled": "Tukio hili limeahirishwa.",
+            "event_cancelled": "Tukio hili limefutwa.",
             "cadre_not_admitted": "Tukio hili haliko wazi kwa kada yako.",
         },
     },
