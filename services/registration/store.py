@@ -725,7 +725,8 @@ class MongoInstitutionStore:
         self.registrations = db[REGISTRATIONS]  # an institution's nominations (read only)
 
     async def ensure_indexes(self) -> None:
-        await self.institutions.create_index([("contacts.email", ASCENDING)])
+        # No index on contacts.email: the registry is small (hundreds), and nx-27017 answers
+        # nothing to an array-field query once such a multikey index exists.
         await self.sign_ins.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
         await self.sign_ins.create_index([("contact_id", ASCENDING)])
         await ensure_outbox_indexes(self.sign_ins)
