@@ -167,6 +167,12 @@ async def record_institution_sign_in(ctx: Context, received: ReceivedEvent) -> N
     )
 
 
+async def erase_institution_contact(ctx: Context, received: ReceivedEvent) -> None:
+    """InstitutionContactErased: drop the delivery log's copies of the contact person."""
+    erased = await ctx.store.erase_recipient(received.event.email, ctx.clock())
+    log.info("institution_contact_erased", contact_id=received.event.contact_id, messages=erased)
+
+
 async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:
     """EventPublished / EventUpdated / EventCancelled: keep the event and its reminders;
     tell the participants when the dates or venue of an event taking place change."""

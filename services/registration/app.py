@@ -18,6 +18,7 @@ from services.registration.domain import (
 from services.registration.settings import RegistrationSettings
 from services.registration.store import (
     EVENTS,
+    INSTITUTIONS,
     REGISTRATIONS,
     SIGN_INS,
     MongoInstitutionStore,
@@ -94,7 +95,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         session_validity=timedelta(seconds=settings.institution_session_s),
     )
     runtime.app.state.context = context
-    runtime.use_outbox([EVENTS, REGISTRATIONS, SIGN_INS])
+    runtime.use_outbox([EVENTS, REGISTRATIONS, INSTITUTIONS, SIGN_INS])
     runtime.publishes(REGISTRATION)
     # Private: contact details and tickets, for the notification service only.
     runtime.publishes(REGISTRATION_NOTICES)

@@ -53,6 +53,7 @@ from shared.contracts.registration import (
 from shared.contracts.registration_notices import (
     ConfirmationResendRequestedNotice,
     InstitutionContactAddress,
+    InstitutionContactErased,
     InstitutionSignInRequested,
     ParticipantCheckedInNotice,
     ParticipantRegisteredNotice,
@@ -1935,12 +1936,21 @@ class Institution(Aggregate):
         return next((c for c in self.contacts if c["email"] == email), None)
 
     def erase_contact(self, contact_id: str, now: datetime) -> bool:
-        """Remove a contact person's data (PDPA erasure); False if there was none."""
-        kept = [c for c in self.contacts if c["id"] != contact_id]
-        if len(kept) == len(self.contacts):
+        """Remove a contact person's data (PDPA erasure) and tell notification to drop
+        its copies; False if there was none."""
+        gone = self.contact(contact_id)
+        if gone is None:
             return False
-        self.contacts = kept
+        self.contacts = [c for c in self.contacts if c["id"] != contact_id]
         self.updated_at = iso(now)
+        self.record(
+            InstitutionContactErased(
+                institution_code=self.code,
+                contact_id=contact_id,
+                email=gone["email"],
+                erased_at=now,
+            )
+        )
         return True
 
 

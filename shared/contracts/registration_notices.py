@@ -143,3 +143,18 @@ class InstitutionSignInRequested(IntegrationEvent):
     sign_in_url: str
     expires_at: datetime
     requested_at: datetime
+
+
+@register
+class InstitutionContactErased(IntegrationEvent):
+    """An institution's contact person was erased (PDPA): notification drops its copies
+    (unsent messages to ``email`` are cancelled, sent ones scrubbed)."""
+
+    domain = "registration"
+    topic = REGISTRATION_NOTICES
+    aggregate_field = "institution_code"
+
+    institution_code: str
+    contact_id: str
+    email: str
+    erased_at: datetime

@@ -53,3 +53,32 @@ def test_the_sign_in_email_carries_the_link_in_the_contact_persons_language(
     assert f'lang="{language}"' in html
     other = "Ministry of Finance" if language == "sw" else "Wizara ya Fedha"
     assert other not in text
+
+
+async def test_an_erased_contact_persons_messages_are_scrubbed() -> None:
+    from services.notification import handlers
+    from shared.contracts.registration_notices import InstitutionContactErased
+    from tests.unit.fakes.notification import FakeNotificationStore
+
+    store = FakeNotificationStore()
+    ctx = handlers.Context(
+        store=store, settings=None, email=None, sms=None, metrics=None, clock=lambda: NOW
+    )  # type: ignore[arg-type]
+    sent = wrap(notice("en"), "registration")
+    await handlers.record_institution_sign_in(
+        ctx, parse(sent.headers(), sent.value(), sent.key.encode())
+    )
+    (entry,) = store.notifications.values()
+    assert entry.recipient == "neema@mof.go.tz" and entry.context["sign_in_url"]
+    erased = wrap(
+        InstitutionContactErased(
+            institution_code="MOF", contact_id="c-1", email="neema@mof.go.tz", erased_at=NOW
+        ),
+        "registration",
+    )
+    await handlers.erase_institution_contact(
+        ctx, parse(erased.headers(), erased.value(), erased.key.encode())
+    )
+    (entry,) = store.notifications.values()
+    assert entry.recipient == "[erased]" and entry.context == {}
+    assert entry.status == "cancelled"

@@ -323,6 +323,9 @@ async def test_erasing_a_contact_person_removes_their_data_links_and_session(
 
     erased = await handlers.erase_contact_person(ctx, "MOF", contact_id)
     assert erased.contacts == [] and institutions.sign_ins == {}
+    # Notification is told to drop its copies (the private stream).
+    (told,) = [m.data for m in institutions.outbox if "InstitutionContactErased" in m.type]
+    assert told == {**told, "contact_id": contact_id, "email": CONTACT, "institution_code": "MOF"}
     for attempt in (
         handlers.open_institution_session(ctx, session.value),
         handlers.sign_in_with_link(ctx, unused),
