@@ -1170,8 +1170,11 @@ def _signed_out(language: str) -> Response:
     return response
 
 
-def _nominee_view(registration: Any, language: str) -> dict[str, Any]:
+def _nominee_view(
+    registration: Any, language: str, category_names: dict[str, str]
+) -> dict[str, Any]:
     labels = LABELS[language]
+    category = getattr(registration, "category", None) or registration.cadre
     statuses = {**labels["statuses"], **STATUS_LABELS[language]}
     return {
         "id": registration.id,
@@ -1179,7 +1182,7 @@ def _nominee_view(registration: Any, language: str) -> dict[str, Any]:
         "full_name": registration.full_name,
         "email": registration.email,
         "position": registration.position,
-        "category": getattr(registration, "category", None) or registration.cadre,
+        "category": category_names.get(category, category),
         "status": registration.status,
         "status_label": statuses.get(registration.status, registration.status),
         "active": registration.is_active,
@@ -1224,7 +1227,8 @@ async def _institution_page(
     nominees = []
     if event is not None:
         found = await handlers.institution_nominations(ctx, session.institution.code, event.id)
-        nominees = [_nominee_view(r, language) for r in found]
+        names = {**LABELS[language]["cadres"], **dict(_categories(event, language))}
+        nominees = [_nominee_view(r, language, names) for r in found]
     other = LABELS[language]["other_language"][0]
     event_q = f"&event={event.id}" if event else ""
     return _render(

@@ -13,10 +13,14 @@ from services.registration import demo, handlers
 from services.registration.domain import (
     ContactPersonSpec,
     DomainError,
+    EventSpec,
+    Institution,
     InstitutionChange,
     InstitutionLinkSigner,
     InstitutionSpec,
+    RegistrationRequest,
     TicketSigner,
+    nomination_payload,
     parse_institutions_csv,
 )
 from tests.unit.fakes.registration import FakeInstitutionStore, FakeRegistrationStore
@@ -349,3 +353,185 @@ async def test_a_contact_person_is_added_or_updated_by_email(ctx: handlers.Conte
     )
     (updated,) = again.contacts
     assert updated["id"] == contact["id"] and updated["full_name"] == "Juma Ali Hassan"
+
+
+# -- nominations ---------------------------------------------------------------------------
+
+
+def event_spec(**overrides: Any) -> EventSpec:
+    values: dict[str, Any] = {
+        "id": "seminar-1",
+        "code": "SEM1",
+        "title_sw": "Semina ya Serikali Mtandao",
+        "title_en": "e-Government Seminar",
+        "venue": "AICC",
+        "city": "Arusha",
+        "starts_at": NOW + timedelta(days=30),
+        "ends_at": NOW + timedelta(days=32),
+        "capacity": 100,
+        "registration_opens_at": NOW - timedelta(days=1),
+        "state": "published",
+    }
+    values.update(overrides)
+    return EventSpec.model_validate(values)
+
+
+def officer(n: int, **overrides: str) -> dict[str, str]:
+    cells = {
+        "full_name": f"Afisa Namba {n}",
+        "email": f"afisa{n}@mof.go.tz",
+        "phone": f"0713{n:06d}",
+        "position": "ICT Officer",
+        "category": "ict_officer",
+        "language": "en" if n % 2 else "sw",
+    }
+    cells.update(overrides)
+    return cells
+
+
+def officers_csv(rows: list[dict[str, str]]) -> str:
+    header = "full_name,email,phone,position,category,language"
+    lines = [",".join(r[c] for c in header.split(",")) for r in rows]
+    return "\n".join([header, *lines]) + "\n"
+
+
+async def _signed_in(ctx: handlers.Context) -> Institution:
+    await handlers.create_event(ctx, event_spec())
+    return await handlers.create_institution(ctx, mof())
+
+
+async def test_a_nomination_is_a_registration_of_the_institution(
+    ctx: handlers.Context, store: FakeRegistrationStore
+) -> None:
+    institution = await _signed_in(ctx)
+    request = RegistrationRequest.model_validate(nomination_payload(officer(1), institution))
+    registered = await handlers.nominate(ctx, institution, "seminar-1", request)
+    assert registered.status == "confirmed" and registered.manage_token
+    stored = store.registrations[registered.id]
+    assert stored.via == "nomination" and stored.institution_code == "MOF"
+    assert stored.institution == "Ministry of Finance"  # the nominee writes in English
+    assert stored.region == "Dodoma"  # the institution's, as none was given
+    assert store.notices(registered.id) == ["ParticipantRegisteredNotice"]
+    notice = store.last("ParticipantRegisteredNotice")
+    assert notice["participant"]["email"] == "afisa1@mof.go.tz"
+    assert "/my/" in notice["self_service_url"]
+    listed = await handlers.institution_nominations(ctx, "MOF", "seminar-1")
+    assert [r.id for r in listed] == [registered.id]
+    assert await handlers.institution_nominations(ctx, "EGA", "seminar-1") == []
+
+
+async def test_a_nominations_file_is_checked_whole_then_registered_row_by_row(
+    ctx: handlers.Context, store: FakeRegistrationStore
+) -> None:
+    institution = await _signed_in(ctx)
+    rows = [officer(n) for n in range(1, 31)]
+    report = await handlers.nominate_from_csv(
+        ctx, institution, "seminar-1", officers_csv(rows), dry_run=True
+    )
+    assert report.problems == [] and report.rows == 30 and store.registrations == {}
+    done = await handlers.nominate_from_csv(
+        ctx, institution, "seminar-1", officers_csv(rows), dry_run=False
+    )
+    assert len(done.registered) == 30
+    assert len({r.id for r in done.registered}) == 30
+    assert store.notices().count("ParticipantRegisteredNotice") == 30
+    assert all(r.institution_code == "MOF" for r in store.registrations.values())
+
+
+async def test_a_nominations_file_with_bad_rows_names_them_and_nominates_nobody(
+    ctx: handlers.Context, store: FakeRegistrationStore
+) -> None:
+    institution = await _signed_in(ctx)
+    first = RegistrationRequest.model_validate(nomination_payload(officer(9), institution))
+    await handlers.nominate(ctx, institution, "seminar-1", first)
+    rows = [
+        officer(1),
+        officer(2, email="not-an-email"),
+        officer(3, phone="12"),
+        officer(4, category="astronaut"),
+        officer(5, email="afisa1@mof.go.tz"),  # twice in the file
+        officer(6, email="afisa9@mof.go.tz"),  # registered already
+        officer(7, full_name=""),
+    ]
+    report = await handlers.nominate_from_csv(
+        ctx, institution, "seminar-1", officers_csv(rows), dry_run=True
+    )
+    assert {(p.row, p.field) for p in report.problems} == {
+        (3, "email"),
+        (4, "phone"),
+        (5, "category"),
+        (6, "email"),
+        (7, "email"),
+        (8, "full_name"),
+    }, report.problems
+    with pytest.raises(DomainError) as refused:
+        await handlers.nominate_from_csv(
+            ctx, institution, "seminar-1", officers_csv(rows), dry_run=False
+        )
+    assert refused.value.code == "invalid_import"
+    assert len(store.registrations) == 1  # only the one before
+    header = await handlers.nominate_from_csv(
+        ctx, institution, "seminar-1", "name,email\nA,b@c.go.tz\n", dry_run=True
+    )
+    assert {(p.row, p.field) for p in header.problems} >= {(1, "full_name"), (1, "name")}
+
+
+async def test_a_nominee_is_withdrawn_before_the_event_only_by_their_institution(
+    ctx: handlers.Context, store: FakeRegistrationStore, clock: Clock
+) -> None:
+    institution = await _signed_in(ctx)
+    other = await handlers.create_institution(
+        ctx, mof(code="EGA", name_en="e-GA", name_sw="Mamlaka ya Serikali Mtandao", contacts=[])
+    )
+    request = RegistrationRequest.model_validate(nomination_payload(officer(2), institution))
+    registered = await handlers.nominate(ctx, institution, "seminar-1", request)
+    with pytest.raises(DomainError) as not_theirs:
+        await handlers.withdraw_nomination(ctx, other, registered.id)
+    assert not_theirs.value.code == "nomination_not_found"
+    withdrawn = await handlers.withdraw_nomination(ctx, institution, registered.id)
+    assert withdrawn.status == "cancelled"
+    notice = store.last("RegistrationCancelledNotice")
+    assert "Wizara ya Fedha" in notice["reason"]  # in the nominee's language (sw)
+
+    late = await handlers.nominate(
+        ctx,
+        institution,
+        "seminar-1",
+        RegistrationRequest.model_validate(nomination_payload(officer(3), institution)),
+    )
+    clock.now = NOW + timedelta(days=30, minutes=1)
+    with pytest.raises(DomainError) as started:
+        await handlers.withdraw_nomination(ctx, institution, late.id)
+    assert started.value.code == "event_started"
+
+
+async def test_a_replacement_keeps_the_seat_of_a_full_event(
+    ctx: handlers.Context, store: FakeRegistrationStore
+) -> None:
+    await handlers.create_event(ctx, event_spec(capacity=1))
+    institution = await handlers.create_institution(ctx, mof())
+    nominee = await handlers.nominate(
+        ctx,
+        institution,
+        "seminar-1",
+        RegistrationRequest.model_validate(nomination_payload(officer(1), institution)),
+    )
+    waiting = await handlers.register_participant(
+        ctx,
+        "seminar-1",
+        RegistrationRequest.model_validate(
+            {**nomination_payload(officer(50), institution), "email": "self@example.go.tz"}
+        ),
+    )
+    assert (nominee.status, waiting.status) == ("confirmed", "waitlisted")
+    replacement = await handlers.replace_nomination(
+        ctx,
+        institution,
+        nominee.id,
+        RegistrationRequest.model_validate(nomination_payload(officer(2), institution)),
+    )
+    assert replacement.status == "confirmed" and replacement.id != nominee.id
+    assert store.registrations[nominee.id].status == "cancelled"
+    assert store.registrations[waiting.id].status == "waitlisted"
+    assert store.events["seminar-1"].seats_taken == 1
+    assert store.registrations[replacement.id].institution_code == "MOF"
