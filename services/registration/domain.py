@@ -2265,11 +2265,7 @@ def nomination_payload(cells: dict[str, str], institution: Institution) -> dict[
         "language": language,
         "consent": {"accepted": True},
     }
-    category = (cells.get("category") or "").strip()
-    if "category" in RegistrationRequest.model_fields:
-        payload["category"] = category
-    else:  # before per-event categories: the cadre is the category
-        payload["cadre"] = category
+    payload["category"] = (cells.get("category") or "").strip()
     region = (cells.get("region") or "").strip() or institution.region
     if region:
         payload["region"] = region
@@ -2277,16 +2273,16 @@ def nomination_payload(cells: dict[str, str], institution: Institution) -> dict[
 
 
 def nomination_category(request: RegistrationRequest) -> str:
-    return str(getattr(request, "category", None) or request.cadre)
+    return request.category
 
 
 def nominable_categories(event: Event) -> list[tuple[str, str, str]]:
     """``(code, name_sw, name_en)`` of the categories an institution nominates for: those
     that need a nomination, or every category of an event that has none such."""
-    categories = list(getattr(event, "categories", None) or [])
+    categories = list(event.categories)
     if not categories:
         return []
-    needing = [c for c in categories if getattr(c, "requires_nomination", False)]
+    needing = [c for c in categories if c.requires_nomination]
     return [(c.code, c.name_sw, c.name_en) for c in (needing or categories)]
 
 

@@ -1235,7 +1235,8 @@ async def nominate_from_csv(
         try:
             check_nominable(event, nomination_category(request), now)
             if event.registration_refusal(now) is None:
-                event.check_can_register(nomination_category(request), now)
+                category = event.check_can_register(request.category, now, via="nomination")
+                event.check_answers(category.code, request.answers)
         except DomainError as exc:
             problems.append(RowProblem(line, exc.field or "category", exc.message))
             continue
@@ -1328,7 +1329,8 @@ async def replace_nomination(
         ),
     )
     if previous == "confirmed":
-        await ctx.store.release_seat(event.id)  # for the replacement, not the waiting list
+        # For the replacement, not the waiting list.
+        await ctx.store.release_seat(event, written.category)
     registered = await register_participant(
         ctx, event.id, request, via="nomination", institution_code=institution.code
     )

@@ -535,3 +535,39 @@ async def test_a_replacement_keeps_the_seat_of_a_full_event(
     assert store.registrations[waiting.id].status == "waitlisted"
     assert store.events["seminar-1"].seats_taken == 1
     assert store.registrations[replacement.id].institution_code == "MOF"
+
+
+async def test_institutions_nominate_for_the_categories_that_need_a_nomination(
+    ctx: handlers.Context, store: FakeRegistrationStore
+) -> None:
+    categories = [
+        {
+            "code": "ict",
+            "name_sw": "Kada ya TEHAMA",
+            "name_en": "ICT cadre",
+            "fee_tzs": 0,
+            "requires_nomination": True,
+        },
+        {"code": "student", "name_sw": "Wanafunzi", "name_en": "Students", "fee_tzs": 0},
+    ]
+    await handlers.create_event(ctx, event_spec(categories=categories))
+    institution = await handlers.create_institution(ctx, mof())
+
+    def request(n: int, category: str) -> RegistrationRequest:
+        return RegistrationRequest.model_validate(
+            nomination_payload(officer(n, category=category), institution)
+        )
+
+    with pytest.raises(DomainError) as self_registered:
+        await handlers.register_participant(ctx, "seminar-1", request(1, "ict"))
+    assert self_registered.value.code == "nomination_required"
+    nominated = await handlers.nominate(ctx, institution, "seminar-1", request(1, "ict"))
+    assert store.registrations[nominated.id].category == "ict"
+    with pytest.raises(DomainError) as not_nominable:
+        await handlers.nominate(ctx, institution, "seminar-1", request(2, "student"))
+    assert not_nominable.value.code == "category_not_nominable"
+    rows = [officer(3, category="ict"), officer(4, category="student"), officer(5, category="x")]
+    report = await handlers.nominate_from_csv(
+        ctx, institution, "seminar-1", officers_csv(rows), dry_run=True
+    )
+    assert {(p.row, p.field) for p in report.problems} == {(3, "category"), (4, "category")}
