@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.test_institution_sign_in import ask_for_link, new_institution, sign_in_mail
 from tests.e2e.test_notification_flows import api
+from tests.stack import unique_suffix
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +110,14 @@ async def test_sign_in_requests_are_rate_limited_and_say_nothing(platform, start
     # One email only: the second request sent none.
     await platform.smtp.wait_for(sign_in_mail(institution["email"]), timeout=30)
     assert len([m for m in platform.smtp.messages() if sign_in_mail(institution["email"])(m)]) == 1
+
+
+async def test_the_demo_seeds_institutions_with_a_contact_person(platform, start_service) -> None:
+    demo = await start_service("registration", db_suffix=unique_suffix(), MKUTANO_SEED_DEMO="true")
+    listed = await api(demo.url, "GET", "/api/v1/institutions")
+    codes = {i["code"] for i in listed.json()}
+    assert {"EGA", "MOF", "PO-RALG", "RS-ARUSHA", "KINONDONI-MC", "TANESCO"} <= codes
+    contacts = await api(
+        demo.url, "GET", "/api/v1/institutions/EGA/contacts", platform.admin_headers
+    )
+    assert contacts.json()["contacts"][0]["email"] == "taasisi.demo@example.go.tz"
