@@ -8,36 +8,47 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.registration import handlers
 from services.registration.domain import (
     CSV_COLUMNS,
     FIXED_FIELDS,
+    INSTITUTION_CSV_REQUIRED,
     AccessibilityNeed,
     Cadre,
     Cancellation,
+    Category,
     CheckInRequest,
+    Choice,
+    ContactPersonSpec,
     DomainError,
     Event,
     EventChange,
     EventSpec,
+    Institution,
+    InstitutionChange,
+    InstitutionKind,
+    InstitutionSpec,
     Language,
+    Question,
     Registration,
     RegistrationChange,
     RegistrationRequest,
     RegistrationStatus,
     Rejection,
+    Via,
     csv_row,
 )
 from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
+from shared.http import body_limit
 from shared.ratelimit import Limit, client_address, enforce, rate_limited
 
 router = APIRouter(prefix="/api/v1")
@@ -47,7 +58,39 @@ router = APIRouter(prefix="/api/v1")
 ERROR_STATUSES: dict[str, int] = {
     "invalid_ticket": 422,
     "idempotency_key_reused": 422,
+    "unknown_category": 422,
+    "invalid_answers": 422,
+    "invalid_categories": 422,
+    # institutions (issue 13 B)
+    "invalid_import": 422,
+    "sign_in_link_invalid": 404,
+    "institution_session_invalid": 401,
 }
+
+
+def api_error(exc: DomainError) -> ApiError:
+    """A domain error in the error shape; every answer at fault is a field of its own."""
+    error = api_error_of(exc, ERROR_STATUSES)
+    problems = (exc.details or {}).get("fields")
+    if problems:
+        error.fields = [FieldProblem(field=p["field"], reason=p["reason"]) for p in problems]
+    return error
+
+
+class CategoryView(Category):
+    """A category as the event shows it: with the seats a newcomer of it could take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seats_left: int = Field(description="Seats a new participant of this category could take")
+
+
+class ChoiceView(Choice):
+    places_left: int | None = Field(default=None, description="Places left (None: no limit)")
+
+
+class QuestionView(Question):
+    choices: list[ChoiceView] = []  # type: ignore[assignment]
 
 
 class EventView(BaseModel):
@@ -69,6 +112,8 @@ class EventView(BaseModel):
     requires_approval: bool
     admitted_cadres: list[str]
     state: str
+    categories: list[CategoryView] = []
+    questions: list[QuestionView] = []
 
 
 class RegistrationCreated(BaseModel):
@@ -102,7 +147,21 @@ def _event_view(ctx: handlers.Context, event: Event) -> EventView:
         requires_approval=event.requires_approval,
         admitted_cadres=event.admitted_cadres,
         state=event.state,
+        categories=[
+            CategoryView(**c.model_dump(), seats_left=event.category_seats_left(c.code))
+            for c in event.categories
+        ],
+        questions=[_question_view(event, q) for q in event.questions],
     )
+
+
+def _question_view(event: Event, question: Question) -> QuestionView:
+    data = question.model_dump()
+    data["choices"] = [
+        ChoiceView(**c.model_dump(), places_left=event.choice_places_left(question.id, c.code))
+        for c in question.choices
+    ]
+    return QuestionView.model_validate(data)
 
 
 def _limits(request: Request) -> RegistrationSettings:
@@ -217,7 +276,7 @@ async def register(
         raise error from None
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     if outcome.error is not None:
-        error = api_error_of(outcome.error, ERROR_STATUSES)
+        error = api_error(outcome.error)
         return JSONResponse(error.body(), status_code=error.status, headers=headers)
     assert outcome.registered is not None
     result = outcome.registered
@@ -262,6 +321,10 @@ class RegistrationView(BaseModel):
     institution: str
     position: str
     cadre: Cadre
+    category: str
+    answers: dict[str, Any] = {}
+    via: Via = "self"
+    institution_code: str | None = None
     region: str | None = None
     accessibility_needs: list[AccessibilityNeed] = []
     accessibility_other: str | None = None
@@ -294,8 +357,18 @@ class Statistics(BaseModel):
     seats_taken: int
     by_status: dict[str, int]
     by_cadre: dict[str, int]
+    by_category: dict[str, int] = {}
+    by_via: dict[str, int] = {}
     by_institution: dict[str, int]
     by_region: dict[str, int]
+    categories: dict[str, dict[str, int | None]] = Field(
+        default_factory=dict, description="Per category: confirmed, quota, seats_left"
+    )
+    answers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per question: answered; per choice (yes/no too) how many picked it, "
+        "places_left where limited; numbers' min, max, mean",
+    )
 
 
 class CheckInResult(BaseModel):
@@ -361,6 +434,8 @@ async def reconcile(event_id: str, request: Request, _: Organiser) -> ReconcileR
 class Filters(BaseModel):
     status: RegistrationStatus | None = None
     cadre: Cadre | None = None
+    category: str | None = None
+    via: Via | None = None
     institution: str | None = None
     region: str | None = None
     q: str | None = None
@@ -369,6 +444,8 @@ class Filters(BaseModel):
 def _filters(
     status: RegistrationStatus | None = None,
     cadre: Cadre | None = None,
+    category: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z][a-z0-9_]{1,39}$")] = None,
+    via: Via | None = None,
     institution: Annotated[str | None, Query(max_length=200)] = None,
     region: Annotated[str | None, Query(max_length=60)] = None,
     q: Annotated[
@@ -376,7 +453,13 @@ def _filters(
     ] = None,
 ) -> dict[str, Any]:
     return Filters(
-        status=status, cadre=cadre, institution=institution, region=region, q=q
+        status=status,
+        cadre=cadre,
+        category=category,
+        via=via,
+        institution=institution,
+        region=region,
+        q=q,
     ).model_dump(exclude_none=True)
 
 
@@ -734,4 +817,224 @@ async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> Chec
         institution=registration.institution,
         day=result.day,
         checked_in_at=result.checked_in_at,
+    )
+
+
+# -- institutions (issue 13 B) -----------------------------------------------------------------
+# The registry is public reading (names, kinds, regions: what a registration form's
+# institution picker needs); its contact persons are personal data, shown to organisers
+# (and admins) only. Organisers change it, one by one or from a CSV file with a dry run.
+
+INSTITUTIONS_CSV_MAX_BYTES = 2 * 1024 * 1024
+CSV_TYPES = ("text/csv", "text/plain", "application/csv")
+
+
+class ContactPersonView(BaseModel):
+    id: str
+    full_name: str
+    email: str
+    phone: str | None = None
+    language: Language
+
+
+class InstitutionView(BaseModel):
+    """An institution as anyone may read it (no contact persons)."""
+
+    code: str
+    name_sw: str
+    name_en: str
+    kind: InstitutionKind
+    region: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class InstitutionDetailView(InstitutionView):
+    """An institution as organisers see it: with its contact persons."""
+
+    contacts: list[ContactPersonView] = []
+
+
+class InstitutionImportLine(BaseModel):
+    row: int = Field(description="The file's line (the header is line 1)")
+    code: str
+    action: Literal["create", "update", "unchanged"]
+    changed_fields: list[str] = []
+
+
+class InstitutionImportReport(BaseModel):
+    dry_run: bool
+    applied: bool = Field(description="Whether anything was written")
+    valid: bool
+    rows: list[InstitutionImportLine] = []
+    problems: list[dict[str, Any]] = Field(
+        [], description="Each problem: row (the header is row 1), field (a column), reason."
+    )
+
+
+def _institution_view(institution: Institution) -> InstitutionView:
+    return InstitutionView(**{k: getattr(institution, k) for k in InstitutionView.model_fields})
+
+
+def _institution_detail(institution: Institution) -> InstitutionDetailView:
+    fields = {k: getattr(institution, k) for k in InstitutionView.model_fields}
+    return InstitutionDetailView(
+        **fields, contacts=[ContactPersonView(**c) for c in institution.contacts]
+    )
+
+
+InstitutionCodePath = Annotated[str, Path(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9-]+$")]
+
+
+@router.get("/institutions", response_model=list[InstitutionView], tags=["institutions"])
+async def list_institutions(
+    request: Request,
+    kind: Annotated[InstitutionKind | None, Query()] = None,
+    region: Annotated[str | None, Query(max_length=60)] = None,
+) -> list[InstitutionView]:
+    """The registry of institutions, by code (public: no contact persons)."""
+    found = await handlers.list_institutions(_ctx(request), kind=kind, region=region)
+    return [_institution_view(i) for i in found]
+
+
+@router.get(
+    "/institutions/{code}",
+    response_model=InstitutionView,
+    tags=["institutions"],
+    responses=error_responses(404),
+)
+async def get_institution(code: InstitutionCodePath, request: Request) -> InstitutionView:
+    """One institution (public: no contact persons)."""
+    return _institution_view(await handlers.get_institution(_ctx(request), code))
+
+
+@router.get(
+    "/institutions/{code}/contacts",
+    response_model=InstitutionDetailView,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 404),
+)
+async def get_institution_contacts(
+    code: InstitutionCodePath, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """One institution with its contact persons (organisers: personal data)."""
+    return _institution_detail(await handlers.get_institution(_ctx(request), code))
+
+
+@router.post(
+    "/institutions",
+    response_model=InstitutionDetailView,
+    status_code=201,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 409, 413, 415, 422),
+)
+async def create_institution(
+    spec: InstitutionSpec, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """Add an institution (organisers); 409 ``institution_exists`` if its code is taken."""
+    return _institution_detail(await handlers.create_institution(_ctx(request), spec))
+
+
+@router.patch(
+    "/institutions/{code}",
+    response_model=InstitutionDetailView,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def update_institution(
+    code: InstitutionCodePath, change: InstitutionChange, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """Change names, kind, region or the contact persons (``contacts`` replaces the
+    list; a person kept, by email, keeps their id)."""
+    return _institution_detail(await handlers.update_institution(_ctx(request), code, change))
+
+
+@router.post(
+    "/institutions/{code}/contacts",
+    response_model=InstitutionDetailView,
+    status_code=201,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def add_contact_person(
+    code: InstitutionCodePath, contact: ContactPersonSpec, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """Add a contact person (or update the one with that email)."""
+    return _institution_detail(await handlers.add_contact_person(_ctx(request), code, contact))
+
+
+@router.delete(
+    "/institutions/{code}/contacts/{contact_id}",
+    status_code=204,
+    tags=["personal data"],
+    responses=error_responses(401, 403, 404),
+)
+async def erase_contact_person(
+    code: InstitutionCodePath,
+    contact_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    _: Organiser,
+) -> Response:
+    """Erase a contact person (PDPA): their details and sign-in records are deleted and
+    their session, if any, stops."""
+    await handlers.erase_contact_person(_ctx(request), code, contact_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/institutions/import",
+    response_model=InstitutionImportReport,
+    status_code=201,
+    tags=["institutions"],
+    responses={
+        200: {"model": InstitutionImportReport, "description": "Dry run: nothing written"},
+        **error_responses(401, 403, 413, 415, 422),
+    },
+    openapi_extra={
+        **body_limit(INSTITUTIONS_CSV_MAX_BYTES),
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "description": "The CSV file (UTF-8)"}}
+                for media in ("text/csv", "text/plain")
+            },
+        },
+    },
+    description="Load or update the registry from a CSV file (`text/csv`, UTF-8, header "
+    f"first). Columns: {', '.join(INSTITUTION_CSV_REQUIRED)} (required); region, "
+    "contact_name, contact_email, contact_phone, contact_language (optional: a row's "
+    "contact person is added, or the one with that email updated). `?dry_run=true` "
+    "answers 200 with what each row would do and every problem (row, field, reason); "
+    "otherwise a file with any problem is refused with 422 naming each row and field "
+    "and nothing is written, and a clean file is written: 201.",
+)
+async def import_institutions(
+    request: Request, response: Response, _: Organiser, dry_run: bool = False
+) -> InstitutionImportReport:
+    """Load or update the registry from CSV (organisers)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in CSV_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the file as text/csv (UTF-8).",
+            fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+        )
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            422,
+            "invalid_import",
+            "The file is not UTF-8 text.",
+            fields=[FieldProblem(field="body", reason="not UTF-8")],
+        ) from None
+    report = await handlers.import_institutions(_ctx(request), text, dry_run=dry_run)
+    response.status_code = 200 if dry_run else 201
+    return InstitutionImportReport(
+        dry_run=report.dry_run,
+        applied=report.applied,
+        valid=not report.problems,
+        rows=[InstitutionImportLine(**vars(line)) for line in report.lines],
+        problems=[{"row": p.row, "field": p.field, "reason": p.reason} for p in report.problems],
     )

@@ -8,21 +8,26 @@ the change causes; the store saves the change and those events in one write.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
+import io
 import secrets
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -47,6 +52,9 @@ from shared.contracts.registration import (
 )
 from shared.contracts.registration_notices import (
     ConfirmationResendRequestedNotice,
+    InstitutionContactAddress,
+    InstitutionContactErased,
+    InstitutionSignInRequested,
     ParticipantCheckedInNotice,
     ParticipantRegisteredNotice,
     ParticipantWaitlistedNotice,
@@ -58,7 +66,7 @@ from shared.contracts.registration_notices import (
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
-from shared.text import plain_text, single_line_text, without_controls
+from shared.text import control_problem, plain_text, single_line_text, without_controls
 from shared.timeutil import EAT, iso
 
 Cadre = Literal[
@@ -257,6 +265,326 @@ def self_service_url(public_url: str, link: str) -> str:
     return public_url.rstrip("/") + self_service_path(link)
 
 
+# -- participant categories and custom questions ---------------------------------------
+
+CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+QuestionId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+ChoiceCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
+Via = Literal["self", "nomination", "walk_in", "import"]
+VIAS: tuple[str, ...] = ("self", "nomination", "walk_in", "import")
+QuestionType = Literal[
+    "short_text", "long_text", "single_choice", "multiple_choice", "yes_no", "number", "date"
+]
+HelpText = plain_text(max_length=500)
+
+
+class Category(BaseModel):
+    """Who may come, on what terms: a participant category of one event (value object).
+
+    ``quota`` reserves that many seats of the event's capacity for the category and caps
+    it there: beyond it, its people wait for a seat of their category. ``fee_tzs`` is an
+    integer amount of Tanzanian shillings (0 = free).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: CategoryCode
+    name_sw: Text
+    name_en: Text
+    fee_tzs: int = Field(default=0, ge=0, le=100_000_000)
+    quota: int | None = Field(default=None, ge=0, le=100_000)
+    requires_approval: bool = False
+    requires_nomination: bool = False
+
+    def name(self, language: str) -> str:
+        return self.name_sw if language == "sw" else self.name_en
+
+
+# The five cadres that were hard-coded before categories were data: a new event's
+# categories unless its organiser names others. Their codes are the old ``cadre`` values,
+# so old clients that send ``cadre`` keep working for these events.
+DEFAULT_CATEGORIES: tuple[Category, ...] = (
+    Category(code="permanent_secretary", name_sw="Katibu Mkuu", name_en="Permanent Secretary"),
+    Category(code="accounting_officer", name_sw="Afisa Masuuli", name_en="Accounting Officer"),
+    Category(
+        code="director_or_head_of_ict",
+        name_sw="Mkurugenzi / Mkuu wa Idara au Kitengo cha TEHAMA",
+        name_en="Director / Head of ICT department or unit",
+    ),
+    Category(code="ict_officer", name_sw="Afisa TEHAMA", name_en="ICT Officer"),
+    Category(
+        code="other_officer", name_sw="Afisa wa kada nyingine", name_en="Officer of another cadre"
+    ),
+)
+CADRES: tuple[str, ...] = (
+    "permanent_secretary",
+    "accounting_officer",
+    "director_or_head_of_ict",
+    "ict_officer",
+    "other_officer",
+)
+
+
+def legacy_cadre(category: str) -> str:
+    """The old cadre a category stands for on the stream's ``cadre`` field: its own code
+    when it is one of the five, else ``other_officer`` (the enumeration stays closed)."""
+    return category if category in CADRES else "other_officer"
+
+
+class Choice(BaseModel):
+    """One option of a choice question; ``limit`` caps how many may pick it (places)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: ChoiceCode
+    label_sw: Text
+    label_en: Text
+    limit: int | None = Field(default=None, ge=0, le=100_000)
+
+    def label(self, language: str) -> str:
+        return self.label_sw if language == "sw" else self.label_en
+
+
+_CHOICE_TYPES = ("single_choice", "multiple_choice")
+_TEXT_LIMITS = {"short_text": 200, "long_text": 2000}
+_YES = {"yes", "true", "ndiyo", "1", "on"}
+_NO = {"no", "false", "hapana", "0", "off"}
+
+
+class AnswerProblem(ValueError):
+    """Why an answer is refused (the reason a 422 names beside ``answers.<id>``)."""
+
+
+class Question(BaseModel):
+    """A custom question of an event's registration form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: QuestionId
+    type: QuestionType
+    label_sw: Text
+    label_en: Text
+    help_sw: HelpText = ""
+    help_en: HelpText = ""
+    required: bool = False
+    # Asked only of these categories (codes of the event); empty: of everyone.
+    categories: list[CategoryCode] = Field(default_factory=list, max_length=50)
+    choices: list[Choice] = Field(default_factory=list, max_length=50)
+    max_choices: int | None = Field(default=None, ge=1, le=50)
+    min_value: float | None = None
+    max_value: float | None = None
+    max_length: int | None = Field(default=None, ge=1, le=4000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Question:
+        if self.type in _CHOICE_TYPES:
+            if not self.choices:
+                raise ValueError(f"question {self.id}: a choice question needs choices")
+            codes = [c.code for c in self.choices]
+            if len(set(codes)) != len(codes):
+                raise ValueError(f"question {self.id}: choice codes repeat")
+        elif self.choices:
+            raise ValueError(f"question {self.id}: only choice questions have choices")
+        if self.max_choices is not None and self.type != "multiple_choice":
+            raise ValueError(f"question {self.id}: max_choices is for multiple choice")
+        if (self.min_value is not None or self.max_value is not None) and self.type != "number":
+            raise ValueError(f"question {self.id}: min_value and max_value are for numbers")
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.max_value < self.min_value
+        ):
+            raise ValueError(f"question {self.id}: max_value is below min_value")
+        if self.max_length is not None and self.type not in _TEXT_LIMITS:
+            raise ValueError(f"question {self.id}: max_length is for text")
+        return self
+
+    def label(self, language: str) -> str:
+        return self.label_sw if language == "sw" else self.label_en
+
+    def help(self, language: str) -> str:
+        return self.help_sw if language == "sw" else self.help_en
+
+    def asks(self, category: str) -> bool:
+        """Whether a participant of ``category`` sees this question."""
+        return not self.categories or category in self.categories
+
+    def choice(self, code: str) -> Choice | None:
+        return next((c for c in self.choices if c.code == code), None)
+
+    @property
+    def limited_choices(self) -> dict[str, int]:
+        return {c.code: c.limit for c in self.choices if c.limit is not None}
+
+    def answer(self, value: Any) -> Any:
+        """The answer as stored (None: not answered); raises ``AnswerProblem``."""
+        if value is None:
+            return None
+        kind = self.type
+        if kind in _TEXT_LIMITS:
+            if not isinstance(value, str):
+                raise AnswerProblem("must be text")
+            text = value.strip()
+            reason = control_problem(text, single_line=kind == "short_text")
+            if reason is not None:
+                raise AnswerProblem(reason)
+            limit = self.max_length or _TEXT_LIMITS[kind]
+            if len(text) > limit:
+                raise AnswerProblem(f"must be at most {limit} characters")
+            return text or None
+        if kind == "single_choice":
+            if not isinstance(value, str):
+                raise AnswerProblem("must be one of the choices' codes")
+            if value == "":
+                return None
+            if self.choice(value) is None:
+                raise AnswerProblem(f"{value!r} is not one of the choices")
+            return value
+        if kind == "multiple_choice":
+            picked = [value] if isinstance(value, str) else value
+            if not isinstance(picked, list) or not all(isinstance(v, str) for v in picked):
+                raise AnswerProblem("must be a list of the choices' codes")
+            picked = [v for v in picked if v]
+            if len(set(picked)) != len(picked):
+                raise AnswerProblem("a choice is picked twice")
+            for code in picked:
+                if self.choice(code) is None:
+                    raise AnswerProblem(f"{code!r} is not one of the choices")
+            if self.max_choices is not None and len(picked) > self.max_choices:
+                raise AnswerProblem(f"at most {self.max_choices} choices")
+            return [c.code for c in self.choices if c.code in picked] or None
+        if kind == "yes_no":
+            if not isinstance(value, bool):
+                raise AnswerProblem("must be true or false")
+            return value
+        if kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AnswerProblem("must be a number")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise AnswerProblem("must be a finite number")
+            if self.min_value is not None and value < self.min_value:
+                raise AnswerProblem(f"must be at least {_number(self.min_value)}")
+            if self.max_value is not None and value > self.max_value:
+                raise AnswerProblem(f"must be at most {_number(self.max_value)}")
+            return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+        # date
+        if not isinstance(value, str):
+            raise AnswerProblem("must be a date (YYYY-MM-DD)")
+        if value == "":
+            return None
+        try:
+            return date.fromisoformat(value).isoformat() if len(value) == 10 else _bad_date()
+        except ValueError:
+            raise AnswerProblem("must be a date (YYYY-MM-DD)") from None
+
+    def answer_from_text(self, text: str | list[str]) -> Any:
+        """An answer typed into a form or a CSV cell, as ``answer`` takes it."""
+        if self.type == "multiple_choice":
+            items = text if isinstance(text, list) else [p.strip() for p in text.split(";")]
+            return self.answer([i for i in items if i])
+        if isinstance(text, list):
+            text = text[0] if text else ""
+        raw = text.strip()
+        if raw == "" and self.type != "long_text":
+            return None
+        if self.type == "yes_no":
+            if raw.lower() in _YES:
+                return True
+            if raw.lower() in _NO:
+                return False
+            raise AnswerProblem("must be yes or no")
+        if self.type == "number":
+            try:
+                number = float(raw.replace(",", ""))
+            except ValueError:
+                raise AnswerProblem("must be a number") from None
+            return self.answer(number)
+        return self.answer(text)
+
+
+class AnswerTally:
+    """Statistics of an event's answers: how many answered each question, and per
+    choice (yes/no included) how many picked it; numbers' least, greatest and mean."""
+
+    def __init__(self, questions: Sequence[Question]) -> None:
+        self.questions = list(questions)
+        self._answered = {q.id: 0 for q in self.questions}
+        self._choices: dict[str, dict[str, int]] = {
+            q.id: {c.code: 0 for c in q.choices} if q.type in _CHOICE_TYPES else {"yes": 0, "no": 0}
+            for q in self.questions
+            if q.type in _CHOICE_TYPES or q.type == "yes_no"
+        }
+        self._numbers: dict[str, list[float]] = {
+            q.id: [] for q in self.questions if q.type == "number"
+        }
+
+    def add(self, answers: Mapping[str, Any]) -> None:
+        for qid in self._answered:
+            value = answers.get(qid)
+            if value is None or value == [] or value == "":
+                continue
+            self._answered[qid] += 1
+            if qid in self._choices:
+                if isinstance(value, bool):
+                    picked = ["yes" if value else "no"]
+                else:
+                    picked = value if isinstance(value, list) else [value]
+                for code in picked:
+                    if isinstance(code, str):
+                        self._choices[qid][code] = self._choices[qid].get(code, 0) + 1
+            if qid in self._numbers and isinstance(value, int | float):
+                self._numbers[qid].append(float(value))
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for question in self.questions:
+            entry: dict[str, Any] = {"type": question.type, "answered": self._answered[question.id]}
+            if question.id in self._choices:
+                entry["choices"] = self._choices[question.id]
+            numbers = self._numbers.get(question.id)
+            if numbers:
+                entry.update(
+                    min=min(numbers), max=max(numbers), mean=round(sum(numbers) / len(numbers), 2)
+                )
+            out[question.id] = entry
+        return out
+
+
+def _bad_date() -> str:
+    raise ValueError("not a date")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def check_catalogue(
+    categories: Sequence[Category], questions: Sequence[Question], capacity: int
+) -> list[tuple[str, str]]:
+    """What is wrong with an event's categories and questions: ``(field, reason)`` pairs."""
+    problems: list[tuple[str, str]] = []
+    codes = [c.code for c in categories]
+    if not codes:
+        problems.append(("categories", "an event needs at least one category"))
+    if len(set(codes)) != len(codes):
+        problems.append(("categories", "category codes repeat"))
+    reserved = sum(c.quota or 0 for c in categories)
+    if reserved > capacity:
+        problems.append(
+            ("categories", f"the quotas reserve {reserved} seats, above the capacity {capacity}")
+        )
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        problems.append(("questions", "question ids repeat"))
+    for question in questions:
+        unknown = sorted(set(question.categories) - set(codes))
+        if unknown:
+            problems.append(
+                (f"questions.{question.id}", f"asked of unknown categories: {', '.join(unknown)}")
+            )
+    return problems
+
+
 # -- events catalogue ----------------------------------------------------------------
 
 
@@ -282,6 +610,12 @@ class EventSpec(BaseModel):
     requires_approval: bool = False
     admitted_cadres: list[Cadre] = Field(default_factory=list, max_length=5)
     state: EventState = "draft"
+    categories: list[Category] | None = Field(
+        default=None,
+        max_length=50,
+        description="Participant categories; the five default cadres (free) when left out",
+    )
+    questions: list[Question] = Field(default_factory=list, max_length=50)
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
     @classmethod
@@ -289,6 +623,14 @@ class EventSpec(BaseModel):
         if v is not None and v.tzinfo is None:
             v = v.replace(tzinfo=EAT)  # a local time at the venue
         return v
+
+    @model_validator(mode="after")
+    def _catalogue(self) -> EventSpec:
+        categories = DEFAULT_CATEGORIES if self.categories is None else self.categories
+        problems = check_catalogue(categories, self.questions, self.capacity)
+        if problems:
+            raise ValueError("; ".join(f"{name}: {reason}" for name, reason in problems))
+        return self
 
     @model_validator(mode="after")
     def _order(self) -> EventSpec:
@@ -331,7 +673,19 @@ class RegistrationRequest(BaseModel):
     phone: single_line_text(min_length=6, max_length=24)
     institution: Text
     position: Text
-    cadre: Cadre
+    category: CategoryCode = Field(
+        description="A category code of the event (GET /events/{id}); old clients may send "
+        "cadre instead, for the five default categories"
+    )
+    cadre: Cadre | None = Field(
+        default=None,
+        description="Deprecated: the category of the five default ones; use category",
+    )
+    answers: dict[QuestionId, Any] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Answers to the event's questions, keyed by question id",
+    )
     region: single_line_text(max_length=60) | None = None
     accessibility_needs: list[AccessibilityNeed] = Field(default_factory=list, max_length=4)
     accessibility_other: plain_text(max_length=200, strip=False) | None = None
@@ -348,6 +702,14 @@ class RegistrationRequest(BaseModel):
     @classmethod
     def _phone(cls, v: str) -> str:
         return normalise_phone(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cadre_is_category(cls, data: Any) -> Any:
+        # An old client names its cadre: that is the default category of the same code.
+        if isinstance(data, dict) and data.get("category") is None and "cadre" in data:
+            data = {**data, "category": data["cadre"]}
+        return data
 
     def contact(self) -> ParticipantContact:
         return ParticipantContact(
@@ -396,6 +758,9 @@ class EventChange(Patch):
     requires_approval: bool | None = None
     admitted_cadres: list[Cadre] | None = Field(default=None, max_length=5)
     state: EventState | None = None
+    # Each replaces the whole list (read the event, change the list, send it back).
+    categories: list[Category] | None = Field(default=None, min_length=1, max_length=50)
+    questions: list[Question] | None = Field(default=None, max_length=50)
     cancellation_reason: plain_text(max_length=500, strip=False) | None = None
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
@@ -519,8 +884,17 @@ class Event(Aggregate):
     requires_approval: bool = False
     admitted_cadres: list[str] = field(default_factory=list)
     state: str = "draft"
+    categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    questions: list[Question] = field(default_factory=list)
     seats_taken: int = 0
     waitlist_seq: int = 0
+    # Counters moved only by the store's atomic updates, like seats_taken: confirmed
+    # seats per category, and active registrations per limited choice (question, choice).
+    category_taken: dict[str, int] = field(default_factory=dict)
+    choice_taken: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Seats no newcomer of a category without a quota may take: those of such categories
+    # taken, plus every quota whole (see ``committed_seats``). None: not counted yet.
+    committed: int | None = None
     created_at: str = ""
     updated_at: str = ""
 
@@ -530,7 +904,9 @@ class Event(Aggregate):
         stamp = iso(now)
         event = cls(
             id=spec.id,
-            **spec.model_dump(exclude={"id"}),
+            **spec.model_dump(exclude={"id", "categories", "questions"}),
+            categories=list(DEFAULT_CATEGORIES if spec.categories is None else spec.categories),
+            questions=list(spec.questions),
             created_at=stamp,
             updated_at=stamp,
         )
@@ -541,6 +917,136 @@ class Event(Aggregate):
     @property
     def seats_left(self) -> int:
         return max(0, self.capacity - self.seats_taken)
+
+    # -- categories, quotas and questions ------------------------------------------------
+
+    def category(self, code: str) -> Category | None:
+        """The event's category of this code, or None."""
+        return next((c for c in self.categories if c.code == code), None)
+
+    def require_category(self, code: str) -> Category:
+        """The event's category of this code; ``unknown_category`` (422) if it has none."""
+        found = self.category(code)
+        if found is None:
+            raise DomainError(
+                "unknown_category",
+                f"This event has no category {code!r}.",
+                field="category",
+                details={"categories": [c.code for c in self.categories]},
+            )
+        return found
+
+    @property
+    def quotas(self) -> dict[str, int]:
+        """The categories' quotas by code (categories without one are left out)."""
+        return {c.code: c.quota for c in self.categories if c.quota is not None}
+
+    def _reserved_free(self, quotas: Mapping[str, int] | None = None) -> int:
+        """Seats reserved by quotas and not yet taken by their categories."""
+        quotas = self.quotas if quotas is None else quotas
+        return sum(max(0, q - self.category_taken.get(c, 0)) for c, q in quotas.items())
+
+    def category_seats_left(self, code: str) -> int:
+        """Seats a new participant of this category could take now."""
+        quota = self.quotas.get(code)
+        if quota is not None:
+            return max(0, min(quota - self.category_taken.get(code, 0), self.seats_left))
+        return max(0, self.capacity - self.seats_taken - self._reserved_free())
+
+    @property
+    def choice_limits(self) -> dict[str, dict[str, int]]:
+        """The limited choices' limits: question id -> choice code -> places."""
+        return {q.id: q.limited_choices for q in self.questions if q.limited_choices}
+
+    def choice_places_left(self, question_id: str, choice: str) -> int | None:
+        """Places left on a limited choice (None: unlimited)."""
+        limit = self.choice_limits.get(question_id, {}).get(choice)
+        if limit is None:
+            return None
+        return max(0, limit - self.choice_taken.get(question_id, {}).get(choice, 0))
+
+    def questions_for(self, category: str) -> list[Question]:
+        """The questions a participant of this category is asked, in order."""
+        return [q for q in self.questions if q.asks(category)]
+
+    def check_answers(
+        self, category: str, answers: Mapping[str, Any], *, typed: bool = False
+    ) -> dict[str, Any]:
+        """The answers as stored (normalised, unanswered left out), or
+        ``invalid_answers`` (422) naming every ``answers.<question id>`` at fault.
+
+        ``typed`` answers come from a form or a CSV file: text to be read as each
+        question's type (yes/no, numbers, choices separated by ``;``).
+        """
+        questions = {q.id: q for q in self.questions}
+        problems: list[dict[str, str]] = []
+        stored: dict[str, Any] = {}
+        for qid in answers:
+            if qid not in questions:
+                problems.append({"field": f"answers.{qid}", "reason": "no such question"})
+        for question in self.questions:
+            raw = answers.get(question.id)
+            try:
+                if typed and raw is not None:
+                    value = question.answer_from_text(raw)
+                else:
+                    value = question.answer(raw)
+            except AnswerProblem as exc:
+                problems.append({"field": f"answers.{question.id}", "reason": str(exc)})
+                continue
+            if not question.asks(category):
+                if value is not None:
+                    problems.append(
+                        {"field": f"answers.{question.id}", "reason": "not asked of this category"}
+                    )
+                continue
+            if value is None:
+                if question.required:
+                    problems.append({"field": f"answers.{question.id}", "reason": "required"})
+                continue
+            stored[question.id] = value
+        if problems:
+            first = problems[0]
+            raise DomainError(
+                "invalid_answers",
+                f"{first['field']}: {first['reason']}",
+                field=first["field"],
+                details={"fields": problems},
+            )
+        return stored
+
+    def limited_picks(self, answers: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The (question id, choice) pairs of these answers whose choice has a limit."""
+        limits = self.choice_limits
+        picks: list[tuple[str, str]] = []
+        for qid, value in answers.items():
+            for code in value if isinstance(value, list) else [value]:
+                if isinstance(code, str) and code in limits.get(qid, {}):
+                    picks.append((qid, code))
+        return picks
+
+    def needs_approval(self, category: Category) -> bool:
+        return self.requires_approval or category.requires_approval
+
+    def committed_seats(self, categories: Sequence[Category] | None = None) -> int:
+        """The seats taken by categories without a quota plus every quota whole: a
+        category without a quota may take a seat while this is below the capacity, so
+        the seats the quotas reserve stay theirs (a quota's own seats are within it)."""
+        total = 0
+        for category in self.categories if categories is None else categories:
+            taken = self.category_taken.get(category.code, 0)
+            total += taken if category.quota is None else max(category.quota, taken)
+        return total
+
+    def counters(self) -> dict[str, int]:
+        """The atomic counters as read, by their dotted path in the store."""
+        counts = {"seats_taken": self.seats_taken}
+        if self.committed is not None:
+            counts["committed"] = self.committed
+        counts.update({f"category_taken.{c}": n for c, n in self.category_taken.items()})
+        for qid, picks in self.choice_taken.items():
+            counts.update({f"choice_taken.{qid}.{c}": n for c, n in picks.items()})
+        return counts
 
     def details(self) -> EventDetails:
         return EventDetails(
@@ -588,13 +1094,35 @@ class Event(Aggregate):
     def registration_open(self, now: datetime) -> bool:
         return self.registration_refusal(now) is None
 
-    def check_can_register(self, cadre: str, now: datetime) -> None:
-        """Raise a DomainError when this event does not take this registration now."""
-        refusal = self.registration_refusal(now)
-        if refusal is not None:
-            raise refusal
-        if self.admitted_cadres and cadre not in self.admitted_cadres:
+    def check_can_register(self, category: str, now: datetime, *, via: str = "self") -> Category:
+        """The category a registration names, or a DomainError when this event does not
+        take it now: outside its window (a walk-in: outside its days), an unknown
+        category, or one that needs a nomination when the person registers themselves."""
+        if via == "walk_in":
+            self.check_walk_in(now)
+        else:
+            refusal = self.registration_refusal(now)
+            if refusal is not None:
+                raise refusal
+        found = self.require_category(category)
+        if self.admitted_cadres and category not in self.admitted_cadres:
             raise DomainError("cadre_not_admitted", "This event is not open to your cadre.")
+        if found.requires_nomination and via == "self":
+            raise DomainError(
+                "nomination_required",
+                "Participants of this category are nominated by their institution; "
+                "ask your institution's contact person to nominate you.",
+                field="category",
+            )
+        return found
+
+    def check_walk_in(self, now: datetime) -> None:
+        """A walk-in is taken at the door: on one of the event's days, whatever the
+        registration window says, unless the event is cancelled or still a draft."""
+        self.check_not_cancelled()
+        if self.state == "draft":
+            raise DomainError("registration_closed", "This event is not published.")
+        self.check_in_day(now)
 
     def check_not_cancelled(self) -> None:
         if self.state == "cancelled":
@@ -613,14 +1141,34 @@ class Event(Aggregate):
             )
         return day
 
-    def change(self, change: EventChange, now: datetime) -> list[str]:
+    def check_event_day(self, day: str) -> str:
+        """``day`` (YYYY-MM-DD) if it is one of the event's days (venue time)."""
+        first, last = local_day(self.starts_at), local_day(self.ends_at)
+        if not first <= day <= last:
+            raise DomainError(
+                "not_an_event_day",
+                f"The event's days are {first} to {last} (venue time).",
+                field="day",
+            )
+        return day
+
+    def change(
+        self, change: EventChange, now: datetime, *, in_use: Mapping[str, int] | None = None
+    ) -> list[str]:
         """Apply an organiser's change; returns the fields that really changed (sorted).
 
         Raises DomainError for a forbidden state change, a capacity below the confirmed
-        seats, or dates out of order. Publishing, cancelling or any other change is
-        recorded (``EventPublished``, ``EventCancelled``, ``EventUpdated``).
+        seats, dates out of order, or categories and questions that do not fit (see
+        ``_check_catalogue_change``; ``in_use`` counts the active registrations of each
+        category). Publishing, cancelling or any other change is recorded
+        (``EventPublished``, ``EventCancelled``, ``EventUpdated``).
         """
-        given = change.model_dump(exclude_unset=True, exclude={"cancellation_reason"})
+        given = change.model_dump(
+            exclude_unset=True, exclude={"cancellation_reason", "categories", "questions"}
+        )
+        for name in ("categories", "questions"):
+            if name in change.model_fields_set and getattr(change, name) is not None:
+                given[name] = list(getattr(change, name))
         changes = {k: v for k, v in given.items() if _differs(getattr(self, k), v)}
         new_state = changes.get("state", self.state)
         if new_state not in _EVENT_TRANSITIONS[self.state]:
@@ -644,6 +1192,12 @@ class Event(Aggregate):
             raise DomainError(
                 "invalid_dates", "registration_closes_at is before registration_opens_at."
             )
+        self._check_catalogue_change(
+            changes.get("categories", self.categories),
+            changes.get("questions", self.questions),
+            capacity,
+            in_use or {},
+        )
         if not changes:
             return []
         for name, value in changes.items():
@@ -657,6 +1211,54 @@ class Event(Aggregate):
         else:
             self.record(EventUpdated(**common, changed_fields=sorted(changes)))
         return sorted(changes)
+
+    def _check_catalogue_change(
+        self,
+        categories: list[Category],
+        questions: list[Question],
+        capacity: int,
+        in_use: Mapping[str, int],
+    ) -> None:
+        """The categories and questions an event would have must fit what it holds: no
+        category with active registrations removed, no quota below its confirmed seats,
+        the seats taken plus those still reserved within the capacity, no choice's limit
+        below the places taken."""
+        problems = check_catalogue(categories, questions, capacity)
+        if problems:
+            name, reason = problems[0]
+            raise DomainError("invalid_categories", reason, field=name)
+        kept = {c.code for c in categories}
+        for code, count in sorted(in_use.items()):
+            if count and code not in kept:
+                raise DomainError(
+                    "category_in_use",
+                    f"{count} active registrations are in category {code}; it cannot be removed.",
+                    field="categories",
+                )
+        quotas = {c.code: c.quota for c in categories if c.quota is not None}
+        for code, quota in quotas.items():
+            taken = self.category_taken.get(code, 0)
+            if quota < taken:
+                raise DomainError(
+                    "quota_below_confirmed",
+                    f"{taken} participants of {code} are confirmed; its quota cannot be lower.",
+                    field="categories",
+                )
+        if self.seats_taken + self._reserved_free(quotas) > capacity:
+            raise DomainError(
+                "capacity_below_reserved",
+                "The seats taken and those the quotas still reserve exceed the capacity.",
+                field="capacity",
+            )
+        for question in questions:
+            for code, limit in question.limited_choices.items():
+                taken = self.choice_taken.get(question.id, {}).get(code, 0)
+                if limit < taken:
+                    raise DomainError(
+                        "choice_limit_below_taken",
+                        f"{taken} participants chose {code}; its limit cannot be lower.",
+                        field=f"questions.{question.id}",
+                    )
 
     def _announcement(self) -> dict:
         return {
@@ -682,6 +1284,13 @@ class Registration(Aggregate):
     institution: str
     position: str | None = None
     cadre: str
+    # The event's category code (the cadre, for registrations made before categories),
+    # the answers to its questions, how the registration came (self, nomination, walk_in,
+    # import) and the nominating institution's code (None when self-registered).
+    category: str = ""
+    answers: dict[str, Any] = field(default_factory=dict)
+    via: str = "self"
+    institution_code: str | None = None
     region: str | None = None
     accessibility_needs: list[str] = field(default_factory=list)
     accessibility_other: str | None = None
@@ -724,11 +1333,18 @@ class Registration(Aggregate):
         signer: TicketSigner,
         now: datetime,
         idempotency_key: str | None = None,
+        answers: Mapping[str, Any] | None = None,
+        via: str = "self",
+        institution_code: str | None = None,
     ) -> Registration:
         """A new registration with ``status`` (confirmed, waitlisted, pending approval),
         as the seat counter decided; it records ``ParticipantRegistered`` (and
-        ``ParticipantWaitlisted`` with the place in line), each with its notice."""
+        ``ParticipantWaitlisted`` with the place in line), each with its notice.
+
+        ``answers`` are the checked answers (``Event.check_answers``); ``via`` says how
+        it came and ``institution_code`` who nominated the participant."""
         stamp = iso(now)
+        category = request.category
         registration = cls(
             id=registration_id,
             reference=reference,
@@ -740,7 +1356,11 @@ class Registration(Aggregate):
             phone=request.phone,
             institution=request.institution,
             position=request.position,
-            cadre=request.cadre,
+            cadre=legacy_cadre(category),
+            category=category,
+            answers=dict(answers or {}),
+            via=via,
+            institution_code=institution_code,
             region=request.region,
             accessibility_needs=list(request.accessibility_needs),
             accessibility_other=request.accessibility_other,
@@ -769,7 +1389,7 @@ class Registration(Aggregate):
         registration.record(
             ParticipantRegisteredNotice(
                 **registration._notice(event, status, signer),
-                cadre=request.cadre,
+                cadre=registration.cadre,
                 waitlist_position=waitlist_position,
             )
         )
@@ -835,6 +1455,8 @@ class Registration(Aggregate):
             institution=self.institution,
             cadre=self.cadre,
             language=self.language,  # type: ignore[arg-type]
+            category=self.category or self.cadre,
+            institution_code=self.institution_code,
         )
 
     def _public(self, event: Event, status: str) -> dict:
@@ -857,6 +1479,8 @@ class Registration(Aggregate):
             "participant": self.contact(),
             "status": status,
             "ticket": self.ticket(signer) if signer is not None else None,
+            "category": self.category or self.cadre,
+            "institution_code": self.institution_code,
         }
 
     def _record_waitlisted(
@@ -991,15 +1615,16 @@ class Registration(Aggregate):
         )
         return sorted(changes)
 
-    def check_in(self, event: Event, now: datetime) -> str:
-        """Record attendance for today (venue time); returns the day."""
+    def check_in(self, event: Event, now: datetime, day: str | None = None) -> str:
+        """Record attendance for today (venue time), or for ``day`` (one of the event's
+        days, as a walk-in names it); returns the day."""
         event.check_not_cancelled()
         if self.status != "confirmed":
             raise DomainError(
                 f"registration_{self.status}",
                 f"This registration is {self.status.replace('_', ' ')}, not confirmed.",
             )
-        day = event.check_in_day(now)
+        day = event.check_in_day(now) if day is None else event.check_event_day(day)
         previous = self.checkins.get(day)
         if previous:
             raise DomainError(
@@ -1111,3 +1736,567 @@ def csv_row(registration: Registration) -> list[str]:
         "checked_in_days": sorted(registration.checkins),
     }
     return [csv_cell(values.get(col)) for col in CSV_COLUMNS]
+
+
+# -- institutions (issue 13 B) ---------------------------------------------------------
+# The registry of the public institutions that nominate their officers, their contact
+# persons (personal data: PDPA), and the contact persons' emailed, single-use sign-in.
+
+InstitutionKind = Literal[
+    "ministry",
+    "independent_department",
+    "agency",
+    "regional_secretariat",
+    "local_government_authority",
+    "public_corporation",
+    "other",
+]
+INSTITUTION_KINDS: tuple[str, ...] = (
+    "ministry",
+    "independent_department",
+    "agency",
+    "regional_secretariat",
+    "local_government_authority",
+    "public_corporation",
+    "other",
+)
+# An institution's code: upper case letters, digits and dashes (e.g. EGA, MOF, PO-RALG).
+InstitutionCode = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$"),
+]
+MAX_CONTACTS = 10
+
+
+class ContactPersonSpec(BaseModel):
+    """One contact person of an institution (for example its HR or ICT head)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: single_line_text(min_length=2, max_length=120)
+    email: single_line_text(max_length=254)
+    phone: single_line_text(min_length=6, max_length=24) | None = None
+    language: Language = "sw"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        return normalise_email(v)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalise_phone(v) if v else None
+
+
+def _unique_contacts(contacts: list[ContactPersonSpec]) -> list[ContactPersonSpec]:
+    emails = [c.email for c in contacts]
+    if len(set(emails)) != len(emails):
+        raise ValueError("two contact persons have the same email")
+    return contacts
+
+
+class InstitutionSpec(BaseModel):
+    """What an organiser sends to add an institution to the registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: InstitutionCode = Field(description="Short code, e.g. EGA, MOF, PO-RALG")
+    name_sw: Text
+    name_en: Text
+    kind: InstitutionKind
+    region: single_line_text(max_length=60) | None = None
+    contacts: list[ContactPersonSpec] = Field(default_factory=list, max_length=MAX_CONTACTS)
+
+    @field_validator("contacts")
+    @classmethod
+    def _contacts(cls, v: list[ContactPersonSpec]) -> list[ContactPersonSpec]:
+        return _unique_contacts(v)
+
+
+class InstitutionChange(Patch):
+    """What an organiser may change on an institution (``code`` is fixed). ``contacts``
+    replaces the list: a contact person kept (same email) keeps their id."""
+
+    nullable = frozenset({"region"})
+
+    name_sw: Text | None = None
+    name_en: Text | None = None
+    kind: InstitutionKind | None = None
+    region: single_line_text(max_length=60) | None = None
+    contacts: list[ContactPersonSpec] | None = Field(default=None, max_length=MAX_CONTACTS)
+
+    @field_validator("contacts")
+    @classmethod
+    def _contacts(cls, v: list[ContactPersonSpec] | None) -> list[ContactPersonSpec] | None:
+        return _unique_contacts(v) if v is not None else None
+
+
+def new_contact_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(kw_only=True)
+class Institution(Aggregate):
+    """An institution of the registry and its contact persons.
+
+    ``contacts`` are dicts (``id``, ``full_name``, ``email``, ``phone``, ``language``):
+    personal data, shown only to organisers and never logged. Nothing here is published
+    on the public stream; a sign-in link goes out as a private notice
+    (``InstitutionSignInRequested``) from the sign-in record, not from this aggregate.
+    """
+
+    code: str
+    name_sw: str
+    name_en: str
+    kind: str
+    region: str | None = None
+    contacts: list[dict] = field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.code
+
+    @classmethod
+    def create(cls, spec: InstitutionSpec, now: datetime) -> Institution:
+        stamp = iso(now)
+        institution = cls(
+            code=spec.code,
+            name_sw=spec.name_sw,
+            name_en=spec.name_en,
+            kind=spec.kind,
+            region=spec.region,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        institution.contacts = institution._merged_contacts(spec.contacts)
+        return institution
+
+    def name(self, language: str) -> str:
+        return self.name_en if language == "en" else self.name_sw
+
+    def _merged_contacts(self, contacts: list[ContactPersonSpec]) -> list[dict]:
+        """The new list; a person already there (same email) keeps their id."""
+        ids = {c["email"]: c["id"] for c in self.contacts}
+        return [
+            {"id": ids.get(c.email) or new_contact_id(), **c.model_dump(mode="json")}
+            for c in contacts
+        ]
+
+    def change(self, change: InstitutionChange, now: datetime) -> list[str]:
+        """Apply an organiser's change; the names of the fields that really changed."""
+        changed: list[str] = []
+        for name in change.model_fields_set:
+            if name == "contacts":
+                assert change.contacts is not None
+                new = self._merged_contacts(change.contacts)
+                if new != self.contacts:
+                    self.contacts = new
+                    changed.append(name)
+                continue
+            value = getattr(change, name)
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                changed.append(name)
+        if changed:
+            self.updated_at = iso(now)
+        return sorted(changed)
+
+    def upsert_contact(self, contact: ContactPersonSpec, now: datetime) -> bool:
+        """Add a contact person, or update the one with that email; True if it changed."""
+        others = [c for c in self.contacts if c["email"] != contact.email]
+        existing = next((c for c in self.contacts if c["email"] == contact.email), None)
+        if existing is None and len(self.contacts) >= MAX_CONTACTS:
+            raise DomainError(
+                "too_many_contacts",
+                f"An institution has at most {MAX_CONTACTS} contact persons.",
+                field="contacts",
+            )
+        new = {
+            "id": existing["id"] if existing else new_contact_id(),
+            **contact.model_dump(mode="json"),
+        }
+        if existing == new:
+            return False
+        self.contacts = (
+            [*others, new]
+            if existing is None
+            else [new if c["email"] == contact.email else c for c in self.contacts]
+        )
+        self.updated_at = iso(now)
+        return True
+
+    def contact(self, contact_id: str) -> dict | None:
+        return next((c for c in self.contacts if c["id"] == contact_id), None)
+
+    def contact_by_email(self, email: str) -> dict | None:
+        return next((c for c in self.contacts if c["email"] == email), None)
+
+    def erase_contact(self, contact_id: str, now: datetime) -> bool:
+        """Remove a contact person's data (PDPA erasure) and tell notification to drop
+        its copies; False if there was none."""
+        gone = self.contact(contact_id)
+        if gone is None:
+            return False
+        self.contacts = [c for c in self.contacts if c["id"] != contact_id]
+        self.updated_at = iso(now)
+        self.record(
+            InstitutionContactErased(
+                institution_code=self.code,
+                contact_id=contact_id,
+                email=gone["email"],
+                erased_at=now,
+            )
+        )
+        return True
+
+
+# -- the contact persons' sign-in: an emailed link, single use, minutes long ------------
+
+INSTITUTION_LINK_PURPOSE = b"mkutano institution sign-in v1"
+SIGN_IN_VALIDITY = timedelta(minutes=15)
+SESSION_VALIDITY = timedelta(hours=1)
+
+
+class InstitutionLinkSigner:
+    """Sign-in links and session cookies of institutions' contact persons.
+
+    A link is ``base64url(16-byte nonce + 4-byte expiry + 16-byte HMAC tag)`` (48
+    characters, one valid spelling). The signature and expiry are checked first; the
+    nonce is then consumed in the store with one conditional write, so a link opens one
+    session once. A session is ``base64url(contact id + institution code + expiry +
+    tag)``: signed, short-lived, checked against the registry on each request (an
+    erased contact person's session stops at once). The key is derived for this purpose
+    only: a link is no ticket, no self-service link and no session.
+    """
+
+    _MAC = 16
+    _LINK_LENGTH = 48
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _tag(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac.new(self._secret, purpose + b"\0" + data, hashlib.sha256).digest()[: self._MAC]
+
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    @staticmethod
+    def _decode(text: str) -> bytes | None:
+        try:
+            data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except ValueError:
+            return None
+        return data
+
+    def new_link(self, expires_at: datetime) -> tuple[str, str]:
+        """A fresh link and the hash of its nonce (what the store keeps)."""
+        nonce = secrets.token_bytes(16)
+        body = nonce + int(expires_at.timestamp()).to_bytes(4, "big")
+        return self._encode(body + self._tag(b"link", body)), nonce_hash(nonce)
+
+    def link_nonce(self, link: str, now: datetime) -> str | None:
+        """The nonce hash of a genuine, unexpired link, else None."""
+        if len(link) != self._LINK_LENGTH:
+            return None
+        data = self._decode(link)
+        if data is None or len(data) != 36 or self._encode(data) != link:
+            return None
+        body, tag = data[:20], data[20:]
+        if not hmac.compare_digest(self._tag(b"link", body), tag):
+            return None
+        if int.from_bytes(body[16:], "big") <= now.timestamp():
+            return None
+        return nonce_hash(body[:16])
+
+    def session(self, institution_code: str, contact_id: str, expires_at: datetime) -> str:
+        body = (
+            uuid.UUID(contact_id).bytes
+            + int(expires_at.timestamp()).to_bytes(4, "big")
+            + institution_code.encode()
+        )
+        return self._encode(body + self._tag(b"session", body))
+
+    def open_session(self, value: str, now: datetime) -> tuple[str, str] | None:
+        """``(institution code, contact id)`` of a genuine, unexpired session, else None."""
+        if not value or len(value) > 120:
+            return None
+        data = self._decode(value)
+        if data is None or len(data) < 20 + 2 + self._MAC or self._encode(data) != value:
+            return None
+        body, tag = data[: -self._MAC], data[-self._MAC :]
+        if not hmac.compare_digest(self._tag(b"session", body), tag):
+            return None
+        if int.from_bytes(body[16:20], "big") <= now.timestamp():
+            return None
+        try:
+            code = body[20:].decode()
+        except UnicodeDecodeError:
+            return None
+        return code, str(uuid.UUID(bytes=body[:16]))
+
+    def form_token(self, subject: str) -> str:
+        """The token an institution page's forms carry (CSRF), tied to the session (or
+        the sign-in link) the page was opened with."""
+        return self._encode(
+            hmac.new(self._secret, b"form\0" + subject.encode(), hashlib.sha256).digest()[:18]
+        )
+
+    def form_token_matches(self, subject: str, token: str | None) -> bool:
+        return hmac.compare_digest(self.form_token(subject).encode(), (token or "").encode())
+
+
+def nonce_hash(nonce: bytes) -> str:
+    return hashlib.sha256(b"institution sign-in\0" + nonce).hexdigest()
+
+
+def institution_sign_in_path(link: str) -> str:
+    """The page an emailed sign-in link opens (the public base URL goes before)."""
+    return f"/institution/sign-in/{link}"
+
+
+@dataclass(kw_only=True)
+class InstitutionSignIn(Aggregate):
+    """One emailed sign-in link: its nonce (hashed), whom it is for, until when, and
+    whether it was used. Its creation records the private notice that emails the link."""
+
+    nonce_hash: str
+    institution_code: str
+    contact_id: str
+    expires_at: str
+    created_at: str
+    state: Literal["issued", "used"] = "issued"
+
+    @property
+    def id(self) -> str:
+        return self.nonce_hash
+
+    @classmethod
+    def issue(
+        cls,
+        *,
+        institution: Institution,
+        contact: dict,
+        link: str,
+        nonce_hash_: str,
+        public_url: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> InstitutionSignIn:
+        sign_in = cls(
+            nonce_hash=nonce_hash_,
+            institution_code=institution.code,
+            contact_id=contact["id"],
+            expires_at=iso(expires_at),
+            created_at=iso(now),
+        )
+        language = contact.get("language") or "sw"
+        sign_in.record(
+            InstitutionSignInRequested(
+                institution_code=institution.code,
+                institution_name_sw=institution.name_sw,
+                institution_name_en=institution.name_en,
+                contact=InstitutionContactAddress(
+                    contact_id=contact["id"],
+                    full_name=contact["full_name"],
+                    email=contact["email"],
+                    language=language,
+                ),
+                sign_in_url=public_url.rstrip("/")
+                + institution_sign_in_path(link)
+                + f"?lang={language}",
+                expires_at=expires_at,
+                requested_at=now,
+            )
+        )
+        return sign_in
+
+
+# -- CSV files with a dry run: a report per row and field -------------------------------
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One problem of an uploaded CSV file: its line (the header is line 1), its field."""
+
+    row: int
+    field: str
+    reason: str
+
+
+def csv_problems(exc: ValidationError, row: int, columns: dict[str, str]) -> list[RowProblem]:
+    """A model's validation errors as row problems; ``columns`` maps a model field to the
+    CSV column it came from (for example ``contacts`` → ``contact_email``)."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        name = loc[0] if loc else "row"
+        if name == "contacts" and len(loc) >= 3:
+            name = f"contact_{loc[2]}"
+        problems.append(RowProblem(row, columns.get(name, name), error["msg"]))
+    return problems
+
+
+INSTITUTION_CSV_REQUIRED = ("code", "name_sw", "name_en", "kind")
+INSTITUTION_CSV_COLUMNS = (
+    *INSTITUTION_CSV_REQUIRED,
+    "region",
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "contact_language",
+)
+MAX_CSV_ROWS = 5000
+
+
+def read_csv(
+    text: str, required: tuple[str, ...], allowed: tuple[str, ...]
+) -> tuple[list[tuple[int, dict[str, str]]], list[RowProblem]]:
+    """The rows of a CSV file as ``(line, {column: cell})`` (the header is line 1), or
+    the header's problems: a missing required column, an unknown or repeated one."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return [], [RowProblem(1, "header", "the file is empty")]
+    except csv.Error as exc:
+        return [], [RowProblem(1, "header", f"not a CSV file: {exc}")]
+    problems = [RowProblem(1, c, "required column missing") for c in required if c not in header]
+    problems += [RowProblem(1, c, "unknown column") for c in header if c not in allowed]
+    problems += [
+        RowProblem(1, c, "column repeated")
+        for c in sorted({c for c in header if header.count(c) > 1})
+    ]
+    if problems:
+        return [], problems
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                problems.append(
+                    RowProblem(line, "row", f"{len(cells)} cells, the header has {len(header)}")
+                )
+                continue
+            rows.append((line, {h: c.strip() for h, c in zip(header, cells, strict=True)}))
+            if len(rows) > MAX_CSV_ROWS:
+                return [], [RowProblem(line, "row", f"at most {MAX_CSV_ROWS} rows per file")]
+    except csv.Error as exc:
+        problems.append(RowProblem(reader.line_num, "row", f"not valid CSV: {exc}"))
+    if not rows and not problems:
+        problems.append(RowProblem(1, "file", "no rows after the header"))
+    return rows, problems
+
+
+def parse_institutions_csv(
+    text: str,
+) -> tuple[list[tuple[int, InstitutionSpec]], list[RowProblem]]:
+    """A registry CSV file as institution specs, or every problem found, by line and
+    column (``INSTITUTION_CSV_COLUMNS``; a row's contact person is optional)."""
+    rows, problems = read_csv(text, INSTITUTION_CSV_REQUIRED, INSTITUTION_CSV_COLUMNS)
+    specs: list[tuple[int, InstitutionSpec]] = []
+    seen: dict[str, int] = {}
+    columns = {
+        "full_name": "contact_name",
+        "email": "contact_email",
+        "phone": "contact_phone",
+        "language": "contact_language",
+    }
+    for line, cells in rows:
+        body: dict[str, object] = {
+            "code": cells["code"],
+            "name_sw": cells["name_sw"],
+            "name_en": cells["name_en"],
+            "kind": cells["kind"].strip().lower().replace(" ", "_"),
+        }
+        if cells.get("region"):
+            body["region"] = cells["region"]
+        contact = {
+            "full_name": cells.get("contact_name", ""),
+            "email": cells.get("contact_email", ""),
+            "phone": cells.get("contact_phone") or None,
+            "language": (cells.get("contact_language") or "sw").lower(),
+        }
+        if any(contact[k] for k in ("full_name", "email", "phone")):
+            body["contacts"] = [contact]
+        try:
+            spec = InstitutionSpec.model_validate(body)
+        except ValidationError as exc:
+            for problem in csv_problems(exc, line, {}):
+                name = problem.field
+                if name.startswith("contact_"):
+                    name = columns.get(name.removeprefix("contact_"), name)
+                problems.append(RowProblem(line, name, problem.reason))
+            continue
+        if spec.code in seen:
+            problems.append(RowProblem(line, "code", f"the same code as line {seen[spec.code]}"))
+            continue
+        seen[spec.code] = line
+        specs.append((line, spec))
+    return specs, problems
+
+
+# -- nominations: an institution's contact person puts its officers forward -------------
+
+NOMINATION_CSV_REQUIRED = ("full_name", "email", "phone", "position", "category")
+NOMINATION_CSV_COLUMNS = (*NOMINATION_CSV_REQUIRED, "language", "region")
+# The fields of a nomination form and file, as RegistrationRequest names them.
+NOMINATION_FIELDS = ("full_name", "email", "phone", "position", "category", "language", "region")
+
+
+def nomination_payload(cells: dict[str, str], institution: Institution) -> dict[str, object]:
+    """A nomination (a form's or a CSV row's cells) as a registration body: the
+    institution is the nominating one; consent is declared by its contact person (the
+    page asks them to confirm the officers were told and agreed)."""
+    language = (cells.get("language") or "sw").strip().lower()
+    payload: dict[str, object] = {
+        "full_name": cells.get("full_name", ""),
+        "email": cells.get("email", ""),
+        "phone": cells.get("phone", ""),
+        "position": cells.get("position", ""),
+        "institution": institution.name_sw if language == "sw" else institution.name_en,
+        "language": language,
+        "consent": {"accepted": True},
+    }
+    payload["category"] = (cells.get("category") or "").strip()
+    region = (cells.get("region") or "").strip() or institution.region
+    if region:
+        payload["region"] = region
+    return payload
+
+
+def nomination_category(request: RegistrationRequest) -> str:
+    return request.category
+
+
+def nominable_categories(event: Event) -> list[tuple[str, str, str]]:
+    """``(code, name_sw, name_en)`` of the categories an institution nominates for: those
+    that need a nomination, or every category of an event that has none such."""
+    categories = list(event.categories)
+    if not categories:
+        return []
+    needing = [c for c in categories if c.requires_nomination]
+    return [(c.code, c.name_sw, c.name_en) for c in (needing or categories)]
+
+
+def check_nominable(event: Event, category: str, now: datetime) -> None:
+    """An institution nominates for one of ``nominable_categories`` and only before the
+    event starts."""
+    if event.starts_at <= now:
+        raise DomainError(
+            "event_started", "The event has started: nominations are closed.", field="event"
+        )
+    allowed = nominable_categories(event)
+    if allowed and category not in {code for code, _, _ in allowed}:
+        raise DomainError(
+            "category_not_nominable",
+            "Institutions do not nominate for this category.",
+            field="category",
+        )

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from services.registration.domain import Event, Registration
+from services.registration.domain import Event, Institution, InstitutionSignIn, Registration
 
 AddOutcome = Literal["added", "email_taken", "reference_taken"]
 
@@ -50,19 +50,39 @@ class RegistrationStore(Protocol):
 
     # -- seats (atomic counters on the event) ------------------------------------------
 
-    async def take_seat(self, event_id: str) -> bool:
-        """Take one seat if any is left (a conditional atomic increment)."""
+    async def take_seat(self, event: Event, category: str) -> bool:
+        """Take one seat for a participant of ``category`` if one is left (a conditional
+        atomic increment): within the capacity, within the category's quota if it has one,
+        else outside the seats other categories' quotas still reserve."""
         ...
 
-    async def release_seat(self, event_id: str) -> None: ...
+    async def release_seat(self, event: Event, category: str) -> None: ...
 
-    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
-        """Repair the counter only if nobody moved it since it was read."""
+    async def take_choice(self, event_id: str, question_id: str, choice: str) -> bool:
+        """Take one place on a limited choice if one is left (a conditional increment)."""
+        ...
+
+    async def release_choice(self, event_id: str, question_id: str, choice: str) -> None: ...
+
+    async def set_counters(
+        self, event_id: str, expected: dict[str, int | None], actual: dict[str, int]
+    ) -> bool:
+        """Repair counters (``seats_taken``, ``committed``, ``category_taken.<code>``,
+        ``choice_taken.<question>.<choice>``) only if nobody moved them since read (None:
+        not written yet)."""
         ...
 
     async def next_waitlist_position(self, event_id: str) -> int: ...
 
     async def count_confirmed(self, event_id: str) -> int: ...
+
+    async def count_by_category(self, event_id: str, statuses: Sequence[str]) -> dict[str, int]:
+        """Registrations in these statuses, per category."""
+        ...
+
+    def active_answers(self, event_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The answers of the event's active registrations, one dict each."""
+        ...
 
     # -- registrations -------------------------------------------------------------
 
@@ -82,6 +102,10 @@ class RegistrationStore(Protocol):
     async def find_by_email(self, event_id: str, email: str) -> Registration | None: ...
 
     async def find_by_idempotency_key(self, key: str) -> Registration | None: ...
+
+    async def waitlisted(self, event_id: str, limit: int = 500) -> list[Registration]:
+        """The waiting list, lowest positions first, up to ``limit``."""
+        ...
 
     async def first_waitlisted(self, event_id: str) -> Registration | None:
         """The waitlisted registration with the lowest position."""
@@ -116,7 +140,8 @@ class RegistrationStore(Protocol):
         ...
 
     async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
-        """Counts by status, and of active registrations by cadre, institution, region."""
+        """Counts by status, and of active registrations by cadre, category, via,
+        institution, region."""
         ...
 
     async def personal_data(self, registration_id: str) -> dict[str, Any] | None:
@@ -135,3 +160,49 @@ class RegistrationStore(Protocol):
     async def complete_idempotency_key(self, key: str, outcome: dict[str, Any]) -> None: ...
 
     async def release_idempotency_key(self, key: str) -> None: ...
+
+
+# -- institutions (issue 13 B) ---------------------------------------------------------
+
+
+class InstitutionStore(Protocol):
+    """The registry of institutions and the contact persons' sign-in records."""
+
+    async def get_institution(self, code: str) -> Institution | None: ...
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        """Every institution (of a kind, in a region), by code."""
+        ...
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        """The institutions that have a contact person with this (normalised) email."""
+        ...
+
+    async def add_institution(self, institution: Institution) -> None:
+        """Insert a new institution; ``institution_exists`` if its code is taken."""
+        ...
+
+    async def save_institution(self, institution: Institution) -> bool:
+        """Write a changed institution if its revision is still the one read."""
+        ...
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        """Store a sign-in link's nonce with its notice (the email), in one insert."""
+        ...
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None: ...
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        """Mark an issued sign-in used, with one conditional write; None if it was used
+        before (or never issued): a link opens a session once."""
+        ...
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        """Delete a contact person's sign-in records (erasure)."""
+        ...
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        """The registrations an institution nominated for an event, oldest first."""
+        ...

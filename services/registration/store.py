@@ -8,15 +8,21 @@ lives in the document), reporting the write to the service's ``WriteSignal``.
 
 Seats are counted on the event document with a conditional ``$inc`` (never a
 count-then-write), so confirmed registrations cannot exceed capacity under any
-concurrency; a save of the event never writes the counters.
+concurrency; a save of the event never writes the counters. The same update counts a
+category's confirmed seats (``category_taken.<code>``) and holds its quota and the seats
+other categories' quotas still reserve; a limited choice of a question has its own
+counter (``choice_taken.<question>.<choice>``). The limits those conditions read
+(``quotas``, ``choice_limits``) are written by each save of the event, from its
+categories and questions.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -24,7 +30,16 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.registration.domain import ACTIVE_STATUSES, Event, Registration
+from services.registration.domain import (
+    ACTIVE_STATUSES,
+    DEFAULT_CATEGORIES,
+    Category,
+    Event,
+    Institution,
+    InstitutionSignIn,
+    Question,
+    Registration,
+)
 from services.registration.ports import AddOutcome, IdempotencyRecord
 from shared import outbox
 from shared.aggregate import Aggregate
@@ -47,7 +62,7 @@ INTERNAL_FIELDS = {
     "outbox_lease_until",
     "rev",
 }
-_EVENT_COUNTERS = ("seats_taken", "waitlist_seq")
+_EVENT_COUNTERS = ("seats_taken", "waitlist_seq", "category_taken", "choice_taken", "committed")
 _EVENT_TIMES = ("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
 # Written only once they happened (a registration never approved has no approved_at).
 _REGISTRATION_LATER = (
@@ -95,17 +110,61 @@ def event_of(doc: dict[str, Any]) -> Event:
         if name in values:
             values[name] = _time(values[name])
     values["admitted_cadres"] = list(values.get("admitted_cadres") or [])
+    # An event stored before categories were data has the five default ones.
+    values["categories"] = [
+        Category.model_validate(c) for c in doc.get("categories") or DEFAULT_CATEGORIES
+    ]
+    values["questions"] = [Question.model_validate(q) for q in doc.get("questions") or []]
+    values["category_taken"] = {k: int(v) for k, v in (doc.get("category_taken") or {}).items()}
+    values["committed"] = int(doc["committed"]) if doc.get("committed") is not None else None
+    values["choice_taken"] = {
+        q: {c: int(n) for c, n in (picks or {}).items()}
+        for q, picks in (doc.get("choice_taken") or {}).items()
+    }
     event = Event(id=doc["_id"], rev=int(doc.get("rev", 0)), **values)
     _remember(event, doc)
+    event.__dict__["_read_categories"] = [c.code for c in values["categories"]]
     return event
 
 
 def event_fields(event: Event) -> dict[str, Any]:
-    """The stored fields an event's save writes (never the seat counters)."""
-    return {
+    """The stored fields an event's save writes (never the seat counters), with the limits
+    the counters' conditions read."""
+    stored = {
         name: to_jsonable_python(getattr(event, name))
         for name in _EVENT_FIELDS
         if name not in _EVENT_COUNTERS
+    }
+    stored["quotas"] = event.quotas
+    stored["choice_limits"] = event.choice_limits
+    return stored
+
+
+def _new_counters(event: Event) -> dict[str, int]:
+    """The counters a save writes: ``committed`` as the new categories make it (from the
+    counters as read, which the save's compare-and-set holds), and 0 for what the save
+    introduces (a new category, a newly limited choice): nobody could move those before
+    (an unknown category takes no seat, an unlimited choice counts no places)."""
+    fresh = {"committed": event.committed_seats()}
+    read = set(event.__dict__.get("_read_categories", ()))
+    for category in event.categories:
+        if category.code not in read and category.code not in event.category_taken:
+            fresh[f"category_taken.{category.code}"] = 0
+    for qid, limits in event.choice_limits.items():
+        for code in limits:
+            if code not in event.choice_taken.get(qid, {}):
+                fresh[f"choice_taken.{qid}.{code}"] = 0
+    return fresh
+
+
+def _compare_and_set(expected: dict[str, int | None]) -> dict[str, Any]:
+    """Plain filters that the counters still hold these values (None: not written yet).
+
+    Only equalities: the embedded server mis-evaluates an ``$expr`` with nested operators
+    beside ``_id`` (it can match another document), so every ``$expr`` here is one plain
+    comparison of two fields."""
+    return {
+        path: {"$exists": False} if value is None else value for path, value in expected.items()
     }
 
 
@@ -114,6 +173,9 @@ def registration_of(doc: dict[str, Any]) -> Registration:
     values["checkins"] = dict(values.get("checkins") or {})
     values["consent"] = dict(values.get("consent") or {})
     values["accessibility_needs"] = list(values.get("accessibility_needs") or [])
+    # Registered before categories were data: the cadre was the category.
+    values["category"] = values.get("category") or values.get("cadre") or ""
+    values["answers"] = dict(values.get("answers") or {})
     registration = Registration(id=doc["_id"], rev=int(doc.get("rev", 0)), **values)
     _remember(registration, doc)
     return registration
@@ -168,6 +230,13 @@ def _idempotency_record(doc: dict[str, Any]) -> IdempotencyRecord:
     )
 
 
+# Registrations stored before categories were data count under their cadre, as self.
+_GROUPED = {
+    "category": {"$ifNull": ["$category", "$cadre"]},
+    "via": {"$ifNull": ["$via", "self"]},
+}
+
+
 class MongoRegistrationStore:
     """The ``RegistrationStore`` port on MongoDB."""
 
@@ -199,7 +268,35 @@ class MongoRegistrationStore:
 
     async def get_event(self, event_id: str) -> Event | None:
         doc = await self.events.find_one({"_id": event_id})
+        if doc is not None and "committed" not in doc:
+            doc = await self._count_categories(doc)
         return event_of(doc) if doc else None
+
+    async def _count_categories(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """An event stored before categories were data: count its confirmed seats per
+        category (its cadres) and its committed seats, once (compare-and-set on the seat
+        counter; a registration meanwhile makes it count again)."""
+        for _ in range(20):
+            event = event_of(doc)
+            confirmed = await self.count_by_category(event.id, ("confirmed",))
+            event.category_taken = {c.code: confirmed.get(c.code, 0) for c in event.categories}
+            counts = {
+                "category_taken": event.category_taken,
+                "choice_taken": doc.get("choice_taken") or {},
+                "committed": event.committed_seats(),
+            }
+            await self.events.update_one(
+                {
+                    "_id": event.id,
+                    "seats_taken": event.seats_taken,
+                    "committed": {"$exists": False},
+                },
+                {"$set": counts},
+            )
+            doc = await self.events.find_one({"_id": event.id})
+            if doc is None or "committed" in doc:
+                return doc
+        return doc
 
     async def list_events(self, state: str | None = "published") -> list[Event]:
         query = {"state": state} if state else {}
@@ -211,7 +308,17 @@ class MongoRegistrationStore:
         return [doc["_id"] async for doc in cursor]
 
     async def add_event(self, event: Event) -> None:
-        fields_ = {"_id": event.id, **event_fields(event), "seats_taken": 0, "waitlist_seq": 0}
+        fields_ = {
+            "_id": event.id,
+            **event_fields(event),
+            "seats_taken": 0,
+            "waitlist_seq": 0,
+            "category_taken": {c.code: 0 for c in event.categories},
+            "choice_taken": {
+                q: {c: 0 for c in limits} for q, limits in event.choice_limits.items()
+            },
+            "committed": event.committed_seats(),
+        }
         doc = outbox.new_document(fields_, _messages(event))
         try:
             await outbox.insert(self.events, doc, signal=self.signal)
@@ -221,12 +328,21 @@ class MongoRegistrationStore:
             ) from exc
         event.rev = 1
         _remember(event, doc)
+        event.category_taken = dict(fields_["category_taken"])
+        event.choice_taken = {q: dict(c) for q, c in fields_["choice_taken"].items()}
+        event.committed = fields_["committed"]
+        event.__dict__["_read_categories"] = [c.code for c in event.categories]
 
     async def save_event(self, event: Event) -> bool:
         messages = [wrap(e, SERVICE) for e in event.events]
         flt, update = outbox.update_spec(_identity(event, event.id), event_fields(event), messages)
-        # Lowering the capacity must not undercut seats taken meanwhile by new registrations.
-        flt["seats_taken"] = {"$lte": event.capacity}
+        # The event's rules were checked against the counters as read: the write happens
+        # only if none moved meanwhile (plain equalities: a compare-and-set), so a lowered
+        # capacity, quota or choice limit never undercuts seats or places taken meanwhile.
+        flt.update(_compare_and_set(dict(event.counters())))
+        if event.committed is None:
+            flt["committed"] = {"$exists": False}
+        update["$set"].update(_new_counters(event))
         try:
             result = await self.events.update_one(flt, update)
         except DuplicateKeyError as exc:  # the unique index on codes decides, not a lookup
@@ -237,31 +353,68 @@ class MongoRegistrationStore:
             return False
         event.take_events()
         _after_save(event, update)
+        event.__dict__["_read_categories"] = [c.code for c in event.categories]
+        event.committed = update["$set"]["committed"]
         if messages:
             self.signal.written(EVENTS, event.id)
         return True
 
     # -- seats -----------------------------------------------------------------------
 
-    async def take_seat(self, event_id: str) -> bool:
-        """Atomically take one seat if any is left."""
+    async def take_seat(self, event: Event, category: str) -> bool:
+        """Atomically take one seat for a participant of ``category`` if one is left:
+        within its quota if it has one (``category_taken`` below ``quotas``), else while
+        the committed seats (see ``Event.committed_seats``) are below the capacity. Each
+        is one conditional ``$inc`` of the event document."""
+        if category in event.quotas:
+            condition = ["$category_taken." + category, "$quotas." + category]
+            moved = {"seats_taken": 1, f"category_taken.{category}": 1}
+        else:
+            condition = ["$committed", "$capacity"]
+            moved = {"seats_taken": 1, "committed": 1, f"category_taken.{category}": 1}
         doc = await self.events.find_one_and_update(
-            {"_id": event_id, "$expr": {"$lt": ["$seats_taken", "$capacity"]}},
-            {"$inc": {"seats_taken": 1}},
+            {"_id": event.id, "$expr": {"$lt": condition}},
+            {"$inc": moved},
             projection={"seats_taken": 1},
             return_document=ReturnDocument.AFTER,
         )
         return doc is not None
 
-    async def release_seat(self, event_id: str) -> None:
+    async def release_seat(self, event: Event, category: str) -> None:
+        moved = {"seats_taken": -1, f"category_taken.{category}": -1}
+        if category not in event.quotas:
+            moved["committed"] = -1
         await self.events.update_one(
-            {"_id": event_id, "seats_taken": {"$gt": 0}}, {"$inc": {"seats_taken": -1}}
+            {"_id": event.id, "seats_taken": {"$gt": 0}, f"category_taken.{category}": {"$gt": 0}},
+            {"$inc": moved},
         )
 
-    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
-        """Repair the counter only if nobody moved it since it was read (compare-and-set)."""
+    async def take_choice(self, event_id: str, question_id: str, choice: str) -> bool:
+        """Atomically take one place on a limited choice if one is left."""
+        path = f"{question_id}.{choice}"
+        doc = await self.events.find_one_and_update(
+            {
+                "_id": event_id,
+                "$expr": {"$lt": [f"$choice_taken.{path}", f"$choice_limits.{path}"]},
+            },
+            {"$inc": {f"choice_taken.{path}": 1}},
+            projection={"_id": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None
+
+    async def release_choice(self, event_id: str, question_id: str, choice: str) -> None:
+        path = f"choice_taken.{question_id}.{choice}"
+        await self.events.update_one({"_id": event_id, path: {"$gt": 0}}, {"$inc": {path: -1}})
+
+    async def set_counters(
+        self, event_id: str, expected: dict[str, int | None], actual: dict[str, int]
+    ) -> bool:
+        """Repair counters (dotted paths: ``seats_taken``, ``committed``,
+        ``category_taken.<code>``, ``choice_taken.<question>.<choice>``) only if nobody
+        moved them since they were read (compare-and-set; None: not written yet)."""
         result = await self.events.update_one(
-            {"_id": event_id, "seats_taken": expected}, {"$set": {"seats_taken": actual}}
+            {"_id": event_id, **_compare_and_set(expected)}, {"$set": dict(actual)}
         )
         return result.matched_count == 1
 
@@ -278,6 +431,29 @@ class MongoRegistrationStore:
         return await self.registrations.count_documents(
             {"event_id": event_id, "status": "confirmed"}
         )
+
+    async def count_by_category(self, event_id: str, statuses: Sequence[str]) -> dict[str, int]:
+        """Registrations in these statuses per category (``cadre`` for older ones)."""
+        rows = await self.registrations.aggregate(
+            [
+                {"$match": {"event_id": event_id, "status": {"$in": list(statuses)}}},
+                {"$group": {"_id": {"$ifNull": ["$category", "$cadre"]}, "count": {"$sum": 1}}},
+            ]
+        )
+        return {str(row["_id"]): int(row["count"]) async for row in rows}
+
+    async def active_answers(self, event_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The answers of the event's active registrations, one dict each."""
+        cursor = self.registrations.find(
+            {"event_id": event_id, "status": {"$in": list(ACTIVE_STATUSES)}},
+            projection={"answers": 1},
+            batch_size=500,
+        )
+        try:
+            async for doc in cursor:
+                yield dict(doc.get("answers") or {})
+        finally:
+            await cursor.close()
 
     # -- registrations -------------------------------------------------------------
 
@@ -325,6 +501,15 @@ class MongoRegistrationStore:
     async def find_by_idempotency_key(self, key: str) -> Registration | None:
         return await self._one({"idempotency_key": key})
 
+    async def waitlisted(self, event_id: str, limit: int = 500) -> list[Registration]:
+        """The waiting list in order (the lowest positions first), up to ``limit``."""
+        docs = await self.registrations.find(
+            {"event_id": event_id, "status": "waitlisted"},
+            sort=[("waitlist_position", ASCENDING)],
+            limit=limit,
+        ).to_list()
+        return [registration_of(d) for d in docs]
+
     async def first_waitlisted(self, event_id: str) -> Registration | None:
         """The waitlisted registration with the lowest position (first come, first served)."""
         docs = await self.registrations.find(
@@ -359,7 +544,15 @@ class MongoRegistrationStore:
     def registration_query(event_id: str, filters: dict[str, Any]) -> dict[str, Any]:
         """The query of a filtered list: exact filters plus case-insensitive free text."""
         query: dict[str, Any] = {"event_id": event_id}
-        for name in ("status", "cadre", "institution", "region"):
+        for name in (
+            "status",
+            "cadre",
+            "category",
+            "via",
+            "institution_code",
+            "institution",
+            "region",
+        ):
             if filters.get(name):
                 query[name] = filters[name]
         text = filters.get("q")
@@ -417,16 +610,17 @@ class MongoRegistrationStore:
             await cursor.close()
 
     async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
-        """Counts by status, and of active registrations by cadre, institution, region."""
+        """Counts by status, and of active registrations by cadre, category, via,
+        institution, region."""
         result: dict[str, dict[str, int]] = {}
-        for name in ("status", "cadre", "institution", "region"):
+        for name in ("status", "cadre", "category", "via", "institution", "region"):
             match: dict[str, Any] = {"event_id": event_id}
             if name != "status":  # who is coming: leave out the cancelled and rejected
                 match["status"] = {"$in": list(ACTIVE_STATUSES)}
             rows = await self.registrations.aggregate(
                 [
                     {"$match": match},
-                    {"$group": {"_id": f"${name}", "count": {"$sum": 1}}},
+                    {"$group": {"_id": _GROUPED.get(name, f"${name}"), "count": {"$sum": 1}}},
                     {"$sort": {"count": DESCENDING}},
                 ]
             )
@@ -493,3 +687,145 @@ class MongoRegistrationStore:
 
     async def release_idempotency_key(self, key: str) -> None:
         await self.idempotency.delete_one({"_id": key, "state": "pending"})
+
+
+# -- institutions (issue 13 B) -----------------------------------------------------------
+
+INSTITUTIONS = "institutions"
+SIGN_INS = "institution_sign_ins"
+_INSTITUTION_FIELDS = [f.name for f in fields(Institution) if f.name not in _NOT_STORED]
+_SIGN_IN_FIELDS = [f.name for f in fields(InstitutionSignIn) if f.name not in _NOT_STORED]
+# A used or expired sign-in record is kept this long (then MongoDB's TTL monitor removes
+# it): long enough to answer a reused link the same way, short of keeping who signed in.
+SIGN_IN_KEPT_S = 86400
+
+
+def institution_of(doc: dict[str, Any]) -> Institution:
+    values = {name: doc[name] for name in _INSTITUTION_FIELDS if name in doc}
+    values["contacts"] = [dict(c) for c in values.get("contacts") or []]
+    institution = Institution(rev=int(doc.get("rev", 0)), **values)
+    _remember(institution, doc)
+    return institution
+
+
+def sign_in_of(doc: dict[str, Any]) -> InstitutionSignIn:
+    values = {name: doc[name] for name in _SIGN_IN_FIELDS if name in doc}
+    sign_in = InstitutionSignIn(rev=int(doc.get("rev", 0)), **values)
+    _remember(sign_in, doc)
+    return sign_in
+
+
+class MongoInstitutionStore:
+    """The ``InstitutionStore`` port on MongoDB: the registry and the sign-in records."""
+
+    def __init__(self, db: AsyncDatabase, *, signal: WriteSignal | None = None) -> None:
+        self.signal = signal or WriteSignal()
+        self.institutions = db[INSTITUTIONS]
+        self.sign_ins = db[SIGN_INS]
+        self.registrations = db[REGISTRATIONS]  # an institution's nominations (read only)
+
+    async def ensure_indexes(self) -> None:
+        # No index on contacts.email: the registry is small (hundreds), and nx-27017 answers
+        # nothing to an array-field query once such a multikey index exists.
+        await self.sign_ins.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+        await self.sign_ins.create_index([("contact_id", ASCENDING)])
+        await ensure_outbox_indexes(self.sign_ins)
+        await self.registrations.create_index(
+            [("event_id", ASCENDING), ("institution_code", ASCENDING)]
+        )
+
+    async def get_institution(self, code: str) -> Institution | None:
+        doc = await self.institutions.find_one({"_id": code})
+        return institution_of(doc) if doc else None
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        query: dict[str, Any] = {}
+        if kind:
+            query["kind"] = kind
+        if region:
+            query["region"] = region
+        docs = await self.institutions.find(query, sort=[("_id", ASCENDING)]).to_list()
+        return [institution_of(d) for d in docs]
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        docs = await self.institutions.find({"contacts.email": email}).to_list()
+        # Read again in Python: the answer must not lean on a server's array matching.
+        return [
+            institution_of(d)
+            for d in docs
+            if any(c.get("email") == email for c in d.get("contacts") or [])
+        ]
+
+    async def add_institution(self, institution: Institution) -> None:
+        values = {
+            name: to_jsonable_python(getattr(institution, name)) for name in _INSTITUTION_FIELDS
+        }
+        doc = outbox.new_document({"_id": institution.code, **values}, _messages(institution))
+        try:
+            await outbox.insert(self.institutions, doc, signal=self.signal)
+        except DuplicateKeyError as exc:
+            raise DomainError(
+                "institution_exists", "An institution with this code exists already.", field="code"
+            ) from exc
+        institution.rev = 1
+        _remember(institution, doc)
+
+    async def save_institution(self, institution: Institution) -> bool:
+        values = {
+            name: to_jsonable_python(getattr(institution, name)) for name in _INSTITUTION_FIELDS
+        }
+        messages = _messages(institution)
+        flt, update = outbox.update_spec(_identity(institution, institution.code), values, messages)
+        result = await self.institutions.update_one(flt, update)
+        if result.matched_count != 1:
+            return False
+        if messages:
+            self.signal.written(INSTITUTIONS, institution.code)
+        _after_save(institution, update)
+        return True
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        values = {name: getattr(sign_in, name) for name in _SIGN_IN_FIELDS}
+        expire_at = _time(sign_in.expires_at)
+        assert expire_at is not None
+        doc = outbox.new_document(
+            {
+                "_id": sign_in.nonce_hash,
+                **values,
+                # A BSON date (the TTL monitor reads only those): when the record goes.
+                "expire_at": expire_at + timedelta(seconds=SIGN_IN_KEPT_S),
+            },
+            _messages(sign_in),
+        )
+        await outbox.insert(self.sign_ins, doc, signal=self.signal)
+        sign_in.rev = 1
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None:
+        doc = await self.sign_ins.find_one({"_id": nonce_hash})
+        return sign_in_of(doc) if doc else None
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        # One conditional write: of two requests with the same link, one finds it issued.
+        claim = secrets.token_hex(8)
+        doc = await self.sign_ins.find_one_and_update(
+            {"_id": nonce_hash, "state": "issued"},
+            {"$set": {"state": "used", "used_at": now, "claim": claim}, "$inc": {"rev": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None or doc.get("claim") != claim:
+            return None
+        return sign_in_of(doc)
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        result = await self.sign_ins.delete_many({"contact_id": contact_id})
+        return int(result.deleted_count)
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        docs = await self.registrations.find(
+            {"event_id": event_id, "institution_code": institution_code},
+            projection=_LIST_PROJECTION,
+            sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
+        ).to_list()
+        return [registration_of(d) for d in docs]

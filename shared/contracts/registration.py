@@ -158,8 +158,8 @@ class ConfirmationResendRequested(_RegistrationEvent):
 class ParticipantProfile(BaseModel):
     """What the public stream says about a participant: nothing to reach them by.
 
-    ``institution`` and ``cadre`` are for participation statistics per institution and
-    cadre, ``language`` for planning interpretation and materials. Together they may still
+    ``institution``, ``cadre`` and ``category`` are for participation statistics per
+    institution and category, ``language`` for planning interpretation and materials. Together they may still
     single out a person (the one permanent secretary of a ministry): subscribers treat them
     as personal data and erase them on ``PersonalDataErased``.
     """
@@ -169,6 +169,12 @@ class ParticipantProfile(BaseModel):
     institution: str
     cadre: str
     language: Language
+    # Added within version 2 (optional, additive): the event's participant category code
+    # (``cadre`` keeps the five old values: a category outside them is ``other_officer``
+    # there), and the code of the institution that nominated the participant (None when
+    # they registered themselves).
+    category: str | None = None
+    institution_code: str | None = None
 
 
 class _RegistrationEventV2(IntegrationEvent):

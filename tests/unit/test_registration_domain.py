@@ -309,7 +309,13 @@ def _check_public_and_notice(events) -> None:
         data = e.model_dump(mode="json")
         assert "ticket" not in data and "self_service_url" not in data, type(e).__name__
         assert not CONTACT & set(data["participant"]), type(e).__name__
-        assert set(data["participant"]) == {"institution", "cadre", "language"}
+        assert set(data["participant"]) == {
+            "institution",
+            "cadre",
+            "language",
+            "category",
+            "institution_code",
+        }
     for n in notices:
         assert n.participant.email == "asha@example.go.tz" and n.participant.full_name
         assert n.participant.phone == "+255712345678"

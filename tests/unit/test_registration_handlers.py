@@ -261,6 +261,8 @@ async def test_registration_is_confirmed_while_seats_last_then_waitlisted(ctx, s
         "institution": "e-Government Authority",
         "cadre": "ict_officer",
         "language": "sw",
+        "category": "ict_officer",
+        "institution_code": None,
     }
     assert first["event"]["event_id"] == event_id
     notice = next(m.data for m in store.outbox if m.key == people[0].id and "ticket" in m.data)

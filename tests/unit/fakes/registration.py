@@ -2,7 +2,9 @@
 
 It keeps what the MongoDB store guarantees, so the use cases' rules can be tested
 without a server: revision-checked saves, the unique (event, email), reference and
-event-code constraints, the conditional seat counter, and each save's events appended
+event-code constraints, the conditional seat counter with the categories' quotas (each
+quota caps its category and reserves its free seats from the others), the limited
+choices' counters, and each save's events appended
 to ``outbox`` in the same step (reported to ``signal`` as the real store does).
 ``before_save`` lets a test act as a concurrent writer just before a save.
 """
@@ -15,7 +17,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from services.registration.domain import ACTIVE_STATUSES, Event, Registration
+from services.registration.domain import (
+    ACTIVE_STATUSES,
+    Event,
+    Institution,
+    InstitutionSignIn,
+    Registration,
+)
 from services.registration.ports import AddOutcome, IdempotencyRecord
 from shared.envelope import OutboxMessage, wrap
 from shared.errors import DomainError
@@ -99,6 +107,7 @@ class FakeRegistrationStore:
         if event.id in self.events or any(e.code == event.code for e in self.events.values()):
             raise DomainError("event_exists", "An event with this id or code exists already.")
         event.rev, event.seats_taken, event.waitlist_seq = 1, 0, 0
+        event.category_taken, event.choice_taken = {}, {}
         stored = copy.deepcopy(event)
         stored.events = []
         self.events[event.id] = stored
@@ -110,36 +119,90 @@ class FakeRegistrationStore:
         stored = self.events.get(event.id)
         if stored is None or stored.rev != event.rev or stored.seats_taken > event.capacity:
             return False
+        quotas = event.quotas
+        if stored.seats_taken + stored._reserved_free(quotas) > event.capacity or any(
+            stored.category_taken.get(code, 0) > quota for code, quota in quotas.items()
+        ):
+            return False
+        for qid, limits in event.choice_limits.items():
+            if any(stored.choice_taken.get(qid, {}).get(c, 0) > n for c, n in limits.items()):
+                return False
         if any(e.code == event.code and e.id != event.id for e in self.events.values()):
             raise DomainError("event_code_taken", "Another event has this code.", field="code")
-        counters = stored.seats_taken, stored.waitlist_seq
+        counters = (
+            stored.seats_taken,
+            stored.waitlist_seq,
+            copy.deepcopy(stored.category_taken),
+            copy.deepcopy(stored.choice_taken),
+        )
         event.rev += 1
         new = copy.deepcopy(event)
         new.events = []
-        new.seats_taken, new.waitlist_seq = counters
+        new.seats_taken, new.waitlist_seq, new.category_taken, new.choice_taken = counters
         self.events[event.id] = new
         self._emit("events", event)
         return True
 
     # -- seats -----------------------------------------------------------------------
 
-    async def take_seat(self, event_id: str) -> bool:
-        event = self.events.get(event_id)
-        if event is None or event.seats_taken >= event.capacity:
+    async def take_seat(self, event: Event, category: str) -> bool:
+        stored = self.events.get(event.id)
+        if stored is None or stored.seats_taken >= stored.capacity:
             return False
-        event.seats_taken += 1
+        quotas = stored.quotas
+        taken = stored.category_taken.get(category, 0)
+        if category in quotas:
+            if taken >= quotas[category]:
+                return False
+        elif stored.seats_taken + stored._reserved_free() >= stored.capacity:
+            return False
+        stored.seats_taken += 1
+        stored.category_taken[category] = taken + 1
         return True
 
-    async def release_seat(self, event_id: str) -> None:
-        event = self.events.get(event_id)
+    async def release_seat(self, event: Event, category: str) -> None:
+        event = self.events.get(event.id)
         if event is not None and event.seats_taken > 0:
             event.seats_taken -= 1
+            event.category_taken[category] = event.category_taken.get(category, 0) - 1
 
-    async def set_seats_taken(self, event_id: str, expected: int, actual: int) -> bool:
+    async def take_choice(self, event_id: str, question_id: str, choice: str) -> bool:
         event = self.events.get(event_id)
-        if event is None or event.seats_taken != expected:
+        if event is None:
             return False
-        event.seats_taken = actual
+        limit = event.choice_limits.get(question_id, {}).get(choice)
+        picks = event.choice_taken.setdefault(question_id, {})
+        if limit is not None and picks.get(choice, 0) >= limit:
+            return False
+        picks[choice] = picks.get(choice, 0) + 1
+        return True
+
+    async def release_choice(self, event_id: str, question_id: str, choice: str) -> None:
+        event = self.events.get(event_id)
+        picks = event.choice_taken.get(question_id, {}) if event else {}
+        if picks.get(choice, 0) > 0:
+            picks[choice] -= 1
+
+    async def set_counters(
+        self, event_id: str, expected: dict[str, int | None], actual: dict[str, int]
+    ) -> bool:
+        event = self.events.get(event_id)
+        if event is None:
+            return False
+        now = event.counters()
+        if any(now.get(path) != value for path, value in expected.items()):
+            return False
+        for path, value in actual.items():
+            kind, _, rest = path.partition(".")
+            if kind == "seats_taken":
+                event.seats_taken = value
+            elif kind == "committed":
+                event.committed = value
+            elif kind == "category_taken":
+                event.category_taken[rest] = value
+            else:
+                qid, _, code = rest.partition(".")
+                event.choice_taken.setdefault(qid, {})[code] = value
         return True
 
     async def next_waitlist_position(self, event_id: str) -> int:
@@ -155,6 +218,18 @@ class FakeRegistrationStore:
             for r in self.registrations.values()
             if r.event_id == event_id and r.status == "confirmed"
         )
+
+    async def count_by_category(self, event_id: str, statuses: Sequence[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.registrations.values():
+            if r.event_id == event_id and r.status in statuses:
+                counts[r.category] = counts.get(r.category, 0) + 1
+        return counts
+
+    async def active_answers(self, event_id: str) -> AsyncIterator[dict[str, Any]]:
+        for r in list(self.registrations.values()):
+            if r.event_id == event_id and r.is_active:
+                yield copy.deepcopy(r.answers)
 
     # -- registrations -------------------------------------------------------------
 
@@ -209,6 +284,15 @@ class FakeRegistrationStore:
     async def find_by_idempotency_key(self, key: str) -> Registration | None:
         return self._find(lambda r: r.idempotency_key == key)
 
+    async def waitlisted(self, event_id: str, limit: int = 500) -> list[Registration]:
+        waiting = [
+            r
+            for r in self.registrations.values()
+            if r.event_id == event_id and r.status == "waitlisted"
+        ]
+        waiting.sort(key=lambda r: r.waitlist_position or 0)
+        return [copy.deepcopy(r) for r in waiting[:limit]]
+
     async def first_waitlisted(self, event_id: str) -> Registration | None:
         waiting = [
             r
@@ -245,7 +329,15 @@ class FakeRegistrationStore:
                 continue
             if any(
                 filters.get(name) and getattr(r, name) != filters[name]
-                for name in ("status", "cadre", "institution", "region")
+                for name in (
+                    "status",
+                    "cadre",
+                    "category",
+                    "via",
+                    "institution_code",
+                    "institution",
+                    "region",
+                )
             ):
                 continue
             text = (filters.get("q") or "").lower()
@@ -276,7 +368,7 @@ class FakeRegistrationStore:
 
     async def statistics(self, event_id: str) -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = {}
-        for name in ("status", "cadre", "institution", "region"):
+        for name in ("status", "cadre", "category", "via", "institution", "region"):
             counts: dict[str, int] = {}
             for r in self.registrations.values():
                 if r.event_id != event_id or (name != "status" and not r.is_active):
@@ -346,3 +438,95 @@ def _listed(registration: Registration) -> Registration:
     shown = copy.deepcopy(registration)
     shown.manage_token_hash = None
     return shown
+
+
+# -- institutions (issue 13 B) -----------------------------------------------------------
+
+
+class FakeInstitutionStore:
+    """An in-memory ``InstitutionStore``: revision-checked saves, the unique code, and a
+    sign-in's notice saved with its nonce in one step; ``consume_sign_in`` is the one
+    conditional write (issued → used). Nominations are read from ``registrations`` (the
+    fake registration store's, when given)."""
+
+    def __init__(self, registrations: FakeRegistrationStore | None = None) -> None:
+        self.registration_store = registrations or FakeRegistrationStore()
+        self.signal = self.registration_store.signal
+        self.outbox = self.registration_store.outbox
+        self.institutions: dict[str, Institution] = {}
+        self.sign_ins: dict[str, InstitutionSignIn] = {}
+
+    def _emit(self, collection: str, aggregate: Institution | InstitutionSignIn) -> None:
+        messages = [wrap(e, SERVICE) for e in aggregate.take_events()]
+        if messages:
+            self.outbox.extend(messages)
+            self.signal.written(collection, aggregate.id)
+
+    async def get_institution(self, code: str) -> Institution | None:
+        found = self.institutions.get(code)
+        return copy.deepcopy(found) if found else None
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        return [
+            copy.deepcopy(i)
+            for code, i in sorted(self.institutions.items())
+            if (kind is None or i.kind == kind) and (region is None or i.region == region)
+        ]
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        return [
+            copy.deepcopy(i)
+            for i in self.institutions.values()
+            if any(c["email"] == email for c in i.contacts)
+        ]
+
+    async def add_institution(self, institution: Institution) -> None:
+        if institution.code in self.institutions:
+            raise DomainError(
+                "institution_exists", "An institution with this code exists already.", field="code"
+            )
+        self._emit("institutions", institution)
+        institution.rev = 1
+        self.institutions[institution.code] = copy.deepcopy(institution)
+
+    async def save_institution(self, institution: Institution) -> bool:
+        stored = self.institutions.get(institution.code)
+        if stored is None or stored.rev != institution.rev:
+            return False
+        self._emit("institutions", institution)
+        institution.rev += 1
+        self.institutions[institution.code] = copy.deepcopy(institution)
+        return True
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        self._emit("institution_sign_ins", sign_in)
+        sign_in.rev = 1
+        self.sign_ins[sign_in.nonce_hash] = copy.deepcopy(sign_in)
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None:
+        found = self.sign_ins.get(nonce_hash)
+        return copy.deepcopy(found) if found else None
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        found = self.sign_ins.get(nonce_hash)
+        if found is None or found.state != "issued":
+            return None
+        found.state = "used"
+        found.rev += 1
+        return copy.deepcopy(found)
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        gone = [h for h, s in self.sign_ins.items() if s.contact_id == contact_id]
+        for h in gone:
+            del self.sign_ins[h]
+        return len(gone)
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        found = [
+            r
+            for r in self.registration_store.registrations.values()
+            if r.event_id == event_id and getattr(r, "institution_code", None) == institution_code
+        ]
+        return [copy.deepcopy(r) for r in sorted(found, key=lambda r: (r.created_at, r.id))]

@@ -1,0 +1,304 @@
+"""Participant categories as data, quotas, nominations and walk-ins, against the fake store.
+
+What is asserted is what a participant or an organiser sees: the status of each
+registration, the category and answers it carries, the error codes and fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from services.registration import handlers
+from services.registration.domain import (
+    DEFAULT_CATEGORIES,
+    DomainError,
+    EventChange,
+    RegistrationRequest,
+    TicketSigner,
+)
+from tests.unit.fakes.registration import FakeRegistrationStore
+from tests.unit.test_registration_handlers import NOW, Clock, person, spec
+
+
+@pytest.fixture
+def store() -> FakeRegistrationStore:
+    return FakeRegistrationStore()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ctx(store: FakeRegistrationStore, clock: Clock) -> handlers.Context:
+    return handlers.Context(
+        store=store, signer=TicketSigner(b"k" * 32), notice_version="2025-01", clock=clock
+    )
+
+
+def category(code: str, **overrides: Any) -> dict[str, Any]:
+    return {"code": code, "name_sw": code.title(), "name_en": code.title(), **overrides}
+
+
+async def new_event(ctx: handlers.Context, **overrides: Any) -> str:
+    return (await handlers.create_event(ctx, spec(**overrides))).id
+
+
+def applicant(category_code: str, **overrides: Any) -> RegistrationRequest:
+    body = person().model_dump(mode="json", exclude={"cadre", "category"})
+    return RegistrationRequest.model_validate({**body, "category": category_code, **overrides})
+
+
+async def refused(code: str, call: Any) -> DomainError:
+    with pytest.raises(DomainError) as err:
+        await call
+    assert err.value.code == code, err.value.message
+    return err.value
+
+
+async def test_a_new_event_has_the_five_cadres_as_free_categories(ctx) -> None:
+    event_id = await new_event(ctx)
+    event = await ctx.store.get_event(event_id)
+    assert [c.code for c in event.categories] == [
+        "permanent_secretary",
+        "accounting_officer",
+        "director_or_head_of_ict",
+        "ict_officer",
+        "other_officer",
+    ]
+    assert all(c.fee_tzs == 0 and c.quota is None for c in event.categories)
+    assert event.categories == list(DEFAULT_CATEGORIES)
+
+
+async def test_an_old_client_sending_cadre_registers_in_the_default_category(ctx, store) -> None:
+    event_id = await new_event(ctx)
+    result = await handlers.register_participant(ctx, event_id, person(cadre="ict_officer"))
+    stored = await store.get_registration(result.id)
+    assert (stored.category, stored.cadre, stored.via) == ("ict_officer", "ict_officer", "self")
+    assert stored.institution_code is None
+    public = store.last("ParticipantRegistered")
+    assert public["participant"]["category"] == "ict_officer"
+    assert store.last("ParticipantRegisteredNotice")["category"] == "ict_officer"
+
+
+async def test_a_category_outside_the_cadres_is_other_officer_on_the_cadre_field(
+    ctx, store
+) -> None:
+    event_id = await new_event(ctx, categories=[category("student", fee_tzs=20_000)])
+    result = await handlers.register_participant(ctx, event_id, applicant("student"))
+    stored = await store.get_registration(result.id)
+    assert (stored.category, stored.cadre) == ("student", "other_officer")
+    assert store.last("ParticipantRegistered")["participant"]["category"] == "student"
+
+
+async def test_an_unknown_category_is_refused_naming_the_field(ctx) -> None:
+    event_id = await new_event(ctx, categories=[category("student")])
+    err = await refused(
+        "unknown_category",
+        handlers.register_participant(ctx, event_id, person(cadre="ict_officer")),
+    )
+    assert err.field == "category"
+
+
+async def test_quotas_cap_each_category_and_reserve_its_seats(ctx, store) -> None:
+    event_id = await new_event(
+        ctx,
+        capacity=5,
+        categories=[category("student", quota=2), category("guest")],
+    )
+    students = [
+        await handlers.register_participant(ctx, event_id, applicant("student")) for _ in range(3)
+    ]
+    assert [s.status for s in students] == ["confirmed", "confirmed", "waitlisted"]
+    guests = [
+        await handlers.register_participant(ctx, event_id, applicant("guest")) for _ in range(4)
+    ]
+    # Two seats are the students' quota: the guests have three of the five.
+    assert [g.status for g in guests] == ["confirmed"] * 3 + ["waitlisted"]
+    event = await store.get_event(event_id)
+    assert event.seats_taken == 5 and event.category_taken == {"student": 2, "guest": 3}
+
+
+async def test_a_quota_reserves_its_seats_only_while_they_are_free(ctx) -> None:
+    event_id = await new_event(
+        ctx, capacity=3, categories=[category("student", quota=1), category("guest")]
+    )
+    first = [await handlers.register_participant(ctx, event_id, applicant("guest")) for _ in "ab"]
+    assert [g.status for g in first] == ["confirmed", "confirmed"]
+    third = await handlers.register_participant(ctx, event_id, applicant("guest"))
+    assert third.status == "waitlisted"  # the last seat is the student's
+    student = await handlers.register_participant(ctx, event_id, applicant("student"))
+    assert student.status == "confirmed"
+
+
+async def test_a_cancellation_promotes_the_first_waiting_person_whose_quota_allows(
+    ctx, store
+) -> None:
+    event_id = await new_event(
+        ctx, capacity=3, categories=[category("student", quota=1), category("guest")]
+    )
+    student = await handlers.register_participant(ctx, event_id, applicant("student"))
+    guests = [await handlers.register_participant(ctx, event_id, applicant("guest")) for _ in "ab"]
+    waiting_student = await handlers.register_participant(ctx, event_id, applicant("student"))
+    waiting_guest = await handlers.register_participant(ctx, event_id, applicant("guest"))
+    assert [waiting_student.status, waiting_guest.status] == ["waitlisted", "waitlisted"]
+    # A guest cancels: the student first in line cannot take a guest's seat (quota 1);
+    # the guest behind them can.
+    await handlers.cancel_registration(ctx, guests[0].id, by="participant")
+    assert (await store.get_registration(waiting_student.id)).status == "waitlisted"
+    assert (await store.get_registration(waiting_guest.id)).status == "confirmed"
+    # The student cancels: the waiting student takes the quota's seat.
+    await handlers.cancel_registration(ctx, student.id, by="participant")
+    assert (await store.get_registration(waiting_student.id)).status == "confirmed"
+    event = await store.get_event(event_id)
+    assert event.seats_taken == 3 and event.category_taken == {"student": 1, "guest": 2}
+
+
+async def test_concurrent_registrations_hold_capacity_and_quotas(ctx, store) -> None:
+    event_id = await new_event(
+        ctx,
+        capacity=30,
+        categories=[category("student", quota=5), category("ps", quota=10), category("guest")],
+    )
+    codes = ["student", "ps", "guest"] * 30
+    results = await asyncio.gather(
+        *(handlers.register_participant(ctx, event_id, applicant(c)) for c in codes)
+    )
+    confirmed: dict[str, int] = {}
+    for code, result in zip(codes, results, strict=True):
+        if result.status == "confirmed":
+            confirmed[code] = confirmed.get(code, 0) + 1
+    assert confirmed == {"student": 5, "ps": 10, "guest": 15}
+    assert (await store.get_event(event_id)).seats_taken == 30
+
+
+async def test_a_category_needing_approval_waits_for_an_organiser(ctx, store) -> None:
+    event_id = await new_event(
+        ctx, categories=[category("guest"), category("vip", requires_approval=True)]
+    )
+    vip = await handlers.register_participant(ctx, event_id, applicant("vip"))
+    guest = await handlers.register_participant(ctx, event_id, applicant("guest"))
+    assert (vip.status, guest.status) == ("pending_approval", "confirmed")
+    approved = await handlers.approve_registration(ctx, vip.id, "organiser-1")
+    assert approved.status == "confirmed"
+    assert (await store.get_event(event_id)).category_taken == {"guest": 1, "vip": 1}
+
+
+async def test_a_nomination_only_category_refuses_self_registration(ctx, store) -> None:
+    event_id = await new_event(
+        ctx, categories=[category("officer", requires_nomination=True), category("guest")]
+    )
+    err = await refused(
+        "nomination_required",
+        handlers.register_participant(ctx, event_id, applicant("officer")),
+    )
+    assert err.field == "category"
+    assert store.registrations == {}
+    nominated = await handlers.register_participant(
+        ctx, event_id, applicant("officer"), via="nomination", institution_code="MOF"
+    )
+    stored = await store.get_registration(nominated.id)
+    assert (stored.via, stored.institution_code, stored.status) == (
+        "nomination",
+        "MOF",
+        "confirmed",
+    )
+    assert store.last("ParticipantRegistered")["participant"]["institution_code"] == "MOF"
+    assert store.last("ParticipantRegisteredNotice")["institution_code"] == "MOF"
+
+
+async def test_organisers_manage_categories_through_the_event(ctx, store) -> None:
+    event_id = await new_event(ctx, capacity=10)
+    person_id = (await handlers.register_participant(ctx, event_id, person())).id
+    change = EventChange(categories=[category("student", quota=4, fee_tzs=20_000)])
+    err = await refused("category_in_use", handlers.update_event(ctx, event_id, change))
+    assert err.field == "categories"
+    keep = [c.model_dump() for c in DEFAULT_CATEGORIES]
+    event = await handlers.update_event(
+        ctx,
+        event_id,
+        EventChange(categories=[*keep, category("student", quota=4, fee_tzs=20_000)]),
+    )
+    assert event.category("student").fee_tzs == 20_000
+    assert "categories" in store.last("EventUpdated")["changed_fields"]
+    too_many = EventChange(categories=[*keep, category("student", quota=11)])
+    await refused("invalid_categories", handlers.update_event(ctx, event_id, too_many))
+    await handlers.cancel_registration(ctx, person_id, by="participant")
+
+
+async def test_raising_a_quota_promotes_that_categorys_waiting_people(ctx, store) -> None:
+    event_id = await new_event(ctx, capacity=10, categories=[category("student", quota=1)])
+    first = await handlers.register_participant(ctx, event_id, applicant("student"))
+    second = await handlers.register_participant(ctx, event_id, applicant("student"))
+    assert (first.status, second.status) == ("confirmed", "waitlisted")
+    await handlers.update_event(
+        ctx, event_id, EventChange(categories=[category("student", quota=2)])
+    )
+    assert (await store.get_registration(second.id)).status == "confirmed"
+
+
+async def test_a_quota_cannot_go_below_its_confirmed_seats(ctx) -> None:
+    event_id = await new_event(ctx, capacity=10, categories=[category("student", quota=2)])
+    for _ in range(2):
+        await handlers.register_participant(ctx, event_id, applicant("student"))
+    await refused(
+        "quota_below_confirmed",
+        handlers.update_event(
+            ctx, event_id, EventChange(categories=[category("student", quota=1)])
+        ),
+    )
+
+
+async def test_reconcile_repairs_the_category_counters(ctx, store) -> None:
+    event_id = await new_event(ctx, capacity=10, categories=[category("student", quota=3)])
+    await handlers.register_participant(ctx, event_id, applicant("student"))
+    store.events[event_id].category_taken["student"] = 3  # a crash left it too high
+    store.events[event_id].seats_taken = 3
+    result = await handlers.reconcile_seats(ctx, event_id, settle_s=0)
+    assert result["recounted"] == 1
+    assert store.events[event_id].category_taken == {"student": 1}
+
+
+async def test_a_walk_in_is_confirmed_and_checked_in_at_once(ctx, store, clock) -> None:
+    event_id = await new_event(
+        ctx,
+        starts_at=NOW - timedelta(hours=1),
+        ends_at=NOW + timedelta(days=1),
+        registration_closes_at=NOW - timedelta(days=2),
+        registration_opens_at=NOW - timedelta(days=9),
+        categories=[category("officer", requires_nomination=True, requires_approval=True)],
+    )
+    result = await handlers.register_participant(ctx, event_id, applicant("officer"), via="walk_in")
+    stored = await store.get_registration(result.id)
+    assert (stored.status, stored.via) == ("confirmed", "walk_in")
+    assert list(stored.checkins) == ["2026-11-02"]
+    assert store.types(result.id) == ["ParticipantRegistered", "ParticipantCheckedIn"]
+
+
+async def test_a_walk_in_is_refused_when_no_seat_is_left(ctx, store) -> None:
+    event_id = await new_event(
+        ctx,
+        capacity=1,
+        starts_at=NOW - timedelta(hours=1),
+        ends_at=NOW + timedelta(days=1),
+        categories=[category("guest")],
+    )
+    await handlers.register_participant(ctx, event_id, applicant("guest"), via="walk_in")
+    await refused(
+        "event_full",
+        handlers.register_participant(ctx, event_id, applicant("guest"), via="walk_in"),
+    )
+    assert len(store.registrations) == 1
+
+
+async def test_a_walk_in_is_only_taken_on_an_event_day(ctx) -> None:
+    event_id = await new_event(ctx, categories=[category("guest")])  # a month ahead
+    await refused(
+        "not_an_event_day",
+        handlers.register_participant(ctx, event_id, applicant("guest"), via="walk_in"),
+    )
