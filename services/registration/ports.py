@@ -18,6 +18,8 @@ from services.registration.domain import (
     EvaluationForm,
     EvaluationResponse,
     Event,
+    Institution,
+    InstitutionSignIn,
     Registration,
 )
 
@@ -213,3 +215,49 @@ class RegistrationStore(Protocol):
     async def save_evaluation_response(self, response: EvaluationResponse) -> bool: ...
 
     async def event_evaluation_responses(self, event_id: str) -> list[EvaluationResponse]: ...
+
+
+# -- institutions (issue 13 B) ---------------------------------------------------------
+
+
+class InstitutionStore(Protocol):
+    """The registry of institutions and the contact persons' sign-in records."""
+
+    async def get_institution(self, code: str) -> Institution | None: ...
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        """Every institution (of a kind, in a region), by code."""
+        ...
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        """The institutions that have a contact person with this (normalised) email."""
+        ...
+
+    async def add_institution(self, institution: Institution) -> None:
+        """Insert a new institution; ``institution_exists`` if its code is taken."""
+        ...
+
+    async def save_institution(self, institution: Institution) -> bool:
+        """Write a changed institution if its revision is still the one read."""
+        ...
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        """Store a sign-in link's nonce with its notice (the email), in one insert."""
+        ...
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None: ...
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        """Mark an issued sign-in used, with one conditional write; None if it was used
+        before (or never issued): a link opens a session once."""
+        ...
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        """Delete a contact person's sign-in records (erasure)."""
+        ...
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        """The registrations an institution nominated for an event, oldest first."""
+        ...
