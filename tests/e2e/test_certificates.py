@@ -345,3 +345,62 @@ async def test_verification_page_passes_axe_on_a_phone(platform, tmp_path) -> No
         assert await axe_violations(page) == [], "evaluation (sw)"
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
+
+
+async def test_when_an_event_ends_the_worker_asks_for_the_evaluation_and_issues(
+    platform, start_service
+) -> None:
+    """No organiser action: a registration instance of its own (its own databases, the
+    after-event worker every half second) invites the attendee and issues the
+    certificate once the event has ended; the platform's notification emails both."""
+    from tests.stack import unique_suffix
+
+    service = await start_service(
+        "registration", db_suffix=unique_suffix(), REGISTRATION_AFTER_EVENT_INTERVAL_S="0.5"
+    )
+    base, admin = service.url, platform.admin_headers
+    today = datetime.now(UTC).astimezone(EAT).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    event = await create_event(
+        base,
+        admin,
+        starts_at=datetime.combine(today - timedelta(days=1), time(8), EAT).isoformat(),
+        ends_at=datetime.combine(today, time(23, 59), EAT).isoformat(),
+        registration_opens_at=(datetime.now(UTC) - timedelta(days=2)).isoformat(),
+    )
+    body = participant(language="en")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        r = await api.put(
+            f"/api/v1/events/{event['id']}/certificate-settings",
+            json={"cpd_hours": {yesterday: 7.5}},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+        r = await api.put(
+            f"/api/v1/events/{event['id']}/evaluation", json={"questions": QUESTIONS}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        r = await api.post(f"/api/v1/events/{event['id']}/registrations", json=body)
+        mine = await api.get(
+            f"/api/v1/registrations/{r.json()['reference']}",
+            headers={"X-Manage-Token": r.json()["manage_token"]},
+        )
+        r = await api.post(
+            "/api/v1/checkins",
+            json={"ticket": mine.json()["ticket"], "day": yesterday},
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        ended = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        r = await api.patch(f"/api/v1/events/{event['id']}", json={"ends_at": ended}, headers=admin)
+        assert r.status_code == 200, r.text
+    email = body["email"]
+    (invitation,) = await platform.smtp.wait_for(
+        lambda m: _to(m, email) and _template(m) == "evaluation_invitation", timeout=60
+    )
+    (certificate,) = await platform.smtp.wait_for(
+        lambda m: _to(m, email) and _template(m) == "certificate", timeout=60
+    )
+    text = _plain(certificate)
+    assert f"Days attended: {yesterday}" in text and "CPD hours: 7.5" in text
+    assert "released once you answer" not in _plain(invitation)  # not required here
