@@ -56,7 +56,11 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         "Publishes the public registration stream (registration.v1) and the private "
         "notices for the notification service (registration.notices.v1).",
         # The registration and self-service pages post HTML forms (no JavaScript needed).
-        non_json_paths=[r"^/register/", r"^/my(/|$)"],
+        non_json_paths=[
+            r"^/register/",
+            r"^/my(/|$)",
+            r"^/api/v1/events/[^/]+/registrations/import$",
+        ],
         error_statuses=api.ERROR_STATUSES,
     )
     store = MongoRegistrationStore(runtime.db, signal=runtime.signal)

@@ -1093,6 +1093,10 @@ class Event(Aggregate):
         category, or one that needs a nomination when the person registers themselves."""
         if via == "walk_in":
             self.check_walk_in(now)
+        elif via == "import":  # an organiser's import: whatever the window says
+            self.check_not_cancelled()
+            if self.ends_at < now:
+                raise DomainError("event_ended", "This event has ended.")
         else:
             refusal = self.registration_refusal(now)
             if refusal is not None:
@@ -1697,6 +1701,7 @@ CSV_COLUMNS = (
     "institution",
     "position",
     "cadre",
+    "category",
     "region",
     "accessibility_needs",
     "dietary_needs",
@@ -1704,7 +1709,22 @@ CSV_COLUMNS = (
     "waitlist_position",
     "checked_in_days",
     "created_at",
+    "via",
+    "institution_code",
 )
+ANSWER_COLUMN = "answers.{}"  # one column per question of the event, after CSV_COLUMNS
+
+
+def csv_columns(questions: Sequence[Question] = ()) -> list[str]:
+    """The export's header: the fixed columns, then ``answers.<id>`` per question."""
+    return [*CSV_COLUMNS, *(ANSWER_COLUMN.format(q.id) for q in questions)]
+
+
+def answer_cell(value: Any) -> object:
+    """An answer as an export cell: yes/no for booleans, choices joined with ``;``."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
 
 
 def csv_cell(value: object) -> str:
@@ -1722,10 +1742,12 @@ def csv_cell(value: object) -> str:
     return text
 
 
-def csv_row(registration: Registration) -> list[str]:
-    """One registration as an export row, in ``CSV_COLUMNS`` order."""
+def csv_row(registration: Registration, questions: Sequence[Question] = ()) -> list[str]:
+    """One registration as an export row, in ``csv_columns(questions)`` order."""
     values = {
         **{col: getattr(registration, col, None) for col in CSV_COLUMNS},
         "checked_in_days": sorted(registration.checkins),
     }
-    return [csv_cell(values.get(col)) for col in CSV_COLUMNS]
+    row = [csv_cell(values.get(col)) for col in CSV_COLUMNS]
+    answers = registration.answers or {}
+    return row + [csv_cell(answer_cell(answers.get(q.id))) for q in questions]

@@ -302,3 +302,34 @@ async def test_a_walk_in_is_only_taken_on_an_event_day(ctx) -> None:
         "not_an_event_day",
         handlers.register_participant(ctx, event_id, applicant("guest"), via="walk_in"),
     )
+
+
+async def test_the_demo_conference_has_egas_categories_and_fees(ctx, store) -> None:
+    from datetime import date
+
+    from services.registration import demo
+
+    event_id = await demo.seed(ctx, date(2026, 12, 1))
+    event = await store.get_event(event_id)
+    fees = {c.code: c.fee_tzs for c in event.categories}
+    assert fees["ict_officer"] == 400_000
+    assert fees["permanent_secretary"] == fees["accounting_officer"] == 200_000
+    assert fees["student"] == 20_000
+    for code in ("communications", "planning", "finance", "hr", "procurement", "records"):
+        assert f"{code}_officer" in fees
+    assert "foreign_guest" in fees
+    # The free category confirms at once (no payment needed in the demo).
+    assert fees["invited_guest"] == 0
+    clock_now = event.registration_opens_at
+    ctx.clock = lambda: clock_now + (event.starts_at - clock_now) / 2
+    guest = await handlers.register_participant(
+        ctx,
+        event_id,
+        applicant("invited_guest", answers={"field_visit": "ngorongoro"}),
+    )
+    assert guest.status == "confirmed"
+    err = await refused(
+        "invalid_answers",
+        handlers.register_participant(ctx, event_id, applicant("student")),
+    )
+    assert err.field == "answers.university" and "required" in err.message
