@@ -417,7 +417,7 @@ class Question(BaseModel):
         if kind in _TEXT_LIMITS:
             if not isinstance(value, str):
                 raise AnswerProblem("must be text")
-            text = value.strip()
+            text = value.strip().replace("\r\n", "\n").replace("\r", "\n")  # forms send CRLF
             reason = control_problem(text, single_line=kind == "short_text")
             if reason is not None:
                 raise AnswerProblem(reason)
