@@ -1678,6 +1678,10 @@ class Registration(Aggregate):
         self.accessibility_needs = []
         self.accessibility_other = None
         self.dietary_needs = None
+        # Free-text answers may say who someone is; the nominating institution too, as
+        # much as the institution's name does. The category stays, as the cadre does.
+        self.answers = {}
+        self.institution_code = None
         self.manage_token_hash = None
         self.consent = {**self.consent, "withdrawn_at": stamp}
         self.erased_at = self.updated_at = stamp

@@ -545,3 +545,20 @@ async def test_a_clean_import_registers_everyone_and_notifies_each(ctx, store) -
     assert store.notices().count("ParticipantRegisteredNotice") == 3
     again = await handlers.import_registrants(ctx, event_id, body, dry_run=True)
     assert {p["reason"] for p in again["problems"]} == {"already registered for this event"}
+
+
+async def test_erasure_removes_the_answers_and_the_nominating_institution(ctx, store) -> None:
+    event_id = await question_event(ctx)
+    registered = await handlers.register_participant(
+        ctx,
+        event_id,
+        applicant("guest", answers={"field_visit": "ngorongoro", "bio": "Mama wa watoto 3"}),
+        via="nomination",
+        institution_code="TRA",
+    )
+    await handlers.erase_registration(ctx, registered.id, reason="participant_request")
+    erased = await store.get_registration(registered.id)
+    assert erased.answers == {} and erased.institution_code is None
+    assert erased.category == "guest"
+    # Cancelled first: the field visit's place went back.
+    assert (await store.get_event(event_id)).choice_taken["field_visit"]["ngorongoro"] == 0
