@@ -34,6 +34,8 @@ from shared.contracts.registration import (
 )
 from shared.contracts.registration_notices import (
     ConfirmationResendRequestedNotice,
+    InstitutionContactErased,
+    InstitutionSignInRequested,
     ParticipantCheckedInNotice,
     ParticipantRegisteredNotice,
     ParticipantWaitlistedNotice,
@@ -104,6 +106,9 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     for cls in RESOLUTION_EVENTS:
         table[cls] = bind(handlers.record_resolution_event)
     table[PersonalDataErased] = bind(handlers.erase_personal_data)
+    # institutions (issue 13 B): a contact person's sign-in link
+    table[InstitutionSignInRequested] = bind(handlers.record_institution_sign_in)
+    table[InstitutionContactErased] = bind(handlers.erase_institution_contact)
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=[REGISTRATION_NOTICES, RESOLUTIONS_NOTICES, REGISTRATION, RESOLUTIONS],

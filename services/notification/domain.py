@@ -775,3 +775,29 @@ ANNOUNCEMENT_FIELDS = (
     "body_en",
     "channels",
 )
+
+
+# --------------------------------------------------------------------------- institutions
+# Issue 13 B: an institution's contact person asked to sign in; email them the link.
+
+INSTITUTION_SIGN_IN = "institution_sign_in"
+
+
+def institution_sign_in_intents(received: ReceivedEvent) -> list[Intent]:
+    """The one email an ``InstitutionSignInRequested`` notice calls for (no SMS: the
+    link is a credential, and an SMS may be read on a shared phone's lock screen)."""
+    event = received.event
+    contact = event.contact
+    context = {
+        "institution": {
+            "code": event.institution_code,
+            "name_sw": event.institution_name_sw,
+            "name_en": event.institution_name_en,
+        },
+        "contact": {"full_name": contact.full_name, "language": contact.language},
+        "sign_in_url": event.sign_in_url,
+        "expires_at": iso(event.expires_at),
+    }
+    return [
+        Intent("email", contact.email, INSTITUTION_SIGN_IN, language_of(contact.language), context)
+    ]

@@ -31,6 +31,7 @@ from services.notification.domain import (
     Reminder,
     RetryPolicy,
     event_changes,
+    institution_sign_in_intents,
     intents_for,
     notification_key,
     participant_intents,
@@ -153,6 +154,23 @@ async def record_resolution_event(ctx: Context, received: ReceivedEvent) -> None
             for i in resolution_intents(received)
         ]
     )
+
+
+async def record_institution_sign_in(ctx: Context, received: ReceivedEvent) -> None:
+    """Email an institution's contact person their sign-in link (idempotent on ce_id)."""
+    now = ctx.clock()
+    await ctx.store.add(
+        [
+            new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
+            for i in institution_sign_in_intents(received)
+        ]
+    )
+
+
+async def erase_institution_contact(ctx: Context, received: ReceivedEvent) -> None:
+    """InstitutionContactErased: drop the delivery log's copies of the contact person."""
+    erased = await ctx.store.erase_recipient(received.event.email, ctx.clock())
+    log.info("institution_contact_erased", contact_id=received.event.contact_id, messages=erased)
 
 
 async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:

@@ -108,6 +108,11 @@ class NotificationStore(Protocol):
         scrub the delivery log's copies of the recipient and the message's context."""
         ...
 
+    async def erase_recipient(self, recipient: str, now: datetime) -> int:
+        """Cancel the unsent notifications to ``recipient`` and scrub the delivery log's
+        copies of it (an institution's contact person erased: issue 13 B)."""
+        ...
+
     async def active_participants(
         self,
         event_id: str,

@@ -378,6 +378,21 @@ class MongoNotificationStore:
         )
 
     @_reachable
+    async def erase_recipient(self, recipient: str, now: datetime) -> int:
+        await self.notifications.update_many(
+            {"recipient": recipient, "status": {"$in": ["pending", "retry"]}},
+            {"$set": {"status": "cancelled", "last_error": "personal data erased"}},
+        )
+        result = await self.notifications.update_many(
+            {"recipient": recipient},
+            {
+                "$set": {"recipient": "[erased]", "context": {}, "erased": True},
+                "$inc": {"rev": 1},
+            },
+        )
+        return int(result.matched_count)
+
+    @_reachable
     async def active_participants(
         self,
         event_id: str,

@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,16 +18,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.registration import handlers
 from services.registration.domain import (
     FIXED_FIELDS,
+    INSTITUTION_CSV_REQUIRED,
     AccessibilityNeed,
     Cadre,
     Cancellation,
     Category,
     CheckInRequest,
     Choice,
+    ContactPersonSpec,
     DomainError,
     Event,
     EventChange,
     EventSpec,
+    Institution,
+    InstitutionChange,
+    InstitutionKind,
+    InstitutionSpec,
     Language,
     Question,
     Registration,
@@ -58,6 +64,10 @@ ERROR_STATUSES: dict[str, int] = {
     "invalid_categories": 422,
     "import_invalid": 422,
     "not_an_event_day": 422,
+    # institutions (issue 13 B)
+    "invalid_import": 422,
+    "sign_in_link_invalid": 404,
+    "institution_session_invalid": 401,
 }
 
 
@@ -685,7 +695,6 @@ async def register_walk_in(
     )
 
 
-CSV_TYPES = {"text/csv", "text/plain", "application/csv", "application/vnd.ms-excel"}
 IMPORT_MAX_BYTES = 2 * MiB
 
 
@@ -953,4 +962,224 @@ async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> Chec
         institution=registration.institution,
         day=result.day,
         checked_in_at=result.checked_in_at,
+    )
+
+
+# -- institutions (issue 13 B) -----------------------------------------------------------------
+# The registry is public reading (names, kinds, regions: what a registration form's
+# institution picker needs); its contact persons are personal data, shown to organisers
+# (and admins) only. Organisers change it, one by one or from a CSV file with a dry run.
+
+INSTITUTIONS_CSV_MAX_BYTES = 2 * 1024 * 1024
+CSV_TYPES = ("text/csv", "text/plain", "application/csv")
+
+
+class ContactPersonView(BaseModel):
+    id: str
+    full_name: str
+    email: str
+    phone: str | None = None
+    language: Language
+
+
+class InstitutionView(BaseModel):
+    """An institution as anyone may read it (no contact persons)."""
+
+    code: str
+    name_sw: str
+    name_en: str
+    kind: InstitutionKind
+    region: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class InstitutionDetailView(InstitutionView):
+    """An institution as organisers see it: with its contact persons."""
+
+    contacts: list[ContactPersonView] = []
+
+
+class InstitutionImportLine(BaseModel):
+    row: int = Field(description="The file's line (the header is line 1)")
+    code: str
+    action: Literal["create", "update", "unchanged"]
+    changed_fields: list[str] = []
+
+
+class InstitutionImportReport(BaseModel):
+    dry_run: bool
+    applied: bool = Field(description="Whether anything was written")
+    valid: bool
+    rows: list[InstitutionImportLine] = []
+    problems: list[dict[str, Any]] = Field(
+        [], description="Each problem: row (the header is row 1), field (a column), reason."
+    )
+
+
+def _institution_view(institution: Institution) -> InstitutionView:
+    return InstitutionView(**{k: getattr(institution, k) for k in InstitutionView.model_fields})
+
+
+def _institution_detail(institution: Institution) -> InstitutionDetailView:
+    fields = {k: getattr(institution, k) for k in InstitutionView.model_fields}
+    return InstitutionDetailView(
+        **fields, contacts=[ContactPersonView(**c) for c in institution.contacts]
+    )
+
+
+InstitutionCodePath = Annotated[str, Path(min_length=2, max_length=32, pattern=r"^[A-Za-z0-9-]+$")]
+
+
+@router.get("/institutions", response_model=list[InstitutionView], tags=["institutions"])
+async def list_institutions(
+    request: Request,
+    kind: Annotated[InstitutionKind | None, Query()] = None,
+    region: Annotated[str | None, Query(max_length=60)] = None,
+) -> list[InstitutionView]:
+    """The registry of institutions, by code (public: no contact persons)."""
+    found = await handlers.list_institutions(_ctx(request), kind=kind, region=region)
+    return [_institution_view(i) for i in found]
+
+
+@router.get(
+    "/institutions/{code}",
+    response_model=InstitutionView,
+    tags=["institutions"],
+    responses=error_responses(404),
+)
+async def get_institution(code: InstitutionCodePath, request: Request) -> InstitutionView:
+    """One institution (public: no contact persons)."""
+    return _institution_view(await handlers.get_institution(_ctx(request), code))
+
+
+@router.get(
+    "/institutions/{code}/contacts",
+    response_model=InstitutionDetailView,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 404),
+)
+async def get_institution_contacts(
+    code: InstitutionCodePath, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """One institution with its contact persons (organisers: personal data)."""
+    return _institution_detail(await handlers.get_institution(_ctx(request), code))
+
+
+@router.post(
+    "/institutions",
+    response_model=InstitutionDetailView,
+    status_code=201,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 409, 413, 415, 422),
+)
+async def create_institution(
+    spec: InstitutionSpec, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """Add an institution (organisers); 409 ``institution_exists`` if its code is taken."""
+    return _institution_detail(await handlers.create_institution(_ctx(request), spec))
+
+
+@router.patch(
+    "/institutions/{code}",
+    response_model=InstitutionDetailView,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def update_institution(
+    code: InstitutionCodePath, change: InstitutionChange, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """Change names, kind, region or the contact persons (``contacts`` replaces the
+    list; a person kept, by email, keeps their id)."""
+    return _institution_detail(await handlers.update_institution(_ctx(request), code, change))
+
+
+@router.post(
+    "/institutions/{code}/contacts",
+    response_model=InstitutionDetailView,
+    status_code=201,
+    tags=["institutions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def add_contact_person(
+    code: InstitutionCodePath, contact: ContactPersonSpec, request: Request, _: Organiser
+) -> InstitutionDetailView:
+    """Add a contact person (or update the one with that email)."""
+    return _institution_detail(await handlers.add_contact_person(_ctx(request), code, contact))
+
+
+@router.delete(
+    "/institutions/{code}/contacts/{contact_id}",
+    status_code=204,
+    tags=["personal data"],
+    responses=error_responses(401, 403, 404),
+)
+async def erase_contact_person(
+    code: InstitutionCodePath,
+    contact_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    _: Organiser,
+) -> Response:
+    """Erase a contact person (PDPA): their details and sign-in records are deleted and
+    their session, if any, stops."""
+    await handlers.erase_contact_person(_ctx(request), code, contact_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/institutions/import",
+    response_model=InstitutionImportReport,
+    status_code=201,
+    tags=["institutions"],
+    responses={
+        200: {"model": InstitutionImportReport, "description": "Dry run: nothing written"},
+        **error_responses(401, 403, 413, 415, 422),
+    },
+    openapi_extra={
+        **body_limit(INSTITUTIONS_CSV_MAX_BYTES),
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "description": "The CSV file (UTF-8)"}}
+                for media in ("text/csv", "text/plain")
+            },
+        },
+    },
+    description="Load or update the registry from a CSV file (`text/csv`, UTF-8, header "
+    f"first). Columns: {', '.join(INSTITUTION_CSV_REQUIRED)} (required); region, "
+    "contact_name, contact_email, contact_phone, contact_language (optional: a row's "
+    "contact person is added, or the one with that email updated). `?dry_run=true` "
+    "answers 200 with what each row would do and every problem (row, field, reason); "
+    "otherwise a file with any problem is refused with 422 naming each row and field "
+    "and nothing is written, and a clean file is written: 201.",
+)
+async def import_institutions(
+    request: Request, response: Response, _: Organiser, dry_run: bool = False
+) -> InstitutionImportReport:
+    """Load or update the registry from CSV (organisers)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in CSV_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the file as text/csv (UTF-8).",
+            fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+        )
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            422,
+            "invalid_import",
+            "The file is not UTF-8 text.",
+            fields=[FieldProblem(field="body", reason="not UTF-8")],
+        ) from None
+    report = await handlers.import_institutions(_ctx(request), text, dry_run=dry_run)
+    response.status_code = 200 if dry_run else 201
+    return InstitutionImportReport(
+        dry_run=report.dry_run,
+        applied=report.applied,
+        valid=not report.problems,
+        rows=[InstitutionImportLine(**vars(line)) for line in report.lines],
+        problems=[{"row": p.row, "field": p.field, "reason": p.reason} for p in report.problems],
     )

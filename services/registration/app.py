@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from services.registration import api, demo, handlers, web, workers
-from services.registration.domain import LINK_KEY_PURPOSE, LinkSigner, TicketSigner
+from services.registration.domain import (
+    INSTITUTION_LINK_PURPOSE,
+    LINK_KEY_PURPOSE,
+    InstitutionLinkSigner,
+    LinkSigner,
+    TicketSigner,
+)
 from services.registration.settings import RegistrationSettings
-from services.registration.store import EVENTS, REGISTRATIONS, MongoRegistrationStore
+from services.registration.store import (
+    EVENTS,
+    INSTITUTIONS,
+    REGISTRATIONS,
+    SIGN_INS,
+    MongoInstitutionStore,
+    MongoRegistrationStore,
+)
 from shared.runtime import ServiceRuntime
 from shared.topics import REGISTRATION, REGISTRATION_NOTICES
 
@@ -60,19 +74,29 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
             r"^/register/",
             r"^/my(/|$)",
             r"^/api/v1/events/[^/]+/registrations/import$",
+            # institutions (issue 13 B): the institution pages' forms and the registry CSV
+            r"^/institution(/|$)",
+            r"^/api/v1/institutions/import$",
         ],
         error_statuses=api.ERROR_STATUSES,
     )
     store = MongoRegistrationStore(runtime.db, signal=runtime.signal)
+    institutions = MongoInstitutionStore(runtime.db, signal=runtime.signal)
     context = handlers.Context(
         store=store,
         signer=TicketSigner(ticket_secret(settings)),
         notice_version=settings.privacy_notice_version,
         links=LinkSigner(link_secret(settings)),
         public_url=public_url(settings),
+        institutions=institutions,
+        institution_links=InstitutionLinkSigner(
+            TicketSigner(ticket_secret(settings)).derive_key(INSTITUTION_LINK_PURPOSE)
+        ),
+        sign_in_validity=timedelta(seconds=settings.institution_link_validity_s),
+        session_validity=timedelta(seconds=settings.institution_session_s),
     )
     runtime.app.state.context = context
-    runtime.use_outbox([EVENTS, REGISTRATIONS])
+    runtime.use_outbox([EVENTS, REGISTRATIONS, INSTITUTIONS, SIGN_INS])
     runtime.publishes(REGISTRATION)
     # Private: contact details and tickets, for the notification service only.
     runtime.publishes(REGISTRATION_NOTICES)
@@ -91,10 +115,14 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     @runtime.on_startup
     async def prepare() -> None:
         await store.ensure_indexes()
+        await institutions.ensure_indexes()
         if settings.core.seed_demo:
             seeded = await demo.seed(context)
             if seeded:
                 runtime.log.info("demo_event_seeded", event_id=seeded)
+            institutions_added = await demo.seed_institutions(context)
+            if institutions_added:
+                runtime.log.info("demo_institutions_seeded", added=institutions_added)
         # A crash between taking a seat and writing its registration (or cancelling and
         # releasing) leaves a counter wrong: recount every open event before serving.
         repaired = await handlers.reconcile_all(context)

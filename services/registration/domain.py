@@ -8,8 +8,10 @@ the change causes; the store saves the change and those events in one write.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
+import io
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,9 +23,11 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -48,6 +52,9 @@ from shared.contracts.registration import (
 )
 from shared.contracts.registration_notices import (
     ConfirmationResendRequestedNotice,
+    InstitutionContactAddress,
+    InstitutionContactErased,
+    InstitutionSignInRequested,
     ParticipantCheckedInNotice,
     ParticipantRegisteredNotice,
     ParticipantWaitlistedNotice,
@@ -1755,3 +1762,567 @@ def csv_row(registration: Registration, questions: Sequence[Question] = ()) -> l
     row = [csv_cell(values.get(col)) for col in CSV_COLUMNS]
     answers = registration.answers or {}
     return row + [csv_cell(answer_cell(answers.get(q.id))) for q in questions]
+
+
+# -- institutions (issue 13 B) ---------------------------------------------------------
+# The registry of the public institutions that nominate their officers, their contact
+# persons (personal data: PDPA), and the contact persons' emailed, single-use sign-in.
+
+InstitutionKind = Literal[
+    "ministry",
+    "independent_department",
+    "agency",
+    "regional_secretariat",
+    "local_government_authority",
+    "public_corporation",
+    "other",
+]
+INSTITUTION_KINDS: tuple[str, ...] = (
+    "ministry",
+    "independent_department",
+    "agency",
+    "regional_secretariat",
+    "local_government_authority",
+    "public_corporation",
+    "other",
+)
+# An institution's code: upper case letters, digits and dashes (e.g. EGA, MOF, PO-RALG).
+InstitutionCode = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$"),
+]
+MAX_CONTACTS = 10
+
+
+class ContactPersonSpec(BaseModel):
+    """One contact person of an institution (for example its HR or ICT head)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: single_line_text(min_length=2, max_length=120)
+    email: single_line_text(max_length=254)
+    phone: single_line_text(min_length=6, max_length=24) | None = None
+    language: Language = "sw"
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        return normalise_email(v)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalise_phone(v) if v else None
+
+
+def _unique_contacts(contacts: list[ContactPersonSpec]) -> list[ContactPersonSpec]:
+    emails = [c.email for c in contacts]
+    if len(set(emails)) != len(emails):
+        raise ValueError("two contact persons have the same email")
+    return contacts
+
+
+class InstitutionSpec(BaseModel):
+    """What an organiser sends to add an institution to the registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: InstitutionCode = Field(description="Short code, e.g. EGA, MOF, PO-RALG")
+    name_sw: Text
+    name_en: Text
+    kind: InstitutionKind
+    region: single_line_text(max_length=60) | None = None
+    contacts: list[ContactPersonSpec] = Field(default_factory=list, max_length=MAX_CONTACTS)
+
+    @field_validator("contacts")
+    @classmethod
+    def _contacts(cls, v: list[ContactPersonSpec]) -> list[ContactPersonSpec]:
+        return _unique_contacts(v)
+
+
+class InstitutionChange(Patch):
+    """What an organiser may change on an institution (``code`` is fixed). ``contacts``
+    replaces the list: a contact person kept (same email) keeps their id."""
+
+    nullable = frozenset({"region"})
+
+    name_sw: Text | None = None
+    name_en: Text | None = None
+    kind: InstitutionKind | None = None
+    region: single_line_text(max_length=60) | None = None
+    contacts: list[ContactPersonSpec] | None = Field(default=None, max_length=MAX_CONTACTS)
+
+    @field_validator("contacts")
+    @classmethod
+    def _contacts(cls, v: list[ContactPersonSpec] | None) -> list[ContactPersonSpec] | None:
+        return _unique_contacts(v) if v is not None else None
+
+
+def new_contact_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(kw_only=True)
+class Institution(Aggregate):
+    """An institution of the registry and its contact persons.
+
+    ``contacts`` are dicts (``id``, ``full_name``, ``email``, ``phone``, ``language``):
+    personal data, shown only to organisers and never logged. Nothing here is published
+    on the public stream; a sign-in link goes out as a private notice
+    (``InstitutionSignInRequested``) from the sign-in record, not from this aggregate.
+    """
+
+    code: str
+    name_sw: str
+    name_en: str
+    kind: str
+    region: str | None = None
+    contacts: list[dict] = field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.code
+
+    @classmethod
+    def create(cls, spec: InstitutionSpec, now: datetime) -> Institution:
+        stamp = iso(now)
+        institution = cls(
+            code=spec.code,
+            name_sw=spec.name_sw,
+            name_en=spec.name_en,
+            kind=spec.kind,
+            region=spec.region,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        institution.contacts = institution._merged_contacts(spec.contacts)
+        return institution
+
+    def name(self, language: str) -> str:
+        return self.name_en if language == "en" else self.name_sw
+
+    def _merged_contacts(self, contacts: list[ContactPersonSpec]) -> list[dict]:
+        """The new list; a person already there (same email) keeps their id."""
+        ids = {c["email"]: c["id"] for c in self.contacts}
+        return [
+            {"id": ids.get(c.email) or new_contact_id(), **c.model_dump(mode="json")}
+            for c in contacts
+        ]
+
+    def change(self, change: InstitutionChange, now: datetime) -> list[str]:
+        """Apply an organiser's change; the names of the fields that really changed."""
+        changed: list[str] = []
+        for name in change.model_fields_set:
+            if name == "contacts":
+                assert change.contacts is not None
+                new = self._merged_contacts(change.contacts)
+                if new != self.contacts:
+                    self.contacts = new
+                    changed.append(name)
+                continue
+            value = getattr(change, name)
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                changed.append(name)
+        if changed:
+            self.updated_at = iso(now)
+        return sorted(changed)
+
+    def upsert_contact(self, contact: ContactPersonSpec, now: datetime) -> bool:
+        """Add a contact person, or update the one with that email; True if it changed."""
+        others = [c for c in self.contacts if c["email"] != contact.email]
+        existing = next((c for c in self.contacts if c["email"] == contact.email), None)
+        if existing is None and len(self.contacts) >= MAX_CONTACTS:
+            raise DomainError(
+                "too_many_contacts",
+                f"An institution has at most {MAX_CONTACTS} contact persons.",
+                field="contacts",
+            )
+        new = {
+            "id": existing["id"] if existing else new_contact_id(),
+            **contact.model_dump(mode="json"),
+        }
+        if existing == new:
+            return False
+        self.contacts = (
+            [*others, new]
+            if existing is None
+            else [new if c["email"] == contact.email else c for c in self.contacts]
+        )
+        self.updated_at = iso(now)
+        return True
+
+    def contact(self, contact_id: str) -> dict | None:
+        return next((c for c in self.contacts if c["id"] == contact_id), None)
+
+    def contact_by_email(self, email: str) -> dict | None:
+        return next((c for c in self.contacts if c["email"] == email), None)
+
+    def erase_contact(self, contact_id: str, now: datetime) -> bool:
+        """Remove a contact person's data (PDPA erasure) and tell notification to drop
+        its copies; False if there was none."""
+        gone = self.contact(contact_id)
+        if gone is None:
+            return False
+        self.contacts = [c for c in self.contacts if c["id"] != contact_id]
+        self.updated_at = iso(now)
+        self.record(
+            InstitutionContactErased(
+                institution_code=self.code,
+                contact_id=contact_id,
+                email=gone["email"],
+                erased_at=now,
+            )
+        )
+        return True
+
+
+# -- the contact persons' sign-in: an emailed link, single use, minutes long ------------
+
+INSTITUTION_LINK_PURPOSE = b"mkutano institution sign-in v1"
+SIGN_IN_VALIDITY = timedelta(minutes=15)
+SESSION_VALIDITY = timedelta(hours=1)
+
+
+class InstitutionLinkSigner:
+    """Sign-in links and session cookies of institutions' contact persons.
+
+    A link is ``base64url(16-byte nonce + 4-byte expiry + 16-byte HMAC tag)`` (48
+    characters, one valid spelling). The signature and expiry are checked first; the
+    nonce is then consumed in the store with one conditional write, so a link opens one
+    session once. A session is ``base64url(contact id + institution code + expiry +
+    tag)``: signed, short-lived, checked against the registry on each request (an
+    erased contact person's session stops at once). The key is derived for this purpose
+    only: a link is no ticket, no self-service link and no session.
+    """
+
+    _MAC = 16
+    _LINK_LENGTH = 48
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _tag(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac.new(self._secret, purpose + b"\0" + data, hashlib.sha256).digest()[: self._MAC]
+
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    @staticmethod
+    def _decode(text: str) -> bytes | None:
+        try:
+            data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except ValueError:
+            return None
+        return data
+
+    def new_link(self, expires_at: datetime) -> tuple[str, str]:
+        """A fresh link and the hash of its nonce (what the store keeps)."""
+        nonce = secrets.token_bytes(16)
+        body = nonce + int(expires_at.timestamp()).to_bytes(4, "big")
+        return self._encode(body + self._tag(b"link", body)), nonce_hash(nonce)
+
+    def link_nonce(self, link: str, now: datetime) -> str | None:
+        """The nonce hash of a genuine, unexpired link, else None."""
+        if len(link) != self._LINK_LENGTH:
+            return None
+        data = self._decode(link)
+        if data is None or len(data) != 36 or self._encode(data) != link:
+            return None
+        body, tag = data[:20], data[20:]
+        if not hmac.compare_digest(self._tag(b"link", body), tag):
+            return None
+        if int.from_bytes(body[16:], "big") <= now.timestamp():
+            return None
+        return nonce_hash(body[:16])
+
+    def session(self, institution_code: str, contact_id: str, expires_at: datetime) -> str:
+        body = (
+            uuid.UUID(contact_id).bytes
+            + int(expires_at.timestamp()).to_bytes(4, "big")
+            + institution_code.encode()
+        )
+        return self._encode(body + self._tag(b"session", body))
+
+    def open_session(self, value: str, now: datetime) -> tuple[str, str] | None:
+        """``(institution code, contact id)`` of a genuine, unexpired session, else None."""
+        if not value or len(value) > 120:
+            return None
+        data = self._decode(value)
+        if data is None or len(data) < 20 + 2 + self._MAC or self._encode(data) != value:
+            return None
+        body, tag = data[: -self._MAC], data[-self._MAC :]
+        if not hmac.compare_digest(self._tag(b"session", body), tag):
+            return None
+        if int.from_bytes(body[16:20], "big") <= now.timestamp():
+            return None
+        try:
+            code = body[20:].decode()
+        except UnicodeDecodeError:
+            return None
+        return code, str(uuid.UUID(bytes=body[:16]))
+
+    def form_token(self, subject: str) -> str:
+        """The token an institution page's forms carry (CSRF), tied to the session (or
+        the sign-in link) the page was opened with."""
+        return self._encode(
+            hmac.new(self._secret, b"form\0" + subject.encode(), hashlib.sha256).digest()[:18]
+        )
+
+    def form_token_matches(self, subject: str, token: str | None) -> bool:
+        return hmac.compare_digest(self.form_token(subject).encode(), (token or "").encode())
+
+
+def nonce_hash(nonce: bytes) -> str:
+    return hashlib.sha256(b"institution sign-in\0" + nonce).hexdigest()
+
+
+def institution_sign_in_path(link: str) -> str:
+    """The page an emailed sign-in link opens (the public base URL goes before)."""
+    return f"/institution/sign-in/{link}"
+
+
+@dataclass(kw_only=True)
+class InstitutionSignIn(Aggregate):
+    """One emailed sign-in link: its nonce (hashed), whom it is for, until when, and
+    whether it was used. Its creation records the private notice that emails the link."""
+
+    nonce_hash: str
+    institution_code: str
+    contact_id: str
+    expires_at: str
+    created_at: str
+    state: Literal["issued", "used"] = "issued"
+
+    @property
+    def id(self) -> str:
+        return self.nonce_hash
+
+    @classmethod
+    def issue(
+        cls,
+        *,
+        institution: Institution,
+        contact: dict,
+        link: str,
+        nonce_hash_: str,
+        public_url: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> InstitutionSignIn:
+        sign_in = cls(
+            nonce_hash=nonce_hash_,
+            institution_code=institution.code,
+            contact_id=contact["id"],
+            expires_at=iso(expires_at),
+            created_at=iso(now),
+        )
+        language = contact.get("language") or "sw"
+        sign_in.record(
+            InstitutionSignInRequested(
+                institution_code=institution.code,
+                institution_name_sw=institution.name_sw,
+                institution_name_en=institution.name_en,
+                contact=InstitutionContactAddress(
+                    contact_id=contact["id"],
+                    full_name=contact["full_name"],
+                    email=contact["email"],
+                    language=language,
+                ),
+                sign_in_url=public_url.rstrip("/")
+                + institution_sign_in_path(link)
+                + f"?lang={language}",
+                expires_at=expires_at,
+                requested_at=now,
+            )
+        )
+        return sign_in
+
+
+# -- CSV files with a dry run: a report per row and field -------------------------------
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One problem of an uploaded CSV file: its line (the header is line 1), its field."""
+
+    row: int
+    field: str
+    reason: str
+
+
+def csv_problems(exc: ValidationError, row: int, columns: dict[str, str]) -> list[RowProblem]:
+    """A model's validation errors as row problems; ``columns`` maps a model field to the
+    CSV column it came from (for example ``contacts`` → ``contact_email``)."""
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        name = loc[0] if loc else "row"
+        if name == "contacts" and len(loc) >= 3:
+            name = f"contact_{loc[2]}"
+        problems.append(RowProblem(row, columns.get(name, name), error["msg"]))
+    return problems
+
+
+INSTITUTION_CSV_REQUIRED = ("code", "name_sw", "name_en", "kind")
+INSTITUTION_CSV_COLUMNS = (
+    *INSTITUTION_CSV_REQUIRED,
+    "region",
+    "contact_name",
+    "contact_email",
+    "contact_phone",
+    "contact_language",
+)
+MAX_CSV_ROWS = 5000
+
+
+def read_csv(
+    text: str, required: tuple[str, ...], allowed: tuple[str, ...]
+) -> tuple[list[tuple[int, dict[str, str]]], list[RowProblem]]:
+    """The rows of a CSV file as ``(line, {column: cell})`` (the header is line 1), or
+    the header's problems: a missing required column, an unknown or repeated one."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return [], [RowProblem(1, "header", "the file is empty")]
+    except csv.Error as exc:
+        return [], [RowProblem(1, "header", f"not a CSV file: {exc}")]
+    problems = [RowProblem(1, c, "required column missing") for c in required if c not in header]
+    problems += [RowProblem(1, c, "unknown column") for c in header if c not in allowed]
+    problems += [
+        RowProblem(1, c, "column repeated")
+        for c in sorted({c for c in header if header.count(c) > 1})
+    ]
+    if problems:
+        return [], problems
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                problems.append(
+                    RowProblem(line, "row", f"{len(cells)} cells, the header has {len(header)}")
+                )
+                continue
+            rows.append((line, {h: c.strip() for h, c in zip(header, cells, strict=True)}))
+            if len(rows) > MAX_CSV_ROWS:
+                return [], [RowProblem(line, "row", f"at most {MAX_CSV_ROWS} rows per file")]
+    except csv.Error as exc:
+        problems.append(RowProblem(reader.line_num, "row", f"not valid CSV: {exc}"))
+    if not rows and not problems:
+        problems.append(RowProblem(1, "file", "no rows after the header"))
+    return rows, problems
+
+
+def parse_institutions_csv(
+    text: str,
+) -> tuple[list[tuple[int, InstitutionSpec]], list[RowProblem]]:
+    """A registry CSV file as institution specs, or every problem found, by line and
+    column (``INSTITUTION_CSV_COLUMNS``; a row's contact person is optional)."""
+    rows, problems = read_csv(text, INSTITUTION_CSV_REQUIRED, INSTITUTION_CSV_COLUMNS)
+    specs: list[tuple[int, InstitutionSpec]] = []
+    seen: dict[str, int] = {}
+    columns = {
+        "full_name": "contact_name",
+        "email": "contact_email",
+        "phone": "contact_phone",
+        "language": "contact_language",
+    }
+    for line, cells in rows:
+        body: dict[str, object] = {
+            "code": cells["code"],
+            "name_sw": cells["name_sw"],
+            "name_en": cells["name_en"],
+            "kind": cells["kind"].strip().lower().replace(" ", "_"),
+        }
+        if cells.get("region"):
+            body["region"] = cells["region"]
+        contact = {
+            "full_name": cells.get("contact_name", ""),
+            "email": cells.get("contact_email", ""),
+            "phone": cells.get("contact_phone") or None,
+            "language": (cells.get("contact_language") or "sw").lower(),
+        }
+        if any(contact[k] for k in ("full_name", "email", "phone")):
+            body["contacts"] = [contact]
+        try:
+            spec = InstitutionSpec.model_validate(body)
+        except ValidationError as exc:
+            for problem in csv_problems(exc, line, {}):
+                name = problem.field
+                if name.startswith("contact_"):
+                    name = columns.get(name.removeprefix("contact_"), name)
+                problems.append(RowProblem(line, name, problem.reason))
+            continue
+        if spec.code in seen:
+            problems.append(RowProblem(line, "code", f"the same code as line {seen[spec.code]}"))
+            continue
+        seen[spec.code] = line
+        specs.append((line, spec))
+    return specs, problems
+
+
+# -- nominations: an institution's contact person puts its officers forward -------------
+
+NOMINATION_CSV_REQUIRED = ("full_name", "email", "phone", "position", "category")
+NOMINATION_CSV_COLUMNS = (*NOMINATION_CSV_REQUIRED, "language", "region")
+# The fields of a nomination form and file, as RegistrationRequest names them.
+NOMINATION_FIELDS = ("full_name", "email", "phone", "position", "category", "language", "region")
+
+
+def nomination_payload(cells: dict[str, str], institution: Institution) -> dict[str, object]:
+    """A nomination (a form's or a CSV row's cells) as a registration body: the
+    institution is the nominating one; consent is declared by its contact person (the
+    page asks them to confirm the officers were told and agreed)."""
+    language = (cells.get("language") or "sw").strip().lower()
+    payload: dict[str, object] = {
+        "full_name": cells.get("full_name", ""),
+        "email": cells.get("email", ""),
+        "phone": cells.get("phone", ""),
+        "position": cells.get("position", ""),
+        "institution": institution.name_sw if language == "sw" else institution.name_en,
+        "language": language,
+        "consent": {"accepted": True},
+    }
+    payload["category"] = (cells.get("category") or "").strip()
+    region = (cells.get("region") or "").strip() or institution.region
+    if region:
+        payload["region"] = region
+    return payload
+
+
+def nomination_category(request: RegistrationRequest) -> str:
+    return request.category
+
+
+def nominable_categories(event: Event) -> list[tuple[str, str, str]]:
+    """``(code, name_sw, name_en)`` of the categories an institution nominates for: those
+    that need a nomination, or every category of an event that has none such."""
+    categories = list(event.categories)
+    if not categories:
+        return []
+    needing = [c for c in categories if c.requires_nomination]
+    return [(c.code, c.name_sw, c.name_en) for c in (needing or categories)]
+
+
+def check_nominable(event: Event, category: str, now: datetime) -> None:
+    """An institution nominates for one of ``nominable_categories`` and only before the
+    event starts."""
+    if event.starts_at <= now:
+        raise DomainError(
+            "event_started", "The event has started: nominations are closed.", field="event"
+        )
+    allowed = nominable_categories(event)
+    if allowed and category not in {code for code, _, _ in allowed}:
+        raise DomainError(
+            "category_not_nominable",
+            "Institutions do not nominate for this category.",
+            field="category",
+        )

@@ -18,6 +18,7 @@ that ended more than ``retention_days`` ago (``apply_retention``, run by
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import random
@@ -26,28 +27,49 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from pydantic import ValidationError
+
 from services.registration.domain import (
     ACTIVE_STATUSES,
+    INSTITUTION_LINK_PURPOSE,
     LINK_KEY_PURPOSE,
+    NOMINATION_CSV_COLUMNS,
+    NOMINATION_CSV_REQUIRED,
+    SESSION_VALIDITY,
+    SIGN_IN_VALIDITY,
     VIAS,
     AnswerTally,
+    ContactPersonSpec,
     DomainError,
     Event,
     EventChange,
     EventSpec,
+    Institution,
+    InstitutionChange,
+    InstitutionLinkSigner,
+    InstitutionSignIn,
+    InstitutionSpec,
     LinkSigner,
     Registration,
     RegistrationChange,
     RegistrationRequest,
+    RowProblem,
     TicketSigner,
     Via,
+    check_nominable,
+    csv_problems,
     hash_token,
     new_manage_token,
     new_reference,
     new_registration_id,
+    nomination_category,
+    nomination_payload,
+    normalise_email,
+    parse_institutions_csv,
+    read_csv,
     tokens_match,
 )
-from services.registration.ports import RegistrationStore
+from services.registration.ports import InstitutionStore, RegistrationStore
 from services.registration.registrants_csv import read_registrants
 from shared.logging import get_logger
 from shared.timeutil import iso, utcnow
@@ -74,10 +96,20 @@ class Context:
     # The public base URL of this service's pages: every notice's self_service_url starts
     # with it (settings.public_url; app.public_url decides the default).
     public_url: str = "http://127.0.0.1:8001"
+    # Institutions (issue 13 B): the registry's store, the contact persons' sign-in
+    # links and sessions (keyed from the ticket secret for that purpose by default).
+    institutions: InstitutionStore = None  # type: ignore[assignment]
+    institution_links: InstitutionLinkSigner = None  # type: ignore[assignment]
+    sign_in_validity: timedelta = SIGN_IN_VALIDITY
+    session_validity: timedelta = SESSION_VALIDITY
 
     def __post_init__(self) -> None:
         if self.links is None:
             self.links = LinkSigner(self.signer.derive_key(LINK_KEY_PURPOSE))
+        if self.institution_links is None:
+            self.institution_links = InstitutionLinkSigner(
+                self.signer.derive_key(INSTITUTION_LINK_PURPOSE)
+            )
 
 
 @dataclass(frozen=True)
@@ -970,3 +1002,427 @@ async def apply_retention(ctx: Context, retention_days: int) -> int:
             await erase_registration(ctx, registration_id, reason="retention")
             erased += 1
     return erased
+
+
+# -- institutions (issue 13 B) ---------------------------------------------------------------
+# The registry (organisers change it; anyone may read names, kinds and regions), its
+# contact persons (personal data: organisers only, never logged), and their emailed,
+# single-use sign-in that opens the institution page for a short session.
+
+ilog = get_logger("institutions")
+
+
+async def _institution(ctx: Context, code: str) -> Institution:
+    institution = await ctx.institutions.get_institution(code.strip().upper()[:32])
+    if institution is None:
+        raise DomainError("institution_not_found", "No such institution.")
+    return institution
+
+
+async def create_institution(ctx: Context, spec: InstitutionSpec) -> Institution:
+    """Add an institution to the registry (``institution_exists`` if its code is taken)."""
+    institution = Institution.create(spec, ctx.clock())
+    await ctx.institutions.add_institution(institution)
+    return institution
+
+
+async def list_institutions(
+    ctx: Context, *, kind: str | None = None, region: str | None = None
+) -> list[Institution]:
+    return await ctx.institutions.list_institutions(kind=kind, region=region)
+
+
+async def get_institution(ctx: Context, code: str) -> Institution:
+    return await _institution(ctx, code)
+
+
+async def _change_institution(
+    ctx: Context, code: str, decide: Callable[[Institution], T]
+) -> tuple[Institution, T]:
+    for _ in range(_ATTEMPTS):
+        institution = await _institution(ctx, code)
+        result = decide(institution)  # what changed (falsy: nothing, nothing written)
+        if not result:
+            return institution, result
+        if await ctx.institutions.save_institution(institution):
+            return institution, result
+        await asyncio.sleep(random.uniform(0, 0.02))
+    raise DomainError("concurrent_update", "The institution is changing; try again.")
+
+
+async def update_institution(ctx: Context, code: str, change: InstitutionChange) -> Institution:
+    """Change an institution's names, kind, region or contact persons (organisers)."""
+    written, _ = await _change_institution(ctx, code, lambda i: i.change(change, ctx.clock()))
+    return written
+
+
+@dataclass(frozen=True)
+class ImportLine:
+    """What a registry CSV row does: create, update (which fields) or nothing."""
+
+    row: int
+    code: str
+    action: Literal["create", "update", "unchanged"]
+    changed_fields: list[str]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    dry_run: bool
+    applied: bool
+    lines: list[ImportLine]
+    problems: list[RowProblem]
+
+
+async def import_institutions(ctx: Context, text: str, *, dry_run: bool) -> ImportReport:
+    """Load or update the registry from a CSV file (``domain.INSTITUTION_CSV_COLUMNS``).
+
+    All or nothing: every row is checked first, and a file with any problem (a wrong
+    header, a bad field, a code twice) writes nothing; the report names each row (the
+    header is line 1) and field. A dry run reports what the file would do and writes
+    nothing. A row creates the institution or updates the fields it gives; a row with a
+    contact person adds them, or updates the one with that email (others are kept).
+    """
+    rows, problems = parse_institutions_csv(text)
+    lines: list[ImportLine] = []
+    plans: list[tuple[int, InstitutionSpec, Institution | None]] = []
+    if not problems:
+        for row, spec in rows:
+            existing = await ctx.institutions.get_institution(spec.code)
+            if existing is None:
+                lines.append(ImportLine(row, spec.code, "create", []))
+            else:
+                preview = copy.deepcopy(existing)  # what the row would change, unsaved
+                changed = _apply_row(preview, spec, ctx.clock())
+                lines.append(
+                    ImportLine(row, spec.code, "update" if changed else "unchanged", changed)
+                )
+            plans.append((row, spec, existing))
+    if problems and not dry_run:
+        raise refused_import(problems, dry_run=False)
+    if problems or dry_run:
+        return ImportReport(dry_run=dry_run, applied=False, lines=lines, problems=problems)
+    for _row, spec, existing in plans:
+        if existing is None:
+            try:
+                await create_institution(ctx, spec)
+                continue
+            except DomainError as exc:  # created meanwhile: update it instead
+                if exc.code != "institution_exists":
+                    raise
+        await _change_institution(ctx, spec.code, lambda i, s=spec: _apply_row(i, s, ctx.clock()))
+    ilog.info("institutions_imported", rows=len(plans))
+    return ImportReport(dry_run=False, applied=True, lines=lines, problems=[])
+
+
+def refused_import(problems: list[RowProblem], *, dry_run: bool) -> DomainError:
+    """A file with problems: nothing written; each problem named by row and field."""
+    return DomainError(
+        "invalid_import",
+        f"The file has {len(problems)} problem(s); nothing was written.",
+        details={
+            "dry_run": dry_run,
+            "problems": [
+                {"row": p.row, "field": p.field, "reason": p.reason} for p in problems[:200]
+            ],
+            "more_problems": max(0, len(problems) - 200),
+        },
+    )
+
+
+def _apply_row(institution: Institution, spec: InstitutionSpec, now: datetime) -> list[str]:
+    """A registry row on an existing institution: its fields, then its contact person."""
+    change = InstitutionChange(
+        name_sw=spec.name_sw, name_en=spec.name_en, kind=spec.kind, region=spec.region
+    )
+    changed = institution.change(change, now)
+    for contact in spec.contacts:
+        if institution.upsert_contact(contact, now):
+            changed.append("contacts")
+    return sorted(set(changed))
+
+
+async def add_contact_person(ctx: Context, code: str, contact: ContactPersonSpec) -> Institution:
+    """Add a contact person (or update the one with that email)."""
+    written, _ = await _change_institution(
+        ctx, code, lambda i: i.upsert_contact(contact, ctx.clock())
+    )
+    return written
+
+
+async def erase_contact_person(ctx: Context, code: str, contact_id: str) -> Institution:
+    """PDPA erasure of a contact person: their details leave the registry, their
+    sign-in records are deleted, and a session of theirs stops at its next request."""
+    institution = await _institution(ctx, code)
+    if institution.contact(contact_id) is None:
+        raise DomainError("contact_not_found", "No such contact person.", field="contact_id")
+    written, _ = await _change_institution(
+        ctx, code, lambda i: i.erase_contact(contact_id, ctx.clock())
+    )
+    await ctx.institutions.forget_sign_ins(contact_id)
+    ilog.info("contact_person_erased", institution=written.code, contact_id=contact_id)
+    return written
+
+
+# -- the contact persons' sign-in --------------------------------------------------------------
+
+
+async def request_institution_sign_in(ctx: Context, email: str) -> int:
+    """Email a sign-in link to this address if it is a contact person's (one per
+    institution they are a contact of). Says nothing to the caller about whether it is:
+    the HTTP answer is the same; the count returned is for tests and metrics only."""
+    try:
+        address = normalise_email(email)
+    except ValueError:
+        return 0
+    now = ctx.clock()
+    sent = 0
+    for institution in await ctx.institutions.institutions_of_contact(address):
+        contact = institution.contact_by_email(address)
+        if contact is None:
+            continue
+        expires_at = now + ctx.sign_in_validity
+        link, nonce = ctx.institution_links.new_link(expires_at)
+        sign_in = InstitutionSignIn.issue(
+            institution=institution,
+            contact=contact,
+            link=link,
+            nonce_hash_=nonce,
+            public_url=ctx.public_url,
+            expires_at=expires_at,
+            now=now,
+        )
+        await ctx.institutions.add_sign_in(sign_in)
+        sent += 1
+    return sent
+
+
+def _invalid_link() -> DomainError:
+    return DomainError(
+        "sign_in_link_invalid",
+        "This sign-in link is not valid: it may have expired or been used. Ask for a new one.",
+    )
+
+
+async def check_sign_in_link(ctx: Context, link: str) -> Institution:
+    """The institution an unused, unexpired link would open, without using it (the page
+    a link opens asks for one click first, so a mail scanner's GET uses nothing). A
+    tampered, unknown, expired or used link all get the one ``sign_in_link_invalid``."""
+    nonce = ctx.institution_links.link_nonce(link, ctx.clock())
+    sign_in = await ctx.institutions.find_sign_in(nonce) if nonce else None
+    if sign_in is None or sign_in.state != "issued":
+        raise _invalid_link()
+    institution = await ctx.institutions.get_institution(sign_in.institution_code)
+    if institution is None or institution.contact(sign_in.contact_id) is None:
+        raise _invalid_link()
+    return institution
+
+
+@dataclass(frozen=True)
+class InstitutionSession:
+    """A signed-in contact person: their institution and their entry in it."""
+
+    institution: Institution
+    contact: dict
+    value: str = ""
+
+
+async def sign_in_with_link(ctx: Context, link: str) -> InstitutionSession:
+    """Use a sign-in link (once): the session it opens, or ``sign_in_link_invalid``."""
+    now = ctx.clock()
+    nonce = ctx.institution_links.link_nonce(link, now)
+    sign_in = await ctx.institutions.consume_sign_in(nonce, iso(now)) if nonce else None
+    if sign_in is None:
+        raise _invalid_link()
+    institution = await ctx.institutions.get_institution(sign_in.institution_code)
+    contact = institution.contact(sign_in.contact_id) if institution else None
+    if institution is None or contact is None:
+        raise _invalid_link()
+    value = ctx.institution_links.session(
+        institution.code, contact["id"], now + ctx.session_validity
+    )
+    ilog.info("institution_signed_in", institution=institution.code, contact_id=contact["id"])
+    return InstitutionSession(institution, contact, value)
+
+
+async def open_institution_session(ctx: Context, value: str) -> InstitutionSession:
+    """The session a cookie names, while it lasts and its contact person is still one."""
+    opened = ctx.institution_links.open_session(value, ctx.clock())
+    institution = await ctx.institutions.get_institution(opened[0]) if opened else None
+    contact = institution.contact(opened[1]) if institution and opened else None
+    if institution is None or contact is None:
+        raise DomainError("institution_session_invalid", "Sign in again.")
+    return InstitutionSession(institution, contact, value)
+
+
+# -- nominations -------------------------------------------------------------------------------
+# A nomination is a registration: the same use case as a self-registration, with
+# via="nomination" and the institution's code, so the nominee gets their own
+# confirmation (or waiting-list or pending-approval message) and manage link.
+
+
+async def institution_nominations(
+    ctx: Context, institution_code: str, event_id: str
+) -> list[Registration]:
+    """The registrations an institution nominated for an event, oldest first."""
+    await _event(ctx, event_id)
+    return await ctx.institutions.nominations(event_id, institution_code)
+
+
+async def nominate(
+    ctx: Context, institution: Institution, event_id: str, request: RegistrationRequest
+) -> Registered:
+    """Nominate one officer (``nomination_required`` categories included)."""
+    event = await _event(ctx, event_id)
+    check_nominable(event, nomination_category(request), ctx.clock())
+    registered = await register_participant(
+        ctx, event_id, request, via="nomination", institution_code=institution.code
+    )
+    ilog.info("officer_nominated", institution=institution.code, registration_id=registered.id)
+    return registered
+
+
+@dataclass(frozen=True)
+class NominationReport:
+    """What a nominations file did (or, in a dry run, would do)."""
+
+    dry_run: bool
+    rows: int
+    problems: list[RowProblem]
+    registered: list[Registered] = field(default_factory=list)
+
+
+async def nominate_from_csv(
+    ctx: Context, institution: Institution, event_id: str, text: str, *, dry_run: bool
+) -> NominationReport:
+    """Nominate the officers of a CSV file (``NOMINATION_CSV_COLUMNS``): all or nothing.
+
+    Every row is checked first — its fields, its category, an email twice in the file or
+    already registered for the event — and a file with any problem nominates nobody;
+    the report names each row (the header is line 1) and field. A dry run stops there.
+    A clean file is then registered row by row through the one registration use case.
+    """
+    event = await _event(ctx, event_id)
+    now = ctx.clock()
+    rows, problems = read_csv(text, NOMINATION_CSV_REQUIRED, NOMINATION_CSV_COLUMNS)
+    requests: list[tuple[int, RegistrationRequest]] = []
+    seen: dict[str, int] = {}
+    for line, cells in rows:
+        payload = nomination_payload(cells, institution)
+        try:
+            request = RegistrationRequest.model_validate(payload)
+        except ValidationError as exc:
+            problems += [
+                RowProblem(p.row, "category" if p.field == "cadre" else p.field, p.reason)
+                for p in csv_problems(exc, line, {})
+            ]
+            continue
+        try:
+            check_nominable(event, nomination_category(request), now)
+            if event.registration_refusal(now) is None:
+                category = event.check_can_register(request.category, now, via="nomination")
+                event.check_answers(category.code, request.answers)
+        except DomainError as exc:
+            problems.append(RowProblem(line, exc.field or "category", exc.message))
+            continue
+        if request.email in seen:
+            problems.append(
+                RowProblem(line, "email", f"the same email as line {seen[request.email]}")
+            )
+            continue
+        seen[request.email] = line
+        if await ctx.store.find_by_email(event_id, request.email) is not None:
+            problems.append(RowProblem(line, "email", "already registered for this event"))
+            continue
+        requests.append((line, request))
+    refusal = event.registration_refusal(now)
+    if refusal is not None:
+        problems.insert(0, RowProblem(1, "event", refusal.message))
+    if problems and not dry_run:
+        raise refused_import(problems, dry_run=False)
+    if problems or dry_run:
+        return NominationReport(dry_run=dry_run, rows=len(rows), problems=problems)
+    registered = [await nominate(ctx, institution, event_id, request) for _, request in requests]
+    return NominationReport(dry_run=False, rows=len(rows), problems=[], registered=registered)
+
+
+async def _nomination(
+    ctx: Context, institution: Institution, registration_id: str
+) -> tuple[Registration, Event]:
+    registration = await ctx.store.get_registration(registration_id)
+    if (
+        registration is None
+        or getattr(registration, "institution_code", None) != institution.code
+        or registration.erased_at
+    ):
+        raise DomainError("nomination_not_found", "No such nomination of your institution.")
+    event = await _event(ctx, registration.event_id)
+    if event.starts_at <= ctx.clock():
+        raise DomainError("event_started", "The event has started: nominations are closed.")
+    return registration, event
+
+
+def _withdrawn_reason(institution: Institution, language: str) -> str:
+    if language == "en":
+        return f"withdrawn by your institution, {institution.name_en}"
+    return f"imeondolewa na taasisi yako, {institution.name_sw}"
+
+
+async def withdraw_nomination(
+    ctx: Context, institution: Institution, registration_id: str
+) -> Registration:
+    """Withdraw a nominee before the event (their seat goes to the waiting list)."""
+    registration, event = await _nomination(ctx, institution, registration_id)
+    written = await cancel_registration(
+        ctx,
+        registration.id,
+        by="organiser",
+        reason=_withdrawn_reason(institution, registration.language),
+        event_id=event.id,
+    )
+    ilog.info("nomination_withdrawn", institution=institution.code, registration_id=registration.id)
+    return written
+
+
+async def replace_nomination(
+    ctx: Context,
+    institution: Institution,
+    registration_id: str,
+    request: RegistrationRequest,
+) -> Registered:
+    """Replace a nominee by another officer before the event, keeping the seat.
+
+    The old registration is cancelled (its nominee is told) and the new officer is
+    registered as a nomination of their own (their own reference, link and ticket:
+    nothing of the old person's carries over). A confirmed nominee's seat is not
+    offered to the waiting list: it is released and taken by the replacement at once.
+    """
+    registration, event = await _nomination(ctx, institution, registration_id)
+    check_nominable(event, nomination_category(request), ctx.clock())
+    if request.email != registration.email and await ctx.store.find_by_email(
+        event.id, request.email
+    ):
+        raise _already_registered()
+    written, previous = await _change_registration(
+        ctx,
+        registration.id,
+        lambda r: r.cancel(
+            event,
+            by="organiser",
+            reason=_withdrawn_reason(institution, r.language),
+            now=ctx.clock(),
+        ),
+    )
+    if previous == "confirmed":
+        # For the replacement, not the waiting list.
+        await ctx.store.release_seat(event, written.category)
+    registered = await register_participant(
+        ctx, event.id, request, via="nomination", institution_code=institution.code
+    )
+    ilog.info(
+        "nomination_replaced",
+        institution=institution.code,
+        registration_id=written.id,
+        replacement_id=registered.id,
+    )
+    return registered

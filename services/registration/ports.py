@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from services.registration.domain import Event, Registration
+from services.registration.domain import Event, Institution, InstitutionSignIn, Registration
 
 AddOutcome = Literal["added", "email_taken", "reference_taken"]
 
@@ -160,3 +160,49 @@ class RegistrationStore(Protocol):
     async def complete_idempotency_key(self, key: str, outcome: dict[str, Any]) -> None: ...
 
     async def release_idempotency_key(self, key: str) -> None: ...
+
+
+# -- institutions (issue 13 B) ---------------------------------------------------------
+
+
+class InstitutionStore(Protocol):
+    """The registry of institutions and the contact persons' sign-in records."""
+
+    async def get_institution(self, code: str) -> Institution | None: ...
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        """Every institution (of a kind, in a region), by code."""
+        ...
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        """The institutions that have a contact person with this (normalised) email."""
+        ...
+
+    async def add_institution(self, institution: Institution) -> None:
+        """Insert a new institution; ``institution_exists`` if its code is taken."""
+        ...
+
+    async def save_institution(self, institution: Institution) -> bool:
+        """Write a changed institution if its revision is still the one read."""
+        ...
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        """Store a sign-in link's nonce with its notice (the email), in one insert."""
+        ...
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None: ...
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        """Mark an issued sign-in used, with one conditional write; None if it was used
+        before (or never issued): a link opens a session once."""
+        ...
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        """Delete a contact person's sign-in records (erasure)."""
+        ...
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        """The registrations an institution nominated for an event, oldest first."""
+        ...

@@ -25,3 +25,11 @@ class RegistrationSettings(ServiceSettings):
     # PDPA retention: personal data is anonymised this long after an event ends.
     retention_days: int = 365
     retention_interval_s: float = 3600.0
+    # Institutions (issue 13 B): the contact persons' emailed sign-in link is single use
+    # and lasts this long; the session it opens (a signed cookie) this long.
+    institution_link_validity_s: int = 900
+    institution_session_s: int = 3600
+    # Sign-in requests per client address and minute, and per email and hour (beyond
+    # the latter no more email is sent, and the answer stays the same).
+    rate_institution_sign_in_per_address_per_min: int = 10
+    rate_institution_sign_in_per_email_per_hour: int = 5

@@ -19,9 +19,10 @@ categories and questions.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -34,6 +35,8 @@ from services.registration.domain import (
     DEFAULT_CATEGORIES,
     Category,
     Event,
+    Institution,
+    InstitutionSignIn,
     Question,
     Registration,
 )
@@ -684,3 +687,145 @@ class MongoRegistrationStore:
 
     async def release_idempotency_key(self, key: str) -> None:
         await self.idempotency.delete_one({"_id": key, "state": "pending"})
+
+
+# -- institutions (issue 13 B) -----------------------------------------------------------
+
+INSTITUTIONS = "institutions"
+SIGN_INS = "institution_sign_ins"
+_INSTITUTION_FIELDS = [f.name for f in fields(Institution) if f.name not in _NOT_STORED]
+_SIGN_IN_FIELDS = [f.name for f in fields(InstitutionSignIn) if f.name not in _NOT_STORED]
+# A used or expired sign-in record is kept this long (then MongoDB's TTL monitor removes
+# it): long enough to answer a reused link the same way, short of keeping who signed in.
+SIGN_IN_KEPT_S = 86400
+
+
+def institution_of(doc: dict[str, Any]) -> Institution:
+    values = {name: doc[name] for name in _INSTITUTION_FIELDS if name in doc}
+    values["contacts"] = [dict(c) for c in values.get("contacts") or []]
+    institution = Institution(rev=int(doc.get("rev", 0)), **values)
+    _remember(institution, doc)
+    return institution
+
+
+def sign_in_of(doc: dict[str, Any]) -> InstitutionSignIn:
+    values = {name: doc[name] for name in _SIGN_IN_FIELDS if name in doc}
+    sign_in = InstitutionSignIn(rev=int(doc.get("rev", 0)), **values)
+    _remember(sign_in, doc)
+    return sign_in
+
+
+class MongoInstitutionStore:
+    """The ``InstitutionStore`` port on MongoDB: the registry and the sign-in records."""
+
+    def __init__(self, db: AsyncDatabase, *, signal: WriteSignal | None = None) -> None:
+        self.signal = signal or WriteSignal()
+        self.institutions = db[INSTITUTIONS]
+        self.sign_ins = db[SIGN_INS]
+        self.registrations = db[REGISTRATIONS]  # an institution's nominations (read only)
+
+    async def ensure_indexes(self) -> None:
+        # No index on contacts.email: the registry is small (hundreds), and nx-27017 answers
+        # nothing to an array-field query once such a multikey index exists.
+        await self.sign_ins.create_index([("expire_at", ASCENDING)], expireAfterSeconds=0)
+        await self.sign_ins.create_index([("contact_id", ASCENDING)])
+        await ensure_outbox_indexes(self.sign_ins)
+        await self.registrations.create_index(
+            [("event_id", ASCENDING), ("institution_code", ASCENDING)]
+        )
+
+    async def get_institution(self, code: str) -> Institution | None:
+        doc = await self.institutions.find_one({"_id": code})
+        return institution_of(doc) if doc else None
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        query: dict[str, Any] = {}
+        if kind:
+            query["kind"] = kind
+        if region:
+            query["region"] = region
+        docs = await self.institutions.find(query, sort=[("_id", ASCENDING)]).to_list()
+        return [institution_of(d) for d in docs]
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        docs = await self.institutions.find({"contacts.email": email}).to_list()
+        # Read again in Python: the answer must not lean on a server's array matching.
+        return [
+            institution_of(d)
+            for d in docs
+            if any(c.get("email") == email for c in d.get("contacts") or [])
+        ]
+
+    async def add_institution(self, institution: Institution) -> None:
+        values = {
+            name: to_jsonable_python(getattr(institution, name)) for name in _INSTITUTION_FIELDS
+        }
+        doc = outbox.new_document({"_id": institution.code, **values}, _messages(institution))
+        try:
+            await outbox.insert(self.institutions, doc, signal=self.signal)
+        except DuplicateKeyError as exc:
+            raise DomainError(
+                "institution_exists", "An institution with this code exists already.", field="code"
+            ) from exc
+        institution.rev = 1
+        _remember(institution, doc)
+
+    async def save_institution(self, institution: Institution) -> bool:
+        values = {
+            name: to_jsonable_python(getattr(institution, name)) for name in _INSTITUTION_FIELDS
+        }
+        messages = _messages(institution)
+        flt, update = outbox.update_spec(_identity(institution, institution.code), values, messages)
+        result = await self.institutions.update_one(flt, update)
+        if result.matched_count != 1:
+            return False
+        if messages:
+            self.signal.written(INSTITUTIONS, institution.code)
+        _after_save(institution, update)
+        return True
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        values = {name: getattr(sign_in, name) for name in _SIGN_IN_FIELDS}
+        expire_at = _time(sign_in.expires_at)
+        assert expire_at is not None
+        doc = outbox.new_document(
+            {
+                "_id": sign_in.nonce_hash,
+                **values,
+                # A BSON date (the TTL monitor reads only those): when the record goes.
+                "expire_at": expire_at + timedelta(seconds=SIGN_IN_KEPT_S),
+            },
+            _messages(sign_in),
+        )
+        await outbox.insert(self.sign_ins, doc, signal=self.signal)
+        sign_in.rev = 1
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None:
+        doc = await self.sign_ins.find_one({"_id": nonce_hash})
+        return sign_in_of(doc) if doc else None
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        # One conditional write: of two requests with the same link, one finds it issued.
+        claim = secrets.token_hex(8)
+        doc = await self.sign_ins.find_one_and_update(
+            {"_id": nonce_hash, "state": "issued"},
+            {"$set": {"state": "used", "used_at": now, "claim": claim}, "$inc": {"rev": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None or doc.get("claim") != claim:
+            return None
+        return sign_in_of(doc)
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        result = await self.sign_ins.delete_many({"contact_id": contact_id})
+        return int(result.deleted_count)
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        docs = await self.registrations.find(
+            {"event_id": event_id, "institution_code": institution_code},
+            projection=_LIST_PROJECTION,
+            sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
+        ).to_list()
+        return [registration_of(d) for d in docs]

@@ -7,6 +7,7 @@ renders the reference, or the form again with each error next to its field.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -20,13 +21,19 @@ from pydantic import ValidationError
 from services.registration import api, handlers
 from services.registration.api import limit_registrations_by_address, limit_registrations_by_email
 from services.registration.domain import (
+    NOMINATION_CSV_COLUMNS,
+    NOMINATION_FIELDS,
     DomainError,
     Event,
     RegistrationChange,
     RegistrationRequest,
+    nominable_categories,
+    nomination_payload,
     self_service_path,
 )
 from shared.errors import ApiError, status_for
+from shared.http import body_limit
+from shared.ratelimit import Limit, client_address, enforce
 from shared.timeutil import EAT
 
 HERE = Path(__file__).parent
@@ -133,7 +140,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "Tumetuma uthibitisho tena kwenye anwani iliyosajiliwa.",
             "registration_closed": "Usajili wa tukio hili haupo wazi kwa sasa.",
             "event_ended": "Tukio hili limekwisha; usajili umefungwa.",
-            "event_cancelled": "Tukio hili limeahirishwa.",
+            "event_cancelled": "Tukio hili limefutwa.",
             "cadre_not_admitted": "Tukio hili haliko wazi kwa kada yako.",
             "nomination_required": "Washiriki wa kundi hili huteuliwa na taasisi zao; "
             "wasiliana na mratibu wa taasisi yako.",
@@ -952,3 +959,659 @@ async def self_service_erase(link: str, request: Request, lang: str | None = Non
         return unconfirmed
     await handlers.erase_registration(_ctx(request), registration.id, reason="participant_request")
     return _see_other(f"/my?lang={language}&done=erased")
+
+
+# -- institutions' pages (issue 13 B) ----------------------------------------------------------
+# A contact person asks for a sign-in link by email (the answer is the same whoever asks),
+# opens it (one click more: a mail scanner's GET must not use the link), and gets a short,
+# signed session cookie scoped to their institution. The institution page nominates
+# officers (one by one or from a CSV file with a dry run), shows their status, withdraws
+# or replaces them. Every form carries a token tied to the session (CSRF).
+
+INSTITUTION_COOKIE = "mkutano_institution"
+INSTITUTION_FORM_COOKIE = "mkutano_institution_form"
+INSTITUTION_LABELS: dict[str, dict[str, Any]] = {
+    "sw": {
+        "title": "Ukurasa wa taasisi",
+        "start_intro": "Kwa watu wa mawasiliano wa taasisi: weka barua pepe yako iliyosajiliwa. "
+        "Tutakutumia kiungo cha kuingia; kinatumika mara moja tu, kwa dakika chache. "
+        "Hakuna nenosiri.",
+        "email": "Barua pepe",
+        "email_hint": "Anwani ambayo waandaaji wameisajili kwa taasisi yako.",
+        "send_link": "Nitumie kiungo cha kuingia",
+        "sent_title": "Angalia barua pepe yako",
+        "sent": "Kama anwani hii ni ya mtu wa mawasiliano wa taasisi, tumetuma kiungo cha "
+        "kuingia. Kinatumika mara moja tu, ndani ya dakika {minutes}.",
+        "link_title": "Ingia kwenye ukurasa wa taasisi",
+        "link_intro": "Kiungo hiki kitakuingiza kwenye ukurasa wa {name}. Kinatumika mara moja.",
+        "continue": "Endelea",
+        "invalid_link": "Kiungo hiki cha kuingia hakitumiki: huenda muda wake umekwisha au "
+        "kimeshatumika. Omba kiungo kipya.",
+        "ask_again": "Omba kiungo kipya",
+        "form_expired": "Fomu hii haitumiki tena. Fungua ukurasa tena kisha ujaribu tena.",
+        "signed_in_as": "Umeingia kama",
+        "sign_out": "Toka",
+        "event": "Tukio",
+        "choose_event": "Chagua tukio",
+        "show": "Onyesha",
+        "no_events": "Hakuna tukio lililo wazi kwa uteuzi kwa sasa.",
+        "nominees_title": "Walioteuliwa",
+        "no_nominees": "Taasisi yako bado haijamteua mtu kwa tukio hili.",
+        "reference": "Namba ya usajili",
+        "status": "Hali",
+        "payment": "Malipo",
+        "payment_pending": "Taarifa za malipo zitaonekana hapa.",
+        "category": "Kundi",
+        "nominate_title": "Teua afisa",
+        "full_name": "Jina kamili",
+        "phone": "Namba ya simu",
+        "position": "Cheo",
+        "language": "Lugha ya mawasiliano",
+        "region": "Mkoa",
+        "declaration": "Uthibitisho",
+        "file_declaration": "Uthibitisho wa faili",
+        "declaration_text": "Ninathibitisha kwamba afisa (maafisa) ameambiwa na amekubali taarifa "
+        "zake binafsi zichakatwe kwa ajili ya usajili huu (Sheria ya Ulinzi wa Taarifa "
+        "Binafsi, 2022).",
+        "nominate": "Teua",
+        "csv_title": "Teua maafisa kutoka faili la CSV",
+        "csv_intro": "Safu: {columns}. Faili lote linakubaliwa au linakataliwa lote. "
+        "Jaribu kwanza bila kuhifadhi.",
+        "file": "Faili la CSV",
+        "dry_run": "Kagua tu (usihifadhi)",
+        "upload": "Pakia",
+        "report_title": "Ripoti ya faili",
+        "report_ok": "Faili liko sawa: safu {rows} zitateuliwa.",
+        "report_done": "Maafisa {count} wameteuliwa; kila mmoja atapokea barua pepe yake.",
+        "row": "Mstari",
+        "field": "Sehemu",
+        "reason": "Sababu",
+        "withdraw": "Ondoa",
+        "confirm_withdraw": "Ndiyo, mwondoe afisa huyu",
+        "replace": "Badilisha kwa afisa mwingine",
+        "replace_title": "Badilisha",
+        "done_nominated": "Afisa ameteuliwa; atapokea barua pepe ya uthibitisho.",
+        "done_withdrawn": "Uteuzi umeondolewa.",
+        "done_replaced": "Afisa amebadilishwa; aliyeteuliwa mpya atapokea barua pepe yake.",
+        "must_confirm": "Weka alama kuthibitisha.",
+        "file_required": "Chagua faili la CSV.",
+        "declaration_required": "Thibitisha kwamba maafisa wameambiwa na wamekubali.",
+    },
+    "en": {
+        "title": "Institution page",
+        "start_intro": "For institutions' contact persons: enter your registered email. We "
+        "will send you a sign-in link; it works once, for a few minutes. No password.",
+        "email": "Email",
+        "email_hint": "The address the organisers registered for your institution.",
+        "send_link": "Email me a sign-in link",
+        "sent_title": "Check your email",
+        "sent": "If this address belongs to an institution's contact person, we have sent a "
+        "sign-in link. It works once, within {minutes} minutes.",
+        "link_title": "Sign in to the institution page",
+        "link_intro": "This link signs you in to the page of {name}. It works once.",
+        "continue": "Continue",
+        "invalid_link": "This sign-in link does not work: it may have expired or been used "
+        "already. Ask for a new one.",
+        "ask_again": "Ask for a new link",
+        "form_expired": "This form is no longer valid. Open the page again and retry.",
+        "signed_in_as": "Signed in as",
+        "sign_out": "Sign out",
+        "event": "Event",
+        "choose_event": "Choose an event",
+        "show": "Show",
+        "no_events": "No event takes nominations now.",
+        "nominees_title": "Nominees",
+        "no_nominees": "Your institution has nominated nobody for this event yet.",
+        "reference": "Registration reference",
+        "status": "Status",
+        "payment": "Payment",
+        "payment_pending": "Payment details will appear here.",
+        "category": "Category",
+        "nominate_title": "Nominate an officer",
+        "full_name": "Full name",
+        "phone": "Phone number",
+        "position": "Position",
+        "language": "Language for messages",
+        "region": "Region",
+        "declaration": "Declaration",
+        "file_declaration": "The file's declaration",
+        "declaration_text": "I confirm that the officer(s) were told of, and agreed to, the "
+        "processing of their personal data for this registration (Personal Data "
+        "Protection Act, 2022).",
+        "nominate": "Nominate",
+        "csv_title": "Nominate officers from a CSV file",
+        "csv_intro": "Columns: {columns}. The whole file is accepted or refused. Check it "
+        "first without saving.",
+        "file": "CSV file",
+        "dry_run": "Check only (do not save)",
+        "upload": "Upload",
+        "report_title": "File report",
+        "report_ok": "The file is fine: {rows} rows would be nominated.",
+        "report_done": "{count} officers nominated; each will get their own email.",
+        "row": "Line",
+        "field": "Field",
+        "reason": "Reason",
+        "withdraw": "Withdraw",
+        "confirm_withdraw": "Yes, withdraw this officer",
+        "replace": "Replace by another officer",
+        "replace_title": "Replace",
+        "done_nominated": "The officer is nominated; they will get a confirmation email.",
+        "done_withdrawn": "The nomination is withdrawn.",
+        "done_replaced": "The officer is replaced; the new nominee will get their own email.",
+        "must_confirm": "Tick the box to confirm.",
+        "file_required": "Choose a CSV file.",
+        "declaration_required": "Confirm that the officers were told and agreed.",
+    },
+}
+NOMINATION_FILE_MAX_BYTES = 512 * 1024
+
+
+def _inst_labels(language: str) -> dict[str, Any]:
+    return {**LABELS[language], **INSTITUTION_LABELS[language]}
+
+
+def _inst_t(language: str) -> dict[str, Any]:
+    """What the layout needs (``html_lang``, ``title``, ``other_language``)."""
+    return {**LABELS[language], "title": INSTITUTION_LABELS[language]["title"]}
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+async def _inst_limited(request: Request, language: str) -> Response | None:
+    try:
+        await api.limit_self_service(request)
+    except ApiError as exc:
+        return _private(_too_many(LABELS[language], language, exc))
+    return None
+
+
+def _inst_start(
+    request: Request,
+    language: str,
+    status: int = 200,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    csrf = request.cookies.get(INSTITUTION_FORM_COOKIE) or secrets.token_urlsafe(18)
+    response = _render(
+        "institution_start.html.j2",
+        status,
+        headers=NO_STORE,
+        t=_inst_t(language),
+        my=_inst_labels(language),
+        lang=language,
+        lang_url=f"/institution?lang={LABELS[language]['other_language'][0]}",
+        csrf=csrf,
+        errors=errors or {},
+        values=values or {},
+    )
+    response.set_cookie(
+        INSTITUTION_FORM_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/institution",
+        max_age=3600,
+    )
+    return response
+
+
+def _invalid_sign_in(language: str) -> Response:
+    """The one answer for a tampered, unknown, expired or used sign-in link."""
+    labels = _inst_labels(language)
+    return _render(
+        "message.html.j2",
+        404,
+        headers=NO_STORE,
+        t=_inst_t(language),
+        lang=language,
+        lang_url=f"/institution?lang={LABELS[language]['other_language'][0]}",
+        message=labels["invalid_link"],
+        next_url=f"/institution?lang={language}",
+        next_label=labels["ask_again"],
+    )
+
+
+@router.get("/institution", response_class=HTMLResponse)
+async def institution_start(request: Request, lang: str | None = None) -> Response:
+    """A contact person asks for a sign-in link (or, signed in, goes to their page)."""
+    language = _lang(lang)
+    session = await _inst_session(request)
+    if session is not None:
+        return _see_other(f"/institution/home?lang={language}")
+    return _inst_start(request, language)
+
+
+@router.post("/institution", response_class=HTMLResponse)
+async def institution_request_link(request: Request, lang: str | None = None) -> Response:
+    """Email a sign-in link to a contact person; the same answer whoever asks."""
+    language = _lang(lang)
+    labels = _inst_labels(language)
+    if (limited := await _inst_sign_in_limited(request, language)) is not None:
+        return limited
+    form = await request.form()
+    cookie = request.cookies.get(INSTITUTION_FORM_COOKIE)
+    posted = str(form.get("csrf") or "")
+    if not cookie or not secrets.compare_digest(cookie.encode(), posted.encode()):
+        return _inst_start(request, language, 403, errors={"form": labels["form_expired"]})
+    email = str(form.get("email") or "").strip()[:254]
+    if not email:
+        return _inst_start(request, language, 422, errors={"email": labels["reasons"]["required"]})
+    if "@" not in email:
+        errors = {"email": labels["reasons"]["email"]}
+        return _inst_start(request, language, 422, errors=errors, values={"email": email})
+    if await _inst_email_allowed(request, email):
+        await handlers.request_institution_sign_in(_ctx(request), email)
+    ctx = _ctx(request)
+    minutes = max(1, int(ctx.sign_in_validity.total_seconds() // 60))
+    return _render(
+        "institution_sent.html.j2",
+        200,
+        headers=NO_STORE,
+        t={**_inst_t(language), "title": labels["sent_title"]},
+        lang=language,
+        lang_url=f"/institution?lang={LABELS[language]['other_language'][0]}",
+        message=labels["sent"].format(minutes=minutes),
+        next_url=f"/institution?lang={language}",
+        next_label=labels["ask_again"],
+    )
+
+
+async def _inst_sign_in_limited(request: Request, language: str) -> Response | None:
+    """Sign-in requests per client address and minute (429 beyond)."""
+    per_min = api._limits(request).rate_institution_sign_in_per_address_per_min
+    try:
+        await enforce(request, "institution-sign-in", client_address(request), Limit(per_min, 60))
+    except ApiError as exc:
+        return _private(_too_many(LABELS[language], language, exc))
+    return None
+
+
+async def _inst_email_allowed(request: Request, email: str) -> bool:
+    """Sign-in emails per address and hour: beyond, no more is sent (the answer stays the
+    same, so the limit tells nothing about the address). Keyed on a hash: no email is
+    stored in the limits' collection."""
+    per_hour = api._limits(request).rate_institution_sign_in_per_email_per_hour
+    subject = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    try:
+        await enforce(request, "institution-sign-in-email", subject, Limit(per_hour, 3600))
+    except ApiError:
+        return False
+    return True
+
+
+@router.get("/institution/sign-in/{link}", response_class=HTMLResponse)
+async def institution_link_page(link: str, request: Request, lang: str | None = None) -> Response:
+    """What an emailed link opens: one button that uses it (a GET uses nothing)."""
+    language = _lang(lang)
+    if (limited := await _inst_limited(request, language)) is not None:
+        return limited
+    try:
+        institution = await handlers.check_sign_in_link(_ctx(request), link[:64])
+    except DomainError:
+        return _invalid_sign_in(language)
+    labels = _inst_labels(language)
+    return _render(
+        "institution_sign_in.html.j2",
+        200,
+        headers={**NO_STORE, "Referrer-Policy": "no-referrer"},
+        t={**_inst_t(language), "title": labels["link_title"]},
+        my=labels,
+        lang=language,
+        lang_url=f"/institution/sign-in/{link}?lang={LABELS[language]['other_language'][0]}",
+        intro=labels["link_intro"].format(name=institution.name(language)),
+        action=f"/institution/sign-in/{link}?lang={language}",
+        csrf=_ctx(request).institution_links.form_token(link),
+    )
+
+
+@router.post("/institution/sign-in/{link}", response_class=HTMLResponse)
+async def institution_sign_in(link: str, request: Request, lang: str | None = None) -> Response:
+    """Use the link (once): set the session cookie and open the institution page."""
+    language = _lang(lang)
+    if (limited := await _inst_limited(request, language)) is not None:
+        return limited
+    ctx = _ctx(request)
+    form = await request.form()
+    if not ctx.institution_links.form_token_matches(link[:64], str(form.get("csrf") or "")):
+        return _invalid_sign_in(language)
+    try:
+        session = await handlers.sign_in_with_link(ctx, link[:64])
+    except DomainError:
+        return _invalid_sign_in(language)
+    response = _see_other(f"/institution/home?lang={language}")
+    response.set_cookie(
+        INSTITUTION_COOKIE,
+        session.value,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/institution",
+        max_age=int(ctx.session_validity.total_seconds()),
+    )
+    return response
+
+
+async def _inst_session(request: Request) -> handlers.InstitutionSession | None:
+    value = request.cookies.get(INSTITUTION_COOKIE)
+    if not value:
+        return None
+    try:
+        return await handlers.open_institution_session(_ctx(request), value[:200])
+    except DomainError:
+        return None
+
+
+def _signed_out(language: str) -> Response:
+    response = _see_other(f"/institution?lang={language}")
+    response.delete_cookie(INSTITUTION_COOKIE, path="/institution")
+    return response
+
+
+def _nominee_view(
+    registration: Any, language: str, category_names: dict[str, str]
+) -> dict[str, Any]:
+    labels = LABELS[language]
+    category = getattr(registration, "category", None) or registration.cadre
+    statuses = {**labels["statuses"], **STATUS_LABELS[language]}
+    return {
+        "id": registration.id,
+        "reference": registration.reference,
+        "full_name": registration.full_name,
+        "email": registration.email,
+        "position": registration.position,
+        "category": category_names.get(category, category),
+        "status": registration.status,
+        "status_label": statuses.get(registration.status, registration.status),
+        "active": registration.is_active,
+        # Filled by the payments service's data once bills exist (issue 14).
+        "payment": None,
+    }
+
+
+async def _open_events(request: Request) -> list[Event]:
+    now = _ctx(request).clock()
+    return [e for e in await handlers.list_events(_ctx(request)) if e.starts_at > now]
+
+
+def _categories(event: Event, language: str) -> list[tuple[str, str]]:
+    found = nominable_categories(event)
+    if found:
+        return [
+            (code, name_en if language == "en" else name_sw) for code, name_sw, name_en in found
+        ]
+    cadres = LABELS[language]["cadres"]
+    allowed = event.admitted_cadres or list(cadres)
+    return [(code, cadres[code]) for code in allowed]
+
+
+async def _institution_page(
+    request: Request,
+    session: handlers.InstitutionSession,
+    language: str,
+    event_id: str | None,
+    status: int = 200,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    notice: str | None = None,
+    report: dict[str, Any] | None = None,
+    replacing: str | None = None,
+) -> Response:
+    ctx = _ctx(request)
+    labels = _inst_labels(language)
+    events = await _open_events(request)
+    event = next((e for e in events if e.id == event_id), events[0] if events else None)
+    nominees = []
+    if event is not None:
+        found = await handlers.institution_nominations(ctx, session.institution.code, event.id)
+        names = {**LABELS[language]["cadres"], **dict(_categories(event, language))}
+        nominees = [_nominee_view(r, language, names) for r in found]
+    other = LABELS[language]["other_language"][0]
+    event_q = f"&event={event.id}" if event else ""
+    return _render(
+        "institution.html.j2",
+        status,
+        headers=NO_STORE,
+        t=_inst_t(language),
+        my=labels,
+        lang=language,
+        lang_url=f"/institution/home?lang={other}{event_q}",
+        csrf=ctx.institution_links.form_token(session.value),
+        institution={
+            "code": session.institution.code,
+            "name": session.institution.name(language),
+        },
+        contact_name=session.contact["full_name"],
+        events=[
+            {"id": e.id, "title": e.title_en if language == "en" else e.title_sw} for e in events
+        ],
+        event=_event_context(event, language) if event else None,
+        categories=_categories(event, language) if event else [],
+        nominees=nominees,
+        values={"language": language, **(values or {})},
+        errors=errors or {},
+        notice=notice,
+        report=report,
+        replacing=replacing,
+        csv_columns=", ".join(NOMINATION_CSV_COLUMNS),
+        query=f"?lang={language}{event_q}",
+    )
+
+
+@router.get("/institution/home", response_class=HTMLResponse)
+async def institution_home(
+    request: Request,
+    lang: str | None = None,
+    event: str | None = None,
+    done: str | None = None,
+    replace: str | None = None,
+) -> Response:
+    """The institution page: nominees of an event, and the forms to nominate."""
+    language = _lang(lang)
+    session = await _inst_session(request)
+    if session is None:
+        return _signed_out(language)
+    notice = INSTITUTION_LABELS[language].get(f"done_{done}") if done else None
+    return await _institution_page(
+        request,
+        session,
+        language,
+        (event or "")[:64] or None,
+        notice=notice,
+        replacing=(replace or "")[:64] or None,
+    )
+
+
+async def _inst_posted(
+    request: Request, language: str
+) -> tuple[handlers.InstitutionSession | None, Any, Response | None]:
+    """The session and form of a POST, or the answer to give instead."""
+    if (limited := await _inst_limited(request, language)) is not None:
+        return None, None, limited
+    session = await _inst_session(request)
+    if session is None:
+        return None, None, _signed_out(language)
+    form = await request.form()
+    ctx = _ctx(request)
+    if not ctx.institution_links.form_token_matches(session.value, str(form.get("csrf") or "")):
+        page = await _institution_page(
+            request,
+            session,
+            language,
+            str(form.get("event") or "")[:64] or None,
+            403,
+            errors={"form": INSTITUTION_LABELS[language]["form_expired"]},
+        )
+        return None, None, page
+    return session, form, None
+
+
+@router.post("/institution/sign-out", response_class=HTMLResponse)
+async def institution_sign_out(request: Request, lang: str | None = None) -> Response:
+    language = _lang(lang)
+    session, _form, answer = await _inst_posted(request, language)
+    if answer is not None:
+        return answer
+    return _signed_out(language)
+
+
+def _nomination_cells(form: Any) -> dict[str, str]:
+    return {name: str(form.get(name) or "").strip() for name in NOMINATION_FIELDS}
+
+
+def _nomination_errors(
+    exc: ValidationError, labels: dict[str, Any], payload: dict[str, Any]
+) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        name = loc[0] if loc else "form"
+        name = "category" if name == "cadre" else name
+        if name not in NOMINATION_FIELDS:
+            name = "form"
+        found.setdefault(name, labels["reasons"][_reason_key(name, error, payload)])
+    return found
+
+
+@router.post("/institution/nominations", response_class=HTMLResponse)
+async def institution_nominate(request: Request, lang: str | None = None) -> Response:
+    """Nominate one officer (or, with ``replace``, replace a nominee by them)."""
+    language = _lang(lang)
+    session, form, answer = await _inst_posted(request, language)
+    if answer is not None:
+        return answer
+    assert session is not None
+    labels = _inst_labels(language)
+    event_id = str(form.get("event") or "")[:64]
+    replacing = str(form.get("replace") or "")[:64] or None
+    cells = _nomination_cells(form)
+    payload = nomination_payload(cells, session.institution)
+    values = {**cells, "declaration": form.get("declaration") == "yes"}
+
+    async def again(status: int, errors: dict[str, str]) -> Response:
+        return await _institution_page(
+            request,
+            session,
+            language,
+            event_id,
+            status,
+            errors=errors,
+            values=values,
+            replacing=replacing,
+        )
+
+    errors: dict[str, str] = {}
+    try:
+        nominee = RegistrationRequest.model_validate(payload)
+    except ValidationError as exc:
+        errors = _nomination_errors(exc, labels, payload)
+    if form.get("declaration") != "yes":
+        errors["declaration"] = labels["declaration_required"]
+    if errors:
+        return await again(422, errors)
+    ctx = _ctx(request)
+    try:
+        if replacing:
+            await handlers.replace_nomination(ctx, session.institution, replacing, nominee)
+        else:
+            await handlers.nominate(ctx, session.institution, event_id, nominee)
+    except DomainError as exc:
+        message = labels["codes"].get(exc.code, exc.message)
+        return await again(status_for(exc.code, api.ERROR_STATUSES), {"form": message})
+    done = "replaced" if replacing else "nominated"
+    return _see_other(f"/institution/home?lang={language}&event={event_id}&done={done}")
+
+
+@router.post(
+    "/institution/nominations/file",
+    response_class=HTMLResponse,
+    openapi_extra=body_limit(NOMINATION_FILE_MAX_BYTES),
+)
+async def institution_nominate_file(request: Request, lang: str | None = None) -> Response:
+    """Nominate the officers of a CSV file (all or none), or only check it (dry run)."""
+    language = _lang(lang)
+    session, form, answer = await _inst_posted(request, language)
+    if answer is not None:
+        return answer
+    assert session is not None
+    labels = _inst_labels(language)
+    event_id = str(form.get("event") or "")[:64]
+    dry_run = form.get("dry_run") == "yes"
+    upload = form.get("file")
+    data = await upload.read() if upload is not None and hasattr(upload, "read") else b""
+    errors: dict[str, str] = {}
+    if not data:
+        errors["file"] = labels["file_required"]
+    if form.get("declaration") != "yes" and not dry_run:
+        errors["file_declaration"] = labels["declaration_required"]
+    if errors:
+        return await _institution_page(request, session, language, event_id, 422, errors=errors)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        errors = {"file": labels["reasons"]["invalid"]}
+        return await _institution_page(request, session, language, event_id, 422, errors=errors)
+    ctx = _ctx(request)
+    try:
+        result = await handlers.nominate_from_csv(
+            ctx, session.institution, event_id, text, dry_run=dry_run
+        )
+    except DomainError as exc:
+        problems = (exc.details or {}).get("problems") or []
+        report = {"ok": False, "problems": problems, "message": exc.message}
+        if not problems:
+            report["problems"] = [{"row": "", "field": exc.field or "", "reason": exc.message}]
+        return await _institution_page(
+            request,
+            session,
+            language,
+            event_id,
+            422,
+            report=report,
+            errors={"file": exc.message},
+        )
+    problems = [{"row": p.row, "field": p.field, "reason": p.reason} for p in result.problems]
+    if dry_run:
+        report = {
+            "ok": not problems,
+            "problems": problems,
+            "message": labels["report_ok"].format(rows=result.rows) if not problems else "",
+        }
+        return await _institution_page(
+            request, session, language, event_id, 200 if not problems else 422, report=report
+        )
+    report = {
+        "ok": True,
+        "problems": [],
+        "message": labels["report_done"].format(count=len(result.registered)),
+    }
+    return await _institution_page(request, session, language, event_id, 201, report=report)
+
+
+@router.post("/institution/nominations/{registration_id}/withdraw", response_class=HTMLResponse)
+async def institution_withdraw(
+    registration_id: str, request: Request, lang: str | None = None
+) -> Response:
+    """Withdraw a nominee before the event (their seat goes to the waiting list)."""
+    language = _lang(lang)
+    session, form, answer = await _inst_posted(request, language)
+    if answer is not None:
+        return answer
+    assert session is not None
+    labels = _inst_labels(language)
+    event_id = str(form.get("event") or "")[:64]
+    if form.get("confirm") != "yes":
+        errors = {"form": labels["must_confirm"]}
+        return await _institution_page(request, session, language, event_id, 422, errors=errors)
+    try:
+        await handlers.withdraw_nomination(_ctx(request), session.institution, registration_id[:64])
+    except DomainError as exc:
+        errors = {"form": labels["codes"].get(exc.code, exc.message)}
+        status = status_for(exc.code, api.ERROR_STATUSES)
+        return await _institution_page(request, session, language, event_id, status, errors=errors)
+    return _see_other(f"/institution/home?lang={language}&event={event_id}&done=withdrawn")

@@ -17,6 +17,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.contracts.base import IntegrationEvent, register
 from shared.contracts.registration import EventDetails, ParticipantContact, RegistrationStatus
 from shared.topics import REGISTRATION_NOTICES
@@ -106,3 +108,53 @@ class ConfirmationResendRequestedNotice(_ParticipantNotice):
     """Someone registered again with the participant's email: resend to the address on file."""
 
     requested_at: datetime
+
+
+# -- institutions (issue 13 B) ----------------------------------------------------------
+
+
+class InstitutionContactAddress(BaseModel):
+    """Where an institution's contact person is written to, in their language."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    contact_id: str
+    full_name: str
+    email: str
+    language: Literal["sw", "en"] = "sw"
+
+
+@register
+class InstitutionSignInRequested(IntegrationEvent):
+    """An institution's contact person asked to sign in: email them the link.
+
+    ``sign_in_url`` is a credential: it opens the institution's page once (single use)
+    until ``expires_at`` (minutes away). Keyed by institution code.
+    """
+
+    domain = "registration"
+    topic = REGISTRATION_NOTICES
+    aggregate_field = "institution_code"
+
+    institution_code: str
+    institution_name_sw: str
+    institution_name_en: str
+    contact: InstitutionContactAddress
+    sign_in_url: str
+    expires_at: datetime
+    requested_at: datetime
+
+
+@register
+class InstitutionContactErased(IntegrationEvent):
+    """An institution's contact person was erased (PDPA): notification drops its copies
+    (unsent messages to ``email`` are cancelled, sent ones scrubbed)."""
+
+    domain = "registration"
+    topic = REGISTRATION_NOTICES
+    aggregate_field = "institution_code"
+
+    institution_code: str
+    contact_id: str
+    email: str
+    erased_at: datetime

@@ -55,7 +55,38 @@
     };
   }
 
+  // The Authorize dialog is drawn by Swagger UI's own components, which the plugin API
+  // cannot reach one by one: it is mended when it appears. Its close button gets a name,
+  // its headings take the levels that follow the page's title (it opens right after it),
+  // and its Authorize buttons are named by the text they show.
+  function mendDialog(node) {
+    node.querySelectorAll(".modal-ux:not([role])").forEach(function (dialog) {
+      dialog.setAttribute("role", "dialog");
+      dialog.setAttribute("aria-modal", "true");
+      var title = dialog.querySelector(".modal-ux-header > h3");
+      if (title) {
+        title.id = title.id || "mkutano-authorize-title";
+        dialog.setAttribute("aria-labelledby", title.id);
+      }
+    });
+    node.querySelectorAll(".modal-ux .close-modal:not([aria-label])").forEach(function (b) {
+      b.setAttribute("aria-label", "Close");
+    });
+    node.querySelectorAll(".modal-ux-header > h3:not([aria-level])").forEach(function (h) {
+      h.setAttribute("aria-level", "2");
+    });
+    node.querySelectorAll(".modal-ux .auth-container h4:not([aria-level])").forEach(function (h) {
+      h.setAttribute("aria-level", "3");
+    });
+    node.querySelectorAll(".modal-ux .auth-btn-wrapper button[aria-label]").forEach(function (b) {
+      b.removeAttribute("aria-label");
+    });
+  }
+
   var root = document.getElementById("swagger-ui");
+  new MutationObserver(function () {
+    mendDialog(root);
+  }).observe(root, { childList: true, subtree: true });
   window.ui = SwaggerUIBundle({
     url: root.dataset.openapiUrl,
     domNode: root,

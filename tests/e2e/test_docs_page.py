@@ -51,3 +51,23 @@ async def test_the_api_docs_pass_axe_on_a_phone(platform, service) -> None:
         await page.goto(f"{getattr(platform, service).url}/docs")
         await page.locator(".opblock").first.wait_for(timeout=15_000)
         assert await axe_violations(page) == []
+
+
+async def test_the_api_docs_pass_axe_with_an_operation_open_and_the_authorize_dialog(
+    platform,
+) -> None:
+    """What a reader opens: an operation with its parameters and responses, and the
+    Authorize dialog for an API key or a token."""
+    async with chromium_page() as page:
+        await page.goto(f"{platform.registration.url}/docs")
+        await page.locator(".opblock").first.wait_for(timeout=15_000)
+        operation = page.locator(".opblock-tag-section .opblock").nth(1)
+        await operation.locator(".opblock-summary-control").click()
+        await operation.locator(".opblock-body").wait_for(timeout=10_000)
+        assert await axe_violations(page) == []
+        await page.locator("button.authorize").first.click()
+        await page.locator(".modal-ux").wait_for(timeout=10_000)
+        assert await page.get_by_role("dialog", name="Available authorizations").is_visible()
+        assert await axe_violations(page) == []
+        await page.get_by_role("button", name="Close").first.click()
+        await page.locator(".modal-ux").wait_for(state="detached", timeout=10_000)

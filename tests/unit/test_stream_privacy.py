@@ -87,12 +87,27 @@ def test_the_public_registration_events_say_only_institution_cadre_category_and_
 
 
 def test_the_private_notices_carry_what_notification_needs() -> None:
-    notices = stream_events(REGISTRATION_NOTICES)
+    # The institutions' sign-in notice (issue 13 B) is about a contact person, not a
+    # registration: tested on its own below.
+    notices = [
+        c for c in stream_events(REGISTRATION_NOTICES) if c.aggregate_field != "institution_code"
+    ]
     assert len(notices) == 9
     for cls in notices:
         names = property_names(json_schema(cls))
         assert {"ticket", "self_service_url", "email", "phone", "full_name", "language"} <= names
         assert cls.aggregate_field == "registration_id"
+
+
+def test_the_institution_sign_in_notice_is_private_and_carries_the_link() -> None:
+    (cls,) = [
+        c
+        for c in stream_events(REGISTRATION_NOTICES)
+        if c.event_name() == "InstitutionSignInRequested"
+    ]
+    assert cls.aggregate_field == "institution_code"
+    names = property_names(json_schema(cls))
+    assert {"sign_in_url", "email", "full_name", "language", "expires_at"} <= names
 
 
 def test_the_retired_versions_are_the_ones_that_carried_tickets_and_contacts() -> None:

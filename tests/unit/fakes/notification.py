@@ -167,6 +167,18 @@ class FakeNotificationStore:
         doc.update(copy.deepcopy(stamped))
         return True
 
+    async def erase_recipient(self, recipient: str, now: datetime) -> int:
+        self._reachable()
+        found = 0
+        for n in self.notifications.values():
+            if n.recipient != recipient:
+                continue
+            found += 1
+            if n.status in ("pending", "retry"):
+                n.status, n.last_error = "cancelled", "personal data erased"
+            n.recipient, n.context, n.erased = "[erased]", {}, True
+        return found
+
     async def erase_participant(self, registration_id: str, event_id: str, now: datetime) -> None:
         self._reachable()
         self.participants[registration_id] = {

@@ -17,7 +17,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from services.registration.domain import ACTIVE_STATUSES, Event, Registration
+from services.registration.domain import (
+    ACTIVE_STATUSES,
+    Event,
+    Institution,
+    InstitutionSignIn,
+    Registration,
+)
 from services.registration.ports import AddOutcome, IdempotencyRecord
 from shared.envelope import OutboxMessage, wrap
 from shared.errors import DomainError
@@ -432,3 +438,95 @@ def _listed(registration: Registration) -> Registration:
     shown = copy.deepcopy(registration)
     shown.manage_token_hash = None
     return shown
+
+
+# -- institutions (issue 13 B) -----------------------------------------------------------
+
+
+class FakeInstitutionStore:
+    """An in-memory ``InstitutionStore``: revision-checked saves, the unique code, and a
+    sign-in's notice saved with its nonce in one step; ``consume_sign_in`` is the one
+    conditional write (issued → used). Nominations are read from ``registrations`` (the
+    fake registration store's, when given)."""
+
+    def __init__(self, registrations: FakeRegistrationStore | None = None) -> None:
+        self.registration_store = registrations or FakeRegistrationStore()
+        self.signal = self.registration_store.signal
+        self.outbox = self.registration_store.outbox
+        self.institutions: dict[str, Institution] = {}
+        self.sign_ins: dict[str, InstitutionSignIn] = {}
+
+    def _emit(self, collection: str, aggregate: Institution | InstitutionSignIn) -> None:
+        messages = [wrap(e, SERVICE) for e in aggregate.take_events()]
+        if messages:
+            self.outbox.extend(messages)
+            self.signal.written(collection, aggregate.id)
+
+    async def get_institution(self, code: str) -> Institution | None:
+        found = self.institutions.get(code)
+        return copy.deepcopy(found) if found else None
+
+    async def list_institutions(
+        self, *, kind: str | None = None, region: str | None = None
+    ) -> list[Institution]:
+        return [
+            copy.deepcopy(i)
+            for code, i in sorted(self.institutions.items())
+            if (kind is None or i.kind == kind) and (region is None or i.region == region)
+        ]
+
+    async def institutions_of_contact(self, email: str) -> list[Institution]:
+        return [
+            copy.deepcopy(i)
+            for i in self.institutions.values()
+            if any(c["email"] == email for c in i.contacts)
+        ]
+
+    async def add_institution(self, institution: Institution) -> None:
+        if institution.code in self.institutions:
+            raise DomainError(
+                "institution_exists", "An institution with this code exists already.", field="code"
+            )
+        self._emit("institutions", institution)
+        institution.rev = 1
+        self.institutions[institution.code] = copy.deepcopy(institution)
+
+    async def save_institution(self, institution: Institution) -> bool:
+        stored = self.institutions.get(institution.code)
+        if stored is None or stored.rev != institution.rev:
+            return False
+        self._emit("institutions", institution)
+        institution.rev += 1
+        self.institutions[institution.code] = copy.deepcopy(institution)
+        return True
+
+    async def add_sign_in(self, sign_in: InstitutionSignIn) -> None:
+        self._emit("institution_sign_ins", sign_in)
+        sign_in.rev = 1
+        self.sign_ins[sign_in.nonce_hash] = copy.deepcopy(sign_in)
+
+    async def find_sign_in(self, nonce_hash: str) -> InstitutionSignIn | None:
+        found = self.sign_ins.get(nonce_hash)
+        return copy.deepcopy(found) if found else None
+
+    async def consume_sign_in(self, nonce_hash: str, now: str) -> InstitutionSignIn | None:
+        found = self.sign_ins.get(nonce_hash)
+        if found is None or found.state != "issued":
+            return None
+        found.state = "used"
+        found.rev += 1
+        return copy.deepcopy(found)
+
+    async def forget_sign_ins(self, contact_id: str) -> int:
+        gone = [h for h, s in self.sign_ins.items() if s.contact_id == contact_id]
+        for h in gone:
+            del self.sign_ins[h]
+        return len(gone)
+
+    async def nominations(self, event_id: str, institution_code: str) -> list[Registration]:
+        found = [
+            r
+            for r in self.registration_store.registrations.values()
+            if r.event_id == event_id and getattr(r, "institution_code", None) == institution_code
+        ]
+        return [copy.deepcopy(r) for r in sorted(found, key=lambda r: (r.created_at, r.id))]
