@@ -371,8 +371,8 @@ class Question(BaseModel):
     categories: list[CategoryCode] = Field(default_factory=list, max_length=50)
     choices: list[Choice] = Field(default_factory=list, max_length=50)
     max_choices: int | None = Field(default=None, ge=1, le=50)
-    min_value: float | None = None
-    max_value: float | None = None
+    min_value: float | None = Field(default=None, allow_inf_nan=False, ge=-1e15, le=1e15)
+    max_value: float | None = Field(default=None, allow_inf_nan=False, ge=-1e15, le=1e15)
     max_length: int | None = Field(default=None, ge=1, le=4000)
 
     @model_validator(mode="after")
@@ -460,8 +460,10 @@ class Question(BaseModel):
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise AnswerProblem("must be a number")
-            if value != value or value in (float("inf"), float("-inf")):
-                raise AnswerProblem("must be a finite number")
+            if isinstance(value, int) and abs(value) > 10**15:
+                raise AnswerProblem("is too large")
+            if value != value or value in (float("inf"), float("-inf")) or abs(value) > 1e15:
+                raise AnswerProblem("must be a finite number of at most 15 digits")
             if self.min_value is not None and value < self.min_value:
                 raise AnswerProblem(f"must be at least {_number(self.min_value)}")
             if self.max_value is not None and value > self.max_value:

@@ -562,3 +562,14 @@ async def test_erasure_removes_the_answers_and_the_nominating_institution(ctx, s
     assert erased.category == "guest"
     # Cancelled first: the field visit's place went back.
     assert (await store.get_event(event_id)).choice_taken["field_visit"]["ngorongoro"] == 0
+
+
+async def test_a_number_too_large_for_a_float_is_refused_not_a_crash(ctx) -> None:
+    event_id = await question_event(ctx)
+    err = await refused(
+        "invalid_answers",
+        handlers.register_participant(
+            ctx, event_id, applicant("guest", answers={"years": 10**400})
+        ),
+    )
+    assert err.field == "answers.years"
