@@ -360,6 +360,28 @@ def _event_context(event: Event, lang: str) -> dict[str, Any]:
     }
 
 
+def _answers_shown(
+    event: Event, registration: Any, labels: dict[str, Any], lang: str
+) -> list[tuple[str, str]]:
+    """The participant's answers as their page shows them: the question, the answer."""
+    shown: list[tuple[str, str]] = []
+    for question in event.questions:
+        value = (registration.answers or {}).get(question.id)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = labels["yes"] if value else labels["no"]
+        elif question.choices:
+            codes = value if isinstance(value, list) else [value]
+            text = ", ".join(
+                (c.label(lang) if (c := question.choice(code)) else str(code)) for code in codes
+            )
+        else:
+            text = str(value)
+        shown.append((question.label(lang), text))
+    return shown
+
+
 def _question_context(event: Event, question: Any, lang: str) -> dict[str, Any]:
     names = {c.code: c.name(lang) for c in event.categories}
     return {
@@ -817,6 +839,7 @@ async def _own_page(
             if (found := event.category(registration.category)) is not None
             else labels["cadres"].get(registration.cadre, registration.cadre)
         ),
+        answers_shown=_answers_shown(event, registration, labels, language),
         status_label=status_label,
         ticket=registration.ticket(ctx.signer),
         active=registration.is_active,

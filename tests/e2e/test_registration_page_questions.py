@@ -128,6 +128,17 @@ async def test_a_participant_answers_the_events_questions_in_the_browser(platfor
         assert await axe_violations(page) == [], "registered"
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
+        # The participant's own page shows their category and answers.
+        reference = (await page.locator("#reference").inner_text()).strip()
+        token = (await page.locator("#manage-token").inner_text()).strip()
+        await page.goto(f"{base}/my?lang=en")
+        await page.fill("#reference", reference)
+        await page.fill("#token", token)
+        await page.get_by_role("button", name="Open my registration").click()
+        details = await page.locator("dl.result").inner_text()
+        assert "ICT cadre" in details and "Field visit" in details
+        assert "Ngorongoro" in details and "AI, Security" in details
+        assert await axe_violations(page) == [], "own page"
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         listed = (
