@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.registration import handlers
 from services.registration.domain import (
-    CSV_COLUMNS,
     FIXED_FIELDS,
     INSTITUTION_CSV_REQUIRED,
     AccessibilityNeed,
@@ -43,12 +42,14 @@ from services.registration.domain import (
     RegistrationStatus,
     Rejection,
     Via,
+    csv_columns,
     csv_row,
 )
+from services.registration.registrants_csv import MAX_ROWS, OPTIONAL, REQUIRED
 from services.registration.settings import RegistrationSettings
 from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
-from shared.http import body_limit
+from shared.http import MiB, body_limit
 from shared.ratelimit import Limit, client_address, enforce, rate_limited
 
 router = APIRouter(prefix="/api/v1")
@@ -61,6 +62,8 @@ ERROR_STATUSES: dict[str, int] = {
     "unknown_category": 422,
     "invalid_answers": 422,
     "invalid_categories": 422,
+    "import_invalid": 422,
+    "not_an_event_day": 422,
     # institutions (issue 13 B)
     "invalid_import": 422,
     "sign_in_link_invalid": 404,
@@ -540,17 +543,20 @@ async def export_registrations(
     _: Organiser,
     filters: Annotated[dict[str, Any], Depends(_filters)],
 ) -> StreamingResponse:
-    """CSV export (UTF-8 with BOM for spreadsheets), streamed row by row from a cursor."""
+    """CSV export (UTF-8 with BOM for spreadsheets), streamed row by row from a cursor:
+    the fixed columns, then one ``answers.<question id>`` column per question of the event
+    (multiple choices joined with ``;``, yes/no as ``yes``/``no``)."""
     registrations = await handlers.export_registrations(_ctx(request), event_id, filters)
+    questions = (await handlers.event_for_organisers(_ctx(request), event_id)).questions
 
     async def rows() -> AsyncIterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(csv_columns(questions))
         yield "\ufeff" + _drain(buffer)  # the BOM lets spreadsheets read UTF-8 names
         count = 0
         async for registration in registrations:
-            writer.writerow(csv_row(registration))
+            writer.writerow(csv_row(registration, questions))
             count += 1
             if count % 200 == 0:  # send in chunks, never the whole file at once
                 yield _drain(buffer)
@@ -634,6 +640,145 @@ async def cancel_registration(
         ctx, registration_id, by="organiser", reason=body.reason, event_id=event_id
     )
     return _organiser_view(ctx, doc)
+
+
+# -- walk-ins and imports ----------------------------------------------------------------------
+
+
+class WalkIn(RegistrationRequest):
+    """A registration taken at the door, and the day it is checked in for."""
+
+    day: date | None = Field(
+        default=None, description="One of the event's days (venue time); today by default"
+    )
+
+
+class WalkInCreated(RegistrationCreated):
+    day: str
+    checked_in_at: str
+    ticket: str | None = None
+
+
+@router.post(
+    "/events/{event_id}/walk-ins",
+    response_model=WalkInCreated,
+    status_code=201,
+    tags=["check-in"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def register_walk_in(
+    event_id: str,
+    body: WalkIn,
+    request: Request,
+    _: Annotated[Principal, Depends(require_roles("registrar", "organiser"))],
+) -> WalkInCreated:
+    """Register someone at the door (registrars, organisers): recorded as ``walk_in``,
+    confirmed with a seat of their category (409 ``event_full`` when none is left) and
+    checked in at once for ``day``. Their confirmation email carries the ticket."""
+    ctx = _ctx(request)
+    registration = RegistrationRequest.model_validate(body.model_dump(exclude={"day"}))
+    try:
+        result = await handlers.register_walk_in(
+            ctx, event_id, registration, day=body.day.isoformat() if body.day else None
+        )
+    except DomainError as exc:
+        raise api_error(exc) from None
+    registered, written = result.registered, result.registration
+    return WalkInCreated(
+        id=registered.id,
+        reference=registered.reference,
+        status=registered.status,
+        manage_token=registered.manage_token,
+        day=result.day,
+        checked_in_at=written.checkins[result.day],
+        ticket=written.ticket(ctx.signer),
+    )
+
+
+IMPORT_MAX_BYTES = 2 * MiB
+
+
+class RegistrantsImportReport(BaseModel):
+    """A dry run's findings, or what an import registered."""
+
+    dry_run: bool
+    valid: bool
+    rows: int
+    valid_rows: int
+    problems: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="In file order (the header is row 1): row, field (the column), reason; "
+        "at most 100",
+    )
+    more_problems: int | None = None
+    imported: int | None = None
+    by_status: dict[str, int] | None = None
+    references: list[str] | None = None
+    failed: list[dict[str, Any]] | None = Field(
+        default=None, description="Rows a concurrent writer took first (race only)"
+    )
+
+
+@router.post(
+    "/events/{event_id}/registrations/import",
+    response_model=RegistrantsImportReport,
+    response_model_exclude_none=True,
+    status_code=201,
+    tags=["organisers"],
+    responses={
+        200: {"model": RegistrantsImportReport, "description": "Dry run: nothing written"},
+        **error_responses(401, 403, 404, 409, 413, 415, 422),
+    },
+    openapi_extra={
+        **body_limit(IMPORT_MAX_BYTES),
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "description": "The CSV file (UTF-8)"}}
+                for media in ("text/csv", "text/plain")
+            },
+        },
+    },
+    description=(
+        "Body: the CSV file as `text/csv` (UTF-8, header row first), at most "
+        f"{IMPORT_MAX_BYTES // MiB} MiB and {MAX_ROWS} rows. Columns: "
+        f"{', '.join(REQUIRED)} (required); {', '.join(OPTIONAL)} (optional; lists "
+        "separated by ';'); `answers.<question id>` per question. `consent_confirmed=true` "
+        "says the organiser holds each person's consent (required). `?dry_run=true` "
+        "answers 200 with every row's problems and writes nothing; otherwise a file with "
+        "any problem is refused with 422 (`import_invalid`, each problem a field `row N: "
+        "column`) and nothing is written, and a clean file registers every row (201): each "
+        "person is told as if they had registered."
+    ),
+)
+async def import_registrants(
+    event_id: str,
+    request: Request,
+    response: Response,
+    _: Organiser,
+    dry_run: bool = False,
+    consent_confirmed: bool = False,
+) -> RegistrantsImportReport:
+    """Import registrants from CSV (organisers), all or nothing."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in CSV_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the file as text/csv (UTF-8).",
+            fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+        )
+    if not consent_confirmed:
+        raise ApiError(
+            422,
+            "validation_error",
+            "Confirm that each person in the file consented to the processing of their data.",
+            fields=[FieldProblem(field="consent_confirmed", reason="must be true")],
+        )
+    body = await request.body()
+    result = await handlers.import_registrants(_ctx(request), event_id, body, dry_run=dry_run)
+    response.status_code = 200 if dry_run else 201
+    return RegistrantsImportReport(**result)
 
 
 # -- self-service ------------------------------------------------------------------------------

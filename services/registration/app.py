@@ -73,6 +73,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         non_json_paths=[
             r"^/register/",
             r"^/my(/|$)",
+            r"^/api/v1/events/[^/]+/registrations/import$",
             # institutions (issue 13 B): the institution pages' forms and the registry CSV
             r"^/institution(/|$)",
             r"^/api/v1/institutions/import$",

@@ -11,13 +11,96 @@ from datetime import date, datetime
 
 from services.registration import handlers
 from services.registration.domain import (
+    Category,
     ContactPersonSpec,
     DomainError,
     EventSpec,
     InstitutionSpec,
+    Question,
 )
 from shared.demo import demo_calendar
 from shared.timeutil import EAT
+
+
+def _category(code: str, name_sw: str, name_en: str, fee_tzs: int, **rules: object) -> Category:
+    return Category(code=code, name_sw=name_sw, name_en=name_en, fee_tzs=fee_tzs, **rules)
+
+
+# e-GA's published fees (TZS): ICT cadres 400,000; Permanent Secretaries and heads of
+# institutions 200,000; students 20,000. The 2026 invitation also names communications,
+# planning, finance, HR, procurement and records officers, and foreign guests. Invited
+# speakers and guests of e-GA come free and are confirmed at once: the demo's category
+# that works end to end without a payment.
+DEMO_CATEGORIES: tuple[Category, ...] = (
+    _category("ict_officer", "Kada ya TEHAMA", "ICT cadre", 400_000),
+    _category(
+        "director_or_head_of_ict",
+        "Mkurugenzi / Mkuu wa TEHAMA",
+        "Director / Head of ICT",
+        400_000,
+    ),
+    _category("permanent_secretary", "Katibu Mkuu", "Permanent Secretary", 200_000),
+    _category(
+        "accounting_officer",
+        "Mkuu wa Taasisi (Afisa Masuuli)",
+        "Head of institution (Accounting Officer)",
+        200_000,
+    ),
+    _category("communications_officer", "Afisa Mawasiliano", "Communications officer", 400_000),
+    _category("planning_officer", "Afisa Mipango", "Planning officer", 400_000),
+    _category("finance_officer", "Afisa Fedha", "Finance officer", 400_000),
+    _category("hr_officer", "Afisa Rasilimali Watu", "Human resources officer", 400_000),
+    _category("procurement_officer", "Afisa Ununuzi", "Procurement officer", 400_000),
+    _category("records_officer", "Afisa Kumbukumbu", "Records officer", 400_000),
+    _category("student", "Mwanafunzi", "Student", 20_000, quota=100),
+    _category(
+        "foreign_guest", "Mgeni kutoka nje", "Foreign guest", 400_000, requires_approval=True
+    ),
+    _category("invited_guest", "Mgeni mwalikwa / Mzungumzaji", "Invited guest or speaker", 0),
+)
+
+DEMO_QUESTIONS: tuple[Question, ...] = (
+    Question.model_validate(
+        {
+            "id": "field_visit",
+            "type": "single_choice",
+            "label_sw": "Ziara ya mafunzo (siku ya tatu)",
+            "label_en": "Field visit (third day)",
+            "help_sw": "Nafasi ni chache.",
+            "help_en": "Places are limited.",
+            "choices": [
+                {
+                    "code": "ngorongoro",
+                    "label_sw": "Ngorongoro",
+                    "label_en": "Ngorongoro",
+                    "limit": 60,
+                },
+                {"code": "none", "label_sw": "Sitashiriki", "label_en": "I will not join"},
+            ],
+        }
+    ),
+    Question.model_validate(
+        {
+            "id": "tshirt_size",
+            "type": "single_choice",
+            "label_sw": "Saizi ya fulana",
+            "label_en": "T-shirt size",
+            "choices": [
+                {"code": c.lower(), "label_sw": c, "label_en": c} for c in ("S", "M", "L", "XL")
+            ],
+        }
+    ),
+    Question.model_validate(
+        {
+            "id": "university",
+            "type": "short_text",
+            "label_sw": "Chuo unachosoma",
+            "label_en": "Your university",
+            "required": True,
+            "categories": ["student"],
+        }
+    ),
+)
 
 
 def demo_event(today: date) -> EventSpec:
@@ -42,6 +125,8 @@ def demo_event(today: date) -> EventSpec:
         registration_opens_at=calendar.registration_opens_at,
         registration_closes_at=None,
         state="published",
+        categories=list(DEMO_CATEGORIES),
+        questions=list(DEMO_QUESTIONS),
     )
 
 

@@ -371,8 +371,8 @@ class Question(BaseModel):
     categories: list[CategoryCode] = Field(default_factory=list, max_length=50)
     choices: list[Choice] = Field(default_factory=list, max_length=50)
     max_choices: int | None = Field(default=None, ge=1, le=50)
-    min_value: float | None = None
-    max_value: float | None = None
+    min_value: float | None = Field(default=None, allow_inf_nan=False, ge=-1e15, le=1e15)
+    max_value: float | None = Field(default=None, allow_inf_nan=False, ge=-1e15, le=1e15)
     max_length: int | None = Field(default=None, ge=1, le=4000)
 
     @model_validator(mode="after")
@@ -424,7 +424,7 @@ class Question(BaseModel):
         if kind in _TEXT_LIMITS:
             if not isinstance(value, str):
                 raise AnswerProblem("must be text")
-            text = value.strip()
+            text = value.strip().replace("\r\n", "\n").replace("\r", "\n")  # forms send CRLF
             reason = control_problem(text, single_line=kind == "short_text")
             if reason is not None:
                 raise AnswerProblem(reason)
@@ -460,8 +460,10 @@ class Question(BaseModel):
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise AnswerProblem("must be a number")
-            if value != value or value in (float("inf"), float("-inf")):
-                raise AnswerProblem("must be a finite number")
+            if isinstance(value, int) and abs(value) > 10**15:
+                raise AnswerProblem("is too large")
+            if value != value or value in (float("inf"), float("-inf")) or abs(value) > 1e15:
+                raise AnswerProblem("must be a finite number of at most 15 digits")
             if self.min_value is not None and value < self.min_value:
                 raise AnswerProblem(f"must be at least {_number(self.min_value)}")
             if self.max_value is not None and value > self.max_value:
@@ -1100,6 +1102,10 @@ class Event(Aggregate):
         category, or one that needs a nomination when the person registers themselves."""
         if via == "walk_in":
             self.check_walk_in(now)
+        elif via == "import":  # an organiser's import: whatever the window says
+            self.check_not_cancelled()
+            if self.ends_at < now:
+                raise DomainError("event_ended", "This event has ended.")
         else:
             refusal = self.registration_refusal(now)
             if refusal is not None:
@@ -1681,6 +1687,10 @@ class Registration(Aggregate):
         self.accessibility_needs = []
         self.accessibility_other = None
         self.dietary_needs = None
+        # Free-text answers may say who someone is; the nominating institution too, as
+        # much as the institution's name does. The category stays, as the cadre does.
+        self.answers = {}
+        self.institution_code = None
         self.manage_token_hash = None
         self.consent = {**self.consent, "withdrawn_at": stamp}
         self.erased_at = self.updated_at = stamp
@@ -1704,6 +1714,7 @@ CSV_COLUMNS = (
     "institution",
     "position",
     "cadre",
+    "category",
     "region",
     "accessibility_needs",
     "dietary_needs",
@@ -1711,7 +1722,22 @@ CSV_COLUMNS = (
     "waitlist_position",
     "checked_in_days",
     "created_at",
+    "via",
+    "institution_code",
 )
+ANSWER_COLUMN = "answers.{}"  # one column per question of the event, after CSV_COLUMNS
+
+
+def csv_columns(questions: Sequence[Question] = ()) -> list[str]:
+    """The export's header: the fixed columns, then ``answers.<id>`` per question."""
+    return [*CSV_COLUMNS, *(ANSWER_COLUMN.format(q.id) for q in questions)]
+
+
+def answer_cell(value: Any) -> object:
+    """An answer as an export cell: yes/no for booleans, choices joined with ``;``."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
 
 
 def csv_cell(value: object) -> str:
@@ -1729,13 +1755,15 @@ def csv_cell(value: object) -> str:
     return text
 
 
-def csv_row(registration: Registration) -> list[str]:
-    """One registration as an export row, in ``CSV_COLUMNS`` order."""
+def csv_row(registration: Registration, questions: Sequence[Question] = ()) -> list[str]:
+    """One registration as an export row, in ``csv_columns(questions)`` order."""
     values = {
         **{col: getattr(registration, col, None) for col in CSV_COLUMNS},
         "checked_in_days": sorted(registration.checkins),
     }
-    return [csv_cell(values.get(col)) for col in CSV_COLUMNS]
+    row = [csv_cell(values.get(col)) for col in CSV_COLUMNS]
+    answers = registration.answers or {}
+    return row + [csv_cell(answer_cell(answers.get(q.id))) for q in questions]
 
 
 # -- institutions (issue 13 B) ---------------------------------------------------------

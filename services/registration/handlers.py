@@ -70,6 +70,7 @@ from services.registration.domain import (
     tokens_match,
 )
 from services.registration.ports import InstitutionStore, RegistrationStore
+from services.registration.registrants_csv import read_registrants
 from shared.logging import get_logger
 from shared.timeutil import iso, utcnow
 
@@ -524,6 +525,90 @@ async def _replay(ctx: Context, outcome: dict[str, Any]) -> RegistrationOutcome:
         details=error.get("details"),
     )
     return RegistrationOutcome(error=refused, replayed=True)
+
+
+# -- walk-ins and imports --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalkedIn:
+    registered: Registered
+    registration: Registration
+    day: str
+
+
+async def register_walk_in(
+    ctx: Context, event_id: str, request: RegistrationRequest, *, day: str | None = None
+) -> WalkedIn:
+    """A registrar or organiser registers someone at the door: confirmed with a seat of
+    their category (``event_full`` when none is left) and checked in at once for ``day``
+    (today at the venue unless given)."""
+    registered = await register_participant(ctx, event_id, request, via="walk_in", day=day)
+    registration = await _registration(ctx, registered.id)
+    return WalkedIn(registered, registration, next(iter(registration.checkins)))
+
+
+async def event_for_organisers(ctx: Context, event_id: str) -> Event:
+    """An event in any state (organisers see drafts too)."""
+    return await _event(ctx, event_id)
+
+
+async def import_registrants(
+    ctx: Context, event_id: str, body: bytes, *, dry_run: bool
+) -> dict[str, Any]:
+    """An organiser's CSV file of registrants: a report, or all of them registered.
+
+    Every row is checked before anything is written (fields, category, answers, emails
+    unique within the file and not yet registered, places left on limited choices). A
+    dry run answers the report; an import of a file with any problem is refused
+    (``import_invalid``, each row's problems) and writes nothing; a clean file registers
+    every row as an organiser's import (``via="import"``): confirmed while seats last,
+    else waitlisted, each person told as if they had registered (their own
+    ``ParticipantRegistered`` notice, so their own email).
+    """
+    event = await _event(ctx, event_id)
+    found = read_registrants(body, event, ctx.clock())
+    for row, request in found.rows:
+        if await ctx.store.find_by_email(event_id, request.email) is not None:
+            found.problem(row, "email", "already registered for this event")
+    wanted: dict[tuple[str, str], int] = {}
+    for row, request in found.rows:
+        for question_id, choice in event.limited_picks(request.answers):
+            wanted[(question_id, choice)] = wanted.get((question_id, choice), 0) + 1
+            left = event.choice_places_left(question_id, choice) or 0
+            if wanted[(question_id, choice)] > left:
+                found.problem(row, f"answers.{question_id}", f"no places left on {choice!r}")
+    found.problems.sort(key=lambda p: p["row"])
+    report: dict[str, Any] = {"dry_run": dry_run, **found.report()}
+    if found.problems:
+        if dry_run:
+            return {**report, "valid": False}
+        raise DomainError(
+            "import_invalid",
+            f"The file has {len(found.problems)} problems; nothing was imported.",
+            details={"problems": report["problems"], "more_problems": report["more_problems"]},
+        )
+    if dry_run:
+        return {**report, "valid": True}
+    statuses: dict[str, int] = {}
+    references: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for row, request in found.rows:
+        try:
+            registered = await register_participant(ctx, event_id, request, via="import")
+        except DomainError as exc:  # only a race with another writer gets here
+            failed.append({"row": row, "field": exc.field or "row", "reason": exc.message})
+            continue
+        statuses[registered.status] = statuses.get(registered.status, 0) + 1
+        references.append(registered.reference)
+    return {
+        **report,
+        "valid": True,
+        "imported": len(references),
+        "by_status": statuses,
+        "references": references,
+        "failed": failed,
+    }
 
 
 # -- waiting list and seats ------------------------------------------------------------------

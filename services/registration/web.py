@@ -51,7 +51,7 @@ FIELDS = (
     "phone",
     "institution",
     "position",
-    "cadre",
+    "category",
     "region",
     "accessibility_needs",
     "accessibility_other",
@@ -75,6 +75,16 @@ LABELS: dict[str, dict[str, Any]] = {
         "institution": "Taasisi",
         "position": "Cheo",
         "cadre": "Kada",
+        "category": "Kundi la mshiriki",
+        "free": "bila malipo",
+        "fee": "ada TSh {fee}",
+        "nominated": "{names}: washiriki wa makundi haya huteuliwa na taasisi zao.",
+        "only_for": "Kwa: {names}",
+        "full": "imejaa",
+        "places_left": "nafasi {left} zimebaki",
+        "yes": "Ndiyo",
+        "no": "Hapana",
+        "questions": "Maswali ya tukio",
         "choose": "— Chagua —",
         "region": "Mkoa",
         "accessibility_needs": "Mahitaji ya ufikivu",
@@ -132,6 +142,20 @@ LABELS: dict[str, dict[str, Any]] = {
             "event_ended": "Tukio hili limekwisha; usajili umefungwa.",
             "event_cancelled": "Tukio hili limefutwa.",
             "cadre_not_admitted": "Tukio hili haliko wazi kwa kada yako.",
+            "nomination_required": "Washiriki wa kundi hili huteuliwa na taasisi zao; "
+            "wasiliana na mratibu wa taasisi yako.",
+            "unknown_category": "Chagua kundi la mshiriki kutoka kwenye orodha.",
+            "choice_full": "Nafasi za chaguo hili zimejaa; chagua jingine.",
+        },
+        "answer_reasons": {
+            "required": "Sehemu hii inahitajika.",
+            "must be a number": "Weka namba.",
+            "must be at most": "Namba isizidi {n}.",
+            "must be at least": "Namba isipungue {n}.",
+            "must be a date (YYYY-MM-DD)": "Weka tarehe.",
+            "must be yes or no": "Chagua ndiyo au hapana.",
+            "is not one of the choices": "Chagua kutoka kwenye orodha.",
+            "characters": "Maandishi ni marefu mno.",
         },
     },
     "en": {
@@ -148,6 +172,17 @@ LABELS: dict[str, dict[str, Any]] = {
         "institution": "Institution",
         "position": "Position",
         "cadre": "Cadre",
+        "category": "Participant category",
+        "free": "free",
+        "fee": "fee TSh {fee}",
+        "nominated": "{names}: participants of these categories are nominated by their "
+        "institutions.",
+        "only_for": "Only for: {names}",
+        "full": "full",
+        "places_left": "{left} places left",
+        "yes": "Yes",
+        "no": "No",
+        "questions": "The event's questions",
         "choose": "— Choose —",
         "region": "Region",
         "accessibility_needs": "Accessibility needs",
@@ -205,7 +240,12 @@ LABELS: dict[str, dict[str, Any]] = {
             "event_ended": "This event has ended; registration is closed.",
             "event_cancelled": "This event has been cancelled.",
             "cadre_not_admitted": "This event is not open to your cadre.",
+            "nomination_required": "Participants of this category are nominated by their "
+            "institution; ask your institution's contact person.",
+            "unknown_category": "Choose a participant category from the list.",
+            "choice_full": "The places on this choice are gone; choose another.",
         },
+        "answer_reasons": {},
     },
 }
 
@@ -215,7 +255,7 @@ def _lang(value: str | None) -> str:
 
 
 # The fields a person must fill in; left blank, each says "required", never "invalid".
-REQUIRED = ("full_name", "email", "phone", "institution", "position", "cadre")
+REQUIRED = ("full_name", "email", "phone", "institution", "position", "category")
 
 
 def _reason_key(field: str, error: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -243,14 +283,44 @@ def _field_errors(
         if field not in FIELDS:
             field = "form"
         found.setdefault(field, labels["reasons"][_reason_key(field, error, payload)])
-    order = {name: i for i, name in enumerate(("form", *FIELDS))}
-    return dict(sorted(found.items(), key=lambda item: order[item[0]]))
+    return _in_form_order(found)
+
+
+def _in_form_order(found: dict[str, str], questions: list[str] | None = None) -> dict[str, str]:
+    names = ("form", *FIELDS[: FIELDS.index("region")], *(questions or []), *FIELDS)
+    order: dict[str, int] = {}
+    for i, name in enumerate(names):
+        order.setdefault(name, i)
+    return dict(sorted(found.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def _answer_reason(labels: dict[str, Any], reason: str) -> str:
+    """A domain reason for an answer, in the page's language where known."""
+    for key, text in labels["answer_reasons"].items():
+        if reason == key or reason.startswith(key) or reason.endswith(key):
+            return text.format(n=reason.rsplit(" ", 1)[-1])
+    return reason[:1].upper() + reason[1:] + "."
+
+
+def _form_answers(form: Any, event: Event, category: str) -> dict[str, Any]:
+    """The answers typed into the form, for the questions the category is asked (the
+    others are on the page too, without JavaScript to hide them: ignored)."""
+    raw: dict[str, Any] = {}
+    for question in event.questions_for(category):
+        name = f"answers.{question.id}"
+        if question.type == "multiple_choice":
+            values = [str(v) for v in form.getlist(name)]
+            if values:
+                raw[question.id] = values
+        elif str(form.get(name) or "").strip():
+            raw[question.id] = str(form.get(name))
+    return raw
 
 
 def _form_payload(form: Any, lang: str) -> dict[str, Any]:
     """The form as a RegistrationRequest body; blank optional fields are left out."""
     payload: dict[str, Any] = {}
-    for name in ("full_name", "email", "phone", "institution", "position", "cadre"):
+    for name in ("full_name", "email", "phone", "institution", "position", "category"):
         payload[name] = str(form.get(name) or "")
     for name in ("region", "accessibility_other", "dietary_needs"):
         value = str(form.get(name) or "").strip()
@@ -274,6 +344,65 @@ def _event_context(event: Event, lang: str) -> dict[str, Any]:
         "dates": f"{starts:%d/%m/%Y} – {ends:%d/%m/%Y}",
         "seats_left": event.seats_left,
         "admitted_cadres": event.admitted_cadres,
+        "categories": [
+            {
+                "code": c.code,
+                "name": c.name(lang),
+                "fee": c.fee_tzs,
+                "full": event.category_seats_left(c.code) == 0,
+            }
+            for c in event.categories
+            if not c.requires_nomination
+            and (not event.admitted_cadres or c.code in event.admitted_cadres)
+        ],
+        "nominated": ", ".join(c.name(lang) for c in event.categories if c.requires_nomination),
+        "questions": [_question_context(event, q, lang) for q in event.questions],
+    }
+
+
+def _answers_shown(
+    event: Event, registration: Any, labels: dict[str, Any], lang: str
+) -> list[tuple[str, str]]:
+    """The participant's answers as their page shows them: the question, the answer."""
+    shown: list[tuple[str, str]] = []
+    for question in event.questions:
+        value = (registration.answers or {}).get(question.id)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = labels["yes"] if value else labels["no"]
+        elif question.choices:
+            codes = value if isinstance(value, list) else [value]
+            text = ", ".join(
+                (c.label(lang) if (c := question.choice(code)) else str(code)) for code in codes
+            )
+        else:
+            text = str(value)
+        shown.append((question.label(lang), text))
+    return shown
+
+
+def _question_context(event: Event, question: Any, lang: str) -> dict[str, Any]:
+    names = {c.code: c.name(lang) for c in event.categories}
+    return {
+        "id": question.id,
+        "name": f"answers.{question.id}",
+        "type": question.type,
+        "label": question.label(lang),
+        "help": question.help(lang),
+        "required": question.required,
+        "max_length": question.max_length or (200 if question.type == "short_text" else 2000),
+        "min": question.min_value,
+        "max": question.max_value,
+        "only_for": ", ".join(names.get(c, c) for c in question.categories),
+        "choices": [
+            {
+                "code": c.code,
+                "label": c.label(lang),
+                "left": event.choice_places_left(question.id, c.code),
+            }
+            for c in question.choices
+        ],
     }
 
 
@@ -346,6 +475,25 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
         )
     payload = _form_payload(form, language)
     values = {**payload, "consent": "consent" in payload}
+    for question in event.questions:
+        name = f"answers.{question.id}"
+        values[name] = (
+            [str(v) for v in form.getlist(name)]
+            if question.type == "multiple_choice"
+            else str(form.get(name) or "")
+        )
+    question_fields = [f"answers.{q.id}" for q in event.questions]
+    answer_errors: dict[str, str] = {}
+    if event.category(payload["category"]) is not None:
+        try:
+            payload["answers"] = event.check_answers(
+                payload["category"],
+                _form_answers(form, event, payload["category"]),
+                typed=True,
+            )
+        except DomainError as exc:
+            for problem in (exc.details or {}).get("fields", []):
+                answer_errors[problem["field"]] = _answer_reason(labels, problem["reason"])
     try:
         await limit_registrations_by_address(request)
     except ApiError as exc:
@@ -353,12 +501,21 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     try:
         registration = RegistrationRequest.model_validate(payload)
     except ValidationError as exc:
+        errors = {**_field_errors(exc, labels, payload), **answer_errors}
         return _render(
             "register.html.j2",
             422,
             **page,
             values=values,
-            errors=_field_errors(exc, labels, payload),
+            errors=_in_form_order(errors, question_fields),
+        )
+    if answer_errors:
+        return _render(
+            "register.html.j2",
+            422,
+            **page,
+            values=values,
+            errors=_in_form_order(answer_errors, question_fields),
         )
     # The same use case as the JSON API; a form carries no Idempotency-Key.
     try:
@@ -373,12 +530,14 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
     if outcome.error is not None:
         exc = outcome.error
         message = labels["codes"].get(exc.code, exc.message)
+        # A rule about one field is shown beside it (the category, a full choice).
+        where = exc.field if exc.field in ("category", *question_fields) else "form"
         return _render(
             "register.html.j2",
             status_for(exc.code, api.ERROR_STATUSES),
             **page,
             values=values,
-            errors={"form": message},
+            errors={where: message},
         )
     result = outcome.registered
     assert result is not None
@@ -675,6 +834,12 @@ async def _own_page(
         csrf=ctx.links.form_token(link),
         event=_event_context(event, language),
         reg=registration,
+        category_name=(
+            found.name(language)
+            if (found := event.category(registration.category)) is not None
+            else labels["cadres"].get(registration.cadre, registration.cadre)
+        ),
+        answers_shown=_answers_shown(event, registration, labels, language),
         status_label=status_label,
         ticket=registration.ticket(ctx.signer),
         active=registration.is_active,

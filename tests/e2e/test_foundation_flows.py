@@ -171,6 +171,8 @@ async def test_the_public_record_has_no_ticket_nor_contact_and_the_emailed_ticke
         "institution": body["institution"],
         "cadre": body["cadre"],
         "language": "en",
+        "category": body["cadre"],
+        "institution_code": None,
     }
     assert public.value["reference"] == created["reference"]
     assert notice.ce_type == "tz.go.ega.registration.ParticipantRegisteredNotice.v1"

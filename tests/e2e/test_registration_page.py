@@ -41,7 +41,7 @@ async def test_a_participant_registers_in_the_browser(platform, tmp_path: Path) 
         await page.get_by_label("Phone number").fill("0765 432 109")
         await page.get_by_label("Institution").fill("Wizara ya Fedha")
         await page.get_by_label("Position").fill("Head of ICT Unit")
-        await page.get_by_label("Cadre").select_option("director_or_head_of_ict")
+        await page.get_by_label("Participant category").select_option("director_or_head_of_ict")
         await page.get_by_label("Region").fill("Dodoma")
         await page.get_by_label("Wheelchair access").check()
         await page.get_by_label("English").check()
@@ -80,7 +80,7 @@ async def test_the_page_works_without_javascript(platform) -> None:
             "phone": "255 713 111 222",
             "institution": "TAMISEMI",
             "position": "Afisa TEHAMA",
-            "cadre": "ict_officer",
+            "category": "ict_officer",
             "language": "sw",
         }
         refused = await client.post(f"/register/{event['id']}", data=form)
@@ -95,7 +95,7 @@ async def test_the_page_works_without_javascript(platform) -> None:
         assert missing.status_code == 404 and "There is no such event" in missing.text
 
 
-REQUIRED = ("full_name", "email", "phone", "institution", "position", "cadre")
+REQUIRED = ("full_name", "email", "phone", "institution", "position", "category")
 
 
 async def test_an_empty_required_field_says_required_in_both_languages(platform) -> None:
@@ -144,7 +144,7 @@ async def test_the_page_has_no_axe_violation_and_errors_take_focus(platform) -> 
             await page.fill("#phone", "0754 000 111" if lang == "en" else "0754 000 222")
             await page.fill("#institution", "e-GA")
             await page.fill("#position", "ICT Officer")
-            await page.select_option("#cadre", "ict_officer")
+            await page.select_option("#category", "ict_officer")
             await page.check("#consent")
             await page.get_by_role("button", name=button).click()
             await page.get_by_role("heading", name=done).wait_for()

@@ -207,6 +207,8 @@ async def test_a_registration_reaches_a_subscribed_receiver_once_with_a_valid_si
         "institution": person["institution"],
         "cadre": person["cadre"],
         "language": person["language"],
+        "category": person["cadre"],
+        "institution_code": None,
     }
 
     async def logged() -> dict[str, Any] | None:
@@ -244,6 +246,8 @@ async def test_a_subscription_without_the_grant_receives_no_names_emails_or_phon
         "language": person["language"],
         "institution": person["institution"],
         "cadre": person["cadre"],
+        "category": person["cadre"],
+        "institution_code": None,
     }
     assert "ticket" not in cloudevent["data"]
 

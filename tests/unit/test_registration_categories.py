@@ -302,3 +302,274 @@ async def test_a_walk_in_is_only_taken_on_an_event_day(ctx) -> None:
         "not_an_event_day",
         handlers.register_participant(ctx, event_id, applicant("guest"), via="walk_in"),
     )
+
+
+async def test_the_demo_conference_has_egas_categories_and_fees(ctx, store) -> None:
+    from datetime import date
+
+    from services.registration import demo
+
+    event_id = await demo.seed(ctx, date(2026, 12, 1))
+    event = await store.get_event(event_id)
+    fees = {c.code: c.fee_tzs for c in event.categories}
+    assert fees["ict_officer"] == 400_000
+    assert fees["permanent_secretary"] == fees["accounting_officer"] == 200_000
+    assert fees["student"] == 20_000
+    for code in ("communications", "planning", "finance", "hr", "procurement", "records"):
+        assert f"{code}_officer" in fees
+    assert "foreign_guest" in fees
+    # The free category confirms at once (no payment needed in the demo).
+    assert fees["invited_guest"] == 0
+    clock_now = event.registration_opens_at
+    ctx.clock = lambda: clock_now + (event.starts_at - clock_now) / 2
+    guest = await handlers.register_participant(
+        ctx,
+        event_id,
+        applicant("invited_guest", answers={"field_visit": "ngorongoro"}),
+    )
+    assert guest.status == "confirmed"
+    err = await refused(
+        "invalid_answers",
+        handlers.register_participant(ctx, event_id, applicant("student")),
+    )
+    assert err.field == "answers.university" and "required" in err.message
+
+
+# -- questions and answers ---------------------------------------------------------------
+
+QUESTIONS = [
+    {
+        "id": "field_visit",
+        "type": "single_choice",
+        "label_sw": "Ziara",
+        "label_en": "Field visit",
+        "choices": [
+            {"code": "ngorongoro", "label_sw": "Ngorongoro", "label_en": "Ngorongoro", "limit": 1},
+            {"code": "none", "label_sw": "Hapana", "label_en": "None"},
+        ],
+    },
+    {
+        "id": "sessions",
+        "type": "multiple_choice",
+        "label_sw": "Vikao",
+        "label_en": "Sessions",
+        "max_choices": 2,
+        "choices": [{"code": c, "label_sw": c, "label_en": c} for c in ("ai", "cyber", "data")],
+    },
+    {"id": "vegetarian", "type": "yes_no", "label_sw": "Mboga", "label_en": "Vegetarian"},
+    {"id": "years", "type": "number", "label_sw": "Miaka", "label_en": "Years", "min_value": 0},
+    {"id": "arrival", "type": "date", "label_sw": "Kufika", "label_en": "Arrival"},
+    {"id": "bio", "type": "long_text", "label_sw": "Wasifu", "label_en": "Bio", "max_length": 20},
+    {
+        "id": "university",
+        "type": "short_text",
+        "label_sw": "Chuo",
+        "label_en": "University",
+        "required": True,
+        "categories": ["student"],
+    },
+]
+
+
+async def question_event(ctx: handlers.Context) -> str:
+    return await new_event(
+        ctx, categories=[category("student"), category("guest")], questions=QUESTIONS
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "reason"),
+    [
+        ({"colour": "red"}, "answers.colour", "no such question"),
+        ({"field_visit": "moon"}, "answers.field_visit", "'moon' is not one of the choices"),
+        ({"field_visit": ["none"]}, "answers.field_visit", "must be one of the choices' codes"),
+        ({"sessions": ["ai", "ai"]}, "answers.sessions", "a choice is picked twice"),
+        ({"sessions": ["ai", "cyber", "data"]}, "answers.sessions", "at most 2 choices"),
+        ({"vegetarian": "yes"}, "answers.vegetarian", "must be true or false"),
+        ({"years": True}, "answers.years", "must be a number"),
+        ({"years": -1}, "answers.years", "must be at least 0"),
+        ({"arrival": "10/05/2027"}, "answers.arrival", "must be a date (YYYY-MM-DD)"),
+        ({"bio": "x" * 21}, "answers.bio", "must be at most 20 characters"),
+        ({"bio": "a\x00b"}, "answers.bio", "must not contain control characters"),
+        ({"university": "UDSM"}, "answers.university", "not asked of this category"),
+    ],
+)
+async def test_a_bad_answer_is_refused_naming_the_question_and_the_reason(
+    ctx, store, answers, field, reason
+) -> None:
+    event_id = await question_event(ctx)
+    err = await refused(
+        "invalid_answers",
+        handlers.register_participant(ctx, event_id, applicant("guest", answers=answers)),
+    )
+    assert err.details["fields"] == [{"field": field, "reason": reason}]
+    assert store.registrations == {}
+
+
+async def test_answers_are_stored_normalised_and_a_limited_choice_runs_out(ctx, store) -> None:
+    event_id = await question_event(ctx)
+    answers = {
+        "field_visit": "ngorongoro",
+        "sessions": ["cyber", "ai"],
+        "vegetarian": False,
+        "years": 4.0,
+        "arrival": "2027-05-10",
+        "bio": "  Afisa\r\nTEHAMA ",
+    }
+    first = await handlers.register_participant(ctx, event_id, applicant("guest", answers=answers))
+    stored = await store.get_registration(first.id)
+    assert stored.answers == {
+        "field_visit": "ngorongoro",
+        "sessions": ["ai", "cyber"],
+        "vegetarian": False,
+        "years": 4,
+        "arrival": "2027-05-10",
+        "bio": "Afisa\nTEHAMA",
+    }
+    err = await refused(
+        "choice_full",
+        handlers.register_participant(
+            ctx, event_id, applicant("guest", answers={"field_visit": "ngorongoro"})
+        ),
+    )
+    assert err.field == "answers.field_visit"
+    await handlers.cancel_registration(ctx, first.id, by="participant")
+    again = await handlers.register_participant(
+        ctx, event_id, applicant("guest", answers={"field_visit": "ngorongoro"})
+    )
+    assert again.status == "confirmed"
+
+
+async def test_an_already_registered_email_gives_its_choice_back(ctx, store) -> None:
+    event_id = await question_event(ctx)
+    body = applicant("guest", answers={"field_visit": "ngorongoro"})
+    await handlers.register_participant(ctx, event_id, body)
+    await handlers.cancel_registration(ctx, next(iter(store.registrations)), by="participant")
+    await refused("already_registered", handlers.register_participant(ctx, event_id, body))
+    assert (await store.get_event(event_id)).choice_taken["field_visit"]["ngorongoro"] == 0
+
+
+async def test_statistics_count_categories_and_answers(ctx) -> None:
+    event_id = await question_event(ctx)
+    for code, visit in (("guest", "ngorongoro"), ("guest", "none"), ("student", "none")):
+        extra = {"university": "UDSM"} if code == "student" else {}
+        await handlers.register_participant(
+            ctx,
+            event_id,
+            applicant(code, answers={"field_visit": visit, "vegetarian": True, **extra}),
+        )
+    stats = await handlers.event_statistics(ctx, event_id)
+    assert stats["by_category"] == {"guest": 2, "student": 1}
+    assert stats["by_via"] == {"self": 3}
+    assert stats["answers"]["field_visit"] == {
+        "type": "single_choice",
+        "answered": 3,
+        "choices": {"ngorongoro": 1, "none": 2},
+        "places_left": {"ngorongoro": 0},
+    }
+    assert stats["answers"]["vegetarian"]["choices"] == {"yes": 3, "no": 0}
+    assert stats["answers"]["university"] == {"type": "short_text", "answered": 1}
+
+
+def test_a_question_that_does_not_hold_together_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from services.registration.domain import Question
+
+    with pytest.raises(ValidationError, match="a choice question needs choices"):
+        Question.model_validate(
+            {"id": "q", "type": "single_choice", "label_sw": "a", "label_en": "a"}
+        )
+    with pytest.raises(ValidationError, match="asked of unknown categories"):
+        spec(questions=[{**QUESTIONS[6]}], categories=[category("guest")])
+    with pytest.raises(ValidationError, match="above the capacity"):
+        spec(capacity=5, categories=[category("aa", quota=3), category("bb", quota=3)])
+
+
+# -- organisers' imports -----------------------------------------------------------------
+
+
+def import_file(
+    *rows: str, header: str = "full_name,email,phone,institution,position,category"
+) -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+async def test_an_import_dry_run_names_each_bad_row_and_writes_nothing(ctx, store) -> None:
+    event_id = await question_event(ctx)
+    body = import_file(
+        "Asha Juma,asha@example.go.tz,0712000001,e-GA,Afisa,guest,ngorongoro",
+        "Baraka,not-an-email,0712000002,e-GA,Afisa,guest,none",
+        "Chausiku,chausiku@example.go.tz,0712000003,e-GA,Afisa,minister,none",
+        "Dotto,dotto@example.go.tz,0712000004,e-GA,Afisa,guest,ngorongoro",
+        "Asha again,asha@example.go.tz,0712000005,e-GA,Afisa,guest,none",
+        header="full_name,email,phone,institution,position,category,answers.field_visit",
+    )
+    report = await handlers.import_registrants(ctx, event_id, body, dry_run=True)
+    assert report["valid"] is False and report["rows"] == 5
+    assert [(p["row"], p["field"]) for p in report["problems"]] == [
+        (3, "email"),
+        (4, "category"),
+        (5, "answers.field_visit"),  # the one place went to row 2
+        (6, "email"),
+    ]
+    err = await refused(
+        "import_invalid", handlers.import_registrants(ctx, event_id, body, dry_run=False)
+    )
+    assert len(err.details["problems"]) == 4
+    assert store.registrations == {}
+
+
+async def test_an_import_with_a_wrong_header_is_refused(ctx) -> None:
+    event_id = await question_event(ctx)
+    report = await handlers.import_registrants(
+        ctx, event_id, b"name,email\nA,a@example.go.tz\n", dry_run=True
+    )
+    fields = {p["field"] for p in report["problems"]}
+    assert {p["row"] for p in report["problems"]} == {1}
+    assert {"name", "full_name", "phone", "category"} <= fields
+    odd = await handlers.import_registrants(ctx, event_id, b"\xff\xfe", dry_run=True)
+    assert odd["problems"][0]["reason"] == "not UTF-8 text"
+
+
+async def test_a_clean_import_registers_everyone_and_notifies_each(ctx, store) -> None:
+    event_id = await new_event(
+        ctx, capacity=2, categories=[category("officer", requires_nomination=True)]
+    )
+    body = import_file(
+        *(f"Afisa {i},afisa{i}@example.go.tz,071200010{i},TRA,Afisa,officer" for i in range(3))
+    )
+    report = await handlers.import_registrants(ctx, event_id, body, dry_run=False)
+    assert report["imported"] == 3 and report["by_status"] == {"confirmed": 2, "waitlisted": 1}
+    assert {r.via for r in store.registrations.values()} == {"import"}
+    assert store.notices().count("ParticipantRegisteredNotice") == 3
+    again = await handlers.import_registrants(ctx, event_id, body, dry_run=True)
+    assert {p["reason"] for p in again["problems"]} == {"already registered for this event"}
+
+
+async def test_erasure_removes_the_answers_and_the_nominating_institution(ctx, store) -> None:
+    event_id = await question_event(ctx)
+    registered = await handlers.register_participant(
+        ctx,
+        event_id,
+        applicant("guest", answers={"field_visit": "ngorongoro", "bio": "Mama wa watoto 3"}),
+        via="nomination",
+        institution_code="TRA",
+    )
+    await handlers.erase_registration(ctx, registered.id, reason="participant_request")
+    erased = await store.get_registration(registered.id)
+    assert erased.answers == {} and erased.institution_code is None
+    assert erased.category == "guest"
+    # Cancelled first: the field visit's place went back.
+    assert (await store.get_event(event_id)).choice_taken["field_visit"]["ngorongoro"] == 0
+
+
+async def test_a_number_too_large_for_a_float_is_refused_not_a_crash(ctx) -> None:
+    event_id = await question_event(ctx)
+    err = await refused(
+        "invalid_answers",
+        handlers.register_participant(
+            ctx, event_id, applicant("guest", answers={"years": 10**400})
+        ),
+    )
+    assert err.field == "answers.years"
