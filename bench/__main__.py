@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, fanout, report_phase, surge
+from bench import api_bench, certificates_phase, fanout, report_phase, surge
 from bench.loadgen import wrk_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--write-docs", action="store_true", help="also with --quick")
     parser.add_argument("--only", nargs="*", default=None,
-                        choices=["api", "surge", "fanout", "report"])  # fmt: skip
+                        choices=["api", "surge", "fanout", "report", "certificates"])  # fmt: skip
     parser.add_argument("--surge-budget-s", type=float, default=1800.0,
                         help="a surge size projected to take longer is skipped")  # fmt: skip
     args = parser.parse_args(argv)
     quick = args.quick
     out = QUICK_RESULTS if quick and not args.write_docs else RESULTS
-    phases = args.only or ["api", "surge", "fanout", "report"]
+    phases = args.only or ["api", "surge", "fanout", "report", "certificates"]
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print("[4/4] implementation report", flush=True)
         cases = [(12, 36), (50, 500)] if quick else [(12, 36), (500, 10_000)]
         results["report"] = report_phase.run(cases, repeat=5 if quick else 10)
+    if "certificates" in phases:
+        print("[5/5] certificates of attendance for one event (issue 16)", flush=True)
+        results["certificates"] = certificates_phase.run(200 if quick else 1500)
     results["duration_s"] = round(time.monotonic() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -33,7 +33,9 @@ from shared.contracts.registration import (
     WaitlistPromoted,
 )
 from shared.contracts.registration_notices import (
+    CertificateIssuedNotice,
     ConfirmationResendRequestedNotice,
+    EvaluationInvitedNotice,
     InstitutionContactErased,
     InstitutionSignInRequested,
     ParticipantCheckedInNotice,
@@ -65,6 +67,8 @@ NOTICES = (
     ParticipantCheckedInNotice,
     ConfirmationResendRequestedNotice,
 )
+# Certificates and evaluation (issue 16).
+NOTICES = (*NOTICES, CertificateIssuedNotice, EvaluationInvitedNotice)
 # Retired (registration.v1, version 1): read until the topic's retention has passed.
 LEGACY_REGISTRATION_EVENTS = (
     ParticipantRegistered,

@@ -28,7 +28,9 @@ from shared.contracts.registration import (
     WaitlistPromoted,
 )
 from shared.contracts.registration_notices import (
+    CertificateIssuedNotice,
     ConfirmationResendRequestedNotice,
+    EvaluationInvitedNotice,
     ParticipantCheckedInNotice,
     ParticipantRegisteredNotice,
     ParticipantWaitlistedNotice,
@@ -87,6 +89,21 @@ TEMPLATE_FOR_RESOLUTION_EVENT: dict[type, str] = {
 }
 # Check-in is recorded for every day of a conference; thank the participant once.
 ONCE_PER_REGISTRATION = {"checked_in"}
+# Certificates and evaluation (issue 16): the certificate's email (with its download
+# link; the PDF is not attached: it stays behind the participant's own link) and the
+# evaluation invitation (email and SMS, once per registration).
+TEMPLATE_FOR_EVENT.update(
+    {CertificateIssuedNotice: "certificate", EvaluationInvitedNotice: "evaluation_invitation"}
+)
+ONCE_PER_REGISTRATION.add("evaluation_invitation")
+AFTER_EVENT_FIELDS = (
+    "certificate_url",
+    "verify_url",
+    "days",
+    "cpd_hours",
+    "evaluation_url",
+    "certificate_waits",
+)
 # Statuses that receive reminders and announcements.
 ACTIVE_STATUSES = ("confirmed",)
 
@@ -136,6 +153,7 @@ def registration_context(event: Any) -> dict[str, Any]:
         "reason": getattr(event, "reason", None),
         "changed_fields": list(getattr(event, "changed_fields", None) or []),
         "self_service_url": getattr(event, "self_service_url", None),
+        **{name: getattr(event, name) for name in AFTER_EVENT_FIELDS if hasattr(event, name)},
     }
 
 

@@ -15,18 +15,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.registration import handlers
+from services.registration import certificate_pdf, charts, handlers
 from services.registration.domain import (
+    CPD_CSV_COLUMNS,
     FIXED_FIELDS,
     INSTITUTION_CSV_REQUIRED,
     AccessibilityNeed,
     Cadre,
     Cancellation,
     Category,
+    Certificate,
+    CertificateSettings,
+    CertificateSettingsChange,
     CheckInRequest,
     Choice,
     ContactPersonSpec,
     DomainError,
+    EvaluationForm,
+    EvaluationFormSpec,
     Event,
     EventChange,
     EventSpec,
@@ -42,8 +48,12 @@ from services.registration.domain import (
     RegistrationStatus,
     Rejection,
     Via,
+    cpd_row,
+    csv_cell,
     csv_columns,
     csv_row,
+    verify_path,
+    yes_no_text,
 )
 from services.registration.registrants_csv import MAX_ROWS, OPTIONAL, REQUIRED
 from services.registration.settings import RegistrationSettings
@@ -51,6 +61,7 @@ from shared.auth import Principal, require_roles
 from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
 from shared.http import MiB, body_limit
 from shared.ratelimit import Limit, client_address, enforce, rate_limited
+from shared.text import single_line_text
 
 router = APIRouter(prefix="/api/v1")
 
@@ -69,6 +80,8 @@ ERROR_STATUSES: dict[str, int] = {
     "sign_in_link_invalid": 404,
     "institution_session_invalid": 401,
 }
+# Certificates and evaluation (issue 16).
+ERROR_STATUSES.update({"future_day": 422, "invalid_answers": 422, "unknown_template": 422})
 
 
 def api_error(exc: DomainError) -> ApiError:
@@ -953,8 +966,9 @@ async def cancel_own_registration(
     responses=error_responses(401, 403, 404, 409, 422),
 )
 async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
-    """Record attendance for today from a scanned ticket (registrars)."""
-    result = await handlers.check_in(_ctx(request), body.ticket)
+    """Record attendance for today from a scanned ticket (registrars), or for an earlier
+    ``day`` of the event (attendance recorded late)."""
+    result = await handlers.check_in(_ctx(request), body.ticket, body.day)
     registration = result.registration
     return CheckInResult(
         reference=registration.reference,
@@ -962,6 +976,359 @@ async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> Chec
         institution=registration.institution,
         day=result.day,
         checked_in_at=result.checked_in_at,
+    )
+
+
+# == certificates of attendance, CPD, evaluation (issue 16) =================================
+
+
+@rate_limited
+async def limit_verification(request: Request) -> None:
+    """Certificate checks per client address: serials cannot be probed in bulk."""
+    per_min = _limits(request).rate_verify_per_address_per_min
+    await enforce(request, "verify", client_address(request), Limit(per_min, 60))
+
+
+Serial = Annotated[str, Path(min_length=8, max_length=40, pattern=r"^[A-Za-z0-9-]+$")]
+
+
+class CertificateSettingsView(BaseModel):
+    event_id: str
+    cpd_hours: dict[str, float]
+    template: str
+    issued_at: str | None = None
+
+
+def _settings_view(settings: CertificateSettings) -> CertificateSettingsView:
+    return CertificateSettingsView(
+        event_id=settings.event_id,
+        cpd_hours=settings.cpd_hours,
+        template=settings.template,
+        issued_at=settings.issued_at,
+    )
+
+
+@router.get(
+    "/events/{event_id}/certificate-settings",
+    response_model=CertificateSettingsView,
+    tags=["certificates"],
+    responses=error_responses(401, 403, 404),
+)
+async def get_certificate_settings(
+    event_id: str, request: Request, _: Organiser
+) -> CertificateSettingsView:
+    """The event's certificate settings: CPD hours per day, the template."""
+    return _settings_view(await handlers.certificate_settings(_ctx(request), event_id))
+
+
+@router.put(
+    "/events/{event_id}/certificate-settings",
+    response_model=CertificateSettingsView,
+    tags=["certificates"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def put_certificate_settings(
+    event_id: str, body: CertificateSettingsChange, request: Request, _: Organiser
+) -> CertificateSettingsView:
+    """Set the CPD hours of each event day (a day without hours counts 0) and the
+    template (a folder of ``templates/certificates/``)."""
+    if body.template not in certificate_pdf.template_names():
+        raise DomainError(
+            "unknown_template",
+            f"No certificate template {body.template!r}.",
+            field="template",
+        )
+    ctx = _ctx(request)
+    return _settings_view(await handlers.change_certificate_settings(ctx, event_id, body))
+
+
+class IssueResult(BaseModel):
+    issued: int
+    already_issued: int
+    awaiting_evaluation: int
+    not_attended: int
+
+
+@router.post(
+    "/events/{event_id}/certificates/issue",
+    response_model=IssueResult,
+    tags=["certificates"],
+    responses=error_responses(401, 403, 404, 409),
+)
+async def issue_certificates(event_id: str, request: Request, who: Organiser) -> IssueResult:
+    """Issue the certificates now (they are also issued when the event ends): every
+    participant who checked in and has none yet gets one, emailed to them."""
+    report = await handlers.issue_certificates(_ctx(request), event_id, by=who.id)
+    return IssueResult(**report.__dict__)
+
+
+class CertificateView(BaseModel):
+    """A certificate as organisers see it."""
+
+    serial: str
+    registration_id: str
+    event_id: str
+    status: str
+    full_name: str
+    institution: str
+    days: list[str]
+    hours_by_day: dict[str, float]
+    cpd_hours: float
+    issued_at: str
+    revoked_at: str | None = None
+    revocation_reason: str | None = None
+    replaces: str | None = None
+    replaced_by: str | None = None
+    verify_url: str
+
+
+def _certificate_view(ctx: handlers.Context, c: Certificate) -> CertificateView:
+    return CertificateView(
+        serial=c.serial,
+        registration_id=c.registration_id,
+        event_id=c.event_id,
+        status=c.status,
+        full_name=c.full_name,
+        institution=c.institution,
+        days=c.days,
+        hours_by_day=c.hours_by_day,
+        cpd_hours=c.cpd_hours,
+        issued_at=c.issued_at,
+        revoked_at=c.revoked_at,
+        revocation_reason=c.revocation_reason,
+        replaces=c.replaces,
+        replaced_by=c.replaced_by,
+        verify_url=f"{ctx.public_url}{verify_path(c.serial)}",
+    )
+
+
+@router.get(
+    "/events/{event_id}/certificates",
+    response_model=list[CertificateView],
+    tags=["certificates"],
+    responses=error_responses(401, 403, 404),
+)
+async def list_certificates(event_id: str, request: Request, _: Organiser) -> list[CertificateView]:
+    """Every certificate of the event, revoked ones included."""
+    ctx = _ctx(request)
+    return [_certificate_view(ctx, c) for c in await handlers.list_certificates(ctx, event_id)]
+
+
+@router.get(
+    "/events/{event_id}/certificates/cpd.csv",
+    tags=["certificates"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 403, 404)},
+)
+async def cpd_export(event_id: str, request: Request, _: Organiser) -> StreamingResponse:
+    """CPD export for the professional body: name, professional registration number
+    (when the participant gave one) and CPD hours of each valid certificate."""
+    certificates = await handlers.cpd_export(_ctx(request), event_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CPD_CSV_COLUMNS)
+    for certificate in certificates:
+        writer.writerow(cpd_row(certificate))
+    return StreamingResponse(
+        iter(["\ufeff" + buffer.getvalue()]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{event_id}-cpd.csv"'},
+    )
+
+
+class Verification(BaseModel):
+    """All a verification answers: valid or revoked, the name, the event, the days."""
+
+    serial: str
+    status: Literal["valid", "revoked"]
+    full_name: str | None = Field(description="None once the holder's data was erased")
+    event: dict[str, str | None]
+    days: list[str]
+
+
+@router.get(
+    "/certificates/{serial}",
+    dependencies=[Depends(limit_verification)],
+    response_model=Verification,
+    tags=["certificates"],
+    responses=error_responses(404),
+)
+async def verify_certificate(serial: Serial, request: Request) -> Verification:
+    """Public: whether a certificate is valid or revoked, whose, for which event and
+    days — nothing more."""
+    certificate = await handlers.verify_certificate(_ctx(request), serial)
+    return Verification(**certificate.verification())
+
+
+class Reissue(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    full_name: single_line_text(min_length=2, max_length=120) | None = None
+    institution: single_line_text(min_length=1, max_length=200) | None = None
+
+
+@router.post(
+    "/certificates/{serial}/reissue",
+    response_model=CertificateView,
+    status_code=201,
+    tags=["certificates"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def reissue_certificate(
+    serial: Serial, request: Request, who: Organiser, body: Reissue | None = None
+) -> CertificateView:
+    """A new certificate with a new serial (after a name correction: ``full_name``,
+    ``institution``); the old serial then answers "revoked" (reason ``reissued``)."""
+    body = body or Reissue()
+    ctx = _ctx(request)
+    new = await handlers.reissue_certificate(
+        ctx,
+        serial,
+        by=who.id,
+        full_name=body.full_name,
+        institution=body.institution,
+    )
+    return _certificate_view(ctx, new)
+
+
+@router.post(
+    "/certificates/{serial}/revoke",
+    response_model=CertificateView,
+    tags=["certificates"],
+    responses=error_responses(401, 403, 404, 409),
+)
+async def revoke_certificate(serial: Serial, request: Request, who: Organiser) -> CertificateView:
+    """Revoke a certificate: its serial answers "revoked" from now on."""
+    ctx = _ctx(request)
+    return _certificate_view(ctx, await handlers.revoke_certificate(ctx, serial, by=who.id))
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+class EvaluationFormView(BaseModel):
+    event_id: str
+    questions: list[Question]
+    required_for_certificate: bool
+    invitations_sent_at: str | None = None
+    answers: int
+
+
+def _form_view(form: EvaluationForm) -> EvaluationFormView:
+    return EvaluationFormView(
+        event_id=form.event_id,
+        questions=form.parsed(),
+        required_for_certificate=form.required_for_certificate,
+        invitations_sent_at=form.invitations_sent_at,
+        answers=form.answers_count,
+    )
+
+
+@router.put(
+    "/events/{event_id}/evaluation",
+    response_model=EvaluationFormView,
+    tags=["evaluation"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422),
+)
+async def attach_evaluation(
+    event_id: str, body: EvaluationFormSpec, request: Request, _: Organiser
+) -> EvaluationFormView:
+    """Attach the evaluation form (or replace it until someone answers). Attendees are
+    asked by email and SMS after the last day; ``required_for_certificate`` holds each
+    certificate until its holder answers."""
+    return _form_view(await handlers.attach_evaluation(_ctx(request), event_id, body))
+
+
+@router.get(
+    "/events/{event_id}/evaluation",
+    response_model=EvaluationFormView,
+    tags=["evaluation"],
+    responses=error_responses(401, 403, 404),
+)
+async def get_evaluation(event_id: str, request: Request, _: Organiser) -> EvaluationFormView:
+    return _form_view(await handlers.evaluation_form(_ctx(request), event_id))
+
+
+class InvitationResult(BaseModel):
+    invited: int
+
+
+@router.post(
+    "/events/{event_id}/evaluation/invitations",
+    response_model=InvitationResult,
+    tags=["evaluation"],
+    responses=error_responses(401, 403, 404),
+)
+async def invite_to_evaluation(event_id: str, request: Request, _: Organiser) -> InvitationResult:
+    """Ask the attendees now (each one once; it also happens after the last day)."""
+    return InvitationResult(invited=await handlers.invite_to_evaluation(_ctx(request), event_id))
+
+
+@router.get(
+    "/events/{event_id}/evaluation/results",
+    tags=["evaluation"],
+    responses=error_responses(401, 403, 404),
+)
+async def evaluation_results_view(event_id: str, request: Request, _: Organiser) -> dict[str, Any]:
+    """Response rate, each question's distribution (with the URL of its SVG chart) and
+    the free-text answers. No one's identity."""
+    summary = await handlers.evaluation_summary(_ctx(request), event_id)
+    for question in summary["questions"]:
+        if "distribution" in question:
+            question["chart_url"] = (
+                f"/api/v1/events/{event_id}/evaluation/charts/{question['id']}.svg"
+            )
+    return summary
+
+
+@router.get(
+    "/events/{event_id}/evaluation/charts/{question_id}.svg",
+    tags=["evaluation"],
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}, **error_responses(401, 403, 404)},
+)
+async def evaluation_chart(
+    event_id: str,
+    question_id: str,
+    request: Request,
+    _: Organiser,
+    lang: Annotated[Literal["sw", "en"], Query()] = "en",
+) -> Response:
+    """One question's distribution as a bar chart (SVG, drawn on the server)."""
+    summary = await handlers.evaluation_summary(_ctx(request), event_id)
+    for question in summary["questions"]:
+        if question["id"] == question_id and "distribution" in question:
+            return Response(charts.bar_chart(question, lang), media_type="image/svg+xml")
+    raise DomainError("question_not_found", "No chart for this question.")
+
+
+@router.get(
+    "/events/{event_id}/evaluation/responses.csv",
+    tags=["evaluation"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 403, 404)},
+)
+async def evaluation_export(event_id: str, request: Request, _: Organiser) -> StreamingResponse:
+    """Every answer, one row per response, one column per question: no name, no id, no
+    time (nothing that says whose)."""
+    form, rows = await handlers.evaluation_answers(_ctx(request), event_id)
+    questions = form.parsed()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([q.id for q in questions])
+    for row in rows:
+        writer.writerow(
+            [
+                csv_cell(
+                    yes_no_text(row[q.id]) if q.type == "yes_no" and q.id in row else row.get(q.id)
+                )
+                for q in questions
+            ]
+        )
+    return StreamingResponse(
+        iter(["\ufeff" + buffer.getvalue()]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{event_id}-evaluation.csv"'},
     )
 
 

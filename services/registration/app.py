@@ -17,6 +17,8 @@ from services.registration.domain import (
 )
 from services.registration.settings import RegistrationSettings
 from services.registration.store import (
+    CERTIFICATES,
+    EVALUATION_RESPONSES,
     EVENTS,
     INSTITUTIONS,
     REGISTRATIONS,
@@ -96,7 +98,9 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         session_validity=timedelta(seconds=settings.institution_session_s),
     )
     runtime.app.state.context = context
-    runtime.use_outbox([EVENTS, REGISTRATIONS, INSTITUTIONS, SIGN_INS])
+    runtime.use_outbox(
+        [EVENTS, REGISTRATIONS, INSTITUTIONS, SIGN_INS, CERTIFICATES, EVALUATION_RESPONSES]
+    )
     runtime.publishes(REGISTRATION)
     # Private: contact details and tickets, for the notification service only.
     runtime.publishes(REGISTRATION_NOTICES)
@@ -108,6 +112,15 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
             context,
             retention_days=settings.retention_days,
             interval_s=settings.retention_interval_s,
+        ),
+    )
+    runtime.add_worker(
+        "after-events",
+        functools.partial(
+            workers.run_after_events,
+            context,
+            window_days=settings.after_event_window_days,
+            interval_s=settings.after_event_interval_s,
         ),
     )
     runtime.app.include_router(web.router)

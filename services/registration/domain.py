@@ -34,6 +34,8 @@ from pydantic import (
 
 from shared.aggregate import Aggregate
 from shared.contracts.registration import (
+    CertificateIssued,
+    CertificateRevoked,
     EventCancelled,
     EventDetails,
     EventPublished,
@@ -51,7 +53,9 @@ from shared.contracts.registration import (
     WaitlistPromotedV2,
 )
 from shared.contracts.registration_notices import (
+    CertificateIssuedNotice,
     ConfirmationResendRequestedNotice,
+    EvaluationInvitedNotice,
     InstitutionContactAddress,
     InstitutionContactErased,
     InstitutionSignInRequested,
@@ -694,6 +698,8 @@ class RegistrationRequest(BaseModel):
     dietary_needs: plain_text(max_length=200) | None = None
     language: Language = "sw"
     consent: Consent
+    # For the CPD export to a professional body (e.g. the ICT Commission), when given.
+    professional_registration_number: single_line_text(max_length=64) | None = None
 
     @field_validator("email")
     @classmethod
@@ -846,6 +852,8 @@ class CheckInRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=400)]
+    # An earlier day of the event (YYYY-MM-DD, venue time): attendance recorded late.
+    day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
 
 
 # -- aggregates ------------------------------------------------------------------------
@@ -1137,9 +1145,12 @@ class Event(Aggregate):
     def ended_before(self, moment: datetime) -> bool:
         return self.ends_at < moment
 
-    def check_in_day(self, now: datetime) -> str:
-        """Today at the venue, if it is one of the event's days."""
-        day = local_day(now)
+    def check_in_day(self, now: datetime, day: str | None = None) -> str:
+        """Today at the venue (or an earlier ``day``), if it is one of the event's days."""
+        today = local_day(now)
+        if day is not None and day > today:
+            raise DomainError("future_day", f"{day} has not come yet.", field="day")
+        day = day or today
         first, last = local_day(self.starts_at), local_day(self.ends_at)
         if not first <= day <= last:
             raise DomainError(
@@ -1323,6 +1334,7 @@ class Registration(Aggregate):
     erasure_reason: str | None = None
     # The last confirmation resent on request: resends are spaced by RESEND_INTERVAL.
     resend_requested_at: str | None = None
+    professional_registration_number: str | None = None
 
     @classmethod
     def register(
@@ -1380,6 +1392,7 @@ class Registration(Aggregate):
             },
             manage_token_hash=manage_token_hash,
             idempotency_key=idempotency_key,
+            professional_registration_number=request.professional_registration_number,
             checkins={},
             created_at=stamp,
             created_us=int(now.timestamp() * 1_000_000),
@@ -1622,14 +1635,16 @@ class Registration(Aggregate):
         return sorted(changes)
 
     def check_in(self, event: Event, now: datetime, day: str | None = None) -> str:
-        """Record attendance for today (venue time), or for ``day`` (one of the event's
-        days, as a walk-in names it); returns the day."""
+        """Record attendance for today (venue time), or for ``day``: an earlier day of the
+        event (attendance recorded late) or the day a walk-in names; returns the day."""
         event.check_not_cancelled()
         if self.status != "confirmed":
             raise DomainError(
                 f"registration_{self.status}",
                 f"This registration is {self.status.replace('_', ' ')}, not confirmed.",
             )
+        if day is not None and day > local_day(now):
+            raise DomainError("future_day", f"{day} has not come yet.", field="day")
         day = event.check_in_day(now) if day is None else event.check_event_day(day)
         previous = self.checkins.get(day)
         if previous:
@@ -1687,6 +1702,7 @@ class Registration(Aggregate):
         self.accessibility_needs = []
         self.accessibility_other = None
         self.dietary_needs = None
+        self.professional_registration_number = None
         # Free-text answers may say who someone is; the nominating institution too, as
         # much as the institution's name does. The category stays, as the cadre does.
         self.answers = {}
@@ -1764,6 +1780,486 @@ def csv_row(registration: Registration, questions: Sequence[Question] = ()) -> l
     row = [csv_cell(values.get(col)) for col in CSV_COLUMNS]
     answers = registration.answers or {}
     return row + [csv_cell(answer_cell(answers.get(q.id))) for q in questions]
+
+
+# == certificates of attendance, CPD hours, evaluation (issue 16) =====================
+#
+# A ``Certificate`` is its own aggregate (one document, its events in its own outbox): a
+# participant who checked in at least once gets one when the event ends, or when an
+# organiser asks. The PDF is drawn from the certificate's fields on each download
+# (``certificate_pdf``), so the document holds no file; what it shows is frozen in it at
+# issue (name, institution, days, hours). A reissue supersedes it with a new serial and
+# the old one answers "revoked" (reason ``reissued``); an erasure revokes it and blanks
+# the name. ``CertificateSettings`` and ``EvaluationForm`` are per-event settings kept
+# beside the event (not on it), so the event's own document is untouched.
+
+CertificateStatus = Literal["valid", "revoked"]
+RevocationReason = Literal["revoked", "reissued", "erased"]
+Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+ERASED = "[erased]"
+
+
+def new_certificate_serial() -> str:
+    """An unguessable serial: 20 symbols of a 30-letter alphabet (~98 bits) in groups,
+    without look-alike letters (no 0/O, 1/I/L, U), e.g. ``MKC-7Q2RX-…``."""
+    body = "".join(secrets.choice(_REF_ALPHABET) for _ in range(20))
+    return "MKC-" + "-".join(body[i : i + 5] for i in range(0, 20, 5))
+
+
+def normalise_serial(raw: str) -> str:
+    return raw.strip().upper()[:40]
+
+
+def verify_path(serial: str) -> str:
+    return f"/verify/{serial}"
+
+
+class CertificateSettingsChange(BaseModel):
+    """An organiser's certificate settings for an event: the CPD hours of each event day
+    (a day without hours counts 0) and the template folder
+    (``templates/certificates/<template>/``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpd_hours: dict[Day, float] = Field(default_factory=dict, max_length=60)
+    template: TemplateName = "default"
+
+    @field_validator("cpd_hours")
+    @classmethod
+    def _hours(cls, v: dict[str, float]) -> dict[str, float]:
+        for day, hours in v.items():
+            if not 0 <= hours <= 24:
+                raise ValueError(f"hours of {day} must be between 0 and 24")
+        return {day: round(float(hours), 2) for day, hours in sorted(v.items())}
+
+
+@dataclass(kw_only=True)
+class CertificateSettings(Aggregate):
+    """Per event: CPD hours per day, the template, and when the automatic issue ran."""
+
+    event_id: str
+    cpd_hours: dict[str, float] = field(default_factory=dict)
+    template: str = "default"
+    issued_at: str | None = None
+    updated_at: str = ""
+
+    @classmethod
+    def default(cls, event_id: str) -> CertificateSettings:
+        return cls(event_id=event_id)
+
+    def change(self, event: Event, change: CertificateSettingsChange, now: datetime) -> None:
+        first, last = local_day(event.starts_at), local_day(event.ends_at)
+        outside = sorted(d for d in change.cpd_hours if not first <= d <= last)
+        if outside:
+            raise DomainError(
+                "not_an_event_day",
+                f"{', '.join(outside)}: not a day of this event ({first} to {last}).",
+                field="cpd_hours",
+            )
+        self.cpd_hours = dict(change.cpd_hours)
+        self.template = change.template
+        self.updated_at = iso(now)
+
+    def hours_for(self, days: list[str]) -> dict[str, float]:
+        return {day: float(self.cpd_hours.get(day, 0.0)) for day in sorted(days)}
+
+
+@dataclass(kw_only=True)
+class Certificate(Aggregate):
+    """One certificate of attendance of one registration (``generation`` 1, 2 after a
+    reissue…), frozen at issue; valid until revoked."""
+
+    id: str
+    serial: str
+    registration_id: str
+    event_id: str
+    generation: int = 1
+    full_name: str
+    institution: str
+    language: str = "sw"
+    professional_registration_number: str | None = None
+    event: dict = field(default_factory=dict)  # EventDetails as JSON, frozen at issue
+    days: list[str] = field(default_factory=list)
+    hours_by_day: dict[str, float] = field(default_factory=dict)
+    cpd_hours: float = 0.0
+    template: str = "default"
+    status: str = "valid"
+    issued_at: str
+    issued_by: str = "system"
+    replaces: str | None = None
+    revoked_at: str | None = None
+    revocation_reason: str | None = None
+    replaced_by: str | None = None
+    erased_at: str | None = None
+
+    @property
+    def issue_key(self) -> str:
+        """Unique per registration and generation: a second issue of the same one fails."""
+        return f"{self.registration_id}#{self.generation}"
+
+    @classmethod
+    def issue(
+        cls,
+        *,
+        registration: Registration,
+        event: Event,
+        settings: CertificateSettings,
+        self_service_url: str,
+        public_url: str,
+        now: datetime,
+        generation: int = 1,
+        replaces: Certificate | None = None,
+        full_name: str | None = None,
+        institution: str | None = None,
+        by: str = "system",
+    ) -> Certificate:
+        """A certificate for the days the participant checked in; refused for one who never
+        did (``not_attended``) or whose data was erased. Records ``CertificateIssued``
+        (public) and its notice (the email with the download link)."""
+        if registration.erased_at:
+            raise DomainError("registration_not_found", "No such registration.")
+        if not registration.checkins:
+            raise DomainError("not_attended", "This participant never checked in: no certificate.")
+        days = sorted(registration.checkins)
+        hours = settings.hours_for(days)
+        cert = cls(
+            id=str(uuid.uuid4()),
+            serial=new_certificate_serial(),
+            registration_id=registration.id,
+            event_id=event.id,
+            generation=generation,
+            full_name=full_name or registration.full_name,
+            institution=institution or registration.institution,
+            language=registration.language,
+            professional_registration_number=getattr(
+                registration, "professional_registration_number", None
+            ),
+            event=event.details().model_dump(mode="json"),
+            days=days,
+            hours_by_day=hours,
+            cpd_hours=round(sum(hours.values()), 2),
+            template=settings.template,
+            issued_at=iso(now),
+            issued_by=by,
+            replaces=replaces.id if replaces else None,
+        )
+        cert.record(
+            CertificateIssued(
+                certificate_id=cert.id,
+                registration_id=registration.id,
+                event_id=event.id,
+                days=days,
+                cpd_hours=cert.cpd_hours,
+                issued_at=now,
+                replaces=cert.replaces,
+            )
+        )
+        notice = registration._notice(event, registration.status)
+        contact = notice["participant"].model_copy(
+            update={"full_name": cert.full_name, "institution": cert.institution}
+        )
+        cert.record(
+            CertificateIssuedNotice(
+                **{**notice, "participant": contact},
+                self_service_url=self_service_url,
+                certificate_id=cert.id,
+                days=days,
+                cpd_hours=cert.cpd_hours,
+                certificate_url=f"{self_service_url}/certificate.pdf",
+                verify_url=f"{public_url}{verify_path(cert.serial)}",
+                issued_at=now,
+            )
+        )
+        return cert
+
+    @property
+    def valid(self) -> bool:
+        return self.status == "valid"
+
+    def revoke(
+        self, reason: RevocationReason, now: datetime, *, replaced_by: str | None = None
+    ) -> None:
+        """No longer valid; the verification answer says revoked from now on."""
+        if not self.valid:
+            raise DomainError("certificate_revoked", "This certificate is already revoked.")
+        self.status = "revoked"
+        self.revoked_at = iso(now)
+        self.revocation_reason = reason
+        self.replaced_by = replaced_by
+        self.record(
+            CertificateRevoked(
+                certificate_id=self.id,
+                registration_id=self.registration_id,
+                event_id=self.event_id,
+                reason=reason,
+                revoked_at=now,
+                replaced_by=replaced_by,
+            )
+        )
+
+    def erase(self, now: datetime) -> bool:
+        """The holder's data was erased: revoke, and the name leaves the verification
+        answer (and the PDF); False when done before."""
+        if self.erased_at:
+            return False
+        if self.valid:
+            self.revoke("erased", now)
+        self.full_name = ERASED
+        self.institution = ERASED
+        self.professional_registration_number = None
+        self.erased_at = iso(now)
+        return True
+
+    def verification(self) -> dict:
+        """What anyone holding the serial may learn: valid or revoked, name, event, days
+        — nothing more (the name is None once erased)."""
+        return {
+            "serial": self.serial,
+            "status": self.status,
+            "full_name": None if self.erased_at else self.full_name,
+            "event": {
+                "title_sw": self.event.get("title_sw"),
+                "title_en": self.event.get("title_en"),
+            },
+            "days": list(self.days),
+        }
+
+
+CPD_CSV_COLUMNS = ("full_name", "professional_registration_number", "cpd_hours")
+
+
+def cpd_row(certificate: Certificate) -> list[str]:
+    """One valid certificate as a row of the CPD export (``CPD_CSV_COLUMNS``)."""
+    return [
+        csv_cell(certificate.full_name),
+        csv_cell(certificate.professional_registration_number),
+        csv_cell(f"{certificate.cpd_hours:g}"),
+    ]
+
+
+# -- evaluation ------------------------------------------------------------------------
+# The questions are issue 13's (``Question`` above: the registration form's model, with
+# its types short/long text, single/multiple choice, yes/no, number, date, and its one
+# ``answer`` rule per type); an evaluation asks every attendee, so its questions name no
+# categories.
+
+CHOICE_TYPES = ("single_choice", "multiple_choice")
+TEXT_TYPES = ("short_text", "long_text")
+
+
+class EvaluationFormSpec(BaseModel):
+    """What an organiser attaches to an event: the questions, and whether certificates
+    wait for the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    questions: list[Question] = Field(min_length=1, max_length=40)
+    required_for_certificate: bool = False
+
+    @model_validator(mode="after")
+    def _unique(self) -> EvaluationFormSpec:
+        ids = [q.id for q in self.questions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("question ids repeat")
+        if any(q.categories for q in self.questions):
+            raise ValueError("an evaluation asks every attendee: its questions name no categories")
+        return self
+
+
+@dataclass(kw_only=True)
+class EvaluationForm(Aggregate):
+    """An event's evaluation form (one per event)."""
+
+    event_id: str
+    questions: list[dict] = field(default_factory=list)
+    required_for_certificate: bool = False
+    invitations_sent_at: str | None = None
+    answers_count: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+
+    def parsed(self) -> list[Question]:
+        return [Question.model_validate(q) for q in self.questions]
+
+    def replace(self, spec: EvaluationFormSpec, now: datetime) -> None:
+        """New questions; refused once anyone answered (their answers would not fit)."""
+        if self.answers_count:
+            raise DomainError(
+                "evaluation_answered",
+                "Participants have answered this form: its questions cannot change now.",
+            )
+        self.questions = [q.model_dump(mode="json") for q in spec.questions]
+        self.required_for_certificate = spec.required_for_certificate
+        self.created_at = self.created_at or iso(now)
+        self.updated_at = iso(now)
+
+    def check_answers(self, raw: dict[str, object]) -> dict[str, object]:
+        """The answers as stored; ``invalid_answers`` naming each field at fault."""
+        answers: dict[str, object] = {}
+        problems: dict[str, str] = {}
+        for question in self.parsed():
+            given = raw.get(question.id)
+            try:
+                if isinstance(given, str | list):  # typed into the form
+                    value = question.answer_from_text(given)
+                else:
+                    value = question.answer(given)
+            except AnswerProblem as problem:
+                problems[question.id] = str(problem)
+                continue
+            if value is None or value == "":
+                if question.required:
+                    problems[question.id] = "required"
+                continue
+            answers[question.id] = value
+        if problems:
+            first = next(iter(problems))
+            raise DomainError(
+                "invalid_answers",
+                "Some answers are missing or not valid.",
+                field=first,
+                details={"problems": problems},
+            )
+        return answers
+
+
+@dataclass(kw_only=True)
+class EvaluationResponse(Aggregate):
+    """One attendee's evaluation: invited, then answered once (``id``:
+    ``<event_id>:<registration_id>``, so a second answer cannot exist)."""
+
+    id: str
+    event_id: str
+    registration_id: str
+    status: str = "invited"  # invited | answered
+    invited_at: str | None = None
+    answered_at: str | None = None
+    answers: dict = field(default_factory=dict)
+    erased_at: str | None = None
+
+    @staticmethod
+    def key(event_id: str, registration_id: str) -> str:
+        return f"{event_id}:{registration_id}"
+
+    @classmethod
+    def invite(
+        cls,
+        *,
+        registration: Registration,
+        event: Event,
+        form: EvaluationForm,
+        self_service_url: str,
+        now: datetime,
+    ) -> EvaluationResponse:
+        """Ask an attendee (by email and SMS) to answer; refused for one who never came."""
+        if not registration.checkins or registration.erased_at:
+            raise DomainError("not_attended", "Only participants who attended are asked.")
+        response = cls(
+            id=cls.key(event.id, registration.id),
+            event_id=event.id,
+            registration_id=registration.id,
+            invited_at=iso(now),
+        )
+        response.record(
+            EvaluationInvitedNotice(
+                **registration._notice(event, registration.status),
+                self_service_url=self_service_url,
+                evaluation_url=f"{self_service_url}/evaluation",
+                certificate_waits=form.required_for_certificate,
+                invited_at=now,
+            )
+        )
+        return response
+
+    @classmethod
+    def uninvited(cls, registration: Registration, event: Event) -> EvaluationResponse:
+        """An attendee answering before (or without) the invitation."""
+        return cls(
+            id=cls.key(event.id, registration.id),
+            event_id=event.id,
+            registration_id=registration.id,
+        )
+
+    @property
+    def answered(self) -> bool:
+        return self.status == "answered"
+
+    def answer(self, form: EvaluationForm, raw: dict[str, object], now: datetime) -> None:
+        if self.answered:
+            raise DomainError(
+                "evaluation_already_answered", "This evaluation has been answered already."
+            )
+        self.answers = form.check_answers(raw)
+        self.status = "answered"
+        self.answered_at = iso(now)
+
+    def erase(self, form: EvaluationForm | None, now: datetime) -> bool:
+        """Free-text answers may name someone: they go; choices and numbers stay (the
+        statistics stay right, and nothing left points at a person)."""
+        if self.erased_at:
+            return False
+        free = {q.id for q in form.parsed() if q.type in TEXT_TYPES} if form else set()
+        self.answers = {k: v for k, v in self.answers.items() if k not in free}
+        self.erased_at = iso(now)
+        return True
+
+
+def yes_no_text(value: object) -> str:
+    """A yes/no answer as the results and the export show it (stored as a boolean)."""
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
+def evaluation_results(
+    form: EvaluationForm, responses: list[EvaluationResponse], invited: int
+) -> dict:
+    """Response rate, each question's distribution, the free-text answers."""
+    answered = [r for r in responses if r.answered]
+    questions = []
+    for q in form.parsed():
+        given = [r.answers[q.id] for r in answered if q.id in r.answers]
+        entry: dict = {
+            "id": q.id,
+            "type": q.type,
+            "label_sw": q.label_sw,
+            "label_en": q.label_en,
+            "answers": len(given),
+        }
+        if q.type in TEXT_TYPES:
+            entry["texts"] = sorted(str(v) for v in given)
+        elif q.type in CHOICE_TYPES or q.type == "yes_no":
+            options = (
+                [(c.code, c.label_en) for c in q.choices]
+                if q.type in CHOICE_TYPES
+                else [("yes", "Yes"), ("no", "No")]
+            )
+            counts = {value: 0 for value, _ in options}
+            for v in given:
+                for chosen in v if isinstance(v, list) else [v]:
+                    key = yes_no_text(chosen) if q.type == "yes_no" else str(chosen)
+                    counts[key] = counts.get(key, 0) + 1
+            entry["distribution"] = [
+                {"value": value, "label": label, "count": counts[value]} for value, label in options
+            ]
+        else:  # number, date: each distinct value and its count
+            counts: dict[str, int] = {}
+            for v in given:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+            entry["distribution"] = [
+                {"value": k, "label": k, "count": counts[k]} for k in sorted(counts)
+            ]
+        questions.append(entry)
+    total = len(answered)
+    return {
+        "invited": invited,
+        "answered": total,
+        "response_rate": round(total / invited, 4) if invited else 0.0,
+        "questions": questions,
+    }
 
 
 # -- institutions (issue 13 B) ---------------------------------------------------------

@@ -39,8 +39,14 @@ from services.registration.domain import (
     SIGN_IN_VALIDITY,
     VIAS,
     AnswerTally,
+    Certificate,
+    CertificateSettings,
+    CertificateSettingsChange,
     ContactPersonSpec,
     DomainError,
+    EvaluationForm,
+    EvaluationFormSpec,
+    EvaluationResponse,
     Event,
     EventChange,
     EventSpec,
@@ -58,15 +64,19 @@ from services.registration.domain import (
     Via,
     check_nominable,
     csv_problems,
+    evaluation_results,
     hash_token,
+    local_day,
     new_manage_token,
     new_reference,
     new_registration_id,
     nomination_category,
     nomination_payload,
     normalise_email,
+    normalise_serial,
     parse_institutions_csv,
     read_csv,
+    self_service_url,
     tokens_match,
 )
 from services.registration.ports import InstitutionStore, RegistrationStore
@@ -936,15 +946,16 @@ async def update_own_registration(
 # -- check-in --------------------------------------------------------------------------------
 
 
-async def check_in(ctx: Context, ticket: str) -> CheckedIn:
-    """Record attendance for today (venue time) from a scanned ticket."""
+async def check_in(ctx: Context, ticket: str, day: str | None = None) -> CheckedIn:
+    """Record attendance for today (venue time) from a scanned ticket, or for an
+    earlier ``day`` of the event (a registrar recording a day late)."""
     registration_id = ctx.signer.verify(ticket)
     if registration_id is None:
         raise DomainError("invalid_ticket", "This ticket is not one of ours.")
     registration = await _registration(ctx, registration_id)
     event = await _event(ctx, registration.event_id)
     written, day = await _change_registration(
-        ctx, registration_id, lambda r: r.check_in(event, ctx.clock())
+        ctx, registration_id, lambda r: r.check_in(event, ctx.clock(), day)
     )
     return CheckedIn(registration=written, day=day, checked_in_at=written.checkins[day])
 
@@ -957,6 +968,24 @@ async def export_own_data(ctx: Context, registration_id: str) -> dict[str, Any]:
     data = await ctx.store.personal_data(registration_id)
     if data is None:
         raise DomainError("registration_not_found", "No such registration.")
+    # Issue 16: their certificates and evaluation answers are data about them too.
+    data["certificates"] = [
+        {
+            "serial": c.serial,
+            "status": c.status,
+            "full_name": c.full_name,
+            "institution": c.institution,
+            "days": c.days,
+            "cpd_hours": c.cpd_hours,
+            "issued_at": c.issued_at,
+            "revoked_at": c.revoked_at,
+        }
+        for c in await ctx.store.registration_certificates(registration_id)
+    ]
+    response = await ctx.store.get_evaluation_response(
+        EvaluationResponse.key(str(data.get("event_id")), registration_id)
+    )
+    data["evaluation_answers"] = dict(response.answers) if response else None
     data["held_by"] = "e-Government Authority (e-GA), Mkutano registration service"
     data["purpose"] = (data.get("consent") or {}).get("purpose")
     return data
@@ -971,6 +1000,7 @@ async def erase_registration(
     """Cancel if active, then anonymise and publish ``PersonalDataErased`` (idempotent)."""
     registration = await _registration(ctx, registration_id)
     if registration.erased_at:
+        await erase_certificates_and_answers(ctx, registration)
         return registration
     if registration.is_active:
         try:
@@ -986,6 +1016,7 @@ async def erase_registration(
     written, erased = await _change_registration(
         ctx, registration_id, lambda r: r.erase(reason, ctx.clock())
     )
+    await erase_certificates_and_answers(ctx, written)
     if erased:
         log.info("personal_data_erased", registration_id=registration_id, reason=reason)
     return written
@@ -1002,6 +1033,371 @@ async def apply_retention(ctx: Context, retention_days: int) -> int:
             await erase_registration(ctx, registration_id, reason="retention")
             erased += 1
     return erased
+
+
+# == certificates of attendance, CPD, evaluation (issue 16) =================================
+#
+# Certificates are issued when an event ends (``after_events``, run by
+# ``workers.run_after_events``) or when an organiser asks (``issue_certificates``); each
+# one is its own document (``domain.Certificate``), so an issue run that stops half way
+# (or runs twice, on two instances) issues the rest on the next run and nothing twice.
+
+
+@dataclass(frozen=True)
+class IssueReport:
+    """What an issue run did, per participant of the event."""
+
+    issued: int = 0
+    already_issued: int = 0
+    awaiting_evaluation: int = 0
+    not_attended: int = 0
+
+
+def _participant_url(ctx: Context, registration: Registration, event: Event) -> str:
+    """The participant's self-service URL (their credential): the certificate downloads
+    and the evaluation opens under it."""
+    link = registration.self_service_link(ctx.links, event, ctx.clock())
+    return self_service_url(ctx.public_url, link)
+
+
+async def certificate_settings(ctx: Context, event_id: str) -> CertificateSettings:
+    await _event(ctx, event_id)
+    return await ctx.store.get_certificate_settings(event_id) or CertificateSettings.default(
+        event_id
+    )
+
+
+async def change_certificate_settings(
+    ctx: Context, event_id: str, change: CertificateSettingsChange
+) -> CertificateSettings:
+    """An organiser sets the CPD hours per day and the template of an event."""
+    event = await _event(ctx, event_id)
+    for _ in range(_ATTEMPTS):
+        settings = await certificate_settings(ctx, event_id)
+        settings.change(event, change, ctx.clock())
+        if await ctx.store.save_certificate_settings(settings):
+            return settings
+    raise DomainError("concurrent_update", "The settings are changing; try again.")
+
+
+async def _certified(ctx: Context, event_id: str) -> set[str]:
+    return {c.registration_id for c in await ctx.store.event_certificates(event_id)}
+
+
+async def _answered(ctx: Context, event_id: str) -> set[str]:
+    return {
+        r.registration_id
+        for r in await ctx.store.event_evaluation_responses(event_id)
+        if r.answered
+    }
+
+
+async def issue_certificates(ctx: Context, event_id: str, *, by: str = "system") -> IssueReport:
+    """Issue a certificate to every participant of the event who checked in at least
+    once and has none yet; with the event's evaluation required, only to those who
+    answered it (the others get theirs when they answer)."""
+    event = await _event(ctx, event_id)
+    event.check_not_cancelled()
+    now = ctx.clock()
+    if local_day(event.starts_at) > local_day(now):
+        raise DomainError("event_not_started", "Nobody can have attended yet.")
+    settings = await certificate_settings(ctx, event_id)
+    form = await ctx.store.get_evaluation_form(event_id)
+    waits = form is not None and form.required_for_certificate
+    certified = await _certified(ctx, event_id)
+    answered = await _answered(ctx, event_id) if waits else set()
+    counts = {"issued": 0, "already_issued": 0, "awaiting_evaluation": 0, "not_attended": 0}
+    async for registration in ctx.store.stream_registrations(event_id, {}):
+        if registration.erased_at or not registration.checkins:
+            counts["not_attended"] += 1
+        elif registration.id in certified:
+            counts["already_issued"] += 1
+        elif waits and registration.id not in answered:
+            counts["awaiting_evaluation"] += 1
+        elif await _issue_one(ctx, registration, event, settings, by=by):
+            counts["issued"] += 1
+        else:
+            counts["already_issued"] += 1
+    log.info("certificates_issued", event_id=event_id, **counts)
+    return IssueReport(**counts)
+
+
+async def _issue_one(
+    ctx: Context,
+    registration: Registration,
+    event: Event,
+    settings: CertificateSettings,
+    *,
+    by: str,
+    generation: int = 1,
+    replaces: Certificate | None = None,
+    full_name: str | None = None,
+    institution: str | None = None,
+) -> Certificate | None:
+    certificate = Certificate.issue(
+        registration=registration,
+        event=event,
+        settings=settings,
+        self_service_url=_participant_url(ctx, registration, event),
+        public_url=ctx.public_url,
+        now=ctx.clock(),
+        generation=generation,
+        replaces=replaces,
+        full_name=full_name,
+        institution=institution,
+        by=by,
+    )
+    return certificate if await ctx.store.add_certificate(certificate) else None
+
+
+async def after_events(ctx: Context, *, window_days: int = 30) -> dict[str, int]:
+    """What follows the end of each event that ended within ``window_days``: the
+    evaluation invitations (when it has a form) and the automatic certificate run, each
+    once per event."""
+    now = ctx.clock()
+    done = {"invited": 0, "issued": 0}
+    for event in await ctx.store.list_events(state=None):
+        if event.state not in ("published", "closed") or not event.ended_before(now):
+            continue
+        if event.ended_before(now - timedelta(days=window_days)):
+            continue
+        form = await ctx.store.get_evaluation_form(event.id)
+        if form is not None and form.invitations_sent_at is None:
+            done["invited"] += await invite_to_evaluation(ctx, event.id)
+        settings = await certificate_settings(ctx, event.id)
+        if settings.issued_at is None:
+            report = await issue_certificates(ctx, event.id)
+            done["issued"] += report.issued
+            for _ in range(_ATTEMPTS):
+                settings = await certificate_settings(ctx, event.id)
+                settings.issued_at = iso(ctx.clock())
+                if await ctx.store.save_certificate_settings(settings):
+                    break
+    return done
+
+
+async def _certificate(ctx: Context, serial: str) -> Certificate:
+    certificate = await ctx.store.find_certificate(normalise_serial(serial))
+    if certificate is None:
+        raise DomainError("certificate_not_found", "No certificate has this number.")
+    return certificate
+
+
+async def verify_certificate(ctx: Context, serial: str) -> Certificate:
+    """The certificate a serial names (anyone may ask: the answer says little)."""
+    return await _certificate(ctx, serial)
+
+
+async def list_certificates(ctx: Context, event_id: str) -> list[Certificate]:
+    await _event(ctx, event_id)
+    return await ctx.store.event_certificates(event_id)
+
+
+async def own_certificate(ctx: Context, registration_id: str) -> Certificate | None:
+    """The participant's valid certificate (the newest), if any."""
+    valid = [c for c in await ctx.store.registration_certificates(registration_id) if c.valid]
+    return valid[-1] if valid else None
+
+
+async def _save_certificate(
+    ctx: Context, serial: str, decide: Callable[[Certificate], None]
+) -> Certificate:
+    for _ in range(_ATTEMPTS):
+        certificate = await _certificate(ctx, serial)
+        decide(certificate)
+        if await ctx.store.save_certificate(certificate):
+            return certificate
+    raise DomainError("concurrent_update", "The certificate is changing; try again.")
+
+
+async def revoke_certificate(ctx: Context, serial: str, *, by: str) -> Certificate:
+    """An organiser revokes a certificate: its serial answers "revoked" from now on."""
+    revoked = await _save_certificate(ctx, serial, lambda c: c.revoke("revoked", ctx.clock()))
+    log.info("certificate_revoked", certificate_id=revoked.id, by=by)
+    return revoked
+
+
+async def reissue_certificate(
+    ctx: Context,
+    serial: str,
+    *,
+    by: str,
+    full_name: str | None = None,
+    institution: str | None = None,
+) -> Certificate:
+    """A new certificate (new serial) for the same registration, with a corrected name or
+    institution and the days as recorded now; the old one is revoked as ``reissued``."""
+    old = await _certificate(ctx, serial)
+    if not old.valid:
+        raise DomainError("certificate_revoked", "This certificate is revoked: nothing to reissue.")
+    registration = await _registration(ctx, old.registration_id)
+    event = await _event(ctx, old.event_id)
+    settings = await certificate_settings(ctx, event.id)
+    generations = [
+        c.generation for c in await ctx.store.registration_certificates(old.registration_id)
+    ]
+    new = await _issue_one(
+        ctx,
+        registration,
+        event,
+        settings,
+        by=by,
+        generation=max(generations, default=0) + 1,
+        replaces=old,
+        full_name=full_name or old.full_name,
+        institution=institution or old.institution,
+    )
+    if new is None:
+        raise DomainError("concurrent_update", "The certificate is being reissued; try again.")
+    await _save_certificate(
+        ctx, old.serial, lambda c: c.revoke("reissued", ctx.clock(), replaced_by=new.id)
+    )
+    return new
+
+
+async def cpd_export(ctx: Context, event_id: str) -> list[Certificate]:
+    """The valid certificates of an event, by name: the CPD export's rows."""
+    return sorted(
+        (c for c in await list_certificates(ctx, event_id) if c.valid),
+        key=lambda c: c.full_name.casefold(),
+    )
+
+
+async def erase_certificates_and_answers(ctx: Context, registration: Registration) -> None:
+    """PDPA: an erased participant's certificates are revoked and lose the name; their
+    evaluation answers lose the free text."""
+    now = ctx.clock()
+    for certificate in await ctx.store.registration_certificates(registration.id):
+        if not certificate.erased_at:
+            await _save_certificate(ctx, certificate.serial, lambda c: c.erase(now))
+    key = EvaluationResponse.key(registration.event_id, registration.id)
+    for _ in range(_ATTEMPTS):
+        response = await ctx.store.get_evaluation_response(key)
+        if response is None:
+            break
+        form = await ctx.store.get_evaluation_form(registration.event_id)
+        if not response.erase(form, now) or await ctx.store.save_evaluation_response(response):
+            break
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+async def evaluation_form(ctx: Context, event_id: str) -> EvaluationForm:
+    await _event(ctx, event_id)
+    form = await ctx.store.get_evaluation_form(event_id)
+    if form is None:
+        raise DomainError("evaluation_not_found", "This event has no evaluation form.")
+    return form
+
+
+async def attach_evaluation(
+    ctx: Context, event_id: str, spec: EvaluationFormSpec
+) -> EvaluationForm:
+    """An organiser attaches (or replaces, until someone answers) the event's form."""
+    await _event(ctx, event_id)
+    for _ in range(_ATTEMPTS):
+        form = await ctx.store.get_evaluation_form(event_id) or EvaluationForm(event_id=event_id)
+        form.replace(spec, ctx.clock())
+        if await ctx.store.save_evaluation_form(form):
+            return form
+    raise DomainError("concurrent_update", "The form is changing; try again.")
+
+
+async def invite_to_evaluation(ctx: Context, event_id: str) -> int:
+    """Ask every attendee (once each) to answer the event's evaluation."""
+    event = await _event(ctx, event_id)
+    form = await evaluation_form(ctx, event_id)
+    invited = 0
+    async for registration in ctx.store.stream_registrations(event_id, {}):
+        if registration.erased_at or not registration.checkins:
+            continue
+        response = EvaluationResponse.invite(
+            registration=registration,
+            event=event,
+            form=form,
+            self_service_url=_participant_url(ctx, registration, event),
+            now=ctx.clock(),
+        )
+        if await ctx.store.add_evaluation_response(response):
+            invited += 1
+    for _ in range(_ATTEMPTS):
+        form = await evaluation_form(ctx, event_id)
+        form.invitations_sent_at = form.invitations_sent_at or iso(ctx.clock())
+        if await ctx.store.save_evaluation_form(form):
+            break
+    log.info("evaluation_invited", event_id=event_id, invited=invited)
+    return invited
+
+
+@dataclass(frozen=True)
+class OwnEvaluation:
+    form: EvaluationForm
+    response: EvaluationResponse | None
+
+
+async def own_evaluation(ctx: Context, registration: Registration) -> OwnEvaluation | None:
+    """The form an attendee may answer and their response, or None (no form, or they
+    never came)."""
+    form = await ctx.store.get_evaluation_form(registration.event_id)
+    if form is None or not registration.checkins:
+        return None
+    key = EvaluationResponse.key(registration.event_id, registration.id)
+    return OwnEvaluation(form, await ctx.store.get_evaluation_response(key))
+
+
+async def answer_evaluation(
+    ctx: Context, registration_id: str, raw: dict[str, Any]
+) -> EvaluationResponse:
+    """An attendee answers the evaluation, once; a certificate waiting for the answer is
+    issued at once (when the event has ended or its certificates were issued)."""
+    registration = await _registration(ctx, registration_id)
+    if registration.erased_at:
+        raise DomainError("registration_not_found", "No such registration.")
+    event = await _event(ctx, registration.event_id)
+    form = await evaluation_form(ctx, event.id)
+    if not registration.checkins:
+        raise DomainError("not_attended", "Only participants who attended answer the evaluation.")
+    key = EvaluationResponse.key(event.id, registration.id)
+    for _ in range(_ATTEMPTS):
+        response = await ctx.store.get_evaluation_response(key)
+        response = response or EvaluationResponse.uninvited(registration, event)
+        response.answer(form, raw, ctx.clock())
+        saved = (
+            await ctx.store.add_evaluation_response(response)
+            if response.rev == 0
+            else await ctx.store.save_evaluation_response(response)
+        )
+        if saved:
+            break
+    else:
+        raise DomainError("concurrent_update", "The evaluation is changing; try again.")
+    await ctx.store.count_evaluation_answer(event.id)
+    if form.required_for_certificate:
+        settings = await certificate_settings(ctx, event.id)
+        if (settings.issued_at or event.ended_before(ctx.clock())) and not (
+            await own_certificate(ctx, registration.id)
+        ):
+            await _issue_one(ctx, registration, event, settings, by="system")
+    return response
+
+
+async def evaluation_summary(ctx: Context, event_id: str) -> dict[str, Any]:
+    """For organisers: response rate, each question's distribution, free-text answers."""
+    form = await evaluation_form(ctx, event_id)
+    responses = await ctx.store.event_evaluation_responses(event_id)
+    return {"event_id": event_id, **evaluation_results(form, responses, len(responses))}
+
+
+async def evaluation_answers(ctx: Context, event_id: str) -> tuple[EvaluationForm, list[dict]]:
+    """Every answered response's answers, without anything that says whose (no id, no
+    time), in an order that says nothing either."""
+    form = await evaluation_form(ctx, event_id)
+    rows = [
+        dict(r.answers) for r in await ctx.store.event_evaluation_responses(event_id) if r.answered
+    ]
+    rows.sort(key=lambda row: json.dumps(row, sort_keys=True, default=str))
+    return form, rows
 
 
 # -- institutions (issue 13 B) ---------------------------------------------------------------

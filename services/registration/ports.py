@@ -12,7 +12,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from services.registration.domain import Event, Institution, InstitutionSignIn, Registration
+from services.registration.domain import (
+    Certificate,
+    CertificateSettings,
+    EvaluationForm,
+    EvaluationResponse,
+    Event,
+    Institution,
+    InstitutionSignIn,
+    Registration,
+)
 
 AddOutcome = Literal["added", "email_taken", "reference_taken"]
 
@@ -160,6 +169,52 @@ class RegistrationStore(Protocol):
     async def complete_idempotency_key(self, key: str, outcome: dict[str, Any]) -> None: ...
 
     async def release_idempotency_key(self, key: str) -> None: ...
+
+    # -- certificates and evaluation (issue 16) ----------------------------------------
+
+    async def add_certificate(self, certificate: Certificate) -> bool:
+        """Insert a new certificate with its events; False if this registration already
+        has its certificate of this generation (an issue run twice issues once)."""
+        ...
+
+    async def save_certificate(self, certificate: Certificate) -> bool:
+        """Write a changed certificate and its events; False if it changed meanwhile."""
+        ...
+
+    async def find_certificate(self, serial: str) -> Certificate | None: ...
+
+    async def event_certificates(self, event_id: str) -> list[Certificate]: ...
+
+    async def registration_certificates(self, registration_id: str) -> list[Certificate]:
+        """Every certificate of one registration, oldest generation first."""
+        ...
+
+    async def get_certificate_settings(self, event_id: str) -> CertificateSettings | None: ...
+
+    async def save_certificate_settings(self, settings: CertificateSettings) -> bool:
+        """Insert (rev 0) or write (revision-checked); False if it changed meanwhile."""
+        ...
+
+    async def get_evaluation_form(self, event_id: str) -> EvaluationForm | None: ...
+
+    async def save_evaluation_form(self, form: EvaluationForm) -> bool:
+        """Insert (rev 0) or write (revision-checked, and only while nobody answered)."""
+        ...
+
+    async def count_evaluation_answer(self, event_id: str) -> None:
+        """One more answer to the event's form (moves its revision: a replace read before
+        it must read again, and then sees the answer)."""
+        ...
+
+    async def get_evaluation_response(self, response_id: str) -> EvaluationResponse | None: ...
+
+    async def add_evaluation_response(self, response: EvaluationResponse) -> bool:
+        """Insert with its events; False if this attendee has one already."""
+        ...
+
+    async def save_evaluation_response(self, response: EvaluationResponse) -> bool: ...
+
+    async def event_evaluation_responses(self, event_id: str) -> list[EvaluationResponse]: ...
 
 
 # -- institutions (issue 13 B) ---------------------------------------------------------

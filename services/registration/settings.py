@@ -22,9 +22,17 @@ class RegistrationSettings(ServiceSettings):
     rate_register_per_email_per_hour: int = 10
     rate_self_service_per_address_per_min: int = 60
     rate_checkin_per_client_per_min: int = 600
+    # Certificate verifications (page and API) per client address and minute.
+    rate_verify_per_address_per_min: int = 30
     # PDPA retention: personal data is anonymised this long after an event ends.
     retention_days: int = 365
     retention_interval_s: float = 3600.0
+    # Certificates and evaluation after an event (issue 16): how often the worker looks
+    # for events that ended (within after_event_window_days) to invite to the evaluation
+    # and issue the certificates.
+    after_event_interval_s: float = 300.0
+    after_event_window_days: int = 30
+
     # Institutions (issue 13 B): the contact persons' emailed sign-in link is single use
     # and lasts this long; the session it opens (a signed cookie) this long.
     institution_link_validity_s: int = 900

@@ -34,6 +34,10 @@ from services.registration.domain import (
     ACTIVE_STATUSES,
     DEFAULT_CATEGORIES,
     Category,
+    Certificate,
+    CertificateSettings,
+    EvaluationForm,
+    EvaluationResponse,
     Event,
     Institution,
     InstitutionSignIn,
@@ -52,6 +56,11 @@ SERVICE = "registration"
 EVENTS = "events"
 REGISTRATIONS = "registrations"
 IDEMPOTENCY = "idempotency_keys"
+# Certificates and evaluation (issue 16): certificates and responses carry their outboxes.
+CERTIFICATES = "certificates"
+CERTIFICATE_SETTINGS = "certificate_settings"
+EVALUATION_FORMS = "evaluation_forms"
+EVALUATION_RESPONSES = "evaluation_responses"
 
 # Kept out of a participant's own export: bookkeeping, not data about them.
 INTERNAL_FIELDS = {
@@ -247,6 +256,10 @@ class MongoRegistrationStore:
         self.events = db[EVENTS]
         self.registrations = db[REGISTRATIONS]
         self.idempotency = db[IDEMPOTENCY]
+        self.certificates = db[CERTIFICATES]
+        self.certificate_settings = db[CERTIFICATE_SETTINGS]
+        self.evaluation_forms = db[EVALUATION_FORMS]
+        self.evaluation_responses = db[EVALUATION_RESPONSES]
 
     async def ensure_indexes(self) -> None:
         await self.registrations.create_index(
@@ -263,6 +276,7 @@ class MongoRegistrationStore:
         await self.events.create_index([("code", ASCENDING)], unique=True)
         await ensure_outbox_indexes(self.events)
         await ensure_outbox_indexes(self.registrations)
+        await self.ensure_certificate_indexes()
 
     # -- events --------------------------------------------------------------------
 
@@ -687,6 +701,172 @@ class MongoRegistrationStore:
 
     async def release_idempotency_key(self, key: str) -> None:
         await self.idempotency.delete_one({"_id": key, "state": "pending"})
+
+    # -- certificates and evaluation (issue 16) ----------------------------------------
+
+    async def ensure_certificate_indexes(self) -> None:
+        await self.certificates.create_index([("serial", ASCENDING)], unique=True)
+        # One certificate per registration and generation: issuing twice issues once.
+        await self.certificates.create_index([("issue_key", ASCENDING)], unique=True)
+        await self.certificates.create_index([("event_id", ASCENDING)])
+        await self.certificates.create_index([("registration_id", ASCENDING)])
+        await self.evaluation_responses.create_index([("event_id", ASCENDING)])
+        await ensure_outbox_indexes(self.certificates)
+        await ensure_outbox_indexes(self.evaluation_responses)
+
+    async def _insert_with_events(
+        self, collection: Any, name: str, aggregate: Aggregate, fields_: dict[str, Any]
+    ) -> bool:
+        doc = outbox.new_document(fields_, [wrap(e, SERVICE) for e in aggregate.events])
+        try:
+            await outbox.insert(collection, doc, signal=self.signal)
+        except DuplicateKeyError:
+            return False
+        aggregate.take_events()
+        aggregate.rev = 1
+        _remember(aggregate, doc)
+        return True
+
+    async def _save_with_events(
+        self, collection: Any, name: str, aggregate: Aggregate, doc_id: str, fields_: dict
+    ) -> bool:
+        messages = [wrap(e, SERVICE) for e in aggregate.events]
+        flt, update = outbox.update_spec(_identity(aggregate, doc_id), fields_, messages)
+        result = await collection.update_one(flt, update)
+        if result.matched_count != 1:
+            return False
+        aggregate.take_events()
+        _after_save(aggregate, update)
+        if messages:
+            self.signal.written(name, doc_id)
+        return True
+
+    async def add_certificate(self, certificate: Certificate) -> bool:
+        fields_ = {
+            "_id": certificate.id,
+            "issue_key": certificate.issue_key,
+            **_plain_fields(certificate),
+        }
+        return await self._insert_with_events(self.certificates, CERTIFICATES, certificate, fields_)
+
+    async def save_certificate(self, certificate: Certificate) -> bool:
+        return await self._save_with_events(
+            self.certificates,
+            CERTIFICATES,
+            certificate,
+            certificate.id,
+            _plain_fields(certificate),
+        )
+
+    async def find_certificate(self, serial: str) -> Certificate | None:
+        doc = await self.certificates.find_one({"serial": serial})
+        return _certificate_of(doc) if doc else None
+
+    async def _certificates(self, query: dict[str, Any]) -> list[Certificate]:
+        # With the outbox: a save appends to the outbox as read.
+        docs = await self.certificates.find(query).to_list()
+        found = [_certificate_of(d) for d in docs]
+        return sorted(found, key=lambda c: (c.registration_id, c.generation))
+
+    async def event_certificates(self, event_id: str) -> list[Certificate]:
+        return await self._certificates({"event_id": event_id})
+
+    async def registration_certificates(self, registration_id: str) -> list[Certificate]:
+        return await self._certificates({"registration_id": registration_id})
+
+    async def _get_settings_doc(self, collection: Any, event_id: str) -> dict | None:
+        return await collection.find_one({"_id": event_id})
+
+    async def _upsert_checked(self, collection: Any, aggregate: Aggregate, doc_id: str) -> bool:
+        fields_ = _plain_fields(aggregate)
+        if aggregate.rev == 0:
+            try:
+                await collection.insert_one({"_id": doc_id, **fields_, "rev": 1})
+            except DuplicateKeyError:
+                return False
+            aggregate.rev = 1
+            return True
+        result = await collection.update_one(
+            {"_id": doc_id, "rev": aggregate.rev}, {"$set": fields_, "$inc": {"rev": 1}}
+        )
+        if result.matched_count != 1:
+            return False
+        aggregate.rev += 1
+        return True
+
+    async def get_certificate_settings(self, event_id: str) -> CertificateSettings | None:
+        doc = await self._get_settings_doc(self.certificate_settings, event_id)
+        return _aggregate_of(CertificateSettings, doc) if doc else None
+
+    async def save_certificate_settings(self, settings: CertificateSettings) -> bool:
+        return await self._upsert_checked(self.certificate_settings, settings, settings.event_id)
+
+    async def get_evaluation_form(self, event_id: str) -> EvaluationForm | None:
+        doc = await self._get_settings_doc(self.evaluation_forms, event_id)
+        return _aggregate_of(EvaluationForm, doc) if doc else None
+
+    async def save_evaluation_form(self, form: EvaluationForm) -> bool:
+        return await self._upsert_checked(self.evaluation_forms, form, form.event_id)
+
+    async def count_evaluation_answer(self, event_id: str) -> None:
+        await self.evaluation_forms.update_one(
+            {"_id": event_id}, {"$inc": {"answers_count": 1, "rev": 1}}
+        )
+
+    async def get_evaluation_response(self, response_id: str) -> EvaluationResponse | None:
+        doc = await self.evaluation_responses.find_one({"_id": response_id})
+        if doc is None:
+            return None
+        response = _aggregate_of(EvaluationResponse, doc, with_id=True)
+        _remember(response, doc)
+        return response
+
+    async def add_evaluation_response(self, response: EvaluationResponse) -> bool:
+        fields_ = {"_id": response.id, **_plain_fields(response)}
+        return await self._insert_with_events(
+            self.evaluation_responses, EVALUATION_RESPONSES, response, fields_
+        )
+
+    async def save_evaluation_response(self, response: EvaluationResponse) -> bool:
+        return await self._save_with_events(
+            self.evaluation_responses,
+            EVALUATION_RESPONSES,
+            response,
+            response.id,
+            _plain_fields(response),
+        )
+
+    async def event_evaluation_responses(self, event_id: str) -> list[EvaluationResponse]:
+        docs = await self.evaluation_responses.find({"event_id": event_id}).to_list()
+        responses = []
+        for doc in docs:
+            response = _aggregate_of(EvaluationResponse, doc, with_id=True)
+            _remember(response, doc)
+            responses.append(response)
+        return responses
+
+
+def _plain_fields(aggregate: Aggregate) -> dict[str, Any]:
+    """The stored fields of a certificate, a setting or a response (not ``id``/``rev``)."""
+    return {
+        f.name: to_jsonable_python(getattr(aggregate, f.name))
+        for f in fields(aggregate)
+        if f.name not in _NOT_STORED
+    }
+
+
+def _aggregate_of(cls: type, doc: dict[str, Any], *, with_id: bool = False) -> Any:
+    names = {f.name for f in fields(cls)} - _NOT_STORED
+    values = {name: doc[name] for name in names if name in doc}
+    if with_id:
+        values["id"] = doc["_id"]
+    return cls(rev=int(doc.get("rev", 0)), **values)
+
+
+def _certificate_of(doc: dict[str, Any]) -> Certificate:
+    certificate = _aggregate_of(Certificate, doc, with_id=True)
+    _remember(certificate, doc)
+    return certificate
 
 
 # -- institutions (issue 13 B) -----------------------------------------------------------

@@ -7,18 +7,20 @@ renders the reference, or the form again with each error next to its field.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
-from services.registration import api, handlers
+from services.registration import api, certificate_pdf, handlers
 from services.registration.api import limit_registrations_by_address, limit_registrations_by_email
 from services.registration.domain import (
     NOMINATION_CSV_COLUMNS,
@@ -30,6 +32,7 @@ from services.registration.domain import (
     nominable_categories,
     nomination_payload,
     self_service_path,
+    verify_path,
 )
 from shared.errors import ApiError, status_for
 from shared.http import body_limit
@@ -56,6 +59,7 @@ FIELDS = (
     "accessibility_needs",
     "accessibility_other",
     "dietary_needs",
+    "professional_registration_number",
     "language",
     "consent",
 )
@@ -90,6 +94,8 @@ LABELS: dict[str, dict[str, Any]] = {
         "accessibility_needs": "Mahitaji ya ufikivu",
         "accessibility_other": "Mahitaji mengine ya ufikivu",
         "dietary_needs": "Mahitaji ya chakula",
+        "professional_registration_number": "Namba ya usajili wa kitaaluma (kwa saa za CPD, "
+        "k.m. Tume ya TEHAMA)",
         "language": "Lugha ya mawasiliano",
         "consent": "Ninakubali taarifa zangu binafsi zichakatwe kwa ajili ya usajili na "
         "mawasiliano ya tukio hili (Sheria ya Ulinzi wa Taarifa Binafsi, 2022).",
@@ -188,6 +194,8 @@ LABELS: dict[str, dict[str, Any]] = {
         "accessibility_needs": "Accessibility needs",
         "accessibility_other": "Other accessibility needs",
         "dietary_needs": "Dietary needs",
+        "professional_registration_number": "Professional registration number (for CPD "
+        "hours, e.g. ICT Commission)",
         "language": "Language for messages",
         "consent": "I agree to the processing of my personal data for the registration and "
         "communication about this event (Personal Data Protection Act, 2022).",
@@ -322,7 +330,12 @@ def _form_payload(form: Any, lang: str) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     for name in ("full_name", "email", "phone", "institution", "position", "category"):
         payload[name] = str(form.get(name) or "")
-    for name in ("region", "accessibility_other", "dietary_needs"):
+    for name in (
+        "region",
+        "accessibility_other",
+        "dietary_needs",
+        "professional_registration_number",
+    ):
         value = str(form.get(name) or "").strip()
         if value:
             payload[name] = value
@@ -846,6 +859,7 @@ async def _own_page(
         values={**current, **(values or {})},
         errors=errors or {},
         notice=notice,
+        after=await _after_event(ctx, registration, language),
     )
 
 
@@ -982,6 +996,311 @@ async def self_service_erase(link: str, request: Request, lang: str | None = Non
         return unconfirmed
     await handlers.erase_registration(_ctx(request), registration.id, reason="participant_request")
     return _see_other(f"/my?lang={language}&done=erased")
+
+
+# == certificates and evaluation (issue 16) ===================================================
+#
+# ``GET /verify/{serial}``: the public verification page (what the certificate's QR code
+# opens). ``/my/{link}/certificate.pdf`` downloads the participant's certificate and
+# ``/my/{link}/evaluation`` is their evaluation form, answered once: both behind their own
+# self-service link, like the rest of their page.
+
+VERIFY_LABELS = {
+    "sw": {
+        "title": "Uhakiki wa cheti",
+        "valid": "Cheti hiki ni halali.",
+        "revoked": "Cheti hiki kimebatilishwa: si halali.",
+        "unknown": "Hakuna cheti chenye namba hii. Hakikisha umeiandika kama ilivyo kwenye cheti.",
+        "serial": "Namba ya cheti",
+        "holder": "Mmiliki",
+        "erased": "(taarifa binafsi zimefutwa)",
+        "event": "Tukio",
+        "days": "Siku alizohudhuria",
+        "explain": "Ukurasa huu unaonyesha tu kama cheti ni halali, jina la mmiliki, tukio "
+        "na siku alizohudhuria. Hutolewa na Mamlaka ya Serikali Mtandao (e-GA).",
+    },
+    "en": {
+        "title": "Certificate verification",
+        "valid": "This certificate is valid.",
+        "revoked": "This certificate has been revoked: it is not valid.",
+        "unknown": "No certificate has this number. Check that it is written as on the "
+        "certificate.",
+        "serial": "Certificate number",
+        "holder": "Holder",
+        "erased": "(personal data erased)",
+        "event": "Event",
+        "days": "Days attended",
+        "explain": "This page shows only whether a certificate is valid, its holder's name, "
+        "the event and the days attended. Issued by the e-Government Authority (e-GA).",
+    },
+}
+AFTER_LABELS = {
+    "sw": {
+        "section": "Cheti na tathmini",
+        "download": "Pakua cheti chako cha ushiriki (PDF)",
+        "serial": "Namba ya cheti",
+        "waits": "Cheti chako kitatolewa utakapojibu tathmini ya tukio.",
+        "evaluate": "Jibu tathmini ya tukio",
+        "answered": "Umeshajibu tathmini. Asante!",
+    },
+    "en": {
+        "section": "Certificate and evaluation",
+        "download": "Download your certificate of attendance (PDF)",
+        "serial": "Certificate number",
+        "waits": "Your certificate is released once you answer the event's evaluation.",
+        "evaluate": "Answer the event's evaluation",
+        "answered": "You have answered the evaluation. Thank you!",
+    },
+}
+EVALUATION_LABELS = {
+    "sw": {
+        "title": "Tathmini ya tukio",
+        "submit": "Tuma majibu",
+        "yes": "Ndiyo",
+        "no": "Hapana",
+        "back": "Rudi kwenye usajili wako",
+        "waits": "Cheti chako kitatolewa utakapotuma majibu haya.",
+        "done": "Asante! Majibu yako yamepokelewa.",
+        "already": "Umeshajibu tathmini hii; inajibiwa mara moja tu.",
+        "none": "Hakuna tathmini ya kujibu kwa usajili huu.",
+        "reasons": {
+            "required": "Swali hili linahitaji jibu.",
+            "invalid": "Jibu hili si sahihi.",
+            "too_long": "Jibu ni refu mno.",
+        },
+    },
+    "en": {
+        "title": "Event evaluation",
+        "submit": "Send my answers",
+        "yes": "Yes",
+        "no": "No",
+        "back": "Back to your registration",
+        "waits": "Your certificate is released once you send these answers.",
+        "done": "Thank you! Your answers have been received.",
+        "already": "You have answered this evaluation already; it is answered once.",
+        "none": "There is no evaluation to answer for this registration.",
+        "reasons": {
+            "required": "This question needs an answer.",
+            "invalid": "This answer is not valid.",
+            "too_long": "This answer is too long.",
+        },
+    },
+}
+
+
+def _answer_problem(language: str, reason: str) -> str:
+    """An answer's problem in the page's language (the rule's own words are English)."""
+    reasons = EVALUATION_LABELS[language]["reasons"]
+    if reason == "required":
+        return reasons["required"]
+    if language == "en" and reason.startswith(("must", "at most", "a choice")):
+        return f"This answer {reason}." if reason.startswith("must") else f"{reason.capitalize()}."
+    return reasons["invalid"]
+
+
+async def _verification_limited(request: Request, language: str) -> Response | None:
+    try:
+        await api.limit_verification(request)
+    except ApiError as exc:
+        return _too_many(LABELS[language], language, exc)
+    return None
+
+
+@router.get("/verify/{serial}", response_class=HTMLResponse)
+async def verification_page(serial: str, request: Request, lang: str | None = None) -> Response:
+    """Public: is this certificate valid? (What its QR code opens.)"""
+    language = _lang(lang)
+    if (limited := await _verification_limited(request, language)) is not None:
+        return limited
+    try:
+        certificate = (await handlers.verify_certificate(_ctx(request), serial[:40])).verification()
+    except DomainError:
+        certificate = None
+    labels = VERIFY_LABELS[language]
+    return _render(
+        "verify.html.j2",
+        200 if certificate else 404,
+        headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"},
+        t={**LABELS[language], "title": labels["title"]},
+        v=labels,
+        lang=language,
+        lang_url=f"/verify/{quote(serial[:40])}?lang={LABELS[language]['other_language'][0]}",
+        certificate=certificate,
+    )
+
+
+async def _after_event(
+    ctx: handlers.Context, registration: Any, language: str
+) -> dict[str, Any] | None:
+    """The certificate and evaluation part of a self-service page (None: nothing yet)."""
+    certificate = await handlers.own_certificate(ctx, registration.id)
+    own = await handlers.own_evaluation(ctx, registration)
+    if certificate is None and own is None:
+        return None
+    evaluation = None
+    if own is not None:
+        evaluation = "answered" if own.response and own.response.answered else "open"
+    return {
+        "labels": AFTER_LABELS[language],
+        "certificate": certificate,
+        "waits": certificate is None and own is not None and own.form.required_for_certificate,
+        "evaluation": evaluation,
+    }
+
+
+@router.get("/my/{link}/certificate.pdf")
+async def own_certificate_pdf(link: str, request: Request, lang: str | None = None) -> Response:
+    """The participant's certificate of attendance (PDF)."""
+    language = _lang(lang)
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return limited
+    own = await _open(request, link)
+    if own is None:
+        return _unknown_link(language)
+    ctx = _ctx(request)
+    certificate = await handlers.own_certificate(ctx, own.registration.id)
+    if certificate is None:
+        return _render(
+            "message.html.j2",
+            404,
+            headers=NO_STORE,
+            t={**LABELS[language], "title": AFTER_LABELS[language]["section"]},
+            lang=language,
+            lang_url=None,
+            message=AFTER_LABELS[language]["waits"]
+            if (o := await handlers.own_evaluation(ctx, own.registration))
+            and o.form.required_for_certificate
+            else ("Hakuna cheti bado." if language == "sw" else "No certificate yet."),
+            next_url=f"{self_service_path(link)}?lang={language}",
+            next_label=EVALUATION_LABELS[language]["back"],
+        )
+    pdf = await asyncio.to_thread(
+        certificate_pdf.render_certificate,
+        certificate,
+        f"{ctx.public_url}{verify_path(certificate.serial)}",
+    )
+    name = f"cheti-certificate-{certificate.serial}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE},
+    )
+
+
+def _evaluation_page(
+    request: Request,
+    link: str,
+    own: handlers.OwnRegistration,
+    evaluation: handlers.OwnEvaluation,
+    language: str,
+    status: int = 200,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    notice: str | None = None,
+) -> Response:
+    questions = evaluation.form.parsed()
+    labels = EVALUATION_LABELS[language]
+    anchors = {}
+    for q in questions:
+        if q.type == "yes_no":
+            anchors[q.id] = f"{q.id}-yes"
+        elif q.choices:
+            anchors[q.id] = f"{q.id}-{q.choices[0].code}"
+    return _render(
+        "evaluation.html.j2",
+        status,
+        headers=NO_STORE,
+        t={**LABELS[language], "title": labels["title"]},
+        e=labels,
+        my={q.id: q.label(language) for q in questions},
+        anchors=anchors,
+        lang=language,
+        lang_url=f"{self_service_path(link)}/evaluation?lang={LABELS[language]['other_language'][0]}",
+        base=self_service_path(link),
+        csrf=_ctx(request).links.form_token(f"evaluation:{link}"),
+        event=_event_context(own.event, language),
+        questions=questions,
+        waits=evaluation.form.required_for_certificate,
+        errors=errors or {},
+        values=values or {},
+        notice=notice,
+    )
+
+
+@router.get("/my/{link}/evaluation", response_class=HTMLResponse)
+async def evaluation_form_page(
+    link: str, request: Request, lang: str | None = None, done: str | None = None
+) -> Response:
+    """The attendee's evaluation form (answered once)."""
+    language = _lang(lang)
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return limited
+    own = await _open(request, link)
+    if own is None:
+        return _unknown_link(language)
+    return await _evaluation_answer_or_form(request, link, own, language, done == "yes")
+
+
+async def _evaluation_answer_or_form(
+    request: Request, link: str, own: handlers.OwnRegistration, language: str, done: bool
+) -> Response:
+    labels = EVALUATION_LABELS[language]
+    evaluation = await handlers.own_evaluation(_ctx(request), own.registration)
+    if evaluation is None:
+        return _render(
+            "message.html.j2",
+            404,
+            headers=NO_STORE,
+            t={**LABELS[language], "title": labels["title"]},
+            lang=language,
+            lang_url=None,
+            message=labels["none"],
+            next_url=f"{self_service_path(link)}?lang={language}",
+            next_label=labels["back"],
+        )
+    if evaluation.response and evaluation.response.answered:
+        notice = labels["done"] if done else labels["already"]
+        return _evaluation_page(request, link, own, evaluation, language, notice=notice)
+    return _evaluation_page(request, link, own, evaluation, language)
+
+
+@router.post("/my/{link}/evaluation", response_class=HTMLResponse)
+async def evaluation_answer(link: str, request: Request, lang: str | None = None) -> Response:
+    """Send the answers (once); the page again with each problem beside its question."""
+    language = _lang(lang)
+    if (limited := await _self_service_limited(request, language)) is not None:
+        return limited
+    own = await _open(request, link)
+    if own is None:
+        return _unknown_link(language)
+    ctx = _ctx(request)
+    evaluation = await handlers.own_evaluation(ctx, own.registration)
+    if evaluation is None or (evaluation.response and evaluation.response.answered):
+        return await _evaluation_answer_or_form(request, link, own, language, False)
+    form = await request.form()
+    if not ctx.links.form_token_matches(f"evaluation:{link}", str(form.get("csrf") or "")):
+        errors = {"form": MY_LABELS[language]["form_expired"]}
+        return _evaluation_page(request, link, own, evaluation, language, 403, errors=errors)
+    values: dict[str, Any] = {}
+    for q in evaluation.form.parsed():
+        if q.type == "multiple_choice":
+            values[q.id] = [str(v) for v in form.getlist(q.id)]
+        else:
+            values[q.id] = str(form.get(q.id) or "")
+    try:
+        await handlers.answer_evaluation(ctx, own.registration.id, values)
+    except DomainError as exc:
+        if exc.code == "invalid_answers":
+            problems = (exc.details or {}).get("problems", {})
+            errors = {k: _answer_problem(language, v) for k, v in problems.items()}
+            return _evaluation_page(
+                request, link, own, evaluation, language, 422, errors=errors, values=values
+            )
+        if exc.code == "evaluation_already_answered":
+            return await _evaluation_answer_or_form(request, link, own, language, False)
+        raise
+    return _see_other(f"{self_service_path(link)}/evaluation?lang={language}&done=yes")
 
 
 # -- institutions' pages (issue 13 B) ----------------------------------------------------------

@@ -24,3 +24,19 @@ async def run_retention(
         except Exception as exc:  # MongoDB down: try again next round
             log.warning("retention_failed", error=type(exc).__name__)
         await sleep_or_stop(stop, interval_s)
+
+
+async def run_after_events(
+    ctx: handlers.Context, stop: asyncio.Event, *, window_days: int, interval_s: float
+) -> None:
+    """Evaluation invitations and certificates of the events that ended
+    (``handlers.after_events``), every ``interval_s`` seconds until ``stop`` is set."""
+    after = get_logger("certificates")
+    while not stop.is_set():
+        try:
+            done = await handlers.after_events(ctx, window_days=window_days)
+            if any(done.values()):
+                after.info("after_events", **done)
+        except Exception as exc:  # MongoDB down: try again next round
+            after.warning("after_events_failed", error=type(exc).__name__)
+        await sleep_or_stop(stop, interval_s)

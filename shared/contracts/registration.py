@@ -297,3 +297,43 @@ class EventCancelled(_EventCatalogueEvent):
     """An event was cancelled."""
 
     reason: str | None = None
+
+
+# -- certificates of attendance (issue 16) ---------------------------------------------
+# No personal data: which registration got which certificate for which days. The serial
+# is left out too: with it anyone reads the holder's name on the verification page.
+
+
+@register
+class CertificateIssued(IntegrationEvent):
+    """A certificate of attendance was issued to a participant who checked in at least
+    once (``replaces``: the certificate it supersedes, after a reissue)."""
+
+    domain = "registration"
+    topic = REGISTRATION
+    aggregate_field = "registration_id"
+
+    certificate_id: str
+    registration_id: str
+    event_id: str
+    days: list[str]
+    cpd_hours: float
+    issued_at: datetime
+    replaces: str | None = None
+
+
+@register
+class CertificateRevoked(IntegrationEvent):
+    """A certificate no longer stands: revoked by an organiser, superseded by a reissue
+    (``replaced_by``), or its holder's personal data was erased."""
+
+    domain = "registration"
+    topic = REGISTRATION
+    aggregate_field = "registration_id"
+
+    certificate_id: str
+    registration_id: str
+    event_id: str
+    reason: Literal["revoked", "reissued", "erased"]
+    revoked_at: datetime
+    replaced_by: str | None = None

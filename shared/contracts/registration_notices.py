@@ -110,6 +110,33 @@ class ConfirmationResendRequestedNotice(_ParticipantNotice):
     requested_at: datetime
 
 
+# -- certificates and evaluation (issue 16) --------------------------------------------
+
+
+@register
+class CertificateIssuedNotice(_ParticipantNotice):
+    """The participant's certificate of attendance is ready: ``certificate_url`` downloads
+    the PDF (through their self-service link: a credential), ``verify_url`` is public."""
+
+    certificate_id: str
+    days: list[str]
+    cpd_hours: float
+    certificate_url: str
+    verify_url: str
+    issued_at: datetime
+
+
+@register
+class EvaluationInvitedNotice(_ParticipantNotice):
+    """The event is over: the participant is asked to answer its evaluation, once, at
+    ``evaluation_url`` (their own link: a credential). ``certificate_waits`` says their
+    certificate is released once they answer."""
+
+    evaluation_url: str
+    certificate_waits: bool = False
+    invited_at: datetime
+
+
 # -- institutions (issue 13 B) ----------------------------------------------------------
 
 

@@ -284,3 +284,46 @@ def test_sent_and_failed_record_their_events() -> None:
     assert dead.mark_failed("SMTP 451", NOW, RetryPolicy(max_attempts=8), permanent=False) is None
     (event,) = dead.take_events()
     assert isinstance(event, NotificationFailed) and not event.permanent and event.attempts == 8
+
+
+# -- certificates and evaluation (issue 16) ----------------------------------------------
+
+
+def test_certificate_and_evaluation_notices_are_emailed_and_texted_in_their_language() -> None:
+    from services.notification import messages
+    from shared.contracts.registration_notices import (
+        CertificateIssuedNotice,
+        EvaluationInvitedNotice,
+    )
+
+    link = "https://mkutano.example.go.tz/my/" + "L" * 48
+    cert = CertificateIssuedNotice(
+        **BASE,
+        status="confirmed",
+        self_service_url=link,
+        certificate_id="c-1",
+        days=["2025-02-11", "2025-02-13"],
+        cpd_hours=10.5,
+        certificate_url=f"{link}/certificate.pdf",
+        verify_url="https://mkutano.example.go.tz/verify/MKC-AAAAA-BBBBB-CCCCC-DDDDD",
+        issued_at=NOW,
+    )
+    email, sms = intents_for(received(cert), sms_enabled=True)
+    assert (email.template, email.language, email.attachments) == ("certificate", "en", ())
+    assert sms.template == "certificate"
+    _, text, html = messages.render_email("certificate", "en", {**email.context, "language": "en"})
+    assert f"{link}/certificate.pdf?lang=en" in text and "CPD hours: 10.5" in text
+    assert "2025-02-11, 2025-02-13" in html
+    invite = EvaluationInvitedNotice(
+        **BASE,
+        status="confirmed",
+        self_service_url=link,
+        evaluation_url=f"{link}/evaluation",
+        certificate_waits=True,
+        invited_at=NOW,
+    )
+    (a, sms_a) = intents_for(received(invite, "ce-1"), sms_enabled=True)
+    (b, _) = intents_for(received(invite, "ce-2"), sms_enabled=True)
+    assert a.template == "evaluation_invitation" and a.key("ce-1") == b.key("ce-2")  # once
+    text = messages.render_sms("evaluation_invitation", "en", sms_a.context)
+    assert f"{link}/evaluation?lang=en" in text and messages.sms_segments(text) == 1

@@ -72,6 +72,13 @@ def context(template: str) -> dict:
             "note": "Taasisi 20 zimekaguliwa",
         },
         "person": {"full_name": "Juma Hassan", "email": "juma@example.go.tz", "language": "sw"},
+        # Certificates and evaluation (issue 16).
+        "certificate_url": f"{LINK}/certificate.pdf",
+        "verify_url": "https://mkutano.ega.go.tz/verify/MKC-7Q4K2-M9D7Q-4K2M9-D7Q4K",
+        "days": ["2025-02-11", "2025-02-13"],
+        "cpd_hours": 10.5,
+        "evaluation_url": f"{LINK}/evaluation",
+        "certificate_waits": template == "evaluation_invitation",
     }
 
 

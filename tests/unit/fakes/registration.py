@@ -19,6 +19,10 @@ from typing import Any
 
 from services.registration.domain import (
     ACTIVE_STATUSES,
+    Certificate,
+    CertificateSettings,
+    EvaluationForm,
+    EvaluationResponse,
     Event,
     Institution,
     InstitutionSignIn,
@@ -57,6 +61,11 @@ class FakeRegistrationStore:
         self.written: list[tuple[str, str]] = []
         self.signal.listen(lambda collection, doc_id: self.written.append((collection, doc_id)))
         self.before_save: Callable[[str], None] | None = None
+        # Certificates and evaluation (issue 16).
+        self.certificates: dict[str, Certificate] = {}
+        self.certificate_settings: dict[str, CertificateSettings] = {}
+        self.evaluation_forms: dict[str, EvaluationForm] = {}
+        self.evaluation_responses: dict[str, EvaluationResponse] = {}
         self.lease_s = 10.0
 
     # -- helpers for tests ---------------------------------------------------------
@@ -423,6 +432,103 @@ class FakeRegistrationStore:
     async def release_idempotency_key(self, key: str) -> None:
         if self.idempotency.get(key, {}).get("state") == "pending":
             del self.idempotency[key]
+
+    # -- certificates and evaluation (issue 16) ----------------------------------------
+
+    def _stored(self, aggregate: Any) -> Any:
+        stored = copy.deepcopy(aggregate)
+        stored.events = []
+        return stored
+
+    async def add_certificate(self, certificate: Certificate) -> bool:
+        for other in self.certificates.values():
+            if other.issue_key == certificate.issue_key or other.serial == certificate.serial:
+                return False
+        certificate.rev = 1
+        self.certificates[certificate.id] = self._stored(certificate)
+        self._emit("certificates", certificate)
+        return True
+
+    async def save_certificate(self, certificate: Certificate) -> bool:
+        stored = self.certificates.get(certificate.id)
+        if stored is None or stored.rev != certificate.rev:
+            return False
+        certificate.rev += 1
+        self.certificates[certificate.id] = self._stored(certificate)
+        self._emit("certificates", certificate)
+        return True
+
+    async def find_certificate(self, serial: str) -> Certificate | None:
+        for certificate in self.certificates.values():
+            if certificate.serial == serial:
+                return copy.deepcopy(certificate)
+        return None
+
+    async def event_certificates(self, event_id: str) -> list[Certificate]:
+        found = [copy.deepcopy(c) for c in self.certificates.values() if c.event_id == event_id]
+        return sorted(found, key=lambda c: (c.registration_id, c.generation))
+
+    async def registration_certificates(self, registration_id: str) -> list[Certificate]:
+        found = [
+            copy.deepcopy(c)
+            for c in self.certificates.values()
+            if c.registration_id == registration_id
+        ]
+        return sorted(found, key=lambda c: c.generation)
+
+    def _upsert(self, table: dict[str, Any], key: str, aggregate: Any) -> bool:
+        stored = table.get(key)
+        if (stored.rev if stored else 0) != aggregate.rev:
+            return False
+        aggregate.rev += 1
+        table[key] = self._stored(aggregate)
+        return True
+
+    async def get_certificate_settings(self, event_id: str) -> CertificateSettings | None:
+        found = self.certificate_settings.get(event_id)
+        return copy.deepcopy(found) if found else None
+
+    async def save_certificate_settings(self, settings: CertificateSettings) -> bool:
+        return self._upsert(self.certificate_settings, settings.event_id, settings)
+
+    async def get_evaluation_form(self, event_id: str) -> EvaluationForm | None:
+        found = self.evaluation_forms.get(event_id)
+        return copy.deepcopy(found) if found else None
+
+    async def save_evaluation_form(self, form: EvaluationForm) -> bool:
+        return self._upsert(self.evaluation_forms, form.event_id, form)
+
+    async def count_evaluation_answer(self, event_id: str) -> None:
+        form = self.evaluation_forms.get(event_id)
+        if form is not None:
+            form.answers_count += 1
+            form.rev += 1
+
+    async def get_evaluation_response(self, response_id: str) -> EvaluationResponse | None:
+        found = self.evaluation_responses.get(response_id)
+        return copy.deepcopy(found) if found else None
+
+    async def add_evaluation_response(self, response: EvaluationResponse) -> bool:
+        if response.id in self.evaluation_responses:
+            return False
+        response.rev = 1
+        self.evaluation_responses[response.id] = self._stored(response)
+        self._emit("evaluation_responses", response)
+        return True
+
+    async def save_evaluation_response(self, response: EvaluationResponse) -> bool:
+        stored = self.evaluation_responses.get(response.id)
+        if stored is None or stored.rev != response.rev:
+            return False
+        response.rev += 1
+        self.evaluation_responses[response.id] = self._stored(response)
+        self._emit("evaluation_responses", response)
+        return True
+
+    async def event_evaluation_responses(self, event_id: str) -> list[EvaluationResponse]:
+        return [
+            copy.deepcopy(r) for r in self.evaluation_responses.values() if r.event_id == event_id
+        ]
 
 
 def _record(record: dict[str, Any]) -> IdempotencyRecord:
