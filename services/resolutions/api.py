@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -22,8 +23,12 @@ from services.resolutions.domain import (
     Conference,
     ConferenceChange,
     ConferenceSpec,
+    EvidenceFile,
     FocalPersonIn,
+    LongText,
+    PendingUpdate,
     ProgressUpdate,
+    ReportingRules,
     Resolution,
     ResolutionChange,
     ResolutionSpec,
@@ -46,6 +51,12 @@ ERROR_STATUSES: dict[str, int] = {
     "too_many_actions": 422,
     "unknown_status": 422,
     "import_failed": 503,
+    "file_too_large": 413,
+    "file_type_refused": 415,
+    "file_empty": 422,
+    "too_many_files": 422,
+    "link_not_found": 404,
+    "evidence_unavailable": 503,
 }
 
 
@@ -100,6 +111,14 @@ class ConferenceView(BaseModel):
     starts_on: date
     ends_on: date
     venue: str
+    reporting: ReportingRules
+
+
+class EvidenceFileView(BaseModel):
+    sha256: str
+    name: str
+    media_type: str
+    size: int
 
 
 class TimelineEntry(BaseModel):
@@ -112,6 +131,34 @@ class TimelineEntry(BaseModel):
     recorded_by: str
     version: int
     action_id: str | None = None
+    files: list[EvidenceFileView] = []
+    submitted_by: str | None = None
+    approved_by: str | None = None
+
+
+class PendingUpdateView(BaseModel):
+    """A focal person's update waiting for a coordinator (coordinators only)."""
+
+    id: str
+    resolution_id: str
+    resolution_number: int
+    submitted_at: str
+    submitted_by: str
+    submitter_name: str
+    status: str | None
+    progress: int | None
+    note: str
+    evidence: list[str]
+    files: list[EvidenceFileView]
+    read_version: int
+    state: str
+    resolution_version: int
+
+
+class Rejection(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reason: LongText = Field("", max_length=1000)
 
 
 class ActionView(BaseModel):
@@ -193,6 +240,20 @@ def _resolution(resolution: Resolution, *, coordinator: bool = False) -> Resolut
         focal_persons=[FocalPersonIn(**fp.model_dump()) for fp in resolution.focal_persons]
         if coordinator
         else None,
+    )
+
+
+def _pending(resolution: Resolution, pending: PendingUpdate) -> PendingUpdateView:
+    return PendingUpdateView(
+        **{
+            k: v
+            for k, v in asdict(pending).items()
+            if k in PendingUpdateView.model_fields and k != "files"
+        },
+        files=[EvidenceFileView(**f) for f in pending.files],
+        resolution_id=resolution.id,
+        resolution_number=resolution.number,
+        resolution_version=resolution.version,
     )
 
 
@@ -669,3 +730,150 @@ async def remove_action(
     )
     _with_etag(response, resolution)
     return _resolution(resolution, coordinator=True)
+
+
+# --------------------------------------------------------------------------- focal persons
+
+
+@router.get(
+    "/conferences/{conference_id}/pending-updates",
+    response_model=list[PendingUpdateView],
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404),
+)
+async def list_pending_updates(
+    conference_id: str, request: Request, _: Coordinator
+) -> list[PendingUpdateView]:
+    """Focal persons' updates waiting for approval, oldest first (coordinators)."""
+    found = await handlers.pending_updates(_ctx(request), conference_id)
+    return [_pending(r, p) for r, p in found]
+
+
+@router.get(
+    "/resolutions/{resolution_id}/pending-updates",
+    response_model=list[PendingUpdateView],
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404),
+)
+async def resolution_pending_updates(
+    resolution_id: str, request: Request, _: Coordinator
+) -> list[PendingUpdateView]:
+    """One resolution's focal-person updates waiting for approval (coordinators)."""
+    resolution = await handlers.get_resolution(_ctx(request), resolution_id)
+    return [_pending(resolution, p) for p in resolution.pending_updates]
+
+
+@router.post(
+    "/resolutions/{resolution_id}/pending-updates/{pending_id}/approve",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404, 409, 422, 428),
+)
+async def approve_pending_update(
+    resolution_id: str,
+    pending_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Approve a focal person's update: it becomes a timeline entry and counts in the
+    report (``ResolutionUpdated``). Send the resolution's version you read (If-Match)."""
+    resolution = await handlers.approve_pending(
+        _ctx(request),
+        resolution_id,
+        pending_id,
+        expected_version=_if_match(if_match),
+        actor=principal.id,
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
+
+
+@router.post(
+    "/resolutions/{resolution_id}/pending-updates/{pending_id}/reject",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def reject_pending_update(
+    resolution_id: str,
+    pending_id: str,
+    rejection: Rejection,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+) -> ResolutionView:
+    """Reject a focal person's update: it never counts."""
+    resolution = await handlers.reject_pending(
+        _ctx(request), resolution_id, pending_id, reason=rejection.reason, actor=principal.id
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
+
+
+async def _evidence_reader(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles("coordinator", "auditor"))],
+) -> Principal:
+    """A coordinator or auditor whose key's scope covers the resolution's conference."""
+    if not _in_scope(principal, await _conference_of(request)):
+        raise ApiError(
+            403, "out_of_scope", "This key does not cover this conference's resolutions."
+        )
+    return principal
+
+
+def file_response(file: EvidenceFile) -> Response:
+    """An evidence file as a download: its checked type, never sniffed or run inline."""
+    name = file.name.replace('"', "")
+    return Response(
+        file.data,
+        media_type=file.media_type,
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+            "ETag": f'"{file.sha256}"',
+        },
+    )
+
+
+@router.get(
+    "/resolutions/{resolution_id}/evidence/{sha256}",
+    tags=["focal persons"],
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **error_responses(401, 403, 404),
+    },
+)
+async def get_evidence(
+    resolution_id: str,
+    sha256: Annotated[str, Path(pattern="^[0-9a-f]{64}$")],
+    request: Request,
+    _: Annotated[Principal, Depends(_evidence_reader)],
+) -> Response:
+    """An evidence file of the resolution's timeline (coordinators and auditors; focal
+    persons through their report link). Anonymous readers are refused (401)."""
+    return file_response(await handlers.evidence_for_reader(_ctx(request), resolution_id, sha256))
+
+
+@router.get(
+    "/reports/conferences",
+    tags=["report"],
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}, **error_responses(404)},
+)
+async def conferences_report(
+    request: Request,
+    conference: Annotated[list[str] | None, Query(max_length=20)] = None,
+    lang: Annotated[Literal["sw", "en", "both"], Query()] = "both",
+    format: Annotated[Literal["html", "json"] | None, Query()] = None,  # noqa: A002
+) -> Response:
+    """Conferences side by side (``?conference=a&conference=b…``; all of them if none):
+    each one's counts, overall progress, statuses and resolutions (public)."""
+    data = await handlers.conferences_side_by_side(_ctx(request), conference or [])
+    if _wants(format, request, "html") == "json":
+        return JSONResponse(data)
+    return HTMLResponse(report.render_across_html(data, lang))
