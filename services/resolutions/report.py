@@ -107,14 +107,21 @@ def build_report(
 
 
 def progress_history(resolution: Resolution) -> list[dict[str, Any]]:
-    """The resolution's progress over time, from its timeline: one point per day (the
-    day's last entry), starting at creation."""
-    points: dict[str, int] = {resolution.created_at[:10]: 0}
+    """The resolution's progress over time, from its timeline: where it started (at its
+    creation), then each day's last entry."""
+    start = resolution.progress
+    for record in resolution.versions:
+        if "progress" in record.changes:
+            start = record.changes["progress"]["from"]
+            break
+    points = [{"date": resolution.created_at[:10], "progress": start}]
     for entry in resolution.timeline:
-        points[entry.at[:10]] = entry.progress
-    if not resolution.timeline:
-        points[resolution.created_at[:10]] = resolution.progress
-    return [{"date": day, "progress": value} for day, value in sorted(points.items())]
+        point = {"date": entry.at[:10], "progress": entry.progress}
+        if len(points) > 1 and points[-1]["date"] == point["date"]:
+            points[-1] = point
+        else:
+            points.append(point)
+    return points
 
 
 def scorecard(resolutions: Sequence[Resolution], today: date) -> list[dict[str, Any]]:

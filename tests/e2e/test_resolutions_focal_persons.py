@@ -19,7 +19,7 @@ from tests.axe import axe_violations
 from tests.browser import chromium_page
 from tests.e2e.test_notification_flows import template_of, to
 from tests.helpers import unique_id
-from tests.stack import unique_suffix, wait_until
+from tests.stack import unique_suffix
 
 pytestmark = pytest.mark.e2e
 
@@ -117,8 +117,7 @@ async def test_a_focal_person_reports_with_a_pdf_through_the_emailed_link(
         for message in found:
             mailcheck.check_email(message)
         links = {
-            ("Test resolution 1" in m.get_body(("plain",)).get_content()): link_in(m)
-            for m in found
+            ("Test resolution 1" in m.get_body(("plain",)).get_content()): link_in(m) for m in found
         }
         link, other_link = links[True], links[False]
         assert link != other_link
@@ -165,7 +164,9 @@ async def test_a_focal_person_reports_with_a_pdf_through_the_emailed_link(
             assert await axe_violations(browser) == [], "report page after sending"
 
         # Pending: visible to coordinators, not in the report.
-        report = (await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")).json()
+        report = (
+            await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")
+        ).json()
         assert report["resolutions"][0]["progress"] == 10
         r = await client.get(f"/api/v1/conferences/{conference_id}/pending-updates")
         assert r.status_code == 401
@@ -185,7 +186,9 @@ async def test_a_focal_person_reports_with_a_pdf_through_the_emailed_link(
         )
         assert r.status_code == 200, (r.text, current)
 
-        report = (await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")).json()
+        report = (
+            await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")
+        ).json()
         row = report["resolutions"][0]
         assert row["progress"] == 60
         assert row["latest_update_note"] == "Mfumo umeunganishwa na hospitali 12"
@@ -248,9 +251,7 @@ async def test_an_overdue_resolution_is_chased_once_per_rule_and_in_the_digest(
         mailcheck.check_email(reminder)
         assert "siku 10" in reminder.get_body(("plain",)).get_content()
         assert link_in(reminder).startswith(service.url)
-        (digest,) = await platform.smtp.wait_for(
-            mail(coordinator, "resolution_digest"), timeout=60
-        )
+        (digest,) = await platform.smtp.wait_for(mail(coordinator, "resolution_digest"), timeout=60)
         text = digest.get_body(("plain",)).get_content()
         overdue_part = text.split("Yamepita muda")[1].split("Bila taarifa")[0]
         assert "Azimio la majaribio 1" in overdue_part and "siku zimepita" in overdue_part
