@@ -285,3 +285,47 @@ async def test_an_overdue_resolution_is_chased_once_per_rule_and_in_the_digest(
         assert len(rules) == len(set(rules)), rules  # one email per rule
         assert len([m for m in platform.smtp.messages() if to(coordinator)(m)]) == 1
         assert late["id"]
+
+
+async def test_the_page_refuses_bad_input_and_writes_nothing(platform) -> None:
+    admin = platform.admin_headers
+    person = focal("sw")
+    async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=20) as client:
+        conference_id = await conference(client, admin)  # no approval: updates count at once
+        res = await resolution(client, admin, conference_id, 1, person)
+        r = await client.post(
+            f"/api/v1/resolutions/{res['id']}/updates",
+            headers={**admin, "If-Match": '"1"'},
+            json={"status": "in_progress", "note": "Kick-off"},
+        )
+        assert r.status_code == 201, r.text
+        (message,) = await platform.smtp.wait_for(
+            mail(person["email"], "resolution_updated"), timeout=60
+        )
+        path = link_in(message).removeprefix(platform.resolutions.url)
+        page = await client.get(path)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+        async def send(files=None, **fields) -> httpx.Response:
+            data = {"csrf": csrf, "lang": "en", "version": "2", **fields}
+            return await client.post(path, data=data, files=files or {"files": ("", b"")})
+
+        outside = await send(progress="150")
+        assert outside.status_code == 422 and 'id="progress-error"' in outside.text
+        stale = await send(progress="30", version="1")
+        assert stale.status_code == 409 and "now version 2" in stale.text
+        refused = await send(progress="30", files={"files": ("notes.pdf", b"not a pdf")})
+        assert refused.status_code == 415 and "notes.pdf" in refused.text
+        forged = await send(progress="30", csrf="forged")
+        assert forged.status_code == 403
+        current = (await client.get(f"/api/v1/resolutions/{res['id']}")).json()
+        assert (current["version"], current["progress"]) == (2, 25)  # nothing written
+
+        done = await send(progress="30", note="Sites surveyed", files={"files": ("r.pdf", PDF)})
+        assert done.status_code == 303, done.text
+        after = await client.get(done.headers["location"])
+        assert "Thank you. Your update has been recorded." in after.text
+        row = (
+            await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")
+        ).json()["resolutions"][0]
+        assert (row["progress"], row["latest_update_note"]) == (30, "Sites surveyed")
