@@ -325,7 +325,7 @@ async def test_the_page_refuses_bad_input_and_writes_nothing(platform) -> None:
         assert done.status_code == 303, done.text
         after = await client.get(done.headers["location"])
         assert "Thank you. Your update has been recorded." in after.text
-        row = (
-            await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")
-        ).json()["resolutions"][0]
+        row = (await client.get(f"/api/v1/conferences/{conference_id}/report?format=json")).json()[
+            "resolutions"
+        ][0]
         assert (row["progress"], row["latest_update_note"]) == (30, "Sites surveyed")
