@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from services.resolutions import csvio, handlers, report
 from services.resolutions.domain import (
@@ -839,6 +840,97 @@ def file_response(file: EvidenceFile) -> Response:
             "ETag": f'"{file.sha256}"',
         },
     )
+
+
+EVIDENCE_FORM_MAX_BYTES = 5 * 10 * MiB + MiB
+
+
+@router.post(
+    "/resolutions/{resolution_id}/updates/with-files",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    status_code=201,
+    tags=["resolutions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422, 428),
+    openapi_extra={
+        **body_limit(EVIDENCE_FORM_MAX_BYTES),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string"},
+                            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                            "note": {"type": "string"},
+                            "evidence": {"type": "array", "items": {"type": "string"}},
+                            "version": {"type": "integer"},
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+async def record_update_with_files(
+    resolution_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Record progress with evidence files (`multipart/form-data`: status, progress,
+    note, evidence links, version, files). Files are checked by content (PDF, images,
+    office documents; 10 MiB each, five at most): a refused one is 415/413 naming it,
+    and nothing is written."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the update as multipart/form-data.",
+            fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+        )
+    form = await request.form(max_files=6, max_fields=30)
+    uploads = [
+        (item.filename or "evidence", await item.read())
+        for item in form.getlist("files")
+        if isinstance(item, UploadFile) and (item.filename or item.size)
+    ]
+    raw: dict[str, Any] = {
+        k: str(form.get(k)) for k in ("status", "progress", "note") if form.get(k) not in (None, "")
+    }
+    raw["evidence"] = [str(u) for u in form.getlist("evidence") if str(u).strip()]
+    if uploads and not any(k in raw for k in ("status", "progress", "note")):
+        raw["note"] = "Evidence added"
+    try:
+        update = ProgressUpdate.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "validation_error",
+            "The update is not valid.",
+            fields=[
+                FieldProblem(field=str(e["loc"][0]) if e["loc"] else "body", reason=e["msg"])
+                for e in exc.errors()
+            ],
+        ) from exc
+    version = str(form.get("version") or "")
+    resolution = await handlers.record_update_with_files(
+        _ctx(request),
+        resolution_id,
+        update,
+        uploads,
+        expected_version=_expected(if_match, int(version) if version.isdigit() else None),
+        actor=principal.id,
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
 
 
 @router.get(

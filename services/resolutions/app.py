@@ -60,7 +60,10 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
         "notices for the notification service (resolutions.notices.v1).",
         # CSV imports are sent as text/csv, each route with its own bound
         # (api.CSV_MAX_BYTES, declared on the route); every other body is JSON, 64 KiB.
-        non_json_paths=[r"^/api/v1/conferences/[^/]+/(resolutions|updates)/import$"],
+        non_json_paths=[
+            r"^/api/v1/conferences/[^/]+/(resolutions|updates)/import$",
+            r"^/api/v1/resolutions/[^/]+/updates/with-files$",
+        ],
         # The report page's form (multipart, with evidence files) declares its own bound.
         error_statuses=api.ERROR_STATUSES,
     )

@@ -593,6 +593,40 @@ async def submit_focal_update(
     return resolution, made[0]
 
 
+async def record_update_with_files(
+    ctx: Context,
+    resolution_id: str,
+    update: ProgressUpdate,
+    uploads: Sequence[tuple[str, bytes]],
+    *,
+    expected_version: int | None,
+    actor: str,
+) -> Resolution:
+    """A coordinator's update with evidence files: checked (count, size, type by content)
+    and the version read before anything is kept; then one timeline entry citing them."""
+    if update.status is not None:
+        check_status(update.status)
+    files = check_uploads(ctx, uploads)
+    current = await ctx.store.get_resolution(resolution_id)
+    if current is None:
+        raise _not_found(expected_version)
+    current.check_version(expected_version)
+    current._progress_after(update)
+    await _keep_files(ctx, files)
+    return await _change(
+        ctx,
+        resolution_id,
+        expected_version,
+        lambda r: r.record_update(
+            update,
+            expected_version=expected_version,
+            actor=actor,
+            now=ctx.clock(),
+            files=[f.reference() for f in files],
+        ),
+    )
+
+
 async def evidence_for_link(ctx: Context, link: str, sha256: str) -> EvidenceFile:
     """An evidence file of the resolution a report link opens."""
     view = await open_report_link(ctx, link)

@@ -329,3 +329,22 @@ async def test_the_page_refuses_bad_input_and_writes_nothing(platform) -> None:
             "resolutions"
         ][0]
         assert (row["progress"], row["latest_update_note"]) == (30, "Sites surveyed")
+
+        # A coordinator's update may carry files too, under the same checks.
+        url = f"/api/v1/resolutions/{res['id']}/updates/with-files"
+        bad = await client.post(
+            url,
+            headers={**admin, "If-Match": '"3"'},
+            data={"progress": "40"},
+            files={"files": ("plan.xlsx", b"not a spreadsheet")},
+        )
+        assert bad.status_code == 415 and "plan.xlsx" in bad.json()["error"]["message"]
+        assert (await client.post(url, data={"progress": "40"})).status_code == 401
+        ok = await client.post(
+            url,
+            headers={**admin, "If-Match": '"3"'},
+            data={"progress": "40", "note": "Plan"},
+            files={"files": ("plan.pdf", PDF)},
+        )
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["latest_update"]["files"][0]["name"] == "plan.pdf"

@@ -379,3 +379,29 @@ async def test_conferences_side_by_side_are_as_many_as_there_are(ctx) -> None:
     assert two["conference_count"] == 2
     html = report.render_across_html(two, "en")
     assert html.count('scope="col"') == 2 and "<script" not in html
+
+
+async def test_a_coordinators_update_may_carry_files_checked_the_same_way(ctx) -> None:
+    first, _ = await setup(ctx)
+    with pytest.raises(DomainError) as refused:
+        await handlers.record_update_with_files(
+            ctx,
+            first.id,
+            ProgressUpdate(progress=20),
+            [("x.docx", b"text")],
+            expected_version=1,
+            actor="coord",
+        )
+    assert refused.value.code == "file_type_refused" and ctx.evidence.files == {}
+    written = await handlers.record_update_with_files(
+        ctx,
+        first.id,
+        ProgressUpdate(progress=20),
+        [("photo.jpg", PNG)],
+        expected_version=1,
+        actor="coord",
+    )
+    (file,) = written.timeline[-1].files
+    assert file["media_type"] == "image/png" and written.timeline[-1].recorded_by == "coord"
+    served = await handlers.evidence_for_reader(ctx, first.id, file["sha256"])
+    assert served.data == PNG
