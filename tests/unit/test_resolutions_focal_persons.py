@@ -405,3 +405,40 @@ async def test_a_coordinators_update_may_carry_files_checked_the_same_way(ctx) -
     assert file["media_type"] == "image/png" and written.timeline[-1].recorded_by == "coord"
     served = await handlers.evidence_for_reader(ctx, first.id, file["sha256"])
     assert served.data == PNG
+
+
+async def test_the_report_link_goes_out_on_the_cadence_and_before_the_next_conference(
+    ctx, clock
+) -> None:
+    from services.resolutions.domain import ConferenceChange
+
+    first, _ = await setup(ctx)
+    await handlers.edit_conference(
+        ctx, "egov-2025", ConferenceChange(reporting=ReportingRules(report_every_days=30))
+    )
+    await handlers.create_conference(
+        ctx,
+        ConferenceSpec(
+            id="egov-2026",
+            name_sw="Mkutano ujao",
+            name_en="Next conference",
+            starts_on=date(2026, 3, 12),
+            ends_on=date(2026, 3, 14),
+            venue="AICC",
+        ),
+    )
+
+    def report_due() -> list:
+        return [
+            m.data
+            for m in ctx.store.notices(first.id)
+            if m.type == REMINDER and m.data["rule"] == "report_due"
+        ]
+
+    await handlers.send_due_reminders(ctx)  # 10 days before the next conference
+    assert sorted(str(d["days"]) for d in report_due()) == ["14", "None"]
+    await handlers.send_due_reminders(ctx)
+    assert len(report_due()) == 2
+    clock.now = NOW + timedelta(days=30)  # the next period of the cadence
+    await handlers.send_due_reminders(ctx)
+    assert len(report_due()) == 3
