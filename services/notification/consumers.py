@@ -49,7 +49,9 @@ from shared.contracts.registration_notices import (
 )
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.contracts.resolutions_notices import (
+    CoordinatorDigestNotice,
     ResolutionCompletedNotice,
+    ResolutionReminderNotice,
     ResolutionUpdatedNotice,
 )
 from shared.envelope import ReceivedEvent
@@ -87,6 +89,9 @@ CATALOGUE_EVENTS = (EventPublished, EventUpdated, EventCancelled)
 RESOLUTION_EVENTS = (
     ResolutionUpdatedNotice,
     ResolutionCompletedNotice,
+    # The focal persons' reminders and the coordinators' weekly digest.
+    ResolutionReminderNotice,
+    CoordinatorDigestNotice,
     ResolutionUpdated,
     ResolutionCompleted,
 )

@@ -42,7 +42,9 @@ from shared.contracts.registration_notices import (
 )
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.contracts.resolutions_notices import (
+    CoordinatorDigestNotice,
     ResolutionCompletedNotice,
+    ResolutionReminderNotice,
     ResolutionUpdatedNotice,
 )
 from shared.envelope import ReceivedEvent
@@ -84,6 +86,7 @@ TEMPLATE_FOR_EVENT: dict[type, str] = {
 TEMPLATE_FOR_RESOLUTION_EVENT: dict[type, str] = {
     ResolutionUpdatedNotice: "resolution_updated",
     ResolutionCompletedNotice: "resolution_completed",
+    ResolutionReminderNotice: "resolution_reminder",
     ResolutionUpdated: "resolution_updated",
     ResolutionCompleted: "resolution_completed",
 }
@@ -232,9 +235,13 @@ def calendar_revision(
 def resolution_intents(received: ReceivedEvent) -> list[Intent]:
     """Emails to a resolution's focal persons when its progress is recorded or it completes."""
     event = received.event
+    if isinstance(event, CoordinatorDigestNotice):
+        return digest_intents(event)
     template = TEMPLATE_FOR_RESOLUTION_EVENT.get(type(event))
     if template is None:
         return []
+    # Each focal person's own report link (matched by email), when the notice has them.
+    links = {link.email.lower(): link for link in getattr(event, "report_links", None) or []}
     resolution = {
         "resolution_id": event.resolution_id,
         "conference_id": event.conference_id,
@@ -246,6 +253,11 @@ def resolution_intents(received: ReceivedEvent) -> list[Intent]:
         "previous_status": getattr(event, "previous_status", None),
         "previous_progress": getattr(event, "previous_progress", None),
         "note": getattr(event, "note", None),
+        "rule": getattr(event, "rule", None),
+        "days": getattr(event, "days", None),
+        "target_date": (
+            event.target_date.isoformat() if getattr(event, "target_date", None) else None
+        ),
     }
     intents = []
     seen: set[str] = set()
@@ -259,9 +271,29 @@ def resolution_intents(received: ReceivedEvent) -> list[Intent]:
                 person.email,
                 template,
                 language_of(person.language),
-                {"resolution": resolution, "person": person.model_dump(mode="json")},
+                {
+                    "resolution": resolution,
+                    "person": person.model_dump(mode="json"),
+                    "report_url": link.url if (link := links.get(person.email.lower())) else None,
+                    "report_expires": link.expires_at.isoformat() if link else None,
+                },
                 resolution_id=event.resolution_id,
             )
+        )
+    return intents
+
+
+def digest_intents(event: CoordinatorDigestNotice) -> list[Intent]:
+    """The weekly digest, one email to each coordinator's address."""
+    context = {"digest": event.model_dump(mode="json")}
+    seen: set[str] = set()
+    intents = []
+    for address in event.recipients:
+        if address.lower() in seen:
+            continue
+        seen.add(address.lower())
+        intents.append(
+            Intent("email", address, "resolution_digest", language_of(event.language), context)
         )
     return intents
 

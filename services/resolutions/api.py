@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from services.resolutions import csvio, handlers, report
 from services.resolutions.domain import (
@@ -22,8 +24,12 @@ from services.resolutions.domain import (
     Conference,
     ConferenceChange,
     ConferenceSpec,
+    EvidenceFile,
     FocalPersonIn,
+    LongText,
+    PendingUpdate,
     ProgressUpdate,
+    ReportingRules,
     Resolution,
     ResolutionChange,
     ResolutionSpec,
@@ -46,6 +52,12 @@ ERROR_STATUSES: dict[str, int] = {
     "too_many_actions": 422,
     "unknown_status": 422,
     "import_failed": 503,
+    "file_too_large": 413,
+    "file_type_refused": 415,
+    "file_empty": 422,
+    "too_many_files": 422,
+    "link_not_found": 404,
+    "evidence_unavailable": 503,
 }
 
 
@@ -100,6 +112,14 @@ class ConferenceView(BaseModel):
     starts_on: date
     ends_on: date
     venue: str
+    reporting: ReportingRules
+
+
+class EvidenceFileView(BaseModel):
+    sha256: str
+    name: str
+    media_type: str
+    size: int
 
 
 class TimelineEntry(BaseModel):
@@ -112,6 +132,34 @@ class TimelineEntry(BaseModel):
     recorded_by: str
     version: int
     action_id: str | None = None
+    files: list[EvidenceFileView] = []
+    submitted_by: str | None = None
+    approved_by: str | None = None
+
+
+class PendingUpdateView(BaseModel):
+    """A focal person's update waiting for a coordinator (coordinators only)."""
+
+    id: str
+    resolution_id: str
+    resolution_number: int
+    submitted_at: str
+    submitted_by: str
+    submitter_name: str
+    status: str | None
+    progress: int | None
+    note: str
+    evidence: list[str]
+    files: list[EvidenceFileView]
+    read_version: int
+    state: str
+    resolution_version: int
+
+
+class Rejection(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reason: LongText = Field("", max_length=1000)
 
 
 class ActionView(BaseModel):
@@ -193,6 +241,20 @@ def _resolution(resolution: Resolution, *, coordinator: bool = False) -> Resolut
         focal_persons=[FocalPersonIn(**fp.model_dump()) for fp in resolution.focal_persons]
         if coordinator
         else None,
+    )
+
+
+def _pending(resolution: Resolution, pending: PendingUpdate) -> PendingUpdateView:
+    return PendingUpdateView(
+        **{
+            k: v
+            for k, v in asdict(pending).items()
+            if k in PendingUpdateView.model_fields and k != "files"
+        },
+        files=[EvidenceFileView(**f) for f in pending.files],
+        resolution_id=resolution.id,
+        resolution_number=resolution.number,
+        resolution_version=resolution.version,
     )
 
 
@@ -669,3 +731,241 @@ async def remove_action(
     )
     _with_etag(response, resolution)
     return _resolution(resolution, coordinator=True)
+
+
+# --------------------------------------------------------------------------- focal persons
+
+
+@router.get(
+    "/conferences/{conference_id}/pending-updates",
+    response_model=list[PendingUpdateView],
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404),
+)
+async def list_pending_updates(
+    conference_id: str, request: Request, _: Coordinator
+) -> list[PendingUpdateView]:
+    """Focal persons' updates waiting for approval, oldest first (coordinators)."""
+    found = await handlers.pending_updates(_ctx(request), conference_id)
+    return [_pending(r, p) for r, p in found]
+
+
+@router.get(
+    "/resolutions/{resolution_id}/pending-updates",
+    response_model=list[PendingUpdateView],
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404),
+)
+async def resolution_pending_updates(
+    resolution_id: str, request: Request, _: Coordinator
+) -> list[PendingUpdateView]:
+    """One resolution's focal-person updates waiting for approval (coordinators)."""
+    resolution = await handlers.get_resolution(_ctx(request), resolution_id)
+    return [_pending(resolution, p) for p in resolution.pending_updates]
+
+
+@router.post(
+    "/resolutions/{resolution_id}/pending-updates/{pending_id}/approve",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404, 409, 422, 428),
+)
+async def approve_pending_update(
+    resolution_id: str,
+    pending_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Approve a focal person's update: it becomes a timeline entry and counts in the
+    report (``ResolutionUpdated``). Send the resolution's version you read (If-Match)."""
+    resolution = await handlers.approve_pending(
+        _ctx(request),
+        resolution_id,
+        pending_id,
+        expected_version=_if_match(if_match),
+        actor=principal.id,
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
+
+
+@router.post(
+    "/resolutions/{resolution_id}/pending-updates/{pending_id}/reject",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def reject_pending_update(
+    resolution_id: str,
+    pending_id: str,
+    rejection: Rejection,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+) -> ResolutionView:
+    """Reject a focal person's update: it never counts."""
+    resolution = await handlers.reject_pending(
+        _ctx(request), resolution_id, pending_id, reason=rejection.reason, actor=principal.id
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
+
+
+async def _evidence_reader(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles("coordinator", "auditor"))],
+) -> Principal:
+    """A coordinator or auditor whose key's scope covers the resolution's conference."""
+    if not _in_scope(principal, await _conference_of(request)):
+        raise ApiError(
+            403, "out_of_scope", "This key does not cover this conference's resolutions."
+        )
+    return principal
+
+
+def file_response(file: EvidenceFile) -> Response:
+    """An evidence file as a download: its checked type, never sniffed or run inline."""
+    name = file.name.replace('"', "")
+    return Response(
+        file.data,
+        media_type=file.media_type,
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+            "ETag": f'"{file.sha256}"',
+        },
+    )
+
+
+EVIDENCE_FORM_MAX_BYTES = 5 * 10 * MiB + MiB
+
+
+@router.post(
+    "/resolutions/{resolution_id}/updates/with-files",
+    response_model=ResolutionView,
+    response_model_exclude_none=True,
+    status_code=201,
+    tags=["resolutions"],
+    responses=error_responses(401, 403, 404, 409, 413, 415, 422, 428),
+    openapi_extra={
+        **body_limit(EVIDENCE_FORM_MAX_BYTES),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string"},
+                            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                            "note": {"type": "string"},
+                            "evidence": {"type": "array", "items": {"type": "string"}},
+                            "version": {"type": "integer"},
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+async def record_update_with_files(
+    resolution_id: str,
+    request: Request,
+    response: Response,
+    principal: Coordinator,
+    if_match: IfMatch = None,
+) -> ResolutionView:
+    """Record progress with evidence files (`multipart/form-data`: status, progress,
+    note, evidence links, version, files). Files are checked by content (PDF, images,
+    office documents; 10 MiB each, five at most): a refused one is 415/413 naming it,
+    and nothing is written."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the update as multipart/form-data.",
+            fields=[FieldProblem(field="content-type", reason=f"got {media or 'none'!r}")],
+        )
+    form = await request.form(max_files=6, max_fields=30)
+    uploads = [
+        (item.filename or "evidence", await item.read())
+        for item in form.getlist("files")
+        if isinstance(item, UploadFile) and (item.filename or item.size)
+    ]
+    raw: dict[str, Any] = {
+        k: str(form.get(k)) for k in ("status", "progress", "note") if form.get(k) not in (None, "")
+    }
+    raw["evidence"] = [str(u) for u in form.getlist("evidence") if str(u).strip()]
+    if uploads and not any(k in raw for k in ("status", "progress", "note")):
+        raw["note"] = "Evidence added"
+    try:
+        update = ProgressUpdate.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            "validation_error",
+            "The update is not valid.",
+            fields=[
+                FieldProblem(field=str(e["loc"][0]) if e["loc"] else "body", reason=e["msg"])
+                for e in exc.errors()
+            ],
+        ) from exc
+    version = str(form.get("version") or "")
+    resolution = await handlers.record_update_with_files(
+        _ctx(request),
+        resolution_id,
+        update,
+        uploads,
+        expected_version=_expected(if_match, int(version) if version.isdigit() else None),
+        actor=principal.id,
+    )
+    _with_etag(response, resolution)
+    return _resolution(resolution, coordinator=True)
+
+
+@router.get(
+    "/resolutions/{resolution_id}/evidence/{sha256}",
+    tags=["focal persons"],
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **error_responses(401, 403, 404),
+    },
+)
+async def get_evidence(
+    resolution_id: str,
+    sha256: Annotated[str, Path(pattern="^[0-9a-f]{64}$")],
+    request: Request,
+    _: Annotated[Principal, Depends(_evidence_reader)],
+) -> Response:
+    """An evidence file of the resolution's timeline (coordinators and auditors; focal
+    persons through their report link). Anonymous readers are refused (401)."""
+    return file_response(await handlers.evidence_for_reader(_ctx(request), resolution_id, sha256))
+
+
+@router.get(
+    "/reports/conferences",
+    tags=["report"],
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}, **error_responses(404)},
+)
+async def conferences_report(
+    request: Request,
+    conference: Annotated[list[str] | None, Query(max_length=20)] = None,
+    lang: Annotated[Literal["sw", "en", "both"], Query()] = "both",
+    format: Annotated[Literal["html", "json"] | None, Query()] = None,  # noqa: A002
+) -> Response:
+    """Conferences side by side (``?conference=a&conference=b…``; all of them if none):
+    each one's counts, overall progress, statuses and resolutions (public)."""
+    data = await handlers.conferences_side_by_side(_ctx(request), conference or [])
+    if _wants(format, request, "html") == "json":
+        return JSONResponse(data)
+    return HTMLResponse(report.render_across_html(data, lang))

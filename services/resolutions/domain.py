@@ -18,13 +18,17 @@ saves the change and all those events in one write.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
+import filetype
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
@@ -44,8 +48,13 @@ from shared.contracts.resolutions import (
     ResolutionUpdatedV2,
 )
 from shared.contracts.resolutions_notices import (
+    CoordinatorDigestNotice,
+    DigestItem,
+    ReportLink,
     ResolutionCompletedNotice,
+    ResolutionReminderNotice,
     ResolutionUpdatedNotice,
+    _FocalPersonsNotice,
 )
 from shared.errors import DomainError  # the one error every service raises
 from shared.patch import Patch
@@ -93,6 +102,31 @@ class FocalPersonIn(BaseModel):
     language: str = Field("sw", pattern="^(sw|en)$")
 
 
+DaysList = Annotated[list[Annotated[int, Field(ge=1, le=365)]], Field(max_length=10)]
+
+
+class ReportingRules(BaseModel):
+    """How a conference's resolutions are reported on and chased through the year."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approval_required: bool = Field(
+        False, description="A focal person's update counts only once a coordinator approves it"
+    )
+    report_every_days: int = Field(
+        30, ge=7, le=180, description="Each focal person gets their report link this often"
+    )
+    report_before_next_days: DaysList = Field(
+        [14], description="… and this many days before the next conference starts"
+    )
+    remind_before_target_days: DaysList = Field(
+        [30, 7], description="Reminders this many days before a target date"
+    )
+    overdue_every_days: int = Field(
+        7, ge=1, le=90, description="After the target date, a reminder this often"
+    )
+
+
 class ConferenceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -102,6 +136,7 @@ class ConferenceSpec(BaseModel):
     starts_on: date
     ends_on: date
     venue: Text
+    reporting: ReportingRules = Field(default_factory=ReportingRules)
 
     @model_validator(mode="after")
     def _order(self) -> ConferenceSpec:
@@ -118,6 +153,7 @@ class ConferenceChange(Patch):
     starts_on: date | None = None
     ends_on: date | None = None
     venue: Text | None = None
+    reporting: ReportingRules | None = None
 
 
 class ResolutionSpec(BaseModel):
@@ -343,6 +379,7 @@ class Conference(Aggregate):
     venue: str
     created_at: str
     updated_at: str | None = None
+    reporting: ReportingRules = field(default_factory=ReportingRules)
 
     @classmethod
     def create(cls, spec: ConferenceSpec, *, now: datetime) -> Conference:
@@ -354,6 +391,7 @@ class Conference(Aggregate):
             ends_on=spec.ends_on,
             venue=spec.venue,
             created_at=iso(now),
+            reporting=spec.reporting,
         )
 
     def edit(
@@ -376,6 +414,8 @@ class Conference(Aggregate):
                     field="starts_on",
                 )
         for name, value in fields.items():
+            if name == "reporting":
+                value = ReportingRules(**value)
             setattr(self, name, value)
         self.updated_at = iso(now)
 
@@ -410,6 +450,44 @@ class TimelineEntry:
     recorded_by: str
     version: int
     action_id: str | None = None
+    # Evidence files: {"sha256", "name", "media_type", "size"} each (see ``EvidenceFile``).
+    files: list[dict[str, Any]] = field(default_factory=list)
+    # A focal person's update: their key (``person_key``); and who approved it, if needed.
+    submitted_by: str | None = None
+    approved_by: str | None = None
+
+
+@dataclass(kw_only=True)
+class PendingUpdate:
+    """A focal person's update waiting for a coordinator (when the conference requires it).
+
+    ``state``: ``pending`` → ``approved`` (then it is a timeline entry) or ``rejected``.
+    """
+
+    id: str
+    submitted_at: str
+    submitted_by: str
+    submitter_name: str
+    status: str | None
+    progress: int | None
+    note: str
+    evidence: list[str]
+    files: list[dict[str, Any]]
+    read_version: int
+    state: str = "pending"
+    decided_at: str | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+
+    def as_update(self) -> ProgressUpdate:
+        return ProgressUpdate.model_validate(
+            {
+                "status": self.status,
+                "progress": self.progress,
+                "note": self.note or ("Evidence added" if self.files else ""),
+                "evidence": self.evidence,
+            }
+        )
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -465,6 +543,7 @@ class Resolution(Aggregate):
     versions: list[VersionRecord] = field(default_factory=list)
     created_at: str
     updated_at: str
+    pending: list[PendingUpdate] = field(default_factory=list)
 
     # ------------------------------------------------------------------ creation
 
@@ -573,11 +652,38 @@ class Resolution(Aggregate):
         actor: str,
         now: datetime,
         origin: str | None = None,
+        files: Sequence[Mapping[str, Any]] = (),
+        submitted_by: str | None = None,
+        approved_by: str | None = None,
     ) -> None:
         """A dated progress update: a timeline entry; records ``ResolutionUpdated``."""
         if update.status is not None:
             check_status(update.status)
         self.check_version(expected_version)
+        status, progress = self._progress_after(update)
+        previous = (self.status, self.progress)
+        changed = diff(
+            {"status": self.status, "progress": self.progress},
+            {"status": status, "progress": progress},
+        )
+        if files and not changed:
+            changed = {"evidence": {"from": None, "to": [f["sha256"] for f in files]}}
+        self.status, self.progress = status, progress
+        self._new_version(
+            previous,
+            actor,
+            now,
+            changed=changed or {"note": {"from": None, "to": "added"}},
+            timeline_note=update.note,
+            evidence=[str(u) for u in update.evidence],
+            origin=origin,
+            files=[dict(f) for f in files],
+            submitted_by=submitted_by,
+            approved_by=approved_by,
+        )
+
+    def _progress_after(self, update: ProgressUpdate) -> tuple[str, int]:
+        """The status and progress an update leads to, by the rules (raises if refused)."""
         status = update.status or self.status
         check_status(status)
         if self.actions:
@@ -599,21 +705,138 @@ class Resolution(Aggregate):
             progress = resolve_progress(status, update.progress, self.progress)
         else:
             progress = self.progress
-        previous = (self.status, self.progress)
-        changed = diff(
-            {"status": self.status, "progress": self.progress},
-            {"status": status, "progress": progress},
-        )
-        self.status, self.progress = status, progress
-        self._new_version(
-            previous,
-            actor,
-            now,
-            changed=changed or {"note": {"from": None, "to": "added"}},
-            timeline_note=update.note,
+        return status, progress
+
+    # ------------------------------------------------------------------ focal persons
+
+    def focal_person(self, key: str) -> FocalPerson | None:
+        """The focal person a link's key names, if they still are one of this resolution."""
+        for person in self.focal_persons:
+            if person_key(person.email) == key:
+                return person
+        return None
+
+    def submit_focal_update(
+        self,
+        update: ProgressUpdate,
+        *,
+        person: str,
+        expected_version: int | None,
+        approval_required: bool,
+        now: datetime,
+        files: Sequence[Mapping[str, Any]] = (),
+    ) -> PendingUpdate | None:
+        """A focal person's update, under the same rules as a coordinator's.
+
+        Counted at once (a timeline entry recorded as submitted by them), or, where the
+        conference requires approval, kept as a pending update (not in the report) for
+        a coordinator to approve or reject. Returns the pending update, if one.
+        """
+        focal = self.focal_person(person)
+        if focal is None:
+            raise DomainError("link_not_found", "This link does not open a page.")
+        if update.status is not None:
+            check_status(update.status)
+        self.check_version(expected_version)
+        self._progress_after(update)  # refused now, as it would be at approval
+        actor = f"focal_person:{person}"
+        if not approval_required:
+            self.record_update(
+                update,
+                expected_version=expected_version,
+                actor=actor,
+                now=now,
+                files=files,
+                submitted_by=person,
+            )
+            return None
+        pending = PendingUpdate(
+            id=new_id(),
+            submitted_at=iso(now),
+            submitted_by=person,
+            submitter_name=focal.full_name,
+            status=update.status,
+            progress=update.progress,
+            note=update.note,
             evidence=[str(u) for u in update.evidence],
-            origin=origin,
+            files=[dict(f) for f in files],
+            read_version=self.version,
         )
+        self.pending = [*self.pending, pending]
+        return pending
+
+    def _pending_index(self, pending_id: str) -> int:
+        for i, pending in enumerate(self.pending):
+            if pending.id == pending_id:
+                if pending.state != "pending":
+                    raise DomainError(
+                        "update_already_decided",
+                        f"This update was {pending.state} already.",
+                        field="pending_id",
+                    )
+                return i
+        raise DomainError("pending_update_not_found", "No such pending update.")
+
+    def approve_pending(
+        self, pending_id: str, *, expected_version: int | None, actor: str, now: datetime
+    ) -> None:
+        """A coordinator approves a focal person's update: it becomes a timeline entry."""
+        index = self._pending_index(pending_id)
+        pending = self.pending[index]
+        self.record_update(
+            pending.as_update(),
+            expected_version=expected_version,
+            actor=f"focal_person:{pending.submitted_by}",
+            now=now,
+            files=pending.files,
+            submitted_by=pending.submitted_by,
+            approved_by=actor,
+        )
+        self._decide(index, "approved", actor, now, None)
+
+    def reject_pending(self, pending_id: str, *, reason: str, actor: str, now: datetime) -> None:
+        """A coordinator rejects a focal person's update: it never counts."""
+        self._decide(self._pending_index(pending_id), "rejected", actor, now, reason)
+
+    def _decide(
+        self, index: int, state: str, actor: str, now: datetime, reason: str | None
+    ) -> None:
+        pending = PendingUpdate(**asdict(self.pending[index]))
+        pending.state, pending.decided_at, pending.decided_by = state, iso(now), actor
+        pending.reason = reason
+        self.pending = [*self.pending[:index], pending, *self.pending[index + 1 :]]
+
+    @property
+    def pending_updates(self) -> list[PendingUpdate]:
+        return [p for p in self.pending if p.state == "pending"]
+
+    def evidence_file(self, sha256: str) -> dict[str, Any] | None:
+        """An evidence file this resolution references (timeline or pending), if any."""
+        for files in [e.files for e in self.timeline] + [p.files for p in self.pending]:
+            for f in files:
+                if f["sha256"] == sha256:
+                    return f
+        return None
+
+    def attach_report_links(self, links: Sequence[ReportLink]) -> None:
+        """Put each focal person's report link into the notices this change recorded."""
+        self.events = with_report_links(self.events, links)
+
+    def completed_on(self) -> date | None:
+        """The day the resolution reached completed (for the last time), if it is."""
+        if self.status != "completed":
+            return None
+        day = None
+        for entry in self.timeline:
+            if entry.status == "completed" and day is None:
+                day = as_datetime(entry.at).date()
+            elif entry.status != "completed":
+                day = None
+        return day or as_datetime(self.updated_at).date()
+
+    def last_update_at(self) -> str:
+        latest = self.latest_update
+        return latest.at if latest else self.created_at
 
     def restore(
         self,
@@ -768,6 +991,9 @@ class Resolution(Aggregate):
         evidence: list[str] | None = None,
         action_id: str | None = None,
         origin: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+        submitted_by: str | None = None,
+        approved_by: str | None = None,
     ) -> None:
         """Close the change as a new version: its record, a timeline entry, its events.
 
@@ -792,6 +1018,9 @@ class Resolution(Aggregate):
                 recorded_by=actor,
                 version=self.version,
                 action_id=action_id,
+                files=list(files or []),
+                submitted_by=submitted_by,
+                approved_by=approved_by,
             )
             self.timeline = [*self.timeline, entry]
         previous_status, previous_progress = previous
@@ -857,3 +1086,356 @@ def _json(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     return value
+
+
+# --------------------------------------------------------------------------- report links
+
+
+def person_key(email: str) -> str:
+    """A focal person's key in links and timeline entries: 8 bytes of their email's hash
+    (no personal data in a URL or on the public timeline)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
+
+
+class FocalLinkSigner:
+    """Report links: what a focal person's email carries to open their resolution's page.
+
+    ``base64url(16-byte resolution id + 8-byte person key + 4-byte expiry in epoch
+    seconds + 16-byte HMAC-SHA256 tag)``, 59 characters: bound to one resolution, one
+    focal person and an expiry, with one valid spelling (decoded, encoded again and
+    compared). Its key is the resolutions service's own (``RESOLUTIONS_LINK_SECRET``), so
+    a registration link is no report link. A tampered, expired or unknown link opens
+    nothing, and the page cannot tell which.
+    """
+
+    _MAC_BYTES = 16
+    _BODY = 28
+    _LENGTH = 59
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac.new(self._secret, purpose + b"\0" + data, hashlib.sha256).digest()
+
+    @staticmethod
+    def _encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    def sign(self, resolution_id: str, person: str, expires_at: datetime) -> str:
+        body = (
+            uuid.UUID(resolution_id).bytes
+            + bytes.fromhex(person)
+            + int(expires_at.timestamp()).to_bytes(4, "big")
+        )
+        return self._encode(body + self._mac(b"report", body)[: self._MAC_BYTES])
+
+    def verify(self, link: str, now: datetime) -> tuple[str, str] | None:
+        """(resolution id, person key) of a genuine, unexpired link, else None."""
+        if len(link) != self._LENGTH:
+            return None
+        try:
+            data = base64.urlsafe_b64decode(link + "=" * (-len(link) % 4))
+        except ValueError:
+            return None
+        if len(data) != self._BODY + self._MAC_BYTES or self._encode(data) != link:
+            return None
+        body, tag = data[: self._BODY], data[self._BODY :]
+        if not hmac.compare_digest(self._mac(b"report", body)[: self._MAC_BYTES], tag):
+            return None
+        if int.from_bytes(body[24:], "big") <= now.timestamp():
+            return None
+        return str(uuid.UUID(bytes=body[:16])), body[16:24].hex()
+
+    def form_token(self, subject: str) -> str:
+        """The token the page's form carries (against cross-site posts), tied to the link."""
+        return self._encode(self._mac(b"form", subject.encode())[:18])
+
+    def form_token_matches(self, subject: str, token: str | None) -> bool:
+        return hmac.compare_digest(self.form_token(subject).encode(), (token or "").encode())
+
+
+def report_path(link: str) -> str:
+    """The page a report link opens (the service's public base URL goes before)."""
+    return f"/report/{link}"
+
+
+def report_links(
+    resolution: Resolution,
+    signer: FocalLinkSigner,
+    public_url: str,
+    *,
+    now: datetime,
+    validity: timedelta,
+) -> list[ReportLink]:
+    """A fresh link for each focal person of ``resolution``, valid for ``validity``."""
+    expires_at = now + validity
+    return [
+        ReportLink(
+            email=person.email,
+            url=public_url.rstrip("/")
+            + report_path(signer.sign(resolution.id, person_key(person.email), expires_at)),
+            expires_at=expires_at,
+        )
+        for person in resolution.focal_persons
+    ]
+
+
+# --------------------------------------------------------------------------- evidence
+
+# What evidence may be, judged by the file's content (its magic bytes), never its name.
+EVIDENCE_TYPES: dict[str, str] = {
+    "application/pdf": "PDF",
+    "image/png": "PNG image",
+    "image/jpeg": "JPEG image",
+    "image/webp": "WebP image",
+    "image/gif": "GIF image",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "Excel",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "PowerPoint",
+    "application/msword": "Word 97-2003",
+    "application/vnd.ms-excel": "Excel 97-2003",
+    "application/vnd.ms-powerpoint": "PowerPoint 97-2003",
+    "application/vnd.oasis.opendocument.text": "OpenDocument text",
+    "application/vnd.oasis.opendocument.spreadsheet": "OpenDocument spreadsheet",
+    "application/vnd.oasis.opendocument.presentation": "OpenDocument presentation",
+}
+FileName = single_line_text(min_length=1, max_length=200)
+MAX_FILES_PER_UPDATE = 5
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """A checked evidence file: its content hash names it in the store."""
+
+    sha256: str
+    name: str
+    media_type: str
+    size: int
+    data: bytes = field(repr=False)
+
+    def reference(self) -> dict[str, Any]:
+        """What a timeline entry keeps of it."""
+        return {
+            "sha256": self.sha256,
+            "name": self.name,
+            "media_type": self.media_type,
+            "size": self.size,
+        }
+
+
+def safe_file_name(name: str) -> str:
+    """The file's name as shown (no path, no control characters, at most 200 characters)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
+    return (cleaned or "evidence")[:200]
+
+
+def check_evidence(data: bytes, name: str, *, max_bytes: int, field: str = "files") -> EvidenceFile:
+    """A file accepted as evidence, or ``DomainError`` naming the file and the reason."""
+    shown = safe_file_name(name)
+    if len(data) > max_bytes:
+        raise DomainError(
+            "file_too_large",
+            f"{shown} is larger than {max_bytes // (1024 * 1024)} MiB.",
+            field=field,
+            details={"file": shown, "max_bytes": max_bytes},
+        )
+    if not data:
+        raise DomainError("file_empty", f"{shown} is empty.", field=field, details={"file": shown})
+    kind = filetype.guess(data)
+    media = kind.mime if kind else None
+    if media not in EVIDENCE_TYPES:
+        raise DomainError(
+            "file_type_refused",
+            f"{shown} is not a PDF, an image or an office document"
+            f" (its content is {media or 'not recognised'}).",
+            field=field,
+            details={"file": shown, "detected": media, "accepted": sorted(EVIDENCE_TYPES)},
+        )
+    return EvidenceFile(
+        sha256=hashlib.sha256(data).hexdigest(),
+        name=shown,
+        media_type=media,
+        size=len(data),
+        data=data,
+    )
+
+
+# --------------------------------------------------------------------------- chasing
+
+
+@dataclass(kw_only=True)
+class Reminder(Aggregate):
+    """That one rule fired for one resolution (or one digest for one conference): its id is
+    the rule's key, so each fires once; its notice is recorded with it."""
+
+    id: str
+    conference_id: str
+    resolution_id: str | None
+    rule: str
+    at: str
+
+    def attach_report_links(self, links: Sequence[ReportLink]) -> None:
+        """Put each focal person's report link into the reminder's notice."""
+        self.events = with_report_links(self.events, links)
+
+
+def with_report_links(events: Sequence[Any], links: Sequence[ReportLink]) -> list[Any]:
+    """``events`` with the focal persons' report links in each notice to them."""
+    return [
+        e.model_copy(update={"report_links": list(links)})
+        if isinstance(e, _FocalPersonsNotice)
+        else e
+        for e in events
+    ]
+
+
+def next_conference(conference: Conference, conferences: Sequence[Conference]) -> Conference | None:
+    """The first conference that starts after ``conference``."""
+    later = [c for c in conferences if c.starts_on > conference.starts_on]
+    return min(later, key=lambda c: c.starts_on) if later else None
+
+
+def _due_rules(
+    conference: Conference,
+    resolution: Resolution,
+    today: date,
+    upcoming: Conference | None,
+) -> list[tuple[str, str, int | None]]:
+    """(key, rule, days) of each rule due today for an unfinished resolution."""
+    rules = conference.reporting
+    due: list[tuple[str, str, int | None]] = []
+    rid = resolution.id
+    target = resolution.target_date
+    if target is not None:
+        days_left = (target - today).days
+        within = [d for d in rules.remind_before_target_days if 0 < days_left <= d]
+        if within:
+            d = min(within)  # only the tightest: no 30-day reminder a week before
+            due.append((f"{rid}:before:{d}:{target.isoformat()}", "before_target", d))
+        if days_left < 0:
+            period = (-days_left - 1) // rules.overdue_every_days
+            due.append((f"{rid}:overdue:{target.isoformat()}:{period}", "overdue", -days_left))
+    if today > conference.ends_on:
+        period = (today - conference.ends_on).days // rules.report_every_days
+        due.append((f"{rid}:report:{period}", "report_due", None))
+    if upcoming is not None:
+        days_to_next = (upcoming.starts_on - today).days
+        within = [d for d in rules.report_before_next_days if 0 < days_to_next <= d]
+        if within:
+            d = min(within)
+            due.append((f"{rid}:before-next:{upcoming.id}:{d}", "report_due", d))
+    return due
+
+
+def due_reminders(
+    conference: Conference,
+    resolutions: Sequence[Resolution],
+    *,
+    today: date,
+    now: datetime,
+    upcoming: Conference | None = None,
+) -> list[Reminder]:
+    """The reminders due today for a conference's unfinished resolutions that have focal
+    persons, each with its notice recorded. The store keeps each key once: one already
+    sent is refused there (``AlreadyTaken``), so a reminder goes out once per rule."""
+    reminders = []
+    for resolution in resolutions:
+        if resolution.status == "completed" or not resolution.focal_persons:
+            continue
+        for key, rule, days in _due_rules(conference, resolution, today, upcoming):
+            reminder = Reminder(
+                id=key,
+                conference_id=conference.id,
+                resolution_id=resolution.id,
+                rule=rule,
+                at=iso(now),
+            )
+            reminder.record(
+                ResolutionReminderNotice(
+                    **resolution._notice_fields(),
+                    rule=rule,
+                    days=days,
+                    target_date=resolution.target_date,
+                    lead_institution=resolution.lead_institution,
+                    due_at=now,
+                )
+            )
+            reminders.append(reminder)
+    return reminders
+
+
+STALE_AFTER = timedelta(days=30)
+DIGEST_CHANGED_WITHIN = timedelta(days=7)
+
+
+def _digest_item(resolution: Resolution, today: date, note: str | None = None) -> DigestItem:
+    target = resolution.target_date
+    overdue = resolution.is_overdue(today)
+    return DigestItem(
+        resolution_id=resolution.id,
+        number=resolution.number,
+        title_sw=resolution.title_sw,
+        title_en=resolution.title_en,
+        lead_institution=resolution.lead_institution,
+        status=resolution.status,
+        progress=resolution.progress,
+        target_date=target,
+        days_overdue=(today - target).days if overdue and target else 0,
+        last_update_at=resolution.last_update_at()[:10],
+        note=note,
+    )
+
+
+def weekly_digest(
+    conference: Conference,
+    resolutions: Sequence[Resolution],
+    *,
+    today: date,
+    now: datetime,
+    recipients: Sequence[str],
+    language: str = "sw",
+    report_url: str | None = None,
+) -> Reminder | None:
+    """This week's digest for a conference's coordinators (one per ISO week), or None
+    when there is nobody to send it to or nothing to report."""
+    if not recipients or not resolutions:
+        return None
+    year, week, _ = today.isocalendar()
+    week_key = f"{year}-W{week:02d}"
+    overdue = [_digest_item(r, today) for r in resolutions if r.is_overdue(today)]
+    stale = [
+        _digest_item(r, today)
+        for r in resolutions
+        if r.status != "completed" and as_datetime(r.last_update_at()) < now - STALE_AFTER
+    ]
+    changed = []
+    for r in resolutions:
+        recent = [e for e in r.timeline if as_datetime(e.at) >= now - DIGEST_CHANGED_WITHIN]
+        if recent:
+            changed.append(_digest_item(r, today, note=recent[-1].note or None))
+    reminder = Reminder(
+        id=f"digest:{conference.id}:{week_key}",
+        conference_id=conference.id,
+        resolution_id=None,
+        rule="digest",
+        at=iso(now),
+    )
+    reminder.record(
+        CoordinatorDigestNotice(
+            conference_id=conference.id,
+            name_sw=conference.name_sw,
+            name_en=conference.name_en,
+            week=week_key,
+            recipients=list(recipients),
+            language=language,
+            overdue=overdue,
+            stale=stale,
+            changed=changed,
+            pending_approvals=sum(len(r.pending_updates) for r in resolutions),
+            report_url=report_url,
+            sent_at=now,
+        )
+    )
+    return reminder

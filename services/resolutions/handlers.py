@@ -8,12 +8,13 @@ write. A writer sends the version it read; a stale one is 409.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from services.resolutions import csvio, report
 from services.resolutions.domain import (
+    MAX_FILES_PER_UPDATE,
     Action,
     ActionChange,
     ActionSpec,
@@ -21,17 +22,28 @@ from services.resolutions.domain import (
     ConferenceChange,
     ConferenceSpec,
     DomainError,
+    EvidenceFile,
+    FocalLinkSigner,
+    FocalPerson,
+    PendingUpdate,
     ProgressUpdate,
+    Reminder,
     Resolution,
     ResolutionChange,
     ResolutionSpec,
+    check_evidence,
     check_status,
+    due_reminders,
     new_id,
+    next_conference,
+    report_links,
     require_version,
+    weekly_digest,
 )
 from services.resolutions.ports import (
     AlreadyTaken,
     ConcurrentChange,
+    EvidenceStore,
     ResolutionsStore,
     WriteFailed,
 )
@@ -47,10 +59,25 @@ SAVE_ATTEMPTS = 20
 log = get_logger("resolutions")
 
 
+# A report link opens its page this long after it was sent (the cadence sends a new one
+# before it expires).
+LINK_VALIDITY = timedelta(days=45)
+EVIDENCE_MAX_BYTES = 10 * 1024 * 1024
+
+
 @dataclass
 class Context:
     store: ResolutionsStore
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Report links (None: notices carry none, and no page opens).
+    links: FocalLinkSigner | None = None
+    public_url: str = "http://127.0.0.1:8003"
+    link_validity: timedelta = LINK_VALIDITY
+    evidence: EvidenceStore | None = None
+    evidence_max_bytes: int = EVIDENCE_MAX_BYTES
+    # The coordinators' weekly digest goes to these addresses (none: no digest).
+    digest_recipients: Sequence[str] = ()
+    digest_language: str = "sw"
 
     def today(self) -> date:
         """Today in Tanzania: 'overdue' is judged by the local calendar."""
@@ -163,12 +190,26 @@ async def _change(
         if resolution is None:
             raise _not_found(expected_version)
         decide(resolution)
+        _attach_links(ctx, resolution)
         try:
             await ctx.store.save_resolution(resolution)
         except ConcurrentChange:
             continue  # the relay bumped the revision (same version): read it again
         return resolution
     raise DomainError("version_conflict", "The resolution is busy; read it again.")
+
+
+def _attach_links(
+    ctx: Context, aggregate: Resolution | Reminder, resolution: Resolution | None = None
+) -> None:
+    """Every notice to focal persons carries each one's own fresh report link."""
+    source = resolution if resolution is not None else aggregate
+    if ctx.links is None or not isinstance(source, Resolution) or not source.focal_persons:
+        return
+    links = report_links(
+        source, ctx.links, ctx.public_url, now=ctx.clock(), validity=ctx.link_validity
+    )
+    aggregate.attach_report_links(links)
 
 
 def _not_found(expected_version: int | None) -> DomainError:
@@ -450,3 +491,269 @@ async def _compensate(
 async def sweep_unfinished_imports(ctx: Context) -> int:
     """Remove what imports that never finished wrote (the process died mid-import)."""
     return await ctx.store.sweep_unfinished_imports(ctx.clock() - timedelta(seconds=STALE_IMPORT_S))
+
+
+# --------------------------------------------------------------------------- focal persons
+
+LINK_NOT_FOUND = "link_not_found"
+
+
+def _link_refused() -> DomainError:
+    # Expired, tampered, unknown, or the person is no longer a focal person: one answer.
+    return DomainError(LINK_NOT_FOUND, "This link does not open a page.")
+
+
+@dataclass
+class FocalView:
+    """What a report link opens: the resolution, the person, the conference."""
+
+    resolution: Resolution
+    person: FocalPerson
+    person_key: str
+    conference: Conference
+
+    @property
+    def my_pending(self) -> list[PendingUpdate]:
+        return [p for p in self.resolution.pending_updates if p.submitted_by == self.person_key]
+
+
+async def open_report_link(ctx: Context, link: str) -> FocalView:
+    """The resolution a report link opens, for that focal person only; else refused."""
+    if ctx.links is None:
+        raise _link_refused()
+    opened = ctx.links.verify(link, ctx.clock())
+    if opened is None:
+        raise _link_refused()
+    resolution_id, key = opened
+    resolution = await ctx.store.get_resolution(resolution_id)
+    person = resolution.focal_person(key) if resolution else None
+    if resolution is None or person is None:
+        raise _link_refused()
+    return FocalView(resolution, person, key, await get_conference(ctx, resolution.conference_id))
+
+
+def check_uploads(ctx: Context, uploads: Sequence[tuple[str, bytes]]) -> list[EvidenceFile]:
+    """Every uploaded file checked (count, size, type by content) before anything is kept."""
+    if len(uploads) > MAX_FILES_PER_UPDATE:
+        raise DomainError(
+            "too_many_files", f"At most {MAX_FILES_PER_UPDATE} files per update.", field="files"
+        )
+    return [check_evidence(data, name, max_bytes=ctx.evidence_max_bytes) for name, data in uploads]
+
+
+async def _keep_files(ctx: Context, files: Sequence[EvidenceFile]) -> None:
+    if files and ctx.evidence is None:
+        raise DomainError("evidence_unavailable", "Evidence files cannot be kept here.")
+    for file in files:
+        assert ctx.evidence is not None
+        await ctx.evidence.put(file)
+
+
+async def submit_focal_update(
+    ctx: Context,
+    link: str,
+    update: ProgressUpdate,
+    uploads: Sequence[tuple[str, bytes]] = (),
+    *,
+    expected_version: int | None,
+) -> tuple[Resolution, PendingUpdate | None]:
+    """A focal person's update through their link: the same rules as a coordinator's
+    (version, timeline, roll-up, ``ResolutionUpdated``), recorded as submitted by them;
+    pending a coordinator's approval where the conference requires it.
+
+    Everything is checked before anything is written: the link, the files (count, size,
+    type by content), the status and progress, the version read."""
+    view = await open_report_link(ctx, link)
+    if update.status is not None:
+        check_status(update.status)
+    files = check_uploads(ctx, uploads)
+    view.resolution.check_version(expected_version)
+    view.resolution._progress_after(update)
+    await _keep_files(ctx, files)
+    approval = view.conference.reporting.approval_required
+    made: list[PendingUpdate | None] = [None]
+
+    def decide(resolution: Resolution) -> None:
+        made[0] = resolution.submit_focal_update(
+            update,
+            person=view.person_key,
+            expected_version=expected_version,
+            approval_required=approval,
+            now=ctx.clock(),
+            files=[f.reference() for f in files],
+        )
+
+    resolution = await _change(ctx, view.resolution.id, expected_version, decide)
+    log.info(
+        "focal_update_recorded",
+        resolution_id=resolution.id,
+        pending=made[0] is not None,
+        files=len(files),
+    )
+    return resolution, made[0]
+
+
+async def record_update_with_files(
+    ctx: Context,
+    resolution_id: str,
+    update: ProgressUpdate,
+    uploads: Sequence[tuple[str, bytes]],
+    *,
+    expected_version: int | None,
+    actor: str,
+) -> Resolution:
+    """A coordinator's update with evidence files: checked (count, size, type by content)
+    and the version read before anything is kept; then one timeline entry citing them."""
+    if update.status is not None:
+        check_status(update.status)
+    files = check_uploads(ctx, uploads)
+    current = await ctx.store.get_resolution(resolution_id)
+    if current is None:
+        raise _not_found(expected_version)
+    current.check_version(expected_version)
+    current._progress_after(update)
+    await _keep_files(ctx, files)
+    return await _change(
+        ctx,
+        resolution_id,
+        expected_version,
+        lambda r: r.record_update(
+            update,
+            expected_version=expected_version,
+            actor=actor,
+            now=ctx.clock(),
+            files=[f.reference() for f in files],
+        ),
+    )
+
+
+async def evidence_for_link(ctx: Context, link: str, sha256: str) -> EvidenceFile:
+    """An evidence file of the resolution a report link opens."""
+    view = await open_report_link(ctx, link)
+    return await _evidence_of(ctx, view.resolution, sha256)
+
+
+async def evidence_for_reader(ctx: Context, resolution_id: str, sha256: str) -> EvidenceFile:
+    """An evidence file of a resolution (the API checks the reader's role)."""
+    return await _evidence_of(ctx, await get_resolution(ctx, resolution_id), sha256)
+
+
+async def _evidence_of(ctx: Context, resolution: Resolution, sha256: str) -> EvidenceFile:
+    reference = resolution.evidence_file(sha256)
+    stored = await ctx.evidence.get(sha256) if ctx.evidence and reference else None
+    if reference is None or stored is None:
+        raise DomainError("evidence_not_found", "No such evidence file.")
+    return EvidenceFile(
+        sha256=sha256,
+        name=reference["name"],
+        media_type=reference["media_type"],
+        size=stored.size,
+        data=stored.data,
+    )
+
+
+async def pending_updates(
+    ctx: Context, conference_id: str
+) -> list[tuple[Resolution, PendingUpdate]]:
+    """A conference's focal-person updates waiting for a coordinator, oldest first."""
+    found = [(r, p) for r in await list_resolutions(ctx, conference_id) for p in r.pending_updates]
+    return sorted(found, key=lambda rp: rp[1].submitted_at)
+
+
+async def approve_pending(
+    ctx: Context,
+    resolution_id: str,
+    pending_id: str,
+    *,
+    expected_version: int | None,
+    actor: str,
+) -> Resolution:
+    """Approve a focal person's update: it becomes a timeline entry (``ResolutionUpdated``)."""
+    return await _change(
+        ctx,
+        resolution_id,
+        expected_version,
+        lambda r: r.approve_pending(
+            pending_id, expected_version=expected_version, actor=actor, now=ctx.clock()
+        ),
+    )
+
+
+async def reject_pending(
+    ctx: Context, resolution_id: str, pending_id: str, *, reason: str, actor: str
+) -> Resolution:
+    """Reject a focal person's update: it never counts."""
+    resolution = await get_resolution(ctx, resolution_id)
+    return await _change(
+        ctx,
+        resolution_id,
+        resolution.version,
+        lambda r: r.reject_pending(pending_id, reason=reason, actor=actor, now=ctx.clock()),
+    )
+
+
+# --------------------------------------------------------------------------- chasing
+
+
+async def send_due_reminders(ctx: Context) -> int:
+    """Remind the focal persons of unfinished resolutions, once per rule (the report link
+    on the conference's cadence, before a target date, weekly after it); how many sent."""
+    today, now = ctx.today(), ctx.clock()
+    conferences = await ctx.store.list_conferences()
+    sent = 0
+    for conference in conferences:
+        resolutions = {r.id: r for r in await ctx.store.list_resolutions(conference.id)}
+        upcoming = next_conference(conference, conferences)
+        for reminder in due_reminders(
+            conference, list(resolutions.values()), today=today, now=now, upcoming=upcoming
+        ):
+            assert reminder.resolution_id is not None
+            _attach_links(ctx, reminder, resolutions[reminder.resolution_id])
+            try:
+                await ctx.store.insert_reminder(reminder)
+            except AlreadyTaken:
+                continue  # this rule fired already
+            sent += 1
+            log.info("reminder_sent", resolution_id=reminder.resolution_id, rule=reminder.rule)
+    return sent
+
+
+async def send_digests(ctx: Context) -> int:
+    """This week's digest to the coordinators, once per conference and ISO week."""
+    if not ctx.digest_recipients:
+        return 0
+    today, now = ctx.today(), ctx.clock()
+    sent = 0
+    for conference in await ctx.store.list_conferences():
+        digest = weekly_digest(
+            conference,
+            await ctx.store.list_resolutions(conference.id),
+            today=today,
+            now=now,
+            recipients=ctx.digest_recipients,
+            language=ctx.digest_language,
+            report_url=f"{ctx.public_url.rstrip('/')}/api/v1/conferences/{conference.id}/report",
+        )
+        if digest is None:
+            continue
+        try:
+            await ctx.store.insert_reminder(digest)
+        except AlreadyTaken:
+            continue
+        sent += 1
+        log.info("digest_sent", conference_id=conference.id)
+    return sent
+
+
+async def conferences_side_by_side(ctx: Context, conference_ids: Sequence[str]) -> dict:
+    """The report's summary of several conferences (all of them if none named), oldest
+    first: as many columns as there are conferences."""
+    if conference_ids:
+        conferences = [await get_conference(ctx, cid) for cid in conference_ids]
+    else:
+        conferences = await ctx.store.list_conferences()
+    conferences = sorted(conferences, key=lambda c: c.starts_on)
+    today = ctx.today()
+    return report.across_conferences(
+        [(c, await ctx.store.list_resolutions(c.id)) for c in conferences], today
+    )

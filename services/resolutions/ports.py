@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from services.resolutions.domain import Conference, Resolution
+from services.resolutions.domain import Conference, EvidenceFile, Reminder, Resolution
 
 
 class ConcurrentChange(Exception):
@@ -79,4 +79,23 @@ class ResolutionsStore(Protocol):
 
     async def sweep_unfinished_imports(self, started_before: datetime) -> int:
         """Remove what imports started before then wrote and never finished; how many."""
+        ...
+
+    # ------------------------------------------------------------------ chasing
+    async def insert_reminder(self, reminder: Reminder) -> None:
+        """The reminder and its notice in one write; ``AlreadyTaken`` if its rule's key
+        fired before (each rule fires once per resolution and date)."""
+        ...
+
+
+@runtime_checkable
+class EvidenceStore(Protocol):
+    """Evidence files, content-addressed: a file is kept once under its SHA-256."""
+
+    async def put(self, file: EvidenceFile) -> None:
+        """Keep the file under its hash (a file kept already is kept once)."""
+        ...
+
+    async def get(self, sha256: str) -> EvidenceFile | None:
+        """The file kept under this hash, if any."""
         ...

@@ -17,7 +17,12 @@ from xml.sax.saxutils import escape
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.resolutions.csvio import render_csv
-from services.resolutions.domain import STATUS_LABELS, Conference, Resolution, weighted_mean
+from services.resolutions.domain import (
+    STATUS_LABELS,
+    Conference,
+    Resolution,
+    weighted_mean,
+)
 
 Language = Literal["sw", "en", "both"]
 TEMPLATES = Path(__file__).parent / "templates"
@@ -69,6 +74,7 @@ def build_report(
                 "latest_update_at": latest.at[:10] if latest else None,
                 "latest_update_note": latest.note if latest else None,
                 "latest_update_progress": latest.progress if latest else None,
+                "history": progress_history(resolution),
             }
         )
     by_status = [
@@ -96,7 +102,96 @@ def build_report(
         "overdue_count": sum(1 for r in rows if r["overdue"]),
         "by_status": by_status,
         "resolutions": rows,
+        "scorecard": scorecard(resolutions, today),
     }
+
+
+def progress_history(resolution: Resolution) -> list[dict[str, Any]]:
+    """The resolution's progress over time, from its timeline: where it started (at its
+    creation), then each day's last entry."""
+    start = resolution.progress
+    for record in resolution.versions:
+        if "progress" in record.changes:
+            start = record.changes["progress"]["from"]
+            break
+    points = [{"date": resolution.created_at[:10], "progress": start}]
+    for entry in resolution.timeline:
+        point = {"date": entry.at[:10], "progress": entry.progress}
+        if len(points) > 1 and points[-1]["date"] == point["date"]:
+            points[-1] = point
+        else:
+            points.append(point)
+    return points
+
+
+def scorecard(resolutions: Sequence[Resolution], today: date) -> list[dict[str, Any]]:
+    """Per lead institution: resolutions led, completed, completed on time (by the target
+    date, or without one), overdue, and their average progress (unweighted, rounded)."""
+    cards: dict[str, dict[str, Any]] = {}
+    for r in resolutions:
+        card = cards.setdefault(
+            r.lead_institution,
+            {
+                "institution": r.lead_institution,
+                "led": 0,
+                "completed": 0,
+                "on_time": 0,
+                "overdue": 0,
+                "_progress": 0,
+            },
+        )
+        card["led"] += 1
+        card["_progress"] += r.progress
+        done = r.completed_on()
+        if done is not None:
+            card["completed"] += 1
+            if r.target_date is None or done <= r.target_date:
+                card["on_time"] += 1
+        if r.is_overdue(today):
+            card["overdue"] += 1
+    out = []
+    for card in cards.values():
+        total = card.pop("_progress")
+        card["average_progress"] = int(total / card["led"] + 0.5)
+        out.append(card)
+    return sorted(out, key=lambda c: (-c["average_progress"], c["institution"]))
+
+
+def across_conferences(
+    items: Sequence[tuple[Conference, Sequence[Resolution]]], today: date
+) -> dict[str, Any]:
+    """Several conferences' reports side by side: one column per conference given."""
+    columns = []
+    for conference, resolutions in items:
+        full = build_report(conference, resolutions, today)
+        columns.append(
+            {
+                "conference": full["conference"],
+                "resolution_count": full["resolution_count"],
+                "overall_progress": full["overall_progress"],
+                "completed": full["completed"],
+                "overdue_count": full["overdue_count"],
+                "by_status": full["by_status"],
+                "resolutions": [
+                    {
+                        k: row[k]
+                        for k in (
+                            "number",
+                            "title_sw",
+                            "title_en",
+                            "lead_institution",
+                            "status",
+                            "status_sw",
+                            "status_en",
+                            "progress",
+                            "overdue",
+                        )
+                    }
+                    for row in full["resolutions"]
+                ],
+            }
+        )
+    return {"as_of": today.isoformat(), "conference_count": len(columns), "conferences": columns}
 
 
 def export_rows(
@@ -136,6 +231,34 @@ def status_chart_svg(by_status: Sequence[Mapping[str, Any]], lang: Language) -> 
     return "".join(parts)
 
 
+def progress_svg(history: Sequence[Mapping[str, Any]], label: str) -> str:
+    """A small line chart of progress (0–100 %) over time, as inline SVG (no script)."""
+    width, height, pad = 240, 60, 4
+    days = [date.fromisoformat(p["date"]) for p in history]
+    first, last = (days[0], days[-1]) if days else (date.today(), date.today())
+    span = max((last - first).days, 1)
+
+    def xy(day: date, value: int) -> str:
+        x = pad + (width - 2 * pad) * (day - first).days / span
+        y = height - pad - (height - 2 * pad) * value / 100
+        return f"{x:.1f},{y:.1f}"
+
+    # A step line: progress holds until the next entry.
+    points: list[str] = []
+    for i, (day, p) in enumerate(zip(days, history, strict=True)):
+        if i:
+            points.append(xy(day, history[i - 1]["progress"]))
+        points.append(xy(day, p["progress"]))
+    summary = ", ".join(f"{p['date']} {p['progress']}%" for p in history)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="spark" '
+        f'viewBox="0 0 {width} {height}" aria-label="{escape(label)}: {escape(summary)}">'
+        f'<line x1="{pad}" y1="{pad}" x2="{width - pad}" y2="{pad}" stroke="#d0d7de"/>'
+        f'<polyline fill="none" stroke="#0b4f8a" stroke-width="2" '
+        f'points="{" ".join(points)}"/></svg>'
+    )
+
+
 def _label(lang: Language, sw: str, en: str) -> str:
     return {"sw": sw, "en": en}.get(lang, f"{sw} / {en}")
 
@@ -159,6 +282,20 @@ def render_html(report: Mapping[str, Any], lang: Language = "both") -> str:
         t=lambda sw, en: _label(lang, sw, en),
         colours={s: label["colour"] for s, label in STATUS_LABELS.items()},
         chart=status_chart_svg(report["by_status"], lang),
+        spark=lambda row: progress_svg(
+            row["history"], _label(lang, "Maendeleo kwa muda", "Progress over time")
+        ),
+    )
+
+
+def render_across_html(data: Mapping[str, Any], lang: Language = "both") -> str:
+    """Conferences side by side as a self-contained HTML page."""
+    template = _environment().get_template("across.html.j2")
+    return template.render(
+        d=data,
+        lang=lang,
+        t=lambda sw, en: _label(lang, sw, en),
+        colours={s: label["colour"] for s, label in STATUS_LABELS.items()},
     )
 
 

@@ -19,6 +19,8 @@ from dataclasses import asdict, fields
 from datetime import date, datetime
 from typing import Any
 
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -26,6 +28,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from services.resolutions.domain import (
     Action,
     Conference,
+    EvidenceFile,
+    PendingUpdate,
+    Reminder,
+    ReportingRules,
     Resolution,
     TimelineEntry,
     VersionRecord,
@@ -41,6 +47,10 @@ from shared.timeutil import epoch
 SERVICE = "resolutions"
 CONFERENCES = "conferences"
 RESOLUTIONS = "resolutions"
+# One document per rule that fired (its key is the id), with the notice it sent.
+REMINDERS = "reminders"
+# The GridFS bucket of evidence files (evidence.files, evidence.chunks), by content hash.
+EVIDENCE_BUCKET = "evidence"
 # Matches a missing field too: documents written outside an import have none.
 VISIBLE: dict[str, Any] = {"importing": None}
 # An import's documents hold their events back (a relay lease far in the future) until
@@ -57,6 +67,7 @@ class MongoResolutionsStore:
         self.db = db
         self.conferences = db[CONFERENCES]
         self.resolutions = db[RESOLUTIONS]
+        self.reminders = db[REMINDERS]
 
     async def ensure_indexes(self) -> None:
         await self.resolutions.create_index(
@@ -64,6 +75,7 @@ class MongoResolutionsStore:
         )
         await self.resolutions.create_index([("importing", ASCENDING)])
         await ensure_outbox_indexes(self.resolutions)
+        await ensure_outbox_indexes(self.reminders)
 
     # ------------------------------------------------------------------ conferences
 
@@ -139,6 +151,26 @@ class MongoResolutionsStore:
             raise ConcurrentChange(resolution.id) from exc
         resolution.rev += 1
 
+    # ------------------------------------------------------------------ chasing
+
+    async def insert_reminder(self, reminder: Reminder) -> None:
+        messages = [wrap(e, SERVICE) for e in reminder.take_events()]
+        doc = new_document(
+            {
+                "_id": reminder.id,
+                "conference_id": reminder.conference_id,
+                "resolution_id": reminder.resolution_id,
+                "rule": reminder.rule,
+                "at": reminder.at,
+            },
+            messages,
+        )
+        try:
+            await outbox.insert(self.reminders, doc, signal=self.signal)
+        except DuplicateKeyError as exc:
+            raise AlreadyTaken(reminder.id) from exc
+        reminder.rev = doc["rev"]
+
     # ------------------------------------------------------------------ imports
 
     async def insert_import(
@@ -200,6 +232,7 @@ def _conference_fields(conference: Conference) -> dict[str, Any]:
         "ends_on": conference.ends_on.isoformat(),
         "venue": conference.venue,
         "created_at": conference.created_at,
+        "reporting": conference.reporting.model_dump(mode="json"),
     }
     if conference.updated_at is not None:
         fields_["updated_at"] = conference.updated_at
@@ -216,6 +249,7 @@ def _conference(doc: dict[str, Any]) -> Conference:
         venue=doc["venue"],
         created_at=doc.get("created_at") or "",
         updated_at=doc.get("updated_at"),
+        reporting=ReportingRules(**(doc.get("reporting") or {})),
         rev=int(doc.get("rev") or 0),
     )
 
@@ -241,6 +275,7 @@ def _resolution_fields(resolution: Resolution) -> dict[str, Any]:
         "versions": [_version_record(v) for v in resolution.versions],
         "created_at": resolution.created_at,
         "updated_at": resolution.updated_at,
+        "pending": [asdict(p) for p in resolution.pending],
     }
 
 
@@ -277,5 +312,49 @@ def _resolution(doc: dict[str, Any]) -> Resolution:
         versions=[VersionRecord(**_known(VersionRecord, v)) for v in doc.get("versions") or []],
         created_at=doc.get("created_at") or "",
         updated_at=doc.get("updated_at") or "",
+        pending=[PendingUpdate(**_known(PendingUpdate, p)) for p in doc.get("pending") or []],
         rev=int(doc.get("rev") or 0),
     )
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+class GridFSEvidenceStore:
+    """Evidence files in the service's own MongoDB, in a GridFS bucket: the file's id is
+    its SHA-256, so a file is kept once however often it is cited; its media type (as
+    checked from its content) in the metadata. See docs/resolutions.md for why GridFS."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.files = db[f"{EVIDENCE_BUCKET}.files"]
+        self.bucket = AsyncGridFSBucket(db, bucket_name=EVIDENCE_BUCKET)
+
+    async def put(self, file: EvidenceFile) -> None:
+        if await self.files.find_one({"_id": file.sha256}, {"_id": 1}) is not None:
+            return  # content-addressed: the same bytes are kept already
+        try:
+            await self.bucket.upload_from_stream_with_id(
+                file.sha256,
+                file.sha256,
+                file.data,
+                metadata={"media_type": file.media_type},
+            )
+        except PyMongoError:
+            # Two uploads of the same bytes at once: the other one's is as good.
+            if await self.files.find_one({"_id": file.sha256}, {"_id": 1}) is None:
+                raise
+
+    async def get(self, sha256: str) -> EvidenceFile | None:
+        try:
+            stream = await self.bucket.open_download_stream(sha256)
+        except NoFile:
+            return None
+        data = await stream.read()
+        metadata = stream.metadata or {}
+        return EvidenceFile(
+            sha256=sha256,
+            name=sha256,
+            media_type=metadata.get("media_type") or "application/octet-stream",
+            size=len(data),
+            data=data,
+        )

@@ -14,11 +14,23 @@ not part of the integration contract of docs/integrating.md: other systems never
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict
 
 from shared.contracts.base import IntegrationEvent, register
 from shared.contracts.resolutions import FocalPerson
 from shared.topics import RESOLUTIONS_NOTICES
+
+
+class ReportLink(BaseModel):
+    """A focal person's signed link to their resolution's update page (additive)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    email: str
+    url: str
+    expires_at: datetime
 
 
 class _FocalPersonsNotice(IntegrationEvent):
@@ -35,6 +47,9 @@ class _FocalPersonsNotice(IntegrationEvent):
     progress: int
     version: int
     focal_persons: list[FocalPerson]
+    # Additive: each focal person's own link to the update page (matched by email), so
+    # that every email about their resolution carries it.
+    report_links: list[ReportLink] = []
 
 
 @register
@@ -52,3 +67,60 @@ class ResolutionCompletedNotice(_FocalPersonsNotice):
     """The resolution reached the completed status: the focal persons are thanked."""
 
     completed_at: datetime
+
+
+@register
+class ResolutionReminderNotice(_FocalPersonsNotice):
+    """A reminder to the focal persons of an unfinished resolution, once per rule.
+
+    ``rule``: ``report_due`` (the conference's reporting cadence, or before the next
+    conference), ``before_target`` (``days`` before the target date) or ``overdue``
+    (``days`` past the target date, weekly).
+    """
+
+    rule: str
+    days: int | None = None
+    target_date: date | None = None
+    lead_institution: str
+    due_at: datetime
+
+
+class DigestItem(BaseModel):
+    """One resolution in the coordinators' digest (no focal person's contact)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    resolution_id: str
+    number: int
+    title_sw: str
+    title_en: str
+    lead_institution: str
+    status: str
+    progress: int
+    target_date: date | None = None
+    days_overdue: int = 0
+    last_update_at: str | None = None
+    note: str | None = None
+
+
+@register
+class CoordinatorDigestNotice(IntegrationEvent):
+    """The weekly digest of a conference's resolutions, to its coordinators: what is
+    overdue, what has had no update for a month, and what changed in the week."""
+
+    domain = "resolutions"
+    topic = RESOLUTIONS_NOTICES
+    aggregate_field = "conference_id"
+
+    conference_id: str
+    name_sw: str
+    name_en: str
+    week: str
+    recipients: list[str]
+    language: str = "sw"
+    overdue: list[DigestItem] = []
+    stale: list[DigestItem] = []
+    changed: list[DigestItem] = []
+    pending_approvals: int = 0
+    report_url: str | None = None
+    sent_at: datetime

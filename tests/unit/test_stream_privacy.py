@@ -137,8 +137,16 @@ def test_the_focal_persons_notices_carry_their_contacts() -> None:
     assert {c.event_name() for c in notices} == {
         "ResolutionUpdatedNotice",
         "ResolutionCompletedNotice",
+        "ResolutionReminderNotice",
+        "CoordinatorDigestNotice",
     }
     for cls in notices:
+        if cls.event_name() == "CoordinatorDigestNotice":
+            # To the coordinators: their addresses, and no focal person's contact.
+            assert "recipients" in property_names(json_schema(cls))
+            assert "full_name" not in property_names(json_schema(cls))
+            assert cls.aggregate_field == "conference_id"
+            continue
         assert {"full_name", "email", "phone", "language"} <= property_names(json_schema(cls))
         assert cls.aggregate_field == "resolution_id"
 

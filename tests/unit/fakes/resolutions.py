@@ -15,7 +15,7 @@ import copy
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from services.resolutions.domain import Conference, Resolution
+from services.resolutions.domain import Conference, EvidenceFile, Reminder, Resolution
 from services.resolutions.ports import AlreadyTaken, ConcurrentChange, WriteFailed
 from shared.envelope import OutboxMessage, wrap
 from shared.outbox import WriteSignal
@@ -38,6 +38,7 @@ class FakeResolutionsStore:
         # resolution id -> (import id, started at) while its import is being written
         self.importing: dict[str, tuple[str, datetime]] = {}
         self.outbox: list[OutboxMessage] = []
+        self.reminders: dict[str, Reminder] = {}
         self.signalled: list[tuple[str, str]] = []
         self.signal.listen(lambda collection, doc_id: self.signalled.append((collection, doc_id)))
         self.before_write: Callable[[str, str], Awaitable[None]] | None = None
@@ -185,3 +186,31 @@ class FakeResolutionsStore:
             del self.importing[rid]
             del self.resolutions[rid]
         return len(stale)
+
+    # ------------------------------------------------------------------ chasing
+
+    async def insert_reminder(self, reminder: Reminder) -> None:
+        await self._before("insert_reminder", reminder.id)
+        if reminder.id in self.reminders:
+            raise AlreadyTaken(reminder.id)
+        messages = [wrap(e, SERVICE) for e in reminder.take_events()]
+        reminder.rev = 1
+        self.reminders[reminder.id] = copy.deepcopy(reminder)
+        self.outbox += messages
+        if messages:
+            self.signal.written("reminders", reminder.id)
+
+
+class FakeEvidenceStore:
+    """An in-memory ``EvidenceStore``: files by content hash."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, EvidenceFile] = {}
+        self.puts = 0
+
+    async def put(self, file: EvidenceFile) -> None:
+        self.puts += 1
+        self.files.setdefault(file.sha256, file)
+
+    async def get(self, sha256: str) -> EvidenceFile | None:
+        return self.files.get(sha256)
