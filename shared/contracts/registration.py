@@ -28,7 +28,12 @@ from shared.contracts.base import IntegrationEvent, register
 from shared.topics import REGISTRATION
 
 Language = Literal["sw", "en"]
-RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
+# ``pending_payment`` (issue 14): a registration in a paid category, holding its seat
+# until its bill is paid or expires. Added within the version (docs/integrating.md:
+# status values may grow; act on the ones you know).
+RegistrationStatus = Literal[
+    "confirmed", "waitlisted", "pending_approval", "rejected", "cancelled", "pending_payment"
+]
 
 
 class EventDetails(BaseModel):

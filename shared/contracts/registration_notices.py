@@ -51,6 +51,10 @@ class ParticipantRegisteredNotice(_ParticipantNotice):
 
     cadre: str
     waitlist_position: int | None = None
+    # Payments (issue 14): while ``pending_payment``, what the payments service bills
+    # (the category's fee, integer TZS) and until when the seat is held.
+    amount_due_tzs: int | None = None
+    payment_due_by: datetime | None = None
 
 
 @register
@@ -70,6 +74,9 @@ class RegistrationApprovedNotice(_ParticipantNotice):
     """An organiser approved the nomination: confirmed (with the ticket) or waitlisted."""
 
     waitlist_position: int | None = None
+    # Payments (issue 14): as on ParticipantRegisteredNotice.
+    amount_due_tzs: int | None = None
+    payment_due_by: datetime | None = None
 
 
 @register
