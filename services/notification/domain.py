@@ -16,6 +16,11 @@ from typing import Any, Literal, NamedTuple
 
 from shared.aggregate import Aggregate
 from shared.contracts.notification import NotificationFailed, NotificationSent
+from shared.contracts.payments_notices import (
+    ControlNumberNotice,
+    PaymentReceiptNotice,
+    PaymentReminderNotice,
+)
 from shared.contracts.registration import (
     ConfirmationResendRequested,
     ParticipantCheckedIn,
@@ -851,3 +856,43 @@ def institution_sign_in_intents(received: ReceivedEvent) -> list[Intent]:
     return [
         Intent("email", contact.email, INSTITUTION_SIGN_IN, language_of(contact.language), context)
     ]
+
+# --------------------------------------------------------------------------- payments (issue 14)
+# The payers' notices of payments.notices.v1: the control number to pay with, a reminder
+# before the bill expires, a receipt for each payment.
+TEMPLATE_FOR_PAYMENT_NOTICE: dict[type, str] = {
+    ControlNumberNotice: "payment_control_number",
+    PaymentReminderNotice: "payment_reminder",
+    PaymentReceiptNotice: "payment_receipt",
+}
+
+
+def payment_intents(received: ReceivedEvent, *, sms_enabled: bool) -> list[Intent]:
+    """The email and SMS a payer's notice calls for, in the payer's language."""
+    notice = received.event
+    template = TEMPLATE_FOR_PAYMENT_NOTICE.get(type(notice))
+    if template is None:
+        return []
+    payment = notice.model_dump(
+        mode="json", exclude={"event", "payer", "reference", "registration_id"}
+    )
+    context = {
+        "participant": notice.payer.model_dump(mode="json"),
+        "reference": notice.reference,
+        "registration_id": notice.registration_id,
+        "status": "pending_payment",
+        "event": notice.event.model_dump(mode="json"),
+        "payment": payment,
+        "self_service_url": None,
+    }
+    language = language_of(notice.payer.language)
+    intents = [
+        Intent("email", notice.payer.email, template, language, context,
+               registration_id=notice.registration_id)
+    ]  # fmt: skip
+    if sms_enabled and notice.payer.phone:
+        intents.append(
+            Intent("sms", notice.payer.phone, template, language, context,
+                   registration_id=notice.registration_id)
+        )  # fmt: skip
+    return intents
