@@ -48,6 +48,7 @@ from shared.contracts.registration_notices import (
     ParticipantWaitlistedNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
+    RegistrationPaidNotice,
     RegistrationRejectedNotice,
     RegistrationUpdatedNotice,
     WaitlistPromotedNotice,
@@ -79,6 +80,7 @@ NOTICES = (
     RegistrationCancelledNotice,
     ParticipantCheckedInNotice,
     ConfirmationResendRequestedNotice,
+    RegistrationPaidNotice,  # payments (issue 14): paid, confirmed with the ticket
 )
 # Certificates and evaluation (issue 16).
 NOTICES = (*NOTICES, CertificateIssuedNotice, EvaluationInvitedNotice)

@@ -41,6 +41,7 @@ from shared.contracts.registration_notices import (
     ParticipantWaitlistedNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
+    RegistrationPaidNotice,
     RegistrationRejectedNotice,
     RegistrationUpdatedNotice,
     WaitlistPromotedNotice,
@@ -167,6 +168,10 @@ def registration_context(event: Any) -> dict[str, Any]:
 
 def template_for(event: Any) -> str | None:
     """The template a registration event calls for, or None for no message."""
+    if isinstance(event, RegistrationPaidNotice):
+        return "confirmation"  # paid: the usual confirmation, with the ticket (issue 14)
+    if getattr(event, "status", None) == "pending_payment":
+        return None  # the payer's control-number message says it (payments.notices.v1)
     if isinstance(event, REGISTERED_EVENTS):
         return TEMPLATE_FOR_STATUS.get(event.status)
     return TEMPLATE_FOR_EVENT.get(type(event))

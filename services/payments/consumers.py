@@ -16,6 +16,7 @@ from shared.contracts.registration_notices import (
     ParticipantRegisteredNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
+    WaitlistPromotedNotice,
 )
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
@@ -40,6 +41,7 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
         handlers={
             ParticipantRegisteredNotice: open_bill,
             RegistrationApprovedNotice: open_bill,
+            WaitlistPromotedNotice: open_bill,
             RegistrationCancelledNotice: cancel_bill,
             PersonalDataErased: erase,
         },

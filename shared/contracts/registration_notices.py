@@ -68,6 +68,10 @@ class ParticipantWaitlistedNotice(_ParticipantNotice):
 class WaitlistPromotedNotice(_ParticipantNotice):
     """A seat freed up: the waitlisted participant is confirmed (with the ticket)."""
 
+    # Payments (issue 14): promoted into a paid category, the seat is held for payment.
+    amount_due_tzs: int | None = None
+    payment_due_by: datetime | None = None
+
 
 @register
 class RegistrationApprovedNotice(_ParticipantNotice):
@@ -100,6 +104,16 @@ class RegistrationCancelledNotice(_ParticipantNotice):
     cancelled_at: datetime
     cancelled_by: Literal["participant", "organiser"]
     reason: str | None = None
+    # Payments (issue 14): ``unpaid`` when the bill expired unpaid.
+    cause: Literal["unpaid"] | None = None
+
+
+# Payments (issue 14).
+@register
+class RegistrationPaidNotice(_ParticipantNotice):
+    """The registration's bill was paid: confirmed, with the ticket."""
+
+    bill_id: str
 
 
 @register
