@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 
 from services.registration import handlers
-from services.registration.domain import payment_due_by
+from services.registration.domain import TicketSigner, payment_due_by
 from tests.unit.fakes.registration import FakeRegistrationStore
-from tests.unit.test_registration_categories import applicant, category, ctx, new_event, store  # noqa: F401
-from tests.unit.test_registration_handlers import NOW, Clock  # noqa: F401
+from tests.unit.test_registration_categories import applicant, category, new_event
+from tests.unit.test_registration_handlers import Clock
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,6 +21,18 @@ pytestmark = pytest.mark.asyncio
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def store() -> FakeRegistrationStore:
+    return FakeRegistrationStore()
+
+
+@pytest.fixture
+def ctx(store: FakeRegistrationStore, clock: Clock) -> handlers.Context:
+    return handlers.Context(
+        store=store, signer=TicketSigner(b"k" * 32), notice_version="2025-01", clock=clock
+    )
 
 
 async def test_a_paid_category_holds_the_seat_until_paid(ctx, store: FakeRegistrationStore) -> None:
