@@ -107,7 +107,7 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     runtime.publishes(REGISTRATION_NOTICES)
     runtime.app.include_router(api.router)
     # Payments (issue 14): paid → confirmed; expired → cancelled, seat released.
-    register_consumers(runtime, context)
+    register_consumers(runtime, context, group_id=settings.payments_consumer_group)
     runtime.add_worker(
         "retention",
         functools.partial(

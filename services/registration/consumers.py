@@ -1,6 +1,6 @@
 """Kafka subscribers of the registration service (issue 14): payments.v1 → use cases.
 
-One consumer group (``registration``) on ``payments.v1``: a bill's control number and
+One consumer group (``registration``, ``REGISTRATION_PAYMENTS_CONSUMER_GROUP``) on ``payments.v1``: a bill's control number and
 payments are noted on its registrations (the participant's /my page shows them);
 ``BillPaid`` confirms them with the ticket; ``BillExpired`` cancels them (cause
 ``unpaid``), releasing the seat to the first waiting. Each use case is idempotent, so a
@@ -21,10 +21,8 @@ from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
 from shared.topics import PAYMENTS
 
-CONSUMER_GROUP = "registration"
 
-
-def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
+def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context, *, group_id: str) -> None:
     async def issued(received: ReceivedEvent) -> None:
         e = received.event
         await handlers.note_bill(
@@ -61,7 +59,7 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
         await handlers.note_bill(ctx, e.registration_ids, bill_id=e.bill_id, status="cancelled")
 
     runtime.add_consumer(
-        group_id=CONSUMER_GROUP,
+        group_id=group_id,
         topics=[PAYMENTS],
         handlers={
             ControlNumberIssued: issued,

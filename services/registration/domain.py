@@ -85,7 +85,10 @@ Cadre = Literal[
 AccessibilityNeed = Literal["sign_language_interpreter", "braille", "wheelchair_access", "other"]
 EventState = Literal["draft", "published", "closed", "cancelled"]
 Language = Literal["sw", "en"]
-RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
+# pending_payment (issue 14): a paid category's registration holding its seat until paid.
+RegistrationStatus = Literal[
+    "confirmed", "waitlisted", "pending_approval", "rejected", "cancelled", "pending_payment"
+]
 
 # Text fields refuse control characters (a NUL would reach the exports raw); whatever can
 # reach an email header, a calendar entry or a CSV header is one line (shared.text).
@@ -624,6 +627,9 @@ class EventSpec(BaseModel):
         description="Participant categories; the five default cadres (free) when left out",
     )
     questions: list[Question] = Field(default_factory=list, max_length=50)
+    # Payments (issue 14): how long the bill of a paid category runs, in days (7 when
+    # left out); never past the event's start.
+    payment_days: float | None = Field(default=None, gt=0, le=365)
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
     @classmethod
@@ -920,6 +926,8 @@ class Event(Aggregate):
     admitted_cadres: list[str] = field(default_factory=list)
     state: str = "draft"
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    # Payments (issue 14): the bill lifetime of a paid category (days; None: 7).
+    payment_days: float | None = None
     questions: list[Question] = field(default_factory=list)
     seats_taken: int = 0
     waitlist_seq: int = 0
