@@ -254,7 +254,7 @@ async def test_a_bad_signature_is_refused_with_7303_and_changes_nothing(pay: Pay
         unchanged = await get_bill(pay, bill["id"])
         assert unchanged["payments"] == [] and unchanged["status"] == "issued"
         assert (await own_status(pay, reg))["status"] == "pending_payment"
-        line = next(l for l in pay.payments.logs().splitlines() if "gepg_callback_refused" in l)
+        line = next(x for x in pay.payments.logs().splitlines() if "gepg_callback_refused" in x)
         assert reg["body"]["email"] not in line and "Payer" not in line
     finally:
         await controls(pay, bad_signature=False)
