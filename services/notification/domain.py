@@ -862,6 +862,7 @@ def institution_sign_in_intents(received: ReceivedEvent) -> list[Intent]:
         Intent("email", contact.email, INSTITUTION_SIGN_IN, language_of(contact.language), context)
     ]
 
+
 # --------------------------------------------------------------------------- payments (issue 14)
 # The payers' notices of payments.notices.v1: the control number to pay with, a reminder
 # before the bill expires, a receipt for each payment.

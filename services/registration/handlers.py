@@ -1826,6 +1826,7 @@ async def replace_nomination(
     )
     return registered
 
+
 # -- payments (issue 14) ---------------------------------------------------------------------
 # payments.v1 tells what became of a pending_payment registration's bill: its control
 # number and payments are noted (the /my page shows them); paid → confirmed with the

@@ -1727,9 +1727,25 @@ def _nominee_view(
         "status": registration.status,
         "status_label": statuses.get(registration.status, registration.status),
         "active": registration.is_active,
-        # Filled by the payments service's data once bills exist (issue 14).
-        "payment": None,
+        # What payments.v1 told of this nominee's bill (issue 14): a line of text.
+        "payment": _payment_line(registration, language),
     }
+
+
+def _payment_line(registration: Any, language: str) -> str | None:
+    """The nominee's bill in one line: control number, paid or still due."""
+    view = _payment_view(registration, language)
+    if view is None:
+        return None
+    labels = view["labels"]
+    parts = []
+    if view["control_number"]:
+        parts.append(f"{labels['control_number']} {view['control_number']}")
+    if view["status"]:
+        parts.append(view["status"])
+    if view["amount_due"] and registration.status == "pending_payment":
+        parts.append(f"{labels['amount_due']}: {view['amount_due']}")
+    return "; ".join(parts) or labels["waiting"]
 
 
 async def _open_events(request: Request) -> list[Event]:
