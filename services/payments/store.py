@@ -22,6 +22,7 @@ from services.payments.domain import (
     KnownPayment,
     Payment,
     Reconciliation,
+    bill_id_for,
     invoice_number,
 )
 from shared import outbox
@@ -202,7 +203,14 @@ class MongoPaymentsStore:
         return None if doc is None else _bill(doc)
 
     async def bills_of_registration(self, registration_id: str) -> list[Bill]:
-        docs = await self.bills.find({"registration_ids": registration_id}).to_list()
+        # By _id first: a registration's own bill id is derived from it (the hot path,
+        # and the embedded stand-in does not match array elements reliably); then any
+        # bill listing it among others (a group bill, on MongoDB).
+        own = await self.bills.find_one({"_id": bill_id_for(registration_id)})
+        docs = [own] if own else []
+        for doc in await self.bills.find({"registration_ids": registration_id}).to_list():
+            if own is None or doc["_id"] != own["_id"]:
+                docs.append(doc)
         return [_bill(d) for d in docs]
 
     async def bills_to_submit(self, *, now: float, limit: int) -> list[str]:
