@@ -192,7 +192,7 @@ def read_message(body: bytes) -> Message:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise MessageRefused(f"refused: {type(exc).__name__}") from None
-    except SafeET.ParseError:
+    except (SafeET.ParseError, ValueError):
         raise MessageRefused("not well-formed XML") from None
     if root.tag != "Gepg":
         raise MessageRefused("root element is not Gepg")
@@ -202,7 +202,10 @@ def read_message(body: bytes) -> Message:
     if len(inner) != 1 or sig_el is None or not (sig_el.text or "").strip():
         raise MessageRefused("expected one inner element and a gepgSignature")
     tag = inner[0].tag
-    text = body.decode("utf-8", errors="strict")
+    try:
+        text = body.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise MessageRefused("not UTF-8") from None
     start = re.search(rf"<{re.escape(tag)}[\s>/]", text)
     end = text.rfind(f"</{tag}>")
     if start is None or end < 0:

@@ -319,3 +319,32 @@ async def test_the_reconciliation_finds_a_planted_discrepancy(pay: PayStack) -> 
     recorded = await get_bill(pay, bill["id"])
     assert [p["source"] for p in recorded["payments"]] == ["reconciliation"]
     assert unique_id()
+
+
+async def test_a_registration_cancelled_before_paying_cancels_its_bill(pay: PayStack) -> None:
+    event_id = await new_event(pay)
+    reg = await register(pay, event_id)
+    bill = await bill_of(pay, event_id)
+    async with httpx.AsyncClient(base_url=pay.registration.url, timeout=20) as c:
+        r = await c.post(
+            f"/api/v1/registrations/{reg['reference']}/cancel",
+            headers={"X-Manage-Token": reg["manage_token"]},
+        )
+        assert r.status_code == 200, r.text
+
+    async def cancelled() -> bool:
+        return (await get_bill(pay, bill["id"]))["status"] == "cancelled"
+
+    await wait_until(cancelled, timeout=60, message="the bill cancelled with its registration")
+    async with httpx.AsyncClient(base_url=pay.gepg_url, timeout=20) as c:
+
+        async def told() -> bool:
+            at_gepg = (await c.get("/api/v1/bills")).json()
+            return any(b["bill_id"] == bill["id"] and b["cancelled"] for b in at_gepg)
+
+        await wait_until(told, timeout=60, message="GePG told of the cancellation")
+        refused = await c.post(
+            "/api/v1/payments",
+            json={"control_number": bill["control_number"], "amount": FEE, "channel": "MOBILE"},
+        )
+    assert refused.status_code == 409

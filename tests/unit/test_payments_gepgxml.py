@@ -152,3 +152,12 @@ def test_adapter_reads_a_control_number_and_writes_a_bill_submission(keys, gatew
     assert gx.text_of(trx, "BillPayOpt") == "2"
     assert gx.text_of(trx, "BillExprDt") == "2026-12-08T11:00:00"
     assert message.verified_by(keys.sp.certificate)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\xff\xfe<Gepg/>", b"<Gepg></Gepg>", b"<Other/>", b"<Gepg><a/><b/></Gepg>", b"x" * 10],
+)
+def test_anything_else_is_refused_never_an_error(body):
+    with pytest.raises(gx.MessageRefused):
+        gx.read_message(body)
