@@ -310,6 +310,40 @@ async def receipt_pdf(
     )
 
 
+class PayerBody(BaseModel):
+    full_name: str = Field(min_length=2, max_length=200)
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str = Field(min_length=9, max_length=16, pattern=r"^\+?[0-9]{9,15}$")
+    institution: str = Field(min_length=2, max_length=200)
+    language: Language = "sw"
+
+
+class GroupBillRequest(BaseModel):
+    event_id: str = Field(min_length=1, max_length=100)
+    institution_code: str = Field(min_length=1, max_length=32)
+    payer: PayerBody = Field(description="The institution's contact person who pays.")
+
+
+@router.post(
+    "/group-bills",
+    status_code=201,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 409, 422),
+)
+async def open_group_bill(
+    body: GroupBillRequest, request: Request, principal: Organiser
+) -> BillView:
+    """One bill for an institution's nominees of an event (one line each), replacing
+    their unpaid bills; paid, it confirms them all."""
+    from shared.contracts.registration import ParticipantContact
+
+    payer = ParticipantContact(**body.payer.model_dump())
+    bill = await handlers.open_group_bill(
+        _ctx(request), body.event_id, body.institution_code, payer
+    )
+    return bill_view(bill, principal)
+
+
 class ReconcileRequest(BaseModel):
     day: date = Field(description="The day (Tanzanian date) to ask GePG's report of.")
 

@@ -440,3 +440,61 @@ def totals(bills: list[Bill]) -> dict[str, Any]:
         "by_status": by_status,
         "by_category": by_category,
     }
+
+
+# --------------------------------------------------------------------------- group bills
+
+
+def group_bill_id(event_id: str, institution_code: str, registration_ids: list[str]) -> str:
+    import uuid
+
+    from services.payments.domain import BILL_NAMESPACE
+
+    key = f"group:{event_id}:{institution_code}:{','.join(sorted(registration_ids))}"
+    return str(uuid.uuid5(BILL_NAMESPACE, key))
+
+
+async def open_group_bill(ctx: Context, event_id: str, institution_code: str, payer: Any) -> Bill:
+    """One bill for an institution's nominees (one line each): their open, unpaid bills
+    of the event are cancelled (GePG told) and replaced by it. ``payer``: the contact
+    person who pays (``ParticipantContact``). Asking again for the same nominees gives
+    the same bill."""
+    now = ctx.clock()
+    found = await ctx.store.list_bills(event_id=event_id, institution_code=institution_code)
+    bills = [
+        b
+        for b in found
+        if b.status in ("submitting", "issued") and not b.payments and len(b.lines) == 1
+    ]
+    groups = [b for b in found if b.status in ("submitting", "issued") and len(b.lines) > 1]
+    if not bills and groups:
+        return groups[0]  # asked again: the institution's open group bill
+    if not bills:
+        raise DomainError(
+            "nothing_to_bill",
+            "No unpaid bill of this institution's nominees for this event",
+            field="institution_code",
+        )
+    lines = [line for b in bills for line in b.lines]
+    bill_id = group_bill_id(event_id, institution_code, [line.registration_id for line in lines])
+    existing = await ctx.store.get_bill(bill_id)
+    if existing is not None:
+        return existing
+    group = Bill.open(
+        bill_id=bill_id,
+        event=bills[0].event,
+        lines=lines,
+        payer=payer,
+        pay_option=ctx.settings.pay_option,
+        expires_at=min(b.expires_at for b in bills),
+        now=now,
+        institution_code=institution_code,
+    )
+    if not await ctx.store.insert_bill(group):
+        found = await ctx.store.get_bill(bill_id)
+        assert found is not None
+        return found
+    for b in bills:
+        await _change(ctx, b.id, lambda x: x.cancel(now, "grouped"))
+    log.info("group_bill_created", bill_id=bill_id, lines=len(lines), amount_tzs=group.amount_tzs)
+    return group

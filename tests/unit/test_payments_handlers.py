@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
@@ -157,3 +158,19 @@ async def test_totals_for_organisers(ctx):
     summary = handlers.totals(await handlers.list_bills(ctx, event_id="ev-1"))
     assert summary["collected_tzs"] == 100_000 and summary["outstanding_tzs"] == 300_000
     assert SimpleNamespace(**summary).by_status == {"issued": 1}
+
+
+async def test_a_group_bill_replaces_the_nominees_bills_and_pays_for_all(ctx):
+    for rid in ("n1", "n2", "n3"):
+        n = notice(rid).model_copy(update={"institution_code": "EGA"})
+        await handlers.open_bill_for_registration(ctx, n)
+    group = await handlers.open_group_bill(ctx, "ev-1", "EGA", payer())
+    assert group.amount_tzs == 3 * 400_000 and sorted(group.registration_ids) == ["n1", "n2", "n3"]
+    assert (await handlers.open_group_bill(ctx, "ev-1", "EGA", payer())).id == group.id
+    singles = [b for b in ctx.store.bills.values() if len(b.lines) == 1]
+    assert {b.status for b in singles} == {"cancelled"}
+    await handlers.apply_control_number(ctx, ControlNumberCallback(group.id, "99777", "7101"))
+    paid = reported("G1", 1_200_000)
+    await handlers.apply_payment(ctx, PaymentCallback(replace(paid, bill_id=group.id)))
+    [bill_paid] = [e for e in ctx.store.events if isinstance(e, BillPaid)]
+    assert sorted(bill_paid.registration_ids) == ["n1", "n2", "n3"]
