@@ -348,3 +348,42 @@ async def test_a_registration_cancelled_before_paying_cancels_its_bill(pay: PayS
             json={"control_number": bill["control_number"], "amount": FEE, "channel": "MOBILE"},
         )
     assert refused.status_code == 409
+
+
+async def test_the_participant_sees_the_control_number_on_the_self_service_page(
+    pay: PayStack,
+) -> None:
+    import re
+
+    from tests.axe import axe_violations
+    from tests.browser import chromium_page
+
+    event_id = await new_event(pay)
+    reg = await register(pay, event_id)
+    bill = await bill_of(pay, event_id)
+
+    async def noted() -> bool:
+        return (await own_status(pay, reg)).get("payment", {}).get("control_number") == bill[
+            "control_number"
+        ]
+
+    await wait_until(noted, timeout=60, message="registration noted the control number")
+    base = pay.registration.url
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:  # no JavaScript
+        start = await client.get("/my?lang=en")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', start.text).group(1)
+        opened = await client.post(
+            "/my?lang=en",
+            data={"reference": reg["reference"], "token": reg["manage_token"], "csrf": csrf},
+        )
+        assert opened.status_code == 303, opened.text
+        path = opened.headers["location"].split("?")[0]
+        page_en = await client.get(f"{path}?lang=en")
+        page_sw = await client.get(f"{path}?lang=sw")
+    assert bill["control_number"] in page_en.text and "TZS 400,000" in page_en.text
+    assert "Awaiting payment" in page_en.text and "Inasubiri malipo" in page_sw.text
+    async with chromium_page(width=390, height=844) as page:
+        for lang in ("sw", "en"):
+            await page.goto(f"{base}{path}?lang={lang}")
+            assert await page.locator("#control-number").inner_text() == bill["control_number"]
+            assert await axe_violations(page) == [], f"payment on /my ({lang})"
