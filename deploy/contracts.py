@@ -27,7 +27,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS = REPO / "docs" / "contracts"
-SERVICES = ("registration", "notification", "resolutions", "webhooks")
+SERVICES = ("registration", "notification", "resolutions", "webhooks", "payments")
 NORMALISED_SERVER = {"host": "kafka:9092", "protocol": "kafka"}
 
 

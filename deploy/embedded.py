@@ -28,17 +28,25 @@ from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-SERVICES: tuple[str, ...] = ("registration", "notification", "resolutions", "webhooks")
+SERVICES: tuple[str, ...] = (
+    "registration",
+    "notification",
+    "resolutions",
+    "webhooks",
+    "payments",
+)
 DEFAULT_HTTP_PORTS: dict[str, int] = {
     "registration": 8001,
     "notification": 8002,
     "resolutions": 8003,
     "webhooks": 8006,
+    "payments": 8004,
 }
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_MONGO_PORT = 27017
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_SMS_PORT = 1026
+DEFAULT_GEPG_SIM_PORT = 1027
 SMTP_FROM = "Mkutano <no-reply@mkutano.ega.go.tz>"
 LOCALHOST = "127.0.0.1"
 
@@ -449,6 +457,41 @@ def sms_capture(
         ready_timeout=20,
         stop_timeout=5,
     )
+
+
+def gepg_simulator(
+    port: int,
+    keys_dir: Path,
+    *,
+    callback_url: str,
+    log_path: Path,
+    host: str = LOCALHOST,
+    control_number_delay_s: float = 0.5,
+    retry_s: float = 1.0,
+) -> Process:
+    """The GePG simulator (``deploy.gepgsim``): bills, control numbers, payments by
+    callback; its keypair and the provider's certificate in ``keys_dir``."""
+    argv = [sys.executable, "-m", "deploy.gepgsim", "--host", host, "--port", str(port),
+            "--keys-dir", str(keys_dir), "--callback-url", callback_url,
+            "--control-number-delay", str(control_number_delay_s), "--retry", str(retry_s)]  # fmt: skip
+    return Process(
+        "gepg",
+        argv,
+        log_path=log_path,
+        env=child_environ(),
+        ready=lambda: http_ok(f"http://{host}:{port}/health"),
+        ready_timeout=20,
+        stop_timeout=5,
+    )
+
+
+def gepg_env(keys_dir: Path, sim_port: int = DEFAULT_GEPG_SIM_PORT) -> dict[str, str]:
+    """The payments service's GePG settings for the simulator (``service_env`` overrides)."""
+    return {
+        "PAYMENTS_GEPG_URL": f"http://{LOCALHOST}:{sim_port}",
+        "PAYMENTS_GEPG_KEY_FILE": str(Path(keys_dir) / "sp.p12"),
+        "PAYMENTS_GEPG_CERTIFICATE_FILE": str(Path(keys_dir) / "gepg.crt"),
+    }
 
 
 def service(

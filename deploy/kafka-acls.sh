@@ -30,6 +30,12 @@
 #   NOTIFICATION_PRINCIPAL [User:mkutano-notification]   NOTIFICATION_GROUP [notification]
 #   RESOLUTIONS_PRINCIPAL  [User:mkutano-resolutions]
 #   WEBHOOKS_PRINCIPAL     [User:mkutano-webhooks]       WEBHOOKS_GROUP [webhooks]
+#   PAYMENTS_PRINCIPAL     [User:mkutano-payments]       PAYMENTS_GROUP [payments]
+#
+# Payments (issue 14): payments.notices.v1 (payers' names, emails, phones, control
+# numbers) is written by the payments service only and read by notification's group only;
+# the payments group also reads registration.notices.v1 (a GePG bill needs the payer's
+# name, phone and email) and registration.v1 (PersonalDataErased).
 set -euo pipefail
 
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-kafka:9092}"
@@ -40,11 +46,14 @@ NOTIFICATION_GROUP="${NOTIFICATION_GROUP:-notification}"
 RESOLUTIONS="${RESOLUTIONS_PRINCIPAL:-User:mkutano-resolutions}"
 WEBHOOKS="${WEBHOOKS_PRINCIPAL:-User:mkutano-webhooks}"
 WEBHOOKS_GROUP="${WEBHOOKS_GROUP:-webhooks}"
+PAYMENTS="${PAYMENTS_PRINCIPAL:-User:mkutano-payments}"
+PAYMENTS_GROUP="${PAYMENTS_GROUP:-payments}"
 
 # Topic names: shared/topics.py.
-PUBLIC_TOPICS=(registration.v1 resolutions.v1 notification.v1)
+PUBLIC_TOPICS=(registration.v1 resolutions.v1 notification.v1 payments.v1)
 REGISTRATION_NOTICES=registration.notices.v1
 RESOLUTIONS_NOTICES=resolutions.notices.v1
+PAYMENTS_NOTICES=payments.notices.v1
 
 DRY_RUN=0
 
@@ -85,12 +94,19 @@ services() {
   # acts on; its own stream; its DLQ (which may hold a failed notice: nobody else reads it).
   consumer "$NOTIFICATION" "$NOTIFICATION_GROUP" "$REGISTRATION_NOTICES" "$RESOLUTIONS_NOTICES" \
     registration.v1 resolutions.v1
+  consumer "$NOTIFICATION" "$NOTIFICATION_GROUP" "$PAYMENTS_NOTICES"
   producer "$NOTIFICATION" notification.v1 notification.dlq
   # resolutions: its public stream, the private notices (the only writer), its DLQ.
   producer "$RESOLUTIONS" resolutions.v1 "$RESOLUTIONS_NOTICES" resolutions.dlq
   # webhooks: a subscriber of the public streams, like any e-GA system; its DLQ.
   consumer "$WEBHOOKS" "$WEBHOOKS_GROUP" "${PUBLIC_TOPICS[@]}"
   producer "$WEBHOOKS" webhooks.dlq
+  # payments: its public stream, the payers' notices (the only writer), its DLQ; it reads
+  # the registration notices (the payer's contact for the GePG bill) in its own group.
+  producer "$PAYMENTS" payments.v1 "$PAYMENTS_NOTICES" payments.dlq
+  consumer "$PAYMENTS" "$PAYMENTS_GROUP" "$REGISTRATION_NOTICES" registration.v1
+  # registration reads payments.v1 (paid: confirmed; expired: cancelled, seat released).
+  consumer "$REGISTRATION" registration "payments.v1"
 }
 
 subscriber() {

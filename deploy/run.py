@@ -44,6 +44,7 @@ def read_ports() -> dict[str, int]:
         "MONGO_PORT": embedded.DEFAULT_MONGO_PORT,
         "SMTP_PORT": embedded.DEFAULT_SMTP_PORT,
         "SMS_PORT": embedded.DEFAULT_SMS_PORT,
+        "GEPG_SIM_PORT": embedded.DEFAULT_GEPG_SIM_PORT,
         **{f"{n.upper()}_HTTP_PORT": p for n, p in embedded.DEFAULT_HTTP_PORTS.items()},
     }
     ports: dict[str, int] = {}
@@ -158,6 +159,7 @@ def banner(ports: dict[str, int], admin_key: str, key_path: Path) -> str:
         f"  MongoDB       mongodb://{LOCALHOST}:{ports['MONGO_PORT']}  (data in {DATA_DIR / 'mongo'})",
         f"  SMTP capture  {LOCALHOST}:{ports['SMTP_PORT']}  -> mail lands in {DATA_DIR / 'mail'}",
         f"  SMS gateway   http://{LOCALHOST}:{ports['SMS_PORT']}/sms  -> SMS land in {DATA_DIR / 'sms'}",
+        f"  GePG sim      http://{LOCALHOST}:{ports['GEPG_SIM_PORT']}/  (pay a control number; docs/payments.md)",
         f"  Logs          {DATA_DIR / 'logs'}",
         f"  Admin key     {admin_key}  (also in {key_path})",
         "Press Ctrl-C to stop.",
@@ -205,6 +207,20 @@ def main() -> int:
         stack.start_server(
             embedded.sms_capture(ports["SMS_PORT"], DATA_DIR / "sms", log_path=logs / "sms.log")
         )
+        # The GePG simulator: its keypair and the payments service's, under .data/gepg/.
+        from services.payments.gepgxml import generate_dev_keys
+
+        for side in ("sp", "gepg"):
+            generate_dev_keys(DATA_DIR / "gepg", side)
+        payments_port = ports["PAYMENTS_HTTP_PORT"]
+        stack.start_server(
+            embedded.gepg_simulator(
+                ports["GEPG_SIM_PORT"],
+                DATA_DIR / "gepg",
+                callback_url=f"http://{LOCALHOST}:{payments_port}/api/v1/gepg/callback",
+                log_path=logs / "gepg.log",
+            )
+        )
         # Imported here: shared/ is optional for `--help`-style failures above.
         from shared.topics import ensure_topics
 
@@ -221,6 +237,7 @@ def main() -> int:
             mkutano_env="dev",
             seed_demo=True,
             log_format="console",
+            overrides=embedded.gepg_env(DATA_DIR / "gepg", ports["GEPG_SIM_PORT"]),
         )
         print("starting the services ...", flush=True)
         stack.start_services(env)

@@ -37,9 +37,13 @@ RESOLUTIONS = "resolutions.v1"
 REGISTRATION_NOTICES = "registration.notices.v1"
 # Private: resolutions -> notification only (the focal persons' names, emails, phones).
 RESOLUTIONS_NOTICES = "resolutions.notices.v1"
+# Payments (issue 14): bills, control numbers, payments, reconciliation (key = bill id).
+PAYMENTS = "payments.v1"
+# Private: payments -> notification only (the payer's contact: control numbers, receipts).
+PAYMENTS_NOTICES = "payments.notices.v1"
 
-PUBLIC_STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION)
-PRIVATE_STREAMS = (REGISTRATION_NOTICES, RESOLUTIONS_NOTICES)
+PUBLIC_STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION, PAYMENTS)
+PRIVATE_STREAMS = (REGISTRATION_NOTICES, RESOLUTIONS_NOTICES, PAYMENTS_NOTICES)
 
 
 def dead_letter_topic(service: str) -> str:
@@ -82,6 +86,9 @@ def all_topics(
         (dead_letter_topic("notification"), 1),
         (dead_letter_topic("resolutions"), 1),
         (dead_letter_topic("webhooks"), 1),
+        (PAYMENTS, 3),
+        (PAYMENTS_NOTICES, 3),
+        (dead_letter_topic("payments"), 1),
     ]
     retention_ms = int(retention_days * DAY_MS)
     private_ms = min(retention_ms, int(private_retention_days * DAY_MS))

@@ -17,6 +17,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from services.notification import handlers
+from shared.contracts.payments_notices import (
+    ControlNumberNotice,
+    PaymentReceiptNotice,
+    PaymentReminderNotice,
+)
 from shared.contracts.registration import (
     ConfirmationResendRequested,
     EventCancelled,
@@ -43,6 +48,7 @@ from shared.contracts.registration_notices import (
     ParticipantWaitlistedNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
+    RegistrationPaidNotice,
     RegistrationRejectedNotice,
     RegistrationUpdatedNotice,
     WaitlistPromotedNotice,
@@ -56,7 +62,13 @@ from shared.contracts.resolutions_notices import (
 )
 from shared.envelope import ReceivedEvent
 from shared.runtime import ServiceRuntime
-from shared.topics import REGISTRATION, REGISTRATION_NOTICES, RESOLUTIONS, RESOLUTIONS_NOTICES
+from shared.topics import (
+    PAYMENTS_NOTICES,
+    REGISTRATION,
+    REGISTRATION_NOTICES,
+    RESOLUTIONS,
+    RESOLUTIONS_NOTICES,
+)
 
 NOTICES = (
     ParticipantRegisteredNotice,
@@ -68,6 +80,7 @@ NOTICES = (
     RegistrationCancelledNotice,
     ParticipantCheckedInNotice,
     ConfirmationResendRequestedNotice,
+    RegistrationPaidNotice,  # payments (issue 14): paid, confirmed with the ticket
 )
 # Certificates and evaluation (issue 16).
 NOTICES = (*NOTICES, CertificateIssuedNotice, EvaluationInvitedNotice)
@@ -96,6 +109,9 @@ RESOLUTION_EVENTS = (
     ResolutionCompleted,
 )
 
+# The payers' notices of payments.notices.v1 (issue 14).
+PAYMENT_NOTICES = (ControlNumberNotice, PaymentReminderNotice, PaymentReceiptNotice)
+
 
 def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     """The notification consumer group on the notices, ``registration.v1`` and
@@ -118,9 +134,18 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     # institutions (issue 13 B): a contact person's sign-in link
     table[InstitutionSignInRequested] = bind(handlers.record_institution_sign_in)
     table[InstitutionContactErased] = bind(handlers.erase_institution_contact)
+    # Payments (issue 14): the payers' notices.
+    for cls in PAYMENT_NOTICES:
+        table[cls] = bind(handlers.record_payment_notice)
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
-        topics=[REGISTRATION_NOTICES, RESOLUTIONS_NOTICES, REGISTRATION, RESOLUTIONS],
+        topics=[
+            REGISTRATION_NOTICES,
+            RESOLUTIONS_NOTICES,
+            REGISTRATION,
+            RESOLUTIONS,
+            PAYMENTS_NOTICES,
+        ],
         handlers=table,
         description="Records the emails and SMS each registration and resolution event calls "
         "for; keeps the participants' contact projection and the events' reminder schedule.",

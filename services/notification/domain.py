@@ -16,6 +16,11 @@ from typing import Any, Literal, NamedTuple
 
 from shared.aggregate import Aggregate
 from shared.contracts.notification import NotificationFailed, NotificationSent
+from shared.contracts.payments_notices import (
+    ControlNumberNotice,
+    PaymentReceiptNotice,
+    PaymentReminderNotice,
+)
 from shared.contracts.registration import (
     ConfirmationResendRequested,
     ParticipantCheckedIn,
@@ -36,6 +41,7 @@ from shared.contracts.registration_notices import (
     ParticipantWaitlistedNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
+    RegistrationPaidNotice,
     RegistrationRejectedNotice,
     RegistrationUpdatedNotice,
     WaitlistPromotedNotice,
@@ -162,6 +168,10 @@ def registration_context(event: Any) -> dict[str, Any]:
 
 def template_for(event: Any) -> str | None:
     """The template a registration event calls for, or None for no message."""
+    if isinstance(event, RegistrationPaidNotice):
+        return "confirmation"  # paid: the usual confirmation, with the ticket (issue 14)
+    if getattr(event, "status", None) == "pending_payment":
+        return None  # the payer's control-number message says it (payments.notices.v1)
     if isinstance(event, REGISTERED_EVENTS):
         return TEMPLATE_FOR_STATUS.get(event.status)
     return TEMPLATE_FOR_EVENT.get(type(event))
@@ -851,3 +861,44 @@ def institution_sign_in_intents(received: ReceivedEvent) -> list[Intent]:
     return [
         Intent("email", contact.email, INSTITUTION_SIGN_IN, language_of(contact.language), context)
     ]
+
+
+# --------------------------------------------------------------------------- payments (issue 14)
+# The payers' notices of payments.notices.v1: the control number to pay with, a reminder
+# before the bill expires, a receipt for each payment.
+TEMPLATE_FOR_PAYMENT_NOTICE: dict[type, str] = {
+    ControlNumberNotice: "payment_control_number",
+    PaymentReminderNotice: "payment_reminder",
+    PaymentReceiptNotice: "payment_receipt",
+}
+
+
+def payment_intents(received: ReceivedEvent, *, sms_enabled: bool) -> list[Intent]:
+    """The email and SMS a payer's notice calls for, in the payer's language."""
+    notice = received.event
+    template = TEMPLATE_FOR_PAYMENT_NOTICE.get(type(notice))
+    if template is None:
+        return []
+    payment = notice.model_dump(
+        mode="json", exclude={"event", "payer", "reference", "registration_id"}
+    )
+    context = {
+        "participant": notice.payer.model_dump(mode="json"),
+        "reference": notice.reference,
+        "registration_id": notice.registration_id,
+        "status": "pending_payment",
+        "event": notice.event.model_dump(mode="json"),
+        "payment": payment,
+        "self_service_url": None,
+    }
+    language = language_of(notice.payer.language)
+    intents = [
+        Intent("email", notice.payer.email, template, language, context,
+               registration_id=notice.registration_id)
+    ]  # fmt: skip
+    if sms_enabled and notice.payer.phone:
+        intents.append(
+            Intent("sms", notice.payer.phone, template, language, context,
+                   registration_id=notice.registration_id)
+        )  # fmt: skip
+    return intents

@@ -35,6 +35,7 @@ from services.notification.domain import (
     intents_for,
     notification_key,
     participant_intents,
+    payment_intents,
     previous_details,
     resolution_intents,
     starts_in,
@@ -171,6 +172,17 @@ async def erase_institution_contact(ctx: Context, received: ReceivedEvent) -> No
     """InstitutionContactErased: drop the delivery log's copies of the contact person."""
     erased = await ctx.store.erase_recipient(received.event.email, ctx.clock())
     log.info("institution_contact_erased", contact_id=received.event.contact_id, messages=erased)
+
+
+async def record_payment_notice(ctx: Context, received: ReceivedEvent) -> None:
+    """A payer's notice (payments.notices.v1): the control number, a reminder, a receipt."""
+    now = ctx.clock()
+    await ctx.store.add(
+        [
+            new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
+            for i in payment_intents(received, sms_enabled=ctx.sms is not None)
+        ]
+    )
 
 
 async def record_catalogue_event(ctx: Context, received: ReceivedEvent) -> None:

@@ -351,6 +351,11 @@ class RegistrationView(BaseModel):
     ticket: str | None = None
     created_at: str
     updated_at: str
+    # Payments (issue 14): while pending_payment, the fee due and until when; the bill
+    # (control_number, amount_tzs, paid_total_tzs, outstanding_tzs, expires_at, status).
+    amount_due_tzs: int | None = None
+    payment_due_by: str | None = None
+    payment: dict[str, Any] = {}
 
 
 class OrganiserRegistrationView(RegistrationView):

@@ -8,6 +8,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from services.registration import api, demo, handlers, web, workers
+from services.registration.consumers import register_consumers
 from services.registration.domain import (
     INSTITUTION_LINK_PURPOSE,
     LINK_KEY_PURPOSE,
@@ -105,6 +106,8 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
     # Private: contact details and tickets, for the notification service only.
     runtime.publishes(REGISTRATION_NOTICES)
     runtime.app.include_router(api.router)
+    # Payments (issue 14): paid → confirmed; expired → cancelled, seat released.
+    register_consumers(runtime, context, group_id=settings.payments_consumer_group)
     runtime.add_worker(
         "retention",
         functools.partial(

@@ -48,6 +48,7 @@ from shared.contracts.registration import (
     PersonalDataErased,
     RegistrationApprovedV2,
     RegistrationCancelledV2,
+    RegistrationPaid,
     RegistrationRejectedV2,
     RegistrationUpdatedV2,
     WaitlistPromotedV2,
@@ -64,6 +65,7 @@ from shared.contracts.registration_notices import (
     ParticipantWaitlistedNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
+    RegistrationPaidNotice,
     RegistrationRejectedNotice,
     RegistrationUpdatedNotice,
     WaitlistPromotedNotice,
@@ -83,7 +85,10 @@ Cadre = Literal[
 AccessibilityNeed = Literal["sign_language_interpreter", "braille", "wheelchair_access", "other"]
 EventState = Literal["draft", "published", "closed", "cancelled"]
 Language = Literal["sw", "en"]
-RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
+# pending_payment (issue 14): a paid category's registration holding its seat until paid.
+RegistrationStatus = Literal[
+    "confirmed", "waitlisted", "pending_approval", "rejected", "cancelled", "pending_payment"
+]
 
 # Text fields refuse control characters (a NUL would reach the exports raw); whatever can
 # reach an email header, a calendar entry or a CSV header is one line (shared.text).
@@ -622,6 +627,9 @@ class EventSpec(BaseModel):
         description="Participant categories; the five default cadres (free) when left out",
     )
     questions: list[Question] = Field(default_factory=list, max_length=50)
+    # Payments (issue 14): how long the bill of a paid category runs, in days (7 when
+    # left out); never past the event's start.
+    payment_days: float | None = Field(default=None, gt=0, le=365)
 
     @field_validator("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
     @classmethod
@@ -858,7 +866,30 @@ class CheckInRequest(BaseModel):
 
 # -- aggregates ------------------------------------------------------------------------
 
-ACTIVE_STATUSES = ("confirmed", "waitlisted", "pending_approval")
+ACTIVE_STATUSES = ("confirmed", "waitlisted", "pending_approval", "pending_payment")
+# Statuses that hold a seat (and a quota place): confirmed, and pending_payment until the
+# bill is paid or expires (issue 14).
+SEAT_HOLDING = ("confirmed", "pending_payment")
+# How long a bill runs when the event says nothing (never past the event's start).
+DEFAULT_PAYMENT_DAYS = 7
+
+
+def payment_due_by(event: Event, now: datetime, days: float | None = None) -> datetime:
+    """Until when a pending payment holds its seat: ``days`` (the event's
+    ``payment_days``, else 7) from now, never past the event's start."""
+    days = (
+        days if days is not None else getattr(event, "payment_days", None) or DEFAULT_PAYMENT_DAYS
+    )
+    return min(now + timedelta(days=days), event.starts_at)
+
+
+def seat_status(event: Event, category: str) -> str:
+    """The status a registration that got a seat takes: pending_payment in a category
+    with a fee (the seat is held until paid), else confirmed."""
+    found = event.category(category)
+    return "pending_payment" if found is not None and found.fee_tzs > 0 else "confirmed"
+
+
 RESEND_INTERVAL = timedelta(minutes=10)
 
 
@@ -895,6 +926,8 @@ class Event(Aggregate):
     admitted_cadres: list[str] = field(default_factory=list)
     state: str = "draft"
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    # Payments (issue 14): the bill lifetime of a paid category (days; None: 7).
+    payment_days: float | None = None
     questions: list[Question] = field(default_factory=list)
     seats_taken: int = 0
     waitlist_seq: int = 0
@@ -1335,6 +1368,13 @@ class Registration(Aggregate):
     # The last confirmation resent on request: resends are spaced by RESEND_INTERVAL.
     resend_requested_at: str | None = None
     professional_registration_number: str | None = None
+    # Payments (issue 14): while pending_payment, what is due and until when; the bill
+    # as payments.v1 tells it (bill_id, control_number, amount_tzs, paid_total_tzs,
+    # outstanding_tzs, expires_at, status).
+    amount_due_tzs: int | None = None
+    payment_due_by: str | None = None
+    payment: dict[str, Any] = field(default_factory=dict)
+    cancellation_cause: str | None = None
 
     @classmethod
     def register(
@@ -1398,6 +1438,7 @@ class Registration(Aggregate):
             created_us=int(now.timestamp() * 1_000_000),
             updated_at=stamp,
         )
+        due = registration._hold_for_payment(event, status, now)
         registration.record(
             ParticipantRegisteredV2(
                 **registration._public(event, status),
@@ -1410,6 +1451,7 @@ class Registration(Aggregate):
                 **registration._notice(event, status, signer),
                 cadre=registration.cadre,
                 waitlist_position=waitlist_position,
+                **due,
             )
         )
         if status == "waitlisted" and waitlist_position is not None:
@@ -1530,25 +1572,38 @@ class Registration(Aggregate):
         """A seat freed up: the waitlisted participant is confirmed (with a ticket)."""
         if self.status != "waitlisted":
             raise DomainError("not_waitlisted", f"This registration is {self.status}.")
-        self.status = "confirmed"
+        status = seat_status(event, self.category)
+        self.status = status
         self.waitlist_position = None
         self.promoted_at = self.updated_at = iso(now)
-        self.record(WaitlistPromotedV2(**self._public(event, "confirmed"), promoted_at=now))
-        self.record(WaitlistPromotedNotice(**self._notice(event, "confirmed", signer)))
+        due = self._hold_for_payment(event, status, now)
+        self.record(WaitlistPromotedV2(**self._public(event, status), promoted_at=now))
+        self.record(WaitlistPromotedNotice(**self._notice(event, status, signer), **due))
 
-    def cancel(self, event: Event, *, by: str, reason: str | None, now: datetime) -> str:
-        """Cancel; returns the status it had (a confirmed one frees a seat)."""
+    def cancel(
+        self,
+        event: Event,
+        *,
+        by: str,
+        reason: str | None,
+        now: datetime,
+        cause: str | None = None,
+    ) -> str:
+        """Cancel; returns the status it had (a confirmed or pending_payment one frees a
+        seat). ``cause`` ``unpaid``: its bill expired unpaid."""
         self._check_not_closed()
         previous = self.status
         self.status = "cancelled"
         self.waitlist_position = None
         self.cancelled_at = self.updated_at = iso(now)
         self.cancelled_by = by
+        self.cancellation_cause = cause
         self.record(
             RegistrationCancelledV2(
                 **self._public(event, "cancelled"),
                 cancelled_at=now,
                 cancelled_by=by,  # type: ignore[arg-type]
+                cause=cause,  # type: ignore[arg-type]
             )
         )
         self.record(
@@ -1557,9 +1612,46 @@ class Registration(Aggregate):
                 cancelled_at=now,
                 cancelled_by=by,  # type: ignore[arg-type]
                 reason=reason,
+                cause=cause,  # type: ignore[arg-type]
             )
         )
         return previous
+
+    # -- payments (issue 14) -----------------------------------------------------------
+
+    def _hold_for_payment(self, event: Event, status: str, now: datetime) -> dict[str, Any]:
+        """For pending_payment: the fee due and until when (the notice carries both)."""
+        if status != "pending_payment":
+            return {}
+        category = event.category(self.category)
+        due_by = payment_due_by(event, now)
+        self.amount_due_tzs = category.fee_tzs if category else None
+        self.payment_due_by = iso(due_by)
+        return {"amount_due_tzs": self.amount_due_tzs, "payment_due_by": due_by}
+
+    def note_bill(self, **bill: Any) -> bool:
+        """What payments.v1 says of this registration's bill (for the /my page)."""
+        merged = {**self.payment, **{k: v for k, v in bill.items() if v is not None}}
+        if merged == self.payment:
+            return False
+        self.payment = merged
+        return True
+
+    def mark_paid(self, event: Event, signer: TicketSigner, *, bill_id: str, now: datetime) -> bool:
+        """The bill was paid: pending_payment → confirmed, with the ticket. False if the
+        registration is not waiting for payment (a re-delivered BillPaid)."""
+        if self.status != "pending_payment":
+            return False
+        self.status = "confirmed"
+        self.updated_at = iso(now)
+        self.payment = {**self.payment, "status": "paid"}
+        self.record(
+            RegistrationPaid(**self._public(event, "confirmed"), bill_id=bill_id, paid_at=now)
+        )
+        self.record(
+            RegistrationPaidNotice(**self._notice(event, "confirmed", signer), bill_id=bill_id)
+        )
+        return True
 
     def check_approvable(self, event: Event) -> None:
         if self.status != "pending_approval":
@@ -1580,8 +1672,9 @@ class Registration(Aggregate):
     ) -> None:
         """Approve a nomination: confirmed with the seat taken, else waitlisted in line."""
         self.check_approvable(event)
-        status = "confirmed" if seat else "waitlisted"
+        status = seat_status(event, self.category) if seat else "waitlisted"
         position = None if seat else waitlist_position
+        due = self._hold_for_payment(event, status, now)
         self.status = status
         self.waitlist_position = position
         self.approved_at = self.updated_at = iso(now)
@@ -1593,7 +1686,7 @@ class Registration(Aggregate):
         )
         self.record(
             RegistrationApprovedNotice(
-                **self._notice(event, status, signer), waitlist_position=position
+                **self._notice(event, status, signer), waitlist_position=position, **due
             )
         )
         if position is not None:

@@ -35,6 +35,7 @@ from services.registration.domain import (
     LINK_KEY_PURPOSE,
     NOMINATION_CSV_COLUMNS,
     NOMINATION_CSV_REQUIRED,
+    SEAT_HOLDING,
     SESSION_VALIDITY,
     SIGN_IN_VALIDITY,
     VIAS,
@@ -76,6 +77,7 @@ from services.registration.domain import (
     normalise_serial,
     parse_institutions_csv,
     read_csv,
+    seat_status,
     self_service_url,
     tokens_match,
 )
@@ -310,7 +312,8 @@ async def register_participant(
         if via in ("self", "nomination") and event.needs_approval(category):
             status = "pending_approval"
         elif await ctx.store.take_seat(event, category.code):
-            status, seat_taken = "confirmed", True
+            # A category with a fee holds the seat until its bill is paid (issue 14).
+            status, seat_taken = seat_status(event, category.code), True
         elif via == "walk_in":
             raise DomainError(
                 "event_full",
@@ -671,7 +674,7 @@ async def _promote_next(ctx: Context, event: Event) -> str | None:
 async def _recount(ctx: Context, event: Event) -> dict[str, int]:
     """The counters as the registrations say they should be."""
     counts = {"seats_taken": await ctx.store.count_confirmed(event.id)}
-    confirmed = await ctx.store.count_by_category(event.id, ("confirmed",))
+    confirmed = await ctx.store.count_by_category(event.id, SEAT_HOLDING)
     categories = {c.code for c in event.categories}
     for category in {*event.category_taken, *confirmed, *categories}:
         counts[f"category_taken.{category}"] = confirmed.get(category, 0)
@@ -761,7 +764,7 @@ async def cancel_registration(
         lambda r: r.cancel(event, by=by, reason=reason, now=ctx.clock()),
     )
     await _release_choices(ctx, event.id, event.limited_picks(written.answers))
-    if previous == "confirmed":
+    if previous in SEAT_HOLDING:
         # A crash right here leaves the counter one too high: reconcile_seats repairs it.
         await ctx.store.release_seat(event, written.category)
         await promote_waitlisted(ctx, event.id, 1)
@@ -1822,3 +1825,64 @@ async def replace_nomination(
         replacement_id=registered.id,
     )
     return registered
+
+
+# -- payments (issue 14) ---------------------------------------------------------------------
+# payments.v1 tells what became of a pending_payment registration's bill: its control
+# number and payments are noted (the /my page shows them); paid → confirmed with the
+# ticket; expired → cancelled (cause unpaid), the seat released, the first waiting
+# promoted. Each is idempotent: a re-delivered event finds the change made.
+
+
+async def note_bill(ctx: Context, registration_ids: list[str], **bill: Any) -> int:
+    """Keep what payments.v1 says of the bill (no event: nothing to tell anyone)."""
+    noted = 0
+    for registration_id in registration_ids:
+        for _ in range(_ATTEMPTS):
+            registration = await ctx.store.get_registration(registration_id)
+            if registration is None or not registration.note_bill(**bill):
+                break
+            if await _save(ctx, registration):
+                noted += 1
+                break
+    return noted
+
+
+async def registration_paid(ctx: Context, registration_ids: list[str], *, bill_id: str) -> int:
+    confirmed = 0
+    for registration_id in registration_ids:
+        registration = await ctx.store.get_registration(registration_id)
+        if registration is None:
+            continue
+        event = await _event(ctx, registration.event_id)
+        _, done = await _change_registration(
+            ctx,
+            registration_id,
+            lambda r, ev=event: r.mark_paid(ev, ctx.signer, bill_id=bill_id, now=ctx.clock()),
+        )
+        confirmed += bool(done)
+    return confirmed
+
+
+async def bill_expired(ctx: Context, registration_ids: list[str], *, bill_id: str) -> int:
+    """Unpaid by its expiry: cancelled (cause unpaid), the seat to the first waiting."""
+    cancelled = 0
+    for registration_id in registration_ids:
+        registration = await ctx.store.get_registration(registration_id)
+        if registration is None or registration.status != "pending_payment":
+            continue
+        event = await _event(ctx, registration.event_id)
+
+        def cancel(r: Registration, ev: Event = event) -> str | None:
+            if r.status != "pending_payment":
+                return None
+            r.note_bill(status="expired")
+            return r.cancel(ev, by="organiser", reason="unpaid", now=ctx.clock(), cause="unpaid")
+
+        written, previous = await _change_registration(ctx, registration_id, cancel)
+        if previous in SEAT_HOLDING:
+            await _release_choices(ctx, event.id, event.limited_picks(written.answers))
+            await ctx.store.release_seat(event, written.category)
+            await promote_waitlisted(ctx, event.id, 1)
+            cancelled += 1
+    return cancelled

@@ -41,3 +41,5 @@ class RegistrationSettings(ServiceSettings):
     # the latter no more email is sent, and the answer stays the same).
     rate_institution_sign_in_per_address_per_min: int = 10
     rate_institution_sign_in_per_email_per_hour: int = 5
+    # Payments (issue 14): the consumer group that reads payments.v1.
+    payments_consumer_group: str = "registration"

@@ -443,7 +443,8 @@ class MongoRegistrationStore:
 
     async def count_confirmed(self, event_id: str) -> int:
         return await self.registrations.count_documents(
-            {"event_id": event_id, "status": "confirmed"}
+            # pending_payment holds its seat too (issue 14)
+            {"event_id": event_id, "status": {"$in": ["confirmed", "pending_payment"]}}
         )
 
     async def count_by_category(self, event_id: str, statuses: Sequence[str]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -131,6 +131,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "confirmed": "Imethibitishwa",
             "waitlisted": "Kwenye orodha ya kusubiri",
             "pending_approval": "Inasubiri kuidhinishwa",
+            "pending_payment": "Inasubiri malipo",
         },
         "reasons": {
             "required": "Sehemu hii inahitajika.",
@@ -231,6 +232,7 @@ LABELS: dict[str, dict[str, Any]] = {
             "confirmed": "Confirmed",
             "waitlisted": "On the waiting list",
             "pending_approval": "Awaiting approval",
+            "pending_payment": "Awaiting payment",
         },
         "reasons": {
             "required": "This field is required.",
@@ -860,7 +862,62 @@ async def _own_page(
         errors=errors or {},
         notice=notice,
         after=await _after_event(ctx, registration, language),
+        payment=_payment_view(registration, language),
     )
+
+
+# Payments (issue 14): what a participant sees of their bill on the /my page.
+PAYMENT_LABELS = {
+    "sw": {
+        "title": "Malipo",
+        "control_number": "Namba ya malipo",
+        "amount_due": "Kiasi cha kulipa",
+        "pay_by": "Lipa kabla ya",
+        "status": "Hali ya malipo",
+        "waiting": "Namba ya malipo inaandaliwa; utaipokea kwa SMS na barua pepe.",
+        "how": "Lipa kupitia M-Pesa, Tigo Pesa, Airtel Money, HaloPesa au benki "
+        "(Malipo ya Serikali, GePG) ukitumia namba ya malipo.",
+        "statuses": {"issued": "Haijalipwa yote", "paid": "Imelipwa", "expired": "Muda umekwisha",
+                     "cancelled": "Imefutwa"},
+    },
+    "en": {
+        "title": "Payment",
+        "control_number": "Control number",
+        "amount_due": "Amount due",
+        "pay_by": "Pay by",
+        "status": "Payment status",
+        "waiting": "Your control number is being prepared; it comes by SMS and email.",
+        "how": "Pay with M-Pesa, Tigo Pesa, Airtel Money, HaloPesa or a bank "
+        "(Government payments, GePG) using the control number.",
+        "statuses": {"issued": "Not fully paid", "paid": "Paid", "expired": "Expired",
+                     "cancelled": "Cancelled"},
+    },
+}  # fmt: skip
+
+
+def _payment_view(registration: Any, language: str) -> dict[str, Any] | None:
+    payment = getattr(registration, "payment", None) or {}
+    if registration.status != "pending_payment" and not payment:
+        return None
+    labels = PAYMENT_LABELS[language]
+    due = payment.get("outstanding_tzs", registration.amount_due_tzs)
+    expires = payment.get("expires_at") or registration.payment_due_by
+    when = ""
+    if expires:
+        from shared.timeutil import EAT
+
+        when = (
+            datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+            .astimezone(EAT)
+            .strftime("%d/%m/%Y %H:%M")
+        )
+    return {
+        "labels": labels,
+        "control_number": payment.get("control_number"),
+        "amount_due": f"TZS {due:,}" if isinstance(due, int) else None,
+        "pay_by": when,
+        "status": labels["statuses"].get(payment.get("status", ""), None),
+    }
 
 
 async def _open(request: Request, link: str) -> handlers.OwnRegistration | None:
@@ -1670,9 +1727,25 @@ def _nominee_view(
         "status": registration.status,
         "status_label": statuses.get(registration.status, registration.status),
         "active": registration.is_active,
-        # Filled by the payments service's data once bills exist (issue 14).
-        "payment": None,
+        # What payments.v1 told of this nominee's bill (issue 14): a line of text.
+        "payment": _payment_line(registration, language),
     }
+
+
+def _payment_line(registration: Any, language: str) -> str | None:
+    """The nominee's bill in one line: control number, paid or still due."""
+    view = _payment_view(registration, language)
+    if view is None:
+        return None
+    labels = view["labels"]
+    parts = []
+    if view["control_number"]:
+        parts.append(f"{labels['control_number']} {view['control_number']}")
+    if view["status"]:
+        parts.append(view["status"])
+    if view["amount_due"] and registration.status == "pending_payment":
+        parts.append(f"{labels['amount_due']}: {view['amount_due']}")
+    return "; ".join(parts) or labels["waiting"]
 
 
 async def _open_events(request: Request) -> list[Event]:

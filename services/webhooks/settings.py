@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import ServiceSettings
-from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS
+from shared.topics import NOTIFICATION, PAYMENTS, REGISTRATION, RESOLUTIONS
 
 # Svix's schedule: the waits after the first attempt fails (5 s, 5 min, 30 min, 2 h,
 # 5 h, 10 h, 10 h): an endpoint down for a day still gets the event.
@@ -33,9 +33,11 @@ class WebhooksSettings(ServiceSettings):
 
     mongo_db: str = "mkutano_webhooks"
     http_port: int = 8006
-    # The consumer group and the streams it reads (add payments.v1 once it exists).
+    # The consumer group and the public streams it reads.
     consumer_group: str = "webhooks"
-    topics: list[str] = Field(default_factory=lambda: [REGISTRATION, RESOLUTIONS, NOTIFICATION])
+    topics: list[str] = Field(
+        default_factory=lambda: [REGISTRATION, RESOLUTIONS, NOTIFICATION, PAYMENTS]
+    )
     # Waits between attempts (each with +-20 % jitter); after the last, the delivery failed.
     retry_schedule_s: list[float] = Field(default_factory=lambda: list(SVIX_SCHEDULE_S))
     retry_jitter: float = Field(0.2, ge=0, lt=1)

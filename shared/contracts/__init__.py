@@ -5,6 +5,8 @@ Importing this package registers every event type with the envelope.
 
 from shared.contracts import (
     notification,
+    payments,
+    payments_notices,
     registration,
     registration_notices,
     resolutions,
@@ -24,6 +26,8 @@ __all__ = [
     "event_class",
     "json_schemas",
     "notification",
+    "payments",
+    "payments_notices",
     "registration",
     "registration_notices",
     "resolutions",

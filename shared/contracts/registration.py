@@ -28,7 +28,12 @@ from shared.contracts.base import IntegrationEvent, register
 from shared.topics import REGISTRATION
 
 Language = Literal["sw", "en"]
-RegistrationStatus = Literal["confirmed", "waitlisted", "pending_approval", "rejected", "cancelled"]
+# ``pending_payment`` (issue 14): a registration in a paid category, holding its seat
+# until its bill is paid or expires. Added within the version (docs/integrating.md:
+# status values may grow; act on the ones you know).
+RegistrationStatus = Literal[
+    "confirmed", "waitlisted", "pending_approval", "rejected", "cancelled", "pending_payment"
+]
 
 
 class EventDetails(BaseModel):
@@ -242,6 +247,27 @@ class RegistrationCancelledV2(_RegistrationEventV2):
 
     cancelled_at: datetime
     cancelled_by: Literal["participant", "organiser"]
+    # Payments (issue 14): ``unpaid`` when the bill expired unpaid (cancelled_by says
+    # organiser: not the participant's own act).
+    cause: Literal["unpaid"] | None = None
+
+
+# Payments (issue 14): a registration in a paid category was paid for.
+@register
+class RegistrationPaid(IntegrationEvent):
+    """The bill of a ``pending_payment`` registration was paid: it is confirmed."""
+
+    domain = "registration"
+    topic = REGISTRATION
+    aggregate_field = "registration_id"
+
+    registration_id: str
+    reference: str
+    event: EventDetails
+    participant: ParticipantProfile
+    status: RegistrationStatus
+    bill_id: str
+    paid_at: datetime
 
 
 @register

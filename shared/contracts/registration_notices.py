@@ -51,6 +51,10 @@ class ParticipantRegisteredNotice(_ParticipantNotice):
 
     cadre: str
     waitlist_position: int | None = None
+    # Payments (issue 14): while ``pending_payment``, what the payments service bills
+    # (the category's fee, integer TZS) and until when the seat is held.
+    amount_due_tzs: int | None = None
+    payment_due_by: datetime | None = None
 
 
 @register
@@ -64,12 +68,19 @@ class ParticipantWaitlistedNotice(_ParticipantNotice):
 class WaitlistPromotedNotice(_ParticipantNotice):
     """A seat freed up: the waitlisted participant is confirmed (with the ticket)."""
 
+    # Payments (issue 14): promoted into a paid category, the seat is held for payment.
+    amount_due_tzs: int | None = None
+    payment_due_by: datetime | None = None
+
 
 @register
 class RegistrationApprovedNotice(_ParticipantNotice):
     """An organiser approved the nomination: confirmed (with the ticket) or waitlisted."""
 
     waitlist_position: int | None = None
+    # Payments (issue 14): as on ParticipantRegisteredNotice.
+    amount_due_tzs: int | None = None
+    payment_due_by: datetime | None = None
 
 
 @register
@@ -93,6 +104,16 @@ class RegistrationCancelledNotice(_ParticipantNotice):
     cancelled_at: datetime
     cancelled_by: Literal["participant", "organiser"]
     reason: str | None = None
+    # Payments (issue 14): ``unpaid`` when the bill expired unpaid.
+    cause: Literal["unpaid"] | None = None
+
+
+# Payments (issue 14).
+@register
+class RegistrationPaidNotice(_ParticipantNotice):
+    """The registration's bill was paid: confirmed, with the ticket."""
+
+    bill_id: str
 
 
 @register

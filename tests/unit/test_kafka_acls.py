@@ -22,6 +22,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka-acls.sh"
 REGISTRATION = "User:mkutano-registration"
 NOTIFICATION = "User:mkutano-notification"
 RESOLUTIONS = "User:mkutano-resolutions"
+PAYMENTS = "User:mkutano-payments"
 
 
 def grants(*args: str) -> list[tuple[str, frozenset[str], str, str]]:
@@ -51,7 +52,8 @@ def test_only_registration_writes_and_only_notification_reads_the_private_notice
     acls = grants("apply")
     on_private = [(p, ops) for p, ops, kind, name in acls if name == REGISTRATION_NOTICES]
     assert {p for p, ops in on_private if "Write" in ops} == {REGISTRATION}
-    assert {p for p, ops in on_private if "Read" in ops} == {NOTIFICATION}
+    # Payments too (issue 14): a GePG bill needs the payer's name, phone and email.
+    assert {p for p, ops in on_private if "Read" in ops} == {NOTIFICATION, PAYMENTS}
     groups = {(p, name) for p, ops, kind, name in acls if kind == "group" and "Read" in ops}
     assert (NOTIFICATION, "notification") in groups
     assert [p for p, name in groups if name == "notification"] == [NOTIFICATION]
@@ -62,6 +64,15 @@ def test_only_resolutions_writes_and_only_notification_reads_the_focal_persons_n
     on_private = [(p, ops) for p, ops, kind, name in acls if name == RESOLUTIONS_NOTICES]
     assert {p for p, ops in on_private if "Write" in ops} == {RESOLUTIONS}
     assert {p for p, ops in on_private if "Read" in ops} == {NOTIFICATION}
+
+
+def test_only_payments_writes_and_only_notification_reads_the_payers_notices() -> None:
+    acls = grants("apply")
+    on_private = [(p, ops) for p, ops, kind, name in acls if name == "payments.notices.v1"]
+    assert {p for p, ops in on_private if "Write" in ops} == {PAYMENTS}
+    assert {p for p, ops in on_private if "Read" in ops} == {NOTIFICATION}
+    groups = {(p, name) for p, ops, kind, name in acls if kind == "group" and "Read" in ops}
+    assert [p for p, name in groups if name == "payments"] == [PAYMENTS]
 
 
 def test_no_service_reads_a_dead_letter_topic_and_every_topic_has_its_writer() -> None:

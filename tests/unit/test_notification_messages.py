@@ -79,6 +79,23 @@ def context(template: str) -> dict:
         "cpd_hours": 10.5,
         "evaluation_url": f"{LINK}/evaluation",
         "certificate_waits": template == "evaluation_invitation",
+        # Payments (issue 14): the payer's notices.
+        "payment": {
+            "bill_id": "bill-1",
+            "control_number": "991080222529",
+            "amount_tzs": 400000,
+            "currency": "TZS",
+            "outstanding_tzs": 250000,
+            "expires_at": "2025-02-04T14:59:00Z",
+            "receipt_number": "991080222529-1",
+            "paid_tzs": 150000,
+            "paid_total_tzs": 150000,
+            "channel": "MOBILE",
+            "psp_receipt": "PSP1",
+            "paid_at": "2025-01-28T07:30:00Z",
+            "bill_paid": False,
+            "flags": [],
+        },
     }
 
 
@@ -98,6 +115,10 @@ REQUIRED_EMAIL = {
     "announcement",
     "resolution_updated",
     "resolution_completed",
+    # Payments (issue 14).
+    "payment_control_number",
+    "payment_reminder",
+    "payment_receipt",
 }
 
 

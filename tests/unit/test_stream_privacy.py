@@ -92,7 +92,9 @@ def test_the_private_notices_carry_what_notification_needs() -> None:
     notices = [
         c for c in stream_events(REGISTRATION_NOTICES) if c.aggregate_field != "institution_code"
     ]
-    assert len(notices) == 9 + 2  # + issue 16: CertificateIssued, EvaluationInvited
+    assert (
+        len(notices) == 9 + 2 + 1
+    )  # + issue 16: CertificateIssued, EvaluationInvited; + issue 14: RegistrationPaidNotice
     for cls in notices:
         names = property_names(json_schema(cls))
         assert {"ticket", "self_service_url", "email", "phone", "full_name", "language"} <= names

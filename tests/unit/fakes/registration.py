@@ -225,7 +225,8 @@ class FakeRegistrationStore:
         return sum(
             1
             for r in self.registrations.values()
-            if r.event_id == event_id and r.status == "confirmed"
+            # pending_payment holds its seat too (issue 14)
+            if r.event_id == event_id and r.status in ("confirmed", "pending_payment")
         )
 
     async def count_by_category(self, event_id: str, statuses: Sequence[str]) -> dict[str, int]:
