@@ -967,8 +967,9 @@ async def cancel_own_registration(
 )
 async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
     """Record attendance for today from a scanned ticket (registrars), or for an earlier
-    ``day`` of the event (attendance recorded late)."""
-    result = await handlers.check_in(_ctx(request), body.ticket, body.day)
+    ``day`` of the event (attendance recorded late); with ``event_id`` (the event at the
+    door), a ticket of another event is refused (``wrong_event``)."""
+    result = await handlers.check_in(_ctx(request), body.ticket, body.day, event_id=body.event_id)
     registration = result.registration
     return CheckInResult(
         reference=registration.reference,

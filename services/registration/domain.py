@@ -167,9 +167,9 @@ class TicketSigner:
         self._public = self._key.public_key()
 
     def _mac(self, raw_id: bytes) -> bytes:
-        return hmac.new(
-            self._secret, self.HMAC_PREFIX.encode() + raw_id, hashlib.sha256
-        ).digest()[: self._MAC_BYTES]
+        return hmac.new(self._secret, self.HMAC_PREFIX.encode() + raw_id, hashlib.sha256).digest()[
+            : self._MAC_BYTES
+        ]
 
     @staticmethod
     def _encode(data: bytes) -> str:
@@ -896,6 +896,9 @@ class CheckInRequest(BaseModel):
     ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=400)]
     # An earlier day of the event (YYYY-MM-DD, venue time): attendance recorded late.
     day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    # The event the registrar is at (the staff console sends it): a ticket of another
+    # event is refused as ``wrong_event`` instead of checked in.
+    event_id: str | None = Field(None, min_length=1, max_length=64)
 
 
 # -- aggregates ------------------------------------------------------------------------
