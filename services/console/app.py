@@ -179,7 +179,7 @@ class ConsoleApp:
         path = self.settings.dev_admin_password_file
         if not path or self.settings.core.env == "production":
             return
-        password = Path(path).read_text().strip()
+        password = (await asyncio.to_thread(Path(path).read_text)).strip()
         created = await handlers.ensure_account(
             self.context,
             "admin",

@@ -40,7 +40,9 @@ def render_badges(event: dict[str, Any], people: list[dict[str, Any]]) -> bytes:
         pdf.add_page()
         pdf.set_font("Helvetica", "B", 11)
         pdf.set_xy(8, 8)
-        pdf.multi_cell(89, 5, _latin1(event.get("title_sw") or event.get("title_en", "")), align="C")
+        pdf.multi_cell(
+            89, 5, _latin1(event.get("title_sw") or event.get("title_en", "")), align="C"
+        )
         pdf.set_font("Helvetica", "B", 20)
         pdf.set_xy(8, 30)
         pdf.multi_cell(89, 9, _latin1(person["full_name"]), align="C")

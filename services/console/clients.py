@@ -1,6 +1,7 @@
 """Adapters of the console's ports: the services' HTTP APIs (httpx) and the identity
-provider (OpenID Connect with Authlib's OAuth 2 client, PKCE S256; the ID token checked
-with PyJWT against the provider's JWKS)."""
+provider (OpenID Connect authorization code with PKCE S256: Authlib's RFC 7636 and URL
+helpers, the code exchanged over httpx, the ID token checked with PyJWT against the
+provider's JWKS; Authlib's own httpx client is deprecated in 1.8 for httpx2)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import httpx
 import jwt
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from services.console.domain import PendingSignIn
 from services.console.ports import Answer, ServiceUnavailable
@@ -77,34 +79,41 @@ class OidcProvider:
             self._jwks = jwt.PyJWKClient(self._metadata["jwks_uri"], cache_keys=True)
         return self._metadata
 
-    def _client(self, redirect_uri: str) -> AsyncOAuth2Client:
-        return AsyncOAuth2Client(
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            scope=self.scopes,
-            redirect_uri=redirect_uri,
-            code_challenge_method="S256",
-        )
-
     async def authorization_url(self, pending: PendingSignIn, redirect_uri: str) -> str:
         meta = await self.metadata()
-        async with self._client(redirect_uri) as client:
-            url, _ = client.create_authorization_url(
+        return str(
+            add_params_to_uri(
                 meta["authorization_endpoint"],
-                state=pending.state,
-                code_verifier=pending.code_verifier,
-                nonce=pending.nonce,
+                [
+                    ("response_type", "code"),
+                    ("client_id", self.client_id),
+                    ("redirect_uri", redirect_uri),
+                    ("scope", self.scopes),
+                    ("state", pending.state),
+                    ("nonce", pending.nonce),
+                    ("code_challenge", create_s256_code_challenge(pending.code_verifier)),
+                    ("code_challenge_method", "S256"),
+                ],
             )
-        return str(url)
+        )
 
     async def claims_for(
         self, code: str, pending: PendingSignIn, redirect_uri: str
     ) -> dict[str, Any]:
         meta = await self.metadata()
-        async with self._client(redirect_uri) as client:
-            token = await client.fetch_token(
-                meta["token_endpoint"], code=code, code_verifier=pending.code_verifier
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(
+                meta["token_endpoint"],
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                    "code_verifier": pending.code_verifier,
+                },
+                auth=(self.client_id, self.client_secret),
             )
+            answer.raise_for_status()
+            token = answer.json()
         id_token = token.get("id_token")
         if not id_token:
             raise ValueError("the provider returned no ID token")

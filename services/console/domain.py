@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import uuid
@@ -304,7 +305,9 @@ class TokenIssuer:
         raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
         # RFC 7638 thumbprint: the key id.
-        canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % self._jwk["x"]
+        canonical = json.dumps(
+            {"crv": "Ed25519", "kty": "OKP", "x": self._jwk["x"]}, separators=(",", ":")
+        )
         self.kid = _b64(hashlib.sha256(canonical.encode()).digest())
 
     @classmethod

@@ -66,8 +66,10 @@ def _fmt_time(value: str | None) -> str:
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(EAT).strftime(
-            "%Y-%m-%d %H:%M"
+        return (
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+            .astimezone(EAT)
+            .strftime("%Y-%m-%d %H:%M")
         )
     except ValueError:
         return value
@@ -516,9 +518,7 @@ async def decide(event_id: str, reference: str, action: str, request: Request) -
         raise _not_found(request, session)
     message = t["done"] if answer.ok else (answer.body or {}).get("error", {}).get("message", "")
     await handlers.remember(_ctx(request), session, flash=message)
-    return RedirectResponse(
-        f"/events/{event_id}/registrations/{quote(reference)}", status_code=303
-    )
+    return RedirectResponse(f"/events/{event_id}/registrations/{quote(reference)}", status_code=303)
 
 
 # -- announcements ---------------------------------------------------------------------------
@@ -578,7 +578,9 @@ async def announcement_post(event_id: str, request: Request) -> Response:
     }
     if draft["cadre"]:
         body["cadre"] = draft["cadre"]
-    answer = await _call(request, session, "notification", "POST", "/api/v1/announcements", json=body)
+    answer = await _call(
+        request, session, "notification", "POST", "/api/v1/announcements", json=body
+    )
     if not answer.ok:
         fields = (answer.body or {}).get("error", {}).get("fields", []) if answer.body else []
         return render(
@@ -591,7 +593,12 @@ async def announcement_post(event_id: str, request: Request) -> Response:
             channels=channels,
             preview=False,
             errors=fields
-            or [{"field": "subject_sw", "reason": (answer.body or {}).get("error", {}).get("message", "")}],
+            or [
+                {
+                    "field": "subject_sw",
+                    "reason": (answer.body or {}).get("error", {}).get("message", ""),
+                }
+            ],
         )
     return RedirectResponse(
         f"/events/{event_id}/announcements/{answer.body['id']}", status_code=303
@@ -734,10 +741,15 @@ async def door_list_json(event_id: str, request: Request) -> Response:
             "full_name": i["full_name"],
             "institution": i["institution"],
             "checkins": i.get("checkins", {}),
+            # Registrars check in whom they find, offline too: the ticket is what the
+            # registration service checks in.
+            "ticket": i.get("ticket"),
         }
         for i in answer.body["items"]
     ]
-    return JSONResponse({"event_id": event_id, "items": items}, headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"event_id": event_id, "items": items}, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/tickets/public-key.json")
@@ -822,5 +834,7 @@ async def coordinators(request: Request) -> Response:
 async def jsqr() -> Response:
     """The QR decoder of browsers without BarcodeDetector: jsQR from npm, served here."""
     if not JSQR.exists():
-        return Response("/* jsQR is not installed (make deps-node) */", media_type="text/javascript")
+        return Response(
+            "/* jsQR is not installed (make deps-node) */", media_type="text/javascript"
+        )
     return FileResponse(JSQR, media_type="text/javascript")
