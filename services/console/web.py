@@ -105,6 +105,9 @@ def render(
         lang_url=f"{request.url.path}?{urlencode(query)}",
         csrf=session.csrf_token if session else "",
         path=request.url.path,
+        # A meta refresh only when the person asks for it (no JavaScript): a refresh
+        # they did not choose and cannot stop fails WCAG 2.2.1 (axe: meta-refresh).
+        auto_refresh=request.query_params.get("auto") == "1",
         **context,
     )
     return HTMLResponse(html, status_code=status, headers=headers)
@@ -126,6 +129,9 @@ async def _require(request: Request, page: str) -> StaffSession:
     if session is None:
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         raise Refused(RedirectResponse(f"/?next={target}", status_code=303))
+    wanted = request.query_params.get("lang")
+    if wanted in LABELS:  # the language link: kept for this person's next pages
+        await handlers.set_language(_ctx(request), session, wanted)
     if not session.may(page):
         t = LABELS[_lang(request, session)]
         raise Refused(

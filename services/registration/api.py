@@ -1604,7 +1604,7 @@ class DoorList(BaseModel):
 async def door_list(
     event_id: str,
     request: Request,
-    _: Registrar,
+    _: Annotated[Principal, Depends(require_roles("registrar", "organiser"))],
     q: Annotated[str | None, Query(max_length=100, description="Name, reference or phone")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 5000,
 ) -> DoorList:
