@@ -140,8 +140,8 @@
     }).slice(0, 20).forEach(function (p) {
       var li = document.createElement("li"), b = document.createElement("button");
       li.textContent = p.full_name + " · " + p.institution + " · " + p.reference + " ";
-      b.type = "button"; b.textContent = document.querySelector("#found button, #find-form button").textContent;
-      b.setAttribute("aria-label", b.textContent + ": " + p.full_name);
+      b.type = "button"; b.textContent = L.check_in;
+      b.setAttribute("aria-label", L.check_in + ": " + p.full_name);
       b.addEventListener("click", function () { handle(p.ticket); });
       li.appendChild(b); ul.appendChild(li);
     });
