@@ -208,3 +208,7 @@ async def _refused(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: ConsoleSettings | None = None) -> ConsoleApp:
     return ConsoleApp(settings or ConsoleSettings())
+
+
+# The name every service's bootstrap has (deploy/contracts.py builds each one with it).
+create_runtime = create_app
