@@ -405,3 +405,38 @@ async def test_a_person_without_the_role_is_refused_the_page_and_the_api_call(st
             "/api/v1/admin/audit", params={"actor": f"jwt:staff:{registrar}"}, headers=stack.admin
         )
         assert [e["route"] for e in audit.json()] == ["/api/v1/checkins"], audit.text
+
+
+async def test_mkutano_users_create_makes_an_account_that_signs_in(
+    stack, admin_key, tmp_path, monkeypatch
+) -> None:
+    """The CLI creates the account through the console's API; the password is read from a
+    file (never an argument); the person then signs in with the form."""
+    import asyncio
+    import re
+
+    from deploy import cli
+
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    username = f"cli{secrets.token_hex(3)}"
+    monkeypatch.setenv("MKUTANO_ADMIN_KEY", admin_key)
+    argv = ["users", "create", username, "--name", "Zawadi Cli", "--roles", "registrar",
+            "--password-file", str(secret), "--console-url", stack.console.url]  # fmt: skip
+    assert await asyncio.to_thread(cli.main, argv) == cli.EXIT_OK
+    assert await asyncio.to_thread(cli.main, argv) == cli.EXIT_REFUSED  # it exists now
+    async with httpx.AsyncClient(base_url=stack.console.url, timeout=10) as client:
+        page = await client.get("/")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        form = {"csrf_token": token, "username": username, "password": PASSWORD, "next": "/events"}
+        signed = await client.post("/sign-in", data=form)
+        assert signed.status_code == 303 and signed.headers["location"] == "/events"
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+        # Without the form's token (a cross-site post): refused, nothing signed in.
+        client.cookies.clear()
+        await client.get("/")
+        refused = await client.post("/sign-in", data={**form, "csrf_token": "forged"})
+        assert refused.status_code == 403 and "mk_console=" not in refused.headers.get(
+            "set-cookie", ""
+        )
