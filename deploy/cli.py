@@ -575,7 +575,9 @@ def parser() -> argparse.ArgumentParser:
         choices=("admin", "organiser", "registrar", "coordinator", "auditor"),
         help="one or more roles",
     )
-    uc.add_argument("--language", choices=("sw", "en"), default="sw")
+    uc.add_argument(
+        "--language", choices=("sw", "en"), default="sw", help="the console's language for them"
+    )
     uc.add_argument(
         "--totp", action="store_true", help="turn on a TOTP second factor (its URI is shown once)"
     )
