@@ -159,7 +159,9 @@ class Stack:
             proc.stop()
 
 
-def banner(ports: dict[str, int], admin_key: str, key_path: Path) -> str:
+def banner(
+    ports: dict[str, int], admin_key: str, key_path: Path, console_password: str = ""
+) -> str:
     """What a developer needs to use the running stack."""
     lines = ["", "Mkutano is running:"]
     for name in SERVICES:
@@ -174,8 +176,8 @@ def banner(ports: dict[str, int], admin_key: str, key_path: Path) -> str:
         f"  SMS gateway   http://{LOCALHOST}:{ports['SMS_PORT']}/sms  -> SMS land in {DATA_DIR / 'sms'}",
         f"  Logs          {DATA_DIR / 'logs'}",
         f"  Admin key     {admin_key}  (also in {key_path})",
-        f"  Console       http://{LOCALHOST}:{ports['CONSOLE_HTTP_PORT']}/  user admin, password in "
-        f"{DATA_DIR / 'dev-console-password'}",
+        f"  Console       http://{LOCALHOST}:{ports['CONSOLE_HTTP_PORT']}/  user admin, password "
+        f"{console_password}  (also in {DATA_DIR / 'dev-console-password'})",
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -206,7 +208,7 @@ def main() -> int:
     key_path = DATA_DIR / "dev-admin-key"
     admin_key = load_or_create_admin_key(key_path)
     console_password_path = DATA_DIR / "dev-console-password"
-    load_or_create_console_password(console_password_path)
+    console_password = load_or_create_console_password(console_password_path)
 
     signal.signal(signal.SIGTERM, _raise_shutdown)
     stack = Stack(logs)
@@ -243,7 +245,7 @@ def main() -> int:
         )
         print("starting the services ...", flush=True)
         stack.start_services(env)
-        print(banner(ports, admin_key, key_path), flush=True)
+        print(banner(ports, admin_key, key_path, console_password), flush=True)
         while True:
             stack.check_alive()
             time.sleep(0.5)  # supervision poll; Ctrl-C/SIGTERM interrupt it at once

@@ -33,7 +33,7 @@ def _latin1(text: str) -> str:
 
 
 def render_badges(event: dict[str, Any], people: list[dict[str, Any]]) -> bytes:
-    pdf = FPDF(orientation="P", unit="mm", format="A6")  # 105 x 148 mm
+    pdf = FPDF(orientation="P", unit="mm", format=(105, 148))  # A6
     pdf.set_auto_page_break(False)
     pdf.set_title(_latin1(f"{event.get('title_en', '')} badges"))
     for person in people:

@@ -314,3 +314,23 @@ def test_roles_from_claims_keep_mkutano_roles_only() -> None:
 def test_account_create_lowercases_the_username() -> None:
     account = StaffAccount.create("Amina.S", "Amina", ["organiser"], PASSWORD, NOW)
     assert account.id == "amina.s"
+
+
+def test_badges_are_a6_pages_in_the_order_given() -> None:
+    import re
+
+    from services.console.badges import colour_of, render_badges
+
+    people = [
+        {"full_name": n, "institution": "e-GA", "category": c, "reference": f"MK-{i}",
+         "ticket": "MK2" + "A" * 128}
+        for i, (n, c) in enumerate([("Asha", "ict_officer"), ("Baraka", "custom_cat")])
+    ]  # fmt: skip
+    pdf = render_badges({"title_sw": "Mkutano", "title_en": "Conference"}, people)
+    assert pdf.startswith(b"%PDF")
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+    assert re.search(rb"/Count 2\b", pdf)  # one page a person
+    assert boxes and all(
+        abs(float(w) - 297.64) < 1 and abs(float(h) - 419.53) < 1 for w, h in boxes
+    )
+    assert colour_of("ict_officer") != colour_of("custom_cat") == colour_of("custom_cat")
