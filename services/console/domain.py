@@ -45,6 +45,7 @@ PAGE_ROLES: dict[str, tuple[str, ...]] = {
     "decide": ("organiser",),
     "export": ("organiser",),
     "announcements": ("organiser",),
+    "edit_event": ("organiser",),
     "door": ("registrar", "organiser"),
     "badges": ("registrar", "organiser"),
     "coordinators": ("coordinator",),

@@ -527,6 +527,102 @@ async def decide(event_id: str, reference: str, action: str, request: Request) -
     return RedirectResponse(f"/events/{event_id}/registrations/{quote(reference)}", status_code=303)
 
 
+# -- the event editor ------------------------------------------------------------------------
+
+EDITABLE = {
+    "title_sw": "text",
+    "title_en": "text",
+    "venue": "text",
+    "city": "text",
+    "starts_at": "datetime-local",
+    "ends_at": "datetime-local",
+    "registration_opens_at": "datetime-local",
+    "registration_closes_at": "datetime-local",
+    "capacity": "number",
+}
+
+
+def _local(value: str | None) -> str:
+    """An API time as the value of a datetime-local field (venue time)."""
+    if not value:
+        return ""
+    return (
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        .astimezone(EAT)
+        .strftime("%Y-%m-%dT%H:%M")
+    )
+
+
+def _event_values(event: dict[str, Any]) -> dict[str, str]:
+    values = {}
+    for name, kind in EDITABLE.items():
+        raw = event.get(name)
+        values[name] = (
+            _local(raw) if kind == "datetime-local" else ("" if raw is None else str(raw))
+        )
+    values["requires_approval"] = "yes" if event.get("requires_approval") else ""
+    return values
+
+
+@router.get("/events/{event_id}/edit", response_class=HTMLResponse)
+async def event_editor(event_id: str, request: Request) -> Response:
+    session = await _require(request, "edit_event")
+    event = await _event(request, session, event_id)
+    values = _event_values(event)
+    return render(
+        request, "event_edit.html.j2", session, event=event, values=values, changes=[], errors=[]
+    )
+
+
+@router.post("/events/{event_id}/edit", response_class=HTMLResponse)
+async def event_editor_post(event_id: str, request: Request) -> Response:
+    """Preview the changes (old and new side by side), then confirm: nothing is saved
+    before the organiser has seen what changes."""
+    session = await _require(request, "edit_event")
+    form = await _form(request, session)
+    event = await _event(request, session, event_id)
+    before = _event_values(event)
+    after = {name: form.get(name, "").strip() for name in (*EDITABLE, "requires_approval")}
+    changes = [(n, before[n], after[n]) for n in after if after[n] != before[n] and after[n] != ""]
+    if form.get("step") != "save" or not changes:
+        return render(
+            request,
+            "event_edit.html.j2",
+            session,
+            event=event,
+            values=after,
+            changes=changes,
+            errors=[],
+        )
+    patch: dict[str, Any] = {}
+    for name, _old, new in changes:
+        if name == "capacity":
+            patch[name] = int(new) if new.isdigit() else new
+        elif name == "requires_approval":
+            patch[name] = new == "yes"
+        else:
+            patch[name] = new
+    if before["requires_approval"] and not after["requires_approval"]:
+        patch["requires_approval"] = False
+    answer = await _call(
+        request, session, "registration", "PATCH", f"/api/v1/events/{event_id}", json=patch
+    )
+    if not answer.ok:
+        error = (answer.body or {}).get("error", {})
+        errors = error.get("fields") or [{"field": "title_sw", "reason": error.get("message", "")}]
+        return render(
+            request,
+            "event_edit.html.j2",
+            session,
+            status=answer.status if answer.status < 500 else 502,
+            event=event,
+            values=after,
+            changes=[],
+            errors=errors,
+        )
+    return RedirectResponse(f"/events/{event_id}", status_code=303)
+
+
 # -- announcements ---------------------------------------------------------------------------
 
 ANNOUNCEMENT_FIELDS = ("subject_sw", "subject_en", "body_sw", "body_en", "cadre")

@@ -440,3 +440,29 @@ async def test_mkutano_users_create_makes_an_account_that_signs_in(
         assert refused.status_code == 403 and "mk_console=" not in refused.headers.get(
             "set-cookie", ""
         )
+
+
+async def test_an_organiser_edits_an_event_after_a_preview(stack) -> None:
+    event = await create_event(stack.registration.url, stack.admin, capacity=100)
+    organiser = await stack.user(["organiser"])
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser, f"/events/{event['id']}/edit?lang=en")
+        await no_axe_violations(page)
+        await page.get_by_label("Venue").fill("Julius Nyerere Convention Centre")
+        await page.get_by_label("Capacity").fill("250")
+        await page.get_by_role("button", name="Preview").click()
+        await page.wait_for_load_state()
+        changes = await page.locator("#changes").inner_text()
+        assert "AICC" in changes and "Julius Nyerere Convention Centre" in changes
+        assert "100" in changes and "250" in changes
+        await no_axe_violations(page)
+        # Nothing is saved before the confirmation.
+        async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+            assert (await client.get(f"/api/v1/events/{event['id']}")).json()["capacity"] == 100
+        await page.get_by_role("button", name="Save the changes").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#capacity").inner_text() == "250"
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        saved = (await client.get(f"/api/v1/events/{event['id']}")).json()
+    assert saved["venue"] == "Julius Nyerere Convention Centre" and saved["capacity"] == 250
