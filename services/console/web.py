@@ -866,23 +866,35 @@ async def walk_in(event_id: str, request: Request) -> Response:
     session = await _require(request, "door")
     form = await _form(request, session)
     event = await _event(request, session, event_id)
-    body = {
+    body: dict[str, Any] = {
         "full_name": form.get("full_name", ""),
         "email": form.get("email", ""),
         "phone": form.get("phone", ""),
         "institution": form.get("institution", ""),
         "position": form.get("position", ""),
-        "cadre": form.get("cadre") or "other_officer",
         "language": _lang(request, session),
-        "consent": form.get("consent") == "yes",
+        "consent": {"accepted": form.get("consent") == "yes"},
     }
+    if form.get("category"):
+        body["category"] = form["category"]
+    else:
+        body["cadre"] = "other_officer"
     answer = await _call(
         request, session, "registration", "POST", f"/api/v1/events/{event_id}/walk-ins", json=body
     )
     if answer.ok:
-        result = {"answer": "checked_in", "name": answer.body.get("full_name")}
+        result = {
+            "answer": "checked_in",
+            "name": body["full_name"],
+            "institution": body["institution"],
+            "time": _fmt_time(answer.body.get("checked_in_at"))[-5:],
+        }
     else:
         result = _door_answer(answer)
+        if result["answer"] == "invalid":  # a refused form, not a ticket
+            error = (answer.body or {}).get("error", {})
+            fields = ", ".join(f["field"] for f in error.get("fields", []))
+            result = {"answer": "error", "message": f"{error.get('message', '')} {fields}".strip()}
     return render(request, "answer.html.j2", session, event=event, a=result)
 
 

@@ -466,3 +466,29 @@ async def test_an_organiser_edits_an_event_after_a_preview(stack) -> None:
     async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
         saved = (await client.get(f"/api/v1/events/{event['id']}")).json()
     assert saved["venue"] == "Julius Nyerere Convention Centre" and saved["capacity"] == 250
+
+
+async def test_a_registrar_registers_a_walk_in_from_the_door_without_javascript(stack) -> None:
+    event = await create_event(stack.registration.url, stack.admin, **door_event())
+    registrar = await stack.user(["registrar"])
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await page.context.route("**/static/door.js", lambda route: route.abort())  # no script
+        await sign_in(page, stack.console, registrar, f"/events/{event['id']}/door?lang=en")
+        await page.get_by_text("Walk-in registration").click()
+        await page.get_by_label("Full name", exact=True).fill("Mwanaisha Walk In")
+        await page.get_by_label("Email", exact=True).fill(f"walk.{secrets.token_hex(3)}@example.go.tz")
+        await page.get_by_label("Phone", exact=True).fill("0754 123 456")
+        await page.get_by_label("Institution", exact=True).fill("Wizara ya Fedha")
+        await page.get_by_label("Position", exact=True).fill("Afisa")
+        await page.get_by_label("PDPA 2022").check()
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Register and check in").click()
+        await page.wait_for_load_state()
+        assert await page.locator("h1").inner_text() == "Checked in"
+        assert "Mwanaisha Walk In" in await page.content()
+        await no_axe_violations(page)
+    (person,) = [
+        p for p in await stack.door_list(event["id"]) if p["full_name"] == "Mwanaisha Walk In"
+    ]
+    assert person["checkins"]
