@@ -477,7 +477,9 @@ async def test_a_registrar_registers_a_walk_in_from_the_door_without_javascript(
         await sign_in(page, stack.console, registrar, f"/events/{event['id']}/door?lang=en")
         await page.get_by_text("Walk-in registration").click()
         await page.get_by_label("Full name", exact=True).fill("Mwanaisha Walk In")
-        await page.get_by_label("Email", exact=True).fill(f"walk.{secrets.token_hex(3)}@example.go.tz")
+        await page.get_by_label("Email", exact=True).fill(
+            f"walk.{secrets.token_hex(3)}@example.go.tz"
+        )
         await page.get_by_label("Phone", exact=True).fill("0754 123 456")
         await page.get_by_label("Institution", exact=True).fill("Wizara ya Fedha")
         await page.get_by_label("Position", exact=True).fill("Afisa")
