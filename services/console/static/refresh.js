@@ -3,6 +3,15 @@
 // JavaScript, the page offers "refresh now" and an opt-in automatic refresh instead.
 (function () {
   "use strict";
+  // Signing out forgets the door's kept list (names and tickets) on this device.
+  Array.prototype.forEach.call(document.querySelectorAll('form[action="/sign-out"]'), function (f) {
+    f.addEventListener("submit", function () {
+      try {
+        Object.keys(localStorage).filter(function (k) { return k.indexOf("mk.door.list.") === 0; })
+          .forEach(function (k) { localStorage.removeItem(k); });
+      } catch (e) { /* storage unavailable */ }
+    });
+  });
   var box = document.querySelector("[data-refresh]");
   if (!box) return;
   var seconds = parseInt(box.dataset.refresh, 10) || 15, paused = false, button = box.querySelector("button");
