@@ -370,6 +370,12 @@ async def test_a_person_without_the_role_is_refused_the_page_and_the_api_call(st
         answer = await page.goto(f"{stack.console.url}/events/{event['id']}/door")
         assert answer is not None and answer.status == 200
         await no_axe_violations(page)
+        kept = "Object.keys(localStorage).filter(k => k.startsWith('mk.door.list.'))"
+        await page.wait_for_function(f"{kept}.length === 1")
+        # Signing out forgets the kept list on the device.
+        await page.get_by_role("button", name="Toka").click()
+        await page.wait_for_url(f"{stack.console.url}/")
+        assert await page.evaluate(kept) == []
 
     # The token the console signs for that registrar: the service refuses the
     # organisers' call and accepts the registrar's, and refuses a tampered token.
