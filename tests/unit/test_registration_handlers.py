@@ -1069,10 +1069,10 @@ async def test_check_in_at_another_events_door_is_refused_and_hmac_tickets_still
     elsewhere = await new_event(ctx, **window)
     guest = await register(ctx, here)
     error = await refused(
-        "wrong_event", handlers.check_in(ctx, ctx.signer.sign(guest.id), elsewhere)
+        "wrong_event", handlers.check_in(ctx, ctx.signer.sign(guest.id), event_id=elsewhere)
     )
     assert error.details == {"event_id": here}
     assert store.registrations[guest.id].checkins == {}
     # A ticket of the earlier kind (HMAC, MK1) is still checked in at the right door.
-    result = await handlers.check_in(ctx, ctx.signer.sign_hmac(guest.id), here)
+    result = await handlers.check_in(ctx, ctx.signer.sign_hmac(guest.id), event_id=here)
     assert result.registration.id == guest.id
