@@ -7,6 +7,8 @@
     mkutano dlq replay --service notification|…|webhooks [--limit N] [--dry-run]
     mkutano seats recount --event EVENT-ID
     mkutano status [--service all]
+    mkutano users create USERNAME --name "Amina Salim" --roles organiser [--totp]
+    mkutano users list
 
 API keys, resolutions, seats and status go through each service's own HTTP API with an
 admin key (``--admin-key`` or ``MKUTANO_ADMIN_KEY``), never straight into a service's
@@ -158,6 +160,53 @@ def check(response: httpx.Response, *ok: int) -> Any:
 
 
 # --------------------------------------------------------------------------- commands
+
+
+def console_client(args: argparse.Namespace) -> httpx.AsyncClient:
+    """The staff console's API (``--console-url`` or MKUTANO_CONSOLE_URL; dev: port 8005)."""
+    key = args.admin_key or os.environ.get("MKUTANO_ADMIN_KEY")
+    if not key:
+        raise CliError("an admin API key is needed: --admin-key or MKUTANO_ADMIN_KEY", EXIT_USAGE)
+    url = args.console_url or os.environ.get("MKUTANO_CONSOLE_URL", "http://127.0.0.1:8005")
+    return httpx.AsyncClient(
+        base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=15
+    )
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """From --password-file, else MKUTANO_USER_PASSWORD, else asked twice (never an
+    argument: it would stay in the shell's history and the process list)."""
+    if args.password_file:
+        return Path(args.password_file).read_text(encoding="utf-8").strip()
+    if os.environ.get("MKUTANO_USER_PASSWORD"):
+        return os.environ["MKUTANO_USER_PASSWORD"]
+    if not sys.stdin.isatty():
+        raise CliError("a password is needed: --password-file or MKUTANO_USER_PASSWORD", EXIT_USAGE)
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise CliError("the two passwords differ", EXIT_USAGE)
+    return first
+
+
+async def cmd_users(args: argparse.Namespace) -> int:
+    """Local staff accounts of the console (argon2id; an optional TOTP second factor)."""
+    async with console_client(args) as client:
+        if args.action == "create":
+            body = {
+                "username": args.username,
+                "name": args.name,
+                "roles": args.roles,
+                "password": _new_password(args),
+                "language": args.language,
+                "totp": args.totp,
+            }
+            emit(check(await client.post("/api/v1/users", json=body), 201))
+        else:
+            for account in check(await client.get("/api/v1/users"), 200):
+                emit(account)
+    return EXIT_OK
 
 
 async def cmd_topics_create(args: argparse.Namespace) -> int:
@@ -512,6 +561,33 @@ def parser() -> argparse.ArgumentParser:
     rc = _command(seats, "recount", "recount an event's seats and repair the counter")
     rc.add_argument("--event", required=True, help="the event's id")
     rc.set_defaults(run=cmd_seats_recount)
+
+    users = _command(sub, "users", "the staff console's local accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    uc = _command(users, "create", "create a staff account (the password is asked, not shown)")
+    uc.add_argument("username", help="lower-case letters, digits, . _ @ -")
+    uc.add_argument("--name", required=True, help="the person's name, as the console shows it")
+    uc.add_argument(
+        "--roles",
+        nargs="+",
+        required=True,
+        choices=("admin", "organiser", "registrar", "coordinator", "auditor"),
+        help="one or more roles",
+    )
+    uc.add_argument(
+        "--language", choices=("sw", "en"), default="sw", help="the console's language for them"
+    )
+    uc.add_argument(
+        "--totp", action="store_true", help="turn on a TOTP second factor (its URI is shown once)"
+    )
+    uc.add_argument("--password-file", help="read the password from this file")
+    ul = _command(users, "list", "list the staff accounts")
+    for u in (uc, ul):
+        u.add_argument(
+            "--console-url", help="the console (default: $MKUTANO_CONSOLE_URL, else :8005)"
+        )
+        u.set_defaults(run=cmd_users)
 
     st = _command(
         sub, "status", "readiness, outbox backlog and consumer lag of each service, up or down"

@@ -28,6 +28,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS = REPO / "docs" / "contracts"
 SERVICES = ("registration", "notification", "resolutions", "webhooks", "payments")
+# Frontend services (the staff console, issue 15): an HTTP API, no stream: OpenAPI only.
+FRONTENDS = ("console",)
 NORMALISED_SERVER = {"host": "kafka:9092", "protocol": "kafka"}
 
 
@@ -61,6 +63,8 @@ def generate_documents() -> dict[str, str]:
         runtime = _runtime(service)
         files[f"asyncapi/{service}.json"] = _dump(_normalise_asyncapi(runtime.asyncapi_document()))
         files[f"openapi/{service}.json"] = _dump(runtime.app.openapi())
+    for frontend in FRONTENDS:
+        files[f"openapi/{frontend}.json"] = _dump(_runtime(frontend).app.openapi())
     for ce_type, schema in json_schemas().items():
         files[f"events/{ce_type}.schema.json"] = _dump(schema)
     return files

@@ -42,6 +42,9 @@ DEFAULT_HTTP_PORTS: dict[str, int] = {
     "webhooks": 8006,
     "payments": 8004,
 }
+# The staff console (issue 15): a frontend over the services' APIs, started after them.
+SERVICES = (*SERVICES, "console")
+DEFAULT_HTTP_PORTS["console"] = 8005
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_MONGO_PORT = 27017
 DEFAULT_SMTP_PORT = 1025
@@ -575,8 +578,29 @@ def service_env(
         env[f"{prefix}_MONGO_URL"] = mongo_url
         env[f"{prefix}_MONGO_DB"] = f"mkutano_{name}{db_suffix}"
         env[f"{prefix}_HTTP_PORT"] = str(ports[name])
+    env.update(console_env(ports))
     if overrides:
         env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def console_env(ports: Mapping[str, int]) -> dict[str, str]:
+    """The staff console reaches the services' APIs; the services trust the tokens it
+    signs (its JWKS) for the people signed in to it."""
+    console = f"http://{LOCALHOST}:{ports['console']}"
+    env = {
+        f"CONSOLE_{name.upper()}_URL": f"http://{LOCALHOST}:{ports[name]}"
+        for name in ("registration", "notification", "resolutions")
+        if name in ports
+    }
+    env.update(
+        {
+            "MKUTANO_JWT_JWKS_URL": f"{console}/.well-known/jwks.json",
+            "MKUTANO_JWT_ISSUER": console,
+            "MKUTANO_JWT_AUDIENCE": "mkutano",
+            "MKUTANO_JWT_ALGORITHMS": "EdDSA,RS256,ES256",
+        }
+    )
     return env
 
 

@@ -6,7 +6,7 @@ under ``.data/`` (MongoDB data, captured mail and SMS, logs, the dev admin key).
 
 Ports come from the environment (``KAFKA_PORT``, ``MONGO_PORT``, ``SMTP_PORT``,
 ``SMS_PORT``, ``REGISTRATION_HTTP_PORT``, ``NOTIFICATION_HTTP_PORT``,
-``RESOLUTIONS_HTTP_PORT``, ``WEBHOOKS_HTTP_PORT``). A port that is already taken is an error: the stack never
+``RESOLUTIONS_HTTP_PORT``, ``WEBHOOKS_HTTP_PORT``, ``CONSOLE_HTTP_PORT``). A port that is already taken is an error: the stack never
 moves to another port behind your back.
 
 Ctrl-C or SIGTERM stops everything (services first, then the servers). If any process
@@ -75,6 +75,20 @@ def load_or_create_admin_key(path: Path) -> str:
         fh.write(key + "\n")
     os.chmod(path, 0o600)
     return key
+
+
+def load_or_create_console_password(path: Path) -> str:
+    """The dev console's admin password (user ``admin``): reused from ``path``, else made (0600)."""
+    if path.exists():
+        password = path.read_text().strip()
+        if password:
+            return password
+    password = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    os.chmod(path, 0o600)
+    return password
 
 
 class Stack:
@@ -146,7 +160,9 @@ class Stack:
             proc.stop()
 
 
-def banner(ports: dict[str, int], admin_key: str, key_path: Path) -> str:
+def banner(
+    ports: dict[str, int], admin_key: str, key_path: Path, console_password: str = ""
+) -> str:
     """What a developer needs to use the running stack."""
     lines = ["", "Mkutano is running:"]
     for name in SERVICES:
@@ -162,6 +178,8 @@ def banner(ports: dict[str, int], admin_key: str, key_path: Path) -> str:
         f"  GePG sim      http://{LOCALHOST}:{ports['GEPG_SIM_PORT']}/  (pay a control number; docs/payments.md)",
         f"  Logs          {DATA_DIR / 'logs'}",
         f"  Admin key     {admin_key}  (also in {key_path})",
+        f"  Console       http://{LOCALHOST}:{ports['CONSOLE_HTTP_PORT']}/  user admin, password "
+        f"{console_password}  (also in {DATA_DIR / 'dev-console-password'})",
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -191,6 +209,8 @@ def main() -> int:
     logs = DATA_DIR / "logs"
     key_path = DATA_DIR / "dev-admin-key"
     admin_key = load_or_create_admin_key(key_path)
+    console_password_path = DATA_DIR / "dev-console-password"
+    console_password = load_or_create_console_password(console_password_path)
 
     signal.signal(signal.SIGTERM, _raise_shutdown)
     stack = Stack(logs)
@@ -237,11 +257,14 @@ def main() -> int:
             mkutano_env="dev",
             seed_demo=True,
             log_format="console",
-            overrides=embedded.gepg_env(DATA_DIR / "gepg", ports["GEPG_SIM_PORT"]),
+            overrides={
+                **embedded.gepg_env(DATA_DIR / "gepg", ports["GEPG_SIM_PORT"]),
+                "CONSOLE_DEV_ADMIN_PASSWORD_FILE": str(console_password_path),
+            },
         )
         print("starting the services ...", flush=True)
         stack.start_services(env)
-        print(banner(ports, admin_key, key_path), flush=True)
+        print(banner(ports, admin_key, key_path, console_password), flush=True)
         while True:
             stack.check_alive()
             time.sleep(0.5)  # supervision poll; Ctrl-C/SIGTERM interrupt it at once

@@ -972,8 +972,9 @@ async def cancel_own_registration(
 )
 async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
     """Record attendance for today from a scanned ticket (registrars), or for an earlier
-    ``day`` of the event (attendance recorded late)."""
-    result = await handlers.check_in(_ctx(request), body.ticket, body.day)
+    ``day`` of the event (attendance recorded late); with ``event_id`` (the event at the
+    door), a ticket of another event is refused (``wrong_event``)."""
+    result = await handlers.check_in(_ctx(request), body.ticket, body.day, event_id=body.event_id)
     registration = result.registration
     return CheckInResult(
         reference=registration.reference,
@@ -1555,3 +1556,83 @@ async def import_institutions(
         rows=[InstitutionImportLine(**vars(line)) for line in report.lines],
         problems=[{"row": p.row, "field": p.field, "reason": p.reason} for p in report.problems],
     )
+
+
+# -- the door: what a registrar's scanner needs (the staff console) ------------------------------
+
+
+class TicketPublicKey(BaseModel):
+    """The key that verifies ``MK2`` tickets on a registrar's device, offline."""
+
+    algorithm: str = Field("Ed25519", description="Ed25519 (RFC 8032)")
+    format: str = Field(
+        "MK2",
+        description='A ticket is "MK2" + base32(16-byte registration id + 64-byte signature '
+        'of "MK2" + the id), unpadded.',
+    )
+    public_key: str = Field(description="The raw 32-byte public key, base64url, unpadded")
+    jwk: dict[str, str] = Field(description="The same key as a JWK (OKP, Ed25519)")
+
+
+@router.get("/tickets/public-key", response_model=TicketPublicKey, tags=["check-in"])
+async def ticket_public_key(request: Request) -> TicketPublicKey:
+    """The public key of the tickets: scanners verify a ticket with it alone."""
+    raw = base64.urlsafe_b64encode(_ctx(request).signer.public_key()).decode().rstrip("=")
+    return TicketPublicKey(
+        public_key=raw, jwk={"kty": "OKP", "crv": "Ed25519", "x": raw, "use": "sig"}
+    )
+
+
+class DoorEntry(BaseModel):
+    """A confirmed participant as the door sees them: enough to greet and check in."""
+
+    id: str
+    reference: str
+    full_name: str
+    institution: str
+    category: str
+    checkins: dict[str, str] = {}
+    ticket: str | None = None
+
+
+class DoorList(BaseModel):
+    event_id: str
+    items: list[DoorEntry]
+
+
+@router.get(
+    "/events/{event_id}/door-list",
+    response_model=DoorList,
+    tags=["check-in"],
+    responses=error_responses(401, 403, 404, 422),
+)
+async def door_list(
+    event_id: str,
+    request: Request,
+    _: Annotated[Principal, Depends(require_roles("registrar", "organiser"))],
+    q: Annotated[str | None, Query(max_length=100, description="Name, reference or phone")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 5000,
+) -> DoorList:
+    """The event's confirmed participants for the registrars' scanners (registrars and
+    organisers): the list a phone keeps for the day, and the search by name, reference
+    or phone. No email, phone or answers: only what the door shows."""
+    ctx = _ctx(request)
+    filters: dict[str, Any] = {"status": "confirmed"}
+    if q:
+        filters["q"] = q
+    items: list[DoorEntry] = []
+    async for registration in await handlers.export_registrations(ctx, event_id, filters):
+        items.append(
+            DoorEntry(
+                id=registration.id,
+                reference=registration.reference,
+                full_name=registration.full_name,
+                institution=registration.institution,
+                category=str(getattr(registration, "category", None) or registration.cadre),
+                checkins=dict(registration.checkins),
+                ticket=registration.ticket(ctx.signer),
+            )
+        )
+        if len(items) >= limit:
+            break
+    return DoorList(event_id=event_id, items=items)

@@ -20,6 +20,9 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import phonenumbers
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
@@ -137,25 +140,39 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TicketSigner:
-    """The QR ticket: the registration id and a truncated HMAC of it, in base32.
+TICKET_KEY_PURPOSE = b"mkutano ticket ed25519 v1"
 
-    ``MK1`` + base32(16-byte UUID + 10-byte HMAC-SHA256) is 45 characters from QR
-    code's alphanumeric set, so the code is version 3 (29×29 modules) at error level
-    M: quick to scan from a phone screen at the door and cheap to render. The event
-    is not in the ticket; the registration it names is bound to one event. An 80-bit
-    tag is plenty for an online check that is rate limited per scanner.
+
+class TicketSigner:
+    """The QR ticket: the registration id and its signature, in base32.
+
+    New tickets are ``MK2`` + base32(16-byte UUID + 64-byte Ed25519 signature of
+    ``MK2`` + the UUID): 131 characters from QR code's alphanumeric set (a version 6
+    code at error level M, 41×41 modules). A registrar's phone verifies them with the
+    public key alone (``public_key()``, published at ``GET /api/v1/tickets/public-key``),
+    so the door keeps working when the hall's network does not. The Ed25519 key is
+    derived from the ticket secret for that purpose alone.
+
+    Tickets issued before (``MK1`` + base32(16-byte UUID + 10-byte HMAC-SHA256), 45
+    characters) stay valid until their event ends: the server still verifies them with
+    the secret. The event is in neither; the registration a ticket names is bound to one
+    event.
     """
 
-    PREFIX = "MK1"
+    PREFIX = "MK2"
+    LENGTH = 131  # "MK2" + 128 base32 characters of the 80 bytes (no padding, no spare bits)
+    HMAC_PREFIX = "MK1"
+    HMAC_LENGTH = 45  # "MK1" + 42 base32 characters of the 26 bytes, unpadded
     _MAC_BYTES = 10
-    LENGTH = 45  # "MK1" + 42 base32 characters of the 26 bytes, unpadded
+    _SIGNATURE_BYTES = 64
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._key = Ed25519PrivateKey.from_private_bytes(self.derive_key(TICKET_KEY_PURPOSE))
+        self._public = self._key.public_key()
 
     def _mac(self, raw_id: bytes) -> bytes:
-        return hmac.new(self._secret, self.PREFIX.encode() + raw_id, hashlib.sha256).digest()[
+        return hmac.new(self._secret, self.HMAC_PREFIX.encode() + raw_id, hashlib.sha256).digest()[
             : self._MAC_BYTES
         ]
 
@@ -167,33 +184,58 @@ class TicketSigner:
         """A key for another purpose, derived from the ticket secret (HMAC-SHA256)."""
         return hmac.new(self._secret, purpose, hashlib.sha256).digest()
 
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key that verifies ``MK2`` tickets."""
+        return self._public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
     def sign(self, registration_id: str) -> str:
         raw = uuid.UUID(registration_id).bytes
-        return self.PREFIX + self._encode(raw + self._mac(raw))
+        signature = self._key.sign(self.PREFIX.encode() + raw)
+        return self.PREFIX + self._encode(raw + signature)
+
+    def sign_hmac(self, registration_id: str) -> str:
+        """A ticket of the earlier kind (``MK1``): only for tests of its acceptance."""
+        raw = uuid.UUID(registration_id).bytes
+        return self.HMAC_PREFIX + self._encode(raw + self._mac(raw))
 
     def verify(self, token: str) -> str | None:
         """The registration id a genuine ticket names, else None.
 
         A ticket has exactly one valid spelling: the one ``sign`` gives (upper case, no
-        padding). Base32 of 26 bytes leaves two bits of the last character unused, so
-        the decoded bytes are encoded again and must give back the very text presented;
-        lower case (a QR code's alphanumeric mode has none) and ``=`` padding are refused.
-        Only the whitespace a scanner may add around it is ignored.
+        padding). The decoded bytes are encoded again and must give back the very text
+        presented (base32 of the 26 bytes of an ``MK1`` ticket leaves two bits of its last
+        character unused); lower case (a QR code's alphanumeric mode has none) and ``=``
+        padding are refused. Only the whitespace a scanner may add around it is ignored.
         """
         token = token.strip()
-        if not token.startswith(self.PREFIX) or len(token) != self.LENGTH:
-            return None
-        body = token[len(self.PREFIX) :]
+        if token.startswith(self.PREFIX) and len(token) == self.LENGTH:
+            data = self._decode(token[len(self.PREFIX) :], 16 + self._SIGNATURE_BYTES)
+            if data is None:
+                return None
+            raw, signature = data[:16], data[16:]
+            try:
+                self._public.verify(signature, self.PREFIX.encode() + raw)
+            except InvalidSignature:
+                return None
+            return str(uuid.UUID(bytes=raw))
+        if token.startswith(self.HMAC_PREFIX) and len(token) == self.HMAC_LENGTH:
+            data = self._decode(token[len(self.HMAC_PREFIX) :], 16 + self._MAC_BYTES)
+            if data is None:
+                return None
+            raw, tag = data[:16], data[16:]
+            if not hmac.compare_digest(self._mac(raw), tag):
+                return None
+            return str(uuid.UUID(bytes=raw))
+        return None
+
+    def _decode(self, body: str, size: int) -> bytes | None:
         try:
             data = base64.b32decode(body + "=" * (-len(body) % 8))
         except ValueError:  # binascii.Error: not base32 (lower case included)
             return None
-        if len(data) != 16 + self._MAC_BYTES or self._encode(data) != body:
+        if len(data) != size or self._encode(data) != body:
             return None
-        raw, tag = data[:16], data[16:]
-        if not hmac.compare_digest(self._mac(raw), tag):
-            return None
-        return str(uuid.UUID(bytes=raw))
+        return data
 
 
 LINK_KEY_PURPOSE = b"mkutano self-service link v1"
@@ -862,6 +904,9 @@ class CheckInRequest(BaseModel):
     ticket: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=400)]
     # An earlier day of the event (YYYY-MM-DD, venue time): attendance recorded late.
     day: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    # The event the registrar is at (the staff console sends it): a ticket of another
+    # event is refused as ``wrong_event`` instead of checked in.
+    event_id: str | None = Field(None, min_length=1, max_length=64)
 
 
 # -- aggregates ------------------------------------------------------------------------

@@ -949,13 +949,23 @@ async def update_own_registration(
 # -- check-in --------------------------------------------------------------------------------
 
 
-async def check_in(ctx: Context, ticket: str, day: str | None = None) -> CheckedIn:
+async def check_in(
+    ctx: Context, ticket: str, day: str | None = None, *, event_id: str | None = None
+) -> CheckedIn:
     """Record attendance for today (venue time) from a scanned ticket, or for an
-    earlier ``day`` of the event (a registrar recording a day late)."""
+    earlier ``day`` of the event (a registrar recording a day late); with ``event_id``
+    (the event at this door), a ticket of another event is refused."""
     registration_id = ctx.signer.verify(ticket)
     if registration_id is None:
         raise DomainError("invalid_ticket", "This ticket is not one of ours.")
     registration = await _registration(ctx, registration_id)
+    if event_id is not None and registration.event_id != event_id:
+        raise DomainError(
+            "wrong_event",
+            "This ticket is for another event.",
+            field="ticket",
+            details={"event_id": registration.event_id},
+        )
     event = await _event(ctx, registration.event_id)
     written, day = await _change_registration(
         ctx, registration_id, lambda r: r.check_in(event, ctx.clock(), day)

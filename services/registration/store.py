@@ -576,6 +576,7 @@ class MongoRegistrationStore:
             query["$or"] = [
                 {"full_name": pattern},
                 {"email": pattern},
+                {"phone": pattern},
                 {"institution": pattern},
                 {"reference": pattern},
                 {"position": pattern},

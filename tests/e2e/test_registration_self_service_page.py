@@ -81,7 +81,7 @@ async def test_self_service_pages_work_without_javascript(platform) -> None:
         assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
         assert f'id="reference">{mine["reference"]}<' in page.text
         assert other["reference"] not in page.text
-        assert 'id="ticket">MK1' in page.text  # confirmed: the ticket is shown
+        assert 'id="ticket">MK2' in page.text  # confirmed: the ticket (Ed25519) is shown
         token = _csrf(page.text)
 
         # Change details: without the page's form token, refused; with it, saved (PRG).

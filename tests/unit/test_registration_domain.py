@@ -60,26 +60,52 @@ def test_tickets_verify_and_forgeries_do_not() -> None:
     signer = TicketSigner(b"s" * 32)
     registration_id = str(uuid.uuid4())
     ticket = signer.sign(registration_id)
+    assert ticket.startswith("MK2")
     assert signer.verify(ticket) == registration_id
     # A scanner may add whitespace around it; that is all it may change.
     assert signer.verify(f"  {ticket}\r\n") == registration_id
     assert TicketSigner(b"t" * 32).verify(ticket) is None  # another secret
     other = str(uuid.uuid4())
-    forged = ticket[:3] + signer.sign(other)[3:29] + ticket[29:]  # another id, this tag
+    forged = ticket[:3] + signer.sign(other)[3:29] + ticket[29:]  # another id, this signature
     assert signer.verify(forged) is None
-    for garbage in ("garbage", "MK1", "MK1!!!!", ticket[:-2], ticket + "AB", "XX" + ticket[2:]):
+    for garbage in ("garbage", "MK2", "MK2!!!!", ticket[:-2], ticket + "AB", "XX" + ticket[2:]):
         assert signer.verify(garbage) is None
 
 
+def test_tickets_verify_with_the_public_key_alone() -> None:
+    """What a registrar's phone does offline: Ed25519 over "MK2" + the 16-byte id."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    signer = TicketSigner(secrets.token_bytes(32))
+    registration_id = str(uuid.uuid4())
+    data = base64.b32decode(signer.sign(registration_id)[3:])
+    public = Ed25519PublicKey.from_public_bytes(signer.public_key())
+    public.verify(data[16:], b"MK2" + data[:16])  # raises if not genuine
+    assert str(uuid.UUID(bytes=data[:16])) == registration_id
+
+
+def test_hmac_tickets_issued_before_stay_valid() -> None:
+    signer = TicketSigner(b"s" * 32)
+    registration_id = str(uuid.uuid4())
+    old = signer.sign_hmac(registration_id)
+    assert old.startswith("MK1") and len(old) == 45
+    assert signer.verify(old) == registration_id
+    assert TicketSigner(b"t" * 32).verify(old) is None
+    forged = old[:3] + signer.sign_hmac(str(uuid.uuid4()))[3:29] + old[29:]
+    assert signer.verify(forged) is None
+
+
 def test_a_ticket_has_exactly_one_valid_spelling() -> None:
-    """Every single-character alteration of a genuine ticket is refused, the last one
-    included (base32 of 26 bytes leaves two bits of it unused), and so are its lower-case
-    and padded spellings."""
+    """Every single-character alteration of a genuine ticket (new and old kind) is
+    refused, the last one included (base32 of the 26 bytes of an old ticket leaves two
+    bits of it unused), and so are its lower-case and padded spellings."""
     signer = TicketSigner(b"s" * 32)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" + "abcdefghijklmnopqrstuvwxyz" + "0189=-_ "
-    for _ in range(20):
+    for sign in [signer.sign] * 3 + [signer.sign_hmac] * 10:
         registration_id = str(uuid.uuid4())
-        ticket = signer.sign(registration_id)
+        ticket = sign(registration_id)
         assert signer.verify(ticket) == registration_id
         altered = {
             ticket[:i] + c + ticket[i + 1 :]
@@ -94,15 +120,16 @@ def test_a_ticket_has_exactly_one_valid_spelling() -> None:
             assert signer.verify(variant) is None, variant
 
 
-def test_tickets_fit_a_small_alphanumeric_qr_code() -> None:
-    """45 characters of QR's alphanumeric set: a version 3 code at error level M."""
+def test_tickets_fit_an_alphanumeric_qr_code() -> None:
+    """131 characters of QR's alphanumeric set: a version 6 code at error level M (an
+    Ed25519 signature is 64 bytes; the HMAC tickets before were version 3)."""
     import segno
 
     ticket = TicketSigner(secrets.token_bytes(32)).sign(str(uuid.uuid4()))
-    assert len(ticket) == 45
+    assert len(ticket) == 131
     assert set(ticket) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     qr = segno.make(ticket, error="m")
-    assert (qr.version, qr.mode) == (3, "alphanumeric")
+    assert (qr.version, qr.mode) == (6, "alphanumeric")
 
 
 def test_token_comparison_refuses_unknown_and_wrong() -> None:

@@ -1055,3 +1055,24 @@ async def test_every_notice_carries_a_link_that_opens_its_registration_only(stor
     assert (await handlers.open_self_service_link(ctx, link)).registration.id == second.id
     clock.now = NOW + timedelta(days=32 + 30)
     await refused("registration_not_found", handlers.open_self_service_link(ctx, link))
+
+
+async def test_check_in_at_another_events_door_is_refused_and_hmac_tickets_still_work(
+    ctx, store, clock
+) -> None:
+    window = {
+        "starts_at": NOW - timedelta(hours=30),
+        "ends_at": NOW + timedelta(days=2),
+        "registration_opens_at": NOW - timedelta(days=3),
+    }
+    here = await new_event(ctx, **window)
+    elsewhere = await new_event(ctx, **window)
+    guest = await register(ctx, here)
+    error = await refused(
+        "wrong_event", handlers.check_in(ctx, ctx.signer.sign(guest.id), event_id=elsewhere)
+    )
+    assert error.details == {"event_id": here}
+    assert store.registrations[guest.id].checkins == {}
+    # A ticket of the earlier kind (HMAC, MK1) is still checked in at the right door.
+    result = await handlers.check_in(ctx, ctx.signer.sign_hmac(guest.id), event_id=here)
+    assert result.registration.id == guest.id

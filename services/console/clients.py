@@ -1,0 +1,132 @@
+"""Adapters of the console's ports: the services' HTTP APIs (httpx) and the identity
+provider (OpenID Connect authorization code with PKCE S256: Authlib's RFC 7636 and URL
+helpers, the code exchanged over httpx, the ID token checked with PyJWT against the
+provider's JWKS; Authlib's own httpx client is deprecated in 1.8 for httpx2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import jwt
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from services.console.domain import PendingSignIn
+from services.console.ports import Answer, ServiceUnavailable
+
+
+class HttpServices:
+    """The services' public APIs: ``service`` is a name of ``urls``."""
+
+    def __init__(self, urls: dict[str, str], *, timeout_s: float = 10.0) -> None:
+        self.urls = {k: v.rstrip("/") for k, v in urls.items()}
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Answer:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            response = await self._client.request(
+                method,
+                self.urls[service] + path,
+                params={k: v for k, v in (params or {}).items() if v not in (None, "")},
+                json=json,
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"{service}: {type(exc).__name__}") from exc
+        body: Any = None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            body = response.json()
+        return Answer(
+            status=response.status_code,
+            body=body,
+            content=response.content,
+            headers=dict(response.headers),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class OidcProvider:
+    """The government identity provider, from its discovery document."""
+
+    def __init__(self, issuer: str, client_id: str, client_secret: str, scopes: str) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.scopes = scopes
+        self._metadata: dict[str, Any] | None = None
+        self._jwks: jwt.PyJWKClient | None = None
+
+    async def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            async with httpx.AsyncClient(timeout=10) as client:
+                answer = await client.get(f"{self.issuer}/.well-known/openid-configuration")
+                answer.raise_for_status()
+                self._metadata = answer.json()
+            self._jwks = jwt.PyJWKClient(self._metadata["jwks_uri"], cache_keys=True)
+        return self._metadata
+
+    async def authorization_url(self, pending: PendingSignIn, redirect_uri: str) -> str:
+        meta = await self.metadata()
+        return str(
+            add_params_to_uri(
+                meta["authorization_endpoint"],
+                [
+                    ("response_type", "code"),
+                    ("client_id", self.client_id),
+                    ("redirect_uri", redirect_uri),
+                    ("scope", self.scopes),
+                    ("state", pending.state),
+                    ("nonce", pending.nonce),
+                    ("code_challenge", create_s256_code_challenge(pending.code_verifier)),
+                    ("code_challenge_method", "S256"),
+                ],
+            )
+        )
+
+    async def claims_for(
+        self, code: str, pending: PendingSignIn, redirect_uri: str
+    ) -> dict[str, Any]:
+        meta = await self.metadata()
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(
+                meta["token_endpoint"],
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                    "code_verifier": pending.code_verifier,
+                },
+                auth=(self.client_id, self.client_secret),
+            )
+            answer.raise_for_status()
+            token = answer.json()
+        id_token = token.get("id_token")
+        if not id_token:
+            raise ValueError("the provider returned no ID token")
+        assert self._jwks is not None
+        key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, id_token)
+        claims: dict[str, Any] = jwt.decode(
+            id_token,
+            key.key,
+            algorithms=meta.get("id_token_signing_alg_values_supported") or ["RS256"],
+            audience=self.client_id,
+            issuer=meta.get("issuer", self.issuer),
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+        if claims.get("nonce") != pending.nonce:
+            raise ValueError("the ID token's nonce is not this sign-in's")
+        return claims

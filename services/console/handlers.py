@@ -1,0 +1,202 @@
+"""The console's use cases over a ``Context``: accounts, sign-in, sessions, and calls to
+the services on a person's behalf (with a token signed for them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.console.domain import (
+    ConsoleError,
+    PendingSignIn,
+    StaffAccount,
+    StaffSession,
+    TokenIssuer,
+    roles_from_claims,
+    spend_dummy_verification,
+)
+from services.console.ports import AccountExists, Answer, ConsoleStore, IdentityProvider, Services
+from shared.timeutil import utcnow
+
+
+@dataclass
+class Context:
+    store: ConsoleStore
+    services: Services
+    issuer: TokenIssuer
+    idle: timedelta = timedelta(minutes=30)
+    absolute: timedelta = timedelta(hours=12)
+    max_failed_sign_ins: int = 5
+    lockout: timedelta = timedelta(minutes=15)
+    idp: IdentityProvider | None = None
+    oidc_redirect_uri: str = ""
+    oidc_roles_claim: str = "roles"
+    clock: Callable[[], datetime] = utcnow
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+async def create_account(
+    ctx: Context,
+    username: str,
+    name: str,
+    roles: list[str],
+    password: str,
+    *,
+    language: str = "sw",
+    totp: bool = False,
+) -> StaffAccount:
+    account = StaffAccount.create(
+        username, name, roles, password, ctx.clock(), language=language, totp=totp
+    )
+    try:
+        await ctx.store.add_account(account)
+    except AccountExists:
+        raise ConsoleError(
+            "account_exists", "A staff account with this username exists.", field="username"
+        ) from None
+    return account
+
+
+async def ensure_account(
+    ctx: Context, username: str, name: str, roles: list[str], password: str
+) -> bool:
+    """Create the account unless it exists (the dev stack's admin); True if created."""
+    if await ctx.store.account(username) is not None:
+        return False
+    await create_account(ctx, username, name, roles, password, language="en")
+    return True
+
+
+async def list_accounts(ctx: Context) -> list[StaffAccount]:
+    return await ctx.store.accounts()
+
+
+# -- sign-in and sessions --------------------------------------------------------------------
+
+SIGN_IN_FAILED = ConsoleError(
+    "sign_in_failed", "The username, password or code is not right.", field="username"
+)
+
+
+async def sign_in(
+    ctx: Context, username: str, password: str, totp_code: str | None = None
+) -> StaffSession:
+    """A new session for a local account. One answer for every failure: it does not say
+    whether the account exists, is locked, or which part was wrong."""
+    now = ctx.clock()
+    account = await ctx.store.account(username.strip().lower())
+    if account is None:
+        spend_dummy_verification(password)
+        raise SIGN_IN_FAILED
+    ok = account.check_sign_in(
+        password, totp_code, now, max_failures=ctx.max_failed_sign_ins, lockout=ctx.lockout
+    )
+    await ctx.store.save_account(account)
+    if not ok:
+        raise SIGN_IN_FAILED
+    session = StaffSession.start(
+        f"staff:{account.id}",
+        account.name,
+        account.roles,
+        account.language,
+        now,
+        absolute=ctx.absolute,
+    )
+    await ctx.store.add_session(session)
+    return session
+
+
+async def session_of(ctx: Context, session_id: str | None) -> StaffSession | None:
+    """The live session of a cookie, seen now; None if unknown or timed out (then ended)."""
+    if not session_id:
+        return None
+    session = await ctx.store.session(session_id)
+    if session is None:
+        return None
+    now = ctx.clock()
+    if session.expired(now, idle=ctx.idle):
+        await ctx.store.end_session(session_id)
+        return None
+    if session.touch(now):
+        await ctx.store.save_session(session)
+    return session
+
+
+async def sign_out(ctx: Context, session: StaffSession) -> None:
+    await ctx.store.end_session(session.id)
+
+
+async def set_language(ctx: Context, session: StaffSession, language: str) -> None:
+    if language in ("sw", "en") and language != session.language:
+        session.language = language
+        await ctx.store.save_session(session)
+
+
+async def remember(ctx: Context, session: StaffSession, **data: Any) -> None:
+    """Keep something for the next page of this session (a draft to confirm, a notice)."""
+    session.data.update(data)
+    await ctx.store.save_session(session)
+
+
+# -- OpenID Connect --------------------------------------------------------------------------
+
+
+async def begin_oidc_sign_in(ctx: Context) -> str:
+    if ctx.idp is None:
+        raise ConsoleError("oidc_not_configured", "Sign-in with the identity provider is off.")
+    pending = PendingSignIn.start(ctx.clock())
+    await ctx.store.add_pending_sign_in(pending)
+    return await ctx.idp.authorization_url(pending, ctx.oidc_redirect_uri)
+
+
+async def finish_oidc_sign_in(ctx: Context, state: str, code: str) -> StaffSession:
+    if ctx.idp is None:
+        raise ConsoleError("oidc_not_configured", "Sign-in with the identity provider is off.")
+    now = ctx.clock()
+    pending = await ctx.store.take_pending_sign_in(state)
+    if pending is None or pending.expired(now):
+        raise ConsoleError("oidc_state", "This sign-in has expired; start again.")
+    try:
+        claims = await ctx.idp.claims_for(code, pending, ctx.oidc_redirect_uri)
+    except Exception as exc:  # any failure of the provider or of its token: refuse
+        raise ConsoleError("oidc_failed", "The identity provider did not sign you in.") from exc
+    roles = roles_from_claims(claims, ctx.oidc_roles_claim)
+    if not roles:
+        raise ConsoleError("no_role", "Your account has no role in Mkutano.")
+    session = StaffSession.start(
+        f"oidc:{claims['sub']}",
+        str(claims.get("name") or claims.get("preferred_username") or claims["sub"]),
+        roles,
+        str(claims.get("locale") or "sw")[:2],
+        now,
+        absolute=ctx.absolute,
+        source="oidc",
+    )
+    await ctx.store.add_session(session)
+    return session
+
+
+# -- the services, on the person's behalf -----------------------------------------------------
+
+
+def token_for(ctx: Context, session: StaffSession) -> str:
+    return ctx.issuer.issue(session, ctx.clock())
+
+
+async def call(
+    ctx: Context,
+    session: StaffSession | None,
+    service: str,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+) -> Answer:
+    """Call a service's public API as the person signed in (anonymous without a session)."""
+    token = token_for(ctx, session) if session is not None else None
+    return await ctx.services.call(service, method, path, token=token, params=params, json=json)

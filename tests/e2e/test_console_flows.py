@@ -1,0 +1,502 @@
+"""The staff console end to end: Debian's Chromium against the real services.
+
+registration, notification and the console run as processes on this session's Kafka,
+MongoDB and SMTP capture; registration and notification trust the console's JWKS, as in
+the dev stack (``deploy.embedded.console_env``). Each role's main task, as its person
+would do it in a browser: an organiser approves and the participant's email arrives; an
+organiser's announcement reaches 100 %; a registrar at 390 px scans the QR of the
+confirmation email through Chromium's fake camera, twice; with the network cut, three
+check-ins are queued and reach registration when it returns; a person without the role
+is refused the page and the API call; axe finds nothing on any page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy import embedded
+from tests.axe import axe_violations
+from tests.browser import CHROMIUM_ARGS, chromium_path
+from tests.helpers import create_event, participant
+from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "a long enough password 1"
+
+
+@dataclass
+class Stack:
+    registration: ServiceHandle
+    notification: ServiceHandle
+    console: ServiceHandle
+    admin: dict[str, str]
+
+    async def user(self, roles: list[str]) -> str:
+        username = f"u{secrets.token_hex(4)}"
+        async with httpx.AsyncClient(base_url=self.console.url, timeout=10) as client:
+            r = await client.post(
+                "/api/v1/users",
+                json={
+                    "username": username,
+                    "name": f"Staff {username}",
+                    "roles": roles,
+                    "password": PASSWORD,
+                    "language": "en",
+                },
+                headers=self.admin,
+            )
+        assert r.status_code == 201, r.text
+        return username
+
+    async def register(self, event_id: str, **overrides: Any) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.registration.url, timeout=10) as client:
+            r = await client.post(
+                f"/api/v1/events/{event_id}/registrations", json=participant(**overrides)
+            )
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    async def door_list(self, event_id: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=self.registration.url, timeout=10) as client:
+            r = await client.get(f"/api/v1/events/{event_id}/door-list", headers=self.admin)
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+
+async def consumers_assigned(handle: ServiceHandle, admin: dict[str, str]) -> bool:
+    async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
+        r = await client.get("/api/v1/admin/status", headers=admin)
+    groups = r.json()["consumers"]
+    return bool(groups) and all(
+        isinstance(g["partitions"], list) and g["partitions"] for g in groups
+    )
+
+
+@pytest.fixture(scope="module")
+async def stack(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterator[Stack]:
+    factory = ServiceFactory(
+        kafka=kafka, mongo=mongo, smtp=smtp, sms=sms, admin_key=admin_key,
+        workdir=stack_dir / "console",
+    )  # fmt: skip
+    ports = {
+        "registration": embedded.free_port(),
+        "notification": embedded.free_port(),
+        "resolutions": embedded.free_port(),
+        "console": embedded.free_port(),
+    }
+    trust = embedded.console_env(ports)
+    suffix = unique_suffix()
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    try:
+        registration = await factory.start(
+            "registration", port=ports["registration"], db_suffix=suffix, **trust
+        )
+        notification = await factory.start(
+            "notification",
+            port=ports["notification"],
+            db_suffix=suffix,
+            NOTIFICATION_CONSUMER_GROUP=f"notification{suffix}",
+            NOTIFICATION_ANNOUNCEMENT_RATE_PER_S="200",
+            **trust,
+        )
+        console = await factory.start(
+            "console", port=ports["console"], db_suffix=suffix, CONSOLE_DASHBOARD_REFRESH_S="2",
+            **trust,
+        )  # fmt: skip
+        await wait_until(
+            lambda: consumers_assigned(notification, admin),
+            timeout=120,
+            interval=0.5,
+            message="notification's consumers have their partitions",
+        )
+        yield Stack(registration, notification, console, admin)
+    finally:
+        await factory.close()
+
+
+def door_event(**overrides: Any) -> dict[str, Any]:
+    """An event under way today: check-in is open, and so is registration."""
+    now = datetime.now(UTC)
+    return {
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=2)).isoformat(),
+        **overrides,
+    }
+
+
+@contextlib.asynccontextmanager
+async def browser(
+    *, width: int = 1280, height: int = 800, camera: Path | None = None
+) -> AsyncIterator[Any]:
+    """A Playwright context in Debian's Chromium (a fake camera playing ``camera``)."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (make deps-browser installs it)")
+    from playwright.async_api import async_playwright
+
+    args = list(CHROMIUM_ARGS)
+    if camera is not None:
+        args += [
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ]
+    with tempfile.TemporaryDirectory(prefix="mkutano-chromium-") as profile:
+        async with async_playwright() as pw:
+            context = await pw.chromium.launch_persistent_context(
+                profile,
+                executable_path=path,
+                headless=True,
+                args=args,
+                viewport={"width": width, "height": height},
+            )
+            try:
+                yield context
+            finally:
+                await context.close()
+
+
+async def no_axe_violations(page: Any) -> None:
+    violations = await axe_violations(page)
+    assert violations == [], (page.url, violations)
+
+
+async def sign_in(page: Any, console: ServiceHandle, username: str, target: str = "") -> None:
+    await page.goto(f"{console.url}/{'?next=' + target if target else ''}")
+    await no_axe_violations(page)
+    await page.get_by_label("Jina la mtumiaji").fill(username)
+    await page.get_by_label("Nenosiri").fill(PASSWORD)
+    await page.get_by_role("button", name="Ingia").click()
+    await page.wait_for_load_state()
+
+
+def has_ticket(message: EmailMessage) -> bool:
+    return any(p.get_content_type() == "image/png" for p in message.iter_attachments())
+
+
+def qr_png_of(message: EmailMessage) -> bytes:
+    (png,) = [p for p in message.iter_attachments() if p.get_content_type() == "image/png"]
+    return bytes(png.get_content())
+
+
+def y4m_of(png: bytes, path: Path, *, width: int = 640, height: int = 480) -> Path:
+    """A Y4M video (YUV 4:2:0) of the QR code on white, for Chromium's fake camera."""
+    from PIL import Image
+
+    qr = Image.open(BytesIO(png)).convert("L")
+    side = min(width, height) - 40
+    qr = qr.resize((side, side), Image.NEAREST)
+    frame = Image.new("L", (width, height), 255)
+    frame.paste(qr, ((width - side) // 2, (height - side) // 2))
+    luma = frame.tobytes()
+    chroma = bytes([128]) * (width // 2 * height // 2)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(10):
+            out.write(b"FRAME\n" + luma + chroma + chroma)
+    return path
+
+
+async def test_an_organiser_signs_in_finds_a_registration_and_approves_it(stack, smtp) -> None:
+    event = await create_event(
+        stack.registration.url, stack.admin, requires_approval=True, title_en="Approval day"
+    )
+    person = participant(full_name="Neema Approve Kassim", language="en")
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        r = await client.post(f"/api/v1/events/{event['id']}/registrations", json=person)
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+    reference = r.json()["reference"]
+    organiser = await stack.user(["organiser"])
+
+    async with browser() as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser)
+        assert page.url.endswith("/events")
+        await no_axe_violations(page)
+        await page.goto(f"{stack.console.url}/events/{event['id']}/registrations?lang=en")
+        await no_axe_violations(page)
+        await page.get_by_label("Search").fill("Neema Approve")
+        await page.get_by_role("button", name="Filter").click()
+        await page.get_by_role("link", name="Neema Approve Kassim").click()
+        assert reference in await page.content()
+        await no_axe_violations(page)
+        assert await page.locator("#status").inner_text() == "Awaiting approval"
+        await page.get_by_role("button", name="Approve").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#status").inner_text() == "Confirmed"
+        await no_axe_violations(page)
+        # The dashboard counts it.
+        await page.goto(f"{stack.console.url}/events/{event['id']}")
+        assert "Confirmed" in await page.content()
+        await no_axe_violations(page)
+    # The participant's confirmation arrives, with the ticket's QR code.
+    (mail,) = await smtp.wait_for(
+        lambda m: person["email"] in (m["To"] or "") and has_ticket(m), timeout=60
+    )
+    assert qr_png_of(mail)
+
+
+async def test_an_organiser_sends_an_announcement_and_sees_it_reach_100_percent(
+    stack, smtp
+) -> None:
+    event = await create_event(stack.registration.url, stack.admin, title_en="Announce day")
+    emails = []
+    for _ in range(3):
+        body = participant(language="en")
+        emails.append(body["email"])
+        async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+            r = await client.post(f"/api/v1/events/{event['id']}/registrations", json=body)
+        assert r.status_code == 201
+    # notification knows the participants once it has their confirmations.
+    await smtp.wait_for(lambda m: any(e in (m["To"] or "") for e in emails), count=3, timeout=60)
+    organiser = await stack.user(["organiser"])
+    async with browser() as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser, f"/events/{event['id']}/announcements/new")
+        await no_axe_violations(page)
+        await page.get_by_label("Kichwa (Kiswahili)").fill("Ratiba imebadilika")
+        await page.get_by_label("Kichwa (Kiingereza)").fill("The programme has changed")
+        await page.get_by_label("Ujumbe (Kiswahili)").fill("Ufunguzi utaanza saa tatu.")
+        await page.get_by_label("Ujumbe (Kiingereza)").fill("The opening starts at nine.")
+        await page.get_by_role("button", name="Hakiki").click()
+        await page.wait_for_load_state()
+        await no_axe_violations(page)
+        assert "The programme has changed" in await page.content()
+        await page.get_by_role("button", name="Tuma").click()
+        await page.wait_for_load_state()
+        await no_axe_violations(page)
+        # The page refreshes itself until every message is out.
+        await page.locator("#percent", has_text="100 %").wait_for(timeout=90_000)
+        await no_axe_violations(page)
+    await smtp.wait_for(
+        lambda m: (
+            "The programme has changed" in str(m["Subject"])
+            or "Ratiba imebadilika" in str(m["Subject"])
+        ),
+        count=3,
+        timeout=30,
+    )
+
+
+async def test_a_registrar_at_390px_scans_the_emailed_qr_and_works_offline(
+    stack, smtp, tmp_path
+) -> None:
+    event = await create_event(stack.registration.url, stack.admin, **door_event())
+    guest = participant(full_name="Baraka Scan Mushi", language="en")
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        r = await client.post(f"/api/v1/events/{event['id']}/registrations", json=guest)
+    assert r.status_code == 201 and r.json()["status"] == "confirmed"
+    others = [
+        await stack.register(event["id"], full_name=f"Offline Mgeni {n}") for n in ("A", "B", "C")
+    ]
+    (mail,) = await smtp.wait_for(
+        lambda m: guest["email"] in (m["To"] or "") and has_ticket(m), timeout=60
+    )
+    camera = y4m_of(qr_png_of(mail), tmp_path / "ticket.y4m")
+    registrar = await stack.user(["registrar"])
+
+    async with browser(width=390, height=844, camera=camera) as context:
+        await context.grant_permissions(["camera"], origin=stack.console.url)
+        page = context.pages[0]
+        await sign_in(page, stack.console, registrar, f"/events/{event['id']}/door?lang=en")
+        await page.locator("#cached", has_text="4").wait_for(timeout=30_000)
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Start the camera").click()
+        answer = page.locator("#answer")
+        await answer.locator("#answer-title", has_text="Checked in").wait_for(timeout=60_000)
+        assert "Baraka Scan Mushi" in await answer.inner_text()
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Next participant").click()
+        # The same ticket again (the camera still shows it): already checked in today.
+        await answer.locator("#answer-title", has_text="Already checked in today").wait_for(
+            timeout=60_000
+        )
+        assert "Checked in at" in await answer.inner_text()
+        await page.get_by_role("button", name="Next participant").click()
+        await page.get_by_role("button", name="Stop the camera").click()
+
+        # The hall's network fails: three check-ins from the kept list, queued.
+        await context.set_offline(True)
+        for n in ("A", "B", "C"):
+            await page.get_by_label("Name, reference or phone").fill(f"Offline Mgeni {n}")
+            await page.get_by_role("button", name="Search").click()
+            await page.get_by_role("button", name=f"Check in: Offline Mgeni {n}").click()
+            await answer.locator("#answer-title", has_text="sent when the network").wait_for()
+            await page.get_by_role("button", name="Next participant").click()
+        assert await page.locator("#queued").inner_text() == "3"
+        assert not await page.locator("#net").is_hidden()
+        checked = {p["reference"] for p in await stack.door_list(event["id"]) if p["checkins"]}
+        assert checked == {r.json()["reference"]}  # nothing of the queue reached it yet
+        await context.set_offline(False)
+
+        async def all_arrived() -> bool:
+            items = await stack.door_list(event["id"])
+            return sum(1 for p in items if p["checkins"]) == 4
+
+        await wait_until(all_arrived, timeout=60, interval=0.5, message="the queue was sent")
+        await page.locator("#queued", has_text="0").wait_for(timeout=30_000)
+    assert {o["reference"] for o in others} <= {
+        p["reference"] for p in await stack.door_list(event["id"]) if p["checkins"]
+    }
+
+
+async def test_a_person_without_the_role_is_refused_the_page_and_the_api_call(stack) -> None:
+    from services.console.app import token_issuer
+    from services.console.domain import StaffSession
+    from services.console.settings import ConsoleSettings
+
+    event = await create_event(stack.registration.url, stack.admin)
+    registrar = await stack.user(["registrar"])
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, registrar)
+        answer = await page.goto(f"{stack.console.url}/events/{event['id']}/registrations")
+        assert answer is not None and answer.status == 403
+        assert "organiser" in await page.content()
+        await no_axe_violations(page)
+        # The registrar's own page opens.
+        answer = await page.goto(f"{stack.console.url}/events/{event['id']}/door")
+        assert answer is not None and answer.status == 200
+        await no_axe_violations(page)
+        kept = "Object.keys(localStorage).filter(k => k.startsWith('mk.door.list.'))"
+        await page.wait_for_function(f"{kept}.length === 1")
+        # Signing out forgets the kept list on the device.
+        await page.get_by_role("button", name="Toka").click()
+        await page.wait_for_url(f"{stack.console.url}/")
+        assert await page.evaluate(kept) == []
+
+    # The token the console signs for that registrar: the service refuses the
+    # organisers' call and accepts the registrar's, and refuses a tampered token.
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in stack.console.env.items():
+            env.setenv(name, value)
+        issuer = token_issuer(ConsoleSettings())
+    now = datetime.now(UTC)
+    session = StaffSession.start(
+        f"staff:{registrar}", "Registrar", frozenset({"registrar"}), "en", now,
+        absolute=timedelta(hours=1),
+    )  # fmt: skip
+    token = issuer.issue(session, now)
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        r = await client.get(f"/api/v1/events/{event['id']}/registrations", headers=auth)
+        assert r.status_code == 403, r.text
+        r = await client.get(f"/api/v1/events/{event['id']}/door-list", headers=auth)
+        assert r.status_code == 200, r.text
+        head, body, signature = token.split(".")
+        tampered = ".".join(
+            [head, body, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")]
+        )
+        r = await client.get(
+            f"/api/v1/events/{event['id']}/door-list",
+            headers={"Authorization": f"Bearer {tampered}"},
+        )
+        assert r.status_code == 401, r.text
+        # A write under the console's token is audited under the person's name.
+        r = await client.post("/api/v1/checkins", json={"ticket": "MK2" + "A" * 128}, headers=auth)
+        assert r.status_code == 422
+        audit = await client.get(
+            "/api/v1/admin/audit", params={"actor": f"jwt:staff:{registrar}"}, headers=stack.admin
+        )
+        assert [e["route"] for e in audit.json()] == ["/api/v1/checkins"], audit.text
+
+
+async def test_mkutano_users_create_makes_an_account_that_signs_in(
+    stack, admin_key, tmp_path, monkeypatch
+) -> None:
+    """The CLI creates the account through the console's API; the password is read from a
+    file (never an argument); the person then signs in with the form."""
+    import asyncio
+    import re
+
+    from deploy import cli
+
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    username = f"cli{secrets.token_hex(3)}"
+    monkeypatch.setenv("MKUTANO_ADMIN_KEY", admin_key)
+    argv = ["users", "create", username, "--name", "Zawadi Cli", "--roles", "registrar",
+            "--password-file", str(secret), "--console-url", stack.console.url]  # fmt: skip
+    assert await asyncio.to_thread(cli.main, argv) == cli.EXIT_OK
+    assert await asyncio.to_thread(cli.main, argv) == cli.EXIT_REFUSED  # it exists now
+    async with httpx.AsyncClient(base_url=stack.console.url, timeout=10) as client:
+        page = await client.get("/")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        form = {"csrf_token": token, "username": username, "password": PASSWORD, "next": "/events"}
+        signed = await client.post("/sign-in", data=form)
+        assert signed.status_code == 303 and signed.headers["location"] == "/events"
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+        # Without the form's token (a cross-site post): refused, nothing signed in.
+        client.cookies.clear()
+        await client.get("/")
+        refused = await client.post("/sign-in", data={**form, "csrf_token": "forged"})
+        assert refused.status_code == 403 and "mk_console=" not in refused.headers.get(
+            "set-cookie", ""
+        )
+
+
+async def test_an_organiser_edits_an_event_after_a_preview(stack) -> None:
+    event = await create_event(stack.registration.url, stack.admin, capacity=100)
+    organiser = await stack.user(["organiser"])
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser, f"/events/{event['id']}/edit?lang=en")
+        await no_axe_violations(page)
+        await page.get_by_label("Venue").fill("Julius Nyerere Convention Centre")
+        await page.get_by_label("Capacity").fill("250")
+        await page.get_by_role("button", name="Preview").click()
+        await page.wait_for_load_state()
+        changes = await page.locator("#changes").inner_text()
+        assert "AICC" in changes and "Julius Nyerere Convention Centre" in changes
+        assert "100" in changes and "250" in changes
+        await no_axe_violations(page)
+        # Nothing is saved before the confirmation.
+        async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+            assert (await client.get(f"/api/v1/events/{event['id']}")).json()["capacity"] == 100
+        await page.get_by_role("button", name="Save the changes").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#capacity").inner_text() == "250"
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        saved = (await client.get(f"/api/v1/events/{event['id']}")).json()
+    assert saved["venue"] == "Julius Nyerere Convention Centre" and saved["capacity"] == 250
+
+
+async def test_a_registrar_registers_a_walk_in_from_the_door_without_javascript(stack) -> None:
+    event = await create_event(stack.registration.url, stack.admin, **door_event())
+    registrar = await stack.user(["registrar"])
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await page.context.route("**/static/door.js", lambda route: route.abort())  # no script
+        await sign_in(page, stack.console, registrar, f"/events/{event['id']}/door?lang=en")
+        await page.get_by_text("Walk-in registration").click()
+        await page.get_by_label("Full name", exact=True).fill("Mwanaisha Walk In")
+        await page.get_by_label("Email", exact=True).fill(
+            f"walk.{secrets.token_hex(3)}@example.go.tz"
+        )
+        await page.get_by_label("Phone", exact=True).fill("0754 123 456")
+        await page.get_by_label("Institution", exact=True).fill("Wizara ya Fedha")
+        await page.get_by_label("Position", exact=True).fill("Afisa")
+        await page.get_by_label("PDPA 2022").check()
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Register and check in").click()
+        await page.wait_for_load_state()
+        assert await page.locator("h1").inner_text() == "Checked in"
+        assert "Mwanaisha Walk In" in await page.content()
+        await no_axe_violations(page)
+    (person,) = [
+        p for p in await stack.door_list(event["id"]) if p["full_name"] == "Mwanaisha Walk In"
+    ]
+    assert person["checkins"]
