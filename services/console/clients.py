@@ -135,7 +135,7 @@ class OidcProvider:
 class HttpPayments:
     """The payments service's public API (``GET /api/v1/bills/summary``)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 3.0) -> None:
         self._services = HttpServices({"payments": url}, timeout_s=timeout_s)
 
     async def bills_summary(self, event_id: str, *, token: str | None) -> dict[str, Any]:
