@@ -5,6 +5,7 @@ figures (and their absence when payments does not answer)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +261,12 @@ def test_the_dashboard_shows_the_amounts_or_says_they_are_unavailable(lang: str)
     missing = template.render(lang=lang, payments=None)
     assert 'id="payments-unavailable"' in missing and "TZS" not in missing
     assert ("unavailable" if lang == "en" else "hazipatikani") in missing
+
+
+def test_the_dev_stack_and_the_cluster_point_the_console_at_payments() -> None:
+    from deploy import embedded
+
+    env = embedded.console_env({"console": 8005, "payments": 8004, "registration": 8001})
+    assert env["CONSOLE_PAYMENTS_URL"] == "http://127.0.0.1:8004"
+    config = (Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "config.yaml").read_text()
+    assert "CONSOLE_PAYMENTS_URL: http://mkutano-payments" in config
