@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.console import web
+from services.console import handlers, web
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,6 +85,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "bad_choice": "mstari {n}: msimbo | Kiswahili | Kiingereza | kikomo",
         "at_least_one": "tukio linahitaji angalau kundi moja",
         "editor_links": "Badilisha pia",
+        "saved": "Mabadiliko yamehifadhiwa.",
         "note": "Hakuna kinachohifadhiwa kabla ya kuthibitisha baada ya kuhakiki.",
     },
     "en": {
@@ -125,6 +126,7 @@ LABELS: dict[str, dict[str, Any]] = {
         "bad_choice": "line {n}: code | Swahili | English | limit",
         "at_least_one": "an event needs at least one category",
         "editor_links": "Also edit",
+        "saved": "The changes are saved.",
         "note": "Nothing is saved before you confirm after the preview.",
     },
 }
@@ -415,6 +417,7 @@ def _page(
     changes: list[tuple[str, str, str]] | None = None,
     errors: list[dict[str, str]] | None = None,
     status: int = 200,
+    flash: str | None = None,
 ) -> Response:
     lang = web._lang(request, session)
     spec = KINDS[kind]
@@ -435,6 +438,7 @@ def _page(
         error_of={e["field"]: e["reason"] for e in errors or []},
         types=QUESTION_TYPES,
         event_categories=_categories_of(event),
+        flash=flash,
     )
 
 
@@ -445,7 +449,10 @@ async def catalogue_editor(event_id: str, kind: str, request: Request) -> Respon
         raise web._not_found(request, session)
     event = await web._event(request, session, event_id)
     values = KINDS[kind]["values"](KINDS[kind]["current"](event))
-    return _page(request, session, event, kind, values)
+    flash = session.data.pop("flash", None)
+    if flash:
+        await handlers.remember(web._ctx(request), session)
+    return _page(request, session, event, kind, values, flash=flash)
 
 
 @router.post("/events/{event_id}/edit/{kind}", response_class=HTMLResponse)
@@ -499,4 +506,5 @@ async def catalogue_editor_post(event_id: str, kind: str, request: Request) -> R
             errors=api_errors(fields, spec["prefix"], kind, rows),
             status=answer.status if 400 <= answer.status < 500 else 502,
         )
+    await handlers.remember(web._ctx(request), session, flash=t["saved"])
     return RedirectResponse(f"/events/{event_id}/edit/{kind}", status_code=303)

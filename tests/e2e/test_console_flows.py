@@ -525,6 +525,7 @@ async def test_an_organiser_adds_a_paid_category_with_a_quota_and_a_question(sta
         await page.wait_for_load_state()
         await page.get_by_role("button", name="Save the changes").click()
         await page.wait_for_load_state()
+        assert await page.locator("#saved").inner_text() == "The changes are saved."
         await no_axe_violations(page)
 
         await page.get_by_role("link", name="Custom questions").click()
@@ -546,6 +547,10 @@ async def test_an_organiser_adds_a_paid_category_with_a_quota_and_a_question(sta
         await no_axe_violations(page)
         await page.get_by_role("button", name="Save the changes").click()
         await page.wait_for_load_state()
+        await no_axe_violations(page)
+        await page.goto(f"{stack.console.url}/events/{event_id}/edit/questions?lang=sw")
+        assert await page.get_by_role("heading", level=1).inner_text() == "Maswali ya ziada"
+        assert await page.locator("#q-0-label_sw").input_value() == "Warsha ipi?"
         await no_axe_violations(page)
     async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
         saved = (await client.get(f"/api/v1/events/{event_id}")).json()
