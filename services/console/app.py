@@ -20,8 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from services.console import api, handlers, web
-from services.console.clients import HttpServices, OidcProvider
+from services.console import api, editor, handlers, web
+from services.console.clients import HttpPayments, HttpServices, OidcProvider
 from services.console.domain import TokenIssuer
 from services.console.settings import ConsoleSettings
 from services.console.store import MongoConsoleStore
@@ -87,6 +87,7 @@ class ConsoleApp:
                 "resolutions": settings.resolutions_url,
             }
         )
+        self.payments = HttpPayments(settings.payments_url)
         base = public_url(settings)
         idp = None
         if settings.oidc_issuer:
@@ -109,6 +110,7 @@ class ConsoleApp:
             idp=idp,
             oidc_redirect_uri=f"{base}/sign-in/oidc/callback",
             oidc_roles_claim=settings.oidc_roles_claim,
+            payments=self.payments,
         )
         self.app, _ = build_service_app(
             AppSpec(
@@ -135,6 +137,7 @@ class ConsoleApp:
         self.app.add_exception_handler(web.Refused, _refused)
         self.app.include_router(api.router)
         self.app.include_router(web.router)
+        self.app.include_router(editor.router)  # the event editor's categories and questions
         self.app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     async def status(self) -> dict[str, Any]:
@@ -171,6 +174,7 @@ class ConsoleApp:
             yield
         finally:
             await self.services.close()
+            await self.payments.close()
             await self.mongo.close()
             self.log.info("service_stopped")
 

@@ -130,3 +130,21 @@ class OidcProvider:
         if claims.get("nonce") != pending.nonce:
             raise ValueError("the ID token's nonce is not this sign-in's")
         return claims
+
+
+class HttpPayments:
+    """The payments service's public API (``GET /api/v1/bills/summary``)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 3.0) -> None:
+        self._services = HttpServices({"payments": url}, timeout_s=timeout_s)
+
+    async def bills_summary(self, event_id: str, *, token: str | None) -> dict[str, Any]:
+        answer = await self._services.call(
+            "payments", "GET", "/api/v1/bills/summary", token=token, params={"event_id": event_id}
+        )
+        if not answer.ok or not isinstance(answer.body, dict):
+            raise ServiceUnavailable(f"payments: HTTP {answer.status}")
+        return answer.body
+
+    async def close(self) -> None:
+        await self._services.close()

@@ -17,7 +17,15 @@ from services.console.domain import (
     roles_from_claims,
     spend_dummy_verification,
 )
-from services.console.ports import AccountExists, Answer, ConsoleStore, IdentityProvider, Services
+from services.console.ports import (
+    AccountExists,
+    Answer,
+    ConsoleStore,
+    IdentityProvider,
+    Payments,
+    Services,
+    ServiceUnavailable,
+)
 from shared.timeutil import utcnow
 
 
@@ -34,6 +42,7 @@ class Context:
     oidc_redirect_uri: str = ""
     oidc_roles_claim: str = "roles"
     clock: Callable[[], datetime] = utcnow
+    payments: Payments | None = None
 
 
 # -- accounts --------------------------------------------------------------------------------
@@ -200,3 +209,23 @@ async def call(
     """Call a service's public API as the person signed in (anonymous without a session)."""
     token = token_for(ctx, session) if session is not None else None
     return await ctx.services.call(service, method, path, token=token, params=params, json=json)
+
+
+async def payments_summary(
+    ctx: Context, session: StaffSession, event_id: str
+) -> dict[str, Any] | None:
+    """The event's amounts collected, outstanding and expired (integer TZS) from the
+    payments service, as the person signed in; None when payments cannot say."""
+    if ctx.payments is None:
+        return None
+    try:
+        summary = await ctx.payments.bills_summary(event_id, token=token_for(ctx, session))
+    except ServiceUnavailable:
+        return None
+    return {
+        "collected_tzs": int(summary.get("collected_tzs") or 0),
+        "outstanding_tzs": int(summary.get("outstanding_tzs") or 0),
+        "expired_tzs": int(summary.get("expired_tzs") or 0),
+        "bills": int(summary.get("bills") or 0),
+        "by_status": dict(summary.get("by_status") or {}),
+    }

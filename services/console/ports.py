@@ -87,3 +87,12 @@ class IdentityProvider(Protocol):
     ) -> dict[str, Any]:
         """Exchange the code (with the PKCE verifier), verify the ID token (signature,
         issuer, audience, nonce) and return its claims."""
+
+
+class Payments(Protocol):
+    """The payments service's public API: an event's bills summed up."""
+
+    async def bills_summary(self, event_id: str, *, token: str | None) -> dict[str, Any]:
+        """``GET /api/v1/bills/summary?event_id=``: collected, outstanding and expired TZS
+        (integers) and counts; raises ServiceUnavailable when payments does not answer or
+        refuses."""

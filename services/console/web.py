@@ -341,6 +341,8 @@ async def dashboard(event_id: str, request: Request) -> Response:
     )
     per_day = Counter(day for item in door["items"] for day in item.get("checkins", {}))
     refresh = request.app.state.dashboard_refresh_s
+    # Payments' figures; the page renders without them when payments cannot answer.
+    payments = await handlers.payments_summary(_ctx(request), session, event_id)
     return render(
         request,
         "dashboard.html.j2",
@@ -350,6 +352,7 @@ async def dashboard(event_id: str, request: Request) -> Response:
         by_category=stats.get("by_category") or stats.get("by_cadre") or {},
         checkins=sorted(per_day.items()),
         refresh_s=refresh,
+        payments=payments,
     )
 
 

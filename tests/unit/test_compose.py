@@ -177,3 +177,27 @@ def test_compose_v2_is_required_and_said_so(compose: dict[str, Any]) -> None:
     assert re.search(r"Compose v2[^\n]*docker compose|docker compose[^\n]*Compose v2", readme), (
         "the README says the stack needs Docker Compose v2"
     )
+
+
+def test_the_console_runs_with_its_own_database_and_every_service_trusts_its_tokens(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    console = services["console"]
+    assert console["build"]["dockerfile"] == "deploy/console.Dockerfile"
+    assert (REPO / "deploy" / "console.Dockerfile").is_file()
+    assert services["mongo-console"]["image"].startswith("mongo:")
+    assert console["depends_on"]["mongo-console"]["condition"] == "service_healthy"
+    env = console["environment"]
+    assert "mongo-console" in env["CONSOLE_MONGO_URL"]
+    assert env["CONSOLE_PAYMENTS_URL"] == "http://payments:8004"
+    # Only the console holds the signing key, and it has no default.
+    assert "${CONSOLE_SIGNING_KEY:?" in env["CONSOLE_SIGNING_KEY"]
+    for name in (*SERVICES, "payments"):
+        theirs = services[name]["environment"]
+        assert "CONSOLE_SIGNING_KEY" not in theirs, name
+        assert theirs["MKUTANO_JWT_JWKS_URL"] == "http://console:8005/.well-known/jwks.json"
+        # The tokens' issuer is the console's public URL, as the console signs them.
+        assert theirs["MKUTANO_JWT_ISSUER"] == env["CONSOLE_PUBLIC_URL"]
+        assert theirs["MKUTANO_JWT_AUDIENCE"] == "mkutano"
+        assert "EdDSA" in theirs["MKUTANO_JWT_ALGORITHMS"]
