@@ -197,3 +197,16 @@ async def test_a_group_bill_paid_confirms_all_three_nominees(pay: PayStack) -> N
         assert any(p.get_filename() == "tiketi-ticket.png" for p in m.iter_attachments())
     paid = await get_bill(pay, group["id"])
     assert paid["status"] == "paid" and paid["paid_total_tzs"] == 3 * FEE
+
+    # Nobody left to pay for: the button is gone, and a stale form gets a clear answer.
+    async with httpx.AsyncClient(base_url=pay.registration.url, timeout=30) as c:
+        c.cookies = client.cookies
+        home = await c.get(f"/institution/home?lang=en&event={event_id}")
+        assert "One bill for all unpaid nominees" not in home.text
+        assert home.text.count('data-status="confirmed"') == 3
+        stale = await c.post(
+            "/institution/group-bill?lang=en",
+            data={"csrf": form_token(home.text), "event": event_id},
+        )
+    assert stale.status_code == 409
+    assert "None of your nominees for this event awaits payment." in stale.text
