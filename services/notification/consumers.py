@@ -137,6 +137,14 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     # Payments (issue 14): the payers' notices.
     for cls in PAYMENT_NOTICES:
         table[cls] = bind(handlers.record_payment_notice)
+    # Group bills (issue 14): payments acts on GroupBillRequested; the contact person's
+    # message (the control number) comes from payments.notices.v1, so none here.
+    from shared.contracts.registration_notices import GroupBillRequested
+
+    async def no_message(received: ReceivedEvent) -> None:
+        return None
+
+    table[GroupBillRequested] = no_message
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=[

@@ -5,7 +5,7 @@ payer's name, phone and email, which a GePG bill needs; Kafka ACLs grant this gr
 access: deploy/kafka-acls.sh, docs/operations.md) and ``registration.v1`` (for
 ``PersonalDataErased``). A registration notice with status ``pending_payment`` opens its
 bill (one per registration: a re-delivery finds it); a cancelled registration cancels
-its open bill. Other event types of those streams are acknowledged and ignored.
+its open bill; an institution's ``GroupBillRequested`` opens its group bill. Other event types of those streams are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from services.payments import handlers
 from shared.contracts.registration import PersonalDataErased
 from shared.contracts.registration_notices import (
+    GroupBillRequested,
     ParticipantRegisteredNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
@@ -32,6 +33,9 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
             ctx, received.event.registration_id, "registration_cancelled"
         )
 
+    async def group_bill(received: ReceivedEvent) -> None:
+        await handlers.group_bill_requested(ctx, received.event)
+
     async def erase(received: ReceivedEvent) -> None:
         await handlers.erase_personal_data(ctx, received.event.registration_id)
 
@@ -43,8 +47,10 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
             RegistrationApprovedNotice: open_bill,
             WaitlistPromotedNotice: open_bill,
             RegistrationCancelledNotice: cancel_bill,
+            GroupBillRequested: group_bill,
             PersonalDataErased: erase,
         },
-        description="Opens a bill for each registration pending payment, cancels the bill "
+        description="Opens a bill for each registration pending payment (one group bill "
+        "for an institution that asks), cancels the bill "
         "of a registration cancelled before paying, erases a payer's personal data.",
     )

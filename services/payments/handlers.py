@@ -445,6 +445,18 @@ def totals(bills: list[Bill]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- group bills
 
 
+async def group_bill_requested(ctx: Context, notice: Any) -> Bill | None:
+    """An institution's contact person asked for one bill (``GroupBillRequested`` on
+    registration.notices.v1): open it. A re-delivered notice finds the same bill (the
+    group bill's id is derived from its lines); one with nothing left to bill (paid
+    already, or no single bill yet) is logged and dropped, never retried forever."""
+    try:
+        return await open_group_bill(ctx, notice.event_id, notice.institution_code, notice.payer)
+    except DomainError as e:
+        log.info("group_bill_not_opened", code=e.code, institution=notice.institution_code)
+        return None
+
+
 def group_bill_id(event_id: str, institution_code: str, registration_ids: list[str]) -> str:
     import uuid
 

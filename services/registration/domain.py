@@ -60,6 +60,7 @@ from shared.contracts.registration_notices import (
     CertificateIssuedNotice,
     ConfirmationResendRequestedNotice,
     EvaluationInvitedNotice,
+    GroupBillRequested,
     InstitutionContactAddress,
     InstitutionContactErased,
     InstitutionSignInRequested,
@@ -1675,7 +1676,17 @@ class Registration(Aggregate):
         return {"amount_due_tzs": self.amount_due_tzs, "payment_due_by": due_by}
 
     def note_bill(self, **bill: Any) -> bool:
-        """What payments.v1 says of this registration's bill (for the /my page)."""
+        """What payments.v1 says of this registration's bill (for the /my page). A bill
+        replaced by another (a group bill) may be told cancelled after its successor was
+        noted (payments.v1 is keyed by bill, so across partitions): that is not this
+        registration's bill any more, and changes nothing."""
+        current = self.payment.get("bill_id")
+        if (
+            current
+            and bill.get("bill_id") not in (None, current)
+            and (bill.get("status") == "cancelled")
+        ):
+            return False
         merged = {**self.payment, **{k: v for k, v in bill.items() if v is not None}}
         if merged == self.payment:
             return False
@@ -2596,6 +2607,33 @@ class Institution(Aggregate):
 
     def contact_by_email(self, email: str) -> dict | None:
         return next((c for c in self.contacts if c["email"] == email), None)
+
+    def request_group_bill(
+        self, *, event_id: str, registration_ids: list[str], contact: dict, now: datetime
+    ) -> None:
+        """One bill for these nominees (pending payment) of an event, paid by ``contact``:
+        payments opens it on the ``GroupBillRequested`` notice (issue 14)."""
+        if not registration_ids:
+            raise DomainError(
+                "nothing_to_bill",
+                "None of this institution's nominees for this event awaits payment",
+                field="event",
+            )
+        self.record(
+            GroupBillRequested(
+                institution_code=self.code,
+                event_id=event_id,
+                registration_ids=sorted(registration_ids),
+                payer=ParticipantContact(
+                    full_name=contact["full_name"],
+                    email=contact["email"],
+                    phone=contact.get("phone") or "",
+                    language=contact.get("language") or "sw",
+                    institution=self.name(contact.get("language") or "sw"),
+                ),
+                requested_at=now,
+            )
+        )
 
     def erase_contact(self, contact_id: str, now: datetime) -> bool:
         """Remove a contact person's data (PDPA erasure) and tell notification to drop

@@ -1678,6 +1678,28 @@ async def institution_nominations(
     return await ctx.institutions.nominations(event_id, institution_code)
 
 
+async def request_group_bill(ctx: Context, session: InstitutionSession, event_id: str) -> int:
+    """The contact person asks for one bill for the institution's nominees of this event
+    awaiting payment (issue 14): a ``GroupBillRequested`` notice from the institution's
+    outbox; payments opens the bill. Returns how many nominees it is for."""
+    await _event(ctx, event_id)
+    code = session.institution.code
+    found = await ctx.institutions.nominations(event_id, code)
+    ids = [r.id for r in found if r.status == "pending_payment"]
+    for _ in range(_ATTEMPTS):
+        institution = await ctx.institutions.get_institution(code)
+        if institution is None:
+            raise DomainError("institution_not_found", "No such institution", field="code")
+        contact = institution.contact(session.contact["id"]) or session.contact
+        institution.request_group_bill(
+            event_id=event_id, registration_ids=ids, contact=contact, now=ctx.clock()
+        )
+        if await ctx.institutions.save_institution(institution):
+            ilog.info("group_bill_requested", institution=code, nominees=len(ids))
+            return len(ids)
+    raise DomainError("concurrent_change", "The institution kept changing; try again")
+
+
 async def nominate(
     ctx: Context, institution: Institution, event_id: str, request: RegistrationRequest
 ) -> Registered:

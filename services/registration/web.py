@@ -1400,6 +1400,10 @@ INSTITUTION_LABELS: dict[str, dict[str, Any]] = {
         "status": "Hali",
         "payment": "Malipo",
         "payment_pending": "Taarifa za malipo zitaonekana hapa.",
+        "group_bill_title": "Bili moja ya taasisi",
+        "group_bill_amount": "Kiasi chote",
+        "group_bill_paid": "Kilicholipwa",
+        "group_bill_for": "Kwa walioteuliwa",
         "category": "Kundi",
         "nominate_title": "Teua afisa",
         "full_name": "Jina kamili",
@@ -1431,6 +1435,12 @@ INSTITUTION_LABELS: dict[str, dict[str, Any]] = {
         "replace_title": "Badilisha",
         "done_nominated": "Afisa ameteuliwa; atapokea barua pepe ya uthibitisho.",
         "done_withdrawn": "Uteuzi umeondolewa.",
+        "done_group_bill": "Tumeomba bili moja; namba yake ya malipo itakufikia kwa barua "
+        "pepe na itaonekana hapa.",
+        "group_bill_none": "Hakuna aliyeteuliwa anayesubiri malipo kwa tukio hili.",
+        "group_bill_intro": "Lipa ada za walioteuliwa wote wanaosubiri malipo kwa namba moja "
+        "ya malipo (bili zao za mmoja mmoja zitafutwa).",
+        "group_bill_ask": "Bili moja kwa walioteuliwa wote wasiolipiwa",
         "done_replaced": "Afisa amebadilishwa; aliyeteuliwa mpya atapokea barua pepe yake.",
         "must_confirm": "Weka alama kuthibitisha.",
         "file_required": "Chagua faili la CSV.",
@@ -1465,6 +1475,10 @@ INSTITUTION_LABELS: dict[str, dict[str, Any]] = {
         "status": "Status",
         "payment": "Payment",
         "payment_pending": "Payment details will appear here.",
+        "group_bill_title": "The institution's group bill",
+        "group_bill_amount": "Total amount",
+        "group_bill_paid": "Paid so far",
+        "group_bill_for": "For the nominees",
         "category": "Category",
         "nominate_title": "Nominate an officer",
         "full_name": "Full name",
@@ -1496,6 +1510,12 @@ INSTITUTION_LABELS: dict[str, dict[str, Any]] = {
         "replace_title": "Replace",
         "done_nominated": "The officer is nominated; they will get a confirmation email.",
         "done_withdrawn": "The nomination is withdrawn.",
+        "done_group_bill": "One bill is requested; its control number comes to you by email "
+        "and shows here.",
+        "group_bill_none": "None of your nominees for this event awaits payment.",
+        "group_bill_intro": "Pay the fees of all nominees awaiting payment with one control "
+        "number (their single bills are cancelled).",
+        "group_bill_ask": "One bill for all unpaid nominees",
         "done_replaced": "The officer is replaced; the new nominee will get their own email.",
         "must_confirm": "Tick the box to confirm.",
         "file_required": "Choose a CSV file.",
@@ -1748,6 +1768,34 @@ def _payment_line(registration: Any, language: str) -> str | None:
     return "; ".join(parts) or labels["waiting"]
 
 
+def _group_bill_view(registrations: list[Any], language: str) -> dict[str, Any] | None:
+    """The institution's group bill (issue 14), as payments.v1 told each of its nominees:
+    the bill that more than one nominee shares (the newest noted, if several)."""
+    by_bill: dict[str, list[Any]] = {}
+    for r in registrations:
+        bill_id = (getattr(r, "payment", None) or {}).get("bill_id")
+        if bill_id and r.payment.get("status") != "cancelled":
+            by_bill.setdefault(bill_id, []).append(r)
+    groups = [rs for rs in by_bill.values() if len(rs) > 1]
+    if not groups:
+        return None
+    nominees = max(groups, key=len)
+    payment = nominees[0].payment
+    labels = PAYMENT_LABELS[language]
+    amount, paid = payment.get("amount_tzs"), payment.get("paid_total_tzs") or 0
+    outstanding = payment.get("outstanding_tzs", amount)
+    return {
+        "control_number": payment.get("control_number"),
+        "amount": f"TZS {amount:,}" if isinstance(amount, int) else None,
+        "paid": f"TZS {paid:,}" if isinstance(paid, int) else None,
+        "outstanding": f"TZS {outstanding:,}" if isinstance(outstanding, int) else None,
+        "status": labels["statuses"].get(payment.get("status", ""), labels["waiting"]),
+        "status_code": payment.get("status", ""),
+        "nominees": [r.full_name for r in nominees],
+        "pay_by": (_payment_view(nominees[0], language) or {}).get("pay_by"),
+    }
+
+
 async def _open_events(request: Request) -> list[Event]:
     now = _ctx(request).clock()
     return [e for e in await handlers.list_events(_ctx(request)) if e.starts_at > now]
@@ -1782,10 +1830,12 @@ async def _institution_page(
     events = await _open_events(request)
     event = next((e for e in events if e.id == event_id), events[0] if events else None)
     nominees = []
+    group_bill = None
     if event is not None:
         found = await handlers.institution_nominations(ctx, session.institution.code, event.id)
         names = {**LABELS[language]["cadres"], **dict(_categories(event, language))}
         nominees = [_nominee_view(r, language, names) for r in found]
+        group_bill = _group_bill_view(list(found), language)
     other = LABELS[language]["other_language"][0]
     event_q = f"&event={event.id}" if event else ""
     return _render(
@@ -1808,6 +1858,9 @@ async def _institution_page(
         event=_event_context(event, language) if event else None,
         categories=_categories(event, language) if event else [],
         nominees=nominees,
+        group_bill=group_bill,
+        unpaid=sum(1 for n in nominees if n["status"] == "pending_payment"),
+        pay=PAYMENT_LABELS[language],
         values={"language": language, **(values or {})},
         errors=errors or {},
         notice=notice,
@@ -2006,6 +2059,27 @@ async def institution_nominate_file(request: Request, lang: str | None = None) -
         "message": labels["report_done"].format(count=len(result.registered)),
     }
     return await _institution_page(request, session, language, event_id, 201, report=report)
+
+
+@router.post("/institution/group-bill", response_class=HTMLResponse)
+async def institution_group_bill(request: Request, lang: str | None = None) -> Response:
+    """One bill for all the institution's nominees of the event awaiting payment (issue
+    14): a notice payments acts on; the control number comes by email and shows here."""
+    language = _lang(lang)
+    session, form, answer = await _inst_posted(request, language)
+    if answer is not None:
+        return answer
+    assert session is not None
+    labels = _inst_labels(language)
+    event_id = str(form.get("event") or "")[:64]
+    try:
+        await handlers.request_group_bill(_ctx(request), session, event_id)
+    except DomainError as exc:
+        message = labels["group_bill_none"] if exc.code == "nothing_to_bill" else None
+        errors = {"form": message or labels["codes"].get(exc.code, exc.message)}
+        status = 409 if exc.code == "nothing_to_bill" else status_for(exc.code, api.ERROR_STATUSES)
+        return await _institution_page(request, session, language, event_id, status, errors=errors)
+    return _see_other(f"/institution/home?lang={language}&event={event_id}&done=group_bill")
 
 
 @router.post("/institution/nominations/{registration_id}/withdraw", response_class=HTMLResponse)

@@ -206,3 +206,25 @@ class InstitutionContactErased(IntegrationEvent):
     contact_id: str
     email: str
     erased_at: datetime
+
+
+# -- group bills (issue 14) -------------------------------------------------------------
+
+
+@register
+class GroupBillRequested(IntegrationEvent):
+    """An institution's contact person asked for one bill for all its unpaid nominees of
+    an event (the institution page's button). Payments (its consumer group reads this
+    stream) opens the group bill, one line per registration, replacing their single
+    bills; its control number goes to ``payer``. Keyed by institution code; payments
+    deduplicates on the CloudEvents id."""
+
+    domain = "registration"
+    topic = REGISTRATION_NOTICES
+    aggregate_field = "institution_code"
+
+    institution_code: str
+    event_id: str
+    registration_ids: list[str]
+    payer: ParticipantContact
+    requested_at: datetime

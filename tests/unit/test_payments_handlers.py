@@ -174,3 +174,28 @@ async def test_a_group_bill_replaces_the_nominees_bills_and_pays_for_all(ctx):
     await handlers.apply_payment(ctx, PaymentCallback(replace(paid, bill_id=group.id)))
     [bill_paid] = [e for e in ctx.store.events if isinstance(e, BillPaid)]
     assert sorted(bill_paid.registration_ids) == ["n1", "n2", "n3"]
+
+
+async def test_a_group_bill_requested_notice_opens_it_once_and_nothing_left_is_dropped(ctx):
+    from datetime import UTC, datetime
+
+    from shared.contracts.registration_notices import GroupBillRequested
+
+    for rid in ("n1", "n2"):
+        await handlers.open_bill_for_registration(
+            ctx, notice(rid).model_copy(update={"institution_code": "EGA"})
+        )
+    asked = GroupBillRequested(
+        institution_code="EGA",
+        event_id="ev-1",
+        registration_ids=["n1", "n2"],
+        payer=payer(),
+        requested_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    group = await handlers.group_bill_requested(ctx, asked)
+    assert group is not None and group.amount_tzs == 2 * 400_000
+    again = await handlers.group_bill_requested(ctx, asked)  # re-delivered / pressed twice
+    assert again is not None and again.id == group.id
+    assert len([b for b in ctx.store.bills.values() if len(b.lines) > 1]) == 1
+    other = asked.model_copy(update={"institution_code": "NONE"})
+    assert await handlers.group_bill_requested(ctx, other) is None  # logged, not retried

@@ -571,3 +571,31 @@ async def test_institutions_nominate_for_the_categories_that_need_a_nomination(
         ctx, institution, "seminar-1", officers_csv(rows), dry_run=True
     )
     assert {(p.row, p.field) for p in report.problems} == {(3, "category"), (4, "category")}
+
+
+async def test_a_group_bill_is_requested_for_the_nominees_awaiting_payment(
+    ctx: handlers.Context, institutions: FakeInstitutionStore
+) -> None:
+    from shared.errors import DomainError
+    from tests.unit.test_registration_categories import category
+
+    paid = [category("ict_officer", fee_tzs=400_000)]
+    await handlers.create_event(ctx, event_spec(categories=paid))
+    institution = await handlers.create_institution(ctx, mof())
+    ids = []
+    for n in (1, 2):
+        request = RegistrationRequest.model_validate(nomination_payload(officer(n), institution))
+        registered = await handlers.nominate(ctx, institution, "seminar-1", request)
+        assert registered.status == "pending_payment"
+        ids.append(registered.id)
+    session = handlers.InstitutionSession(institution=institution, contact=institution.contacts[0])
+    assert await handlers.request_group_bill(ctx, session, "seminar-1") == 2
+    [asked] = [m.data for m in institutions.outbox if m.type.endswith("GroupBillRequested.v1")]
+    assert asked["registration_ids"] == sorted(ids) and asked["institution_code"] == "MOF"
+    assert asked["payer"]["email"] == institution.contacts[0]["email"]
+    # An event with nobody awaiting payment: refused, nothing published.
+    await handlers.create_event(ctx, event_spec(id="seminar-2", code="SEM2"))
+    with pytest.raises(DomainError) as refused:
+        await handlers.request_group_bill(ctx, session, "seminar-2")
+    assert refused.value.code == "nothing_to_bill"
+    assert len([m for m in institutions.outbox if m.type.endswith("GroupBillRequested.v1")]) == 1

@@ -86,3 +86,22 @@ async def test_the_bill_never_outlives_the_event_start(ctx, clock, store) -> Non
     await handlers.register_participant(ctx, event_id, applicant("ict"))
     assert store.last("ParticipantRegisteredNotice")["payment_due_by"] is not None
     assert payment_due_by(event, clock.now) == event.starts_at
+
+
+async def test_a_replaced_bill_told_cancelled_late_leaves_the_group_bill(ctx, store) -> None:
+    # payments.v1 is keyed by bill: a group bill's control number may be noted before the
+    # replaced single bill's BillCancelled arrives; the nominee keeps the group bill.
+    event_id = await new_event(ctx, capacity=5, categories=[category("ict", fee_tzs=400_000)])
+    reg = await handlers.register_participant(ctx, event_id, applicant("ict"))
+    await handlers.note_bill(ctx, [reg.id], bill_id="single", control_number="991", status="issued")
+    await handlers.note_bill(ctx, [reg.id], bill_id="group", control_number="992", status="issued")
+    await handlers.note_bill(ctx, [reg.id], bill_id="single", status="cancelled")
+    payment = (await store.get_registration(reg.id)).payment
+    assert (payment["bill_id"], payment["control_number"], payment["status"]) == (
+        "group",
+        "992",
+        "issued",
+    )
+    # Its own bill told cancelled (the registration cancelled) still shows.
+    await handlers.note_bill(ctx, [reg.id], bill_id="group", status="cancelled")
+    assert (await store.get_registration(reg.id)).payment["status"] == "cancelled"
