@@ -205,10 +205,17 @@ async def call(
     *,
     params: dict[str, Any] | None = None,
     json: Any = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """Call a service's public API as the person signed in (anonymous without a session)."""
     token = token_for(ctx, session) if session is not None else None
-    return await ctx.services.call(service, method, path, token=token, params=params, json=json)
+    extra: dict[str, Any] = {}
+    if content is not None or headers:
+        extra = {"content": content, "headers": headers}
+    return await ctx.services.call(
+        service, method, path, token=token, params=params, json=json, **extra
+    )
 
 
 async def payments_summary(

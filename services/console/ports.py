@@ -74,7 +74,11 @@ class Services(Protocol):
         token: str | None,
         params: dict[str, Any] | None = None,
         json: Any = None,
-    ) -> Answer: ...
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        """``content`` is a raw body (a CSV file) sent with ``headers`` (its
+        content-type, If-Match); ``json`` a JSON one."""
 
 
 class IdentityProvider(Protocol):
