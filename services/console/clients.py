@@ -35,6 +35,8 @@ class HttpServices:
         json: Any = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        data: dict[str, Any] | None = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
     ) -> Answer:
         sent = dict(headers or {})
         if token:
@@ -46,6 +48,8 @@ class HttpServices:
                 params={k: v for k, v in (params or {}).items() if v not in (None, "")},
                 json=json,
                 content=content,
+                data=data,
+                files=files,
                 headers=sent,
             )
         except httpx.HTTPError as exc:

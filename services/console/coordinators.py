@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.console import handlers
 from services.console.domain import StaffSession
 from services.console.labels import LABELS
+from services.console.ports import Answer
 from services.console.web import _call, _form, _lang, _not_found, _or_fail, _require, render
 
 router = APIRouter(include_in_schema=False)
@@ -29,6 +30,9 @@ WRITE = "coordinators"  # coordinators
 # The largest CSV the console takes (the resolutions service's own bound is 2 MiB).
 MAX_CSV_BYTES = 2 * 1024 * 1024
 CSV_HEADERS = {"content-type": "text/csv; charset=utf-8"}
+# Evidence files of one update (the resolutions service's bounds: five, 10 MiB each).
+MAX_FILES = 5
+MAX_FILE_BYTES = 10 * 1024 * 1024
 
 COORDINATOR_LABELS: dict[str, dict[str, str]] = {
     "sw": {
@@ -74,6 +78,9 @@ COORDINATOR_LABELS: dict[str, dict[str, str]] = {
         "by": "Na",
         "evidence": "Ushahidi",
         "download": "Pakua",
+        "record_update": "Rekodi maendeleo",
+        "evidence_links": "Viungo vya ushahidi (kimoja kila mstari)",
+        "evidence_files": "Mafaili ya ushahidi (PDF, picha, nyaraka; hadi 5)",
         "stale": (
             "Azimio hili limebadilishwa na mtu mwingine tangu ulipolisoma (sasa ni toleo"
             " {version}). Hakuna kilichobadilishwa: hapa chini ni toleo la sasa; rudia"
@@ -159,6 +166,9 @@ COORDINATOR_LABELS: dict[str, dict[str, str]] = {
         "by": "By",
         "evidence": "Evidence",
         "download": "Download",
+        "record_update": "Record progress",
+        "evidence_links": "Evidence links (one a line)",
+        "evidence_files": "Evidence files (PDF, images, office documents; up to 5)",
         "stale": (
             "Someone else changed this resolution since you read it (it is now version"
             " {version}). Nothing was changed: below is the current version; make your"
@@ -484,6 +494,14 @@ async def _write(
         json=body,
         headers={"If-Match": f'"{form.get("version", "")}"'},
     )
+    return await _after_write(request, session, rid, answer)
+
+
+async def _after_write(
+    request: Request, session: StaffSession, rid: str, answer: Answer
+) -> Response:
+    """The page after a versioned write: the resolution again (saved), its current
+    version (409), or the form's problems."""
     if answer.status == 409 and answer.error_code == "version_conflict":
         return await _resolution_page(
             request, session, rid, status=409, stale=current_version(answer.body)
@@ -530,6 +548,42 @@ async def change_action(rid: str, aid: str, request: Request) -> Response:
         return RedirectResponse(f"/coordinators/resolutions/{rid}", status_code=303)
     path = f"/api/v1/resolutions/{quote(rid, safe='')}/actions/{quote(aid, safe='')}"
     return await _write(request, session, rid, "PATCH", path, form, body)
+
+
+@router.post("/coordinators/resolutions/{rid}/updates", response_class=HTMLResponse)
+async def record_update(rid: str, request: Request) -> Response:
+    """Record progress with evidence (status, progress, note, links, files): passed on
+    to the resolutions service as the same multipart form; it checks the files by their
+    content and names a refused one."""
+    session = await _require(request, WRITE)
+    form = await _form(request, session)
+    raw = await request.form()
+    files: list[tuple[str, tuple[str, bytes, str]]] = []
+    for item in raw.getlist("files")[:MAX_FILES]:
+        if isinstance(item, str) or not (item.filename or item.size):
+            continue
+        data = await item.read(MAX_FILE_BYTES + 1)
+        files.append(("files", (item.filename or "evidence", data, "application/octet-stream")))
+    fields: dict[str, Any] = {
+        k: form[k].strip() for k in ("status", "progress", "note") if form.get(k, "").strip()
+    }
+    if form.get("was_status") == fields.get("status") and "note" not in fields and files:
+        fields.pop("status")
+    links = lines(form.get("evidence", ""))
+    if links:
+        fields["evidence"] = links
+    path = f"/api/v1/resolutions/{quote(rid, safe='')}/updates/with-files"
+    answer = await _call(
+        request,
+        session,
+        "resolutions",
+        "POST",
+        path,
+        data=fields,
+        files=files or None,
+        headers={"If-Match": f'"{form.get("version", "")}"'},
+    )
+    return await _after_write(request, session, rid, answer)
 
 
 @router.get("/coordinators/resolutions/{rid}/evidence/{sha256}")

@@ -273,6 +273,29 @@ async def test_a_coordinator_imports_edits_approves_and_previews_the_report(
         r = await stack.api("GET", href.replace("/coordinators", "/api/v1"))
         assert r.status_code == 401
 
+        # The coordinator records progress with a file of their own; a fake PDF is
+        # refused, named, and nothing is written.
+        fake = tmp_path / "minutes.pdf"
+        fake.write_bytes(b"not a PDF at all\n")
+        before = (await stack.api("GET", f"/api/v1/resolutions/{rid}")).json()["version"]
+        await page.fill("#progress", "70")
+        await page.set_input_files("#files", str(fake))
+        await page.get_by_role("button", name="Record progress").click()
+        await page.locator("#error-summary").wait_for()
+        assert "minutes.pdf" in await page.locator("#error-summary").inner_text()
+        assert (await stack.api("GET", f"/api/v1/resolutions/{rid}")).json()["version"] == before
+        await no_axe_violations(page)
+        minutes = tmp_path / "kumbukumbu.pdf"
+        minutes.write_bytes(PDF)
+        await page.fill("#progress", "70")
+        await page.fill("#note", "Kikao cha tathmini")
+        await page.set_input_files("#files", str(minutes))
+        await page.get_by_role("button", name="Record progress").click()
+        await page.locator("#notice").wait_for()
+        first_entry = page.locator("#timeline > li").first
+        assert "kumbukumbu.pdf" in await first_entry.inner_text()
+        assert "70%" in await first_entry.inner_text()
+
     # At 390 px: every coordinator page fits and is axe-clean.
     async with browser(width=390, height=844) as context:
         page = context.pages[0]
