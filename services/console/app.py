@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from services.console import api, editor, handlers, web
+from services.console import api, coordinators, editor, handlers, web
 from services.console.clients import HttpPayments, HttpServices, OidcProvider
 from services.console.domain import TokenIssuer
 from services.console.settings import ConsoleSettings
@@ -136,6 +136,7 @@ class ConsoleApp:
         self.app.state.dashboard_refresh_s = settings.dashboard_refresh_s
         self.app.add_exception_handler(web.Refused, _refused)
         self.app.include_router(api.router)
+        self.app.include_router(coordinators.router)
         self.app.include_router(web.router)
         self.app.include_router(editor.router)  # the event editor's categories and questions
         self.app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

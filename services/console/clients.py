@@ -33,15 +33,24 @@ class HttpServices:
         token: str | None,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        data: dict[str, Any] | None = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
     ) -> Answer:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
         try:
             response = await self._client.request(
                 method,
                 self.urls[service] + path,
                 params={k: v for k, v in (params or {}).items() if v not in (None, "")},
                 json=json,
-                headers=headers,
+                content=content,
+                data=data,
+                files=files,
+                headers=sent,
             )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"{service}: {type(exc).__name__}") from exc

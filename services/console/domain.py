@@ -49,6 +49,7 @@ PAGE_ROLES: dict[str, tuple[str, ...]] = {
     "door": ("registrar", "organiser"),
     "badges": ("registrar", "organiser"),
     "coordinators": ("coordinator",),
+    "resolutions": ("coordinator", "auditor"),
     "users": ("admin",),
 }
 

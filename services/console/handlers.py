@@ -205,10 +205,21 @@ async def call(
     *,
     params: dict[str, Any] | None = None,
     json: Any = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    data: dict[str, Any] | None = None,
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
 ) -> Answer:
     """Call a service's public API as the person signed in (anonymous without a session)."""
     token = token_for(ctx, session) if session is not None else None
-    return await ctx.services.call(service, method, path, token=token, params=params, json=json)
+    extra: dict[str, Any] = {}
+    if content is not None or headers or data is not None or files:
+        extra = {"content": content, "headers": headers}
+        if data is not None or files:
+            extra.update(data=data, files=files)
+    return await ctx.services.call(
+        service, method, path, token=token, params=params, json=json, **extra
+    )
 
 
 async def payments_summary(

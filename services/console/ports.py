@@ -74,7 +74,14 @@ class Services(Protocol):
         token: str | None,
         params: dict[str, Any] | None = None,
         json: Any = None,
-    ) -> Answer: ...
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        data: dict[str, Any] | None = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+    ) -> Answer:
+        """``content`` is a raw body (a CSV file) sent with ``headers`` (its
+        content-type, If-Match); ``json`` a JSON one; ``data`` and ``files`` a
+        multipart form (evidence files: (field, (name, bytes, media type)))."""
 
 
 class IdentityProvider(Protocol):

@@ -95,7 +95,7 @@ def render(
     nav = []
     if session is not None:
         nav.append(("/events", t["events"]))
-        if session.may("coordinators"):
+        if session.may("resolutions"):
             nav.append(("/coordinators", t["coordinators"]))
     html = templates.get_template(template).render(
         t=t,
@@ -930,18 +930,7 @@ async def badges_pdf(event_id: str, request: Request) -> Response:
     )
 
 
-# -- coordinators (resolutions issue) -------------------------------------------------------
-
-
-@router.get("/coordinators", response_class=HTMLResponse)
-async def coordinators(request: Request) -> Response:
-    """The place of the resolution coordinators' pages (services/console/coordinators.py
-    will hold them)."""
-    session = await _require(request, "coordinators")
-    t = LABELS[_lang(request, session)]
-    return render(
-        request, "message.html.j2", session, title=t["coordinators"], message=t["coordinators_soon"]
-    )
+# -- coordinators: services/console/coordinators.py ------------------------------------------
 
 
 # -- static ----------------------------------------------------------------------------------
