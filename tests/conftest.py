@@ -113,6 +113,31 @@ async def sms(stack_dir: Path) -> AsyncIterator[SmsCapture]:
         capture.process.stop()
 
 
+@pytest.fixture(scope="module")
+async def private_smtp(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SmtpCapture]:
+    """An SMTP capture of one module's own, for a module that starts a notification
+    service of its own (its own consumer group): the session's notification, if a
+    `platform` test started it, reads the same topics and sends its own copy of every
+    message to the session's capture. A module that counts messages uses this one."""
+    capture = SmtpCapture(tmp_path_factory.mktemp("smtp"))
+    await capture.start()
+    try:
+        yield capture
+    finally:
+        capture.process.stop()
+
+
+@pytest.fixture(scope="module")
+async def private_sms(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SmsCapture]:
+    """An SMS capture of one module's own (see ``private_smtp``)."""
+    capture = SmsCapture(tmp_path_factory.mktemp("sms"))
+    await capture.start()
+    try:
+        yield capture
+    finally:
+        capture.process.stop()
+
+
 @pytest.fixture(scope="session")
 def admin_key() -> str:
     """The bootstrap admin API key every service of this session gets."""

@@ -33,6 +33,18 @@ from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
 pytestmark = pytest.mark.e2e
 
 
+# This module starts a notification service of its own: its messages go to captures of
+# its own, never mixed with the session notification's copies (tests/conftest.py).
+@pytest.fixture(scope="module")
+def smtp(private_smtp):
+    return private_smtp
+
+
+@pytest.fixture(scope="module")
+def sms(private_sms):
+    return private_sms
+
+
 @dataclass
 class Stack:
     resolutions: ServiceHandle

@@ -25,6 +25,18 @@ from tests.stack import Process, ServiceFactory, ServiceHandle, unique_suffix, w
 pytestmark = pytest.mark.e2e
 
 
+# This module starts a notification service of its own: its messages go to captures of
+# its own, never mixed with the session notification's copies (tests/conftest.py).
+@pytest.fixture(scope="module")
+def smtp(private_smtp):
+    return private_smtp
+
+
+@pytest.fixture(scope="module")
+def sms(private_sms):
+    return private_sms
+
+
 @dataclass
 class MoneyStack:
     registration: ServiceHandle

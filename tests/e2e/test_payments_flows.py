@@ -23,6 +23,19 @@ from services.payments.gepgxml import generate_dev_keys
 from tests.helpers import event_spec, participant, unique_id
 from tests.stack import Process, ServiceFactory, ServiceHandle, unique_suffix, wait_until
 
+
+# This module starts a notification service of its own: its messages go to captures of
+# its own, never mixed with the session notification's copies (tests/conftest.py).
+@pytest.fixture(scope="module")
+def smtp(private_smtp):
+    return private_smtp
+
+
+@pytest.fixture(scope="module")
+def sms(private_sms):
+    return private_sms
+
+
 FEE = 400_000
 
 

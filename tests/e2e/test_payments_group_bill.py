@@ -42,6 +42,18 @@ from tests.stack import wait_until
 pytestmark = pytest.mark.e2e
 
 
+# This module starts a notification service of its own: its messages go to captures of
+# its own, never mixed with the session notification's copies (tests/conftest.py).
+@pytest.fixture(scope="module")
+def smtp(private_smtp):
+    return private_smtp
+
+
+@pytest.fixture(scope="module")
+def sms(private_sms):
+    return private_sms
+
+
 async def new_institution(stack: PayStack) -> dict[str, Any]:
     code = f"G-{secrets.token_hex(3).upper()}"
     email = f"fedha.{secrets.token_hex(4)}@example.go.tz"
