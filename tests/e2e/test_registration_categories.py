@@ -226,7 +226,7 @@ async def test_a_walk_in_is_checked_in_at_once(platform, api) -> None:
     walked = await api.post(url, json=body, headers=registrar)
     assert walked.status_code == 201, walked.text
     result = walked.json()
-    assert result["status"] == "confirmed" and result["ticket"].startswith("MK1")
+    assert result["status"] == "confirmed" and result["ticket"].startswith("MK2")
     # The ticket scanned again: already checked in for today.
     again = await api.post("/api/v1/checkins", json={"ticket": result["ticket"]}, headers=registrar)
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_checked_in"
