@@ -27,6 +27,7 @@ from shared.contracts import registration as reg
 from shared.contracts.base import IntegrationEvent
 from shared.topics import (
     NOTIFICATION,
+    PAYMENTS_NOTICES,
     REGISTRATION,
     REGISTRATION_NOTICES,
     RESOLUTIONS,
@@ -58,7 +59,14 @@ async def group_at_end(bootstrap: str) -> str:
     try:
         partitions = [
             TopicPartition(topic, p)
-            for topic in (REGISTRATION_NOTICES, RESOLUTIONS_NOTICES, REGISTRATION, RESOLUTIONS)
+            # Every topic notification reads (services/notification/consumers.py).
+            for topic in (
+                REGISTRATION_NOTICES,
+                RESOLUTIONS_NOTICES,
+                REGISTRATION,
+                RESOLUTIONS,
+                PAYMENTS_NOTICES,
+            )
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         consumer.assign(partitions)
