@@ -135,7 +135,8 @@ async def test_a_participant_answers_the_events_questions_in_the_browser(platfor
         await page.fill("#reference", reference)
         await page.fill("#token", token)
         await page.get_by_role("button", name="Open my registration").click()
-        details = await page.locator("dl.result").inner_text()
+        # The first list is the registration (a second one, for a paid category, the bill).
+        details = await page.locator("dl.result").first.inner_text()
         assert "ICT cadre" in details and "Field visit" in details
         assert "Ngorongoro" in details and "AI, Security" in details
         assert await axe_violations(page) == [], "own page"
