@@ -21,13 +21,14 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from shared.topics import NOTIFICATION, REGISTRATION, RESOLUTIONS, all_topics
+from shared.topics import NOTIFICATION, PAYMENTS, REGISTRATION, RESOLUTIONS, all_topics
 from tests.helpers import create_event, participant
 from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
 
 pytestmark = pytest.mark.e2e
 T = "tz.go.ega.registration."
-STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION)
+# The public streams the webhooks service reads (services/webhooks/settings.py).
+STREAMS = (REGISTRATION, RESOLUTIONS, NOTIFICATION, PAYMENTS)
 
 
 @dataclass
