@@ -17,6 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from shared.topics import (
     DAY_MS,
     DEFAULT_RETENTION_DAYS,
+    PRIVATE_STREAMS,
     REGISTRATION,
     TopicSpec,
     align_topic_configs,
@@ -46,7 +47,7 @@ async def test_topics_are_created_with_their_retention(kafka) -> None:
 def test_every_topic_has_the_configured_retention() -> None:
     topics = all_topics(3, retention_days=14)
     assert {t.name for t in topics} >= {"registration.v1", "notification.dlq"}
-    private = {"registration.notices.v1", "resolutions.notices.v1"}
+    private = set(PRIVATE_STREAMS)
     public = [t for t in topics if t.name not in private]
     assert all(t.configs["retention.ms"] == str(14 * DAY_MS) for t in public)
     # The private notices (contact details, tickets) are kept shorter, never longer.
