@@ -1538,14 +1538,6 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-async def _inst_limited(request: Request, language: str) -> Response | None:
-    try:
-        await api.limit_self_service(request)
-    except ApiError as exc:
-        return _private(_too_many(LABELS[language], language, exc))
-    return None
-
-
 def _inst_start(
     request: Request,
     language: str,
@@ -1667,7 +1659,7 @@ async def _inst_email_allowed(request: Request, email: str) -> bool:
 async def institution_link_page(link: str, request: Request, lang: str | None = None) -> Response:
     """What an emailed link opens: one button that uses it (a GET uses nothing)."""
     language = _lang(lang)
-    if (limited := await _inst_limited(request, language)) is not None:
+    if (limited := await _self_service_limited(request, language)) is not None:
         return limited
     try:
         institution = await handlers.check_sign_in_link(_ctx(request), link[:64])
@@ -1692,7 +1684,7 @@ async def institution_link_page(link: str, request: Request, lang: str | None = 
 async def institution_sign_in(link: str, request: Request, lang: str | None = None) -> Response:
     """Use the link (once): set the session cookie and open the institution page."""
     language = _lang(lang)
-    if (limited := await _inst_limited(request, language)) is not None:
+    if (limited := await _self_service_limited(request, language)) is not None:
         return limited
     ctx = _ctx(request)
     form = await request.form()
@@ -1899,7 +1891,7 @@ async def _inst_posted(
     request: Request, language: str
 ) -> tuple[handlers.InstitutionSession | None, Any, Response | None]:
     """The session and form of a POST, or the answer to give instead."""
-    if (limited := await _inst_limited(request, language)) is not None:
+    if (limited := await _self_service_limited(request, language)) is not None:
         return None, None, limited
     session = await _inst_session(request)
     if session is None:
