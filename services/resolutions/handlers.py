@@ -78,6 +78,8 @@ class Context:
     # The coordinators' weekly digest goes to these addresses (none: no digest).
     digest_recipients: Sequence[str] = ()
     digest_language: str = "sw"
+    # The report pages' requests per client address and minute.
+    report_rate_per_min: int = 30
 
     def today(self) -> date:
         """Today in Tanzania: 'overdue' is judged by the local calendar."""
