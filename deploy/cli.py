@@ -14,7 +14,7 @@ API keys, resolutions, seats and status go through each service's own HTTP API w
 admin key (``--admin-key`` or ``MKUTANO_ADMIN_KEY``), never straight into a service's
 database: each service owns its data, and its API applies the same rules and audit as
 for any caller. Service URLs: ``--url registration=http://…`` or ``MKUTANO_<SERVICE>_URL``
-(defaults: the dev ports 8001-8003). Kafka: ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS``.
+(defaults: the dev ports 8001-8004 and 8006). Kafka: ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS``.
 Output is JSON lines on stdout (one per result); progress goes to stderr, counted in
 records (CSV rows, dead letters), not in requests.
 
@@ -45,8 +45,16 @@ from typing import Any
 
 import httpx
 
-SERVICES = ("registration", "notification", "resolutions")
-DEFAULT_PORTS = {"registration": 8001, "notification": 8002, "resolutions": 8003}
+# The services with an HTTP API of their own (the console, 8005, is a frontend: it has no
+# API keys, no outbox and no consumer).
+SERVICES = ("registration", "notification", "resolutions", "payments", "webhooks")
+DEFAULT_PORTS = {
+    "registration": 8001,
+    "notification": 8002,
+    "resolutions": 8003,
+    "payments": 8004,
+    "webhooks": 8006,
+}
 DLQ_HEADERS_PREFIX = "dlq_"
 
 EXIT_OK = 0
@@ -458,7 +466,7 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SERVICE=URL",
         help="a service's base URL, repeatable (default: $MKUTANO_<SERVICE>_URL, else "
-        "http://127.0.0.1:8001-8003)",
+        "http://127.0.0.1:8001-8004 and 8006)",
     )
     p.add_argument(
         "--bootstrap",
@@ -542,10 +550,10 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION"
     )
     rep = _command(dlq, "replay", "republish dead letters to their original topic")
-    # Every consuming service has a dead-letter topic, webhooks too.
+    # Every consuming service has a dead-letter topic.
     rep.add_argument(
         "--service",
-        choices=(*SERVICES, "webhooks"),
+        choices=SERVICES,
         required=True,
         help="whose dead-letter topic",
     )

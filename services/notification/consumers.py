@@ -56,6 +56,7 @@ from shared.contracts.registration_notices import (
 from shared.contracts.resolutions import ResolutionCompleted, ResolutionUpdated
 from shared.contracts.resolutions_notices import (
     CoordinatorDigestNotice,
+    FocalPersonErased,
     ResolutionCompletedNotice,
     ResolutionReminderNotice,
     ResolutionUpdatedNotice,
@@ -134,6 +135,8 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     # institutions (issue 13 B): a contact person's sign-in link
     table[InstitutionSignInRequested] = bind(handlers.record_institution_sign_in)
     table[InstitutionContactErased] = bind(handlers.erase_institution_contact)
+    # A focal person erased at resolutions (PDPA): their address leaves the delivery log.
+    table[FocalPersonErased] = bind(handlers.erase_focal_person)
     # Payments (issue 14): the payers' notices.
     for cls in PAYMENT_NOTICES:
         table[cls] = bind(handlers.record_payment_notice)

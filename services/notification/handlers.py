@@ -174,6 +174,12 @@ async def erase_institution_contact(ctx: Context, received: ReceivedEvent) -> No
     log.info("institution_contact_erased", contact_id=received.event.contact_id, messages=erased)
 
 
+async def erase_focal_person(ctx: Context, received: ReceivedEvent) -> None:
+    """FocalPersonErased: drop the delivery log's copies of the focal person."""
+    erased = await ctx.store.erase_recipient(received.event.email, ctx.clock())
+    log.info("focal_person_erased", person_key=received.event.person_key, messages=erased)
+
+
 async def record_payment_notice(ctx: Context, received: ReceivedEvent) -> None:
     """A payer's notice (payments.notices.v1): the control number, a reminder, a receipt."""
     now = ctx.clock()

@@ -5,7 +5,8 @@ payer's name, phone and email, which a GePG bill needs; Kafka ACLs grant this gr
 access: deploy/kafka-acls.sh, docs/operations.md) and ``registration.v1`` (for
 ``PersonalDataErased``). A registration notice with status ``pending_payment`` opens its
 bill (one per registration: a re-delivery finds it); a cancelled registration cancels
-its open bill; an institution's ``GroupBillRequested`` opens its group bill. Other event types of those streams are acknowledged and ignored.
+its open bill; an institution's ``GroupBillRequested`` opens its group bill;
+``InstitutionContactErased`` takes the contact person's data off its group bills. Other event types of those streams are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from services.payments import handlers
 from shared.contracts.registration import PersonalDataErased
 from shared.contracts.registration_notices import (
     GroupBillRequested,
+    InstitutionContactErased,
     ParticipantRegisteredNotice,
     RegistrationApprovedNotice,
     RegistrationCancelledNotice,
@@ -39,6 +41,10 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     async def erase(received: ReceivedEvent) -> None:
         await handlers.erase_personal_data(ctx, received.event.registration_id)
 
+    async def erase_contact(received: ReceivedEvent) -> None:
+        erased = received.event
+        await handlers.erase_institution_contact(ctx, erased.institution_code, erased.email)
+
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=[REGISTRATION_NOTICES, REGISTRATION],
@@ -49,8 +55,10 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
             RegistrationCancelledNotice: cancel_bill,
             GroupBillRequested: group_bill,
             PersonalDataErased: erase,
+            InstitutionContactErased: erase_contact,
         },
         description="Opens a bill for each registration pending payment (one group bill "
         "for an institution that asks), cancels the bill "
-        "of a registration cancelled before paying, erases a payer's personal data.",
+        "of a registration cancelled before paying, erases a payer's personal data (a "
+        "participant's, or an institution contact person's on its group bills).",
     )

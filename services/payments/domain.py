@@ -400,6 +400,26 @@ class Bill(Aggregate):
             changed = True
         return changed
 
+    @property
+    def is_group(self) -> bool:
+        """An institution's bill for its nominees, paid by its contact person (a
+        registration's own bill has the id derived from that registration)."""
+        return self.id != bill_id_for(self.lines[0].registration_id)
+
+    def erase_institution_contact(self, institution_code: str, email: str) -> bool:
+        """PDPA erasure of an institution's contact person: on the institution's group
+        bills they pay, the payer's contact goes (no more messages to them); the amounts,
+        the nominees' lines and the payments stay (the books)."""
+        if (
+            not self.is_group
+            or self.institution_code != institution_code
+            or self.payer is None
+            or self.payer.email.casefold() != email.casefold()
+        ):
+            return False
+        self.payer = None
+        return True
+
     def _notify(self, cls: type, **extra: Any) -> None:
         if self.payer is None or self.control_number is None:
             return  # erased: nobody to write to

@@ -202,6 +202,21 @@ async def erase_personal_data(ctx: Context, registration_id: str) -> int:
     return erased
 
 
+async def erase_institution_contact(ctx: Context, institution_code: str, email: str) -> int:
+    """``InstitutionContactErased``: the contact person's data leaves the institution's
+    group bills (idempotent: a re-delivery finds nothing left to erase)."""
+    erased = 0
+    for bill in await ctx.store.list_bills(institution_code=institution_code, limit=100_000):
+        if not bill.is_group:
+            continue
+        _, changed = await _change(
+            ctx, bill.id, lambda b: b.erase_institution_contact(institution_code, email)
+        )
+        erased += bool(changed)
+    log.info("institution_contact_erased", institution_code=institution_code, bills=erased)
+    return erased
+
+
 # --------------------------------------------------------------------------- callbacks
 
 

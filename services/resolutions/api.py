@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, EmailStr, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from services.resolutions import csvio, handlers, report
@@ -813,6 +813,42 @@ async def reject_pending_update(
     )
     _with_etag(response, resolution)
     return _resolution(resolution, coordinator=True)
+
+
+class FocalPersonErasure(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    email: EmailStr = Field(description="The focal person's email, as their resolutions hold it")
+
+
+class FocalPersonErasureResult(BaseModel):
+    resolutions: list[str] = Field(description="The resolutions their data was erased from")
+
+
+@router.post(
+    "/focal-persons/erase",
+    response_model=FocalPersonErasureResult,
+    tags=["focal persons"],
+    responses=error_responses(401, 403, 422),
+)
+async def erase_focal_person(
+    erasure: FocalPersonErasure,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles("coordinator"))],
+) -> FocalPersonErasureResult:
+    """PDPA erasure of a focal person (coordinators; a scoped key within its conferences).
+
+    They leave every resolution they follow; their name leaves their pending updates and
+    their contact the versions' history (their updates stay, marked by their key only);
+    the notification service drops its copies of their address. Idempotent: asking again
+    erases nothing more and answers an empty list."""
+    erased = await handlers.erase_focal_person(
+        _ctx(request),
+        str(erasure.email),
+        reach=lambda conference_id: _in_scope(principal, conference_id),
+        actor=principal.id,
+    )
+    return FocalPersonErasureResult(resolutions=erased)
 
 
 async def _evidence_reader(

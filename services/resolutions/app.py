@@ -77,6 +77,7 @@ def create_runtime(settings: ResolutionsSettings | None = None) -> ServiceRuntim
         evidence_max_bytes=settings.evidence_max_bytes,
         digest_recipients=tuple(settings.digest_recipients),
         digest_language=settings.digest_language,
+        report_rate_per_min=settings.rate_report_per_address_per_min,
     )
     runtime.app.state.context = ctx
     runtime.use_outbox([RESOLUTIONS, REMINDERS])

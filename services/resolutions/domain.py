@@ -19,12 +19,13 @@ saves the change and all those events in one write.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -50,6 +51,7 @@ from shared.contracts.resolutions import (
 from shared.contracts.resolutions_notices import (
     CoordinatorDigestNotice,
     DigestItem,
+    FocalPersonErased,
     ReportLink,
     ResolutionCompletedNotice,
     ResolutionReminderNotice,
@@ -716,6 +718,76 @@ class Resolution(Aggregate):
                 return person
         return None
 
+    def mentions_focal_person(self, email: str) -> bool:
+        """Whether this resolution holds anything of that focal person (now or in its
+        history: the versions of its focal persons, their pending updates)."""
+        # A shallow copy: the scrub assigns new lists, it never changes this one's.
+        return copy.copy(self)._scrub_focal_person(email) is not None
+
+    def erase_focal_person(self, email: str, now: datetime) -> bool:
+        """PDPA erasure of a focal person: they leave the resolution, their name leaves
+        their pending updates and their contact leaves the versions' history; their
+        updates stay, marked by their key only (as the timeline always did). Records
+        ``FocalPersonErased`` (one per spelling of the address held here) for the
+        notification service. False when nothing of them is here."""
+        spellings = self._scrub_focal_person(email)
+        if spellings is None:
+            return False
+        for spelling in sorted(spellings or {email.strip()}):
+            self.record(
+                FocalPersonErased(
+                    resolution_id=self.id,
+                    conference_id=self.conference_id,
+                    person_key=person_key(email),
+                    email=spelling,
+                    erased_at=now,
+                )
+            )
+        return True
+
+    def _scrub_focal_person(self, email: str) -> set[str] | None:
+        """Take the person out; the spellings of their address found (None: nothing)."""
+        target = email.strip().lower()
+        key = person_key(target)
+        spellings: set[str] = set()
+
+        def is_them(value: Any) -> bool:
+            if isinstance(value, dict) and str(value.get("email", "")).lower() == target:
+                spellings.add(str(value["email"]))
+                return True
+            return False
+
+        changed = False
+        kept = []
+        for person in self.focal_persons:
+            if person.email.strip().lower() == target:
+                spellings.add(person.email)
+            else:
+                kept.append(person)
+        if len(kept) != len(self.focal_persons):
+            self.focal_persons, changed = kept, True
+        pending = []
+        for p in self.pending:
+            if p.submitted_by == key and p.submitter_name:
+                p, changed = replace(p, submitter_name=""), True
+            pending.append(p)
+        self.pending = pending
+        versions = []
+        for v in self.versions:
+            change = v.changes.get("focal_persons")
+            if isinstance(change, dict):
+                scrubbed = {
+                    side: [ERASED_PERSON if is_them(x) else x for x in value]
+                    if isinstance(value, list)
+                    else value
+                    for side, value in change.items()
+                }
+                if scrubbed != change:
+                    v, changed = replace(v, changes={**v.changes, "focal_persons": scrubbed}), True
+            versions.append(v)
+        self.versions = versions
+        return spellings if changed else None
+
     def submit_focal_update(
         self,
         update: ProgressUpdate,
@@ -1089,6 +1161,10 @@ def _json(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- report links
+
+
+# What stands in a version's history for an erased focal person.
+ERASED_PERSON: dict[str, Any] = {"erased": True}
 
 
 def person_key(email: str) -> str:

@@ -78,6 +78,8 @@ class Context:
     # The coordinators' weekly digest goes to these addresses (none: no digest).
     digest_recipients: Sequence[str] = ()
     digest_language: str = "sw"
+    # The report pages' requests per client address and minute.
+    report_rate_per_min: int = 30
 
     def today(self) -> date:
         """Today in Tanzania: 'overdue' is judged by the local calendar."""
@@ -658,6 +660,29 @@ async def pending_updates(
     """A conference's focal-person updates waiting for a coordinator, oldest first."""
     found = [(r, p) for r in await list_resolutions(ctx, conference_id) for p in r.pending_updates]
     return sorted(found, key=lambda rp: rp[1].submitted_at)
+
+
+async def erase_focal_person(
+    ctx: Context, email: str, *, reach: Callable[[str], bool], actor: str
+) -> list[str]:
+    """PDPA erasure of a focal person from every resolution of the conferences ``reach``
+    allows (a scoped coordinator's, or all): each holding anything of them is scrubbed
+    and records ``FocalPersonErased`` for notification. Returns those resolutions' ids;
+    asking again finds nothing left."""
+    erased: list[str] = []
+    for conference in await ctx.store.list_conferences():
+        if not reach(conference.id):
+            continue
+        for resolution in await ctx.store.list_resolutions(conference.id):
+            if not resolution.mentions_focal_person(email):
+                continue
+            now = ctx.clock()
+            await _change(
+                ctx, resolution.id, None, lambda r, at=now: r.erase_focal_person(email, at)
+            )
+            erased.append(resolution.id)
+    log.info("focal_person_erased", resolutions=len(erased), by=actor)
+    return erased
 
 
 async def approve_pending(

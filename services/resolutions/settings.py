@@ -22,6 +22,9 @@ class ResolutionsSettings(ServiceSettings):
     link_secret: SecretStr | None = None
     # A report link opens its page this many days after it was sent.
     link_validity_days: int = 45
+    # The focal persons' report pages (GET, POST, evidence) per client address: links
+    # cannot be swept, and a form cannot be posted in a loop.
+    rate_report_per_address_per_min: int = 30
     # Evidence files: at most this many bytes each.
     evidence_max_bytes: int = 10 * 1024 * 1024
     # The reminders and the weekly digest are considered this often.

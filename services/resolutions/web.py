@@ -31,8 +31,9 @@ from services.resolutions.domain import (
     ProgressUpdate,
     report_path,
 )
-from shared.errors import status_for
+from shared.errors import ApiError, status_for
 from shared.http import MiB, body_limit
+from shared.ratelimit import Limit, client_address, enforce
 
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
@@ -85,6 +86,8 @@ LABELS: dict[str, dict[str, Any]] = {
         "form_expired": "Fomu hii imepitwa na muda. Fungua ukurasa tena na ujaribu tena.",
         "stale": "Azimio limebadilika tangu ulipofungua ukurasa huu (sasa toleo {v}). "
         "Angalia hali mpya hapa chini kisha utume tena.",
+        "slow_title": "Maombi mengi mno",
+        "slow_body": "Maombi mengi mno kutoka anwani hii. Subiri dakika moja, kisha ujaribu tena.",
         "gone_title": "Kiungo hiki hakifunguki",
         "gone_body": "Kiungo hiki hakifungui ukurasa wowote. Huenda kimepitwa na muda."
         " Kiungo kipya kitakufikia kwa barua pepe ijayo, au wasiliana na mratibu wa maazimio.",
@@ -140,6 +143,8 @@ LABELS: dict[str, dict[str, Any]] = {
         "form_expired": "This form has expired. Open the page again and try again.",
         "stale": "The resolution changed since you opened this page (now version {v}). "
         "Check the new state below, then send again.",
+        "slow_title": "Too many requests",
+        "slow_body": "Too many requests from this address. Wait a minute, then try again.",
         "gone_title": "This link does not open",
         "gone_body": "This link does not open a page. It may have expired. A new link will"
         " reach you with the next email, or contact the resolutions coordinator.",
@@ -170,6 +175,20 @@ def _lang(value: str | None, default: str = "sw") -> str:
 def _render(name: str, status: int, **context: Any) -> HTMLResponse:
     html = templates.get_template(name).render(**context)
     return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+
+async def _limited(request: Request, language: str) -> HTMLResponse | None:
+    """The report pages' per-address limit: the page saying so (429, Retry-After)."""
+    per_min = _ctx(request).report_rate_per_min
+    try:
+        await enforce(request, "report-link", client_address(request), Limit(per_min, 60))
+    except ApiError as exc:
+        t = LABELS[language]
+        html = templates.get_template("focal_gone.html.j2").render(
+            t={**t, "gone_title": t["slow_title"], "gone_body": t["slow_body"]}, lang=language
+        )
+        return HTMLResponse(html, status_code=429, headers={**NO_STORE, **exc.headers})
+    return None
 
 
 def _gone(language: str) -> HTMLResponse:
@@ -231,6 +250,8 @@ async def report_page(
     link: str, request: Request, lang: str | None = None, sent: str | None = None
 ) -> Response:
     """A focal person's page for their resolution (opened by their signed link)."""
+    if (limited := await _limited(request, _lang(lang))) is not None:
+        return limited
     view = await _open(request, link)
     if view is None:
         return _gone(_lang(lang))
@@ -260,6 +281,8 @@ async def submit_report(
 ) -> Response:
     """The page's form: one update, counted or pending approval; the page again with each
     problem beside its field (and nothing written) otherwise."""
+    if (limited := await _limited(request, _lang(request.query_params.get("lang")))) is not None:
+        return limited
     view = await _open(request, link)
     if view is None:
         return _gone(_lang(None))
@@ -314,6 +337,8 @@ async def report_evidence(
     request: Request,
 ) -> Response:
     """An evidence file of the resolution the link opens (to that focal person only)."""
+    if (limited := await _limited(request, "sw")) is not None:
+        return limited
     try:
         file = await handlers.evidence_for_link(_ctx(request), link[:80], sha256)
     except DomainError as exc:

@@ -124,3 +124,20 @@ class CoordinatorDigestNotice(IntegrationEvent):
     pending_approvals: int = 0
     report_url: str | None = None
     sent_at: datetime
+
+
+@register
+class FocalPersonErased(IntegrationEvent):
+    """A focal person's personal data was erased (PDPA) from a resolution: notification
+    drops its copies (unsent messages to ``email`` are cancelled, sent ones scrubbed).
+    One per resolution that held them; applying it twice changes nothing."""
+
+    domain = "resolutions"
+    topic = RESOLUTIONS_NOTICES
+    aggregate_field = "resolution_id"
+
+    resolution_id: str
+    conference_id: str
+    person_key: str
+    email: str
+    erased_at: datetime

@@ -5,26 +5,53 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from deploy import cli
 from deploy.cli import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from deploy.embedded import free_port
 from shared.topics import NOTIFICATION, dead_letter_topic
 from tests.helpers import TopicReader, cloudevent_headers, publish_raw, unique_id
+from tests.stack import unique_suffix
 
 pytestmark = pytest.mark.e2e
 
+# The session's platform runs three services; the CLI speaks to five (payments and webhooks
+# too), so this module starts those two beside it, in databases and groups of their own.
+ALL = list(cli.SERVICES)
 
-async def mkutano(platform, *args: str) -> tuple[int, list[dict], str]:
+
+@pytest.fixture(scope="module")
+async def operated(platform) -> AsyncIterator[dict[str, str]]:
+    """Every service the CLI knows, by name → URL (payments and webhooks started here)."""
+    group = f"-{secrets.token_hex(3)}"
+    suffix = unique_suffix()
+    extra = await asyncio.gather(
+        platform.factory.start(
+            "payments", db_suffix=suffix, PAYMENTS_CONSUMER_GROUP=f"payments{group}"
+        ),
+        platform.factory.start(
+            "webhooks", db_suffix=suffix, WEBHOOKS_CONSUMER_GROUP=f"webhooks{group}"
+        ),
+    )
+    try:
+        yield {**{s: h.url for s, h in platform.services.items()}, **{h.name: h.url for h in extra}}
+    finally:
+        await asyncio.gather(*(h.stop() for h in extra))
+
+
+async def mkutano(platform, urls: dict[str, str], *args: str) -> tuple[int, list[dict], str]:
     env = {
         **os.environ,
         "MKUTANO_ADMIN_KEY": platform.admin_key,
         "KAFKA_BOOTSTRAP_SERVERS": platform.kafka.bootstrap,
-        **{f"MKUTANO_{s.upper()}_URL": h.url for s, h in platform.services.items()},
+        **{f"MKUTANO_{s.upper()}_URL": url for s, url in urls.items()},
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -40,37 +67,41 @@ async def mkutano(platform, *args: str) -> tuple[int, list[dict], str]:
     return proc.returncode, lines, err.decode()
 
 
-async def test_api_keys_on_every_service_then_revoke_one(platform) -> None:
+async def test_api_keys_on_every_service_then_revoke_one(platform, operated) -> None:
     label = unique_id("cli")
     rc, made, err = await mkutano(
-        platform, "api-keys", "create", "--roles", "auditor", "--label", label
+        platform, operated, "api-keys", "create", "--roles", "auditor", "--label", label
     )
     assert rc == 0, err
-    assert {m["service"] for m in made} == {"registration", "notification", "resolutions"}
+    assert sorted(m["service"] for m in made) == sorted(ALL)
     async with httpx.AsyncClient(timeout=10) as client:
         for m in made:
-            url = platform.services[m["service"]].url
+            url = operated[m["service"]]
             r = await client.get(
                 f"{url}/api/v1/admin/status", headers={"Authorization": f"Bearer {m['key']}"}
             )
             assert r.status_code == 200
     reg = next(m for m in made if m["service"] == "registration")
     rc, (revoked,), err = await mkutano(
-        platform, "api-keys", "revoke", reg["id"], "--service", "registration"
+        platform, operated, "api-keys", "revoke", reg["id"], "--service", "registration"
     )
     assert rc == 0 and revoked["active"] is False, err
-    rc, listed, _ = await mkutano(platform, "api-keys", "list", "--service", "registration")
+    rc, listed, _ = await mkutano(
+        platform, operated, "api-keys", "list", "--service", "registration"
+    )
     mine = [k for k in listed if k["label"] == label]
     assert [k["active"] for k in mine] == [False] and "key" not in mine[0]
     # Bad input: a clear one-line error and the "refused" exit code.
-    rc, _, err = await mkutano(platform, "api-keys", "create", "--roles", "root", "--label", "x")
+    rc, _, err = await mkutano(
+        platform, operated, "api-keys", "create", "--roles", "root", "--label", "x"
+    )
     assert rc == EXIT_REFUSED and "roles" in err and "unknown role" in err
 
 
-async def test_status_and_dlq_replay(platform) -> None:
-    rc, statuses, err = await mkutano(platform, "status")
+async def test_status_and_dlq_replay(platform, operated) -> None:
+    rc, statuses, err = await mkutano(platform, operated, "status")
     assert rc == 0, err
-    assert [s["service"] for s in statuses] == ["registration", "notification", "resolutions"]
+    assert [s["service"] for s in statuses] == ALL
     assert all("backlog" in s["outbox"] for s in statuses)
 
     # A dead letter as the consumer runtime writes it, then replayed to its topic.
@@ -89,10 +120,12 @@ async def test_status_and_dlq_replay(platform) -> None:
         headers=headers,
         value=b"{}",
     )
-    rc, dry, err = await mkutano(platform, "dlq", "replay", "--service", "resolutions", "--dry-run")
+    rc, dry, err = await mkutano(
+        platform, operated, "dlq", "replay", "--service", "resolutions", "--dry-run"
+    )
     assert rc == 0, err
     assert [d["result"] for d in dry if d.get("ce_id") == ce_id] == ["would_replay"]
-    rc, done, err = await mkutano(platform, "dlq", "replay", "--service", "resolutions")
+    rc, done, err = await mkutano(platform, operated, "dlq", "replay", "--service", "resolutions")
     assert rc == 0, err
     assert [d["result"] for d in done if d.get("ce_id") == ce_id] == ["replayed"]
     async with TopicReader(platform.kafka.bootstrap, [NOTIFICATION]) as reader:
@@ -100,12 +133,12 @@ async def test_status_and_dlq_replay(platform) -> None:
     assert record.key == "k-" + ce_id
     assert not any(k.startswith("dlq_") for k in record.headers)
     # A second run replays nothing new (the replay group remembers).
-    rc, again, err = await mkutano(platform, "dlq", "replay", "--service", "resolutions")
+    rc, again, err = await mkutano(platform, operated, "dlq", "replay", "--service", "resolutions")
     assert rc == 0 and not [d for d in again if d.get("ce_id") == ce_id], err
 
 
 async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
-    platform, tmp_path
+    platform, operated, tmp_path
 ) -> None:
     conference_id = unique_id("conf")
     async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=10) as client:
@@ -130,7 +163,7 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
         encoding="utf-8",
     )
     rc, lines, err = await mkutano(
-        platform, "resolutions", "import", str(bad), "--conference", conference_id
+        platform, operated, "resolutions", "import", str(bad), "--conference", conference_id
     )
     assert rc == EXIT_REFUSED, err
     assert any(line["result"] == "problem" for line in lines)
@@ -144,7 +177,14 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
         encoding="utf-8",
     )
     rc, lines, err = await mkutano(
-        platform, "resolutions", "import", str(good), "--conference", conference_id, "--dry-run"
+        platform,
+        operated,
+        "resolutions",
+        "import",
+        str(good),
+        "--conference",
+        conference_id,
+        "--dry-run",
     )
     assert rc == 0 and lines[-1]["result"] == "checked", err
     # Progress is counted in records (the file's rows), not in requests.
@@ -153,7 +193,7 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
         listed = (await client.get(f"/api/v1/conferences/{conference_id}/resolutions")).json()
         assert listed == []  # the bad file and the dry run wrote nothing
         rc, lines, err = await mkutano(
-            platform, "resolutions", "import", str(good), "--conference", conference_id
+            platform, operated, "resolutions", "import", str(good), "--conference", conference_id
         )
         assert rc == 0 and lines[-1]["result"] == "imported", err
         assert "import good.csv: 2/2 records" in err
@@ -161,40 +201,49 @@ async def test_resolutions_import_is_checked_whole_then_written_all_or_nothing(
         assert [r["number"] for r in listed] == [1, 2]
 
 
-async def test_status_reports_every_service_even_when_one_is_down(platform) -> None:
+async def test_status_reports_every_service_even_when_one_is_down(platform, operated) -> None:
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    rc, statuses, err = await mkutano(platform, "--url", f"notification={down}", "status")
+    rc, statuses, err = await mkutano(platform, operated, "--url", f"notification={down}", "status")
     assert rc == EXIT_UNREACHABLE, err
-    assert [s["service"] for s in statuses] == ["registration", "notification", "resolutions"]
+    assert [s["service"] for s in statuses] == ALL
     by = {s["service"]: s for s in statuses}
     assert by["notification"]["reachable"] is False and by["notification"]["url"] == down
     assert "error" in by["notification"]
-    for name in ("registration", "resolutions"):
+    for name in (s for s in ALL if s != "notification"):
         assert by[name]["reachable"] is True and by[name]["ready"] is True, by[name]
         assert "backlog" in by[name]["outbox"]
 
 
-async def test_distinct_exit_codes(platform) -> None:
-    rc, _, err = await mkutano(platform, "seats", "recount", "--event", unique_id("no-such"))
+async def test_distinct_exit_codes(platform, operated) -> None:
+    rc, _, err = await mkutano(
+        platform, operated, "seats", "recount", "--event", unique_id("no-such")
+    )
     assert rc == EXIT_NOT_FOUND, err
     rc, _, err = await mkutano(
-        platform, "api-keys", "revoke", "no-such-key", "--service", "registration"
+        platform, operated, "api-keys", "revoke", "no-such-key", "--service", "registration"
     )
     assert rc == EXIT_NOT_FOUND and "404" in err, err
     rc, _, err = await mkutano(
-        platform, "--admin-key", "mk_wrong", "api-keys", "list", "--service", "registration"
+        platform,
+        operated,
+        "--admin-key",
+        "mk_wrong",
+        "api-keys",
+        "list",
+        "--service",
+        "registration",
     )
     assert rc == EXIT_REFUSED and "401" in err, err
     down = f"http://127.0.0.1:{free_port()}"
     rc, _, err = await mkutano(
-        platform, "--url", f"registration={down}", "seats", "recount", "--event", "e"
+        platform, operated, "--url", f"registration={down}", "seats", "recount", "--event", "e"
     )
     assert rc == EXIT_UNREACHABLE and "cannot reach" in err, err
-    rc, _, err = await mkutano(platform, "resolutions", "import")
+    rc, _, err = await mkutano(platform, operated, "resolutions", "import")
     assert rc == EXIT_USAGE and "usage:" in err, err
-    rc, _, err = await mkutano(platform, "--url", "nosuch=http://x", "status")
+    rc, _, err = await mkutano(platform, operated, "--url", "nosuch=http://x", "status")
     assert rc == EXIT_USAGE, err
     rc, _, err = await mkutano(
-        platform, "resolutions", "import", "/no/such/file.csv", "--conference", "c"
+        platform, operated, "resolutions", "import", "/no/such/file.csv", "--conference", "c"
     )
     assert rc == EXIT_NOT_FOUND, err

@@ -12,6 +12,7 @@ pending; paying the rest confirms all three, each with their ticket.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from typing import Any
@@ -222,3 +223,22 @@ async def test_a_group_bill_paid_confirms_all_three_nominees(pay: PayStack) -> N
         )
     assert stale.status_code == 409
     assert "None of your nominees for this event awaits payment." in stale.text
+
+    # PDPA: the contact person is erased at registration; the group bill keeps its
+    # amounts and payments but no longer holds their contact (payments' consumer).
+    (contact,) = institution["contacts"]
+    erased = await api(
+        pay.registration.url,
+        "DELETE",
+        f"/api/v1/institutions/{institution['code']}/contacts/{contact['id']}",
+        pay.admin,
+    )
+    assert erased.status_code == 204, erased.text
+
+    async def payer_gone() -> dict[str, Any] | None:
+        b = await get_bill(pay, group["id"])
+        return b if b["payer"] is None else None
+
+    kept = await wait_until(payer_gone, timeout=60, message="the payer erased from the bill")
+    assert kept["status"] == "paid" and kept["paid_total_tzs"] == 3 * FEE
+    assert institution["email"] not in json.dumps(kept)

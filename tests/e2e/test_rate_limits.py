@@ -18,6 +18,28 @@ from tests.stack import unique_suffix
 pytestmark = pytest.mark.e2e
 
 
+async def test_focal_persons_report_links_cannot_be_swept(start_service) -> None:
+    """Guessing report links: the same 404 for every unknown link, then 429 with
+    Retry-After and a bilingual page, for the page, its form and its evidence files."""
+    service = await start_service(
+        "resolutions",
+        db_suffix=unique_suffix(),
+        RESOLUTIONS_RATE_LIMITS="true",
+        RESOLUTIONS_RATE_REPORT_PER_ADDRESS_PER_MIN="4",
+    )
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        guesses = [(await client.get(f"/report/guess{n}?lang=en")).status_code for n in range(4)]
+        assert guesses == [404] * 4
+        refused = await client.get("/report/guess5?lang=en")
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "Too many requests" in refused.text and 'lang="en"' in refused.text
+        posted = await client.post("/report/guess6", data={"note": "x"})
+        assert posted.status_code == 429 and "Maombi mengi mno" in posted.text
+        evidence = await client.get("/report/guess7/evidence/" + "0" * 64)
+        assert evidence.status_code == 429
+
+
 async def test_registration_is_limited_per_address_and_per_email(start_service, admin_key) -> None:
     service = await start_service(
         "registration",

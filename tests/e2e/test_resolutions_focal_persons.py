@@ -19,7 +19,7 @@ from tests.axe import axe_violations
 from tests.browser import chromium_page
 from tests.e2e.test_notification_flows import template_of, to
 from tests.helpers import unique_id
-from tests.stack import unique_suffix
+from tests.stack import unique_suffix, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -348,3 +348,57 @@ async def test_the_page_refuses_bad_input_and_writes_nothing(platform) -> None:
         )
         assert ok.status_code == 201, ok.text
         assert ok.json()["latest_update"]["files"][0]["name"] == "plan.pdf"
+
+
+async def test_an_erased_focal_person_is_gone_from_resolutions_and_notification(platform) -> None:
+    from tests.e2e.test_personal_data_rights import _stores_holding
+
+    admin = platform.admin_headers
+    person = {**focal("en"), "full_name": "Zawadi Mfuatiliaji"}
+    other = focal("sw")
+    async with httpx.AsyncClient(base_url=platform.resolutions.url, timeout=20) as client:
+        conference_id = await conference(client, admin)
+        res = await resolution(client, admin, conference_id, 1, person)
+        r = await client.post(
+            f"/api/v1/resolutions/{res['id']}/updates",
+            headers={**admin, "If-Match": '"1"'},
+            json={"status": "in_progress", "note": "Kick-off"},
+        )
+        assert r.status_code == 201, r.text
+        (message,) = await platform.smtp.wait_for(
+            mail(person["email"], "resolution_updated"), timeout=60
+        )
+        link = link_in(message).removeprefix(platform.resolutions.url)
+        # Replaced by another focal person: the versions' history still names her.
+        edited = await client.patch(
+            f"/api/v1/resolutions/{res['id']}",
+            headers={**admin, "If-Match": '"2"'},
+            json={"focal_persons": [other]},
+        )
+        assert edited.status_code == 200, edited.text
+        needles = [person["email"], person["full_name"]]
+        assert set(await _stores_holding(platform, needles)) >= {"resolutions", "notification"}
+
+        bad = await client.post("/api/v1/focal-persons/erase", headers=admin, json={"email": "x"})
+        assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "email"
+        anonymous = await client.post("/api/v1/focal-persons/erase", json=person)
+        assert anonymous.status_code == 401
+        erased = await client.post(
+            "/api/v1/focal-persons/erase", headers=admin, json={"email": person["email"].upper()}
+        )
+        assert erased.status_code == 200, erased.text
+        assert erased.json() == {"resolutions": [res["id"]]}
+
+        async def clean() -> bool:
+            return await _stores_holding(platform, needles) == {}
+
+        await wait_until(clean, timeout=60, message="no copy of the focal person left")
+        # Her link opens nothing now; the other focal person is kept; asking again erases
+        # nothing more.
+        assert (await client.get(link)).status_code == 404
+        kept = (await client.get(f"/api/v1/resolutions/{res['id']}", headers=admin)).json()
+        assert [p["email"] for p in kept["focal_persons"]] == [other["email"]]
+        again = await client.post(
+            "/api/v1/focal-persons/erase", headers=admin, json={"email": person["email"]}
+        )
+        assert again.json() == {"resolutions": []}

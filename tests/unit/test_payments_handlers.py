@@ -199,3 +199,32 @@ async def test_a_group_bill_requested_notice_opens_it_once_and_nothing_left_is_d
     assert len([b for b in ctx.store.bills.values() if len(b.lines) > 1]) == 1
     other = asked.model_copy(update={"institution_code": "NONE"})
     assert await handlers.group_bill_requested(ctx, other) is None  # logged, not retried
+
+
+async def test_an_erased_contact_person_leaves_the_group_bills_and_nothing_else(ctx):
+    contact = payer().model_copy(update={"email": "Mratibu@ega.go.tz"})
+    for rid in ("n1", "n2"):
+        await handlers.open_bill_for_registration(
+            ctx, notice(rid).model_copy(update={"institution_code": "EGA"})
+        )
+    group = await handlers.open_group_bill(ctx, "ev-1", "EGA", contact)
+    await handlers.open_bill_for_registration(
+        ctx, notice("n3").model_copy(update={"institution_code": "EGA"})
+    )
+    # Another institution's contact, and the wrong institution, erase nothing.
+    assert await handlers.erase_institution_contact(ctx, "EGA", "other@ega.go.tz") == 0
+    assert await handlers.erase_institution_contact(ctx, "TRA", "mratibu@ega.go.tz") == 0
+    assert await handlers.erase_institution_contact(ctx, "EGA", "mratibu@ega.go.tz") == 1
+    erased = await ctx.store.get_bill(group.id)
+    assert erased.payer is None
+    assert erased.amount_tzs == 2 * 400_000 and [ln.full_name for ln in erased.lines] == [
+        ln.full_name for ln in group.lines
+    ]
+    # The nominee's own bill keeps its payer (the nominee, not the contact person).
+    own = await ctx.store.get_bill(bill_id_for("n3"))
+    assert own.payer is not None
+    # Re-delivered: nothing left to erase; no message goes to the erased address.
+    assert await handlers.erase_institution_contact(ctx, "EGA", "mratibu@ega.go.tz") == 0
+    sent = len(ctx.store.events)
+    await handlers.apply_control_number(ctx, ControlNumberCallback(group.id, "99778", "7101"))
+    assert not [e for e in ctx.store.events[sent:] if getattr(e, "payer", None) is not None]

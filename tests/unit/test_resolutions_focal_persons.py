@@ -442,3 +442,60 @@ async def test_the_report_link_goes_out_on_the_cadence_and_before_the_next_confe
     clock.now = NOW + timedelta(days=30)  # the next period of the cadence
     await handlers.send_due_reminders(ctx)
     assert len(report_due()) == 3
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+async def test_an_erased_focal_person_leaves_resolution_history_and_pending_updates(ctx) -> None:
+    from services.resolutions.domain import ResolutionChange
+
+    first, second = await setup(ctx, approval=True)
+    # Asha is replaced on the first resolution (the versions' history keeps her), then
+    # added to the second, where an update of hers waits for a coordinator.
+    await handlers.edit_resolution(
+        ctx, first.id, ResolutionChange(focal_persons=[JUMA]), expected_version=1, actor="c"
+    )
+    await handlers.edit_resolution(
+        ctx,
+        second.id,
+        ResolutionChange(focal_persons=[JUMA, ASHA]),
+        expected_version=1,
+        actor="c",
+    )
+    _, pending = await handlers.submit_focal_update(
+        ctx, link_for(ctx, second), ProgressUpdate(note="Imeanza"), expected_version=2
+    )
+    assert pending is not None and pending.submitter_name == "Asha Juma"
+
+    erased = await handlers.erase_focal_person(
+        ctx, " ASHA@x.go.tz ", reach=lambda conference_id: True, actor="coord"
+    )
+    assert sorted(erased) == sorted([first.id, second.id])
+    for rid in (first.id, second.id):
+        kept = await ctx.store.get_resolution(rid)
+        assert "asha" not in repr(kept).lower()  # no name, no address, anywhere
+        assert [p.email for p in kept.focal_persons] == ["juma@x.go.tz"]
+        notices = [e for e in ctx.store.notices(rid) if e.type.endswith("FocalPersonErased.v1")]
+        assert [n.data["email"] for n in notices] == ["asha@x.go.tz"]
+        assert notices[0].data["person_key"] == person_key("asha@x.go.tz")
+    still = (await ctx.store.get_resolution(second.id)).pending[0]
+    assert still.submitted_by == person_key("asha@x.go.tz") and still.note == "Imeanza"
+    # Her link no longer opens the page; asking again erases nothing more.
+    with pytest.raises(DomainError):
+        await handlers.open_report_link(ctx, link_for(ctx, second))
+    assert (
+        await handlers.erase_focal_person(ctx, "asha@x.go.tz", reach=lambda c: True, actor="c")
+        == []
+    )
+
+
+async def test_a_scoped_erasure_stays_within_its_conferences(ctx) -> None:
+    await setup(ctx)
+    assert (
+        await handlers.erase_focal_person(ctx, ASHA.email, reach=lambda c: False, actor="c") == []
+    )
+    assert (
+        await handlers.erase_focal_person(ctx, "nobody@x.go.tz", reach=lambda c: True, actor="c")
+        == []
+    )
