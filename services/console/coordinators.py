@@ -123,6 +123,37 @@ COORDINATOR_LABELS: dict[str, dict[str, str]] = {
         "service_report": "Ukurasa wa ripoti wa huduma",
         "read_only": "Unaweza kusoma tu (mkaguzi).",
         "open": "Fungua",
+        "new_conference": "Mkutano mpya",
+        "create_conference": "Hifadhi mkutano",
+        "id": "Kitambulisho (mf. egov-2027)",
+        "name_sw": "Jina (Kiswahili)",
+        "name_en": "Jina (Kiingereza)",
+        "starts_on": "Unaanza",
+        "ends_on": "Unaisha",
+        "approval_required": "Taarifa za waratibu wa taasisi zisubiri idhini ya mratibu",
+        "conference_created": "Mkutano umehifadhiwa.",
+        "remove_action": "Ondoa hatua hii",
+        "action_removed": "Hatua imeondolewa.",
+        "import_kind": "Faili lina",
+        "kind_resolutions": "Maazimio mapya",
+        "kind_updates": "Maendeleo ya maazimio yaliyopo",
+        "import_updates_hint": (
+            "Safu inayohitajika: number; hiari: status, progress, note, evidence, version."
+            " Safu moja kwa kila azimio."
+        ),
+        "updates_imported": "Maendeleo ya maazimio {count} yamerekodiwa.",
+        "erase_focal": "Futa taarifa za mratibu wa taasisi",
+        "erase_focal_hint": (
+            "Sheria ya Ulinzi wa Taarifa Binafsi: mratibu huondolewa kwenye kila azimio"
+            " analofuatilia, jina lake kwenye taarifa zinazosubiri na anwani yake kwenye"
+            " historia; taarifa zake za maendeleo zinabaki bila jina. Haiwezi kutenduliwa."
+        ),
+        "email": "Barua pepe ya mratibu",
+        "confirm_erase": "Nimeelewa kwamba hili haliwezi kutenduliwa",
+        "erase_now": "Futa",
+        "erased": "Taarifa zimefutwa kwenye maazimio {count}.",
+        "must_confirm": "Thibitisha kwanza.",
+        "confirm": "Uthibitisho",
     },
     "en": {
         "conferences": "Conferences",
@@ -212,6 +243,37 @@ COORDINATOR_LABELS: dict[str, dict[str, str]] = {
         "service_report": "The service's report page",
         "read_only": "You may read only (auditor).",
         "open": "Open",
+        "new_conference": "New conference",
+        "create_conference": "Save the conference",
+        "id": "Identifier (e.g. egov-2027)",
+        "name_sw": "Name (Swahili)",
+        "name_en": "Name (English)",
+        "starts_on": "Starts on",
+        "ends_on": "Ends on",
+        "approval_required": "Focal persons' updates wait for a coordinator's approval",
+        "conference_created": "The conference is saved.",
+        "remove_action": "Remove this action",
+        "action_removed": "The action is removed.",
+        "import_kind": "The file holds",
+        "kind_resolutions": "New resolutions",
+        "kind_updates": "Progress on existing resolutions",
+        "import_updates_hint": (
+            "Required column: number; optional: status, progress, note, evidence, version."
+            " One row per resolution."
+        ),
+        "updates_imported": "Progress recorded on {count} resolutions.",
+        "erase_focal": "Erase a focal person's data",
+        "erase_focal_hint": (
+            "Personal Data Protection Act: the focal person leaves every resolution they"
+            " follow, their name leaves their pending updates and their address the history;"
+            " their progress updates stay, without their name. This cannot be undone."
+        ),
+        "email": "The focal person's email",
+        "confirm_erase": "I understand that this cannot be undone",
+        "erase_now": "Erase",
+        "erased": "Their data was erased from {count} resolutions.",
+        "must_confirm": "Confirm first.",
+        "confirm": "Confirmation",
     },
 }
 STATUS_NAMES = {
@@ -278,6 +340,19 @@ def resolution_body(form: dict[str, str], *, new: bool) -> dict[str, Any]:
         }
         if person["full_name"] or person["email"]:
             body["focal_persons"] = [person]
+    return body
+
+
+CONFERENCE_FIELDS = ("id", "name_sw", "name_en", "starts_on", "ends_on", "venue")
+
+
+def conference_body(form: dict[str, str]) -> dict[str, Any]:
+    """The JSON the resolutions API takes from the new-conference form (empty fields are
+    sent empty, so the API names each one missing)."""
+    body: dict[str, Any] = {name: form.get(name, "").strip() for name in CONFERENCE_FIELDS}
+    for name in ("starts_on", "ends_on"):
+        body[name] = body[name] or None
+    body["reporting"] = {"approval_required": form.get("approval_required") == "on"}
     return body
 
 
@@ -391,6 +466,78 @@ async def conferences(request: Request) -> Response:
     session = await _require(request, READ)
     found = await _get(request, session, "/api/v1/conferences")
     return _page(request, "coord_conferences.html.j2", session, conferences=found)
+
+
+@router.get("/coordinators/conferences/new", response_class=HTMLResponse)
+async def new_conference(request: Request) -> Response:
+    session = await _require(request, WRITE)
+    return _page(request, "coord_conference_new.html.j2", session, values={}, errors=[])
+
+
+@router.post("/coordinators/conferences/new", response_class=HTMLResponse)
+async def create_conference(request: Request) -> Response:
+    session = await _require(request, WRITE)
+    form = await _form(request, session)
+    answer = await _call(
+        request, session, "resolutions", "POST", "/api/v1/conferences", json=conference_body(form)
+    )
+    if not answer.ok:
+        errors = [
+            {**e, "field": e["field"].removeprefix("reporting.")} for e in field_errors(answer.body)
+        ]
+        return _page(
+            request,
+            "coord_conference_new.html.j2",
+            session,
+            status=answer.status if answer.status < 500 else 502,
+            values=form,
+            errors=errors,
+        )
+    c = COORDINATOR_LABELS[_lang(request, session)]
+    await _notice(request, session, c["conference_created"])
+    cid = quote(str(answer.body["id"]), safe="")
+    return RedirectResponse(f"/coordinators/conferences/{cid}", status_code=303)
+
+
+@router.get("/coordinators/focal-persons/erase", response_class=HTMLResponse)
+async def erase_focal_form(request: Request) -> Response:
+    session = await _require(request, WRITE)
+    notice = await _take_notice(request, session)
+    return _page(request, "coord_erase.html.j2", session, values={}, errors=[], notice=notice)
+
+
+@router.post("/coordinators/focal-persons/erase", response_class=HTMLResponse)
+async def erase_focal(request: Request) -> Response:
+    """PDPA erasure of a focal person, through the resolutions service (confirmed)."""
+    session = await _require(request, WRITE)
+    form = await _form(request, session)
+    c = COORDINATOR_LABELS[_lang(request, session)]
+    email = form.get("email", "").strip()
+    if form.get("confirm") != "on":
+        errors = [{"field": "confirm", "reason": c["must_confirm"]}]
+        return _page(
+            request, "coord_erase.html.j2", session, status=422, values=form, errors=errors
+        )
+    answer = await _call(
+        request,
+        session,
+        "resolutions",
+        "POST",
+        "/api/v1/focal-persons/erase",
+        json={"email": email},
+    )
+    if not answer.ok:
+        return _page(
+            request,
+            "coord_erase.html.j2",
+            session,
+            status=answer.status if answer.status < 500 else 502,
+            values=form,
+            errors=field_errors(answer.body),
+        )
+    count = len((answer.body or {}).get("resolutions", []))
+    await _notice(request, session, c["erased"].format(count=count))
+    return RedirectResponse("/coordinators/focal-persons/erase", status_code=303)
 
 
 @router.get("/coordinators/conferences/{cid}", response_class=HTMLResponse)
@@ -552,6 +699,27 @@ async def change_action(rid: str, aid: str, request: Request) -> Response:
     return await _write(request, session, rid, "PATCH", path, form, body)
 
 
+@router.post("/coordinators/resolutions/{rid}/actions/{aid}/remove", response_class=HTMLResponse)
+async def remove_action(rid: str, aid: str, request: Request) -> Response:
+    """Remove an action (the version check as every write); the roll-up is recomputed."""
+    session = await _require(request, WRITE)
+    form = await _form(request, session)
+    path = f"/api/v1/resolutions/{quote(rid, safe='')}/actions/{quote(aid, safe='')}"
+    answer = await _call(
+        request,
+        session,
+        "resolutions",
+        "DELETE",
+        path,
+        headers={"If-Match": f'"{form.get("version", "")}"'},
+    )
+    if answer.ok:
+        c = COORDINATOR_LABELS[_lang(request, session)]
+        await _notice(request, session, c["action_removed"])
+        return RedirectResponse(f"/coordinators/resolutions/{rid}", status_code=303)
+    return await _after_write(request, session, rid, answer)
+
+
 @router.post("/coordinators/resolutions/{rid}/updates", response_class=HTMLResponse)
 async def record_update(rid: str, request: Request) -> Response:
     """Record progress with evidence (status, progress, note, links, files): passed on
@@ -690,7 +858,10 @@ async def decide_pending(cid: str, rid: str, pid: str, decision: str, request: R
 async def import_form(cid: str, request: Request) -> Response:
     session = await _require(request, WRITE)
     conf = await _conference(request, session, cid)
-    return _page(request, "coord_import.html.j2", session, conf=conf, report=None, errors=[])
+    kind = "updates" if request.query_params.get("kind") == "updates" else "resolutions"
+    return _page(
+        request, "coord_import.html.j2", session, conf=conf, report=None, errors=[], kind=kind
+    )
 
 
 @router.post("/coordinators/conferences/{cid}/import", response_class=HTMLResponse)
@@ -701,15 +872,22 @@ async def import_post(cid: str, request: Request) -> Response:
     form = await _form(request, session)
     conf = await _conference(request, session, cid)
     c = COORDINATOR_LABELS[_lang(request, session)]
-    path = f"/api/v1/conferences/{quote(cid, safe='')}/resolutions/import"
+    # What the file holds: new resolutions, or progress on existing ones.
+    kind = "updates" if form.get("kind") == "updates" else "resolutions"
+    path = f"/api/v1/conferences/{quote(cid, safe='')}/{kind}/import"
     if form.get("step") == "import":
         kept = session.data.get("coordinator_import") or {}
         data = str(kept.get("csv", "")).encode()
-        if kept.get("conference") != cid or hashlib.sha256(data).hexdigest() != form.get("sha256"):
+        if (
+            kept.get("conference") != cid
+            or kept.get("kind", "resolutions") != kind
+            or hashlib.sha256(data).hexdigest() != form.get("sha256")
+        ):
             return _page(
                 request,
                 "coord_import.html.j2",
                 session,
+                kind=kind,
                 status=422,
                 conf=conf,
                 report=None,
@@ -721,12 +899,14 @@ async def import_post(cid: str, request: Request) -> Response:
         if answer.ok:
             await handlers.remember(_ctx_of(request), session, coordinator_import=None)
             count = (answer.body or {}).get("imported", 0)
-            await _notice(request, session, c["imported"].format(count=count))
+            done = c["updates_imported"] if kind == "updates" else c["imported"]
+            await _notice(request, session, done.format(count=count))
             return RedirectResponse(f"/coordinators/conferences/{cid}", status_code=303)
         return _page(
             request,
             "coord_import.html.j2",
             session,
+            kind=kind,
             status=answer.status if answer.status < 500 else 502,
             conf=conf,
             report={"valid": False, "rows": None, "more_problems": 0},
@@ -744,6 +924,7 @@ async def import_post(cid: str, request: Request) -> Response:
             request,
             "coord_import.html.j2",
             session,
+            kind=kind,
             status=422 if not data else 413,
             conf=conf,
             report=None,
@@ -764,6 +945,7 @@ async def import_post(cid: str, request: Request) -> Response:
             request,
             "coord_import.html.j2",
             session,
+            kind=kind,
             status=answer.status if answer.status < 500 else 502,
             conf=conf,
             report=None,
@@ -774,13 +956,16 @@ async def import_post(cid: str, request: Request) -> Response:
     if report.get("valid"):
         text = data.decode("utf-8", errors="replace")
         await handlers.remember(
-            _ctx_of(request), session, coordinator_import={"conference": cid, "csv": text}
+            _ctx_of(request),
+            session,
+            coordinator_import={"conference": cid, "kind": kind, "csv": text},
         )
         sha = hashlib.sha256(text.encode()).hexdigest()
     return _page(
         request,
         "coord_import.html.j2",
         session,
+        kind=kind,
         conf=conf,
         report=report,
         problems=import_table(report),

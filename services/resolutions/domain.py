@@ -37,6 +37,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -140,11 +141,14 @@ class ConferenceSpec(BaseModel):
     venue: Text
     reporting: ReportingRules = Field(default_factory=ReportingRules)
 
-    @model_validator(mode="after")
-    def _order(self) -> ConferenceSpec:
-        if self.ends_on < self.starts_on:
+    @field_validator("ends_on")
+    @classmethod
+    def _order(cls, ends_on: date, info: ValidationInfo) -> date:
+        # A field validator, so the refusal names ``ends_on`` (not the whole body).
+        starts_on = info.data.get("starts_on")
+        if starts_on is not None and ends_on < starts_on:
             raise ValueError("ends_on is before starts_on")
-        return self
+        return ends_on
 
 
 class ConferenceChange(Patch):

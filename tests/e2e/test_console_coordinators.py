@@ -356,3 +356,107 @@ async def test_an_organiser_is_refused_and_an_auditor_only_reads(stack) -> None:
         await no_axe_violations(page)
         answer = await page.goto(f"{base}/coordinators/conferences/{conference_id}/import")
         assert answer is not None and answer.status == 403
+
+
+async def test_a_coordinator_creates_a_conference_imports_progress_removes_an_action_and_erases(
+    stack, tmp_path: Path
+) -> None:
+    """The rest of the coordinators' work in the browser: a new conference (the API's 422
+    beside the field first), progress from CSV (dry run, then import), an action removed
+    with the version check, and a focal person's PDPA erasure (confirmed first)."""
+    coordinator = await stack.user(["coordinator"])
+    base = stack.console.url
+    conference_id = unique_id("conf")
+    today = utcnow().astimezone(EAT).date()
+    email = f"{unique_id('focal')}@example.go.tz"
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, coordinator)
+        await page.get_by_role("link", name="New conference").click()
+        await page.wait_for_url(f"{base}/coordinators/conferences/new")
+        await no_axe_violations(page)
+        await page.fill("#id", conference_id)
+        await page.fill("#name_sw", "Semina ya TEHAMA")
+        await page.fill("#name_en", "ICT seminar")
+        await page.fill("#venue", "AICC, Arusha")
+        await page.fill("#starts_on", (today - timedelta(days=30)).isoformat())
+        await page.fill("#ends_on", (today - timedelta(days=40)).isoformat())  # before it starts
+        await page.get_by_role("button", name="Save the conference").click()
+        summary = page.locator("#error-summary")
+        await summary.wait_for()
+        assert "Ends on" in await summary.inner_text()
+        await no_axe_violations(page)
+        await page.fill("#ends_on", (today - timedelta(days=28)).isoformat())
+        await page.get_by_role("button", name="Save the conference").click()
+        await page.wait_for_url(f"{base}/coordinators/conferences/{conference_id}")
+        assert "The conference is saved" in await page.locator("#notice").inner_text()
+        made = (await stack.api("GET", f"/api/v1/conferences/{conference_id}")).json()
+        assert made["name_en"] == "ICT seminar" and made["venue"] == "AICC, Arusha"
+
+        # A resolution with two actions and a focal person (through the API).
+        r = await stack.api(
+            "POST",
+            f"/api/v1/conferences/{conference_id}/resolutions",
+            headers=stack.admin,
+            json={
+                "number": 1,
+                "title_sw": "Azimio",
+                "title_en": "Resolution",
+                "lead_institution": "e-GA",
+                "focal_persons": [
+                    {"full_name": "Rehema Focal", "institution": "e-GA", "email": email}
+                ],
+            },
+        )
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        for n, title in enumerate(("Design", "Build"), start=1):
+            a = await stack.api(
+                "POST",
+                f"/api/v1/resolutions/{rid}/actions",
+                headers={**stack.admin, "If-Match": f'"{n}"'},
+                json={"title": title, "institution": "e-GA"},
+            )
+            assert a.status_code == 201, a.text
+
+        # Remove an action: the page again, one action fewer, the version moved on.
+        await page.goto(f"{base}/coordinators/resolutions/{rid}")
+        await page.get_by_text("Change the action: Design").click()
+        await page.get_by_role("button", name="Remove this action").first.click()
+        await page.locator("#notice").wait_for()
+        assert "The action is removed" in await page.locator("#notice").inner_text()
+        now = (await stack.api("GET", f"/api/v1/resolutions/{rid}", headers=stack.admin)).json()
+        assert [a["title"] for a in now["actions"]] == ["Build"]
+        await no_axe_violations(page)
+
+        # Progress from CSV on the remaining action's resolution (it has an action, so
+        # only a status or note may come; a note is enough): dry run, then the import.
+        progress = tmp_path / "maendeleo.csv"
+        progress.write_text("number,note\n1,Kazi imeanza\n")
+        await page.goto(f"{base}/coordinators/conferences/{conference_id}/import")
+        await page.get_by_label("Progress on existing resolutions").check()
+        await page.set_input_files("#file", str(progress))
+        await page.get_by_role("button", name="Check the file").click()
+        await page.locator("#dry-run").wait_for()
+        assert "1 rows" in await page.locator("#dry-run").inner_text()
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Import the 1 resolutions").click()
+        await page.wait_for_url(f"{base}/coordinators/conferences/{conference_id}")
+        assert "Progress recorded on 1 resolutions" in await page.locator("#notice").inner_text()
+        timeline = (await stack.api("GET", f"/api/v1/resolutions/{rid}/timeline")).json()
+        assert timeline[-1]["note"] == "Kazi imeanza"
+
+        # The focal person's erasure: refused until confirmed, then done.
+        await page.goto(f"{base}/coordinators?lang=en")
+        await page.get_by_role("link", name="Erase a focal person's data").click()
+        await no_axe_violations(page)
+        await page.fill("#email", email)
+        await page.get_by_role("button", name="Erase").click()
+        assert "Confirm first" in await page.locator("#error-summary").inner_text()
+        await page.get_by_label("I understand that this cannot be undone").check()
+        await page.get_by_role("button", name="Erase").click()
+        await page.locator("#notice").wait_for()
+        assert "erased from 1 resolutions" in await page.locator("#notice").inner_text()
+        await no_axe_violations(page)
+        kept = (await stack.api("GET", f"/api/v1/resolutions/{rid}", headers=stack.admin)).json()
+        assert kept["focal_persons"] == []

@@ -121,3 +121,28 @@ def test_a_conflicts_current_version() -> None:
 def test_the_labels_are_in_both_languages() -> None:
     assert set(c.COORDINATOR_LABELS["sw"]) == set(c.COORDINATOR_LABELS["en"])
     assert all(set(names) == {"sw", "en"} for names in c.STATUS_NAMES.values())
+
+
+def test_a_new_conference_sends_its_fields_and_whether_updates_wait_for_approval() -> None:
+    form = {
+        "id": " semina-2027 ",
+        "name_sw": "Semina",
+        "name_en": "Seminar",
+        "starts_on": "2027-03-01",
+        "ends_on": "",
+        "venue": "AICC",
+        "approval_required": "on",
+    }
+    body = c.conference_body(form)
+    assert body == {
+        "id": "semina-2027",
+        "name_sw": "Semina",
+        "name_en": "Seminar",
+        "starts_on": "2027-03-01",
+        "ends_on": None,  # sent, so the API names it
+        "venue": "AICC",
+        "reporting": {"approval_required": True},
+    }
+    assert c.conference_body({**form, "approval_required": ""})["reporting"] == {
+        "approval_required": False
+    }
