@@ -20,14 +20,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, certificates_phase, fanout, idle, report_phase, surge
+from bench import (
+    api_bench,
+    certificates_phase,
+    fanout,
+    idle,
+    report_phase,
+    scaleout,
+    surge,
+    webhooks_phase,
+)
 from bench.loadgen import wrk_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 # Quick runs (small sizes) never overwrite the published figures.
 QUICK_RESULTS = ROOT / "bench" / "results" / "quick.json"
-PHASES = ("api", "surge", "idle", "fanout", "report", "certificates")
+PHASES = ("api", "surge", "idle", "scaleout", "fanout", "report", "certificates", "webhooks")
 
 
 def machine() -> dict[str, Any]:
@@ -98,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             surged = surge.run(sizes, budget_s=budget_s, idle_at=idle_at, idle_s=idle_s)
         rows += [row["idle"] for row in surged["rows"] if "idle" in row]
         results["idle"] = {"seconds": idle_s, "rows": rows}
+    if "scaleout" in phases:
+        n = 1000 if quick else 10_000
+        print(f"[scaleout] the {n:,} surge with one and two notification instances", flush=True)
+        same = None
+        if "surge" in phases:
+            same = next((r for r in results["surge"]["rows"] if r["registrations"] == n), None)
+        results["scaleout"] = scaleout.run(n, budget_s, one=same)
     if "fanout" in phases:
         print("[3/4] notification consumer vs plain aiokafka loop", flush=True)
         results["fanout"] = fanout.run(200 if quick else 1000)
@@ -108,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if "certificates" in phases:
         print("[5/5] certificates of attendance for one event (issue 16)", flush=True)
         results["certificates"] = certificates_phase.run(200 if quick else 1500)
+    if "webhooks" in phases:
+        print("[webhooks] deliveries to a local receiver vs a plain signing loop", flush=True)
+        results["webhooks"] = webhooks_phase.run(200 if quick else 2000)
     results["duration_s"] = round(time.monotonic() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -47,13 +47,20 @@ def email_times_by_reference(mail_dir: str) -> dict[str, float]:
 
 
 def run_one(
-    n: int, timeout_s: float, *, idle_s: float | None = None, settle_s: float = 120.0
+    n: int,
+    timeout_s: float,
+    *,
+    idle_s: float | None = None,
+    settle_s: float = 120.0,
+    notification_instances: int = 1,
 ) -> dict[str, Any]:
     """One surge of ``n`` registrations on a fresh stack on disk; with ``idle_s``, then
     the idle figures of that stack (``bench.idle.after_load``) in ``result["idle"]``."""
     with BenchStack(f"surge{n}", sms=False, storage="disk") as stack:
         stack.start_service("registration")
         stack.start_service("notification")
+        for i in range(2, notification_instances + 1):  # the scale-out phase: same group
+            stack.start_service("notification", instance=f"notification-{i}")
         reg_url = stack.url("registration")
         event_id = create_event(reg_url, stack.admin_headers, capacity=n + 100)
         cpu_before = {k: v.get("cpu_s", 0.0) for k, v in stack.stats().items()}
@@ -103,6 +110,7 @@ def run_one(
         }
         result = {
             "registrations": n,
+            "notification_instances": notification_instances,
             "accepted_201": n - load.non_201,
             "non_201": load.non_201,
             "registrations_stored": len(regs),
