@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         results["certificates"] = certificates_phase.run(200 if quick else 1500)
     if "webhooks" in phases:
         print("[webhooks] deliveries to a local receiver vs a plain signing loop", flush=True)
-        results["webhooks"] = webhooks_phase.run(200 if quick else 2000)
+        results["webhooks"] = webhooks_phase.run(200 if quick else 1000)
     results["duration_s"] = round(time.monotonic() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
