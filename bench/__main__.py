@@ -25,6 +25,7 @@ from bench import (
     certificates_phase,
     fanout,
     idle,
+    payments_phase,
     report_phase,
     scaleout,
     surge,
@@ -36,7 +37,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 # Quick runs (small sizes) never overwrite the published figures.
 QUICK_RESULTS = ROOT / "bench" / "results" / "quick.json"
-PHASES = ("api", "surge", "idle", "scaleout", "fanout", "report", "certificates", "webhooks")
+PHASES = (
+    "api",
+    "surge",
+    "idle",
+    "scaleout",
+    "fanout",
+    "report",
+    "certificates",
+    "webhooks",
+    "payments",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -127,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     if "webhooks" in phases:
         print("[webhooks] deliveries to a local receiver vs a plain signing loop", flush=True)
         results["webhooks"] = webhooks_phase.run(200 if quick else 1000)
+    if "payments" in phases:
+        print("[payments] control numbers and payments through the GePG simulator", flush=True)
+        results["payments"] = payments_phase.run(100 if quick else 1000)
     results["duration_s"] = round(time.monotonic() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -338,6 +338,8 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         lines += scaleout_lines(r["scaleout"])
     if r.get("webhooks"):
         lines += webhooks_lines(r["webhooks"])
+    if r.get("payments"):
+        lines += payments_lines(r["payments"])
     findings = ROOT / "bench" / "FINDINGS.md"
     if findings.exists():
         lines += ["", findings.read_text().strip()]
@@ -349,7 +351,7 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         "45 minutes on 2 cores, 17 of them the 50,000 surge). `python -m bench --quick` runs "
         "small sizes while developing (into `bench/results/quick.json`); `python -m bench "
         "--only surge` re-runs one phase and keeps the others' figures (phases: api, surge, "
-        "idle, scaleout, fanout, report, certificates, webhooks). Not part of `make test`.",
+        "idle, scaleout, fanout, report, certificates, webhooks, payments). Not part of `make test`.",
         "",
     ]
     return "\n".join(lines)
@@ -480,4 +482,38 @@ def webhooks_lines(w: dict[str, Any]) -> list[str]:
         "",
         f"Ratio: **{w['ratio']}×**; end to end (first registration POST to last delivery): "
         f"{s['end_to_end_seconds']} s.",
+    ]
+
+
+def payments_lines(p: dict[str, Any]) -> list[str]:
+    """Control numbers and payments through the GePG simulator (issue 19)."""
+    applied = p.get("applied_seconds")
+    return [
+        "",
+        f"## 10. Payments through the GePG simulator: {p['registrations']:,} participants",
+        "",
+        "Registration, notification, payments and the GePG simulator (`deploy.gepgsim`, "
+        "control numbers at once), each its own process. Every participant registers in "
+        "a paid category; control numbers run from the first registration POST until "
+        "every bill has one (signed `gepgBillSubReq`, ack, signed `gepgBillSubResp` by "
+        "callback). Then every control number is paid at the simulator (20 at a time) and "
+        "the clock runs until every ticket email (`confirmation`) is accepted: the "
+        "simulator's signed `gepgPmtSpInfo` → payments verifies, applies and acks → "
+        "`payments.v1` → registration confirms → notification emails the ticket. "
+        "Baseline: the same signature and XML work per payment (SHA1withRSA sign and "
+        "verify with the same library, the same message builder and the service's own "
+        "`read_callback`/`ack`) in a plain loop.",
+        "",
+        "| step | count | seconds | per second |",
+        "| --- | ---: | ---: | ---: |",
+        f"| registrations (20 at a time) | {p['registrations']:,} | {p['seconds_registering']} | "
+        f"{round(p['registrations'] / max(p['seconds_registering'], 1e-6), 1)} |",
+        f"| control numbers issued (from the first registration) | {p['control_numbers']:,} | "
+        f"{p['control_numbers_seconds']} | {p['control_numbers_per_s']} |",
+        f"| payments applied, ticket emailed (from the first payment) | {p['tickets_emailed']:,} | "
+        f"{applied if applied is not None else 'not all within the limit'} | {p['applied_per_s']} |",
+        f"| baseline: signature and XML work alone | {p['payments']:,} | {p['baseline_seconds']} | "
+        f"{p['baseline_per_s']} |",
+        "",
+        f"Payments applied end to end at **{p.get('ratio')}×** the baseline's rate.",
     ]
