@@ -24,10 +24,10 @@ from shared.waiting import sleep_or_stop, wait_any
 log = get_logger("payments")
 # How far an idle loop backs off, in multiples of its interval: 1 s → 8 s for the
 # submitter (GePG's control numbers are awaited), 1 s → 30 s for expiry and reminders
-# (bills expire in days), 5 s → 60 s for the cancellations.
+# (bills expire in days), 5 s → 20 s for the cancellations (GePG is told within 20 s).
 SUBMIT_BACKOFF = 8
 IDLE_BACKOFF = 30
-CANCEL_BACKOFF = 12
+CANCEL_BACKOFF = 4
 
 
 def backoff(wait_s: float, found: object, base_s: float, max_s: float) -> float:
