@@ -20,13 +20,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, certificates_phase, fanout, report_phase, surge
+from bench import (
+    api_bench,
+    certificates_phase,
+    fanout,
+    idle,
+    payments_phase,
+    report_phase,
+    scaleout,
+    surge,
+    webhooks_phase,
+)
 from bench.loadgen import wrk_version
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 # Quick runs (small sizes) never overwrite the published figures.
 QUICK_RESULTS = ROOT / "bench" / "results" / "quick.json"
+PHASES = (
+    "api",
+    "surge",
+    "idle",
+    "scaleout",
+    "fanout",
+    "report",
+    "certificates",
+    "webhooks",
+    "payments",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -60,14 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--write-docs", action="store_true", help="also with --quick")
-    parser.add_argument("--only", nargs="*", default=None,
-                        choices=["api", "surge", "fanout", "report", "certificates"])  # fmt: skip
+    parser.add_argument("--only", nargs="*", default=None, choices=PHASES)
     parser.add_argument("--surge-budget-s", type=float, default=1800.0,
                         help="a surge size projected to take longer is skipped")  # fmt: skip
     args = parser.parse_args(argv)
     quick = args.quick
     out = QUICK_RESULTS if quick and not args.write_docs else RESULTS
-    phases = args.only or ["api", "surge", "fanout", "report", "certificates"]
+    phases = args.only or list(PHASES)
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -80,10 +100,31 @@ def main(argv: list[str] | None = None) -> int:
     if "api" in phases:
         print("[1/4] registration API vs one-insert baseline", flush=True)
         results["api"] = api_bench.run([1, 10, 50, 100], 300 if quick else 5000)
+    sizes = [100, 300] if quick else [1000, 10_000, 50_000]
+    idle_at = (100, 300) if quick else (10_000, 50_000)
+    idle_s = 20.0 if quick else 60.0
+    budget_s = 120 if quick else args.surge_budget_s
     if "surge" in phases:
         print("[2/4] surge: registration to confirmation email", flush=True)
-        sizes = [100, 300] if quick else [1000, 10_000, 50_000]
-        results["surge"] = surge.run(sizes, budget_s=120 if quick else args.surge_budget_s)
+        # With the idle phase, each surge's stack is measured idle once it settles.
+        at = idle_at if "idle" in phases else ()
+        results["surge"] = surge.run(sizes, budget_s=budget_s, idle_at=at, idle_s=idle_s)
+    if "idle" in phases:
+        print("[idle] idle CPU and MongoDB requests at 0 and after the surges", flush=True)
+        rows = [idle.fresh(idle_s, settle_s=60)]
+        print(idle.line(rows[0]), flush=True)
+        surged = results["surge"] if "surge" in phases else None
+        if surged is None:  # --only idle: the surges it needs, measured idle
+            surged = surge.run(sizes, budget_s=budget_s, idle_at=idle_at, idle_s=idle_s)
+        rows += [row["idle"] for row in surged["rows"] if "idle" in row]
+        results["idle"] = {"seconds": idle_s, "rows": rows}
+    if "scaleout" in phases:
+        n = 1000 if quick else 10_000
+        print(f"[scaleout] the {n:,} surge with one and two notification instances", flush=True)
+        same = None
+        if "surge" in phases:
+            same = next((r for r in results["surge"]["rows"] if r["registrations"] == n), None)
+        results["scaleout"] = scaleout.run(n, budget_s, one=same)
     if "fanout" in phases:
         print("[3/4] notification consumer vs plain aiokafka loop", flush=True)
         results["fanout"] = fanout.run(200 if quick else 1000)
@@ -94,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     if "certificates" in phases:
         print("[5/5] certificates of attendance for one event (issue 16)", flush=True)
         results["certificates"] = certificates_phase.run(200 if quick else 1500)
+    if "webhooks" in phases:
+        print("[webhooks] deliveries to a local receiver vs a plain signing loop", flush=True)
+        results["webhooks"] = webhooks_phase.run(200 if quick else 1000)
+    if "payments" in phases:
+        print("[payments] control numbers and payments through the GePG simulator", flush=True)
+        results["payments"] = payments_phase.run(100 if quick else 1000)
     results["duration_s"] = round(time.monotonic() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

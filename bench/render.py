@@ -15,6 +15,8 @@ API_P99_MS_AT_10 = 100.0
 SURGE_LIMITS_S = {1000: 10.0, 10_000: 60.0}
 COST_GROWTH_MAX = 1.5
 FANOUT_RATIO_MIN = 0.7
+CERTIFICATES_LIMIT_S = 120.0
+PAYMENTS_LIMIT_S = 20.0
 
 
 def _verdict(ok: bool | None) -> str:
@@ -82,6 +84,28 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             (f"notification consumer ≥ {FANOUT_RATIO_MIN}× its baseline", f"{ratio}× (emails/s)",
              _verdict(ratio is not None and ratio >= FANOUT_RATIO_MIN))
         )  # fmt: skip
+    pay = r.get("payments")
+    label = f"1,000 payments applied end to end within {PAYMENTS_LIMIT_S:.0f} s"
+    if pay and pay.get("applied_seconds") is not None:
+        ok = pay["payments"] >= 1000 and pay["applied_seconds"] <= PAYMENTS_LIMIT_S
+        out.append((label, f"{pay['payments']:,} in {pay['applied_seconds']} s", _verdict(ok)))
+    else:
+        out.append((label, "not measured in this run", _verdict(None)))
+    cert = r.get("certificates")
+    label = f"1,500 certificates issued and emailed within {CERTIFICATES_LIMIT_S:.0f} s"
+    if cert:
+        emailed = cert.get("all_emailed_seconds")
+        ok = (
+            emailed is not None and cert["certificates"] >= 1500 and emailed <= CERTIFICATES_LIMIT_S
+        )
+        figure = (
+            f"{cert['certificates']:,}: issued in {cert['issue_seconds']} s, all emailed "
+            f"{'in ' + str(emailed) + ' s' if emailed is not None else 'not within the limit'}"
+            f"; PDFs {cert['ratio_to_baseline']}× the plain loop"
+        )
+        out.append((label, figure, _verdict(ok)))
+    else:
+        out.append((label, "not measured in this run", _verdict(None)))
     return out
 
 
@@ -180,7 +204,7 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         f"| load generator | {m['load_generator']} with `bench/register.lua` (unique email per request, valid +255 71x phone numbers, varied names, cadres and languages) |",
         f"| commit | {m['commit']} (plus uncommitted work of other engineers in the tree, if any) |",
         f"| load average at start | {m['load_average_at_start']} (other engineers' test suites share the machine) |",
-        "| servers | embedded: tansu (Kafka), nx-27017 (MongoDB wire protocol on SQLite, one server for all services, memory storage), aiosmtpd capture writing `.eml` files with fsync |",
+        "| servers | embedded: tansu (Kafka), nx-27017 (MongoDB wire protocol on SQLite, one server for all services; memory storage, except the surge and idle phases: on disk as `make run` runs it), aiosmtpd capture writing `.eml` files with fsync |",
         "",
         "The machine is shared and noisy, so every figure is read against a baseline measured "
         "in the same run; absolute numbers are for reference only.",
@@ -308,6 +332,14 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
     cert = r.get("certificates")
     if cert:
         lines += certificate_lines(cert)
+    if r.get("idle"):
+        lines += idle_lines(r["idle"])
+    if r.get("scaleout"):
+        lines += scaleout_lines(r["scaleout"])
+    if r.get("webhooks"):
+        lines += webhooks_lines(r["webhooks"])
+    if r.get("payments"):
+        lines += payments_lines(r["payments"])
     findings = ROOT / "bench" / "FINDINGS.md"
     if findings.exists():
         lines += ["", findings.read_text().strip()]
@@ -316,10 +348,10 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         "## Running it",
         "",
         "`make bench` (installs wrk from Debian and the `bench` extra if missing; about "
-        "45 minutes on 2 cores, 25 of them the 50,000 surge). `python -m bench --quick` runs "
+        "45 minutes on 2 cores, 17 of them the 50,000 surge). `python -m bench --quick` runs "
         "small sizes while developing (into `bench/results/quick.json`); `python -m bench "
-        "--only surge` re-runs one phase and keeps the others' figures. Not part of "
-        "`make test`.",
+        "--only surge` re-runs one phase and keeps the others' figures (phases: api, surge, "
+        "idle, scaleout, fanout, report, certificates, webhooks, payments). Not part of `make test`.",
         "",
     ]
     return "\n".join(lines)
@@ -366,3 +398,125 @@ def write(results: dict[str, Any]) -> list[Path]:
     images = plots(results)
     DOC.write_text(markdown(results, images))
     return [*images, DOC]
+
+
+def idle_lines(idle: dict[str, Any]) -> list[str]:
+    """Idle cost at 0, 10,000 and 50,000 registrations (issue 19)."""
+    lines = [
+        "",
+        "## 7. Idle cost as the data grows",
+        "",
+        "Every service (registration, notification, payments with the GePG simulator, "
+        "webhooks, resolutions) and every server on a stack on disk, nothing happening. At "
+        "0 registrations the stack is new; otherwise it is the surge's stack once its "
+        "emails are all accepted, its services restarted (bounded settling), through a "
+        "counting proxy (`bench/wirecount.py`) that reads each request's command and "
+        f"collection. Share of one core over {idle['seconds']:.0f} s, from /proc; the "
+        "MongoDB requests are those the server answered in that window.",
+        "",
+        "| registrations | whole stack % | mongodb % | kafka % | registration % | notification % | payments % | webhooks % | resolutions % | MongoDB requests / min | most server time (requests in the window) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in idle["rows"]:
+        pct = row["cpu_pct"]
+        top = "; ".join(
+            f"{t['collection']} {t['requests']} ({', '.join(f'{k} {v}' for k, v in t['commands'].items())})"
+            for t in row.get("top_collections", [])[:4]
+        )
+        lines.append(
+            f"| {row['registrations']:,} | {row['total_pct']} | {pct.get('mongodb')} | "
+            f"{pct.get('kafka')} | {pct.get('registration')} | {pct.get('notification')} | "
+            f"{pct.get('payments')} | {pct.get('webhooks')} | {pct.get('resolutions')} | "
+            f"{row.get('mongodb_requests_per_min')} | {top} |"
+        )
+    return lines
+
+
+def scaleout_lines(so: dict[str, Any]) -> list[str]:
+    """The surge with one and two notification instances (issue 19)."""
+    lines = [
+        "",
+        f"## 8. Scale-out: the {so['registrations']:,} surge with one and two notification "
+        f"instances ({so['cores']} cores)",
+        "",
+        "The surge of part 2, once with one notification instance and once with two in "
+        "the same consumer group, on the same machine: a second instance shares the same "
+        f"{so['cores']} cores with the first, the registration service and the servers.",
+        "",
+        "| instances | last email after (s) | emails | CPU ms / reg | reg→email p50 / p99 (ms) | CPU s notification |",
+        "| ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in so["rows"]:
+        lat = row["registration_to_email_ms"]
+        cpu = row["cpu_s_by_process"]
+        notif = " + ".join(str(v) for k, v in cpu.items() if k.startswith("notification"))
+        lines.append(
+            f"| {row.get('notification_instances', 1)} | {row['seconds_to_last_email']}"
+            f"{'' if row['complete'] else ' (incomplete)'} | {row['emails']:,} | "
+            f"{row['cpu_ms_per_registration']} | {lat.get('p50')} / {lat.get('p99')} | {notif} |"
+        )
+    lines += [
+        "",
+        f"Two instances against one: **{so['speedup']}×** the emails per second (emails over the time to the last one; a surge not complete within its budget counts what it sent).",
+    ]
+    return lines
+
+
+def webhooks_lines(w: dict[str, Any]) -> list[str]:
+    """Webhook deliveries per second against a plain loop (issue 19)."""
+    s, b = w["service"], w["baseline"]
+    return [
+        "",
+        "## 9. Webhook deliveries to a local receiver",
+        "",
+        f"{w['events']:,} registrations through the registration API; the webhooks service "
+        "(one subscription to `tz.go.ega.registration.*`) consumes each event, records its "
+        "delivery, signs it (Standard Webhooks, HMAC-SHA256) and POSTs it to a uvicorn "
+        f"receiver in its own process, at most {w['in_flight']} at a time for one "
+        "subscription (`per_subscription_in_flight`). Baseline: the same bodies signed with "
+        "the same library and POSTed with the same HTTP client (`HttpTransport`), "
+        f"{w['in_flight']} at a time, in a plain loop. Rates from the first to the last "
+        "delivery received.",
+        "",
+        "| | deliveries/s | seconds | deliveries |",
+        "| --- | ---: | ---: | ---: |",
+        f"| webhooks service | {s['deliveries_per_s']} | {s['seconds']} | {w['deliveries']:,} |",
+        f"| plain loop | {b['deliveries_per_s']} | {b['seconds']} | {b['received']} |",
+        "",
+        f"Ratio: **{w['ratio']}×**; end to end (first registration POST to last delivery): "
+        f"{s['end_to_end_seconds']} s.",
+    ]
+
+
+def payments_lines(p: dict[str, Any]) -> list[str]:
+    """Control numbers and payments through the GePG simulator (issue 19)."""
+    applied = p.get("applied_seconds")
+    return [
+        "",
+        f"## 10. Payments through the GePG simulator: {p['registrations']:,} participants",
+        "",
+        "Registration, notification, payments and the GePG simulator (`deploy.gepgsim`, "
+        "control numbers at once), each its own process. Every participant registers in "
+        "a paid category; control numbers run from the first registration POST until "
+        "every bill has one (signed `gepgBillSubReq`, ack, signed `gepgBillSubResp` by "
+        "callback). Then every control number is paid at the simulator (20 at a time) and "
+        "the clock runs until every ticket email (`confirmation`) is accepted: the "
+        "simulator's signed `gepgPmtSpInfo` → payments verifies, applies and acks → "
+        "`payments.v1` → registration confirms → notification emails the ticket. "
+        "Baseline: the same signature and XML work per payment (SHA1withRSA sign and "
+        "verify with the same library, the same message builder and the service's own "
+        "`read_callback`/`ack`) in a plain loop.",
+        "",
+        "| step | count | seconds | per second |",
+        "| --- | ---: | ---: | ---: |",
+        f"| registrations (20 at a time) | {p['registrations']:,} | {p['seconds_registering']} | "
+        f"{round(p['registrations'] / max(p['seconds_registering'], 1e-6), 1)} |",
+        f"| control numbers issued (from the first registration) | {p['control_numbers']:,} | "
+        f"{p['control_numbers_seconds']} | {p['control_numbers_per_s']} |",
+        f"| payments applied, ticket emailed (from the first payment) | {p['tickets_emailed']:,} | "
+        f"{applied if applied is not None else 'not all within the limit'} | {p['applied_per_s']} |",
+        f"| baseline: signature and XML work alone | {p['payments']:,} | {p['baseline_seconds']} | "
+        f"{p['baseline_per_s']} |",
+        "",
+        f"Payments applied end to end at **{p.get('ratio')}×** the baseline's rate.",
+    ]

@@ -41,8 +41,16 @@ def proc_stats(pid: int | None) -> dict[str, float]:
 class BenchStack:
     """Kafka, MongoDB, SMTP and SMS capture, plus the services a phase asks for."""
 
-    def __init__(self, name: str, *, sms: bool = True) -> None:
+    def __init__(
+        self, name: str, *, sms: bool = True, storage: str = "memory", count_wire: bool = False
+    ) -> None:
+        """``storage="disk"`` runs nx-27017 on a data directory as ``make run`` does;
+        ``count_wire`` puts a ``bench.wirecount.WireCounter`` between the services and it."""
         self.name = name
+        self.storage = storage
+        self.count_wire = count_wire
+        self.wire: Any = None
+        self.gepg_port = 0
         self.workdir = Path(tempfile.mkdtemp(prefix=f"mkutano-bench-{name}-"))
         self.admin_key = "mk_bench_" + secrets.token_urlsafe(16)
         self.kafka_port = embedded.free_port()
@@ -65,6 +73,11 @@ class BenchStack:
         return f"mongodb://{LOCALHOST}:{self.mongo_port}"
 
     @property
+    def service_mongo_url(self) -> str:
+        """What the services connect to: the counting proxy when there is one."""
+        return self.wire.url if self.wire is not None else self.mongo_url
+
+    @property
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
@@ -75,8 +88,9 @@ class BenchStack:
         """Start the embedded servers and create the topics."""
         logs = self.workdir / "logs"
         self.servers["kafka"] = embedded.tansu(self.kafka_port, log_path=logs / "kafka.log")
+        data = "memory" if self.storage == "memory" else self.workdir / "mongo"
         self.servers["mongodb"] = embedded.nx27017(
-            self.mongo_port, "memory", log_path=logs / "mongodb.log"
+            self.mongo_port, data, log_path=logs / "mongodb.log"
         )
         self.servers["smtp"] = embedded.mail_capture(
             self.smtp_port, self.mail_dir, log_path=logs / "smtp.log"
@@ -90,14 +104,43 @@ class BenchStack:
         for proc in self.servers.values():
             proc.wait_ready()
         asyncio.run(ensure_topics(self.kafka_bootstrap, timeout_s=20))
+        if self.count_wire:
+            from bench.wirecount import WireCounter
 
-    def service_env(self, service: str, **overrides: str) -> dict[str, str]:
+            self.wire = WireCounter(self.mongo_port).__enter__()
+
+    def start_gepg(self, payments_port: int) -> Process:
+        """The GePG simulator (deploy.gepgsim) calling back ``payments_port``; returns
+        the overrides the payments service needs (``gepg_overrides``)."""
+        from services.payments.gepgxml import generate_dev_keys
+
+        keys = self.workdir / "gepg"
+        for side in ("sp", "gepg"):
+            generate_dev_keys(keys, side)
+        self.gepg_port = embedded.free_port()
+        proc = embedded.gepg_simulator(
+            self.gepg_port,
+            keys,
+            callback_url=f"http://{LOCALHOST}:{payments_port}/api/v1/gepg/callback",
+            log_path=self.workdir / "logs" / "gepg.log",
+            control_number_delay_s=0.0,
+        )
+        self.servers["gepg"] = proc
+        proc.start()
+        return proc
+
+    def gepg_overrides(self) -> dict[str, str]:
+        return embedded.gepg_env(self.workdir / "gepg", self.gepg_port)
+
+    def service_env(
+        self, service: str, *, port: int | None = None, **overrides: str
+    ) -> dict[str, str]:
         """The service contract of deploy.embedded, pointing at this stack."""
         return embedded.service_env(
             admin_key=self.admin_key,
             kafka_bootstrap=self.kafka_bootstrap,
-            mongo_url=self.mongo_url,
-            http_ports={service: self.ports[service]},
+            mongo_url=self.service_mongo_url,
+            http_ports={service: port or self.ports[service]},
             smtp_port=self.smtp_port,
             sms_gateway_url=(f"http://{LOCALHOST}:{self.sms_port}/sms" if self.with_sms else ""),
             mkutano_env="test",
@@ -112,15 +155,25 @@ class BenchStack:
             },
         )
 
-    def start_service(self, service: str, **overrides: str) -> Process:
-        """Start ``python -m services.<service>`` and wait until it is ready."""
-        self.ports[service] = embedded.free_port()
+    def start_service(
+        self,
+        service: str,
+        *,
+        instance: str | None = None,
+        port: int | None = None,
+        **overrides: str,
+    ) -> Process:
+        """Start ``python -m services.<service>`` and wait until it is ready. A second
+        instance of a service gets its own ``instance`` name (its port and log)."""
+        name = instance or service
+        self.ports[name] = port = port or embedded.free_port()
         proc = embedded.service(
             service,
-            self.service_env(service, **overrides),
-            log_path=self.workdir / "logs" / f"{service}.log",
+            self.service_env(service, port=port, **overrides),
+            log_path=self.workdir / "logs" / f"{name}.log",
         )
-        self.services[service] = proc
+        proc.name = name
+        self.services[name] = proc
         proc.start()
         return proc
 
@@ -156,6 +209,8 @@ class BenchStack:
         """Stop services first, then servers; remove the work directory."""
         for proc in list(self.services.values()) + list(self.servers.values()):
             proc.kill() if proc.name == "kafka" else proc.stop(timeout=10)
+        if self.wire is not None:
+            self.wire.__exit__(None, None, None)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> BenchStack:

@@ -46,11 +46,21 @@ def email_times_by_reference(mail_dir: str) -> dict[str, float]:
     return out
 
 
-def run_one(n: int, timeout_s: float) -> dict[str, Any]:
-    """One surge of ``n`` registrations on a fresh stack."""
-    with BenchStack(f"surge{n}", sms=False) as stack:
+def run_one(
+    n: int,
+    timeout_s: float,
+    *,
+    idle_s: float | None = None,
+    settle_s: float = 120.0,
+    notification_instances: int = 1,
+) -> dict[str, Any]:
+    """One surge of ``n`` registrations on a fresh stack on disk; with ``idle_s``, then
+    the idle figures of that stack (``bench.idle.after_load``) in ``result["idle"]``."""
+    with BenchStack(f"surge{n}", sms=False, storage="disk") as stack:
         stack.start_service("registration")
         stack.start_service("notification")
+        for i in range(2, notification_instances + 1):  # the scale-out phase: same group
+            stack.start_service("notification", instance=f"notification-{i}")
         reg_url = stack.url("registration")
         event_id = create_event(reg_url, stack.admin_headers, capacity=n + 100)
         cpu_before = {k: v.get("cpu_s", 0.0) for k, v in stack.stats().items()}
@@ -100,6 +110,7 @@ def run_one(n: int, timeout_s: float) -> dict[str, Any]:
         }
         result = {
             "registrations": n,
+            "notification_instances": notification_instances,
             "accepted_201": n - load.non_201,
             "non_201": load.non_201,
             "registrations_stored": len(regs),
@@ -121,11 +132,19 @@ def run_one(n: int, timeout_s: float) -> dict[str, Any]:
             f"{result['registration_to_email_ms'].get('p50')} ms",
             flush=True,
         )
+        if idle_s:
+            from bench import idle
+
+            result["idle"] = {"registrations": n, **idle.after_load(stack, idle_s, settle_s)}
+            print(idle.line(result["idle"]), flush=True)
         return result
 
 
-def run(sizes: list[int], budget_s: float) -> dict[str, Any]:
-    """Surges of growing size; a size projected (linearly) past ``budget_s`` is skipped."""
+def run(
+    sizes: list[int], budget_s: float, *, idle_at: tuple[int, ...] = (), idle_s: float = 60.0
+) -> dict[str, Any]:
+    """Surges of growing size; a size projected (linearly) past ``budget_s`` is skipped.
+    After each size in ``idle_at``, the stack's idle figures (``bench.idle``)."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for n in sizes:
@@ -144,7 +163,7 @@ def run(sizes: list[int], budget_s: float) -> dict[str, Any]:
                 )
                 print(f"  surge n={n}: skipped ({skipped[-1]['reason']})", flush=True)
                 continue
-        rows.append(run_one(n, timeout_s=budget_s))
+        rows.append(run_one(n, timeout_s=budget_s, idle_s=idle_s if n in idle_at else None))
     return {"connections": SURGE_CONNECTIONS, "rows": rows, "skipped": skipped}
 
 

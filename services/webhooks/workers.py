@@ -24,6 +24,13 @@ from shared.waiting import ScanSchedule, sleep_or_stop, wait_any
 
 log = get_logger("webhooks")
 SCAN_BATCH = 500
+# The safety-net scan reads the whole delivery log on the embedded MongoDB server: while
+# it finds nothing it backs off from ``scan_interval_s`` up to this many times it (1 s →
+# 30 s). Due work does not wait for it: new, replayed and released deliveries come on
+# the write signal, an attempt's retry from the timer heap.
+SCAN_BACKOFF = 30
+# The owners' notices: every 5 s while some are pending, backing off to 60 s while none.
+NOTICE_BACKOFF = 12
 
 
 def subscription_of(delivery_id: str) -> str:
@@ -42,7 +49,8 @@ class Dispatcher:
         self._later: list[tuple[float, str]] = []  # (due epoch, delivery id)
         self._in_flight: dict[str, int] = {}
         self._wake = asyncio.Event()
-        self._scans = ScanSchedule(s.scan_interval_s, 4 * s.scan_interval_s)
+        self._scans = ScanSchedule(s.scan_interval_s, SCAN_BACKOFF * s.scan_interval_s)
+        self._scanning = False
 
     def hint(self, collection: str, doc_id: Any) -> None:
         """A delivery is due now (the store reported it on the write signal, which the
@@ -73,8 +81,15 @@ class Dispatcher:
         return None
 
     async def _scan(self) -> None:
-        if not self._scans.due():
-            return
+        if self._scanning or not self._scans.due():
+            return  # one sender scans; the others take what it queues
+        self._scanning = True
+        try:
+            await self._scan_once()
+        finally:
+            self._scanning = False
+
+    async def _scan_once(self) -> None:
         try:
             found = await self.ctx.store.due_deliveries(
                 now=self.ctx.clock().timestamp(), limit=SCAN_BATCH
@@ -129,9 +144,12 @@ class Dispatcher:
 async def run_owner_notices(ctx: handlers.Context, stop: asyncio.Event) -> None:
     """Retry the owners' notices that could not go when their subscription was paused."""
     interval = max(ctx.settings.scan_interval_s, 5.0)
+    wait = interval
     while not stop.is_set():
         try:
-            await handlers.notify_owners(ctx)
+            found = await handlers.notify_owners(ctx)
         except Exception as exc:
             log.warning("owner_notices_failed", error=type(exc).__name__)
-        await sleep_or_stop(stop, interval)
+            found = 1
+        wait = interval if found else min(wait * 2, NOTICE_BACKOFF * interval)
+        await sleep_or_stop(stop, wait)
