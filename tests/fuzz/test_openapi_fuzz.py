@@ -17,7 +17,7 @@ import pytest
 
 from tests.stack import unique_suffix
 
-SERVICES = ("registration", "notification", "resolutions", "webhooks")
+SERVICES = ("registration", "notification", "resolutions", "payments", "webhooks")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 

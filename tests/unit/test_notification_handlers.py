@@ -421,9 +421,8 @@ async def test_the_focal_persons_are_emailed_from_the_notices_not_the_public_eve
 def test_notification_reads_the_focal_persons_notices_and_no_public_version_2() -> None:
     from services.notification import consumers
     from shared.contracts import stream_events
-    from shared.topics import RESOLUTIONS, RESOLUTIONS_NOTICES
-
     from shared.contracts.resolutions_notices import FocalPersonErased
+    from shared.topics import RESOLUTIONS, RESOLUTIONS_NOTICES
 
     acted_on = set(consumers.RESOLUTION_EVENTS)
     # Every notice is read: the messages' ones, and the erasure (its own handler).
