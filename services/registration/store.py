@@ -71,6 +71,7 @@ INTERNAL_FIELDS = {
     "outbox",
     "outbox_pending",
     "outbox_lease_until",
+    "outbox_claim",
     "rev",
 }
 _EVENT_COUNTERS = ("seats_taken", "waitlist_seq", "category_taken", "choice_taken", "committed")
