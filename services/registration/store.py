@@ -300,7 +300,12 @@ class GroupInsert:
         except BulkWriteError as exc:
             for error in exc.details.get("writeErrors") or []:
                 cls = DuplicateKeyError if error.get("code") == 11000 else OperationFailure
-                failed[int(error["index"])] = cls(error.get("errmsg", ""), error.get("code"), error)
+                # As insert_one reports it: without the document ("op"), whose fields
+                # would make every duplicate read as a taken reference.
+                details = {k: v for k, v in error.items() if k != "op"}
+                failed[int(error["index"])] = cls(
+                    error.get("errmsg", ""), error.get("code"), details
+                )
             if not failed:  # a write concern error: nobody knows what was stored
                 failed = dict.fromkeys(range(len(batch)), exc)
         except Exception as exc:  # the server went away: every request fails, as alone
