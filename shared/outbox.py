@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -330,7 +330,8 @@ class OutboxRelay:
         self, collection: AsyncCollection, ids: list[Any], now: float | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         """Lease these documents (those with events and no live lease) in one write, and
-        read the ones this claim got: two round trips for the whole batch.
+        read the ones this claim got: two round trips for the whole batch (one for a
+        batch of one).
 
         Each claim writes its own token (``outbox_claim``) beside the lease, so the read
         finds exactly what this claim took, not a document another relay leased in the
@@ -339,9 +340,17 @@ class OutboxRelay:
         if not ids:
             return [], token
         now = epoch() if now is None else now
+        claim = {"$set": {"outbox_lease_until": now + self._lease, "outbox_claim": token}}
+        if len(ids) == 1:  # one document: the claim returns it (one round trip)
+            doc = await collection.find_one_and_update(
+                {"_id": ids[0], "outbox_pending": True, "outbox_lease_until": {"$lt": now}},
+                claim,
+                return_document=ReturnDocument.AFTER,
+            )
+            return ([doc] if doc is not None else []), token
         await collection.update_many(
             {"_id": {"$in": ids}, "outbox_pending": True, "outbox_lease_until": {"$lt": now}},
-            {"$set": {"outbox_lease_until": now + self._lease, "outbox_claim": token}},
+            claim,
         )
         claimed = await collection.find({"_id": {"$in": ids}, "outbox_claim": token}).to_list()
         return claimed, token
