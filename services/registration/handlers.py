@@ -305,10 +305,17 @@ async def register_participant(
         if event is None:
             raise DomainError("event_not_found", "No such event.")
         moment = ctx.clock()
-        category = event.check_can_register(request.category, moment, via=via)
-        answers = event.check_answers(category.code, request.answers)
-        if via == "walk_in" and day is not None:
-            event.check_event_day(day)
+        try:
+            category = event.check_can_register(request.category, moment, via=via)
+            answers = event.check_answers(category.code, request.answers)
+            if via == "walk_in" and day is not None:
+                event.check_event_day(day)
+        except DomainError:
+            if fresh:
+                raise
+            # Refused by this process's copy: the stored event decides (reopened?).
+            event, fresh = await _event(ctx, event_id), True
+            continue
         approval = via in ("self", "nomination") and event.needs_approval(category)
         if approval and not fresh:
             event, fresh = await _event(ctx, event_id), True

@@ -282,11 +282,17 @@ class GroupInsert:
         await future
 
     async def _write_all(self) -> None:
+        batch: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         try:
             await asyncio.sleep(self._window)
             while self._queue:
                 batch, self._queue = self._queue[: self._max], self._queue[self._max :]
                 await self._write(batch)
+        except asyncio.CancelledError:  # shutting down: nobody is left waiting forever
+            for _, future in batch + self._queue:
+                future.cancel()
+            self._queue = []
+            raise
         finally:
             self._writer = None
             if self._queue:  # handed in while the writer ended

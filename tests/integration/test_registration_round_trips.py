@@ -171,6 +171,9 @@ async def test_a_registration_decides_on_an_event_another_process_changed(two) -
     assert await outcome(here, event_id, "four@example.go.tz") == "registration_closed"
     event = await here.store.get_event(event_id)
     assert event.seats_taken == 2 == await here.store.count_confirmed(event_id)
+    # Reopened elsewhere with more room: this process's copy (closed) does not refuse.
+    await handlers.update_event(there, event_id, EventChange(state="published", capacity=5))
+    assert await outcome(here, event_id, "five@example.go.tz") == "confirmed"
 
 
 async def test_the_relay_claims_and_removes_a_batch_in_a_few_round_trips(
