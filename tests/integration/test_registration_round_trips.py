@@ -31,7 +31,7 @@ from services.registration.store import GroupInsert, MongoRegistrationStore
 from shared.outbox import OutboxRelay, WriteSignal, new_document
 from tests.helpers import event_spec, participant
 from tests.integration.test_outbox_relay import event_message
-from tests.stack import MongoServer, unique_suffix
+from tests.stack import MongoServer, unique_suffix, wait_until
 
 
 class Commands(monitoring.CommandListener):
@@ -238,5 +238,63 @@ async def test_the_relay_claims_and_removes_a_batch_in_a_few_round_trips(
         assert await relay.drain_hinted() == 1
         assert late.id in published
     finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_a_registration_is_one_write_on_the_event_and_shares_the_rest(
+    mongo: MongoServer,
+) -> None:
+    """Round trips per registration, counted on the wire: the event is not read before
+    its seat, and inserts and the relay's claims and removals are shared under load."""
+    commands: dict[str, Commands] = {"events": Commands("events")}
+    commands["registrations"] = Commands("registrations")
+    client: AsyncMongoClient = AsyncMongoClient(
+        mongo.url, tz_aware=True, event_listeners=list(commands.values())
+    )
+    db = client[f"mkutano_registration{unique_suffix()}"]
+    store = MongoRegistrationStore(db)
+    await store.ensure_indexes()
+    published: list[str] = []
+
+    async def publish(message) -> None:
+        published.append(message.id)
+
+    relay = OutboxRelay(
+        db, ["events", "registrations"], publish, scan_interval_s=600, max_scan_interval_s=600
+    )
+    store.signal.listen(relay.hint)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    ctx = handlers.Context(store=store, signer=TicketSigner(b"k" * 32), notice_version="2025-01")
+    try:
+        event_id = await new_event(ctx, capacity=500)
+
+        async def relayed() -> bool:  # the relay's removal moves the event's revision
+            return not (await db.events.find_one({"_id": event_id}))["outbox_pending"]
+
+        await wait_until(relayed, timeout=30)
+        assert await outcome(ctx, event_id, "warm@example.go.tz") == "confirmed"
+        sent = len(published)
+        before = {name: c.names.copy() for name, c in commands.items()}
+        n, gate = 200, asyncio.Semaphore(20)
+
+        async def one(i: int) -> str:
+            async with gate:
+                return await outcome(ctx, event_id, f"p{i}@example.go.tz")
+
+        assert set(await asyncio.gather(*(one(i) for i in range(n)))) == {"confirmed"}
+        await wait_until(lambda: len(published) >= sent + 2 * n, timeout=60)
+        events = commands["events"].names - before["events"]
+        registrations = commands["registrations"].names - before["registrations"]
+        # One conditional write on the event per registration, no read of it.
+        assert events == {"findAndModify": n}, events
+        # Group commit and the relay's batches: far fewer than the 4 per registration
+        # (insert, claim, remove, and before, the event read) they would be one by one.
+        assert sum(registrations.values()) < 2 * n, registrations
+        assert registrations["insert"] < n
+    finally:
+        stop.set()
+        await task
         await client.drop_database(db.name)
         await client.close()
