@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -318,59 +319,108 @@ class OutboxRelay:
         self, collection: AsyncCollection, candidates: list[dict[str, Any]]
     ) -> int:
         now = epoch()
-        candidates = [c for c in candidates if float(c.get("outbox_lease_until") or 0) < now]
-        if not candidates:
-            return 0
-        claimed = await asyncio.gather(*(self._claim(collection, c) for c in candidates))
-        docs = [d for d in claimed if d is not None]
-        results = await asyncio.gather(
-            *(self._relay_document(collection, d) for d in docs), return_exceptions=True
-        )
-        return _count_or_raise(results)
+        ids = [c["_id"] for c in candidates if float(c.get("outbox_lease_until") or 0) < now]
+        return await self._relay_batch(collection, *await self._claim_many(collection, ids, now))
 
     async def _relay_hinted(self, collection: AsyncCollection, ids: list[Any]) -> int:
-        """Claim hinted documents straight by ``_id`` (one round trip each), then relay."""
-        now = epoch()
-        claimed = await asyncio.gather(
-            *(
-                collection.find_one_and_update(
-                    {"_id": doc_id, "outbox_pending": True, "outbox_lease_until": {"$lt": now}},
-                    {"$set": {"outbox_lease_until": now + self._lease}},
-                    return_document=ReturnDocument.AFTER,
-                )
-                for doc_id in ids
+        """Claim hinted documents by ``_id``, all in one write, then relay them."""
+        return await self._relay_batch(collection, *await self._claim_many(collection, ids))
+
+    async def _claim_many(
+        self, collection: AsyncCollection, ids: list[Any], now: float | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Lease these documents (those with events and no live lease) in one write, and
+        read the ones this claim got: two round trips for the whole batch (one for a
+        batch of one).
+
+        Each claim writes its own token (``outbox_claim``) beside the lease, so the read
+        finds exactly what this claim took, not a document another relay leased in the
+        same instant (a float lease is no key: the embedded server rounds it)."""
+        token = secrets.token_hex(8)
+        if not ids:
+            return [], token
+        now = epoch() if now is None else now
+        claim = {"$set": {"outbox_lease_until": now + self._lease, "outbox_claim": token}}
+        if len(ids) == 1:  # one document: the claim returns it (one round trip)
+            doc = await collection.find_one_and_update(
+                {"_id": ids[0], "outbox_pending": True, "outbox_lease_until": {"$lt": now}},
+                claim,
+                return_document=ReturnDocument.AFTER,
             )
+            return ([doc] if doc is not None else []), token
+        await collection.update_many(
+            {"_id": {"$in": ids}, "outbox_pending": True, "outbox_lease_until": {"$lt": now}},
+            claim,
         )
-        docs = [d for d in claimed if d is not None]
+        claimed = await collection.find({"_id": {"$in": ids}, "outbox_claim": token}).to_list()
+        return claimed, token
+
+    async def _relay_batch(
+        self, collection: AsyncCollection, docs: list[dict[str, Any]], token: str
+    ) -> int:
+        """Publish the claimed documents' events (each document's in order, the documents
+        side by side: the producer sends them together), then remove what went out and
+        release the leases, all in one bulk write."""
+        if not docs:
+            return 0
+        sent: list[list[str]] = [[] for _ in docs]
         results = await asyncio.gather(
-            *(self._relay_document(collection, d) for d in docs), return_exceptions=True
+            *(self._publish_document(d, out) for d, out in zip(docs, sent, strict=True)),
+            return_exceptions=True,
         )
+        await self._remove_many(collection, docs, sent, token)
         return _count_or_raise(results)
 
-    async def _claim(self, collection: AsyncCollection, candidate: dict[str, Any]) -> dict | None:
-        until = epoch() + self._lease
-        # None when another relay took it first.
-        return await collection.find_one_and_update(
-            {"_id": candidate["_id"], "outbox_lease_until": candidate["outbox_lease_until"]},
-            {"$set": {"outbox_lease_until": until}},
-            return_document=ReturnDocument.AFTER,
-        )
-
-    async def _relay_document(self, collection: AsyncCollection, doc: dict[str, Any]) -> int:
-        sent: list[str] = []
-        try:
-            for item in doc.get("outbox") or []:
-                message = OutboxMessage.from_document(item)
-                await self._publish(message)
-                sent.append(message.id)
-                if self._on_published:
-                    self._on_published(message)
-        finally:
-            await self._remove(collection, doc, sent)
+    async def _publish_document(self, doc: dict[str, Any], sent: list[str]) -> int:
+        for item in doc.get("outbox") or []:
+            message = OutboxMessage.from_document(item)
+            await self._publish(message)
+            sent.append(message.id)
+            if self._on_published:
+                self._on_published(message)
         return len(sent)
 
+    async def _remove_many(
+        self,
+        collection: AsyncCollection,
+        docs: list[dict[str, Any]],
+        sent: list[list[str]],
+        token: str,
+    ) -> None:
+        """``_remove`` for a batch: one bulk write of revision-checked updates, each as
+        claimed (the claim does not move ``rev``); a document written meanwhile (its
+        ``rev`` moved) is re-read and done alone."""
+        ops = [
+            UpdateOne({"_id": doc["_id"], "rev": doc["rev"]}, _removal(doc, set(out)))
+            for doc, out in zip(docs, sent, strict=True)
+        ]
+        result = await collection.bulk_write(ops, ordered=False)
+        if result.matched_count == len(ops):
+            return
+        # Which ones missed, the result does not say: those still leased by this claim
+        # (a removal releases the lease; another claim writes another token).
+        missed = {
+            d["_id"]
+            async for d in collection.find(
+                {
+                    "_id": {"$in": [doc["_id"] for doc in docs]},
+                    "outbox_claim": token,
+                    "outbox_lease_until": {"$gt": 0},
+                },
+                {"_id": 1},
+            )
+        }
+        for doc, out in zip(docs, sent, strict=True):
+            if doc["_id"] in missed:
+                await self._remove(collection, doc, out, reread=True)
+
     async def _remove(
-        self, collection: AsyncCollection, claimed: dict[str, Any], sent: list[str]
+        self,
+        collection: AsyncCollection,
+        claimed: dict[str, Any],
+        sent: list[str],
+        *,
+        reread: bool = False,
     ) -> None:
         """Drop published events and release the lease, re-reading on a concurrent write.
 
@@ -381,26 +431,30 @@ class OutboxRelay:
         doc_id = claimed["_id"]
         doc: dict[str, Any] | None = claimed
         for attempt in range(50):
-            if attempt:
+            if attempt or reread:
                 doc = await collection.find_one({"_id": doc_id})
             if doc is None:
                 return
-            remaining = [m for m in doc.get("outbox") or [] if m["id"] not in done]
             result = await collection.update_one(
-                {"_id": doc_id, "rev": doc["rev"]},
-                {
-                    "$set": {
-                        "outbox": remaining,
-                        "outbox_pending": bool(remaining),
-                        "outbox_lease_until": 0.0,
-                    },
-                    "$inc": {"rev": 1},
-                },
+                {"_id": doc_id, "rev": doc["rev"]}, _removal(doc, done)
             )
             if result.matched_count == 1:
                 return
             await asyncio.sleep(random.uniform(0, 0.01))
         log.warning("outbox_remove_contended", doc=str(doc_id))
+
+
+def _removal(doc: dict[str, Any], done: set[str]) -> dict[str, Any]:
+    """The update that drops the published events of ``doc`` and releases its lease."""
+    remaining = [m for m in doc.get("outbox") or [] if m["id"] not in done]
+    return {
+        "$set": {
+            "outbox": remaining,
+            "outbox_pending": bool(remaining),
+            "outbox_lease_until": 0.0,
+        },
+        "$inc": {"rev": 1},
+    }
 
 
 def _count_or_raise(results: list[Any]) -> int:

@@ -83,7 +83,12 @@ def create_runtime(settings: RegistrationSettings | None = None) -> ServiceRunti
         ],
         error_statuses=api.ERROR_STATUSES,
     )
-    store = MongoRegistrationStore(runtime.db, signal=runtime.signal)
+    store = MongoRegistrationStore(
+        runtime.db,
+        signal=runtime.signal,
+        group_commit_window_s=settings.group_commit_window_ms / 1000,
+        group_commit_max=settings.group_commit_max,
+    )
     institutions = MongoInstitutionStore(runtime.db, signal=runtime.signal)
     context = handlers.Context(
         store=store,

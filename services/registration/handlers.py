@@ -81,7 +81,7 @@ from services.registration.domain import (
     self_service_url,
     tokens_match,
 )
-from services.registration.ports import InstitutionStore, RegistrationStore
+from services.registration.ports import EventChanged, InstitutionStore, RegistrationStore
 from services.registration.registrants_csv import read_registrants
 from shared.logging import get_logger
 from shared.timeutil import iso, utcnow
@@ -296,36 +296,43 @@ async def register_participant(
     """
     if via not in VIAS:
         raise ValueError(f"unknown via {via!r}")
-    event = await _event(ctx, event_id)
-    moment = ctx.clock()
-    category = event.check_can_register(request.category, moment, via=via)
-    answers = event.check_answers(category.code, request.answers)
-    if via == "walk_in" and day is not None:
-        event.check_event_day(day)
-    if admit is not None:
-        await admit()
-
-    picks = await _take_choices(ctx, event, answers)
-    seat_taken = False
-    position: int | None = None
-    try:
-        if via in ("self", "nomination") and event.needs_approval(category):
-            status = "pending_approval"
-        elif await ctx.store.take_seat(event, category.code):
-            # A category with a fee holds the seat until its bill is paid (issue 14).
-            status, seat_taken = seat_status(event, category.code), True
-        elif via == "walk_in":
-            raise DomainError(
-                "event_full",
-                "No seat is left for this category; a walk-in cannot be taken.",
-                field="category",
+    # The event as this process last read it: the seat's one conditional write checks it
+    # is still the stored one (EventChanged: read it, decide again). A path without that
+    # write (approval) decides on the event as stored.
+    event = await ctx.store.registering_event(event_id)
+    fresh = False
+    for _ in range(_ATTEMPTS):
+        if event is None:
+            raise DomainError("event_not_found", "No such event.")
+        moment = ctx.clock()
+        try:
+            category = event.check_can_register(request.category, moment, via=via)
+            answers = event.check_answers(category.code, request.answers)
+            if via == "walk_in" and day is not None:
+                event.check_event_day(day)
+        except DomainError:
+            if fresh:
+                raise
+            # Refused by this process's copy: the stored event decides (reopened?).
+            event, fresh = await _event(ctx, event_id), True
+            continue
+        approval = via in ("self", "nomination") and event.needs_approval(category)
+        if approval and not fresh:
+            event, fresh = await _event(ctx, event_id), True
+            continue
+        if admit is not None:
+            await admit()
+            admit = None  # awaited once, however often the event changed meanwhile
+        try:
+            status, seat_taken, position, picks = await _take_place(
+                ctx, event, category.code, answers, approval=approval, via=via
             )
-        else:
-            status = "waitlisted"
-            position = await ctx.store.next_waitlist_position(event_id)
-    except BaseException:
-        await _release_choices(ctx, event_id, picks)
-        raise
+        except EventChanged:
+            event, fresh = await _event(ctx, event_id), True
+            continue
+        break
+    else:
+        raise DomainError("concurrent_update", "The event is changing; try again.")
 
     registration_id = new_registration_id()
     token = new_manage_token()
@@ -363,6 +370,38 @@ async def register_participant(
     else:  # pragma: no cover
         raise RuntimeError("could not allocate a unique reference")
     return Registered(registration.id, registration.reference, status, token, position)
+
+
+async def _take_place(
+    ctx: Context,
+    event: Event,
+    category: str,
+    answers: dict[str, Any],
+    *,
+    approval: bool,
+    via: Via,
+) -> tuple[str, bool, int | None, list[tuple[str, str]]]:
+    """The places a new registration takes: its limited choices, then a seat (or none
+    while it awaits approval, or a place on the waiting list). Returns the status, whether
+    a seat was taken, the waiting-list position and the choices taken; on any failure
+    (``EventChanged`` included) what was taken is given back."""
+    picks = await _take_choices(ctx, event, answers)
+    try:
+        if approval:
+            return "pending_approval", False, None, picks
+        if await ctx.store.registration_seat(event, category):
+            # A category with a fee holds the seat until its bill is paid (issue 14).
+            return seat_status(event, category), True, None, picks
+        if via == "walk_in":
+            raise DomainError(
+                "event_full",
+                "No seat is left for this category; a walk-in cannot be taken.",
+                field="category",
+            )
+        return "waitlisted", False, await ctx.store.next_waitlist_position(event.id), picks
+    except BaseException:
+        await _release_choices(ctx, event.id, picks)
+        raise
 
 
 async def _take_choices(

@@ -26,6 +26,12 @@ from services.registration.domain import (
 AddOutcome = Literal["added", "email_taken", "reference_taken"]
 
 
+class EventChanged(Exception):
+    """``take_seat`` was given an event that is no longer the stored one (edited,
+    cancelled, closed since it was read): nothing was taken; read it again and decide
+    again."""
+
+
 @dataclass(frozen=True)
 class IdempotencyRecord:
     """A claimed Idempotency-Key: the request it was first used with and, once done, the
@@ -59,10 +65,22 @@ class RegistrationStore(Protocol):
 
     # -- seats (atomic counters on the event) ------------------------------------------
 
+    async def registering_event(self, event_id: str) -> Event | None:
+        """The event as a registration decides on it: possibly the one this process read
+        last (no round trip). Only ``registration_seat`` may rely on it, because its write checks
+        that the event is still that one (``EventChanged`` otherwise)."""
+        ...
+
     async def take_seat(self, event: Event, category: str) -> bool:
         """Take one seat for a participant of ``category`` if one is left (a conditional
         atomic increment): within the capacity, within the category's quota if it has one,
         else outside the seats other categories' quotas still reserve."""
+        ...
+
+    async def registration_seat(self, event: Event, category: str) -> bool:
+        """``take_seat`` for a new registration, whose one write also checks that the
+        event is still the one read (its revision and state): if not, nothing is taken
+        and ``EventChanged`` is raised."""
         ...
 
     async def release_seat(self, event: Event, category: str) -> None: ...

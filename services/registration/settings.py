@@ -1,5 +1,6 @@
 """Registration service settings (``REGISTRATION_*``)."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -41,5 +42,10 @@ class RegistrationSettings(ServiceSettings):
     # the latter no more email is sent, and the answer stays the same).
     rate_institution_sign_in_per_address_per_min: int = 10
     rate_institution_sign_in_per_email_per_hour: int = 5
+    # Group commit (issue 19): new registrations handed in while one insert is under way
+    # go in together as one insert_many; a lone one waits this long (0: one turn of the
+    # event loop) for company, and a batch holds at most this many.
+    group_commit_window_ms: float = Field(default=0.0, ge=0, le=50)
+    group_commit_max: int = Field(default=200, ge=1, le=1000)
     # Payments (issue 14): the consumer group that reads payments.v1.
     payments_consumer_group: str = "registration"

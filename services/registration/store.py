@@ -18,8 +18,10 @@ categories and questions.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
@@ -28,7 +30,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from services.registration.domain import (
     ACTIVE_STATUSES,
@@ -44,7 +46,7 @@ from services.registration.domain import (
     Question,
     Registration,
 )
-from services.registration.ports import AddOutcome, IdempotencyRecord
+from services.registration.ports import AddOutcome, EventChanged, IdempotencyRecord
 from shared import outbox
 from shared.aggregate import Aggregate
 from shared.envelope import wrap
@@ -69,6 +71,7 @@ INTERNAL_FIELDS = {
     "outbox",
     "outbox_pending",
     "outbox_lease_until",
+    "outbox_claim",
     "rev",
 }
 _EVENT_COUNTERS = ("seats_taken", "waitlist_seq", "category_taken", "choice_taken", "committed")
@@ -239,6 +242,91 @@ def _idempotency_record(doc: dict[str, Any]) -> IdempotencyRecord:
     )
 
 
+# The last event documents this process read, for registrations (``registering_event``):
+# the seat's conditional write checks that each is still the stored one.
+_RECENT_EVENTS = 256
+
+
+class GroupInsert:
+    """Group commit: the documents handed in while a write is under way are inserted
+    together, as one ``insert_many(ordered=False)``, once it is done.
+
+    A document handed in when nothing is being written goes out at once (after
+    ``window_s``, 0 by default: one turn of the event loop), so a lone request waits for
+    nothing; under load the batches grow by themselves, up to ``max_batch``. Each caller
+    is answered only once its own document is stored, or with its own error (a
+    ``DuplicateKeyError`` for that document alone: the others of the batch are stored).
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        signal: WriteSignal,
+        *,
+        window_s: float = 0.0,
+        max_batch: int = 200,
+    ) -> None:
+        self._collection = collection
+        self._signal = signal
+        self._window = window_s
+        self._max = max_batch
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # how many writes (for tests and the bench's notes)
+
+    async def insert(self, doc: dict[str, Any]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((doc, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        await future
+
+    async def _write_all(self) -> None:
+        batch: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        try:
+            await asyncio.sleep(self._window)
+            while self._queue:
+                batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+                await self._write(batch)
+        except asyncio.CancelledError:  # shutting down: nobody is left waiting forever
+            for _, future in batch + self._queue:
+                future.cancel()
+            self._queue = []
+            raise
+        finally:
+            self._writer = None
+            if self._queue:  # handed in while the writer ended
+                self._writer = asyncio.create_task(self._write_all())
+
+    async def _write(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        self.batches += 1
+        failed: dict[int, BaseException] = {}
+        try:
+            await self._collection.insert_many([doc for doc, _ in batch], ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors") or []:
+                cls = DuplicateKeyError if error.get("code") == 11000 else OperationFailure
+                # As insert_one reports it: without the document ("op"), whose fields
+                # would make every duplicate read as a taken reference.
+                details = {k: v for k, v in error.items() if k != "op"}
+                failed[int(error["index"])] = cls(
+                    error.get("errmsg", ""), error.get("code"), details
+                )
+            if not failed:  # a write concern error: nobody knows what was stored
+                failed = dict.fromkeys(range(len(batch)), exc)
+        except Exception as exc:  # the server went away: every request fails, as alone
+            failed = dict.fromkeys(range(len(batch)), exc)
+        for index, (doc, future) in enumerate(batch):
+            if index in failed:
+                if not future.done():
+                    future.set_exception(failed[index])
+                continue
+            if doc.get("outbox"):
+                self._signal.written(self._collection.name, doc["_id"])
+            if not future.done():
+                future.set_result(None)
+
+
 # Registrations stored before categories were data count under their cadre, as self.
 _GROUPED = {
     "category": {"$ifNull": ["$category", "$cadre"]},
@@ -249,12 +337,27 @@ _GROUPED = {
 class MongoRegistrationStore:
     """The ``RegistrationStore`` port on MongoDB."""
 
-    def __init__(self, db: AsyncDatabase, *, signal: WriteSignal | None = None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase,
+        *,
+        signal: WriteSignal | None = None,
+        group_commit_window_s: float = 0.0,
+        group_commit_max: int = 200,
+    ) -> None:
         # Reported after each write that leaves events to publish (the relay listens).
         self.signal = signal or WriteSignal()
         self.db = db
         self.events = db[EVENTS]
         self.registrations = db[REGISTRATIONS]
+        # New registrations go in together (group commit); see GroupInsert.
+        self.new_registrations = GroupInsert(
+            self.registrations,
+            self.signal,
+            window_s=group_commit_window_s,
+            max_batch=group_commit_max,
+        )
+        self._recent_events: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.idempotency = db[IDEMPOTENCY]
         self.certificates = db[CERTIFICATES]
         self.certificate_settings = db[CERTIFICATE_SETTINGS]
@@ -284,7 +387,28 @@ class MongoRegistrationStore:
         doc = await self.events.find_one({"_id": event_id})
         if doc is not None and "committed" not in doc:
             doc = await self._count_categories(doc)
-        return event_of(doc) if doc else None
+        if doc is None:
+            self._recent_events.pop(event_id, None)
+            return None
+        self._remember_event(doc)
+        return event_of(doc)
+
+    def _remember_event(self, doc: dict[str, Any]) -> None:
+        if "committed" not in doc:
+            return
+        self._recent_events[doc["_id"]] = doc
+        self._recent_events.move_to_end(doc["_id"])
+        while len(self._recent_events) > _RECENT_EVENTS:
+            self._recent_events.popitem(last=False)
+
+    async def registering_event(self, event_id: str) -> Event | None:
+        """The event as this process read it last (no round trip), else as stored. Its
+        counters may be old: only ``registration_seat`` relies on it, and its write checks the
+        revision and state (``EventChanged``)."""
+        doc = self._recent_events.get(event_id)
+        if doc is None:
+            return await self.get_event(event_id)
+        return event_of(doc)
 
     async def _count_categories(self, doc: dict[str, Any]) -> dict[str, Any] | None:
         """An event stored before categories were data: count its confirmed seats per
@@ -363,6 +487,7 @@ class MongoRegistrationStore:
             raise DomainError(
                 "event_code_taken", "Another event has this code.", field="code"
             ) from exc
+        self._recent_events.pop(event.id, None)
         if result.matched_count != 1:
             return False
         event.take_events()
@@ -380,6 +505,29 @@ class MongoRegistrationStore:
         within its quota if it has one (``category_taken`` below ``quotas``), else while
         the committed seats (see ``Event.committed_seats``) are below the capacity. Each
         is one conditional ``$inc`` of the event document."""
+        return await self._take_seat(event, category, {})
+
+    async def registration_seat(self, event: Event, category: str) -> bool:
+        """``take_seat`` for a new registration, in the same one write checking that the
+        event is still the one the registration decided on — its revision (moved by
+        every save: an edit, a close, a cancellation) and its state — so the event needs
+        no read of its own before it (``registering_event``) and a registration never
+        takes a seat of an event cancelled or closed meanwhile. When nothing matched, one
+        read (off the hot path) says why: no seat left (False), or the event changed
+        (``EventChanged``: nothing was taken)."""
+        if await self._take_seat(event, category, {"rev": event.rev, "state": event.state}):
+            return True
+        now = await self.events.find_one({"_id": event.id})
+        if now is not None and "committed" in now:
+            self._remember_event(now)
+        else:
+            self._recent_events.pop(event.id, None)
+        if now is None or int(now.get("rev", 0)) != event.rev or now.get("state") != event.state:
+            raise EventChanged(event.id)
+        return False
+
+    async def _take_seat(self, event: Event, category: str, same: dict[str, Any]) -> bool:
+        # Plain equalities beside one plain $expr comparison: what nx-27017 evaluates right.
         if category in event.quotas:
             condition = ["$category_taken." + category, "$quotas." + category]
             moved = {"seats_taken": 1, f"category_taken.{category}": 1}
@@ -387,9 +535,9 @@ class MongoRegistrationStore:
             condition = ["$committed", "$capacity"]
             moved = {"seats_taken": 1, "committed": 1, f"category_taken.{category}": 1}
         doc = await self.events.find_one_and_update(
-            {"_id": event.id, "$expr": {"$lt": condition}},
+            {"_id": event.id, **same, "$expr": {"$lt": condition}},
             {"$inc": moved},
-            projection={"seats_taken": 1},
+            projection={"_id": 1},
             return_document=ReturnDocument.AFTER,
         )
         return doc is not None
@@ -478,7 +626,7 @@ class MongoRegistrationStore:
         fields_ = {"_id": registration.id, **registration_fields(registration)}
         doc = outbox.new_document(fields_, [wrap(e, SERVICE) for e in registration.events])
         try:
-            await outbox.insert(self.registrations, doc, signal=self.signal)
+            await self.new_registrations.insert(doc)
         except DuplicateKeyError as exc:
             return "reference_taken" if "reference" in str(exc) else "email_taken"
         registration.take_events()

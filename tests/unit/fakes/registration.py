@@ -105,6 +105,9 @@ class FakeRegistrationStore:
         event = self.events.get(event_id)
         return copy.deepcopy(event) if event else None
 
+    async def registering_event(self, event_id: str) -> Event | None:
+        return await self.get_event(event_id)
+
     async def list_events(self, state: str | None = "published") -> list[Event]:
         found = [e for e in self.events.values() if state is None or e.state == state]
         return [copy.deepcopy(e) for e in sorted(found, key=lambda e: e.starts_at)]
@@ -153,6 +156,9 @@ class FakeRegistrationStore:
         return True
 
     # -- seats -----------------------------------------------------------------------
+
+    async def registration_seat(self, event: Event, category: str) -> bool:
+        return await self.take_seat(event, category)
 
     async def take_seat(self, event: Event, category: str) -> bool:
         stored = self.events.get(event.id)
