@@ -469,6 +469,23 @@ class ServiceFactory:
         await _start_ready(proc)
         return handle
 
+    async def start_many(self, *specs: tuple[str, Mapping[str, Any]]) -> list[ServiceHandle]:
+        """Start several services side by side: ``(name, keyword arguments of start)`` each.
+
+        Each start waits for its own /health/ready (a consumer group join takes a second
+        or more on tansu), so together they take as long as the slowest, not the sum.
+        Every start finishes before a failure is raised, so none is orphaned (``close()``
+        stops them all). Returns the handles in the order of ``specs``.
+        """
+        outcomes = await asyncio.gather(
+            *(self.start(name, **dict(kwargs)) for name, kwargs in specs),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [cast(ServiceHandle, h) for h in outcomes]
+
     async def close(self) -> None:
         """Stop every service started here (SIGTERM, bounded, then SIGKILL)."""
         await asyncio.gather(*(asyncio.to_thread(h.process.stop) for h in self.handles))
@@ -553,3 +570,88 @@ async def wait_until(
                 f"condition not met within {timeout:.1f}s: {text or predicate!r}{detail}"
             )
         await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------- private stacks
+
+
+class PrivateStack:
+    """Services of some e2e modules' own, beside the session's ``platform``: their own
+    databases, consumer groups and mail/SMS captures, started once for every module that
+    uses them (a package fixture in tests/e2e/conftest.py) and stopped after the last one
+    (:func:`release_after_last_user`), not left running through the rest of the session.
+
+    ``.services`` by name (also as attributes: ``stack.registration``), ``.smtp``,
+    ``.sms``, ``.admin`` (the admin key's header) and ``.extras`` (other processes, e.g.
+    the GePG simulator, stopped with the services).
+    """
+
+    def __init__(
+        self,
+        factory: ServiceFactory,
+        services: Mapping[str, ServiceHandle],
+        *,
+        extras: Mapping[str, Process] | None = None,
+        **attributes: Any,
+    ) -> None:
+        self.factory = factory
+        self.services = dict(services)
+        self.extras = dict(extras or {})
+        self.smtp = factory.smtp
+        self.sms = factory.sms
+        self.admin_key = factory.admin_key
+        self.admin = {"Authorization": f"Bearer {factory.admin_key}"}
+        self.attributes = attributes
+        self.closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        services = self.__dict__.get("services", {})
+        if name in services:
+            return services[name]
+        attributes = self.__dict__.get("attributes", {})
+        if name in attributes:
+            return attributes[name]
+        raise AttributeError(name)
+
+    async def close(self) -> None:
+        """Stop every service and extra process (once; later calls do nothing)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.factory.close()
+        finally:
+            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.extras.values()))
+
+
+def used_after(request: pytest.FixtureRequest, fixture_name: str) -> bool:
+    """True if a test after the requesting module (in this session's order) uses
+    ``fixture_name``, directly or through another fixture."""
+    items = request.session.items
+    module = request.node
+    last = max(
+        (i for i, item in enumerate(items) if item.getparent(pytest.Module) is module),
+        default=-1,
+    )
+    return any(fixture_name in getattr(item, "fixturenames", ()) for item in items[last + 1 :])
+
+
+async def release_after_last_user(
+    request: pytest.FixtureRequest, fixture_name: str, stack: PrivateStack
+) -> None:
+    """In a module fixture's teardown: stop ``stack`` unless a later module needs it."""
+    if not used_after(request, fixture_name):
+        await stack.close()
+
+
+def gepg_simulator(keys: Path, port: int, callback_url: str, log: Path) -> Process:
+    """The GePG simulator for tests (not started yet): quick control numbers and retries."""
+    return embedded.gepg_simulator(port, keys, callback_url=callback_url, log_path=log,
+                                   control_number_delay_s=0.2, retry_s=0.5)  # fmt: skip
+
+
+async def start_gepg(keys: Path, port: int, callback_url: str, log: Path) -> Process:
+    """Start the GePG simulator for tests; returns the running process."""
+    proc = gepg_simulator(keys, port, callback_url, log)
+    await asyncio.to_thread(proc.start)  # off the loop: other starts go on meanwhile
+    return proc
