@@ -176,6 +176,27 @@ async def start_service(
         await factory.close()
 
 
+@pytest.fixture(scope="module")
+async def start_module_service(
+    kafka: KafkaServer,
+    mongo: MongoServer,
+    smtp: SmtpCapture,
+    sms: SmsCapture,
+    admin_key: str,
+    stack_dir: Path,
+) -> AsyncIterator[StartService]:
+    """``start_service`` for a module fixture: the services live until the module ends.
+
+    For a service that every test of a module reads and none changes (e.g. one seeded
+    with the demo data), started once instead of once a test.
+    """
+    factory = _factory(kafka, mongo, smtp, sms, admin_key, stack_dir / "module")
+    try:
+        yield factory.start
+    finally:
+        await factory.close()
+
+
 @pytest.fixture(scope="session")
 async def platform(
     kafka: KafkaServer,
