@@ -549,10 +549,14 @@ async def wait_until(
 
     Raises AssertionError after ``timeout`` seconds, with ``message`` (a string or a
     callable giving one, evaluated at that moment) and the last exception if any.
+
+    The first polls come quickly (20 ms, then doubling up to ``interval``): a condition
+    met soon is seen soon, and a long wait still polls every ``interval``.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last_error: BaseException | None = None
+    delay = min(interval, 0.02)
     while True:
         try:
             result = predicate()
@@ -569,7 +573,8 @@ async def wait_until(
             raise AssertionError(
                 f"condition not met within {timeout:.1f}s: {text or predicate!r}{detail}"
             )
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
+        delay = min(delay * 2, interval)
 
 
 # --------------------------------------------------------------------------- private stacks
