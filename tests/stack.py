@@ -660,3 +660,28 @@ async def start_gepg(keys: Path, port: int, callback_url: str, log: Path) -> Pro
     proc = gepg_simulator(keys, port, callback_url, log)
     await asyncio.to_thread(proc.start)  # off the loop: other starts go on meanwhile
     return proc
+
+
+async def consumer_group_at_end(bootstrap: str, topics: tuple[str, ...], *, prefix: str) -> str:
+    """A fresh consumer group whose committed offsets are the current ends of ``topics``:
+    a service started with it sees only what is published from now on, without first
+    reading (and waiting for) the session's whole history."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    group = f"{prefix}-t-{secrets.token_hex(4)}"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()
+    return group
