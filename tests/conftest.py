@@ -7,7 +7,6 @@ with the reason shown in the summary, when the embedded stand-ins are in use.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -177,6 +176,27 @@ async def start_service(
         await factory.close()
 
 
+@pytest.fixture(scope="module")
+async def start_module_service(
+    kafka: KafkaServer,
+    mongo: MongoServer,
+    smtp: SmtpCapture,
+    sms: SmsCapture,
+    admin_key: str,
+    stack_dir: Path,
+) -> AsyncIterator[StartService]:
+    """``start_service`` for a module fixture: the services live until the module ends.
+
+    For a service that every test of a module reads and none changes (e.g. one seeded
+    with the demo data), started once instead of once a test.
+    """
+    factory = _factory(kafka, mongo, smtp, sms, admin_key, stack_dir / "module")
+    try:
+        yield factory.start
+    finally:
+        await factory.close()
+
+
 @pytest.fixture(scope="session")
 async def platform(
     kafka: KafkaServer,
@@ -190,16 +210,10 @@ async def platform(
     factory = _factory(kafka, mongo, smtp, sms, admin_key, stack_dir / "platform")
     try:
         # Side by side: each consumer group join takes a second or more on tansu.
-        names = ("registration", "notification", "resolutions")
-        # return_exceptions: let every start finish before teardown, so none is orphaned.
-        started = await asyncio.gather(
-            *(factory.start(name) for name in names), return_exceptions=True
+        started = await factory.start_many(
+            ("registration", {}), ("notification", {}), ("resolutions", {})
         )
-        for outcome in started:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        handles = {h.name: h for h in started if isinstance(h, ServiceHandle)}
-        yield Platform(factory, handles)
+        yield Platform(factory, {h.name: h for h in started})
     finally:
         await factory.close()
 
@@ -213,3 +227,12 @@ def no_leftover_processes() -> Iterator[None]:
     yield
     leaked = set(embedded._LIVE) - before
     assert not leaked, f"processes left running: {leaked}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _shared_chromium() -> AsyncIterator[None]:
+    """Close the session's one Chromium (tests/browser.py) at the end, if a test started it."""
+    yield
+    from tests.browser import close_shared_browser
+
+    await close_shared_browser()

@@ -469,6 +469,23 @@ class ServiceFactory:
         await _start_ready(proc)
         return handle
 
+    async def start_many(self, *specs: tuple[str, Mapping[str, Any]]) -> list[ServiceHandle]:
+        """Start several services side by side: ``(name, keyword arguments of start)`` each.
+
+        Each start waits for its own /health/ready (a consumer group join takes a second
+        or more on tansu), so together they take as long as the slowest, not the sum.
+        Every start finishes before a failure is raised, so none is orphaned (``close()``
+        stops them all). Returns the handles in the order of ``specs``.
+        """
+        outcomes = await asyncio.gather(
+            *(self.start(name, **dict(kwargs)) for name, kwargs in specs),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [cast(ServiceHandle, h) for h in outcomes]
+
     async def close(self) -> None:
         """Stop every service started here (SIGTERM, bounded, then SIGKILL)."""
         await asyncio.gather(*(asyncio.to_thread(h.process.stop) for h in self.handles))
@@ -532,10 +549,14 @@ async def wait_until(
 
     Raises AssertionError after ``timeout`` seconds, with ``message`` (a string or a
     callable giving one, evaluated at that moment) and the last exception if any.
+
+    The first polls come quickly (20 ms, then doubling up to ``interval``): a condition
+    met soon is seen soon, and a long wait still polls every ``interval``.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last_error: BaseException | None = None
+    delay = min(interval, 0.02)
     while True:
         try:
             result = predicate()
@@ -552,4 +573,115 @@ async def wait_until(
             raise AssertionError(
                 f"condition not met within {timeout:.1f}s: {text or predicate!r}{detail}"
             )
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
+        delay = min(delay * 2, interval)
+
+
+# --------------------------------------------------------------------------- private stacks
+
+
+class PrivateStack:
+    """Services of some e2e modules' own, beside the session's ``platform``: their own
+    databases, consumer groups and mail/SMS captures, started once for every module that
+    uses them (a package fixture in tests/e2e/conftest.py) and stopped after the last one
+    (:func:`release_after_last_user`), not left running through the rest of the session.
+
+    ``.services`` by name (also as attributes: ``stack.registration``), ``.smtp``,
+    ``.sms``, ``.admin`` (the admin key's header) and ``.extras`` (other processes, e.g.
+    the GePG simulator, stopped with the services).
+    """
+
+    def __init__(
+        self,
+        factory: ServiceFactory,
+        services: Mapping[str, ServiceHandle],
+        *,
+        extras: Mapping[str, Process] | None = None,
+        **attributes: Any,
+    ) -> None:
+        self.factory = factory
+        self.services = dict(services)
+        self.extras = dict(extras or {})
+        self.smtp = factory.smtp
+        self.sms = factory.sms
+        self.admin_key = factory.admin_key
+        self.admin = {"Authorization": f"Bearer {factory.admin_key}"}
+        self.attributes = attributes
+        self.closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        services = self.__dict__.get("services", {})
+        if name in services:
+            return services[name]
+        attributes = self.__dict__.get("attributes", {})
+        if name in attributes:
+            return attributes[name]
+        raise AttributeError(name)
+
+    async def close(self) -> None:
+        """Stop every service and extra process (once; later calls do nothing)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.factory.close()
+        finally:
+            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.extras.values()))
+
+
+def used_after(request: pytest.FixtureRequest, fixture_name: str) -> bool:
+    """True if a test after the requesting module (in this session's order) uses
+    ``fixture_name``, directly or through another fixture."""
+    items = request.session.items
+    module = request.node
+    last = max(
+        (i for i, item in enumerate(items) if item.getparent(pytest.Module) is module),
+        default=-1,
+    )
+    return any(fixture_name in getattr(item, "fixturenames", ()) for item in items[last + 1 :])
+
+
+async def release_after_last_user(
+    request: pytest.FixtureRequest, fixture_name: str, stack: PrivateStack
+) -> None:
+    """In a module fixture's teardown: stop ``stack`` unless a later module needs it."""
+    if not used_after(request, fixture_name):
+        await stack.close()
+
+
+def gepg_simulator(keys: Path, port: int, callback_url: str, log: Path) -> Process:
+    """The GePG simulator for tests (not started yet): quick control numbers and retries."""
+    return embedded.gepg_simulator(port, keys, callback_url=callback_url, log_path=log,
+                                   control_number_delay_s=0.2, retry_s=0.5)  # fmt: skip
+
+
+async def start_gepg(keys: Path, port: int, callback_url: str, log: Path) -> Process:
+    """Start the GePG simulator for tests; returns the running process."""
+    proc = gepg_simulator(keys, port, callback_url, log)
+    await asyncio.to_thread(proc.start)  # off the loop: other starts go on meanwhile
+    return proc
+
+
+async def consumer_group_at_end(bootstrap: str, topics: tuple[str, ...], *, prefix: str) -> str:
+    """A fresh consumer group whose committed offsets are the current ends of ``topics``:
+    a service started with it sees only what is published from now on, without first
+    reading (and waiting for) the session's whole history."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    group = f"{prefix}-t-{secrets.token_hex(4)}"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()
+    return group

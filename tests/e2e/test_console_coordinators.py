@@ -22,27 +22,27 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy import embedded
 from shared.timeutil import EAT, utcnow
-from tests.e2e.test_console_flows import PASSWORD, browser, consumers_assigned, no_axe_violations
+from tests.e2e.test_console_flows import PASSWORD, browser, no_axe_violations
 from tests.e2e.test_notification_flows import template_of, to
 from tests.e2e.test_resolutions_focal_persons import PDF, link_in
 from tests.helpers import unique_id
-from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
+from tests.stack import ServiceHandle, release_after_last_user
 
 pytestmark = pytest.mark.e2e
 
 
-# This module starts a notification service of its own: its messages go to captures of
-# its own, never mixed with the session notification's copies (tests/conftest.py).
+# This module's services are tests/e2e/conftest.py's `console_stack` (shared with
+# test_console_flows.py), with a notification of its own: its messages go to captures of
+# its own, never mixed with the session notification's copies.
 @pytest.fixture(scope="module")
-def smtp(private_smtp):
-    return private_smtp
+def smtp(console_stack):
+    return console_stack.smtp
 
 
 @pytest.fixture(scope="module")
-def sms(private_sms):
-    return private_sms
+def sms(console_stack):
+    return console_stack.sms
 
 
 @dataclass
@@ -75,40 +75,16 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterator[Stack]:
-    factory = ServiceFactory(
-        kafka=kafka, mongo=mongo, smtp=smtp, sms=sms, admin_key=admin_key,
-        workdir=stack_dir / "console-coordinators",
-    )  # fmt: skip
-    ports = {
-        "notification": embedded.free_port(),
-        "resolutions": embedded.free_port(),
-        "console": embedded.free_port(),
-    }
-    trust = embedded.console_env(ports)
-    suffix = unique_suffix()
-    admin = {"Authorization": f"Bearer {admin_key}"}
-    try:
-        notification = await factory.start(
-            "notification",
-            port=ports["notification"],
-            db_suffix=suffix,
-            NOTIFICATION_CONSUMER_GROUP=f"notification{suffix}",
-            **trust,
-        )
-        resolutions = await factory.start(
-            "resolutions", port=ports["resolutions"], db_suffix=suffix, **trust
-        )
-        console = await factory.start("console", port=ports["console"], db_suffix=suffix, **trust)
-        await wait_until(
-            lambda: consumers_assigned(notification, admin),
-            timeout=120,
-            interval=0.5,
-            message="notification's consumers have their partitions",
-        )
-        yield Stack(resolutions, notification, console, admin)
-    finally:
-        await factory.close()
+async def stack(console_stack, request) -> AsyncIterator[Stack]:
+    """Resolutions, notification and the console (tests/e2e/conftest.py's
+    ``console_stack``), the services trusting the console's JWKS."""
+    yield Stack(
+        console_stack.resolutions,
+        console_stack.notification,
+        console_stack.console,
+        console_stack.admin,
+    )
+    await release_after_last_user(request, "console_stack", console_stack)
 
 
 async def sign_in(page: Any, console: ServiceHandle, username: str) -> None:

@@ -26,25 +26,25 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy import embedded
 from tests.axe import axe_violations
-from tests.browser import CHROMIUM_ARGS, chromium_path
+from tests.browser import CHROMIUM_ARGS, chromium_context, chromium_path, shared_playwright
 from tests.helpers import create_event, participant
-from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
+from tests.stack import ServiceHandle, release_after_last_user, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-# This module starts a notification service of its own: its messages go to captures of
-# its own, never mixed with the session notification's copies (tests/conftest.py).
+# This module's services are tests/e2e/conftest.py's `console_stack` (shared with
+# test_console_coordinators.py), with a notification of its own: its messages go to
+# captures of its own, never mixed with the session notification's copies.
 @pytest.fixture(scope="module")
-def smtp(private_smtp):
-    return private_smtp
+def smtp(console_stack):
+    return console_stack.smtp
 
 
 @pytest.fixture(scope="module")
-def sms(private_sms):
-    return private_sms
+def sms(console_stack):
+    return console_stack.sms
 
 
 PASSWORD = "a long enough password 1"
@@ -89,58 +89,19 @@ class Stack:
         return r.json()["items"]
 
 
-async def consumers_assigned(handle: ServiceHandle, admin: dict[str, str]) -> bool:
-    async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
-        r = await client.get("/api/v1/admin/status", headers=admin)
-    groups = r.json()["consumers"]
-    return bool(groups) and all(
-        isinstance(g["partitions"], list) and g["partitions"] for g in groups
-    )
-
-
 @pytest.fixture(scope="module")
-async def stack(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterator[Stack]:
-    factory = ServiceFactory(
-        kafka=kafka, mongo=mongo, smtp=smtp, sms=sms, admin_key=admin_key,
-        workdir=stack_dir / "console",
-    )  # fmt: skip
-    ports = {
-        "registration": embedded.free_port(),
-        "notification": embedded.free_port(),
-        "resolutions": embedded.free_port(),
-        "console": embedded.free_port(),
-        # Payments is not started here: the dashboard says its figures are unavailable
-        # (tests/e2e/test_console_payments_flows.py shows them with payments running).
-        "payments": embedded.free_port(),
-    }
-    trust = embedded.console_env(ports)
-    suffix = unique_suffix()
-    admin = {"Authorization": f"Bearer {admin_key}"}
-    try:
-        registration = await factory.start(
-            "registration", port=ports["registration"], db_suffix=suffix, **trust
-        )
-        notification = await factory.start(
-            "notification",
-            port=ports["notification"],
-            db_suffix=suffix,
-            NOTIFICATION_CONSUMER_GROUP=f"notification{suffix}",
-            NOTIFICATION_ANNOUNCEMENT_RATE_PER_S="200",
-            **trust,
-        )
-        console = await factory.start(
-            "console", port=ports["console"], db_suffix=suffix, CONSOLE_DASHBOARD_REFRESH_S="2",
-            **trust,
-        )  # fmt: skip
-        await wait_until(
-            lambda: consumers_assigned(notification, admin),
-            timeout=120,
-            interval=0.5,
-            message="notification's consumers have their partitions",
-        )
-        yield Stack(registration, notification, console, admin)
-    finally:
-        await factory.close()
+async def stack(console_stack, request) -> AsyncIterator[Stack]:
+    """Registration, notification and the console (tests/e2e/conftest.py's
+    ``console_stack``): the services trust the console's JWKS; payments is not running,
+    so the dashboard says its figures are unavailable (test_console_payments_flows.py
+    shows them with payments running)."""
+    yield Stack(
+        console_stack.registration,
+        console_stack.notification,
+        console_stack.console,
+        console_stack.admin,
+    )
+    await release_after_last_user(request, "console_stack", console_stack)
 
 
 def door_event(**overrides: Any) -> dict[str, Any]:
@@ -157,32 +118,33 @@ def door_event(**overrides: Any) -> dict[str, Any]:
 async def browser(
     *, width: int = 1280, height: int = 800, camera: Path | None = None
 ) -> AsyncIterator[Any]:
-    """A Playwright context in Debian's Chromium (a fake camera playing ``camera``)."""
-    path = chromium_path()
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (make deps-browser installs it)")
-    from playwright.async_api import async_playwright
+    """A Playwright context in Debian's Chromium (a fake camera playing ``camera``).
 
-    args = list(CHROMIUM_ARGS)
-    if camera is not None:
-        args += [
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-video-capture={camera}",
-        ]
+    Without a camera: a new context in the session's one Chromium (tests/browser.py). A
+    fake camera is a launch option, so that Chromium is launched for its test alone."""
+    if camera is None:
+        async with chromium_context(width=width, height=height) as context:
+            yield context
+        return
+    pw = await shared_playwright()
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    ]
     with tempfile.TemporaryDirectory(prefix="mkutano-chromium-") as profile:
-        async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=path,
-                headless=True,
-                args=args,
-                viewport={"width": width, "height": height},
-            )
-            try:
-                yield context
-            finally:
-                await context.close()
+        context = await pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=chromium_path(),
+            headless=True,
+            args=args,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
 
 
 async def no_axe_violations(page: Any) -> None:

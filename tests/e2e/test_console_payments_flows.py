@@ -18,9 +18,16 @@ import pytest
 from deploy import embedded
 from services.payments.gepgxml import generate_dev_keys
 from tests.e2e.test_console_flows import PASSWORD, browser, no_axe_violations, sign_in
-from tests.e2e.test_payments_flows import FEE, paid_event, start_gepg
+from tests.e2e.test_payments_flows import FEE, paid_event
 from tests.helpers import participant
-from tests.stack import Process, ServiceFactory, ServiceHandle, unique_suffix, wait_until
+from tests.stack import (
+    Process,
+    ServiceFactory,
+    ServiceHandle,
+    start_gepg,
+    unique_suffix,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -73,22 +80,31 @@ async def money(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterator[
     suffix = unique_suffix()
     group = f"-{secrets.token_hex(3)}"
     try:
-        registration = await factory.start(
-            "registration", port=ports["registration"], db_suffix=suffix,
-            REGISTRATION_PAYMENTS_CONSUMER_GROUP=f"registration{group}", **trust,
-        )  # fmt: skip
-        payments = await factory.start(
-            "payments",
-            port=ports["payments"],
-            db_suffix=suffix,
-            PAYMENTS_CONSUMER_GROUP=f"payments{group}",
-            PAYMENTS_SCAN_INTERVAL_S="0.2",
-            PAYMENTS_SUBMIT_RETRY_BASE_S="0.5",
-            PAYMENTS_SUBMIT_RETRY_MAX_S="2",
-            **embedded.gepg_env(keys, gepg_port),
-            **trust,
+        registration, payments, console = await factory.start_many(
+            (
+                "registration",
+                {
+                    "port": ports["registration"],
+                    "db_suffix": suffix,
+                    "REGISTRATION_PAYMENTS_CONSUMER_GROUP": f"registration{group}",
+                    **trust,
+                },
+            ),
+            (
+                "payments",
+                {
+                    "port": ports["payments"],
+                    "db_suffix": suffix,
+                    "PAYMENTS_CONSUMER_GROUP": f"payments{group}",
+                    "PAYMENTS_SCAN_INTERVAL_S": "0.2",
+                    "PAYMENTS_SUBMIT_RETRY_BASE_S": "0.5",
+                    "PAYMENTS_SUBMIT_RETRY_MAX_S": "2",
+                    **embedded.gepg_env(keys, gepg_port),
+                    **trust,
+                },
+            ),
+            ("console", {"port": ports["console"], "db_suffix": suffix, **trust}),
         )
-        console = await factory.start("console", port=ports["console"], db_suffix=suffix, **trust)
         yield MoneyStack(
             registration, payments, console, gepg, f"http://127.0.0.1:{gepg_port}",
             {"Authorization": f"Bearer {admin_key}"},

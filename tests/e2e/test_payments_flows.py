@@ -9,32 +9,15 @@ GePG's acks (7101, 7303) and the reconciliation's discrepancies.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from deploy import embedded
-from services.payments.gepgxml import generate_dev_keys
 from tests.helpers import event_spec, participant, unique_id
-from tests.stack import Process, ServiceFactory, ServiceHandle, unique_suffix, wait_until
-
-
-# This module starts a notification service of its own: its messages go to captures of
-# its own, never mixed with the session notification's copies (tests/conftest.py).
-@pytest.fixture(scope="module")
-def smtp(private_smtp):
-    return private_smtp
-
-
-@pytest.fixture(scope="module")
-def sms(private_sms):
-    return private_sms
-
+from tests.stack import PrivateStack, Process, ServiceHandle, release_after_last_user, wait_until
 
 FEE = 400_000
 
@@ -51,55 +34,17 @@ class PayStack:
     sms: Any
 
 
-async def start_gepg(keys: Path, port: int, callback_url: str, log: Path) -> Process:
-    proc = embedded.gepg_simulator(port, keys, callback_url=callback_url, log_path=log,
-                                   control_number_delay_s=0.2, retry_s=0.5)  # fmt: skip
-    proc.start()
-    return proc
-
-
 @pytest.fixture(scope="module")
-async def pay(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterator[PayStack]:
-    """Registration, payments, notification and the GePG simulator, for this module."""
-    work = stack_dir / f"payments-{secrets.token_hex(3)}"
-    work.mkdir(parents=True)
-    keys = work / "gepg"
-    for side in ("sp", "gepg"):
-        generate_dev_keys(keys, side)
-    payments_port, gepg_port = embedded.free_port(), embedded.free_port()
-    gepg = await start_gepg(
-        keys, gepg_port, f"http://127.0.0.1:{payments_port}/api/v1/gepg/callback", work / "gepg.log"
-    )
-    factory = ServiceFactory(
-        kafka=kafka, mongo=mongo, smtp=smtp, sms=sms, admin_key=admin_key, workdir=work
-    )
-    suffix = unique_suffix()
-    group = f"-{secrets.token_hex(3)}"
-    try:
-        registration = await factory.start(
-            "registration", db_suffix=suffix,
-            REGISTRATION_PAYMENTS_CONSUMER_GROUP=f"registration{group}",
-        )  # fmt: skip
-        notification = await factory.start(
-            "notification", db_suffix=suffix, NOTIFICATION_CONSUMER_GROUP=f"notification{group}"
-        )
-        payments = await factory.start(
-            "payments",
-            port=payments_port,
-            db_suffix=suffix,
-            PAYMENTS_CONSUMER_GROUP=f"payments{group}",
-            PAYMENTS_SCAN_INTERVAL_S="0.2",
-            PAYMENTS_SUBMIT_RETRY_BASE_S="0.5",
-            PAYMENTS_SUBMIT_RETRY_MAX_S="2",
-            **embedded.gepg_env(keys, gepg_port),
-        )
-        yield PayStack(
-            registration, payments, notification, gepg, f"http://127.0.0.1:{gepg_port}",
-            {"Authorization": f"Bearer {admin_key}"}, smtp, sms,
-        )  # fmt: skip
-    finally:
-        await factory.close()
-        gepg.stop()
+async def pay(pay_stack: PrivateStack, request: pytest.FixtureRequest) -> AsyncIterator[PayStack]:
+    """Registration, payments, notification and the GePG simulator, with their own
+    databases, consumer groups and mail/SMS captures: tests/e2e/conftest.py's
+    ``pay_stack``, shared with test_payments_group_bill.py (each makes its own events)."""
+    yield PayStack(
+        pay_stack.registration, pay_stack.payments, pay_stack.notification,
+        pay_stack.extras["gepg"], pay_stack.gepg_url, pay_stack.admin,
+        pay_stack.smtp, pay_stack.sms,
+    )  # fmt: skip
+    await release_after_last_user(request, "pay_stack", pay_stack)
 
 
 def paid_event(**overrides: Any) -> dict[str, Any]:

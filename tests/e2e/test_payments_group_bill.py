@@ -1,6 +1,7 @@
 """Issue 14, done when: "an institution's group bill confirms all its nominees when paid",
 against the real registration, payments and notification services and the GePG
-simulator (the `pay` stack of test_payments_flows).
+simulator (the `pay` stack of test_payments_flows: tests/e2e/conftest.py's `pay_stack`, one
+for both modules, with its own captures).
 
 The institution's contact person signs in through the emailed link and nominates three
 officers into a paid category (each pending_payment, each with their own bill); the
@@ -41,18 +42,6 @@ from tests.e2e.test_payments_flows import (  # noqa: F401  (the module's stack f
 from tests.stack import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-# This module starts a notification service of its own: its messages go to captures of
-# its own, never mixed with the session notification's copies (tests/conftest.py).
-@pytest.fixture(scope="module")
-def smtp(private_smtp):
-    return private_smtp
-
-
-@pytest.fixture(scope="module")
-def sms(private_sms):
-    return private_sms
 
 
 async def new_institution(stack: PayStack) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from tests.stack import unique_suffix
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-async def report_url(start_service) -> str:
-    service = await start_service(
+@pytest.fixture(scope="module")
+async def report_url(start_module_service) -> str:
+    """The demo report of one resolutions service, which every test here only reads."""
+    service = await start_module_service(
         "resolutions", db_suffix=unique_suffix(), MKUTANO_SEED_DEMO="true"
     )
     previous = demo_calendar(utcnow().astimezone(EAT).date()).previous

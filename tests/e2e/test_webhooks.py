@@ -23,7 +23,13 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.topics import NOTIFICATION, PAYMENTS, REGISTRATION, RESOLUTIONS, all_topics
 from tests.helpers import create_event, participant
-from tests.stack import ServiceFactory, ServiceHandle, unique_suffix, wait_until
+from tests.stack import (
+    ServiceFactory,
+    ServiceHandle,
+    consumer_group_at_end,
+    unique_suffix,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 T = "tz.go.ega.registration."
@@ -109,7 +115,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterator[ServiceHandle]:
-    """One webhooks service for this module, with a short retry schedule."""
+    """One webhooks service for this module, with a short retry schedule; its consumer
+    group starts at the topics' ends (the session's earlier events are not this module's)."""
+    group = await consumer_group_at_end(kafka.bootstrap, STREAMS, prefix="webhooks")
     factory = ServiceFactory(
         kafka=kafka, mongo=mongo, smtp=smtp, sms=sms, admin_key=admin_key,
         workdir=stack_dir / "webhooks",
@@ -118,6 +126,7 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
         handle = await factory.start(
             "webhooks",
             db_suffix=unique_suffix(),
+            WEBHOOKS_CONSUMER_GROUP=group,
             WEBHOOKS_RETRY_SCHEDULE_S="[0.3, 0.3, 0.5, 0.5, 1, 1, 2, 2, 5, 5]",
             WEBHOOKS_RETRY_JITTER="0.1",
             WEBHOOKS_PAUSE_AFTER_FAILURES="8",
@@ -133,8 +142,8 @@ async def webhooks(kafka, mongo, smtp, sms, admin_key, stack_dir) -> AsyncIterat
 
 
 async def caught_up(handle: ServiceHandle, admin_key: str) -> None:
-    """Wait until the new consumer group has read the session's history: by now the
-    other tests have filled the topics, and "ready" does not mean "caught up"."""
+    """Wait until the consumer group has its partitions and no lag: "ready" does not
+    mean "caught up" (the group starts at the topics' ends, see ``webhooks``)."""
     partitions = sum(t.partitions for t in all_topics() if t.name in STREAMS)
 
     async def no_lag() -> bool:

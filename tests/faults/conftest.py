@@ -11,6 +11,7 @@ fixture; at the end of the session the figures are rendered to ``docs/RELIABILIT
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform as pyplatform
 import subprocess
@@ -83,18 +84,28 @@ class FaultStack:
 
 @pytest.fixture
 async def fault_stack(tmp_path: Path) -> AsyncIterator[FaultStack]:
-    """Kafka, MongoDB, SMTP and SMS capture of this test alone; everything stopped after."""
-    kafka = await start_kafka(tmp_path)
-    mongo: MongoServer | None = None
-    smtp: SmtpCapture | None = None
-    sms: SmsCapture | None = None
+    """Kafka, MongoDB, SMTP and SMS capture of this test alone; everything stopped after.
+
+    The four start side by side (each waits for its own readiness); whatever started is
+    stopped afterwards, also when another failed to start.
+    """
+    smtp = SmtpCapture(tmp_path)
+    sms = SmsCapture(tmp_path)
+    outcomes = await asyncio.gather(
+        start_kafka(tmp_path),
+        start_mongo(tmp_path),
+        smtp.start(),
+        sms.start(),
+        return_exceptions=True,
+    )
+    kafka = outcomes[0] if isinstance(outcomes[0], KafkaServer) else None
+    mongo = outcomes[1] if isinstance(outcomes[1], MongoServer) else None
     factory: ServiceFactory | None = None
     try:
-        mongo = await start_mongo(tmp_path)
-        smtp = SmtpCapture(tmp_path)
-        await smtp.start()
-        sms = SmsCapture(tmp_path)
-        await sms.start()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert kafka is not None and mongo is not None
         factory = ServiceFactory(
             kafka=kafka,
             mongo=mongo,
@@ -108,11 +119,11 @@ async def fault_stack(tmp_path: Path) -> AsyncIterator[FaultStack]:
         if factory is not None:
             await factory.close()
         for capture in (smtp, sms):
-            if capture is not None:
-                capture.process.stop()
+            capture.process.stop()
         if mongo is not None:
             mongo.close()
-        kafka.close()
+        if kafka is not None:
+            kafka.close()
 
 
 # --------------------------------------------------------------------------- figures
