@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +53,7 @@ from shared.errors import DomainError
 from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.timeutil import iso, utcnow
-from shared.tracing import current_traceparent
+from shared.tracing import SpanKind, current_traceparent, span
 
 log = get_logger("notification")
 
@@ -104,7 +105,14 @@ def new_notification(
 
 async def record_registration_event(ctx: Context, received: ReceivedEvent) -> None:
     """Keep the participant projection and record the messages this event calls for."""
-    now = ctx.clock()
+    await record_registration_events(ctx, [received])
+
+
+def _projection_of(
+    received: ReceivedEvent, now: datetime
+) -> tuple[str, dict[str, Any], str | None]:
+    """What a registration event sets on the participant projection: (registration id,
+    fields, event time)."""
     event = received.event
     fields: dict[str, Any] = {
         "event_id": event.event.event_id,
@@ -122,21 +130,46 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
         # The latest link: reminders, event changes and announcements carry it too.
         fields["self_service_url"] = event.self_service_url
     event_time = iso(received.time) if received.time else None
-    if not await ctx.store.upsert_participant(event.registration_id, fields, event_time=event_time):
-        # Erased (no messages for data we no longer hold), or older than what the
-        # projection shows (a replay after a newer event): its news is out of date.
-        log.info("registration_event_not_applied", ce_id=received.id, ce_type=received.type)
-        return
-    intents = intents_for(received, sms_enabled=ctx.sms is not None)
-    await ctx.store.add(
-        [
-            new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
-            for i in intents
-        ]
-    )
-    if event.status == "confirmed" and event.event.event_id not in ctx.known_events:
-        await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
-        ctx.known_events.add(event.event.event_id)
+    return event.registration_id, fields, event_time
+
+
+async def record_registration_events(ctx: Context, batch: list[ReceivedEvent]) -> None:
+    """Registration events, in their order (the consumer's batch mode): the projection
+    in one bulk write, the messages of all of them in one insert. Idempotent like one by
+    one: replayed, each finds its projection and its notifications (keyed) in place."""
+    now = ctx.clock()
+    applied = await ctx.store.upsert_participants([_projection_of(r, now) for r in batch])
+    notifications: list[Notification] = []
+    for received, ok in zip(batch, applied, strict=True):
+        if not ok:
+            # Erased (no messages for data we no longer hold), or older than what the
+            # projection shows (a replay after a newer event): its news is out of date.
+            log.info("registration_event_not_applied", ce_id=received.id, ce_type=received.type)
+            continue
+        # Each message continues the trace of the event that caused it (one event
+        # alone is in its consumer's span already).
+        tracing = (
+            span(
+                f"consume {received.type}",
+                traceparent=(received.headers or {}).get("traceparent"),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.message.id": received.id},
+            )
+            if len(batch) > 1
+            else nullcontext()
+        )
+        with tracing:
+            intents = intents_for(received, sms_enabled=ctx.sms is not None)
+            notifications.extend(
+                new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
+                for i in intents
+            )
+    await ctx.store.add(notifications)
+    for received, ok in zip(batch, applied, strict=True):
+        event = received.event
+        if ok and event.status == "confirmed" and event.event.event_id not in ctx.known_events:
+            await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
+            ctx.known_events.add(event.event.event_id)
 
 
 async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> None:

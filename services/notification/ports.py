@@ -103,6 +103,13 @@ class NotificationStore(Protocol):
         projection already reflects."""
         ...
 
+    async def upsert_participants(
+        self, updates: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[bool]:
+        """``upsert_participant`` for several (registration id, fields, event time), in
+        their order, in bulk writes; one answer each."""
+        ...
+
     async def erase_participant(self, registration_id: str, event_id: str, now: datetime) -> None:
         """Replace the projection with a tombstone; cancel its unsent notifications and
         scrub the delivery log's copies of the recipient and the message's context."""
