@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
 from services.notification import api, handlers, workers
 from services.notification.channels import HttpSmsGateway, SmtpEmailSender
 from services.notification.consumers import register_consumers
@@ -11,6 +15,18 @@ from services.notification.settings import NotificationSettings
 from services.notification.store import MongoNotificationStore
 from shared.runtime import ServiceRuntime
 from shared.topics import NOTIFICATION
+
+
+def render_pool(settings: NotificationSettings) -> ProcessPoolExecutor | None:
+    """The processes rendering emails (``NOTIFICATION_RENDER_WORKERS``; default one per
+    core). Started by ``spawn``: a fork of a process running an event loop and threads
+    is not safe. Each keeps its own cache of QR tickets (``messages.qr_png``)."""
+    workers = settings.render_workers
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers <= 0:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def create_runtime(
@@ -38,6 +54,7 @@ def create_runtime(
         email=email or SmtpEmailSender(settings.smtp),
         sms=sms,
         metrics=runtime.metrics,
+        render_pool=render_pool(settings),
     )
     runtime.app.state.context = ctx
     runtime.use_outbox([NOTIFICATIONS])
@@ -49,6 +66,13 @@ def create_runtime(
     runtime.add_worker("announcements", workers.AnnouncementWorker(ctx, runtime.signal).run)
     runtime.app.include_router(api.router)
     runtime.on_startup(store.ensure_indexes)
+    if ctx.render_pool is not None:
+        pool = ctx.render_pool
+
+        async def stop_rendering() -> None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+        runtime.on_shutdown(stop_rendering)
     for channel in (ctx.email, ctx.sms):
         if channel is not None and hasattr(channel, "close"):
             runtime.on_shutdown(channel.close)

@@ -11,8 +11,10 @@ through the ``ports.NotificationStore``; the loops that call them are in ``worke
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import BrokenExecutor, Executor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -71,6 +73,9 @@ class Context:
     # Events whose details and reminders this process has stored already: a burst of
     # confirmations for one event does not redo it for every participant.
     known_events: set[str] = field(default_factory=set)
+    # Where emails are rendered (QR code, MIME, .ics: CPU-bound): worker processes, off
+    # the event loop that consumes and sends; None renders them here.
+    render_pool: Executor | None = None
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -483,7 +488,7 @@ async def attempt(ctx: Context, n: Notification) -> Outcome:
     if n.channel == "sms" and ctx.sms is None:
         return Outcome(sent=False, error="SMS gateway not configured", permanent=True)
     try:
-        message = _build(ctx, n)
+        message = await _build_off_the_loop(ctx, n)
     except Exception as exc:
         reason = f"cannot build the {n.template} {n.channel}: {type(exc).__name__}: {exc}"
         return Outcome(sent=False, error=reason[:400], permanent=True)
@@ -504,16 +509,35 @@ def _build(ctx: Context, n: Notification) -> messages.EmailMessage | str:
     """The email (dated now) or the SMS text of a notification."""
     if n.channel == "sms":
         return messages.render_sms(n.template, n.language, n.context)
-    return messages.build_email(
-        notification_id=n.id,
-        sender=ctx.settings.smtp.sender,
-        recipient=n.recipient,
-        template=n.template,
-        language=n.language,
-        context=n.context,
-        attachments=n.attachments or [],
-        date=ctx.clock(),
-    )
+    return messages.build_email(**_email_arguments(ctx, n))
+
+
+def _email_arguments(ctx: Context, n: Notification) -> dict[str, Any]:
+    return {
+        "notification_id": n.id,
+        "sender": ctx.settings.smtp.sender,
+        "recipient": n.recipient,
+        "template": n.template,
+        "language": n.language,
+        "context": n.context,
+        "attachments": n.attachments or [],
+        "date": ctx.clock(),
+    }
+
+
+async def _build_off_the_loop(ctx: Context, n: Notification) -> messages.EmailMessage | str:
+    """``_build`` in the render pool (an email), so that consuming and sending go on
+    meanwhile; here if there is no pool, or the pool broke (a worker killed)."""
+    if n.channel == "sms" or ctx.render_pool is None:
+        return _build(ctx, n)
+    arguments = _email_arguments(ctx, n)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            ctx.render_pool, functools.partial(messages.build_email, **arguments)
+        )
+    except (BrokenExecutor, RuntimeError) as exc:  # broken, or shut down
+        log.warning("render_pool_unavailable", error=type(exc).__name__)
+        return messages.build_email(**arguments)
 
 
 async def record_outcome(ctx: Context, n: Notification, outcome: Outcome) -> float | None:

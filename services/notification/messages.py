@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -31,6 +32,8 @@ WRITTEN_BY_A_PERSON = {"announcement"}
 # The QR ticket: pixels per module, and the quiet zone ISO/IEC 18004 asks for (4 modules).
 QR_SCALE = 6
 QR_BORDER = 4
+# Rendered QR tickets kept (about 1 KB each).
+QR_CACHE = 4096
 # The venue's zone when an event names none (or one this machine does not know).
 CALENDAR_ZONE = "Africa/Dar_es_Salaam"
 # The message that takes a participant's entry out of their calendar (iTIP CANCEL).
@@ -96,9 +99,13 @@ def sms_segments(text: str) -> int:
     return 1 if len(text) <= 70 else -(-len(text) // 67)
 
 
+@functools.lru_cache(maxsize=QR_CACHE)
 def qr_png(ticket: str) -> bytes:
     """The ticket as a QR code (level M at least) with its 4-module quiet zone; never a
-    Micro QR code (``segno.make`` picks one for short data), which scanners do not read."""
+    Micro QR code (``segno.make`` picks one for short data), which scanners do not read.
+
+    Rendered once per ticket (per process): the confirmation, a resend, a payment's
+    confirmation and every later message carrying the ticket reuse the PNG."""
     buf = io.BytesIO()
     segno.make_qr(ticket, error="m").save(buf, kind="png", scale=QR_SCALE, border=QR_BORDER)
     return buf.getvalue()
