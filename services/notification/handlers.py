@@ -131,6 +131,10 @@ def _projection_of(
         fields["ticket"] = event.ticket
     if getattr(event, "cadre", None):
         fields["cadre"] = event.cadre
+    if getattr(event, "category", None):
+        fields["category"] = event.category
+    if getattr(event, "institution_code", None):
+        fields["institution_code"] = event.institution_code
     if getattr(event, "self_service_url", None):
         # The latest link: reminders, event changes and announcements carry it too.
         fields["self_service_url"] = event.self_service_url

@@ -154,6 +154,8 @@ def participant_of(doc: dict[str, Any]) -> Participant:
         ticket=doc.get("ticket"),
         self_service_url=doc.get("self_service_url"),
         cadre=doc.get("cadre"),
+        category=doc.get("category"),
+        institution_code=doc.get("institution_code"),
     )
 
 
