@@ -62,7 +62,7 @@ def create_runtime(
     register_consumers(runtime, ctx)
     # The senders and the announcement worker listen on the one write signal.
     runtime.add_worker("senders", Dispatcher(ctx, runtime.signal).run)
-    runtime.add_worker("reminders", lambda stop: workers.run_reminders(ctx, stop))
+    runtime.add_worker("reminders", workers.ReminderWorker(ctx, runtime.signal).run)
     runtime.add_worker("announcements", workers.AnnouncementWorker(ctx, runtime.signal).run)
     runtime.app.include_router(api.router)
     runtime.on_startup(store.ensure_indexes)

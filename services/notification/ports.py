@@ -30,6 +30,10 @@ ANNOUNCEMENTS = "announcements"
 SEND = "send"
 # An announcement to fan out: the announcement worker listens.
 FAN_OUT = "fan_out"
+# A reminder scheduled (reported with its due time, epoch seconds): the reminder worker
+# listens.
+REMINDERS = "reminders"
+REMIND = "remind"
 
 
 class StoreUnavailable(ConnectionError):

@@ -63,6 +63,9 @@ class NotificationSettings(ServiceSettings):
     # Default reminder rules: seconds before an event's start (7 days and 1 day).
     reminder_offsets_s: list[int] = Field(default_factory=lambda: [7 * 86400, 86400])
     reminder_poll_s: float = 1.0
+    # Idle, the reminder and announcement claims back off to this (each reads its whole
+    # collection on the embedded server); reminders scheduled here fire on time anyway.
+    reminder_max_poll_s: float = 16.0
     reminder_lease_s: float = 60.0
     # Announcements are fanned out into notifications at most this fast.
     announcement_rate_per_s: float = 20.0

@@ -46,6 +46,7 @@ from services.notification.ports import (
     ANNOUNCEMENTS,
     FAN_OUT,
     NOTIFICATIONS,
+    REMIND,
     SEND,
     StoreUnavailable,
 )
@@ -563,6 +564,7 @@ class MongoNotificationStore:
                     }
                 )
                 created += 1
+                self.signal.written(REMINDERS, r.due_at, work=REMIND)
             except DuplicateKeyError:
                 pass
         return created

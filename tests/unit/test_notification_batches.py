@@ -16,7 +16,7 @@ from typing import Any
 
 import segno
 
-from services.notification import handlers, messages
+from services.notification import handlers, messages, workers
 from services.notification.domain import Candidate
 from shared.contracts.registration_notices import (
     RegistrationCancelledNotice,
@@ -132,3 +132,22 @@ async def test_a_broken_render_pool_renders_in_the_event_loop() -> None:
     assert claimed is not None
     await handlers.deliver(env.ctx, claimed)
     assert len(env.email.sent) == 1 and env.log(channel="email")[0].status == "sent"
+
+
+# --------------------------------------------------------------------------- idle claims
+
+
+async def test_idle_reminder_claims_back_off_and_a_reminder_scheduled_here_brings_one_forward(
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    env = Env(reminder_poll_s=1.0, reminder_max_poll_s=16.0)
+    worker = workers.ReminderWorker(env.ctx, env.store.signal)
+    for _ in range(6):
+        worker.scans.scanned(False)  # six claims that found nothing
+    now = env.clock().timestamp()
+    assert worker.wait_s(now) == 16.0  # idle: one claim every 16 s, not every second
+    # The confirmation schedules the event's reminders (7 days and 1 day before).
+    await handlers.record_registration_event(env.ctx, received(registered(1)))
+    due = sorted(r.due_at for r in env.store.reminders.values())
+    assert len(due) == 2 and worker._wake.is_set()
+    assert worker.wait_s(due[0] - 3.0) == 3.0  # the claim comes when the first is due

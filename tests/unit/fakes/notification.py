@@ -282,6 +282,7 @@ class FakeNotificationStore:
             if r.id not in self.reminders:
                 self.reminders[r.id] = replace(r, status="pending", notifications=0)
                 created += 1
+                self.signal.written("reminders", r.due_at, work="remind")
         return created
 
     async def claim_reminder(self, *, lease_s: float, now: datetime) -> Reminder | None:
