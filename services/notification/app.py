@@ -6,7 +6,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from services.notification import api, handlers, workers
+from services.notification import api, handlers, messages, workers
 from services.notification.channels import HttpSmsGateway, SmtpEmailSender
 from services.notification.consumers import register_consumers
 from services.notification.dispatcher import Dispatcher
@@ -21,12 +21,16 @@ def render_pool(settings: NotificationSettings) -> ProcessPoolExecutor | None:
     """The processes rendering emails (``NOTIFICATION_RENDER_WORKERS``; default one per
     core). Started by ``spawn``: a fork of a process running an event loop and threads
     is not safe. Each keeps its own cache of QR tickets (``messages.qr_png``)."""
-    workers = settings.render_workers
-    if workers is None:
-        workers = os.cpu_count() or 1
+    workers = render_workers(settings)
     if workers <= 0:
         return None
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def render_workers(settings: NotificationSettings) -> int:
+    if settings.render_workers is None:
+        return os.cpu_count() or 1
+    return settings.render_workers
 
 
 def create_runtime(
@@ -68,6 +72,14 @@ def create_runtime(
     runtime.on_startup(store.ensure_indexes)
     if ctx.render_pool is not None:
         pool = ctx.render_pool
+
+        async def start_rendering() -> None:
+            # Spawned and warm (templates, segno, icalendar imported) while the consumer
+            # joins its group, not when the first email is due. Not awaited.
+            for _ in range(render_workers(settings)):
+                pool.submit(messages.warm_up)
+
+        runtime.on_startup(start_rendering)
 
         async def stop_rendering() -> None:
             pool.shutdown(wait=False, cancel_futures=True)

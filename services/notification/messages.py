@@ -111,6 +111,15 @@ def qr_png(ticket: str) -> bytes:
     return buf.getvalue()
 
 
+def warm_up() -> None:
+    """Load the templates and the QR and calendar code (a render process at its start)."""
+    for template in template_names("email"):
+        for lang in LANGUAGES:
+            _env.get_template(f"email/{lang}/{template}.html.j2")
+    segno.make_qr("MK1WARMUP", error="m").save(io.BytesIO(), kind="png", scale=QR_SCALE)
+    Calendar().to_ical()
+
+
 def _zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name or CALENDAR_ZONE)
