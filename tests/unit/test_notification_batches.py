@@ -14,6 +14,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import icalendar
 import segno
 
 from services.notification import handlers, messages, workers
@@ -151,3 +152,40 @@ async def test_idle_reminder_claims_back_off_and_a_reminder_scheduled_here_bring
     due = sorted(r.due_at for r in env.store.reminders.values())
     assert len(due) == 2 and worker._wake.is_set()
     assert worker.wait_s(due[0] - 3.0) == 3.0  # the claim comes when the first is due
+
+
+def test_the_calendar_zone_is_built_once_and_the_invitation_is_unchanged(monkeypatch) -> None:  # noqa: ANN001
+    ctx = {
+        "reference": "MK-AAAA-0001",
+        "language": "en",
+        "participant": {"full_name": "Asha Juma"},
+        "event": {
+            "title_sw": "Mkutano",
+            "title_en": "Conference",
+            "venue": "AICC",
+            "city": "Arusha",
+            "starts_at": "2026-04-01T05:00:00Z",
+            "ends_at": "2026-04-02T14:00:00Z",
+        },
+    }
+    at = NOW
+
+    def invite() -> bytes:
+        return messages.calendar_invite(ctx, "reg-1", attendee="asha@example.go.tz", now=at)
+
+    ours = invite()
+    monkeypatch.setattr(messages, "add_timezones", lambda cal: cal.add_missing_timezones())
+    assert ours == invite()  # the same bytes as icalendar's own
+    monkeypatch.undo()
+    built: list[str] = []
+    real = icalendar.Timezone.from_tzid
+
+    def counting(tzid: str, *args: Any, **kw: Any) -> Any:
+        built.append(tzid)
+        return real(tzid, *args, **kw)
+
+    monkeypatch.setattr(icalendar.Timezone, "from_tzid", counting)
+    messages._vtimezone.cache_clear()
+    invite(), invite(), invite()
+    assert built == ["Africa/Dar_es_Salaam"]
+    assert b"BEGIN:VTIMEZONE" in invite() and b"TZID:Africa/Dar_es_Salaam" in invite()
