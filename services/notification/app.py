@@ -18,8 +18,8 @@ from shared.topics import NOTIFICATION
 
 
 def render_pool(settings: NotificationSettings) -> ProcessPoolExecutor | None:
-    """The processes rendering emails (``NOTIFICATION_RENDER_WORKERS``; default one per
-    core). Started by ``spawn``: a fork of a process running an event loop and threads
+    """The processes rendering emails (``NOTIFICATION_RENDER_WORKERS``; by default the
+    cores beyond two), or None: rendered in the event loop. Started by ``spawn``: a fork of a process running an event loop and threads
     is not safe. Each keeps its own cache of QR tickets (``messages.qr_png``)."""
     workers = render_workers(settings)
     if workers <= 0:
@@ -28,8 +28,11 @@ def render_pool(settings: NotificationSettings) -> ProcessPoolExecutor | None:
 
 
 def render_workers(settings: NotificationSettings) -> int:
+    """The setting, else the cores beyond two: on two cores shared with MongoDB and Kafka
+    a render process costs more (pickling the message back, the processes competing)
+    than it frees in the event loop (bench/FINDINGS.md, issue 19)."""
     if settings.render_workers is None:
-        return os.cpu_count() or 1
+        return max(0, (os.cpu_count() or 1) - 2)
     return settings.render_workers
 
 

@@ -41,8 +41,8 @@ class NotificationSettings(ServiceSettings):
     mongo_db: str = "mkutano_notification"
     http_port: int = 8002
     senders: int = 8
-    # Worker processes rendering the emails off the event loop (None: one per core;
-    # 0: rendered in the event loop).
+    # Worker processes rendering the emails off the event loop (None: the cores beyond
+    # two; 0: rendered in the event loop).
     render_workers: int | None = None
     max_send_attempts: int = 8
     retry_base_s: float = 1.0

@@ -189,3 +189,14 @@ def test_the_calendar_zone_is_built_once_and_the_invitation_is_unchanged(monkeyp
     invite(), invite(), invite()
     assert built == ["Africa/Dar_es_Salaam"]
     assert b"BEGIN:VTIMEZONE" in invite() and b"TZID:Africa/Dar_es_Salaam" in invite()
+
+
+def test_render_processes_are_the_cores_beyond_two_unless_set(monkeypatch) -> None:  # noqa: ANN001
+    from services.notification import app
+    from services.notification.settings import NotificationSettings
+
+    for cores, wanted in ((1, 0), (2, 0), (4, 2), (8, 6)):
+        monkeypatch.setattr(app.os, "cpu_count", lambda cores=cores: cores)
+        assert app.render_workers(NotificationSettings()) == wanted
+    assert app.render_workers(NotificationSettings(render_workers=1)) == 1
+    assert app.render_pool(NotificationSettings(render_workers=0)) is None
