@@ -13,6 +13,15 @@ fault: the record is not acked, the consumer seeks back to it and tries again af
 a pause, so nothing is dead-lettered or lost while a dependency is down.
 Handlers must be idempotent in their own writes too (keyed on the event id), since a
 crash between the effect and step 4 replays the event.
+
+Batch mode (opt-in, ``BatchOptions``; the notification service uses it): the records of
+one poll (up to ``max_records``) are deduplicated with one query, consecutive records
+whose handler has a bulk form (``bulk_handlers``) are applied in one call, their ids
+recorded with one ``insert_many``, and the batch's offsets committed once, after all of
+its effects are stored. A bulk call that fails is not retried as a whole: its events are
+applied one by one with the usual bounded retries, so a poison record goes to the
+dead-letter topic and the rest of the batch goes on. An infrastructure failure rewinds
+every partition of the batch to its first record (the replay is deduplicated).
 """
 
 from __future__ import annotations
@@ -22,12 +31,13 @@ import random
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import WithJsonSchema
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from shared.broker import subscriber_options
 from shared.contracts import IntegrationEvent, event_class
@@ -37,6 +47,11 @@ from shared.settings import KafkaSettings
 from shared.timeutil import now_iso
 
 Handler = Callable[[ReceivedEvent], Awaitable[None]]
+# What a batch subscriber is handed: the records' bytes. Documented (AsyncAPI) as what
+# is on the wire, one record's bytes, like the one-by-one subscriber's.
+BatchBody = Annotated[list[bytes], WithJsonSchema({"type": "string", "format": "binary"})]
+# Applies several events of one kind, in their order, in bulk writes (batch mode).
+BulkHandler = Callable[[list[ReceivedEvent]], Awaitable[None]]
 log = get_logger("consumer")
 
 INFRA_ERRORS: tuple[type[BaseException], ...] = (ConnectionFailure, KafkaError, OSError)
@@ -66,6 +81,36 @@ class ProcessedEvents:
         except DuplicateKeyError:
             return False
 
+    async def seen_many(self, event_ids: list[str]) -> set[str]:
+        """Which of these events were applied already: one query by ``_id``."""
+        if not event_ids:
+            return set()
+        cursor = self._col.find({"_id": {"$in": event_ids}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
+    async def record_many(self, events: list[ReceivedEvent]) -> None:
+        """Record applied events in one ``insert_many``; ones recorded already (a replay,
+        another instance) are left as they are."""
+        if not events:
+            return
+        at = now_iso()
+        docs = [
+            {"_id": r.id, "type": r.type, "source": r.source, "processed_at": at} for r in events
+        ]
+        try:
+            await self._col.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """A consumer that takes its records in batches (FastStream's batch subscriber)."""
+
+    max_records: int = 200
+    timeout_ms: int = 50
+
 
 @dataclass
 class ConsumerStats:
@@ -90,11 +135,15 @@ class EventConsumer:
         max_attempts: int = 5,
         retry_base_s: float = 0.2,
         on_consumed: Callable[[str, str], None] | None = None,
+        batch: BatchOptions | None = None,
+        bulk_handlers: Mapping[type[IntegrationEvent], BulkHandler] | None = None,
     ) -> None:
         self.service = service
         self.group_id = group_id
         self.topics = topics
         self.handlers = {cls.ce_type(): h for cls, h in handlers.items()}
+        self.batch = batch
+        self.bulk_handlers = {cls.ce_type(): h for cls, h in (bulk_handlers or {}).items()}
         self.processed = processed
         self.dead_letter_topic = dead_letter_topic
         self.max_attempts = max_attempts
@@ -125,18 +174,34 @@ class EventConsumer:
         async def raw(msg: Any) -> Any:  # keep the bytes: the runtime validates itself
             return msg.body
 
+        batching: dict[str, Any] = {}
+        if self.batch is not None:
+            batching = {
+                "batch": True,
+                "max_records": self.batch.max_records,
+                "batch_timeout_ms": self.batch.timeout_ms,
+            }
         subscriber = broker.subscriber(
             *self.topics,
             **subscriber_options(settings, group_id=self.group_id),
+            **batching,
             decoder=raw,
             title=self.title,
             description=description
             or f"Consumer group '{self.group_id}'. Handles: {', '.join(sorted(self.handlers))}",
         )
 
-        @subscriber
-        async def on_record(body: bytes, msg: KafkaMessage) -> None:
-            await self.handle(msg)
+        if self.batch is not None:
+
+            @subscriber
+            async def on_batch(body: BatchBody, msg: KafkaMessage) -> None:
+                await self.handle_batch(msg)
+
+        else:
+
+            @subscriber
+            async def on_record(body: bytes, msg: KafkaMessage) -> None:
+                await self.handle(msg)
 
         return subscriber
 
@@ -147,26 +212,116 @@ class EventConsumer:
         try:
             outcome = await self._apply(record, headers)
         except INFRA_ERRORS as exc:
-            self._infra_failures += 1
-            delay = min(5.0, 0.1 * 2 ** min(self._infra_failures, 8))
-            log.warning(
-                "consumer_infra_failure",
-                group=self.group_id,
-                topic=record.topic,
-                offset=record.offset,
-                error=type(exc).__name__,
-                retry_in_s=round(delay, 2),
-            )
-            await asyncio.sleep(delay)
+            await self._pause_after(exc, record)
             await msg.nack()
             return
         self._infra_failures = 0
-        try:
-            await msg.ack()
-        except KafkaError as exc:  # rebalance or broker gone: the record comes back, deduplicated
-            log.warning("consumer_commit_failed", group=self.group_id, error=type(exc).__name__)
+        await self._commit(msg)
         if self._on_consumed:
             self._on_consumed(headers.get("ce_type", "unknown"), outcome)
+
+    async def _pause_after(self, exc: BaseException, record: Any) -> None:
+        self._infra_failures += 1
+        delay = min(5.0, 0.1 * 2 ** min(self._infra_failures, 8))
+        log.warning(
+            "consumer_infra_failure",
+            group=self.group_id,
+            topic=record.topic,
+            offset=record.offset,
+            error=type(exc).__name__,
+            retry_in_s=round(delay, 2),
+        )
+        await asyncio.sleep(delay)
+
+    async def _commit(self, msg: KafkaMessage) -> None:
+        try:
+            await msg.ack()
+        except KafkaError as exc:  # rebalance or broker gone: the records come back, deduplicated
+            log.warning("consumer_commit_failed", group=self.group_id, error=type(exc).__name__)
+
+    async def handle_batch(self, msg: KafkaMessage) -> None:
+        """Apply one poll's records, in their order; commit once all are applied or
+        dead-lettered; on an infrastructure failure rewind the batch (nothing committed)."""
+        raw = msg.raw_message
+        records = list(raw) if isinstance(raw, (tuple, list)) else [raw]
+        if not records:
+            await self._commit(msg)
+            return
+        try:
+            outcomes = await self._apply_batch(records)
+        except INFRA_ERRORS as exc:
+            await self._pause_after(exc, records[0])
+            await msg.nack()
+            return
+        self._infra_failures = 0
+        await self._commit(msg)
+        if self._on_consumed:
+            for ce_type, outcome in outcomes:
+                self._on_consumed(ce_type, outcome)
+
+    async def _apply_batch(self, records: list[Any]) -> list[tuple[str, str]]:
+        outcomes: list[tuple[str, str]] = []
+        # (record, headers, event) of the records to apply, in the batch's order.
+        todo: list[tuple[Any, dict[str, str], ReceivedEvent]] = []
+        for record in records:
+            headers = decode_headers(getattr(record, "headers", None))
+            ce_type = headers.get("ce_type", "unknown")
+            try:
+                received = parse(headers, record.value, record.key)
+            except EnvelopeError as exc:
+                reason = "invalid_payload" if isinstance(exc, InvalidPayload) else "unknown_type"
+                await self._dead_letter(record, headers, reason, str(exc), attempts=0)
+                outcomes.append((ce_type, "dead_lettered"))
+                continue
+            if received.type not in self.handlers:
+                outcomes.append((ce_type, "ignored"))
+                continue
+            todo.append((record, headers, received))
+        seen = await self.processed.seen_many([r.id for _, _, r in todo])
+        fresh = []
+        for item in todo:
+            received = item[2]
+            if received.id in seen:
+                self.stats.duplicates += 1
+                log.info("duplicate_skipped", ce_id=received.id, ce_type=received.type)
+                outcomes.append((received.type, "duplicate"))
+                continue
+            seen.add(received.id)  # the same event twice in one batch: applied once
+            fresh.append(item)
+        applied: list[ReceivedEvent] = []
+        i = 0
+        while i < len(fresh):
+            bulk = self.bulk_handlers.get(fresh[i][2].type)
+            j = i + 1
+            if bulk is not None:  # the run of consecutive records with the same bulk form
+                while j < len(fresh) and self.bulk_handlers.get(fresh[j][2].type) is bulk:
+                    j += 1
+            run = fresh[i:j]
+            i = j
+            if bulk is not None and len(run) > 1:
+                try:
+                    await bulk([r for _, _, r in run])
+                except INFRA_ERRORS:
+                    raise
+                except Exception as exc:  # one by one, so a poison record is isolated
+                    log.warning(
+                        "bulk_handler_failed", group=self.group_id, events=len(run),
+                        error=type(exc).__name__,
+                    )  # fmt: skip
+                else:
+                    for _, _, received in run:
+                        applied.append(received)
+                        outcomes.append((received.type, "applied"))
+                    continue
+            for record, headers, received in run:
+                outcome = await self._run_handler(record, headers, received, record_id=False)
+                if outcome == "applied":
+                    applied.append(received)
+                outcomes.append((received.type, outcome))
+        await self.processed.record_many(applied)
+        for received in applied:
+            self.stats.consumed[received.type] = self.stats.consumed.get(received.type, 0) + 1
+        return outcomes
 
     async def _apply(self, record: Any, headers: dict[str, str]) -> str:
         try:
@@ -184,6 +339,13 @@ class EventConsumer:
             self.stats.duplicates += 1
             log.info("duplicate_skipped", ce_id=received.id, ce_type=received.type)
             return "duplicate"
+        return await self._run_handler(record, headers, received, record_id=True)
+
+    async def _run_handler(
+        self, record: Any, headers: dict[str, str], received: ReceivedEvent, *, record_id: bool
+    ) -> str:
+        """The handler with bounded retries, then the dead-letter topic."""
+        handler = self.handlers[received.type]
         attempt = 0
         while True:
             attempt += 1
@@ -211,8 +373,9 @@ class EventConsumer:
             self.stats.retries += 1
             delay = self.retry_base_s * 2 ** (attempt - 1)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-        await self.processed.record(received)
-        self.stats.consumed[received.type] = self.stats.consumed.get(received.type, 0) + 1
+        if record_id:
+            await self.processed.record(received)
+            self.stats.consumed[received.type] = self.stats.consumed.get(received.type, 0) + 1
         return "applied"
 
     async def _dead_letter(

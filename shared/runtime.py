@@ -25,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.asyncapi import add_consumed_messages, add_published_headers
 from shared.auth import Authenticator
 from shared.broker import make_broker
-from shared.consumer import EventConsumer, ProcessedEvents
+from shared.consumer import BatchOptions, EventConsumer, ProcessedEvents
 from shared.contracts import stream_events
 from shared.envelope import OutboxMessage, source_of
 from shared.logging import configure_logging, get_logger
@@ -152,8 +152,17 @@ class ServiceRuntime:
             )
 
     def add_consumer(
-        self, *, group_id: str, topics: list[str], handlers: dict[Any, Any], description: str = ""
+        self,
+        *,
+        group_id: str,
+        topics: list[str],
+        handlers: dict[Any, Any],
+        description: str = "",
+        batch: BatchOptions | None = None,
+        bulk_handlers: dict[Any, Any] | None = None,
     ) -> EventConsumer:
+        """A consumer group; ``batch`` (opt-in) takes its records in batches, applying
+        runs of the events ``bulk_handlers`` name in one call each (shared.consumer)."""
         consumer = EventConsumer(
             service=self.name,
             group_id=group_id,
@@ -164,6 +173,8 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             retry_base_s=self.settings.consumer_retry_base_s,
             on_consumed=self._count_consumed,
+            batch=batch,
+            bulk_handlers=bulk_handlers,
         )
         # Kept on the consumer: its aiokafka consumer gives the lag per partition.
         consumer.subscriber = consumer.attach(  # type: ignore[attr-defined]

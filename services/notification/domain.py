@@ -440,6 +440,9 @@ class Participant:
     reference: str | None = None
     ticket: str | None = None
     cadre: str | None = None
+    # The event's category code and the nominating institution's code (from the notices).
+    category: str | None = None
+    institution_code: str | None = None
     # The latest self-service link registration sent (None before notices had one).
     self_service_url: str | None = None
 

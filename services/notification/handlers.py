@@ -11,8 +11,11 @@ through the ``ports.NotificationStore``; the loops that call them are in ``worke
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import BrokenExecutor, Executor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +55,7 @@ from shared.errors import DomainError
 from shared.logging import get_logger
 from shared.metrics import Metrics
 from shared.timeutil import iso, utcnow
-from shared.tracing import current_traceparent
+from shared.tracing import SpanKind, current_traceparent, span
 
 log = get_logger("notification")
 
@@ -70,6 +73,9 @@ class Context:
     # Events whose details and reminders this process has stored already: a burst of
     # confirmations for one event does not redo it for every participant.
     known_events: set[str] = field(default_factory=set)
+    # Where emails are rendered (QR code, MIME, .ics: CPU-bound): worker processes, off
+    # the event loop that consumes and sends; None renders them here.
+    render_pool: Executor | None = None
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -104,7 +110,14 @@ def new_notification(
 
 async def record_registration_event(ctx: Context, received: ReceivedEvent) -> None:
     """Keep the participant projection and record the messages this event calls for."""
-    now = ctx.clock()
+    await record_registration_events(ctx, [received])
+
+
+def _projection_of(
+    received: ReceivedEvent, now: datetime
+) -> tuple[str, dict[str, Any], str | None]:
+    """What a registration event sets on the participant projection: (registration id,
+    fields, event time)."""
     event = received.event
     fields: dict[str, Any] = {
         "event_id": event.event.event_id,
@@ -118,25 +131,54 @@ async def record_registration_event(ctx: Context, received: ReceivedEvent) -> No
         fields["ticket"] = event.ticket
     if getattr(event, "cadre", None):
         fields["cadre"] = event.cadre
+    if getattr(event, "category", None):
+        fields["category"] = event.category
+    if getattr(event, "institution_code", None):
+        fields["institution_code"] = event.institution_code
     if getattr(event, "self_service_url", None):
         # The latest link: reminders, event changes and announcements carry it too.
         fields["self_service_url"] = event.self_service_url
     event_time = iso(received.time) if received.time else None
-    if not await ctx.store.upsert_participant(event.registration_id, fields, event_time=event_time):
-        # Erased (no messages for data we no longer hold), or older than what the
-        # projection shows (a replay after a newer event): its news is out of date.
-        log.info("registration_event_not_applied", ce_id=received.id, ce_type=received.type)
-        return
-    intents = intents_for(received, sms_enabled=ctx.sms is not None)
-    await ctx.store.add(
-        [
-            new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
-            for i in intents
-        ]
-    )
-    if event.status == "confirmed" and event.event.event_id not in ctx.known_events:
-        await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
-        ctx.known_events.add(event.event.event_id)
+    return event.registration_id, fields, event_time
+
+
+async def record_registration_events(ctx: Context, batch: list[ReceivedEvent]) -> None:
+    """Registration events, in their order (the consumer's batch mode): the projection
+    in one bulk write, the messages of all of them in one insert. Idempotent like one by
+    one: replayed, each finds its projection and its notifications (keyed) in place."""
+    now = ctx.clock()
+    applied = await ctx.store.upsert_participants([_projection_of(r, now) for r in batch])
+    notifications: list[Notification] = []
+    for received, ok in zip(batch, applied, strict=True):
+        if not ok:
+            # Erased (no messages for data we no longer hold), or older than what the
+            # projection shows (a replay after a newer event): its news is out of date.
+            log.info("registration_event_not_applied", ce_id=received.id, ce_type=received.type)
+            continue
+        # Each message continues the trace of the event that caused it (one event
+        # alone is in its consumer's span already).
+        tracing = (
+            span(
+                f"consume {received.type}",
+                traceparent=(received.headers or {}).get("traceparent"),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.message.id": received.id},
+            )
+            if len(batch) > 1
+            else nullcontext()
+        )
+        with tracing:
+            intents = intents_for(received, sms_enabled=ctx.sms is not None)
+            notifications.extend(
+                new_notification(i, cause_id=received.id, cause_type=received.type, now=now)
+                for i in intents
+            )
+    await ctx.store.add(notifications)
+    for received, ok in zip(batch, applied, strict=True):
+        event = received.event
+        if ok and event.status == "confirmed" and event.event.event_id not in ctx.known_events:
+            await remember_event(ctx, event.event.model_dump(mode="json"), state=None)
+            ctx.known_events.add(event.event.event_id)
 
 
 async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> None:
@@ -450,7 +492,7 @@ async def attempt(ctx: Context, n: Notification) -> Outcome:
     if n.channel == "sms" and ctx.sms is None:
         return Outcome(sent=False, error="SMS gateway not configured", permanent=True)
     try:
-        message = _build(ctx, n)
+        message = await _build_off_the_loop(ctx, n)
     except Exception as exc:
         reason = f"cannot build the {n.template} {n.channel}: {type(exc).__name__}: {exc}"
         return Outcome(sent=False, error=reason[:400], permanent=True)
@@ -471,16 +513,35 @@ def _build(ctx: Context, n: Notification) -> messages.EmailMessage | str:
     """The email (dated now) or the SMS text of a notification."""
     if n.channel == "sms":
         return messages.render_sms(n.template, n.language, n.context)
-    return messages.build_email(
-        notification_id=n.id,
-        sender=ctx.settings.smtp.sender,
-        recipient=n.recipient,
-        template=n.template,
-        language=n.language,
-        context=n.context,
-        attachments=n.attachments or [],
-        date=ctx.clock(),
-    )
+    return messages.build_email(**_email_arguments(ctx, n))
+
+
+def _email_arguments(ctx: Context, n: Notification) -> dict[str, Any]:
+    return {
+        "notification_id": n.id,
+        "sender": ctx.settings.smtp.sender,
+        "recipient": n.recipient,
+        "template": n.template,
+        "language": n.language,
+        "context": n.context,
+        "attachments": n.attachments or [],
+        "date": ctx.clock(),
+    }
+
+
+async def _build_off_the_loop(ctx: Context, n: Notification) -> messages.EmailMessage | str:
+    """``_build`` in the render pool (an email), so that consuming and sending go on
+    meanwhile; here if there is no pool, or the pool broke (a worker killed)."""
+    if n.channel == "sms" or ctx.render_pool is None:
+        return _build(ctx, n)
+    arguments = _email_arguments(ctx, n)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            ctx.render_pool, functools.partial(messages.build_email, **arguments)
+        )
+    except (BrokenExecutor, RuntimeError) as exc:  # broken, or shut down
+        log.warning("render_pool_unavailable", error=type(exc).__name__)
+        return messages.build_email(**arguments)
 
 
 async def record_outcome(ctx: Context, n: Notification, outcome: Outcome) -> float | None:

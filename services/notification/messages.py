@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -11,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import segno
-from icalendar import Calendar, vCalAddress
+from icalendar import Calendar, Timezone, vCalAddress
 from icalendar import Event as CalEvent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -31,6 +32,8 @@ WRITTEN_BY_A_PERSON = {"announcement"}
 # The QR ticket: pixels per module, and the quiet zone ISO/IEC 18004 asks for (4 modules).
 QR_SCALE = 6
 QR_BORDER = 4
+# Rendered QR tickets kept (about 1 KB each).
+QR_CACHE = 4096
 # The venue's zone when an event names none (or one this machine does not know).
 CALENDAR_ZONE = "Africa/Dar_es_Salaam"
 # The message that takes a participant's entry out of their calendar (iTIP CANCEL).
@@ -96,12 +99,25 @@ def sms_segments(text: str) -> int:
     return 1 if len(text) <= 70 else -(-len(text) // 67)
 
 
+@functools.lru_cache(maxsize=QR_CACHE)
 def qr_png(ticket: str) -> bytes:
     """The ticket as a QR code (level M at least) with its 4-module quiet zone; never a
-    Micro QR code (``segno.make`` picks one for short data), which scanners do not read."""
+    Micro QR code (``segno.make`` picks one for short data), which scanners do not read.
+
+    Rendered once per ticket (per process): the confirmation, a resend, a payment's
+    confirmation and every later message carrying the ticket reuse the PNG."""
     buf = io.BytesIO()
     segno.make_qr(ticket, error="m").save(buf, kind="png", scale=QR_SCALE, border=QR_BORDER)
     return buf.getvalue()
+
+
+def warm_up() -> None:
+    """Load the templates and the QR and calendar code (a render process at its start)."""
+    for template in template_names("email"):
+        for lang in LANGUAGES:
+            _env.get_template(f"email/{lang}/{template}.html.j2")
+    segno.make_qr("MK1WARMUP", error="m").save(io.BytesIO(), kind="png", scale=QR_SCALE)
+    Calendar().to_ical()
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -158,8 +174,29 @@ def calendar_invite(
             params["CN"] = one_line(participant["full_name"])
         item.add("attendee", vCalAddress(f"mailto:{attendee}"), parameters=params)
     cal.add_component(item)
-    cal.add_missing_timezones()  # the VTIMEZONE of every TZID used
+    add_timezones(cal)  # the VTIMEZONE of every TZID used
     return cal.to_ical()
+
+
+def add_timezones(cal: Calendar) -> None:
+    """``Calendar.add_missing_timezones``, with each zone's VTIMEZONE built once: icalendar
+    builds it by asking the zone for its offset hour by hour from 1970 to 2038, which
+    was more than half of the CPU of rendering a confirmation."""
+    at = len(cal.timezones)
+    for tzid in sorted(cal.get_missing_tzids()):
+        timezone = _vtimezone(tzid)
+        if timezone is not None:
+            cal.subcomponents.insert(at, timezone)
+            at += 1
+
+
+@functools.lru_cache(maxsize=64)
+def _vtimezone(tzid: str) -> Timezone | None:
+    """One zone's VTIMEZONE (shared by the calendars: never changed once built)."""
+    try:
+        return Timezone.from_tzid(tzid)
+    except ValueError:
+        return None
 
 
 def _parse(value: str | datetime) -> datetime:

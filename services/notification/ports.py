@@ -30,6 +30,10 @@ ANNOUNCEMENTS = "announcements"
 SEND = "send"
 # An announcement to fan out: the announcement worker listens.
 FAN_OUT = "fan_out"
+# A reminder scheduled (reported with its due time, epoch seconds): the reminder worker
+# listens.
+REMINDERS = "reminders"
+REMIND = "remind"
 
 
 class StoreUnavailable(ConnectionError):
@@ -101,6 +105,13 @@ class NotificationStore(Protocol):
         """Update (or create) a registration's projection with ``fields``; False if its
         data was erased (tombstone), or ``event_time`` (ISO) is older than the event the
         projection already reflects."""
+        ...
+
+    async def upsert_participants(
+        self, updates: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[bool]:
+        """``upsert_participant`` for several (registration id, fields, event time), in
+        their order, in bulk writes; one answer each."""
         ...
 
     async def erase_participant(self, registration_id: str, event_id: str, now: datetime) -> None:

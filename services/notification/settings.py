@@ -41,6 +41,9 @@ class NotificationSettings(ServiceSettings):
     mongo_db: str = "mkutano_notification"
     http_port: int = 8002
     senders: int = 8
+    # Worker processes rendering the emails off the event loop (None: the cores beyond
+    # two; 0: rendered in the event loop).
+    render_workers: int | None = None
     max_send_attempts: int = 8
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
@@ -53,9 +56,16 @@ class NotificationSettings(ServiceSettings):
     # registration.v1 and resolutions.v1;
     # every instance shares it. The Kafka ACLs let only this group read the notices.
     consumer_group: str = "notification"
+    # Records taken from Kafka in batches (up to this many per poll, waiting at most this
+    # long for them): deduplicated, projected and logged in bulk writes. 0: one by one.
+    consumer_batch_max_records: int = 200
+    consumer_batch_timeout_ms: int = 50
     # Default reminder rules: seconds before an event's start (7 days and 1 day).
     reminder_offsets_s: list[int] = Field(default_factory=lambda: [7 * 86400, 86400])
     reminder_poll_s: float = 1.0
+    # Idle, the reminder and announcement claims back off to this (each reads its whole
+    # collection on the embedded server); reminders scheduled here fire on time anyway.
+    reminder_max_poll_s: float = 16.0
     reminder_lease_s: float = 60.0
     # Announcements are fanned out into notifications at most this fast.
     announcement_rate_per_s: float = 20.0

@@ -30,7 +30,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
@@ -46,6 +46,7 @@ from services.notification.ports import (
     ANNOUNCEMENTS,
     FAN_OUT,
     NOTIFICATIONS,
+    REMIND,
     SEND,
     StoreUnavailable,
 )
@@ -154,6 +155,8 @@ def participant_of(doc: dict[str, Any]) -> Participant:
         ticket=doc.get("ticket"),
         self_service_url=doc.get("self_service_url"),
         cadre=doc.get("cadre"),
+        category=doc.get("category"),
+        institution_code=doc.get("institution_code"),
     )
 
 
@@ -358,6 +361,75 @@ class MongoNotificationStore:
         return False
 
     @_reachable
+    async def upsert_participants(
+        self, updates: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[bool]:
+        """The same decisions as ``upsert_participant``, for many at once: one read of
+        them all by ``_id``, then one unordered ``bulk_write`` of the inserts and the
+        conditional updates. A registration named twice is decided again after the
+        first (in waves, keeping their order); an insert refused as a duplicate (another
+        instance) or updates that did not all match (a write in between) are decided
+        again one by one."""
+        answers: list[bool] = [False] * len(updates)
+        pending = list(range(len(updates)))
+        while pending:
+            wave: dict[str, int] = {}
+            later: list[int] = []
+            for index in pending:
+                rid = updates[index][0]
+                if rid in wave:
+                    later.append(index)
+                else:
+                    wave[rid] = index
+            pending = later
+            docs = {d["_id"]: d async for d in self.participants.find({"_id": {"$in": list(wave)}})}
+            ops: list[Any] = []
+            placed: list[int] = []  # the update index of each op
+            for rid, index in wave.items():
+                _, fields, event_time = updates[index]
+                stamped = {**fields, **({"last_event_time": event_time} if event_time else {})}
+                doc = docs.get(rid)
+                if doc is None:
+                    ops.append(InsertOne({**stamped, "_id": rid}))
+                    placed.append(index)
+                    continue
+                last = doc.get("last_event_time")
+                if doc.get("erased") or (
+                    event_time is not None and last is not None and last > event_time
+                ):
+                    answers[index] = False
+                    continue
+                flt: dict[str, Any] = {"_id": rid}
+                if last is not None:
+                    flt["last_event_time"] = last
+                ops.append(UpdateOne(flt, {"$set": stamped}))
+                placed.append(index)
+            if not ops:
+                continue
+            again: list[int] = []
+            try:
+                result = await self.participants.bulk_write(ops, ordered=False)
+                refused: set[int] = set()
+                matched = result.matched_count
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                refused = {e["index"] for e in errors}
+                matched = exc.details.get("nMatched", 0)
+            n_updates = sum(1 for op in ops if isinstance(op, UpdateOne))
+            for op_index, index in enumerate(placed):
+                is_update = isinstance(ops[op_index], UpdateOne)
+                if op_index in refused or (is_update and matched < n_updates):
+                    again.append(index)
+                else:
+                    answers[index] = True
+            for index in again:  # rare: decided again, alone
+                rid, fields, event_time = updates[index]
+                answers[index] = await self.upsert_participant(rid, fields, event_time=event_time)
+        return answers
+
+    @_reachable
     async def erase_participant(self, registration_id: str, event_id: str, now: datetime) -> None:
         await self.participants.replace_one(
             {"_id": registration_id},
@@ -492,6 +564,7 @@ class MongoNotificationStore:
                     }
                 )
                 created += 1
+                self.signal.written(REMINDERS, r.due_at, work=REMIND)
             except DuplicateKeyError:
                 pass
         return created

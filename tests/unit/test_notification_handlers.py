@@ -227,8 +227,8 @@ def test_the_consumer_acts_on_the_notices_and_not_on_the_public_registration_eve
     tables: list[dict] = []
 
     class Runtime:
-        def add_consumer(self, *, group_id, topics, handlers, description):
-            tables.append({"group": group_id, "topics": topics, "handlers": handlers})
+        def add_consumer(self, *, group_id, topics, handlers, description, **batching):
+            tables.append({"group": group_id, "topics": topics, "handlers": handlers, **batching})
 
     consumers.register_consumers(Runtime(), Env().ctx)  # type: ignore[arg-type]
     (table,) = tables
@@ -238,6 +238,11 @@ def test_the_consumer_acts_on_the_notices_and_not_on_the_public_registration_eve
     public_registration_events = {c for c in stream_events(REGISTRATION) if c.schema_version == 2}
     assert public_registration_events and not public_registration_events & handled
     assert PersonalDataErased in handled and EventUpdated in handled
+    # Batch mode: the notices in bulk; an erasure or a catalogue change one by one.
+    assert table["batch"] is not None and table["batch"].max_records > 1
+    assert set(stream_events(REGISTRATION_NOTICES)) & set(table["bulk_handlers"])
+    assert set(table["bulk_handlers"]) <= handled
+    assert PersonalDataErased not in table["bulk_handlers"]
 
 
 async def test_the_same_event_twice_records_its_messages_once(env: Env) -> None:

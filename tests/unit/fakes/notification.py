@@ -167,6 +167,14 @@ class FakeNotificationStore:
         doc.update(copy.deepcopy(stamped))
         return True
 
+    async def upsert_participants(
+        self, updates: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[bool]:
+        return [
+            await self.upsert_participant(rid, fields, event_time=event_time)
+            for rid, fields, event_time in updates
+        ]
+
     async def erase_recipient(self, recipient: str, now: datetime) -> int:
         self._reachable()
         found = 0
@@ -274,6 +282,7 @@ class FakeNotificationStore:
             if r.id not in self.reminders:
                 self.reminders[r.id] = replace(r, status="pending", notifications=0)
                 created += 1
+                self.signal.written("reminders", r.due_at, work="remind")
         return created
 
     async def claim_reminder(self, *, lease_s: float, now: datetime) -> Reminder | None:

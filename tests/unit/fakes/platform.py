@@ -19,3 +19,9 @@ class InMemoryProcessedEvents:
             return False
         self.ids.add(received.id)
         return True
+
+    async def seen_many(self, event_ids: list[str]) -> set[str]:
+        return {i for i in event_ids if i in self.ids}
+
+    async def record_many(self, events: list[ReceivedEvent]) -> None:
+        self.ids.update(r.id for r in events)
