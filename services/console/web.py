@@ -1055,6 +1055,17 @@ async def badges_pdf(event_id: str, request: Request) -> Response:
 # -- static ----------------------------------------------------------------------------------
 
 
+@router.get("/door-sw.js")
+async def door_service_worker() -> Response:
+    """The door page's service worker, served from the root so that its scope covers the
+    door pages (``/events/{id}/door``): they reload while the network is down."""
+    return FileResponse(
+        HERE / "static" / "door-sw.js",
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 @router.get("/static/jsQR.js")
 async def jsqr() -> Response:
     """The QR decoder of browsers without BarcodeDetector: jsQR from npm, served here."""
