@@ -229,6 +229,7 @@ def _sign_in_form(request: Request, *, error: str | None = None, status: int = 2
         error=error,
         next=_safe_next(request.query_params.get("next")),
         oidc=_ctx(request).idp is not None,
+        lang_chosen=request.query_params.get("lang") in LABELS,
     )
     response.set_cookie(
         PRE_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), path="/"

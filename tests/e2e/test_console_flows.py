@@ -243,7 +243,9 @@ async def test_an_organiser_sends_an_announcement_and_sees_it_reach_100_percent(
     organiser = await stack.user(["organiser"])
     async with browser() as context:
         page = context.pages[0]
-        await sign_in(page, stack.console, organiser, f"/events/{event['id']}/announcements/new")
+        await sign_in(
+            page, stack.console, organiser, f"/events/{event['id']}/announcements/new?lang=sw"
+        )
         await no_axe_violations(page)
         await page.get_by_label("Kichwa (Kiswahili)").fill("Ratiba imebadilika")
         await page.get_by_label("Kichwa (Kiingereza)").fill("The programme has changed")
@@ -352,7 +354,7 @@ async def test_a_person_without_the_role_is_refused_the_page_and_the_api_call(st
         kept = "Object.keys(localStorage).filter(k => k.startsWith('mk.door.list.'))"
         await page.wait_for_function(f"{kept}.length === 1")
         # Signing out forgets the kept list on the device.
-        await page.get_by_role("button", name="Toka").click()
+        await page.get_by_role("button", name="Sign out").click()  # the account's English
         await page.wait_for_url(f"{stack.console.url}/")
         assert await page.evaluate(kept) == []
 
@@ -847,3 +849,22 @@ async def test_the_door_page_reloads_while_the_console_is_unreachable(stack) -> 
         await page.get_by_role("button", name="Sign out").click()
         await page.wait_for_url(f"{stack.console.url}/")
         await page.wait_for_function("caches.keys().then(k => k.length === 0)")
+
+
+async def test_an_account_in_english_sees_english_from_sign_in_on(stack) -> None:
+    english = await stack.user(["organiser"])  # created with language "en"
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, english)  # the sign-in page is in Swahili
+        assert page.url.endswith("/events")
+        assert await page.locator("html").get_attribute("lang") == "en"
+        assert await page.get_by_role("heading", level=1).inner_text() == "Events"
+        # Chosen on the sign-in page, the other language is kept instead.
+        await context.clear_cookies()
+        await page.goto(f"{stack.console.url}/?lang=sw")
+        await page.get_by_label("Jina la mtumiaji").fill(english)
+        await page.get_by_label("Nenosiri").fill(PASSWORD)
+        await page.get_by_role("button", name="Ingia").click()
+        await page.wait_for_load_state()
+        assert await page.locator("html").get_attribute("lang") == "sw"
+        await no_axe_violations(page)
