@@ -442,6 +442,259 @@ def _page(
     )
 
 
+# -- reminder rules (notification's ``/api/v1/events/{id}/reminder-rules``) ---------------
+
+REMINDER_UNITS = {"days": 86400, "hours": 3600, "minutes": 60}
+# notification's bounds (api.ReminderRules): at most 10 offsets, each 1 minute .. 365 days.
+MAX_REMINDERS = 10
+
+LABELS["sw"].update(
+    {
+        "reminders_title": "Vikumbusho",
+        "reminder_n": "Kikumbusho {n}",
+        "amount": "Muda kabla ya kuanza",
+        "unit": "Kipimo",
+        "units": {"days": "siku", "hours": "saa", "minutes": "dakika"},
+        "before": "{amount} {unit} kabla ya kuanza",
+        "defaults": "Rudi kwenye vikumbusho vya kawaida",
+        "defaults_name": "vikumbusho vya kawaida vya huduma",
+        "source_event": "Vikumbusho vya tukio hili",
+        "source_default": "Vikumbusho vya kawaida",
+        "scheduled": "Vikumbusho vilivyopangwa",
+        "due_at": "Saa ya kutumwa (saa za Afrika Mashariki)",
+        "status": "Hali",
+        "notifications": "Ujumbe",
+        "no_reminders": "Hakuna kikumbusho kilichopangwa (tukio bado halijajulikana kwa huduma ya taarifa, au muda wake umepita).",
+        "reminder_statuses": {
+            "pending": "kinasubiri",
+            "done": "kimetumwa",
+            "cancelled": "kimefutwa",
+        },
+        "reminders_unavailable": "Huduma ya taarifa haipatikani sasa: vikumbusho haviwezi kuonyeshwa.",
+        "change_reminders": "Badilisha vikumbusho",
+        "positive": "weka namba kamili kubwa kuliko sifuri",
+        "too_many": "vikumbusho visizidi 10",
+    }
+)
+LABELS["en"].update(
+    {
+        "reminders_title": "Reminders",
+        "reminder_n": "Reminder {n}",
+        "amount": "Time before the start",
+        "unit": "Unit",
+        "units": {"days": "days", "hours": "hours", "minutes": "minutes"},
+        "before": "{amount} {unit} before the start",
+        "defaults": "Back to the default reminders",
+        "defaults_name": "the service's default reminders",
+        "source_event": "This event's own reminders",
+        "source_default": "The default reminders",
+        "scheduled": "Scheduled reminders",
+        "due_at": "Sent at (East Africa Time)",
+        "status": "Status",
+        "notifications": "Messages",
+        "no_reminders": "No reminder is scheduled (the notification service does not know the event yet, or its time has passed).",
+        "reminder_statuses": {"pending": "pending", "done": "sent", "cancelled": "cancelled"},
+        "reminders_unavailable": "The notification service cannot be reached now: the reminders cannot be shown.",
+        "change_reminders": "Change the reminders",
+        "positive": "enter a whole number above zero",
+        "too_many": "at most 10 reminders",
+    }
+)
+
+
+def reminder_values(offsets_s: Sequence[int]) -> dict[str, list[str]]:
+    """The form's rows for these offsets (each in the largest whole unit), one blank more."""
+    values: dict[str, list[str]] = {"rows": [str(len(offsets_s) + 1)]}
+    for n, offset in enumerate(offsets_s):
+        unit = next(u for u, s in REMINDER_UNITS.items() if offset % s == 0 or u == "minutes")
+        values[f"rem-{n}-amount"] = [str(offset // REMINDER_UNITS[unit])]
+        values[f"rem-{n}-unit"] = [unit]
+    return values
+
+
+def describe_offset(offset_s: int, t: Mapping[str, Any]) -> str:
+    """ "7 days before the start" (in the largest whole unit)."""
+    for unit, seconds in REMINDER_UNITS.items():
+        if offset_s % seconds == 0 or unit == "minutes":
+            return str(t["before"]).format(amount=offset_s // seconds, unit=t["units"][unit])
+    return str(offset_s)  # pragma: no cover
+
+
+def parse_reminders(
+    form: Form, t: Mapping[str, Any]
+) -> tuple[list[int], list[dict[str, str]], list[int]]:
+    """The ``offsets_s`` of the API's body from the form's rows (largest first), the
+    problems found before asking (field = the input's id) and the form row of each."""
+    found: list[tuple[int, int]] = []
+    errors: list[dict[str, str]] = []
+    for n in range(rows_of(form)):
+        p = f"rem-{n}-"
+        raw = _one(form, p + "amount")
+        if _one(form, p + "remove") or not raw:
+            continue
+        amount = _whole(raw)
+        unit = _one(form, p + "unit")
+        if unit not in REMINDER_UNITS:
+            errors.append({"field": p + "unit", "reason": t["required_field"]})
+            continue
+        if not amount:
+            errors.append({"field": p + "amount", "reason": t["positive"]})
+            continue
+        found.append((amount * REMINDER_UNITS[unit], n))
+    if len(found) > MAX_REMINDERS:
+        errors.append({"field": f"rem-{found[MAX_REMINDERS][1]}-amount", "reason": t["too_many"]})
+    found.sort(key=lambda item: -item[0])
+    return [o for o, _ in found], errors, [n for _, n in found]
+
+
+def reminder_api_errors(
+    fields: Sequence[Mapping[str, Any]], offsets: Sequence[int], rows: Sequence[int]
+) -> list[dict[str, str]]:
+    """notification's 422 (``offsets_s.1``, ``offsets_s``) beside the form's field."""
+    out = []
+    for f in fields:
+        parts = str(f.get("field", "")).split(".")
+        index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        row = rows[index] if index < len(rows) else (rows[0] if rows else 0)
+        out.append({"field": f"rem-{row}-amount", "reason": str(f.get("reason", ""))})
+    return out
+
+
+async def _reminder_rules(request: Request, session: Any, event_id: str) -> dict[str, Any] | None:
+    """The event's reminder rules and scheduled reminders; None when notification is away."""
+    try:
+        answer = await handlers.call(
+            web._ctx(request),
+            session,
+            "notification",
+            "GET",
+            f"/api/v1/events/{event_id}/reminder-rules",
+        )
+    except handlers.ServiceUnavailable:
+        return None
+    return answer.body if answer.ok and isinstance(answer.body, dict) else None
+
+
+def _reminders_page(
+    request: Request,
+    session: Any,
+    event: Mapping[str, Any],
+    rules: Mapping[str, Any] | None,
+    values: Mapping[str, Sequence[str]],
+    *,
+    changes: list[tuple[str, str, str]] | None = None,
+    errors: list[dict[str, str]] | None = None,
+    status: int = 200,
+    flash: str | None = None,
+) -> Response:
+    lang = web._lang(request, session)
+    e = LABELS[lang]
+    return web.render(
+        request,
+        "event_reminders.html.j2",
+        session,
+        status=status,
+        event=event,
+        e=e,
+        rules=rules,
+        current=[describe_offset(o, e) for o in (rules or {}).get("offsets_s") or []],
+        rows=max(rows_of(values), 1),
+        values=values,
+        units=list(REMINDER_UNITS),
+        hidden=[(k, v) for k, vs in values.items() for v in vs],
+        changes=changes or [],
+        errors=errors or [],
+        error_of={x["field"]: x["reason"] for x in errors or []},
+        flash=flash,
+        describe=lambda offset: describe_offset(offset, e),
+    )
+
+
+async def reminders_section(request: Request, session: Any, event_id: str) -> dict[str, Any]:
+    """What the event editor's reminders section shows (``_reminders.html.j2``)."""
+    e = LABELS[web._lang(request, session)]
+    rules = await _reminder_rules(request, session, event_id)
+    return {
+        "e": e,
+        "rules": rules,
+        "current": [describe_offset(o, e) for o in (rules or {}).get("offsets_s") or []],
+        "describe": lambda offset: describe_offset(offset, e),
+    }
+
+
+@router.get("/events/{event_id}/edit/reminders", response_class=HTMLResponse)
+async def reminders_editor(event_id: str, request: Request) -> Response:
+    session = await web._require(request, "edit_event")
+    event = await web._event(request, session, event_id)
+    rules = await _reminder_rules(request, session, event_id)
+    values = reminder_values((rules or {}).get("offsets_s") or [])
+    flash = session.data.pop("flash", None)
+    if flash:
+        await handlers.remember(web._ctx(request), session)
+    return _reminders_page(request, session, event, rules, values, flash=flash)
+
+
+@router.post("/events/{event_id}/edit/reminders", response_class=HTMLResponse)
+async def reminders_editor_post(event_id: str, request: Request) -> Response:
+    """``more`` adds a row, ``defaults`` previews going back to the service's defaults,
+    ``preview`` shows the changes, ``save`` sends them (``PUT …/reminder-rules``)."""
+    session = await web._require(request, "edit_event")
+    await web._form(request, session)  # the CSRF check
+    raw = await request.form()
+    values: dict[str, list[str]] = {}
+    for key, value in raw.multi_items():
+        if key not in ("csrf_token", "step"):
+            values.setdefault(key, []).append(str(value))
+    event = await web._event(request, session, event_id)
+    rules = await _reminder_rules(request, session, event_id)
+    e = LABELS[web._lang(request, session)]
+    step = str(raw.get("step") or "preview")
+    if step == "edit":
+        values.pop("to_defaults", None)
+        return _reminders_page(request, session, event, rules, values)
+    if step == "more":
+        values["rows"] = [str(min(rows_of(values) + 1, MAX_ROWS))]
+        return _reminders_page(request, session, event, rules, values)
+    if step == "defaults":
+        values["to_defaults"] = ["yes"]
+    to_defaults = bool(values.get("to_defaults"))
+    offsets, errors, rows = ([], [], []) if to_defaults else parse_reminders(values, e)
+    if errors:
+        return _reminders_page(request, session, event, rules, values, errors=errors, status=422)
+    before = [describe_offset(o, e) for o in (rules or {}).get("offsets_s") or []]
+    after = [e["defaults_name"]] if to_defaults else [describe_offset(o, e) for o in offsets]
+    changes = (
+        []
+        if before == after
+        else [(e["reminders_title"], "; ".join(before) or "—", "; ".join(after) or "—")]
+    )
+    if step != "save" or not changes:
+        return _reminders_page(request, session, event, rules, values, changes=changes)
+    answer = await web._call(
+        request,
+        session,
+        "notification",
+        "PUT",
+        f"/api/v1/events/{event_id}/reminder-rules",
+        json={"offsets_s": None if to_defaults else offsets},
+    )
+    if not answer.ok:
+        values.pop("to_defaults", None)
+        error = (answer.body or {}).get("error", {}) if isinstance(answer.body, dict) else {}
+        fields = error.get("fields") or [{"field": "offsets_s", "reason": error.get("message", "")}]
+        return _reminders_page(
+            request,
+            session,
+            event,
+            rules,
+            values,
+            errors=reminder_api_errors(fields, offsets, rows),
+            status=answer.status if 400 <= answer.status < 500 else 502,
+        )
+    await handlers.remember(web._ctx(request), session, flash=e["saved"])
+    return RedirectResponse(f"/events/{event_id}/edit/reminders", status_code=303)
+
+
 @router.get("/events/{event_id}/edit/{kind}", response_class=HTMLResponse)
 async def catalogue_editor(event_id: str, kind: str, request: Request) -> Response:
     session = await web._require(request, "edit_event")

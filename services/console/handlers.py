@@ -240,3 +240,14 @@ async def payments_summary(
         "bills": int(summary.get("bills") or 0),
         "by_status": dict(summary.get("by_status") or {}),
     }
+
+
+async def staff_names(ctx: Context, actors: list[str | None]) -> dict[str, str]:
+    """The names of the console's own users among a history's ``staff:<user>`` actors
+    (people signed in through OIDC keep their id: the console holds no account)."""
+    names: dict[str, str] = {}
+    for actor in {a for a in actors if a and a.startswith("staff:")}:
+        account = await ctx.store.account(actor.removeprefix("staff:"))
+        if account is not None:
+            names[actor] = account.name
+    return names

@@ -320,3 +320,155 @@ LABELS: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+
+# -- issue 15's remainder: an announcement's audience ---------------------------------------
+
+LABELS["sw"].update(
+    {
+        "audience_statuses": "Hali ya usajili",
+        "audience_categories": "Makundi (bila kuchagua: yote)",
+        "audience_institutions": "Taasisi zilizopendekeza (bila kuchagua: zote)",
+        "audience_count": "Tangazo hili litawafikia watu {n}.",
+        "audience_count_one": "Tangazo hili litamfikia mtu 1.",
+        "audience_none": "Hakuna anayelingana na wapokeaji hawa: hakuna atakayepokea tangazo.",
+        "audience_people": "Washiriki wenye hali: {statuses}",
+        "audience_in_categories": "katika makundi: {names}",
+        "audience_from_institutions": "kutoka taasisi: {names}",
+        "audience_or": " au ",
+        "statuses_field": "Hali ya usajili",
+        "categories": "Makundi",
+        "institution_codes": "Taasisi",
+    }
+)
+LABELS["en"].update(
+    {
+        "audience_statuses": "Registration status",
+        "audience_categories": "Categories (none ticked: all)",
+        "audience_institutions": "Nominating institutions (none ticked: all)",
+        "audience_count": "This goes to {n} people.",
+        "audience_count_one": "This goes to 1 person.",
+        "audience_none": "Nobody matches this audience: nobody would receive it.",
+        "audience_people": "Participants who are {statuses}",
+        "audience_in_categories": "in the categories {names}",
+        "audience_from_institutions": "from {names}",
+        "audience_or": " or ",
+        "statuses_field": "Registration status",
+        "categories": "Categories",
+        "institution_codes": "Institutions",
+    }
+)
+# The statuses an announcement may go to (notification's AUDIENCE_STATUSES), in form order.
+AUDIENCE_STATUSES = ("confirmed", "pending_approval", "pending_payment", "waitlisted")
+
+
+def audience_words(
+    lang: str,
+    statuses: list[str],
+    categories: list[str],
+    institutions: list[str],
+    cadre: str | None = None,
+) -> str:
+    """An announcement's audience in words: "Participants who are Confirmed or On the
+    waiting list, in the categories ICT officers, from Ministry of Finance"."""
+    t = LABELS[lang]
+    said = t["audience_or"].join(t["statuses"].get(s, s) for s in statuses or ["confirmed"])
+    parts = [t["audience_people"].format(statuses=said)]
+    names = list(categories) + ([cadre] if cadre else [])
+    if names:
+        parts.append(t["audience_in_categories"].format(names=", ".join(names)))
+    if institutions:
+        parts.append(t["audience_from_institutions"].format(names=", ".join(institutions)))
+    return ", ".join(parts)
+
+
+def audience_count(lang: str, count: int) -> str:
+    """ "This goes to N people" (1 person; nobody) in the page's language."""
+    t = LABELS[lang]
+    if count == 0:
+        return t["audience_none"]
+    return t["audience_count_one"] if count == 1 else t["audience_count"].format(n=count)
+
+
+# -- issue 15's remainder: a registration's status history ----------------------------------
+
+LABELS["sw"].update(
+    {
+        "history_at": "Lini",
+        "history_step": "Hatua",
+        "history_change": "Hali",
+        "history_by": "Na nani",
+        "history_reason": "Sababu",
+        "history_unavailable": "Historia haipatikani sasa.",
+        "history_actions": {
+            "created": "Alisajiliwa",
+            "waitlisted": "Aliwekwa kwenye orodha ya kusubiri",
+            "promoted": "Alipandishwa kutoka orodha ya kusubiri",
+            "approved": "Iliidhinishwa",
+            "rejected": "Ilikataliwa",
+            "cancelled": "Ilighairiwa",
+            "withdrawn": "Aliondolewa na taasisi",
+            "replaced": "Alibadilishwa na taasisi",
+            "paid": "Alilipa",
+            "expired_unpaid": "Muda wa malipo uliisha",
+            "checked_in": "Alipokelewa",
+            "walk_in": "Alisajiliwa mlangoni na kupokelewa",
+        },
+        "actors": {
+            "participant": "mshiriki mwenyewe",
+            "system": "mfumo",
+            "organiser": "mratibu",
+            "staff": "mtumishi",
+            "institution": "taasisi",
+        },
+        "day": "siku",
+    }
+)
+LABELS["en"].update(
+    {
+        "history_at": "When",
+        "history_step": "Step",
+        "history_change": "Status",
+        "history_by": "By",
+        "history_reason": "Reason",
+        "history_unavailable": "The history cannot be read now.",
+        "history_actions": {
+            "created": "Registered",
+            "waitlisted": "Put on the waiting list",
+            "promoted": "Promoted from the waiting list",
+            "approved": "Approved",
+            "rejected": "Rejected",
+            "cancelled": "Cancelled",
+            "withdrawn": "Withdrawn by the institution",
+            "replaced": "Replaced by the institution",
+            "paid": "Paid",
+            "expired_unpaid": "Payment time ran out",
+            "checked_in": "Checked in",
+            "walk_in": "Registered at the door and checked in",
+        },
+        "actors": {
+            "participant": "the participant",
+            "system": "the system",
+            "organiser": "an organiser",
+            "staff": "staff",
+            "institution": "the institution",
+        },
+        "day": "day",
+    }
+)
+
+
+def actor_words(lang: str, actor: str | None, names: dict[str, str]) -> str:
+    """Who, in words: a console user's name, ``institution:MOF`` as "the institution
+    (MOF)", the participant, the system…"""
+    if not actor:
+        return "—"
+    if actor in names:
+        return names[actor]
+    words = LABELS[lang]["actors"]
+    kind, _, rest = actor.partition(":")
+    if kind == "staff" and rest:
+        return rest
+    if kind in words:
+        return f"{words[kind]} ({rest})" if rest else words[kind]
+    return actor

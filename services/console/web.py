@@ -22,7 +22,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.console import badges, handlers
 from services.console.domain import PAGE_ROLES, ConsoleError, StaffSession
-from services.console.labels import LABELS
+from services.console.labels import (
+    AUDIENCE_STATUSES,
+    LABELS,
+    actor_words,
+    audience_count,
+    audience_words,
+)
 from services.console.ports import Answer, ServiceUnavailable
 from shared.timeutil import EAT
 
@@ -223,6 +229,7 @@ def _sign_in_form(request: Request, *, error: str | None = None, status: int = 2
         error=error,
         next=_safe_next(request.query_params.get("next")),
         oidc=_ctx(request).idp is not None,
+        lang_chosen=request.query_params.get("lang") in LABELS,
     )
     response.set_cookie(
         PRE_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), path="/"
@@ -466,6 +473,16 @@ async def person(event_id: str, reference: str, request: Request) -> Response:
         "/api/v1/notifications",
         params={"registration_id": registration["id"], "limit": 100},
     )
+    history = await _call(
+        request,
+        session,
+        "registration",
+        "GET",
+        f"/api/v1/registrations/{quote(registration['id'], safe='')}/history",
+    )
+    entries = list(history.body.get("history") or []) if history.ok else None
+    lang = _lang(request, session)
+    names = await handlers.staff_names(_ctx(request), [e.get("by") for e in entries or []])
     flash = session.data.pop("flash", None)
     if flash:
         await handlers.remember(_ctx(request), session)
@@ -476,6 +493,8 @@ async def person(event_id: str, reference: str, request: Request) -> Response:
         event=event,
         r=registration,
         deliveries=deliveries.body if deliveries.ok else [],
+        history=entries,
+        who=lambda actor: actor_words(lang, actor, names),
         flash=flash,
     )
 
@@ -569,11 +588,20 @@ def _event_values(event: dict[str, Any]) -> dict[str, str]:
 
 @router.get("/events/{event_id}/edit", response_class=HTMLResponse)
 async def event_editor(event_id: str, request: Request) -> Response:
+    from services.console import editor  # editor's pages build on this module
+
     session = await _require(request, "edit_event")
     event = await _event(request, session, event_id)
     values = _event_values(event)
     return render(
-        request, "event_edit.html.j2", session, event=event, values=values, changes=[], errors=[]
+        request,
+        "event_edit.html.j2",
+        session,
+        event=event,
+        values=values,
+        changes=[],
+        errors=[],
+        reminders=await editor.reminders_section(request, session, event_id),
     )
 
 
@@ -629,18 +657,104 @@ async def event_editor_post(event_id: str, request: Request) -> Response:
 # -- announcements ---------------------------------------------------------------------------
 
 ANNOUNCEMENT_FIELDS = ("subject_sw", "subject_en", "body_sw", "body_en", "cadre")
+# The audience's lists (repeated form fields / query parameters).
+AUDIENCE_LISTS = ("statuses", "categories", "institution_codes")
+
+
+async def _institutions(request: Request, session: StaffSession) -> list[dict[str, Any]]:
+    """The registry's institutions (code, names), for the audience's choices; none when
+    registration cannot say (the form still works for statuses and categories)."""
+    answer = await _call(request, session, "registration", "GET", "/api/v1/institutions")
+    return list(answer.body or []) if answer.ok else []
+
+
+def _audience_choice(raw: Any, event: dict[str, Any], institutions: list[dict[str, Any]]) -> dict:
+    """The ticked statuses, categories and institutions, kept to the offered choices."""
+    offered = {
+        "statuses": set(AUDIENCE_STATUSES),
+        "categories": {c.get("code") for c in event.get("categories") or []},
+        "institution_codes": {i.get("code") for i in institutions},
+    }
+    chosen = {k: sorted({v for v in raw.getlist(k) if v in offered[k]}) for k in AUDIENCE_LISTS}
+    chosen["statuses"] = chosen["statuses"] or ["confirmed"]
+    return chosen
+
+
+def _audience_in_words(
+    lang: str,
+    chosen: dict[str, list[str]],
+    event: dict[str, Any],
+    institutions: list[dict[str, Any]],
+    cadre: str | None,
+) -> str:
+    name = "name_en" if lang == "en" else "name_sw"
+    categories = {c["code"]: c.get(name) or c["code"] for c in event.get("categories") or []}
+    names = {i["code"]: i.get(name) or i["code"] for i in institutions}
+    return audience_words(
+        lang,
+        chosen["statuses"],
+        [categories.get(c, c) for c in chosen["categories"]],
+        [names.get(c, c) for c in chosen["institution_codes"]],
+        cadre=cadre or None,
+    )
+
+
+def _fields_of(answer: Answer) -> list[dict[str, str]]:
+    error = (answer.body or {}).get("error", {}) if isinstance(answer.body, dict) else {}
+    fields = [
+        {
+            "field": str(f.get("field", "")).split(".")[0] or "subject_sw",
+            "reason": f.get("reason", ""),
+        }
+        for f in error.get("fields") or []
+    ]
+    return fields or [{"field": "subject_sw", "reason": error.get("message", "")}]
+
+
+def _announce_page(
+    request: Request,
+    session: StaffSession,
+    *,
+    status: int = 200,
+    event: dict[str, Any],
+    institutions: list[dict[str, Any]],
+    draft: dict[str, str],
+    chosen: dict[str, list[str]],
+    channels: list[str],
+    preview: bool,
+    errors: list[dict[str, str]],
+    count: int | None = None,
+) -> Response:
+    lang = _lang(request, session)
+    return render(
+        request,
+        "announce.html.j2",
+        session,
+        status=status,
+        event=event,
+        institutions=institutions,
+        audience_statuses=AUDIENCE_STATUSES,
+        draft=draft,
+        chosen=chosen,
+        channels=channels,
+        preview=preview,
+        errors=errors,
+        audience_in_words=_audience_in_words(lang, chosen, event, institutions, draft.get("cadre")),
+        audience_count=None if count is None else audience_count(lang, count),
+    )
 
 
 @router.get("/events/{event_id}/announcements/new", response_class=HTMLResponse)
 async def announcement_form(event_id: str, request: Request) -> Response:
     session = await _require(request, "announcements")
     event = await _event(request, session, event_id)
-    return render(
+    return _announce_page(
         request,
-        "announce.html.j2",
         session,
         event=event,
+        institutions=await _institutions(request, session),
         draft={},
+        chosen={"statuses": ["confirmed"], "categories": [], "institution_codes": []},
         channels=["email"],
         preview=False,
         errors=[],
@@ -649,29 +763,51 @@ async def announcement_form(event_id: str, request: Request) -> Response:
 
 @router.post("/events/{event_id}/announcements", response_class=HTMLResponse)
 async def announcement_post(event_id: str, request: Request) -> Response:
-    """Preview (``step=preview``) then send (``step=send``): nothing goes out unconfirmed."""
+    """Preview (``step=preview``: the message, the audience in words and its count) then
+    send (``step=send``): nothing goes out unconfirmed."""
     session = await _require(request, "announcements")
     form = await _form(request, session)
     event = await _event(request, session, event_id)
+    institutions = await _institutions(request, session)
     draft = {k: form.get(k, "").strip() for k in ANNOUNCEMENT_FIELDS}
     raw = await request.form()
     channels = [c for c in raw.getlist("channels") if c in ("email", "sms")] or ["email"]
+    chosen = _audience_choice(raw, event, institutions)
+    page = {
+        "event": event,
+        "institutions": institutions,
+        "draft": draft,
+        "chosen": chosen,
+        "channels": channels,
+    }
     errors = [
         {"field": k, "reason": LABELS[_lang(request, session)]["reason_required"]}
         for k in ("subject_sw", "subject_en", "body_sw", "body_en")
         if not draft[k]
     ]
-    if errors or form.get("step") != "send":
-        return render(
+    if errors:
+        return _announce_page(request, session, status=422, preview=False, errors=errors, **page)
+    audience = {"cadre": draft["cadre"] or None, **chosen}
+    if form.get("step") != "send":
+        answer = await _call(
             request,
-            "announce.html.j2",
             session,
-            status=422 if errors else 200,
-            event=event,
-            draft=draft,
-            channels=channels,
-            preview=not errors,
-            errors=errors,
+            "notification",
+            "GET",
+            "/api/v1/announcements/audience",
+            params={"event_id": event_id, **audience},
+        )
+        if not answer.ok:
+            return _announce_page(
+                request,
+                session,
+                status=answer.status if answer.status >= 400 else 502,
+                preview=False,
+                errors=_fields_of(answer),
+                **page,
+            )
+        return _announce_page(
+            request, session, preview=True, errors=[], count=answer.body["count"], **page
         )
     body = {
         "event_id": event_id,
@@ -680,30 +816,14 @@ async def announcement_post(event_id: str, request: Request) -> Response:
         "body_sw": draft["body_sw"],
         "body_en": draft["body_en"],
         "channels": channels,
+        **{k: v for k, v in audience.items() if v},
     }
-    if draft["cadre"]:
-        body["cadre"] = draft["cadre"]
     answer = await _call(
         request, session, "notification", "POST", "/api/v1/announcements", json=body
     )
     if not answer.ok:
-        fields = (answer.body or {}).get("error", {}).get("fields", []) if answer.body else []
-        return render(
-            request,
-            "announce.html.j2",
-            session,
-            status=answer.status,
-            event=event,
-            draft=draft,
-            channels=channels,
-            preview=False,
-            errors=fields
-            or [
-                {
-                    "field": "subject_sw",
-                    "reason": (answer.body or {}).get("error", {}).get("message", ""),
-                }
-            ],
+        return _announce_page(
+            request, session, status=answer.status, preview=False, errors=_fields_of(answer), **page
         )
     return RedirectResponse(
         f"/events/{event_id}/announcements/{answer.body['id']}", status_code=303
@@ -934,6 +1054,17 @@ async def badges_pdf(event_id: str, request: Request) -> Response:
 
 
 # -- static ----------------------------------------------------------------------------------
+
+
+@router.get("/door-sw.js")
+async def door_service_worker() -> Response:
+    """The door page's service worker, served from the root so that its scope covers the
+    door pages (``/events/{id}/door``): they reload while the network is down."""
+    return FileResponse(
+        HERE / "static" / "door-sw.js",
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/static/jsQR.js")

@@ -25,6 +25,7 @@ ERROR_STATUSES: dict[str, int] = {
     "delivery_in_progress": 409,
     "sms_not_configured": 409,
     "concurrent_update": 409,
+    "invalid_audience": 422,
 }
 
 
@@ -198,13 +199,24 @@ Subject = single_line_text(min_length=1, max_length=200)
 Body = plain_text(min_length=1, max_length=5000)
 
 
+AudienceStatus = Literal["confirmed", "pending_approval", "pending_payment", "waitlisted"]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
 class AnnouncementIn(BaseModel):
-    """A message to every confirmed participant of an event (optionally one cadre)."""
+    """A message to an event's participants: those in ``statuses`` (default confirmed),
+    narrowed to one ``cadre``, to ``categories`` and to ``institution_codes`` where given."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     cadre: str | None = Field(None, min_length=1, max_length=64)
+    statuses: list[AudienceStatus] = Field(
+        default_factory=lambda: ["confirmed"], min_length=1, max_length=4
+    )
+    # The event's category codes and the nominating institutions' codes (empty: all).
+    categories: list[Code] = Field(default_factory=list, max_length=100)
+    institution_codes: list[Code] = Field(default_factory=list, max_length=500)
     # The subjects become email headers: one line. The bodies are plain text.
     subject_sw: Subject
     subject_en: Subject
@@ -214,16 +226,30 @@ class AnnouncementIn(BaseModel):
         default_factory=lambda: ["email"], min_length=1, max_length=2
     )
 
-    @field_validator("channels")
+    @field_validator("channels", "statuses", "categories", "institution_codes")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
         return sorted(set(value))
+
+
+class AudienceView(BaseModel):
+    """How many people an announcement to this audience would reach now."""
+
+    event_id: str
+    statuses: list[str]
+    cadre: str | None = None
+    categories: list[str]
+    institution_codes: list[str]
+    count: int
 
 
 class AnnouncementView(BaseModel):
     id: str
     event_id: str
     cadre: str | None = None
+    statuses: list[str] = ["confirmed"]
+    categories: list[str] = []
+    institution_codes: list[str] = []
     channels: list[str]
     status: Literal["sending", "done"]
     fan_out: Literal["fanning_out", "done"]
@@ -261,6 +287,38 @@ async def post_announcement(
             exc.message,
             fields=[FieldProblem(field="channels", reason="sms is not available")],
         ) from exc
+
+
+def _audience_query(
+    event_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
+    statuses: Annotated[list[AudienceStatus] | None, Query(max_length=4)] = None,
+    cadre: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    categories: Annotated[list[Code] | None, Query(max_length=100)] = None,
+    institution_codes: Annotated[list[Code] | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "statuses": sorted(set(statuses or ["confirmed"])),
+        "cadre": cadre,
+        "categories": sorted(set(categories or [])),
+        "institution_codes": sorted(set(institution_codes or [])),
+    }
+
+
+@router.get(
+    "/announcements/audience",
+    response_model=AudienceView,
+    tags=["announcements"],
+    responses=error_responses(401, 403, 422),
+)
+async def get_announcement_audience(
+    spec: Annotated[dict[str, Any], Depends(_audience_query)],
+    request: Request,
+    _: Annotated[Any, Depends(require_roles("organiser"))],
+) -> dict[str, Any]:
+    """The size of an audience before sending (the same filters as
+    ``POST /announcements``; repeat a list parameter for several values)."""
+    return await handlers.announcement_audience(_ctx(request), spec)
 
 
 @router.get(

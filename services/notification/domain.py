@@ -745,10 +745,64 @@ class Notification(Aggregate):
 # --------------------------------------------------------------------------- announcements
 
 
+# Who an announcement may go to: the statuses of people who may still come.
+AUDIENCE_STATUSES = ("confirmed", "pending_approval", "pending_payment", "waitlisted")
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who an announcement goes to: an event's participants in ``statuses`` (default
+    confirmed), narrowed to a cadre, to categories and to nominating institutions (each
+    empty: no narrowing). Every filter is a plain equality or ``$in``."""
+
+    statuses: tuple[str, ...] = ("confirmed",)
+    cadre: str | None = None
+    categories: tuple[str, ...] = ()
+    institution_codes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> Audience:
+        statuses = tuple(sorted(set(spec.get("statuses") or ("confirmed",))))
+        unknown = [s for s in statuses if s not in AUDIENCE_STATUSES]
+        if unknown:
+            raise DomainError(
+                "invalid_audience",
+                f"Status {unknown[0]!r} is not one an announcement may go to.",
+                field="statuses",
+            )
+        return cls(
+            statuses=statuses,
+            cadre=spec.get("cadre") or None,
+            categories=tuple(sorted(set(spec.get("categories") or ()))),
+            institution_codes=tuple(sorted(set(spec.get("institution_codes") or ()))),
+        )
+
+    def admits(self, participant: dict[str, Any]) -> bool:
+        """Whether a projected participant (a document) belongs to this audience."""
+        if participant.get("status") not in self.statuses:
+            return False
+        if self.cadre and participant.get("cadre") != self.cadre:
+            return False
+        if self.categories and participant.get("category") not in self.categories:
+            return False
+        return not (
+            self.institution_codes
+            and participant.get("institution_code") not in self.institution_codes
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "statuses": list(self.statuses),
+            "cadre": self.cadre,
+            "categories": list(self.categories),
+            "institution_codes": list(self.institution_codes),
+        }
+
+
 @dataclass
 class Announcement:
-    """An organiser's message to an event's confirmed participants (optionally one
-    cadre), fanned out into notifications in batches; ``cursor`` is the progress."""
+    """An organiser's message to an event's participants (confirmed by default; see
+    ``Audience``), fanned out into notifications in batches; ``cursor`` is the progress."""
 
     id: str
     event_id: str
@@ -760,6 +814,9 @@ class Announcement:
     targets: list[str]
     created_at: str
     cadre: str | None = None
+    statuses: list[str] = field(default_factory=lambda: ["confirmed"])
+    categories: list[str] = field(default_factory=list)
+    institution_codes: list[str] = field(default_factory=list)
     total: int = 0
     cursor: int = 0
     status: Literal["fanning_out", "done"] = "fanning_out"
@@ -772,9 +829,13 @@ class Announcement:
     ) -> Announcement:
         """The targets are a snapshot of the audience when it is created."""
         fields = {k: spec[k] for k in ANNOUNCEMENT_FIELDS if k in spec}
+        audience = Audience.of(spec).as_dict()
         return cls(
             id=announcement_id,
             **fields,
+            statuses=audience["statuses"],
+            categories=audience["categories"],
+            institution_codes=audience["institution_codes"],
             targets=list(targets),
             total=len(targets) * len(spec["channels"]),
             status="fanning_out" if targets else "done",
@@ -815,6 +876,9 @@ class Announcement:
             "id": self.id,
             "event_id": self.event_id,
             "cadre": self.cadre,
+            "statuses": self.statuses,
+            "categories": self.categories,
+            "institution_codes": self.institution_codes,
             "channels": self.channels,
             "status": "done" if self.status == "done" and sent + failed >= queued else "sending",
             "fan_out": self.status,

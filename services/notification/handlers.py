@@ -22,9 +22,11 @@ from typing import Any
 
 from services.notification import messages
 from services.notification.domain import (
+    AUDIENCE_STATUSES,
     EVENT_CHANGE_AUDIENCE,
     TAKING_PLACE,
     Announcement,
+    Audience,
     Candidate,
     DeliveryError,
     Intent,
@@ -375,12 +377,31 @@ async def fire_reminder(ctx: Context, reminder: Reminder) -> int:
 # --------------------------------------------------------------------------- announcements
 
 
+def _audience_filters(audience: Audience) -> dict[str, Any]:
+    return {
+        "statuses": audience.statuses,
+        "cadre": audience.cadre,
+        "categories": audience.categories,
+        "institution_codes": audience.institution_codes,
+    }
+
+
+async def announcement_audience(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
+    """How many people an announcement with this audience would reach now (the
+    console's preview: "this goes to N people")."""
+    audience = Audience.of(spec)
+    count = await ctx.store.count_participants(spec["event_id"], **_audience_filters(audience))
+    return {"event_id": spec["event_id"], **audience.as_dict(), "count": count}
+
+
 async def create_announcement(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
-    """Snapshot the event's confirmed participants (optionally one cadre) as targets;
-    returns the announcement's progress. The announcement worker fans it out."""
+    """Snapshot the event's participants in the audience (confirmed by default; status,
+    cadre, category, institution) as targets; returns the announcement's progress. The
+    announcement worker fans it out."""
     if "sms" in spec["channels"] and ctx.sms is None:
         raise DomainError("sms_not_configured", "No SMS gateway is configured.", field="channels")
-    targets = await ctx.store.active_participants(spec["event_id"], cadre=spec.get("cadre"))
+    audience = Audience.of(spec)
+    targets = await ctx.store.active_participants(spec["event_id"], **_audience_filters(audience))
     announcement = Announcement.create(
         str(uuid.uuid4()), spec, [t.registration_id for t in targets], ctx.clock()
     )
@@ -404,7 +425,9 @@ async def fan_out_batch(ctx: Context, announcement: Announcement) -> Announcemen
     now = ctx.clock()
     a = announcement
     ids = a.next_batch(ctx.settings.announcement_batch)
-    people = await ctx.store.active_participants(a.event_id, ids=ids)
+    # The targets are the snapshot; whoever has since cancelled or been erased is
+    # skipped, whoever moved on to another status that may still come is not.
+    people = await ctx.store.active_participants(a.event_id, ids=ids, statuses=AUDIENCE_STATUSES)
     extra = {"announcement": a.message()}
     notifications = []
     for p in people:

@@ -131,8 +131,23 @@ class NotificationStore(Protocol):
         cadre: str | None = None,
         ids: Sequence[str] | None = None,
         statuses: tuple[str, ...] = ("confirmed",),
+        categories: Sequence[str] = (),
+        institution_codes: Sequence[str] = (),
     ) -> list[Participant]:
-        """Not erased participants of an event in ``statuses``, by registration id."""
+        """Not erased participants of an event in ``statuses`` (narrowed to a cadre, to
+        categories and to institutions where given), by registration id."""
+        ...
+
+    async def count_participants(
+        self,
+        event_id: str,
+        *,
+        cadre: str | None = None,
+        statuses: tuple[str, ...] = ("confirmed",),
+        categories: Sequence[str] = (),
+        institution_codes: Sequence[str] = (),
+    ) -> int:
+        """How many participants ``active_participants`` would give (an audience's size)."""
         ...
 
     # -- events and reminders ---------------------------------------------------------------

@@ -176,6 +176,9 @@ def announcement_of(doc: dict[str, Any]) -> Announcement:
         id=doc["_id"],
         event_id=doc["event_id"],
         cadre=doc.get("cadre"),
+        statuses=list(doc.get("statuses") or ["confirmed"]),
+        categories=list(doc.get("categories") or []),
+        institution_codes=list(doc.get("institution_codes") or []),
         subject_sw=doc["subject_sw"],
         subject_en=doc["subject_en"],
         body_sw=doc["body_sw"],
@@ -189,6 +192,34 @@ def announcement_of(doc: dict[str, Any]) -> Announcement:
         created_at=doc["created_at"],
         completed_at=doc.get("completed_at"),
     )
+
+
+def _in(values: Sequence[str]) -> Any:
+    """A plain equality for one value, ``$in`` for more."""
+    return values[0] if len(values) == 1 else {"$in": list(values)}
+
+
+def _audience_query(
+    event_id: str,
+    statuses: Sequence[str],
+    cadre: str | None,
+    categories: Sequence[str],
+    institution_codes: Sequence[str],
+) -> dict[str, Any]:
+    """Not erased participants of an event in ``statuses``, narrowed by cadre, category
+    and institution (plain equality and ``$in`` only: docs/embedded-servers.md)."""
+    query: dict[str, Any] = {
+        "event_id": event_id,
+        "status": _in(list(statuses)),
+        "erased": {"$ne": True},
+    }
+    if cadre:
+        query["cadre"] = cadre
+    if categories:
+        query["category"] = _in(list(categories))
+    if institution_codes:
+        query["institution_code"] = _in(list(institution_codes))
+    return query
 
 
 class MongoNotificationStore:
@@ -472,18 +503,27 @@ class MongoNotificationStore:
         cadre: str | None = None,
         ids: Sequence[str] | None = None,
         statuses: tuple[str, ...] = ("confirmed",),
+        categories: Sequence[str] = (),
+        institution_codes: Sequence[str] = (),
     ) -> list[Participant]:
-        query: dict[str, Any] = {
-            "event_id": event_id,
-            "status": statuses[0] if len(statuses) == 1 else {"$in": list(statuses)},
-            "erased": {"$ne": True},
-        }
-        if cadre:
-            query["cadre"] = cadre
+        query = _audience_query(event_id, statuses, cadre, categories, institution_codes)
         if ids is not None:
             query["_id"] = {"$in": list(ids)}
         docs = await self.participants.find(query, sort=[("_id", ASCENDING)]).to_list()
         return [participant_of(d) for d in docs]
+
+    @_reachable
+    async def count_participants(
+        self,
+        event_id: str,
+        *,
+        cadre: str | None = None,
+        statuses: tuple[str, ...] = ("confirmed",),
+        categories: Sequence[str] = (),
+        institution_codes: Sequence[str] = (),
+    ) -> int:
+        query = _audience_query(event_id, statuses, cadre, categories, institution_codes)
+        return int(await self.participants.count_documents(query))
 
     # -- events and reminders ---------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from services.registration.domain import (
     RegistrationStatus,
     Rejection,
     Via,
+    actor_of,
     cpd_row,
     csv_cell,
     csv_columns,
@@ -605,6 +606,56 @@ async def statistics(event_id: str, request: Request, _: Organiser) -> Statistic
     return Statistics(**await handlers.event_statistics(_ctx(request), event_id))
 
 
+class HistoryEntry(BaseModel):
+    """One status change: when, which step, from → to, who (``staff:<user>``,
+    ``participant``, ``institution:<code>``, ``system`` or an API key's id), why."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    at: str
+    action: str = Field(
+        description="created, waitlisted, promoted, approved, rejected, cancelled, "
+        "withdrawn, replaced, paid, expired_unpaid, checked_in, walk_in (readers accept "
+        "values added later)"
+    )
+    from_status: str | None = Field(None, alias="from")
+    to_status: str | None = Field(None, alias="to")
+    by: str | None = None
+    reason: str | None = None
+    day: str | None = None
+
+
+class RegistrationHistory(BaseModel):
+    registration_id: str
+    reference: str
+    event_id: str
+    status: RegistrationStatus
+    history: list[HistoryEntry]
+
+
+@router.get(
+    "/registrations/{registration_id}/history",
+    response_model=RegistrationHistory,
+    response_model_by_alias=True,
+    tags=["organisers"],
+    responses=error_responses(401, 403, 404),
+)
+async def registration_history(
+    registration_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    _: Annotated[Principal, Depends(require_roles("organiser", "registrar"))],
+) -> RegistrationHistory:
+    """A registration's status history, oldest first (organisers and registrars)."""
+    registration = await handlers.registration_history(_ctx(request), registration_id)
+    return RegistrationHistory(
+        registration_id=registration.id,
+        reference=registration.reference,
+        event_id=registration.event_id,
+        status=registration.status,  # type: ignore[arg-type]
+        history=[HistoryEntry.model_validate(e) for e in registration.history_view()],
+    )
+
+
 @router.post(
     "/registrations/{registration_id}/approve",
     response_model=OrganiserRegistrationView,
@@ -649,13 +700,18 @@ async def cancel_registration(
     registration_id: Annotated[str, Path(max_length=64)],
     body: Cancellation,
     request: Request,
-    _: Organiser,
+    who: Organiser,
 ) -> OrganiserRegistrationView:
     """Cancel one participant's registration, with a reason they are told; a confirmed
     seat goes to the first on the waiting list."""
     ctx = _ctx(request)
     doc = await handlers.cancel_registration(
-        ctx, registration_id, by="organiser", reason=body.reason, event_id=event_id
+        ctx,
+        registration_id,
+        by="organiser",
+        reason=body.reason,
+        event_id=event_id,
+        actor=actor_of(who.id),
     )
     return _organiser_view(ctx, doc)
 
@@ -970,11 +1026,13 @@ async def cancel_own_registration(
     tags=["check-in"],
     responses=error_responses(401, 403, 404, 409, 422),
 )
-async def check_in(body: CheckInRequest, request: Request, _: Registrar) -> CheckInResult:
+async def check_in(body: CheckInRequest, request: Request, who: Registrar) -> CheckInResult:
     """Record attendance for today from a scanned ticket (registrars), or for an earlier
     ``day`` of the event (attendance recorded late); with ``event_id`` (the event at the
     door), a ticket of another event is refused (``wrong_event``)."""
-    result = await handlers.check_in(_ctx(request), body.ticket, body.day, event_id=body.event_id)
+    result = await handlers.check_in(
+        _ctx(request), body.ticket, body.day, event_id=body.event_id, by=actor_of(who.id)
+    )
     registration = result.registration
     return CheckInResult(
         reference=registration.reference,

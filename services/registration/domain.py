@@ -1365,6 +1365,41 @@ class Event(Aggregate):
         }
 
 
+# -- a registration's status history (issue 15) ---------------------------------------------
+# Every status change, as organisers read it: when, which step, from → to, who, why.
+# ``by``: ``staff:<user>`` (a console user), ``participant``, ``institution:<code>``,
+# ``system``, or the API key's id; no personal data beyond what the registration holds.
+
+HISTORY_ACTIONS = (
+    "created",
+    "waitlisted",
+    "promoted",
+    "approved",
+    "rejected",
+    "cancelled",
+    "withdrawn",
+    "replaced",
+    "paid",
+    "expired_unpaid",
+    "checked_in",
+    "walk_in",
+)
+
+
+def actor_of(principal_id: str | None, fallback: str = "system") -> str:
+    """Who, as the history says it: a console user's token (``jwt:staff:amina``) is
+    ``staff:amina``; other callers keep their id."""
+    if not principal_id:
+        return fallback
+    return principal_id.removeprefix("jwt:")
+
+
+def _via_actor(via: str, institution_code: str | None) -> str:
+    if via == "nomination" and institution_code:
+        return f"institution:{institution_code}"
+    return "participant" if via == "self" else "staff"
+
+
 @dataclass(kw_only=True)
 class Registration(Aggregate):
     """One participant's registration for one event, from registering to erasure."""
@@ -1421,6 +1456,9 @@ class Registration(Aggregate):
     payment_due_by: str | None = None
     payment: dict[str, Any] = field(default_factory=dict)
     cancellation_cause: str | None = None
+    # Every status change (``HISTORY_ACTIONS``), oldest first: at, action, from, to, by,
+    # reason, day. Rewritten whole with the change it records (no $push).
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def register(
@@ -1484,6 +1522,7 @@ class Registration(Aggregate):
             created_us=int(now.timestamp() * 1_000_000),
             updated_at=stamp,
         )
+        registration._note("created", None, status, _via_actor(via, institution_code), now)
         due = registration._hold_for_payment(event, status, now)
         registration.record(
             ParticipantRegisteredV2(
@@ -1503,6 +1542,57 @@ class Registration(Aggregate):
         if status == "waitlisted" and waitlist_position is not None:
             registration._record_waitlisted(event, waitlist_position, signer, now)
         return registration
+
+    # -- the status history --------------------------------------------------------
+
+    def _note(
+        self,
+        action: str,
+        previous: str | None,
+        status: str,
+        by: str,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        day: str | None = None,
+    ) -> None:
+        """One entry more in the history (the whole list rewritten: no $push)."""
+        entry: dict[str, Any] = {
+            "at": iso(now),
+            "action": action,
+            "from": previous,
+            "to": status,
+            "by": by,
+        }
+        if reason:
+            entry["reason"] = reason
+        if day:
+            entry["day"] = day
+        self.history = [*self.history, entry]
+
+    def history_view(self) -> list[dict[str, Any]]:
+        """The history, oldest first; for a registration made before it was kept, what
+        its times tell (created, approved, rejected, promoted, cancelled, check-ins)."""
+        if self.history:
+            return [dict(e) for e in self.history]
+        told: list[dict[str, Any]] = [
+            {"at": self.created_at, "action": "created", "from": None, "to": None, "by": None}
+        ]
+        for at, action, status, by in (
+            (self.approved_at, "approved", None, self.approved_by),
+            (self.rejected_at, "rejected", "rejected", self.rejected_by),
+            (self.promoted_at, "promoted", None, "system"),
+            (self.cancelled_at, "cancelled", "cancelled", self.cancelled_by),
+        ):
+            if at:
+                told.append(
+                    {"at": at, "action": action, "from": None, "to": status, "by": actor_of(by)}
+                )
+        for day, at in self.checkins.items():
+            told.append(
+                {"at": at, "action": "checked_in", "from": None, "to": None, "by": None, "day": day}
+            )
+        return sorted(told, key=lambda e: e["at"])
 
     # -- reading ---------------------------------------------------------------------
 
@@ -1619,6 +1709,7 @@ class Registration(Aggregate):
         if self.status != "waitlisted":
             raise DomainError("not_waitlisted", f"This registration is {self.status}.")
         status = seat_status(event, self.category)
+        self._note("promoted", self.status, status, "system", now)
         self.status = status
         self.waitlist_position = None
         self.promoted_at = self.updated_at = iso(now)
@@ -1634,11 +1725,17 @@ class Registration(Aggregate):
         reason: str | None,
         now: datetime,
         cause: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
     ) -> str:
         """Cancel; returns the status it had (a confirmed or pending_payment one frees a
-        seat). ``cause`` ``unpaid``: its bill expired unpaid."""
+        seat). ``cause`` ``unpaid``: its bill expired unpaid. ``actor`` and ``action``
+        are what the history says (default: ``by``, ``cancelled``)."""
         self._check_not_closed()
         previous = self.status
+        if cause == "unpaid":
+            action, actor = action or "expired_unpaid", actor or "system"
+        self._note(action or "cancelled", previous, "cancelled", actor or by, now, reason=reason)
         self.status = "cancelled"
         self.waitlist_position = None
         self.cancelled_at = self.updated_at = iso(now)
@@ -1698,6 +1795,7 @@ class Registration(Aggregate):
         registration is not waiting for payment (a re-delivered BillPaid)."""
         if self.status != "pending_payment":
             return False
+        self._note("paid", self.status, "confirmed", "system", now)
         self.status = "confirmed"
         self.updated_at = iso(now)
         self.payment = {**self.payment, "status": "paid"}
@@ -1731,6 +1829,7 @@ class Registration(Aggregate):
         status = seat_status(event, self.category) if seat else "waitlisted"
         position = None if seat else waitlist_position
         due = self._hold_for_payment(event, status, now)
+        self._note("approved", self.status, status, actor_of(by), now)
         self.status = status
         self.waitlist_position = position
         self.approved_at = self.updated_at = iso(now)
@@ -1754,6 +1853,7 @@ class Registration(Aggregate):
             raise DomainError(
                 "not_pending_approval", f"This registration is {self.status}, not pending."
             )
+        self._note("rejected", self.status, "rejected", actor_of(by), now, reason=reason)
         self.status = "rejected"
         self.rejected_at = self.updated_at = iso(now)
         self.rejected_by = by
@@ -1783,9 +1883,12 @@ class Registration(Aggregate):
         )
         return sorted(changes)
 
-    def check_in(self, event: Event, now: datetime, day: str | None = None) -> str:
+    def check_in(
+        self, event: Event, now: datetime, day: str | None = None, *, by: str | None = None
+    ) -> str:
         """Record attendance for today (venue time), or for ``day``: an earlier day of the
-        event (attendance recorded late) or the day a walk-in names; returns the day."""
+        event (attendance recorded late) or the day a walk-in names; returns the day.
+        ``by``: who checked them in, as the history says (``staff`` when not known)."""
         event.check_not_cancelled()
         if self.status != "confirmed":
             raise DomainError(
@@ -1802,7 +1905,9 @@ class Registration(Aggregate):
                 f"Already checked in on {day} at {previous}.",
                 details={"day": day, "checked_in_at": previous},
             )
+        action = "walk_in" if self.via == "walk_in" and not self.checkins else "checked_in"
         self.checkins = {**self.checkins, day: iso(now)}
+        self._note(action, self.status, self.status, by or "staff", now, day=day)
         self.updated_at = iso(now)
         self.record(
             ParticipantCheckedInV2(**self._public(event, self.status), day=day, checked_in_at=now)
@@ -1856,6 +1961,16 @@ class Registration(Aggregate):
         # much as the institution's name does. The category stays, as the cadre does.
         self.answers = {}
         self.institution_code = None
+        # The history keeps its steps; reasons (free text) and who nominated go.
+        self.history = [
+            {
+                **{k: v for k, v in e.items() if k != "reason"},
+                "by": "institution"
+                if str(e.get("by", "")).startswith("institution:")
+                else e.get("by"),
+            }
+            for e in self.history
+        ]
         self.manage_token_hash = None
         self.consent = {**self.consent, "withdrawn_at": stamp}
         self.erased_at = self.updated_at = stamp

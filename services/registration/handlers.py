@@ -788,10 +788,13 @@ async def cancel_registration(
     by: str,
     reason: str | None = None,
     event_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
 ) -> Registration:
     """Cancel a registration; a released seat goes to the first waitlisted participant.
 
     ``event_id``, when given (organisers name the event), must be the registration's.
+    ``actor`` and ``action``: what the status history says (default ``by``, cancelled).
     """
     registration = await _registration(ctx, registration_id)
     if event_id is not None and registration.event_id != event_id:
@@ -800,7 +803,9 @@ async def cancel_registration(
     written, previous = await _change_registration(
         ctx,
         registration_id,
-        lambda r: r.cancel(event, by=by, reason=reason, now=ctx.clock()),
+        lambda r: r.cancel(
+            event, by=by, reason=reason, now=ctx.clock(), actor=actor, action=action
+        ),
     )
     await _release_choices(ctx, event.id, event.limited_picks(written.answers))
     if previous in SEAT_HOLDING:
@@ -850,6 +855,11 @@ async def reject_registration(
 
 
 # -- organisers' views -----------------------------------------------------------------------
+
+
+async def registration_history(ctx: Context, registration_id: str) -> Registration:
+    """A registration with its status history (``Registration.history_view``)."""
+    return await _registration(ctx, registration_id)
 
 
 async def registrations_page(
@@ -989,7 +999,12 @@ async def update_own_registration(
 
 
 async def check_in(
-    ctx: Context, ticket: str, day: str | None = None, *, event_id: str | None = None
+    ctx: Context,
+    ticket: str,
+    day: str | None = None,
+    *,
+    event_id: str | None = None,
+    by: str | None = None,
 ) -> CheckedIn:
     """Record attendance for today (venue time) from a scanned ticket, or for an
     earlier ``day`` of the event (a registrar recording a day late); with ``event_id``
@@ -1007,7 +1022,7 @@ async def check_in(
         )
     event = await _event(ctx, registration.event_id)
     written, day = await _change_registration(
-        ctx, registration_id, lambda r: r.check_in(event, ctx.clock(), day)
+        ctx, registration_id, lambda r: r.check_in(event, ctx.clock(), day, by=by)
     )
     return CheckedIn(registration=written, day=day, checked_in_at=written.checkins[day])
 
@@ -1849,6 +1864,8 @@ async def withdraw_nomination(
         by="organiser",
         reason=_withdrawn_reason(institution, registration.language),
         event_id=event.id,
+        actor=f"institution:{institution.code}",
+        action="withdrawn",
     )
     ilog.info("nomination_withdrawn", institution=institution.code, registration_id=registration.id)
     return written
@@ -1881,6 +1898,8 @@ async def replace_nomination(
             by="organiser",
             reason=_withdrawn_reason(institution, r.language),
             now=ctx.clock(),
+            actor=f"institution:{institution.code}",
+            action="replaced",
         ),
     )
     if previous == "confirmed":

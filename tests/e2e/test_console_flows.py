@@ -243,7 +243,9 @@ async def test_an_organiser_sends_an_announcement_and_sees_it_reach_100_percent(
     organiser = await stack.user(["organiser"])
     async with browser() as context:
         page = context.pages[0]
-        await sign_in(page, stack.console, organiser, f"/events/{event['id']}/announcements/new")
+        await sign_in(
+            page, stack.console, organiser, f"/events/{event['id']}/announcements/new?lang=sw"
+        )
         await no_axe_violations(page)
         await page.get_by_label("Kichwa (Kiswahili)").fill("Ratiba imebadilika")
         await page.get_by_label("Kichwa (Kiingereza)").fill("The programme has changed")
@@ -352,7 +354,7 @@ async def test_a_person_without_the_role_is_refused_the_page_and_the_api_call(st
         kept = "Object.keys(localStorage).filter(k => k.startsWith('mk.door.list.'))"
         await page.wait_for_function(f"{kept}.length === 1")
         # Signing out forgets the kept list on the device.
-        await page.get_by_role("button", name="Toka").click()
+        await page.get_by_role("button", name="Sign out").click()  # the account's English
         await page.wait_for_url(f"{stack.console.url}/")
         assert await page.evaluate(kept) == []
 
@@ -566,3 +568,303 @@ async def test_a_registrar_registers_a_walk_in_from_the_door_without_javascript(
         p for p in await stack.door_list(event["id"]) if p["full_name"] == "Mwanaisha Walk In"
     ]
     assert person["checkins"]
+
+
+# -- issue 15's remainder: the announcement's audience, reminder rules, status history ------
+
+
+async def nominate(stack: Stack, smtp: Any, event_id: str, institution: dict, count: int):
+    """``count`` officers nominated by ``institution``'s contact person (signed in through
+    the emailed link, on registration's institution page); their confirmations arrive."""
+    from tests.e2e.test_institution_nominations import as_csv, officers, upload
+    from tests.e2e.test_institution_sign_in import ask_for_link, link_in, sign_in_mail, use_link
+
+    rows = officers(secrets.token_hex(3), count)
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=30) as client:
+        await ask_for_link(client, institution["email"])
+        (message,) = await smtp.wait_for(sign_in_mail(institution["email"]), timeout=60)
+        assert (await use_link(client, link_in(message, "en"))).status_code == 303
+        done = await upload(client, event_id, as_csv(rows), dry_run=False)
+        assert done.status_code == 201, done.text
+    return [r["email"] for r in rows]
+
+
+async def test_an_announcement_to_one_institutions_confirmed_reaches_them_and_nobody_else(
+    stack, smtp
+) -> None:
+    from tests.e2e.test_institution_sign_in import new_institution
+
+    event = await create_event(stack.registration.url, stack.admin, title_en="Audience day")
+    event_id = event["id"]
+    chosen = await new_institution(stack.registration.url, stack.admin)
+    other = await new_institution(stack.registration.url, stack.admin)
+    nominees = await nominate(stack, smtp, event_id, chosen, 2)
+    others = await nominate(stack, smtp, event_id, other, 1)
+    self_registered = participant(language="en")["email"]
+    await stack.register(event_id, email=self_registered, language="en")
+    everyone = [*nominees, *others, self_registered]
+    # notification knows the participants once it has their confirmations.
+    await smtp.wait_for(
+        lambda m: str(m["To"]).lower() in everyone and has_ticket(m), count=4, timeout=90
+    )
+    organiser = await stack.user(["organiser"])
+    subject = f"Audience {secrets.token_hex(3)}"
+    async with browser(width=390, height=844) as context:
+        await context.route("**/*.js", lambda route: route.abort())  # no JavaScript needed
+        page = context.pages[0]
+        await sign_in(
+            page, stack.console, organiser, f"/events/{event_id}/announcements/new?lang=en"
+        )
+        await no_axe_violations(page)
+        statuses = page.locator("#statuses")
+        assert await statuses.get_by_label("Confirmed").is_checked()
+        assert not await statuses.get_by_label("On the waiting list").is_checked()
+        await page.locator("#institution_codes").get_by_label(chosen["code"], exact=False).check()
+        await page.get_by_label("Subject (Swahili)").fill(f"{subject} sw")
+        await page.get_by_label("Subject (English)").fill(subject)
+        await page.get_by_label("Message (Swahili)").fill("Wawakilishi wa wizara tu.")
+        await page.get_by_label("Message (English)").fill("The ministry's delegates only.")
+        await page.get_by_role("button", name="Preview").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#audience-count").inner_text() == "This goes to 2 people."
+        words = await page.locator("#audience-words").inner_text()
+        assert "Participants who are Confirmed" in words
+        assert f"from Ministry of Trials {chosen['code']}" in words
+        await no_axe_violations(page)
+        # In Swahili too.
+        await page.goto(f"{stack.console.url}/events/{event_id}/announcements/new?lang=sw")
+        await page.locator("#institution_codes").get_by_label(chosen["code"], exact=False).check()
+        for label in ("Kichwa (Kiswahili)", "Kichwa (Kiingereza)"):
+            await page.get_by_label(label).fill(subject)
+        for label in ("Ujumbe (Kiswahili)", "Ujumbe (Kiingereza)"):
+            await page.get_by_label(label).fill("Wawakilishi wa wizara tu.")
+        await page.get_by_role("button", name="Hakiki").click()
+        await page.wait_for_load_state()
+        count = await page.locator("#audience-count").inner_text()
+        assert count == "Tangazo hili litawafikia watu 2."
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Tuma").click()
+        await page.wait_for_load_state()
+
+        async def done() -> bool:  # no script here: the organiser reloads the page
+            await page.reload()
+            return await page.locator("#percent").inner_text() == "100 %"
+
+        await wait_until(done, timeout=90, interval=1, message="the announcement at 100 %")
+        await no_axe_violations(page)
+    got = await smtp.wait_for(lambda m: subject in str(m["Subject"]), count=2, timeout=60)
+    assert sorted(str(m["To"]).lower() for m in got) == sorted(nominees)
+    # The announcement is done (100 %): nobody else got it.
+    sent = sorted(str(m["To"]).lower() for m in smtp.messages() if subject in str(m["Subject"]))
+    assert sent == sorted(nominees)
+
+
+async def test_reminder_rules_changed_in_the_editor_are_notifications_reminders(stack) -> None:
+    event = await create_event(stack.registration.url, stack.admin, title_en="Reminder day")
+    event_id = event["id"]
+    rules_url = f"/api/v1/events/{event_id}/reminder-rules"
+
+    async def rules() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=stack.notification.url, timeout=10) as client:
+            r = await client.get(rules_url, headers=stack.admin)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def known() -> bool:
+        return bool((await rules())["reminders"])
+
+    await wait_until(known, timeout=90, interval=0.5, message="notification knows the event")
+    default = await rules()
+    assert default["source"] == "default"
+    organiser = await stack.user(["organiser"])
+    async with browser(width=390, height=844) as context:
+        await context.route("**/*.js", lambda route: route.abort())  # no JavaScript needed
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser, f"/events/{event_id}/edit?lang=en")
+        # The editor's section lists the default reminders and their times.
+        assert "The default reminders" in await page.locator("#reminder-rules").inner_text()
+        assert await page.locator("#scheduled tbody tr").count() == len(default["reminders"])
+        await no_axe_violations(page)
+        await page.get_by_role("link", name="Change the reminders").click()
+        await page.wait_for_load_state()
+        await no_axe_violations(page)
+        # 400 days: notification refuses it; its 422 stands beside the field.
+        first = page.locator("fieldset.stack").first
+        await first.get_by_label("Time before the start").fill("400")
+        await first.get_by_label("Unit").select_option("days")
+        await page.get_by_role("button", name="Preview").click()
+        await page.wait_for_load_state()
+        await page.get_by_role("button", name="Save the changes").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#rem-0-amount").get_attribute("aria-invalid") == "true"
+        assert await page.locator("#rem-0-amount-error").is_visible()
+        await no_axe_violations(page)
+        # 3 days and 2 hours, every other row removed; previewed, then saved.
+        rows = page.locator("fieldset.stack")
+        n = await rows.count()
+        await rows.nth(0).get_by_label("Time before the start").fill("3")
+        await rows.nth(0).get_by_label("Unit").select_option("days")
+        for i in range(1, n - 1):
+            await rows.nth(i).get_by_label("Remove").check()
+        await rows.nth(n - 1).get_by_label("Time before the start").fill("2")
+        await rows.nth(n - 1).get_by_label("Unit").select_option("hours")
+        await page.get_by_role("button", name="Preview").click()
+        await page.wait_for_load_state()
+        changes = await page.locator("#changes").inner_text()
+        assert "3 days before the start; 2 hours before the start" in changes
+        assert (await rules())["source"] == "default"  # nothing saved before the confirmation
+        await page.get_by_role("button", name="Save the changes").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#saved").inner_text() == "The changes are saved."
+        scheduled = await page.locator("#scheduled").inner_text()
+        assert "3 days before the start" in scheduled and "2 hours before the start" in scheduled
+        await no_axe_violations(page)
+        saved = await rules()
+        assert saved["source"] == "event" and saved["offsets_s"] == [3 * 86400, 2 * 3600]
+        pending = sorted(r["offset_s"] for r in saved["reminders"] if r["status"] == "pending")
+        assert pending == [2 * 3600, 3 * 86400]
+        # Back to the defaults, after a preview.
+        await page.get_by_role("button", name="Back to the default reminders").click()
+        await page.wait_for_load_state()
+        assert "the service's default reminders" in await page.locator("#changes").inner_text()
+        await page.get_by_role("button", name="Save the changes").click()
+        await page.wait_for_load_state()
+        assert "The default reminders" in await page.locator("#reminder-rules").inner_text()
+        await no_axe_violations(page)
+    back = await rules()
+    assert back["source"] == "default" and back["offsets_s"] == default["offsets_s"]
+
+
+async def test_the_person_page_shows_the_status_history_with_the_staff_names(stack) -> None:
+    event = await create_event(
+        stack.registration.url, stack.admin, requires_approval=True, **door_event()
+    )
+    event_id = event["id"]
+    person = participant(full_name="Rehema History Mrisho", language="en")
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        r = await client.post(f"/api/v1/events/{event_id}/registrations", json=person)
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+    reference, registration_id = r.json()["reference"], r.json()["id"]
+    organiser = await stack.user(["organiser"])
+    registrar = await stack.user(["registrar"])
+    person_page = f"/events/{event_id}/registrations/{reference}?lang=en"
+    async with browser(width=390, height=844) as context:
+        await context.route("**/*.js", lambda route: route.abort())  # no JavaScript needed
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser, person_page)
+        await page.get_by_role("button", name="Approve").click()
+        await page.wait_for_load_state()
+        assert await page.locator("#status").inner_text() == "Confirmed"
+        # The registrar checks them in at the door (search, then the person's button).
+        await context.clear_cookies()
+        door = f"/events/{event_id}/door?lang=en"
+        await sign_in(page, stack.console, registrar, door)
+        await page.get_by_label("Name, reference or phone").fill("Rehema History")
+        await page.get_by_role("button", name="Search").click()
+        await page.wait_for_load_state()
+        await page.get_by_role("button", name="Check in: Rehema History Mrisho").click()
+        await page.wait_for_load_state()
+        assert await page.locator("h1").inner_text() == "Checked in"
+        # The organiser's page of the person: the history, in order, naming the staff.
+        await context.clear_cookies()
+        await sign_in(page, stack.console, organiser, person_page)
+        entries = page.locator("#history li")
+        assert [await entries.nth(i).get_attribute("data-action") for i in range(3)] == [
+            "created",
+            "approved",
+            "checked_in",
+        ]
+        assert await entries.count() == 3
+        created, approved, checked = [await entries.nth(i).inner_text() for i in range(3)]
+        assert "Registered" in created and "the participant" in created
+        assert "Awaiting approval → Confirmed" in approved and f"Staff {organiser}" in approved
+        assert "Checked in" in checked and f"Staff {registrar}" in checked
+        await no_axe_violations(page)
+        # In Swahili too.
+        await page.goto(f"{stack.console.url}/events/{event_id}/registrations/{reference}?lang=sw")
+        assert "Iliidhinishwa" in await page.locator("#history").inner_text()
+        await no_axe_violations(page)
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        path = f"/api/v1/registrations/{registration_id}/history"
+        history = await client.get(path, headers=stack.admin)
+        assert history.status_code == 200, history.text
+        assert [(e["action"], e["from"], e["to"]) for e in history.json()["history"]] == [
+            ("created", None, "pending_approval"),
+            ("approved", "pending_approval", "confirmed"),
+            ("checked_in", "confirmed", "confirmed"),
+        ]
+        assert [e["by"] for e in history.json()["history"]] == [
+            "participant",
+            f"staff:{organiser}",
+            f"staff:{registrar}",
+        ]
+        assert (await client.get(path)).status_code == 401
+        unknown = await client.get("/api/v1/registrations/nope/history", headers=stack.admin)
+        assert unknown.status_code == 404
+
+
+async def test_the_door_page_reloads_while_the_console_is_unreachable(stack) -> None:
+    """The door page's service worker: with the console's process stopped (no network
+    to it at all) and the phone offline, a reload still shows the door page from the
+    worker's copy, with the kept list; a check-in is queued and reaches registration once
+    the console is back. Signing out forgets the copy."""
+    import asyncio
+
+    event = await create_event(stack.registration.url, stack.admin, **door_event())
+    guest = await stack.register(event["id"], full_name="Zuhura Reload Omari")
+    registrar = await stack.user(["registrar"])
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, registrar, f"/events/{event['id']}/door?lang=en")
+        await page.locator("#cached", has_text="1").wait_for(timeout=30_000)
+        await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        await page.reload()  # now controlled by the worker, which keeps this copy
+        await page.wait_for_function("navigator.serviceWorker.controller !== null")
+        await page.wait_for_function(
+            "caches.open('mk-door-v1').then(c => c.keys()).then(k => k.length >= 2)"
+        )
+        await stack.console.stop()
+        try:
+            await context.set_offline(True)
+            await page.reload()
+            assert await page.locator("h1").inner_text() == "Check-in at the door"
+            await page.locator("#cached", has_text="1").wait_for(timeout=30_000)
+            await no_axe_violations(page)
+            await page.get_by_label("Name, reference or phone").fill("Zuhura Reload")
+            await page.get_by_role("button", name="Search").click()
+            await page.get_by_role("button", name="Check in: Zuhura Reload Omari").click()
+            answer = page.locator("#answer")
+            await answer.locator("#answer-title", has_text="sent when the network").wait_for()
+            assert await page.locator("#queued").inner_text() == "1"
+        finally:
+            await asyncio.to_thread(stack.console.process.start)
+        await context.set_offline(False)
+
+        async def arrived() -> bool:
+            items = await stack.door_list(event["id"])
+            return any(p["reference"] == guest["reference"] and p["checkins"] for p in items)
+
+        await wait_until(arrived, timeout=60, interval=0.5, message="the queued check-in")
+        await page.goto(f"{stack.console.url}/events/{event['id']}/door?lang=en")
+        await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url(f"{stack.console.url}/")
+        await page.wait_for_function("caches.keys().then(k => k.length === 0)")
+
+
+async def test_an_account_in_english_sees_english_from_sign_in_on(stack) -> None:
+    english = await stack.user(["organiser"])  # created with language "en"
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, stack.console, english)  # the sign-in page is in Swahili
+        assert page.url.endswith("/events")
+        assert await page.locator("html").get_attribute("lang") == "en"
+        assert await page.get_by_role("heading", level=1).inner_text() == "Events"
+        # Chosen on the sign-in page, the other language is kept instead.
+        await context.clear_cookies()
+        await page.goto(f"{stack.console.url}/?lang=sw")
+        await page.get_by_label("Jina la mtumiaji").fill(english)
+        await page.get_by_label("Nenosiri").fill(PASSWORD)
+        await page.get_by_role("button", name="Ingia").click()
+        await page.wait_for_load_state()
+        assert await page.locator("html").get_attribute("lang") == "sw"
+        await no_axe_violations(page)

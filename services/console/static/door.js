@@ -1,7 +1,8 @@
 // The registrar's scanner: camera (BarcodeDetector, else jsQR served by the console),
 // tickets verified on the device with registration's Ed25519 public key, today's
 // confirmed list kept in localStorage, check-ins queued while the network is down and
-// sent when it returns. Everything else on the page works without this script.
+// sent when it returns; a service worker (/door-sw.js) lets the page reload offline.
+// Everything else on the page works without this script.
 (function () {
   "use strict";
   var root = document.getElementById("scanner");
@@ -187,4 +188,8 @@
 
   counts();
   loadKey().then(loadList).then(flush);
+  // The page itself reloads offline too: its service worker (/door-sw.js) keeps a copy.
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/door-sw.js").catch(function () {});
+  }
 })();

@@ -19,6 +19,7 @@ from typing import Any
 
 from services.notification.domain import (
     Announcement,
+    Audience,
     Candidate,
     KnownEvent,
     Notification,
@@ -209,16 +210,22 @@ class FakeNotificationStore:
         cadre: str | None = None,
         ids: Sequence[str] | None = None,
         statuses: tuple[str, ...] = ("confirmed",),
+        categories: Sequence[str] = (),
+        institution_codes: Sequence[str] = (),
     ) -> list[Participant]:
         self._reachable()
+        audience = Audience(
+            statuses=tuple(statuses),
+            cadre=cadre,
+            categories=tuple(categories),
+            institution_codes=tuple(institution_codes),
+        )
         out = []
         for registration_id in sorted(self.participants):
             doc = self.participants[registration_id]
             if doc.get("erased") or doc.get("event_id") != event_id:
                 continue
-            if doc.get("status") not in statuses:
-                continue
-            if cadre and doc.get("cadre") != cadre:
+            if not audience.admits(doc):
                 continue
             if ids is not None and registration_id not in ids:
                 continue
@@ -233,9 +240,30 @@ class FakeNotificationStore:
                     ticket=doc.get("ticket"),
                     self_service_url=doc.get("self_service_url"),
                     cadre=doc.get("cadre"),
+                    category=doc.get("category"),
+                    institution_code=doc.get("institution_code"),
                 )
             )
         return out
+
+    async def count_participants(
+        self,
+        event_id: str,
+        *,
+        cadre: str | None = None,
+        statuses: tuple[str, ...] = ("confirmed",),
+        categories: Sequence[str] = (),
+        institution_codes: Sequence[str] = (),
+    ) -> int:
+        return len(
+            await self.active_participants(
+                event_id,
+                cadre=cadre,
+                statuses=statuses,
+                categories=categories,
+                institution_codes=institution_codes,
+            )
+        )
 
     # -- events and reminders ---------------------------------------------------------------
 
