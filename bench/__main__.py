@@ -97,9 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(out.read_text())
         results = {**previous, **{k: results[k] for k in ("started_at", "quick", "machine")}}
     t0 = time.monotonic()
+
+    def save() -> None:
+        """What is measured so far, written after each phase: a phase that fails keeps
+        the others (``--only <phase>`` then completes the file)."""
+        results["duration_s"] = round(time.monotonic() - t0, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+
     if "api" in phases:
         print("[1/4] registration API vs one-insert baseline", flush=True)
         results["api"] = api_bench.run([1, 10, 50, 100], 300 if quick else 5000)
+        save()
     sizes = [100, 300] if quick else [1000, 10_000, 50_000]
     idle_at = (100, 300) if quick else (10_000, 50_000)
     idle_s = 20.0 if quick else 60.0
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         # With the idle phase, each surge's stack is measured idle once it settles.
         at = idle_at if "idle" in phases else ()
         results["surge"] = surge.run(sizes, budget_s=budget_s, idle_at=at, idle_s=idle_s)
+        save()
     if "idle" in phases:
         print("[idle] idle CPU and MongoDB requests at 0 and after the surges", flush=True)
         rows = [idle.fresh(idle_s, settle_s=60)]
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             surged = surge.run(sizes, budget_s=budget_s, idle_at=idle_at, idle_s=idle_s)
         rows += [row["idle"] for row in surged["rows"] if "idle" in row]
         results["idle"] = {"seconds": idle_s, "rows": rows}
+        save()
     if "scaleout" in phases:
         n = 1000 if quick else 10_000
         print(f"[scaleout] the {n:,} surge with one and two notification instances", flush=True)
@@ -125,25 +136,29 @@ def main(argv: list[str] | None = None) -> int:
         if "surge" in phases:
             same = next((r for r in results["surge"]["rows"] if r["registrations"] == n), None)
         results["scaleout"] = scaleout.run(n, budget_s, one=same)
+        save()
     if "fanout" in phases:
         print("[3/4] notification consumer vs plain aiokafka loop", flush=True)
         results["fanout"] = fanout.run(200 if quick else 1000)
+        save()
     if "report" in phases:
         print("[4/4] implementation report", flush=True)
         cases = [(12, 36), (50, 500)] if quick else [(12, 36), (500, 10_000)]
         results["report"] = report_phase.run(cases, repeat=5 if quick else 10)
+        save()
     if "certificates" in phases:
         print("[5/5] certificates of attendance for one event (issue 16)", flush=True)
         results["certificates"] = certificates_phase.run(200 if quick else 1500)
+        save()
     if "webhooks" in phases:
         print("[webhooks] deliveries to a local receiver vs a plain signing loop", flush=True)
         results["webhooks"] = webhooks_phase.run(200 if quick else 1000)
+        save()
     if "payments" in phases:
         print("[payments] control numbers and payments through the GePG simulator", flush=True)
         results["payments"] = payments_phase.run(100 if quick else 1000)
-    results["duration_s"] = round(time.monotonic() - t0, 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+        save()
+    save()
     print(f"wrote {out.relative_to(ROOT)} ({results['duration_s']} s)", flush=True)
     if not quick or args.write_docs:
         from bench import render

@@ -110,7 +110,10 @@ async def _register(base: str, event_id: str, n: int) -> list[float]:
 async def _pay(gepg_url: str, numbers: list[str]) -> list[float]:
     sem = asyncio.Semaphore(CONCURRENCY)
     took: list[float] = []
-    async with httpx.AsyncClient(base_url=gepg_url, timeout=60) as client:
+    # A new connection per payment: the simulator closes idle keep-alive connections, and
+    # a POST sent on one it is closing fails with ReadError (the full run of 1,000 met it).
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=gepg_url, timeout=60, limits=fresh) as client:
 
         async def one(number: str) -> None:
             async with sem:
