@@ -404,12 +404,16 @@ async def test_an_erased_focal_person_is_gone_from_resolutions_and_notification(
 
 
 async def _holding(platform, resolution_id: str, needles: list[str]) -> set[str]:
-    """Which of the two services still hold a needle: every document of resolutions'
-    database (small), and notification's delivery-log entries about this resolution
-    (its whole log is the session's: a scan of it would take minutes)."""
+    """Which of the two services still hold a needle: the resolution's document at
+    resolutions (its focal persons, pending updates, versions and outbox are all in it),
+    and notification's delivery-log entries about this resolution or to that address.
+    Filtered reads only: a scan of the session's databases (GridFS evidence included)
+    takes minutes."""
     from pymongo import AsyncMongoClient
 
-    client: AsyncMongoClient = AsyncMongoClient(platform.mongo.url)
+    client: AsyncMongoClient = AsyncMongoClient(
+        platform.mongo.url, socketTimeoutMS=30_000, serverSelectionTimeoutMS=10_000
+    )
     found: set[str] = set()
 
     def holds(doc: dict) -> bool:
@@ -418,13 +422,13 @@ async def _holding(platform, resolution_id: str, needles: list[str]) -> set[str]
 
     try:
         db = client[platform.resolutions.env["RESOLUTIONS_MONGO_DB"]]
-        for collection in await db.list_collection_names():
-            if any([holds(d) async for d in db[collection].find()]):
-                found.add("resolutions")
+        doc = await db["resolutions"].find_one({"_id": resolution_id})
+        if doc is not None and holds(doc):
+            found.add("resolutions")
         log = client[platform.notification.env["NOTIFICATION_MONGO_DB"]]["notifications"]
-        about = {"$or": [{"resolution_id": resolution_id}, {"recipient": needles[0]}]}
-        if any([holds(d) async for d in log.find(about)]):
-            found.add("notification")
+        for query in ({"resolution_id": resolution_id}, {"recipient": needles[0]}):
+            if any([holds(d) async for d in log.find(query)]):
+                found.add("notification")
     finally:
         await client.close()
     return found
