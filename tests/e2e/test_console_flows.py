@@ -377,9 +377,8 @@ async def test_a_person_without_the_role_is_refused_the_page_and_the_api_call(st
         r = await client.get(f"/api/v1/events/{event['id']}/door-list", headers=auth)
         assert r.status_code == 200, r.text
         head, body, signature = token.split(".")
-        tampered = ".".join(
-            [head, body, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")]
-        )
+        # The first character is all significant bits; the last ones may be padding.
+        tampered = ".".join([head, body, ("B" if signature[0] == "A" else "A") + signature[1:]])
         r = await client.get(
             f"/api/v1/events/{event['id']}/door-list",
             headers={"Authorization": f"Bearer {tampered}"},
