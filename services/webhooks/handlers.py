@@ -353,6 +353,37 @@ async def record_event(ctx: Context, received: ReceivedEvent) -> int:
     return added
 
 
+async def record_events(ctx: Context, events: list[ReceivedEvent]) -> int:
+    """``record_event`` for a batch of records: the subscriptions read once and every
+    matching delivery inserted in one write (in the batch's order, so per key the older
+    event stays the older delivery); how many are new."""
+    subscriptions = await ctx.store.list_subscriptions()
+    if not subscriptions:
+        return 0
+    deliveries = []
+    for received in events:
+        matching = [s for s in subscriptions if s.matches(received.type)]
+        if not matching:
+            continue
+        data = received.event.model_dump(mode="json")
+        now = ctx.stamp()  # one per event, as one by one: the order per key
+        for subscription in matching:
+            deliveries.append(
+                Delivery.record(
+                    subscription,
+                    event_id=received.id,
+                    event_type=received.type,
+                    source=received.source,
+                    event_time=received.time,
+                    key=received.key or received.event.aggregate_id,
+                    data=data,
+                    event_cls=event_class(received.type),
+                    recorded_at=now,
+                )
+            )
+    return await ctx.store.add_deliveries(deliveries)
+
+
 async def erase_personal_data(ctx: Context, received: ReceivedEvent) -> int:
     """``PersonalDataErased``: the participant's data leaves every stored payload here
     (what is still to be sent goes without it); how many deliveries held some.

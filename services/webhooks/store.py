@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.webhooks.domain import (
     Attempt,
@@ -289,6 +289,29 @@ class WebhooksStore:
         delivery.rev = 1
         self.signal.written(DELIVERIES, delivery.id)
         return True
+
+    async def add_deliveries(self, deliveries: list[Delivery]) -> int:
+        if not deliveries:
+            return 0
+        docs = [
+            {"_id": d.id, **delivery_fields(d), "lease_until": 0.0, "rev": 1} for d in deliveries
+        ]
+        existing: set[int] = set()
+        try:
+            await self.deliveries.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if not errors or any(e.get("code") != 11000 for e in errors):
+                raise  # not only duplicates: the batch is applied again, one by one
+            existing = {int(e["index"]) for e in errors}
+        added = 0
+        for index, delivery in enumerate(deliveries):
+            if index in existing:
+                continue
+            delivery.rev = 1
+            self.signal.written(DELIVERIES, delivery.id)
+            added += 1
+        return added
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         doc = await self.deliveries.find_one({"_id": delivery_id})

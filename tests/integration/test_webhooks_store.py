@@ -104,6 +104,22 @@ async def test_deliveries_are_unique_claimed_once_and_leases_expire(store) -> No
     assert stored.status == "delivered" and stored.attempts[0].status_code == 200
 
 
+async def test_a_batch_of_deliveries_is_one_insert_and_skips_what_exists(store) -> None:
+    sub = subscription()
+    await store.insert_subscription(sub)
+    reported: list[str] = []
+    store.signal.listen(lambda c, i: reported.append(i) if c == DELIVERIES else None)
+    assert await store.add_delivery(delivery(sub, "ce-1", "reg-1", 1.0))
+    batch = [delivery(sub, f"ce-{i}", "reg-1", float(i)) for i in range(4)]
+    assert await store.add_deliveries(batch) == 3, "ce-1 existed"
+    assert await store.add_deliveries(batch) == 0
+    assert reported == [delivery_id(sub.id, f"ce-{i}") for i in (1, 0, 2, 3)]
+    for i in range(4):
+        stored = await store.get_delivery(delivery_id(sub.id, f"ce-{i}"))
+        assert stored is not None and stored.rev == 1 and stored.status == "pending"
+    assert await store.claim_delivery(batch[2].id, lease_s=30, now=T0.timestamp()) is not None
+
+
 async def test_order_per_key_holds_and_releases_and_the_log_filters(store) -> None:
     sub = subscription()
     await store.insert_subscription(sub)

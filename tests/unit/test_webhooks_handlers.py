@@ -202,6 +202,23 @@ async def test_an_event_is_recorded_once_per_matching_subscription(ctx) -> None:
     assert ctx.store.reported == [delivery_id(a.id, "ce-1")], "the senders were told"
 
 
+async def test_a_batch_is_recorded_in_one_write_once_per_matching_subscription(ctx) -> None:
+    a, _ = await handlers.create_subscription(ctx, spec(), by="admin")
+    b, _ = await handlers.create_subscription(
+        ctx, spec(event_types=["tz.go.ega.resolutions.*"]), by="admin"
+    )
+    await handlers.record_event(ctx, received(event_id="ce-0"))  # recorded before
+    batch = [received(event_id=f"ce-{i}") for i in range(3)]
+    assert await handlers.record_events(ctx, batch) == 2, "ce-0 was there already"
+    assert ctx.store.bulk_writes == 1
+    assert sorted(ctx.store.deliveries) == sorted(delivery_id(a.id, f"ce-{i}") for i in range(3))
+    assert ctx.store.reported == [delivery_id(a.id, f"ce-{i}") for i in range(3)]
+    stamps = [ctx.store.deliveries[delivery_id(a.id, f"ce-{i}")].recorded_at for i in range(3)]
+    assert stamps[0] < stamps[1] < stamps[2], "each event its own time: the order per key"
+    assert await handlers.record_events(ctx, batch) == 0, "a redelivered batch adds nothing"
+    assert not any(d.subscription_id == b.id for d in ctx.store.deliveries.values())
+
+
 async def test_without_the_grant_the_payload_names_nobody(ctx) -> None:
     plain, _ = await handlers.create_subscription(ctx, spec(), by="admin")
     granted, _ = await handlers.create_subscription(

@@ -26,6 +26,7 @@ class FakeWebhooksStore:
         # The webhooks service publishes nothing; kept for the fakes' common shape.
         self.outbox: list[OutboxMessage] = []
         self.reported: list[str] = []
+        self.bulk_writes = 0
         self.signal.listen(lambda _c, doc_id: self.reported.append(doc_id))
 
     # -- subscriptions
@@ -71,6 +72,10 @@ class FakeWebhooksStore:
         self.deliveries[delivery.id] = copy.deepcopy(delivery)
         self.signal.written(DELIVERIES, delivery.id)
         return True
+
+    async def add_deliveries(self, deliveries: list[Delivery]) -> int:
+        self.bulk_writes += 1
+        return sum([await self.add_delivery(d) for d in deliveries])
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         found = self.deliveries.get(delivery_id)
