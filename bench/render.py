@@ -202,12 +202,12 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel / Python | {m['kernel']} / {m['python']} |",
         f"| load generator | {m['load_generator']} with `bench/register.lua` (unique email per request, valid +255 71x phone numbers, varied names, cadres and languages) |",
-        f"| commit | {m['commit']} (plus uncommitted work of other engineers in the tree, if any) |",
-        f"| load average at start | {m['load_average_at_start']} (other engineers' test suites share the machine) |",
+        f"| commit | {m['commit']}{_tree(m)} |",
+        f"| load average at start | {m['load_average_at_start']}{_load(m)} |",
         "| servers | embedded: tansu (Kafka), nx-27017 (MongoDB wire protocol on SQLite, one server for all services; memory storage, except the surge and idle phases: on disk as `make run` runs it), aiosmtpd capture writing `.eml` files with fsync |",
         "",
-        "The machine is shared and noisy, so every figure is read against a baseline measured "
-        "in the same run; absolute numbers are for reference only.",
+        "Every figure is read against a baseline measured in the same run, on the same "
+        "machine; the absolute numbers depend on the machine and are for reference only.",
         "",
         "## Targets",
         "",
@@ -347,14 +347,44 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         "",
         "## Running it",
         "",
-        "`make bench` (installs wrk from Debian and the `bench` extra if missing; about "
-        "45 minutes on 2 cores, 17 of them the 50,000 surge). `python -m bench --quick` runs "
+        "`make bench` (installs wrk from Debian and the `bench` extra if missing; "
+        f"{_duration(r)}). `python -m bench --quick` runs "
         "small sizes while developing (into `bench/results/quick.json`); `python -m bench "
         "--only surge` re-runs one phase and keeps the others' figures (phases: api, surge, "
         "idle, scaleout, fanout, report, certificates, webhooks, payments). Not part of `make test`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _tree(m: dict[str, Any]) -> str:
+    dirty = m.get("uncommitted_changes")
+    if dirty is None:
+        return ""
+    return " with uncommitted changes in the tree" if dirty else " (a clean tree)"
+
+
+def _load(m: dict[str, Any]) -> str:
+    load = m.get("load_average_at_start") or [0.0]
+    cores = m.get("cores") or 1
+    if load[0] < cores / 2:
+        return " (a quiet machine)"
+    return f" (other work shared the {cores} cores when it started)"
+
+
+def _duration(r: dict[str, Any]) -> str:
+    """How long this run took, and its longest surge."""
+    total = r.get("duration_s")
+    if not total:
+        return "its duration was not recorded"
+    text = f"this run took {total / 60:.0f} minutes on {r['machine'].get('cores')} cores"
+    rows = (r.get("surge") or {}).get("rows") or []
+    if rows:
+        big = rows[-1]
+        text += (
+            f", {big['seconds_to_last_email'] / 60:.0f} of them the {big['registrations']:,} surge"
+        )
+    return text
 
 
 def certificate_lines(c: dict[str, Any]) -> list[str]:
