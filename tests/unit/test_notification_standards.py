@@ -4,6 +4,8 @@ the QR ticket by zbarimg. And one message that cannot be built fails alone, at o
 
 from __future__ import annotations
 
+import base64
+import secrets
 import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -200,6 +202,18 @@ def test_the_qr_ticket_has_a_four_module_quiet_zone_and_a_scanner_reads_it(ticke
     modules = segno.make_qr(ticket, error="m").symbol_size(scale=1, border=0)[0]
     assert width == height == (modules + 2 * 4) * messages.QR_SCALE  # ISO/IEC 18004: 4 modules
     assert mailcheck.decode_qr(png) == ticket
+
+
+def test_tickets_drawn_with_the_fixed_mask_all_scan() -> None:
+    # Real tickets: MK2 + base32 of a 16-byte id and a 64-byte signature (131 characters).
+    tickets = [
+        "MK2" + base64.b32encode(secrets.token_bytes(80)).decode().rstrip("=") for _ in range(40)
+    ]
+    for ticket in tickets:
+        png = messages.qr_png(ticket)
+        modules = segno.make_qr(ticket, error="m").symbol_size(scale=1, border=0)[0]
+        assert png_size(png) == ((modules + 8) * messages.QR_SCALE,) * 2
+        assert mailcheck.decode_qr(png) == ticket
 
 
 def test_the_ticket_attached_to_a_confirmation_scans_as_the_ticket() -> None:
