@@ -232,6 +232,40 @@ def install_error_handlers(app: FastAPI, statuses: Mapping[str, int] | None = No
         return JSONResponse(err.body(), status_code=500)
 
 
+class MetricsMiddleware:
+    """Counts each HTTP request and its latency by route template and status.
+
+    Plain ASGI: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware("http")``) runs the
+    rest of the stack in another task with memory streams between, per request."""
+
+    def __init__(self, app: ASGIApp, *, root: FastAPI, metrics: Metrics) -> None:
+        self.app = app
+        self.root = root
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        before = dict(scope)  # as routing first sees it (a mount rewrites the path)
+        status = 500  # unless an answer starts: an exception is answered 500 further out
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            template = route_template(self.root, scope, before)
+            method = scope["method"]
+            self.metrics.http_requests.labels(template, method, str(status)).inc()
+            self.metrics.http_latency.labels(template, method).observe(time.perf_counter() - start)
+
+
 def install_metrics(
     app: FastAPI,
     metrics: Metrics,
@@ -242,15 +276,7 @@ def install_metrics(
     ``before_scrape`` refreshes the gauges that describe state elsewhere (outbox, lag).
     """
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-        start = time.perf_counter()
-        before = dict(request.scope)  # as routing first sees it (a mount rewrites the path)
-        response = await call_next(request)
-        template = route_template(app, request.scope, before)
-        metrics.http_requests.labels(template, request.method, str(response.status_code)).inc()
-        metrics.http_latency.labels(template, request.method).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(MetricsMiddleware, root=app, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

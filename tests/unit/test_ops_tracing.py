@@ -231,3 +231,37 @@ def test_the_otlp_exporter_is_installed_with_the_project_and_in_the_images() -> 
         dockerfile = (repo / "deploy" / f"{service}.Dockerfile").read_text()
         # The images install exactly the project's dependencies, pinned by constraints.txt.
         assert "['project']['dependencies']" in dockerfile and "-c constraints.txt" in dockerfile
+
+
+async def test_requests_are_counted_by_route_template_and_status_an_error_as_500() -> None:
+    from shared.http import install_metrics
+    from shared.metrics import Metrics
+
+    metrics = Metrics("t")
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})
+    install_metrics(app, metrics)
+
+    async def thing(thing_id: str) -> dict:
+        if thing_id == "boom":
+            raise RuntimeError("a bug")
+        return {"id": thing_id}
+
+    app.add_api_route("/api/v1/things/{thing_id}", thing, methods=["GET"])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for thing_id in ("a", "b", "boom"):
+            await client.get(f"/api/v1/things/{thing_id}")
+        assert (await client.get("/nowhere")).status_code == 404
+
+    def count(route: str, status: str) -> float | None:
+        labels = {"route": route, "method": "GET", "status": status}
+        return metrics.registry.get_sample_value("mkutano_http_requests_total", labels)
+
+    assert count("/api/v1/things/{thing_id}", "200") == 2
+    assert count("/api/v1/things/{thing_id}", "500") == 1
+    assert count("unmatched", "404") == 1
+    latency = {"route": "/api/v1/things/{thing_id}", "method": "GET"}
+    assert (
+        metrics.registry.get_sample_value("mkutano_http_request_duration_seconds_count", latency)
+        == 3
+    )
