@@ -15,7 +15,7 @@ import segno
 from icalendar import Calendar, Timezone, vCalAddress
 from icalendar import Event as CalEvent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from PIL import Image
+from PIL import Image, ImageOps
 
 from shared.text import without_controls
 from shared.timeutil import EAT
@@ -114,12 +114,12 @@ def qr_png(ticket: str) -> bytes:
     Rendered once per ticket (per process): the confirmation, a resend, a payment's
     confirmation and every later message carrying the ticket reuse the PNG."""
     qr = segno.make_qr(ticket, error="m", mask=QR_MASK)
-    width, height = qr.symbol_size(scale=1, border=QR_BORDER)
-    pixels = bytes(
-        0 if dark else 255 for row in qr.matrix_iter(scale=1, border=QR_BORDER) for dark in row
-    )
-    image = Image.frombytes("L", (width, height), pixels)
-    image = image.resize((width * QR_SCALE, height * QR_SCALE), Image.Resampling.NEAREST)
+    n = len(qr.matrix)  # modules per side; each module 1 (dark) or 0
+    dark_black = bytes([255, 0]) + bytes(254)
+    pixels = b"".join(bytes(row) for row in qr.matrix).translate(dark_black)
+    image = ImageOps.expand(Image.frombytes("L", (n, n), pixels), border=QR_BORDER, fill=255)
+    side = (n + 2 * QR_BORDER) * QR_SCALE
+    image = image.resize((side, side), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     image.convert("1").save(buf, format="PNG")
     return buf.getvalue()
