@@ -100,13 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     if out.exists() and args.only:
         previous = json.loads(out.read_text())
+        # The phases kept from the run before keep the commit they ran at.
+        runs = dict(previous.get("phase_commits") or {})
+        for phase in PHASES:
+            if phase in previous and phase not in runs:
+                runs[phase] = previous.get("machine", {}).get("commit")
         results = {**previous, **{k: results[k] for k in ("started_at", "quick", "machine")}}
+        results["phase_commits"] = runs
     t0 = time.monotonic()
 
     def save() -> None:
         """What is measured so far, written after each phase: a phase that fails keeps
         the others (``--only <phase>`` then completes the file)."""
         results["duration_s"] = round(time.monotonic() - t0, 1)
+        commits = results.setdefault("phase_commits", {})
+        for phase in PHASES:
+            if phase in phases and phase in results:
+                commits[phase] = results["machine"].get("commit")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -202,7 +202,7 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel / Python | {m['kernel']} / {m['python']} |",
         f"| load generator | {m['load_generator']} with `bench/register.lua` (unique email per request, valid +255 71x phone numbers, varied names, cadres and languages) |",
-        f"| commit | {m['commit']}{_tree(m)} |",
+        f"| commit | {_commits(r)}{_tree(m)} |",
         f"| load average at start | {m['load_average_at_start']}{_load(m)} |",
         "| servers | embedded: tansu (Kafka), nx-27017 (MongoDB wire protocol on SQLite, one server for all services; memory storage, except the surge and idle phases: on disk as `make run` runs it), aiosmtpd capture writing `.eml` files with fsync |",
         "",
@@ -355,6 +355,17 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _commits(r: dict[str, Any]) -> str:
+    """The commit measured; when phases were run again later, each commit's phases."""
+    by_commit: dict[str, list[str]] = {}
+    for phase, commit in (r.get("phase_commits") or {}).items():
+        if phase in r:
+            by_commit.setdefault(commit or "?", []).append(phase)
+    if len(by_commit) <= 1:
+        return str(r["machine"]["commit"])
+    return "; ".join(f"{c} ({', '.join(p)})" for c, p in by_commit.items())
 
 
 def _tree(m: dict[str, Any]) -> str:

@@ -50,6 +50,10 @@ class Dispatcher:
         # Notifications to claim, each with the status and lease it had when queued.
         self._ready: deque[Candidate] = deque()
         self._wake = asyncio.Event()
+        # One sender scans at a time: the others, finding the scan due while it runs,
+        # would each read the whole collection again (on the embedded server).
+        self._scanning = False
+        self.scans = 0
         signal.listen(self._queued, work=SEND)
 
     def _queued(self, collection: str, notification_id: Any) -> None:
@@ -94,11 +98,18 @@ class Dispatcher:
                 notification = await handlers.claim(self.ctx, self._ready.popleft())
                 if notification is not None:
                     return notification
-            if not self._scans.due():
+            if self._scanning or not self._scans.due():
                 return None
-            found = await handlers.due_notifications(self.ctx, SCAN_BATCH)
+            self._scanning = True
+            try:
+                found = await handlers.due_notifications(self.ctx, SCAN_BATCH)
+            finally:
+                self._scanning = False
+            self.scans += 1
             self._ready.extend(found)
             self._scans.scanned(bool(found))
+            if len(found) > 1:
+                self._wake.set()  # the senders waiting meanwhile take the rest
         return None
 
     async def deliver(self, notification: Notification) -> None:

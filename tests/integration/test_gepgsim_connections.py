@@ -46,3 +46,4 @@ def test_a_hundred_payers_connecting_at_once_are_all_queued_then_answered() -> N
         if serving is not None:
             server.shutdown()
         server.server_close()
+        sim.http.close()

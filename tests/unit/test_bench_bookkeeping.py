@@ -82,10 +82,11 @@ def test_a_phase_run_alone_completes_the_results_of_the_run_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     latest = tmp_path / "latest.json"
-    latest.write_text(json.dumps({"started_at": "before", "api": {"rows": ["kept"]}}))
+    before = {"started_at": "before", "machine": {"commit": "old"}, "api": {"rows": ["kept"]}}
+    latest.write_text(json.dumps(before))
     monkeypatch.setattr(bench_main, "RESULTS", latest)
     monkeypatch.setattr(bench_main, "ROOT", tmp_path)
-    monkeypatch.setattr(bench_main, "machine", lambda: {"cores": 2})
+    monkeypatch.setattr(bench_main, "machine", lambda: {"cores": 2, "commit": "new"})
     monkeypatch.setattr(bench_main.report_phase, "run", lambda cases, repeat: {"rows": ["new"]})
     written: list[dict] = []
     monkeypatch.setattr(render, "write", lambda results: written.append(results) or [])
@@ -93,6 +94,9 @@ def test_a_phase_run_alone_completes_the_results_of_the_run_before(
     saved = json.loads(latest.read_text())
     assert saved["api"] == {"rows": ["kept"]} and saved["report"] == {"rows": ["new"]}
     assert saved["started_at"] != "before" and written == [saved]
+    # Each phase names the commit it ran at: the kept one the run before's.
+    assert saved["phase_commits"] == {"api": "old", "report": "new"}
+    assert render._commits(saved) in ("old (api); new (report)", "new (report); old (api)")
 
 
 def test_a_phase_that_fails_leaves_the_figures_of_those_before_it(

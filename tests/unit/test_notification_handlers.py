@@ -861,6 +861,29 @@ async def test_the_scan_finds_what_no_signal_named(env: Env) -> None:
     assert claimed is not None and env.store.scans == 1
 
 
+async def test_one_sender_scans_at_a_time_the_others_take_what_it_found(env: Env) -> None:
+    await register(env, 1)  # another process's work: found by the scan only
+    d = dispatcher(env)
+    gate = asyncio.Event()
+    scan = env.store.due
+
+    async def slow_scan(limit: int, now: datetime) -> list:
+        await gate.wait()  # a whole collection read on the embedded server
+        return await scan(limit, now)
+
+    env.store.due = slow_scan  # type: ignore[method-assign]
+    senders = [asyncio.create_task(d.claim_next()) for _ in range(8)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    gate.set()
+    claimed = [n for n in await asyncio.gather(*senders) if n is not None]
+    assert env.store.scans == 1 and d.scans == 1, "eight senders found the scan due"
+    assert len(claimed) == 1  # the scanning sender's; the others came back empty-handed
+    second = await d.claim_next()  # what the scan queued besides
+    assert {claimed[0].channel, second.channel} == {"email", "sms"}
+    assert env.store.scans == 1
+
+
 async def test_a_failed_send_is_queued_again_when_its_backoff_is_over() -> None:
     env = Env(retry_base_s=0.0)
     d = dispatcher(env)
