@@ -15,7 +15,7 @@ help:
 	@echo "make run         start the whole platform on the embedded servers (Ctrl-C stops it)"
 	@echo "make test        run the test suite"
 	@echo "make lint        ruff"
-	@echo "make bench       benchmarks on the embedded stack (~45 min with the 50,000 surge; not part of make test)"
+	@echo "make bench       benchmarks on the embedded stack (~52 min on 2 cores, 22 of them the 50,000 surge; not part of make test)"
 	@echo "make contracts   regenerate docs/contracts/ (AsyncAPI, OpenAPI, event JSON Schemas)"
 	@echo "make install     create .venv and install (only when pyproject.toml/constraints.txt changed)"
 	@echo "make constraints re-pin constraints.txt from .venv"

@@ -65,7 +65,9 @@ def machine() -> dict[str, Any]:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        # What the bench itself writes does not count.
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+         ":!bench/results", ":!docs/BENCHMARKS.md", ":!docs/img"], cwd=ROOT,
         capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     return {
