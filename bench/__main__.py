@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     out = QUICK_RESULTS if quick and not args.write_docs else RESULTS
     phases = args.only or list(PHASES)
-    results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": quick,
-        "machine": machine(),
-    }
+    here = machine()
+    commit = here.get("commit")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    results: dict[str, Any] = {"started_at": started_at, "quick": quick, "machine": here}
+    rerun: dict[str, Any] | None = None
     if out.exists() and args.only:
         previous = json.loads(out.read_text())
         # The phases kept from the run before keep the commit they ran at.
@@ -107,18 +107,24 @@ def main(argv: list[str] | None = None) -> int:
         for phase in PHASES:
             if phase in previous and phase not in runs:
                 runs[phase] = previous.get("machine", {}).get("commit")
-        results = {**previous, **{k: results[k] for k in ("started_at", "quick", "machine")}}
+        # The run's start and length stay the full run's; this one is listed apart.
+        rerun = {"phases": phases, "started_at": started_at, "machine": here}
+        results = {**previous, "quick": quick}
         results["phase_commits"] = runs
+        results["reruns"] = [*previous.get("reruns", []), rerun]
     t0 = time.monotonic()
 
     def save() -> None:
         """What is measured so far, written after each phase: a phase that fails keeps
         the others (``--only <phase>`` then completes the file)."""
-        results["duration_s"] = round(time.monotonic() - t0, 1)
+        if rerun is not None:
+            rerun["duration_s"] = round(time.monotonic() - t0, 1)
+        else:
+            results["duration_s"] = round(time.monotonic() - t0, 1)
         commits = results.setdefault("phase_commits", {})
         for phase in PHASES:
             if phase in phases and phase in results:
-                commits[phase] = results["machine"].get("commit")
+                commits[phase] = commit
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1) + "\n")
 
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         results["payments"] = payments_phase.run(100 if quick else 1000)
         save()
     save()
-    print(f"wrote {out.relative_to(ROOT)} ({results['duration_s']} s)", flush=True)
+    print(f"wrote {out.relative_to(ROOT)} ({round(time.monotonic() - t0, 1)} s)", flush=True)
     if not quick or args.write_docs:
         from bench import render
 

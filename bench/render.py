@@ -194,7 +194,12 @@ def markdown(r: dict[str, Any], images: list[Path]) -> str:
         "",
         f"Run started {r['started_at']}, took {r.get('duration_s', '?')} s"
         + (" — **quick mode (small sizes)**" if r.get("quick") else "")
-        + ".",
+        + "."
+        + "".join(
+            f" Run again later with `--only {' '.join(x['phases'])}`: started {x['started_at']}"
+            f", took {x.get('duration_s', '?')} s."
+            for x in r.get("reruns", [])
+        ),
         "",
         "| machine | |",
         "| --- | --- |",

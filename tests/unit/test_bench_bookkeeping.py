@@ -93,7 +93,11 @@ def test_a_phase_run_alone_completes_the_results_of_the_run_before(
     assert bench_main.main(["--only", "report"]) == 0
     saved = json.loads(latest.read_text())
     assert saved["api"] == {"rows": ["kept"]} and saved["report"] == {"rows": ["new"]}
-    assert saved["started_at"] != "before" and written == [saved]
+    assert written == [saved]
+    # The full run's start and machine stay; the run of one phase is listed apart.
+    assert saved["started_at"] == "before" and saved["machine"] == {"commit": "old"}
+    (rerun,) = saved["reruns"]
+    assert rerun["phases"] == ["report"] and rerun["machine"]["commit"] == "new"
     # Each phase names the commit it ran at: the kept one the run before's.
     assert saved["phase_commits"] == {"api": "old", "report": "new"}
     assert render._commits(saved) in ("old (api); new (report)", "new (report); old (api)")
