@@ -325,19 +325,18 @@ async def replay_range(
 # --------------------------------------------------------------------------- consuming
 
 
-async def record_event(ctx: Context, received: ReceivedEvent) -> int:
-    """One delivery per subscription whose patterns match the event; how many are new.
-
-    Paused subscriptions get theirs too: they wait for the resume.
-    """
-    subscriptions = [s for s in await ctx.store.list_subscriptions() if s.matches(received.type)]
-    if not subscriptions:
-        return 0
+def _deliveries_of(
+    ctx: Context, subscriptions: list[Subscription], received: ReceivedEvent
+) -> list[Delivery]:
+    """One delivery per subscription whose patterns match the event, all with the same
+    recorded time, later than any recorded before (the order per key)."""
+    matching = [s for s in subscriptions if s.matches(received.type)]
+    if not matching:
+        return []
     data = received.event.model_dump(mode="json")
     now = ctx.stamp()
-    added = 0
-    for subscription in subscriptions:
-        delivery = Delivery.record(
+    return [
+        Delivery.record(
             subscription,
             event_id=received.id,
             event_type=received.type,
@@ -348,6 +347,17 @@ async def record_event(ctx: Context, received: ReceivedEvent) -> int:
             event_cls=event_class(received.type),
             recorded_at=now,
         )
+        for subscription in matching
+    ]
+
+
+async def record_event(ctx: Context, received: ReceivedEvent) -> int:
+    """One delivery per subscription whose patterns match the event; how many are new.
+
+    Paused subscriptions get theirs too: they wait for the resume.
+    """
+    added = 0
+    for delivery in _deliveries_of(ctx, await ctx.store.list_subscriptions(), received):
         if await ctx.store.add_delivery(delivery):
             added += 1
     return added
@@ -355,32 +365,13 @@ async def record_event(ctx: Context, received: ReceivedEvent) -> int:
 
 async def record_events(ctx: Context, events: list[ReceivedEvent]) -> int:
     """``record_event`` for a batch of records: the subscriptions read once and every
-    matching delivery inserted in one write (in the batch's order, so per key the older
-    event stays the older delivery); how many are new."""
+    matching delivery inserted in one write (in the batch's order, each event its own
+    recorded time, so per key the older event stays the older delivery); how many are
+    new."""
     subscriptions = await ctx.store.list_subscriptions()
     if not subscriptions:
         return 0
-    deliveries = []
-    for received in events:
-        matching = [s for s in subscriptions if s.matches(received.type)]
-        if not matching:
-            continue
-        data = received.event.model_dump(mode="json")
-        now = ctx.stamp()  # one per event, as one by one: the order per key
-        for subscription in matching:
-            deliveries.append(
-                Delivery.record(
-                    subscription,
-                    event_id=received.id,
-                    event_type=received.type,
-                    source=received.source,
-                    event_time=received.time,
-                    key=received.key or received.event.aggregate_id,
-                    data=data,
-                    event_cls=event_class(received.type),
-                    recorded_at=now,
-                )
-            )
+    deliveries = [d for received in events for d in _deliveries_of(ctx, subscriptions, received)]
     return await ctx.store.add_deliveries(deliveries)
 
 
