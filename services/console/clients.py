@@ -68,6 +68,20 @@ class HttpServices:
         await self._client.aclose()
 
 
+# Signatures an ID token may carry: asymmetric only. The provider's discovery document
+# lists what it supports; "none" or an HMAC (keyed with the client secret) never pass.
+_ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                        "ES256", "ES384", "ES512", "EdDSA")  # fmt: skip
+
+
+def _id_token_algorithms(meta: dict[str, Any]) -> list[str]:
+    offered = meta.get("id_token_signing_alg_values_supported") or ["RS256"]
+    allowed = [a for a in offered if a in _ID_TOKEN_ALGORITHMS]
+    if not allowed:
+        raise ValueError("the provider offers no asymmetric ID token signature")
+    return allowed
+
+
 class OidcProvider:
     """The government identity provider, from its discovery document."""
 
@@ -126,12 +140,11 @@ class OidcProvider:
         id_token = token.get("id_token")
         if not id_token:
             raise ValueError("the provider returned no ID token")
-        assert self._jwks is not None
-        key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, id_token)
+        key = await asyncio.to_thread(self._signing_key, id_token)
         claims: dict[str, Any] = jwt.decode(
             id_token,
             key.key,
-            algorithms=meta.get("id_token_signing_alg_values_supported") or ["RS256"],
+            algorithms=_id_token_algorithms(meta),
             audience=self.client_id,
             issuer=meta.get("issuer", self.issuer),
             options={"require": ["exp", "iat", "sub", "iss", "aud"]},
@@ -139,6 +152,19 @@ class OidcProvider:
         if claims.get("nonce") != pending.nonce:
             raise ValueError("the ID token's nonce is not this sign-in's")
         return claims
+
+    def _signing_key(self, id_token: str) -> jwt.PyJWK:
+        """The provider's key for this ID token: the one its ``kid`` names, or, without a
+        ``kid``, the JWKS's only signing key (OpenID Connect Core 10.1 requires a ``kid``
+        only when the set has several keys)."""
+        assert self._jwks is not None
+        kid = jwt.get_unverified_header(id_token).get("kid")
+        if kid is not None:
+            return self._jwks.get_signing_key(kid)
+        keys = self._jwks.get_signing_keys()
+        if len(keys) != 1:
+            raise ValueError("the ID token names no key and the provider has several")
+        return keys[0]
 
 
 class HttpPayments:

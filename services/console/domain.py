@@ -347,20 +347,28 @@ class TokenIssuer:
 
 @dataclass
 class PendingSignIn:
-    """An authorization-code sign-in under way: state, PKCE verifier and nonce."""
+    """An authorization-code sign-in under way: state, PKCE verifier and nonce; the
+    language the person chose on the sign-in page (None if they chose none) and the page
+    to open after it."""
 
     state: str
     code_verifier: str
     nonce: str
     created_at: str
+    language: str | None = None
+    next: str = "/events"
 
     @classmethod
-    def start(cls, now: datetime) -> PendingSignIn:
+    def start(
+        cls, now: datetime, *, language: str | None = None, next: str = "/events"
+    ) -> PendingSignIn:
         return cls(
             state=secrets.token_urlsafe(24),
             code_verifier=secrets.token_urlsafe(48),
             nonce=secrets.token_urlsafe(24),
             created_at=iso(now),
+            language=language if language in LANGUAGES else None,
+            next=next,
         )
 
     @property
@@ -378,3 +386,12 @@ def roles_from_claims(claims: dict[str, Any], claim: str) -> frozenset[str]:
     if isinstance(raw, str):
         raw = raw.split()
     return frozenset(r for r in raw if isinstance(r, str) and r in ROLES)
+
+
+def language_of_locale(locale: object) -> str | None:
+    """The console's language for an OIDC ``locale`` claim (BCP 47: ``en-GB``, ``sw_TZ``),
+    or None when it names neither Swahili nor English."""
+    if not isinstance(locale, str):
+        return None
+    primary = locale.replace("_", "-").split("-", 1)[0].strip().lower()
+    return primary if primary in LANGUAGES else None

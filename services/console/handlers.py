@@ -9,11 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.console.domain import (
+    LANGUAGES,
     ConsoleError,
     PendingSignIn,
     StaffAccount,
     StaffSession,
     TokenIssuer,
+    language_of_locale,
     roles_from_claims,
     spend_dummy_verification,
 )
@@ -107,11 +109,13 @@ async def sign_in(
     await ctx.store.save_account(account)
     if not ok:
         raise SIGN_IN_FAILED
+    person_id = f"staff:{account.id}"
+    known = await ctx.store.person(person_id) or {}
     session = StaffSession.start(
-        f"staff:{account.id}",
+        person_id,
         account.name,
         account.roles,
-        account.language,
+        known.get("language") or account.language,  # the last one they chose, if any
         now,
         absolute=ctx.absolute,
     )
@@ -140,9 +144,11 @@ async def sign_out(ctx: Context, session: StaffSession) -> None:
 
 
 async def set_language(ctx: Context, session: StaffSession, language: str) -> None:
-    if language in ("sw", "en") and language != session.language:
+    """The person's language, for this session and the next ones."""
+    if language in LANGUAGES and language != session.language:
         session.language = language
         await ctx.store.save_session(session)
+        await ctx.store.remember_person(session.person_id, language=language)
 
 
 async def remember(ctx: Context, session: StaffSession, **data: Any) -> None:
@@ -154,15 +160,21 @@ async def remember(ctx: Context, session: StaffSession, **data: Any) -> None:
 # -- OpenID Connect --------------------------------------------------------------------------
 
 
-async def begin_oidc_sign_in(ctx: Context) -> str:
+async def begin_oidc_sign_in(
+    ctx: Context, *, language: str | None = None, next: str = "/events"
+) -> str:
+    """The identity provider's authorization URL for a new sign-in; ``language`` is the
+    one the person chose on the sign-in page (None: their own, or the provider's
+    ``locale``), ``next`` the page to open afterwards."""
     if ctx.idp is None:
         raise ConsoleError("oidc_not_configured", "Sign-in with the identity provider is off.")
-    pending = PendingSignIn.start(ctx.clock())
+    pending = PendingSignIn.start(ctx.clock(), language=language, next=next)
     await ctx.store.add_pending_sign_in(pending)
     return await ctx.idp.authorization_url(pending, ctx.oidc_redirect_uri)
 
 
-async def finish_oidc_sign_in(ctx: Context, state: str, code: str) -> StaffSession:
+async def finish_oidc_sign_in(ctx: Context, state: str, code: str) -> tuple[StaffSession, str]:
+    """The session of a sign-in the identity provider completed, and the page to open."""
     if ctx.idp is None:
         raise ConsoleError("oidc_not_configured", "Sign-in with the identity provider is off.")
     now = ctx.clock()
@@ -176,17 +188,24 @@ async def finish_oidc_sign_in(ctx: Context, state: str, code: str) -> StaffSessi
     roles = roles_from_claims(claims, ctx.oidc_roles_claim)
     if not roles:
         raise ConsoleError("no_role", "Your account has no role in Mkutano.")
+    person_id = f"oidc:{claims['sub']}"
+    name = str(claims.get("name") or claims.get("preferred_username") or claims["sub"])[:200]
+    known = await ctx.store.person(person_id) or {}
+    # Chosen on the sign-in page, else chosen before, else the provider's locale, else Swahili.
+    language = (
+        pending.language
+        or known.get("language")
+        or language_of_locale(claims.get("locale"))
+        or "sw"
+    )
     session = StaffSession.start(
-        f"oidc:{claims['sub']}",
-        str(claims.get("name") or claims.get("preferred_username") or claims["sub"]),
-        roles,
-        str(claims.get("locale") or "sw")[:2],
-        now,
-        absolute=ctx.absolute,
-        source="oidc",
+        person_id, name, roles, language, now, absolute=ctx.absolute, source="oidc"
     )
     await ctx.store.add_session(session)
-    return session
+    await ctx.store.remember_person(
+        person_id, name=name, language=pending.language or known.get("language")
+    )
+    return session, pending.next
 
 
 # -- the services, on the person's behalf -----------------------------------------------------
@@ -243,11 +262,17 @@ async def payments_summary(
 
 
 async def staff_names(ctx: Context, actors: list[str | None]) -> dict[str, str]:
-    """The names of the console's own users among a history's ``staff:<user>`` actors
-    (people signed in through OIDC keep their id: the console holds no account)."""
+    """The names of the people among a history's actors: the console's own users
+    (``staff:<user>``) and the identity provider's people who signed in here
+    (``oidc:<sub>``, with the name the provider gave at their last sign-in)."""
     names: dict[str, str] = {}
-    for actor in {a for a in actors if a and a.startswith("staff:")}:
-        account = await ctx.store.account(actor.removeprefix("staff:"))
-        if account is not None:
-            names[actor] = account.name
+    for actor in {a for a in actors if a}:
+        if actor.startswith("staff:"):
+            account = await ctx.store.account(actor.removeprefix("staff:"))
+            if account is not None:
+                names[actor] = account.name
+        elif actor.startswith("oidc:"):
+            known = await ctx.store.person(actor)
+            if known and known.get("name"):
+                names[actor] = known["name"]
     return names

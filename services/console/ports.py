@@ -37,6 +37,15 @@ class ConsoleStore(Protocol):
     async def take_pending_sign_in(self, state: str) -> PendingSignIn | None:
         """The pending sign-in of ``state``, removed (a state is used once)."""
 
+    async def remember_person(
+        self, person_id: str, *, name: str | None = None, language: str | None = None
+    ) -> None:
+        """Keep what the console knows of a person across sessions (the language they
+        chose; the name an identity provider gave): only the fields given change."""
+
+    async def person(self, person_id: str) -> dict[str, str] | None:
+        """What ``remember_person`` kept (``name``, ``language``), or None."""
+
 
 @dataclass
 class Answer:

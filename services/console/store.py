@@ -18,6 +18,9 @@ from services.console.ports import AccountExists
 ACCOUNTS = "staff_accounts"
 SESSIONS = "sessions"
 PENDING = "oidc_pending"
+# Per person (``staff:<user>`` or ``oidc:<sub>``): the language they chose, and for people
+# of the identity provider the name it gave (the history pages name who acted).
+PEOPLE = "people"
 
 
 def _expiry(iso_text: str) -> datetime:
@@ -30,6 +33,7 @@ class MongoConsoleStore:
         self.accounts_col = db[ACCOUNTS]
         self.sessions_col = db[SESSIONS]
         self.pending_col = db[PENDING]
+        self.people_col = db[PEOPLE]
 
     async def ensure_indexes(self) -> None:
         # Expired sessions and abandoned sign-ins go away on their own.
@@ -153,6 +157,8 @@ class MongoConsoleStore:
                 "code_verifier": pending.code_verifier,
                 "nonce": pending.nonce,
                 "created_at": pending.created_at,
+                "language": pending.language,
+                "next": pending.next,
                 "expire_at": _expiry(pending.created_at) + timedelta(minutes=10),
             }
         )
@@ -166,4 +172,21 @@ class MongoConsoleStore:
             code_verifier=doc["code_verifier"],
             nonce=doc["nonce"],
             created_at=doc["created_at"],
+            language=doc.get("language"),
+            next=doc.get("next") or "/events",
         )
+
+    # -- what the console keeps of a person across sessions
+
+    async def remember_person(
+        self, person_id: str, *, name: str | None = None, language: str | None = None
+    ) -> None:
+        fields = {k: v for k, v in (("name", name), ("language", language)) if v is not None}
+        if fields:
+            await self.people_col.update_one({"_id": person_id}, {"$set": fields}, upsert=True)
+
+    async def person(self, person_id: str) -> dict[str, str] | None:
+        doc = await self.people_col.find_one({"_id": person_id})
+        if not doc:
+            return None
+        return {k: str(doc[k]) for k in ("name", "language") if doc.get(k) is not None}

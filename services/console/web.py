@@ -100,7 +100,8 @@ def render(
     query["lang"] = other
     nav = []
     if session is not None:
-        nav.append(("/events", t["events"]))
+        if session.may("events"):
+            nav.append(("/events", t["events"]))
         if session.may("resolutions"):
             nav.append(("/coordinators", t["coordinators"]))
     html = templates.get_template(template).render(
@@ -204,7 +205,15 @@ def _or_fail(request: Request, session: StaffSession, answer: Answer) -> Any:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
+    """``target`` if it is a path of this console, else the events page. Browsers read
+    ``/\\host`` as ``//host`` and drop tabs and line breaks, so those never pass."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return target
     return "/events"
 
@@ -214,7 +223,7 @@ async def sign_in_page(request: Request) -> Response:
     """The sign-in page (the console's front door)."""
     session = await _session(request)
     if session is not None:
-        return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
+        return RedirectResponse(_landing(session, request.query_params.get("next")), 303)
     return _sign_in_form(request)
 
 
@@ -229,6 +238,11 @@ def _sign_in_form(request: Request, *, error: str | None = None, status: int = 2
         error=error,
         next=_safe_next(request.query_params.get("next")),
         oidc=_ctx(request).idp is not None,
+        # The identity provider's sign-in keeps the page to open, and a language chosen here.
+        oidc_query=urlencode(
+            {"next": _safe_next(request.query_params.get("next"))}
+            | ({"lang": wanted} if (wanted := request.query_params.get("lang")) in LABELS else {})
+        ),
         lang_chosen=request.query_params.get("lang") in LABELS,
     )
     response.set_cookie(
@@ -237,8 +251,17 @@ def _sign_in_form(request: Request, *, error: str | None = None, status: int = 2
     return response
 
 
+def _landing(session: StaffSession, target: str | None) -> str:
+    """Where a signed-in person goes: the page asked for, else their first page (the
+    events, or the resolutions for a coordinator, who has no events page)."""
+    page = _safe_next(target)
+    if page == "/events" and not session.may("events") and session.may("coordinators"):
+        return "/coordinators"
+    return page
+
+
 def _start_session(request: Request, session: StaffSession, target: str) -> Response:
-    response = RedirectResponse(_safe_next(target), status_code=303)
+    response = RedirectResponse(_landing(session, target), status_code=303)
     response.set_cookie(
         COOKIE,
         session.id,
@@ -264,32 +287,42 @@ async def sign_in(request: Request) -> Response:
             _ctx(request), form.get("username", ""), form.get("password", ""), form.get("totp")
         )
     except ConsoleError as exc:
-        return _sign_in_form(request, error=exc.message, status=401)
+        return _sign_in_form(request, error=_sign_in_error(request, exc), status=401)
     if request.query_params.get("lang") in LABELS:
         await handlers.set_language(_ctx(request), session, request.query_params["lang"])
     return _start_session(request, session, form.get("next", ""))
 
 
+def _sign_in_error(request: Request, exc: ConsoleError) -> str:
+    """A sign-in refusal in the page's language (the rule's English text if unnamed)."""
+    return str(LABELS[_lang(request, None)].get(f"error_{exc.code}", exc.message))
+
+
 @router.get("/sign-in/oidc")
 async def sign_in_oidc(request: Request) -> Response:
+    wanted = request.query_params.get("lang")
     try:
-        url = await handlers.begin_oidc_sign_in(_ctx(request))
+        url = await handlers.begin_oidc_sign_in(
+            _ctx(request),
+            language=wanted if wanted in LABELS else None,
+            next=_safe_next(request.query_params.get("next")),
+        )
     except ConsoleError as exc:
-        return _sign_in_form(request, error=exc.message, status=404)
+        return _sign_in_form(request, error=_sign_in_error(request, exc), status=404)
     return RedirectResponse(url, status_code=303)
 
 
 @router.get("/sign-in/oidc/callback")
 async def sign_in_oidc_callback(request: Request) -> Response:
     try:
-        session = await handlers.finish_oidc_sign_in(
+        session, target = await handlers.finish_oidc_sign_in(
             _ctx(request),
             request.query_params.get("state", ""),
             request.query_params.get("code", ""),
         )
     except ConsoleError as exc:
-        return _sign_in_form(request, error=exc.message, status=401)
-    return _start_session(request, session, "/events")
+        return _sign_in_form(request, error=_sign_in_error(request, exc), status=401)
+    return _start_session(request, session, target)
 
 
 @router.post("/sign-out")

@@ -21,6 +21,7 @@ from services.console.domain import (
     StaffSession,
     TokenIssuer,
     hash_password,
+    language_of_locale,
     may,
     password_matches,
     roles_from_claims,
@@ -279,8 +280,9 @@ async def test_oidc_sign_in_with_pkce_state_used_once_and_roles_from_the_token()
         .rstrip("=")
     )
     assert f"code_challenge={expected}" in url
-    session = await handlers.finish_oidc_sign_in(ctx, pending.state, "good-code")
+    session, target = await handlers.finish_oidc_sign_in(ctx, pending.state, "good-code")
     assert session.person_id == "oidc:u-123" and session.roles == {"organiser"}
+    assert target == "/events"
     with pytest.raises(ConsoleError) as err:  # the state is spent
         await handlers.finish_oidc_sign_in(ctx, pending.state, "good-code")
     assert err.value.code == "oidc_state"
@@ -305,6 +307,48 @@ async def test_oidc_refuses_a_bad_code_an_old_state_and_a_person_without_a_role(
     with pytest.raises(ConsoleError) as err:
         await handlers.finish_oidc_sign_in(ctx, state, "good-code")
     assert err.value.code == "oidc_state"
+
+
+async def test_an_oidc_persons_language_chosen_here_then_kept_then_the_providers_locale() -> None:
+    idp = FakeIdentityProvider({"sub": "u-7", "name": "Neema", "roles": ["organiser"],
+                                "locale": "en-GB"})  # fmt: skip
+    ctx, _ = context(idp=idp)
+
+    async def sign_in(**kwargs: Any) -> tuple[StaffSession, str]:
+        await handlers.begin_oidc_sign_in(ctx, **kwargs)
+        state = next(iter(ctx.store.pending))  # type: ignore[attr-defined]
+        return await handlers.finish_oidc_sign_in(ctx, state, "good-code")
+
+    session, _ = await sign_in()
+    assert session.language == "en"  # the provider's locale, nothing chosen yet
+    session, target = await sign_in(language="sw", next="/events/e1/door")
+    assert (session.language, target) == ("sw", "/events/e1/door")  # chosen on the page
+    session, _ = await sign_in()
+    assert session.language == "sw"  # kept for the next sign-in, above the locale
+    await handlers.set_language(ctx, session, "en")
+    session, _ = await sign_in()
+    assert session.language == "en"  # chosen inside the console, kept too
+    names = await handlers.staff_names(ctx, ["oidc:u-7", "oidc:nobody", None])
+    assert names == {"oidc:u-7": "Neema"}  # the history names who acted
+
+
+async def test_a_local_accounts_language_choice_outlives_the_session() -> None:
+    ctx, _ = context()
+    await handlers.create_account(ctx, "juma", "Juma", ["registrar"], PASSWORD, language="sw")
+    session = await handlers.sign_in(ctx, "juma", PASSWORD)
+    assert session.language == "sw"
+    await handlers.set_language(ctx, session, "en")
+    await handlers.sign_out(ctx, session)
+    assert (await handlers.sign_in(ctx, "juma", PASSWORD)).language == "en"
+
+
+def test_language_of_locale_reads_bcp47_and_refuses_others() -> None:
+    assert language_of_locale("en-GB") == "en"
+    assert language_of_locale("sw_TZ") == "sw"
+    assert language_of_locale("SW") == "sw"
+    assert language_of_locale("fr") is None
+    assert language_of_locale("") is None
+    assert language_of_locale(["en"]) is None
 
 
 def test_roles_from_claims_keep_mkutano_roles_only() -> None:
@@ -337,3 +381,25 @@ def test_badges_are_a6_pages_in_the_order_given() -> None:
         abs(float(w) - 297.64) < 1 and abs(float(h) - 419.53) < 1 for w, h in boxes
     )
     assert colour_of("ict_officer") != colour_of("custom_cat") == colour_of("custom_cat")
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example", "//evil.example", "/\\evil.example", "/\t/evil.example",
+     "/\n/evil.example", "events", "", None],
+)  # fmt: skip
+def test_the_page_after_sign_in_is_always_one_of_the_consoles(target: str | None) -> None:
+    from services.console.web import _safe_next
+
+    assert _safe_next(target) == "/events"
+    assert _safe_next("/events/e1/door?x=1") == "/events/e1/door?x=1"
+
+
+def test_an_id_token_may_carry_an_asymmetric_signature_only() -> None:
+    from services.console.clients import _id_token_algorithms
+
+    assert _id_token_algorithms({"id_token_signing_alg_values_supported": ["RS256", "none",
+                                 "HS256", "ES256"]}) == ["RS256", "ES256"]  # fmt: skip
+    assert _id_token_algorithms({}) == ["RS256"]
+    with pytest.raises(ValueError):
+        _id_token_algorithms({"id_token_signing_alg_values_supported": ["HS256", "none"]})

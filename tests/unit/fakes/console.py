@@ -14,6 +14,7 @@ class FakeConsoleStore:
         self.accounts_by_id: dict[str, StaffAccount] = {}
         self.sessions: dict[str, StaffSession] = {}  # by the hash of the id, as in MongoDB
         self.pending: dict[str, PendingSignIn] = {}
+        self.people: dict[str, dict[str, str]] = {}
 
     async def add_account(self, account: StaffAccount) -> None:
         if account.id in self.accounts_by_id:
@@ -53,6 +54,17 @@ class FakeConsoleStore:
 
     async def take_pending_sign_in(self, state: str) -> PendingSignIn | None:
         return self.pending.pop(state, None)
+
+    async def remember_person(
+        self, person_id: str, *, name: str | None = None, language: str | None = None
+    ) -> None:
+        fields = {k: v for k, v in (("name", name), ("language", language)) if v is not None}
+        if fields:
+            self.people.setdefault(person_id, {}).update(fields)
+
+    async def person(self, person_id: str) -> dict[str, str] | None:
+        found = self.people.get(person_id)
+        return dict(found) if found else None
 
 
 class FakeServices:
