@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import collections
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -50,6 +51,8 @@ DEFAULT_MONGO_PORT = 27017
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_SMS_PORT = 1026
 DEFAULT_GEPG_SIM_PORT = 1027
+# The identity provider's stand-in (OpenID Connect): the console's "government identity".
+DEFAULT_OIDC_SIM_PORT = 1028
 SMTP_FROM = "Mkutano <no-reply@mkutano.ega.go.tz>"
 LOCALHOST = "127.0.0.1"
 
@@ -494,6 +497,63 @@ def gepg_env(keys_dir: Path, sim_port: int = DEFAULT_GEPG_SIM_PORT) -> dict[str,
         "PAYMENTS_GEPG_URL": f"http://{LOCALHOST}:{sim_port}",
         "PAYMENTS_GEPG_KEY_FILE": str(Path(keys_dir) / "sp.p12"),
         "PAYMENTS_GEPG_CERTIFICATE_FILE": str(Path(keys_dir) / "gepg.crt"),
+    }
+
+
+# The dev stack's people at the identity provider's stand-in: each signs in to the console
+# with its "government identity" button (the provider's form lists them), roles from the
+# ``roles`` claim, language from ``locale``. The last one has no role and is refused.
+DEV_OIDC_PEOPLE: tuple[dict[str, object], ...] = (
+    {"sub": "organiser@ega.go.tz", "name": "Asha Mratibu", "email": "organiser@ega.go.tz",
+     "roles": ["organiser"], "locale": "sw-TZ"},
+    {"sub": "registrar@ega.go.tz", "name": "Baraka Mlangoni", "email": "registrar@ega.go.tz",
+     "roles": ["registrar"], "locale": "sw-TZ"},
+    {"sub": "coordinator@ega.go.tz", "name": "Clara Maazimio", "email": "coordinator@ega.go.tz",
+     "roles": ["coordinator"], "locale": "en-GB"},
+    {"sub": "no-role@ega.go.tz", "name": "Daudi Mgeni", "email": "no-role@ega.go.tz",
+     "roles": [], "locale": "en-GB"},
+)  # fmt: skip
+
+
+def oidc_provider(
+    port: int,
+    *,
+    log_path: Path,
+    people: Sequence[Mapping[str, object]] = DEV_OIDC_PEOPLE,
+    require_registration: bool = False,
+    host: str = LOCALHOST,
+) -> Process:
+    """An OpenID Connect provider for the dev stack and the tests (``oidc-provider-mock``):
+    discovery, authorization form, token endpoint, JWKS, ID tokens signed with RS256,
+    the nonce required. ``people`` are listed on its form with their claims; with
+    ``require_registration`` only a client registered at ``/oauth2/clients`` (with its
+    secret and redirect URIs) may sign people in."""
+    argv = [sys.executable, "-m", "oidc_provider_mock", "--host", host, "--port", str(port),
+            "--require-nonce=true", f"--require-registration={_bool(require_registration)}"]  # fmt: skip
+    for person in people:
+        argv += ["--user-claims", json.dumps(dict(person))]
+    return Process(
+        "oidc",
+        argv,
+        log_path=log_path,
+        env={**child_environ(), "NO_COLOR": "1"},
+        ready=lambda: http_ok(f"http://{host}:{port}/.well-known/openid-configuration"),
+        ready_timeout=20,
+        stop_timeout=5,
+    )
+
+
+def oidc_env(
+    sim_port: int = DEFAULT_OIDC_SIM_PORT,
+    *,
+    client_id: str = "mkutano-console",
+    client_secret: str = "dev-only-console-secret",
+) -> dict[str, str]:
+    """The console's OpenID Connect settings for the provider's stand-in."""
+    return {
+        "CONSOLE_OIDC_ISSUER": f"http://{LOCALHOST}:{sim_port}",
+        "CONSOLE_OIDC_CLIENT_ID": client_id,
+        "CONSOLE_OIDC_CLIENT_SECRET": client_secret,
     }
 
 

@@ -45,6 +45,7 @@ def read_ports() -> dict[str, int]:
         "SMTP_PORT": embedded.DEFAULT_SMTP_PORT,
         "SMS_PORT": embedded.DEFAULT_SMS_PORT,
         "GEPG_SIM_PORT": embedded.DEFAULT_GEPG_SIM_PORT,
+        "OIDC_SIM_PORT": embedded.DEFAULT_OIDC_SIM_PORT,
         **{f"{n.upper()}_HTTP_PORT": p for n, p in embedded.DEFAULT_HTTP_PORTS.items()},
     }
     ports: dict[str, int] = {}
@@ -176,6 +177,8 @@ def banner(
         f"  SMTP capture  {LOCALHOST}:{ports['SMTP_PORT']}  -> mail lands in {DATA_DIR / 'mail'}",
         f"  SMS gateway   http://{LOCALHOST}:{ports['SMS_PORT']}/sms  -> SMS land in {DATA_DIR / 'sms'}",
         f"  GePG sim      http://{LOCALHOST}:{ports['GEPG_SIM_PORT']}/  (pay a control number; docs/payments.md)",
+        f"  Identity sim  http://{LOCALHOST}:{ports['OIDC_SIM_PORT']}/  (the console's government"
+        " identity sign-in: organiser@, registrar@, coordinator@ega.go.tz; docs/console.md)",
         f"  Logs          {DATA_DIR / 'logs'}",
         f"  Admin key     {admin_key}  (also in {key_path})",
         f"  Console       http://{LOCALHOST}:{ports['CONSOLE_HTTP_PORT']}/  user admin, password "
@@ -216,7 +219,11 @@ def main() -> int:
     stack = Stack(logs)
     bootstrap = f"{LOCALHOST}:{ports['KAFKA_PORT']}"
     try:
-        print("starting Kafka (tansu), MongoDB (nx-27017), SMTP and SMS capture ...", flush=True)
+        print(
+            "starting Kafka (tansu), MongoDB (nx-27017), SMTP and SMS capture, the GePG and"
+            " identity simulators ...",
+            flush=True,
+        )
         stack.start_server(embedded.tansu(ports["KAFKA_PORT"], log_path=logs / "kafka.log"))
         stack.start_server(
             embedded.nx27017(ports["MONGO_PORT"], DATA_DIR / "mongo", log_path=logs / "mongodb.log")
@@ -241,6 +248,10 @@ def main() -> int:
                 log_path=logs / "gepg.log",
             )
         )
+        # The identity provider's stand-in (OpenID Connect) for the console's other sign-in.
+        stack.start_server(
+            embedded.oidc_provider(ports["OIDC_SIM_PORT"], log_path=logs / "oidc.log")
+        )
         # Imported here: shared/ is optional for `--help`-style failures above.
         from shared.topics import ensure_topics
 
@@ -259,6 +270,7 @@ def main() -> int:
             log_format="console",
             overrides={
                 **embedded.gepg_env(DATA_DIR / "gepg", ports["GEPG_SIM_PORT"]),
+                **embedded.oidc_env(ports["OIDC_SIM_PORT"]),
                 "CONSOLE_DEV_ADMIN_PASSWORD_FILE": str(console_password_path),
             },
         )

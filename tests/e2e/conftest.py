@@ -9,7 +9,9 @@ Each module still makes its own events, users and institutions.
 
 - ``console_stack``: registration, notification, resolutions and the console, the
   services trusting the console's JWKS (``deploy.embedded.console_env``); payments does
-  not run (its port is reserved), so the dashboard says its figures are unavailable.
+  not run (its port is reserved), so the dashboard says its figures are unavailable. An
+  OpenID Connect provider (``deploy.embedded.oidc_provider``, at ``.oidc_url``) with the
+  console registered as its client.
   Used by test_console_coordinators.py and test_console_flows.py.
 - ``pay_stack``: registration, notification and payments with the GePG simulator (short
   scan and retry intervals). Used by test_payments_flows.py and test_payments_group_bill.py.
@@ -81,8 +83,24 @@ async def console_stack(
     # Payments' port is reserved and left unanswered (see the docstring).
     trust = embedded.console_env(ports)
     suffix = unique_suffix()
-    stack = PrivateStack(factory, {})
+    # The identity provider (a real OpenID Connect server): the console is a client
+    # registered with its callback, so the provider checks the secret and redirect URI.
+    oidc_port = embedded.free_port()
+    oidc = embedded.oidc_provider(oidc_port, log_path=work / "oidc.log", require_registration=True)
+    stack = PrivateStack(
+        factory, {}, extras={"oidc": oidc}, oidc_url=f"http://127.0.0.1:{oidc_port}"
+    )
     try:
+        await asyncio.to_thread(oidc.start)
+        async with httpx.AsyncClient(timeout=10) as client:
+            registered = await client.post(
+                f"http://127.0.0.1:{oidc_port}/oauth2/clients",
+                json={
+                    "redirect_uris": [f"http://127.0.0.1:{ports['console']}/sign-in/oidc/callback"]
+                },
+            )
+        registered.raise_for_status()
+        client_of_console = registered.json()
         registration, notification, resolutions, console = await factory.start_many(
             ("registration", {"port": ports["registration"], "db_suffix": suffix, **trust}),
             (
@@ -103,6 +121,11 @@ async def console_stack(
                     "db_suffix": suffix,
                     "CONSOLE_DASHBOARD_REFRESH_S": "2",
                     **trust,
+                    **embedded.oidc_env(
+                        oidc_port,
+                        client_id=client_of_console["client_id"],
+                        client_secret=client_of_console["client_secret"],
+                    ),
                 },
             ),
         )
