@@ -14,11 +14,10 @@ a pause, so nothing is dead-lettered or lost while a dependency is down.
 Handlers must be idempotent in their own writes too (keyed on the event id), since a
 crash between the effect and step 4 replays the event.
 
-Batch mode (``BatchOptions``, from ``<SERVICE>_CONSUMER_BATCH_MAX_RECORDS`` and
+Batch mode (``BatchOptions.of(settings)``: ``<SERVICE>_CONSUMER_BATCH_MAX_RECORDS`` and
 ``<SERVICE>_CONSUMER_BATCH_TIMEOUT_MS``; notification, payments and webhooks use it, the
-others consume one by one): the records of
-one poll (up to ``max_records``) are deduplicated with one query, consecutive records
-whose handler has a bulk form (``bulk_handlers``) are applied in one call, their ids
+others consume one by one): the records of one poll (up to ``max_records``) are
+deduplicated with one query, consecutive records whose handler has a bulk form (``bulk_handlers``) are applied in one call, their ids
 recorded with one ``insert_many``, and the batch's offsets committed once, after all of
 its effects are stored. A bulk call that fails is not retried as a whole: its events are
 applied one by one with the usual bounded retries, so a poison record goes to the
