@@ -14,9 +14,10 @@ a pause, so nothing is dead-lettered or lost while a dependency is down.
 Handlers must be idempotent in their own writes too (keyed on the event id), since a
 crash between the effect and step 4 replays the event.
 
-Batch mode (opt-in, ``BatchOptions``; the notification service uses it): the records of
-one poll (up to ``max_records``) are deduplicated with one query, consecutive records
-whose handler has a bulk form (``bulk_handlers``) are applied in one call, their ids
+Batch mode (``BatchOptions.of(settings)``: ``<SERVICE>_CONSUMER_BATCH_MAX_RECORDS`` and
+``<SERVICE>_CONSUMER_BATCH_TIMEOUT_MS``; notification, payments and webhooks use it, the
+others consume one by one): the records of one poll (up to ``max_records``) are
+deduplicated with one query, consecutive records whose handler has a bulk form (``bulk_handlers``) are applied in one call, their ids
 recorded with one ``insert_many``, and the batch's offsets committed once, after all of
 its effects are stored. A bulk call that fails is not retried as a whole: its events are
 applied one by one with the usual bounded retries, so a poison record goes to the
@@ -43,7 +44,7 @@ from shared.broker import subscriber_options
 from shared.contracts import IntegrationEvent, event_class
 from shared.envelope import EnvelopeError, InvalidPayload, ReceivedEvent, decode_headers, parse
 from shared.logging import get_logger
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, ServiceSettings
 from shared.timeutil import now_iso
 
 Handler = Callable[[ReceivedEvent], Awaitable[None]]
@@ -110,6 +111,14 @@ class BatchOptions:
 
     max_records: int = 200
     timeout_ms: int = 50
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> BatchOptions | None:
+        """A service's batches (``consumer_batch_max_records``, ``consumer_batch_timeout_ms``
+        of its settings); None, one record at a time, when ``max_records`` is 0."""
+        if settings.consumer_batch_max_records <= 0:
+            return None
+        return cls(settings.consumer_batch_max_records, settings.consumer_batch_timeout_ms)
 
 
 @dataclass

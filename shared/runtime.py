@@ -158,11 +158,12 @@ class ServiceRuntime:
         topics: list[str],
         handlers: dict[Any, Any],
         description: str = "",
-        batch: BatchOptions | None = None,
         bulk_handlers: dict[Any, Any] | None = None,
     ) -> EventConsumer:
-        """A consumer group; ``batch`` (opt-in) takes its records in batches, applying
-        runs of the events ``bulk_handlers`` name in one call each (shared.consumer)."""
+        """A consumer group. It takes its records in batches when the service's settings
+        say so (``<SERVICE>_CONSUMER_BATCH_MAX_RECORDS`` > 0, ``BatchOptions.of``),
+        applying runs of the events ``bulk_handlers`` name in one call each
+        (shared.consumer); otherwise one by one, and ``bulk_handlers`` go unused."""
         consumer = EventConsumer(
             service=self.name,
             group_id=group_id,
@@ -173,7 +174,7 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             retry_base_s=self.settings.consumer_retry_base_s,
             on_consumed=self._count_consumed,
-            batch=batch,
+            batch=BatchOptions.of(self.settings),
             bulk_handlers=bulk_handlers,
         )
         # Kept on the consumer: its aiokafka consumer gives the lag per partition.

@@ -71,6 +71,12 @@ class ServiceSettings(BaseSettings):
     # Writes hint the relay; this scan catches what no hint named (other instances, crashes).
     outbox_scan_interval_s: float = 2.0
     outbox_lease_s: float = 30.0
+    # Records taken from Kafka in batches (up to this many per poll, waiting at most this
+    # long for them), deduplicated, recorded and committed once per batch
+    # (``shared.consumer.BatchOptions.of``). 0: one record at a time, the default; the
+    # services whose streams are busy (notification, payments, webhooks) set 200.
+    consumer_batch_max_records: int = Field(0, ge=0)
+    consumer_batch_timeout_ms: int = Field(50, ge=1)
     shutdown_grace_s: float = 10.0
     # Per-client limits on public endpoints (off only for load tests on a private stack).
     rate_limits: bool = True

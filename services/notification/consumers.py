@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from services.notification import handlers
-from shared.consumer import BatchOptions
 from shared.contracts.payments_notices import (
     ControlNumberNotice,
     PaymentReceiptNotice,
@@ -149,17 +148,15 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
         return None
 
     table[GroupBillRequested] = no_message
-    # Batch mode: the registration events of a batch in bulk writes.
-    s = ctx.settings
-    batch = None
-    bulk: dict[type, Callable[[list[ReceivedEvent]], Awaitable[None]]] = {}
-    if s.consumer_batch_max_records > 0:
-        batch = BatchOptions(s.consumer_batch_max_records, s.consumer_batch_timeout_ms)
 
-        async def registration_events(events: list[ReceivedEvent]) -> None:
-            await handlers.record_registration_events(ctx, events)
+    # Batch mode (NOTIFICATION_CONSUMER_BATCH_MAX_RECORDS > 0, the default): the
+    # registration events of a batch in bulk writes.
+    async def registration_events(events: list[ReceivedEvent]) -> None:
+        await handlers.record_registration_events(ctx, events)
 
-        bulk = {cls: registration_events for cls in (*NOTICES, *LEGACY_REGISTRATION_EVENTS)}
+    bulk: dict[type, Callable[[list[ReceivedEvent]], Awaitable[None]]] = {
+        cls: registration_events for cls in (*NOTICES, *LEGACY_REGISTRATION_EVENTS)
+    }
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=[
@@ -170,7 +167,6 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
             PAYMENTS_NOTICES,
         ],
         handlers=table,
-        batch=batch,
         bulk_handlers=bulk,
         description="Records the emails and SMS each registration and resolution event calls "
         "for; keeps the participants' contact projection and the events' reminder schedule.",

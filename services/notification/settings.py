@@ -56,10 +56,9 @@ class NotificationSettings(ServiceSettings):
     # registration.v1 and resolutions.v1;
     # every instance shares it. The Kafka ACLs let only this group read the notices.
     consumer_group: str = "notification"
-    # Records taken from Kafka in batches (up to this many per poll, waiting at most this
-    # long for them): deduplicated, projected and logged in bulk writes. 0: one by one.
-    consumer_batch_max_records: int = 200
-    consumer_batch_timeout_ms: int = 50
+    # The consumer in batches (shared.settings.ServiceSettings): the notices deduplicated,
+    # projected and logged in bulk writes. 0: one by one.
+    consumer_batch_max_records: int = Field(200, ge=0)
     # Default reminder rules: seconds before an event's start (7 days and 1 day).
     reminder_offsets_s: list[int] = Field(default_factory=lambda: [7 * 86400, 86400])
     reminder_poll_s: float = 1.0

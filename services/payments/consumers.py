@@ -12,7 +12,6 @@ its open bill; an institution's ``GroupBillRequested`` opens its group bill;
 from __future__ import annotations
 
 from services.payments import handlers
-from shared.consumer import BatchOptions
 from shared.contracts.registration import PersonalDataErased
 from shared.contracts.registration_notices import (
     GroupBillRequested,
@@ -46,14 +45,11 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
         erased = received.event
         await handlers.erase_institution_contact(ctx, erased.institution_code, erased.email)
 
-    s = ctx.settings
-    batch = None
-    if s.consumer_batch_max_records > 0:
-        batch = BatchOptions(s.consumer_batch_max_records, s.consumer_batch_timeout_ms)
+    # In batches (PAYMENTS_CONSUMER_BATCH_MAX_RECORDS, 200): deduplicated and recorded
+    # once per batch.
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=[REGISTRATION_NOTICES, REGISTRATION],
-        batch=batch,
         handlers={
             ParticipantRegisteredNotice: open_bill,
             RegistrationApprovedNotice: open_bill,

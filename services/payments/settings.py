@@ -18,13 +18,11 @@ class PaymentsSettings(ServiceSettings):
     mongo_db: str = "mkutano_payments"
     http_port: int = 8004
     consumer_group: str = "payments"
-    # Records taken from Kafka in batches (up to this many per poll, waiting at most this
-    # long for them): deduplicated and recorded once per batch, offsets committed once.
-    # Most records of these streams need nothing of payments (a free registration's
-    # notice); one by one, their idempotency record alone was two round trips each.
-    # 0: one by one.
+    # The consumer in batches (shared.settings.ServiceSettings): deduplicated and recorded
+    # once per batch, offsets committed once. Most records of these streams need nothing
+    # of payments (a free registration's notice); one by one, their idempotency record
+    # alone was two round trips each. 0: one by one.
     consumer_batch_max_records: int = Field(200, ge=0)
-    consumer_batch_timeout_ms: int = Field(50, ge=1)
     # GePG (version 1 XML): where it is, who we are there, our key, its certificate.
     gepg_url: str = "http://127.0.0.1:1027"
     sp_code: str = "SP19988"

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from services.webhooks import handlers
-from shared.consumer import BatchOptions
 from shared.contracts import stream_events
 from shared.contracts.registration import PersonalDataErased
 from shared.envelope import ReceivedEvent
@@ -32,22 +31,19 @@ def register_consumers(runtime: ServiceRuntime, ctx: handlers.Context) -> None:
     }
     if PersonalDataErased in table:
         table[PersonalDataErased] = record_and_erase
-    # Batch mode: a batch's runs of records (all but the erasures) recorded in one write.
-    s = ctx.settings
-    batch = None
-    bulk: dict[type, Callable[[list[ReceivedEvent]], Awaitable[None]]] = {}
-    if s.consumer_batch_max_records > 0:
-        batch = BatchOptions(s.consumer_batch_max_records, s.consumer_batch_timeout_ms)
 
-        async def record_all(events: list[ReceivedEvent]) -> None:
-            await handlers.record_events(ctx, events)
+    # Batch mode (WEBHOOKS_CONSUMER_BATCH_MAX_RECORDS > 0, the default): a batch's runs of
+    # records (all but the erasures) recorded in one write.
+    async def record_all(events: list[ReceivedEvent]) -> None:
+        await handlers.record_events(ctx, events)
 
-        bulk = {cls: record_all for cls, h in table.items() if h is record}
+    bulk: dict[type, Callable[[list[ReceivedEvent]], Awaitable[None]]] = {
+        cls: record_all for cls, h in table.items() if h is record
+    }
     runtime.add_consumer(
         group_id=ctx.settings.consumer_group,
         topics=list(ctx.settings.topics),
         handlers=table,
-        batch=batch,
         bulk_handlers=bulk,
         description="Records one delivery per matching webhook subscription of every event "
         "of the public streams; the senders POST them (signed, retried, in order per key).",

@@ -38,10 +38,9 @@ class WebhooksSettings(ServiceSettings):
     topics: list[str] = Field(
         default_factory=lambda: [REGISTRATION, RESOLUTIONS, NOTIFICATION, PAYMENTS]
     )
-    # Records taken from Kafka in batches (up to this many per poll, waiting at most this
-    # long for them): deduplicated, recorded and committed once per batch. 0: one by one.
+    # The consumer in batches (shared.settings.ServiceSettings): deduplicated, recorded and
+    # committed once per batch. 0: one by one.
     consumer_batch_max_records: int = Field(200, ge=0)
-    consumer_batch_timeout_ms: int = Field(50, ge=1)
     # Waits between attempts (each with +-20 % jitter); after the last, the delivery failed.
     retry_schedule_s: list[float] = Field(default_factory=lambda: list(SVIX_SCHEDULE_S))
     retry_jitter: float = Field(0.2, ge=0, lt=1)

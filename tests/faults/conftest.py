@@ -6,18 +6,22 @@ session's ``kafka``/``mongo`` used by ``platform`` are never touched.
 
 Each test reports what it injected and what users saw through the ``reliability``
 fixture; at the end of the session the figures are rendered to ``docs/RELIABILITY.md``
-(from the run, never by hand).
+(from the run, never by hand) — but only when every scenario of the suite ran in this
+session. A partial run (one file, ``-k``, ``::name``, ``-x`` stopping early) writes its
+report to ``.data/RELIABILITY.partial.md`` instead and says so in the terminal summary,
+so the committed report is always a whole run's.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import platform as pyplatform
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +44,9 @@ from tests.stack import (
 )
 
 RELIABILITY_MD = REPO_ROOT / "docs" / "RELIABILITY.md"
+# Where a partial run's report goes (.data/ is not committed).
+PARTIAL_REPORT = REPO_ROOT / ".data" / "RELIABILITY.partial.md"
+FAULTS_DIR = Path(__file__).resolve().parent
 
 # Fast, bounded retries for every service a fault test starts (production defaults are
 # slower; the mechanisms are the same).
@@ -188,14 +195,77 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         figures.duration_s += report.duration
 
 
+def fault_scenarios(rootdir: Path, directory: Path = FAULTS_DIR) -> set[str]:
+    """The suite's scenarios, whatever this session selected: the node ids (relative to
+    ``rootdir``) of the test functions in ``directory``'s test files that take the
+    ``reliability`` fixture, read from their source."""
+    scenarios: set[str] = set()
+    for path in sorted(directory.glob("test_*.py")):
+        module = path.resolve().relative_to(rootdir.resolve()).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        scopes: list[tuple[str, list[ast.stmt]]] = [("", tree.body)]
+        scopes += [
+            (f"{node.name}::", node.body)
+            for node in tree.body
+            if isinstance(node, ast.ClassDef) and node.name.startswith("Test")
+        ]
+        for prefix, body in scopes:
+            for node in body:
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                args = node.args
+                names = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+                if node.name.startswith("test") and "reliability" in names:
+                    scenarios.add(f"{module}::{prefix}{node.name}")
+    return scenarios
+
+
+def whole_suite_ran(scenarios: set[str], outcomes: Mapping[str, str]) -> bool:
+    """Whether every scenario ran this session (passed, failed or skipped: its outcome is
+    the report's to show); ``outcomes`` by node id, "not run" for one set up but never
+    reported. A parametrized scenario counts once any of its cases ran."""
+    ran = {
+        node_id.split("[", 1)[0] for node_id, outcome in outcomes.items() if outcome != "not run"
+    }
+    return bool(scenarios) and scenarios <= ran
+
+
+def report_path(scenarios: set[str], outcomes: Mapping[str, str]) -> Path:
+    """docs/RELIABILITY.md for a whole run of the suite; the partial report otherwise."""
+    return RELIABILITY_MD if whole_suite_ran(scenarios, outcomes) else PARTIAL_REPORT
+
+
+# What the session's report became, for the terminal summary.
+_WRITTEN: list[str] = []
+
+
 @pytest.fixture(scope="session", autouse=True)
-def reliability_report() -> Iterator[None]:
-    """After the session: render the collected figures to docs/RELIABILITY.md."""
+def reliability_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the session: render the collected figures to docs/RELIABILITY.md when every
+    scenario ran, else to the partial report (the committed file is left as it is)."""
     started = time.monotonic()
     yield
     if _FIGURES and os.environ.get("MKUTANO_RELIABILITY_REPORT", "1") != "0":
         rows = sorted(_FIGURES.values(), key=lambda f: f.issue)
-        RELIABILITY_MD.write_text(render(rows, time.monotonic() - started))
+        scenarios = fault_scenarios(request.config.rootpath)
+        outcomes = {node_id: f.outcome for node_id, f in _FIGURES.items()}
+        path = report_path(scenarios, outcomes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(rows, time.monotonic() - started))
+        if path == RELIABILITY_MD:
+            _WRITTEN.append(f"fault suite: all {len(scenarios)} scenarios ran; wrote {path}")
+        else:
+            ran = sum(1 for f in _FIGURES.values() if f.outcome != "not run")
+            _WRITTEN.append(
+                f"fault suite: {ran} of {len(scenarios)} scenarios ran, so "
+                f"{RELIABILITY_MD.relative_to(REPO_ROOT)} was left as it is; this partial "
+                f"report went to {path}"
+            )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _WRITTEN:
+        terminalreporter.write_line(line)
 
 
 def _nproc() -> str:
