@@ -1,4 +1,5 @@
-"""Signing in to the console through a real OpenID Connect provider, in Debian's Chromium.
+"""Signing in to the console, in Debian's Chromium: through a real OpenID Connect provider,
+and with a local account's second factor.
 
 The provider (``oidc-provider-mock``, started by tests/e2e/conftest.py's ``console_stack``
 as a process of its own) serves discovery, an authorization form, a token endpoint and a
@@ -11,15 +12,19 @@ back, signed in, in the language of their ``locale`` claim (or the one they chos
 sign-in page, kept for their next sign-in); the services accept the token the console signs
 for them, and the registration's history names them; a person without a Mkutano role is
 refused in the page's language; the provider's answer cannot be used twice. No
-JavaScript is needed anywhere on the way.
+JavaScript is needed anywhere on the way. A local account with TOTP signs in only with
+its authenticator's current code.
 """
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pyotp
 import pytest
 
 from tests.axe import axe_violations
@@ -28,6 +33,8 @@ from tests.helpers import create_event, participant
 from tests.stack import release_after_last_user
 
 pytestmark = pytest.mark.e2e
+
+PASSWORD = "a long enough password 1"
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +158,47 @@ async def test_a_person_without_a_role_is_refused_and_the_providers_answer_works
         response = await page.goto(answer)
         assert response is not None and response.status == 401
         assert "Muda wa kuingia huku umekwisha" in await page.get_by_role("alert").inner_text()
+
+
+async def test_a_local_account_with_a_second_factor_needs_its_current_code(stack) -> None:
+    """The other sign-in: a local account with TOTP (RFC 6238) signs in only with the
+    code of its authenticator app, in a browser without JavaScript."""
+    username = f"totp{secrets.token_hex(3)}"
+    async with httpx.AsyncClient(base_url=stack.console.url, timeout=10) as client:
+        r = await client.post(
+            "/api/v1/users",
+            json={
+                "username": username,
+                "name": "Tumaini Totp",
+                "roles": ["registrar"],
+                "password": PASSWORD,
+                "language": "en",
+                "totp": True,
+            },  # fmt: skip
+            headers=stack.admin,
+        )
+    assert r.status_code == 201, r.text
+    app = pyotp.parse_uri(r.json()["totp_uri"])  # what the authenticator app reads
+    stale = app.at(datetime.now(UTC) - timedelta(minutes=5))
+
+    async with chromium_context(width=390, height=844) as context:
+        await context.route("**/*.js", lambda route: route.abort())
+        page = context.pages[0]
+
+        async def sign_in(code: str) -> None:
+            await page.goto(f"{stack.console.url}/")
+            await page.get_by_label("Jina la mtumiaji").fill(username)
+            await page.get_by_label("Nenosiri").fill(PASSWORD)
+            await page.get_by_label("Namba ya uthibitisho (kama umeiwezesha)").fill(code)
+            await page.get_by_role("button", name="Ingia", exact=True).click()
+            await page.wait_for_load_state()
+
+        for wrong in ("", stale):  # no code, then a code of five minutes ago
+            await sign_in(wrong)
+            refusal = await page.get_by_role("alert").inner_text()
+            assert "Jina la mtumiaji, nenosiri au namba ya uthibitisho si sahihi." in refusal
+            await no_axe_violations(page)
+        await sign_in(app.now())
+        assert urlsplit(page.url).path == "/events"
+        assert await page.locator("html").get_attribute("lang") == "en"  # the account's
+        assert "Tumaini Totp" in await page.content()
