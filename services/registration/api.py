@@ -58,7 +58,7 @@ from services.registration.domain import (
 )
 from services.registration.registrants_csv import MAX_ROWS, OPTIONAL, REQUIRED
 from services.registration.settings import RegistrationSettings
-from shared.auth import Principal, require_roles
+from shared.auth import Principal, credential_from, require_roles
 from shared.errors import ApiError, FieldProblem, api_error_of, error_responses
 from shared.http import MiB, body_limit
 from shared.ratelimit import Limit, client_address, enforce, rate_limited
@@ -219,11 +219,46 @@ async def limit_checkins(request: Request) -> None:
     await enforce(request, "checkin", client_address(request), Limit(per_min, 60))
 
 
-@router.get("/events", response_model=list[EventView], tags=["events"])
-async def list_events(request: Request) -> list[EventView]:
-    """Published events, soonest first."""
+# Who may see the events that are not published (drafts being prepared, closed and
+# cancelled ones): the staff who work on them.
+_EVENT_STAFF = ("organiser", "registrar", "auditor")
+
+
+async def _staff_or_none(request: Request) -> bool:
+    """True if the caller is staff of events; a missing or unknown credential is the
+    public (these reads are public), never an error."""
+    credential = credential_from(request)
+    if not credential:
+        return False
+    principal = await request.app.state.authenticator.authenticate(credential)
+    if principal is None:
+        return False
+    request.state.principal = principal
+    return principal.has_any(_EVENT_STAFF)
+
+
+@router.get(
+    "/events",
+    response_model=list[EventView],
+    tags=["events"],
+    responses=error_responses(401, 403, 422),
+)
+async def list_events(
+    request: Request,
+    state: Annotated[
+        Literal["published", "draft", "closed", "cancelled", "all"],
+        Query(
+            description="Published events for everyone; the other states (and `all`) "
+            "for organisers, registrars and auditors"
+        ),
+    ] = "published",
+) -> list[EventView]:
+    """Events, soonest first: the published ones, or (staff) those in another state."""
     ctx = _ctx(request)
-    return [_event_view(ctx, e) for e in await handlers.list_events(ctx)]
+    if state != "published":
+        await require_roles(*_EVENT_STAFF)(request)
+    events = await handlers.list_events(ctx, None if state == "all" else state)
+    return [_event_view(ctx, e) for e in events]
 
 
 @router.get(
@@ -233,8 +268,11 @@ async def list_events(request: Request) -> list[EventView]:
     responses=error_responses(404),
 )
 async def get_event(event_id: str, request: Request) -> EventView:
-    """One event with the seats left and whether registration is open now."""
+    """One event with the seats left and whether registration is open now. A draft is
+    found only by the staff (organisers, registrars, auditors); 404 for anyone else."""
     ctx = _ctx(request)
+    if await _staff_or_none(request):
+        return _event_view(ctx, await handlers.get_event(ctx, event_id))
     return _event_view(ctx, await handlers.get_public_event(ctx, event_id))
 
 

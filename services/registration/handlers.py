@@ -205,9 +205,10 @@ async def create_event(ctx: Context, spec: EventSpec) -> Event:
     return event
 
 
-async def list_events(ctx: Context) -> list[Event]:
-    """Published events, soonest first."""
-    return await ctx.store.list_events("published")
+async def list_events(ctx: Context, state: str | None = "published") -> list[Event]:
+    """Events in ``state`` (None: every state), soonest first. The public sees the
+    published ones; staff may ask for the others (the API checks who asks)."""
+    return await ctx.store.list_events(state)
 
 
 async def get_public_event(ctx: Context, event_id: str) -> Event:
@@ -216,6 +217,11 @@ async def get_public_event(ctx: Context, event_id: str) -> Event:
     if event is None or event.state == "draft":
         raise DomainError("event_not_found", "No such event.")
     return event
+
+
+async def get_event(ctx: Context, event_id: str) -> Event:
+    """Any event, drafts included (staff), else ``event_not_found``."""
+    return await _event(ctx, event_id)
 
 
 async def update_event(ctx: Context, event_id: str, change: EventChange) -> Event:
