@@ -269,6 +269,11 @@ async def test_an_organiser_sorts_the_whole_list_by_name_and_filters_a_category(
         assert await page.locator(rows).all_inner_texts() == by_name[25:]
         assert await page.get_by_label("Sort by").input_value() == "name"
         await no_axe_violations(page)
+        # A name cursor with another sort (a hand-edited address) is refused, not a 500.
+        edited = await page.context.new_page()
+        answer = await edited.goto(page.url.replace("sort=name", "sort=status"))
+        assert answer is not None and answer.status == 422
+        await edited.close()
         # A category: only its people, still by name, and the export keeps the filter.
         await page.get_by_label("Category").select_option(label="Speaker")
         await page.get_by_role("button", name="Filter").click()

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.registration import api, handlers
 from services.registration.api import decode_cursor, encode_cursor
@@ -188,6 +190,43 @@ async def test_a_cursor_of_one_sort_is_refused_by_another() -> None:
 )
 def test_malformed_cursors_of_the_sorts_are_refused(cursor: str, sort: RegistrationSort) -> None:
     refused(cursor, sort)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+    | st.sampled_from([*REGISTRATION_SORTS, "confirmed", "waitlisted"]),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(REGISTRATION_SORTS), json_values.map(b64) | st.text(max_size=80))
+def test_any_cursor_is_a_keyset_of_the_sort_or_a_422(sort: RegistrationSort, cursor: str) -> None:
+    try:
+        key = decode_cursor(cursor, sort)
+    except ApiError as exc:
+        assert exc.status == 422 and [f.field for f in exc.fields] == ["cursor"]
+        return
+    *first, created_us, last_id = key
+    assert type(created_us) is int and 0 <= created_us < 2**63
+    assert isinstance(last_id, str) and 0 < len(last_id) <= 64
+    assert len(first) == (0 if sort in ("created", "-created") else 1)
+    if sort == "status":
+        assert first[0] in {
+            "confirmed",
+            "waitlisted",
+            "pending_approval",
+            "rejected",
+            "cancelled",
+            "pending_payment",
+        }
+    if sort == "name":
+        assert isinstance(first[0], str)
 
 
 # -- through HTTP: the one error shape, naming the field -------------------------------------
