@@ -398,11 +398,9 @@ async def dashboard(event_id: str, request: Request) -> Response:
 
 # -- registrations ---------------------------------------------------------------------------
 
-SORTS = {
-    "created": lambda r: r.get("created_at", ""),
-    "name": lambda r: r.get("full_name", "").lower(),
-    "status": lambda r: r.get("status", ""),
-}
+# The orders registration's list API sorts the whole list in (the console never sorts a
+# page itself: a second page continues where the first stopped).
+SORTS = ("created", "-created", "name", "status")
 
 
 @router.get("/events/{event_id}/registrations", response_class=HTMLResponse)
@@ -410,13 +408,17 @@ async def registrations(event_id: str, request: Request) -> Response:
     session = await _require(request, "registrations")
     event = await _event(request, session, event_id)
     q = request.query_params
+    categories = {c["code"] for c in event.get("categories") or []}
     filters = {
         "q": (q.get("q") or "").strip()[:100],
         "status": q.get("status") or "",
+        "category": q.get("category") if q.get("category") in categories else "",
         "institution": (q.get("institution") or "").strip()[:200],
         "region": (q.get("region") or "").strip()[:60],
     }
-    params = {**filters, "limit": 25, "cursor": q.get("cursor") or None}
+    sort = q.get("sort") if q.get("sort") in SORTS else "created"
+    chosen = {k: v for k, v in filters.items() if v}
+    params = {**chosen, "sort": sort, "limit": 25, "cursor": q.get("cursor") or None}
     page = _or_fail(
         request,
         session,
@@ -429,25 +431,25 @@ async def registrations(event_id: str, request: Request) -> Response:
             params=params,
         ),
     )
-    sort = q.get("sort") if q.get("sort") in SORTS else "created"
-    items = sorted(page["items"], key=SORTS[sort])
     next_url = None
     if page.get("next_cursor"):
-        next_url = "?" + urlencode(
-            {**{k: v for k, v in filters.items() if v}, "sort": sort, "cursor": page["next_cursor"]}
-        )
+        next_url = "?" + urlencode({**chosen, "sort": sort, "cursor": page["next_cursor"]})
     return render(
         request,
         "registrations.html.j2",
         session,
         event=event,
-        items=items,
+        items=page["items"],
         filters=filters,
+        category_names={
+            c["code"]: {"sw": c.get("name_sw"), "en": c.get("name_en")}
+            for c in event.get("categories") or []
+        },
         sort=sort,
         next_url=next_url,
-        first_url="?" + urlencode({**{k: v for k, v in filters.items() if v}, "sort": sort}),
-        export_url=f"/events/{event_id}/registrations.csv?"
-        + urlencode({k: v for k, v in filters.items() if v}),
+        first_url="?" + urlencode({**chosen, "sort": sort}),
+        # The export keeps the filters; its rows stay in registration order.
+        export_url=f"/events/{event_id}/registrations.csv?" + urlencode(chosen),
     )
 
 

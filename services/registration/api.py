@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from services.registration.domain import (
     CPD_CSV_COLUMNS,
     FIXED_FIELDS,
     INSTITUTION_CSV_REQUIRED,
+    REGISTRATION_SORTS,
     AccessibilityNeed,
     Cadre,
     Cancellation,
@@ -45,6 +46,7 @@ from services.registration.domain import (
     Registration,
     RegistrationChange,
     RegistrationRequest,
+    RegistrationSort,
     RegistrationStatus,
     Rejection,
     Via,
@@ -53,6 +55,7 @@ from services.registration.domain import (
     csv_cell,
     csv_columns,
     csv_row,
+    sort_key,
     verify_path,
     yes_no_text,
 )
@@ -523,43 +526,73 @@ def _filters(
     ).model_dump(exclude_none=True)
 
 
-# A cursor is the base64url of ``[created_us, id]`` of the last registration of a page.
+# A cursor is the base64url of the JSON keyset of the last registration of a page
+# (``domain.sort_key``): ``[created_us, id]`` for the default ``created`` sort (the format
+# cursors always had, so that those stay valid), ``[sort, *key]`` for the others:
+# ``["-created", created_us, id]``, ``["name", name_key, created_us, id]``,
+# ``["status", status, created_us, id]``.
 _MAX_CREATED_US = 2**63 - 1  # a BSON int64: anything larger cannot even be queried
 _MAX_ID_LENGTH = 64
+_MAX_NAME_KEY_LENGTH = 600  # a 120-character name, case-folded and decomposed
+_STATUSES = frozenset(get_args(RegistrationStatus))
 
 
-def encode_cursor(registration: Registration) -> str:
-    raw = json.dumps([registration.created_us, registration.id], separators=(",", ":")).encode()
+def encode_cursor(registration: Registration, sort: RegistrationSort = "created") -> str:
+    key = list(sort_key(registration, sort))
+    value = key if sort == "created" else [sort, *key]
+    raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _bad_cursor() -> ApiError:
+def _bad_cursor(reason: str = "not a cursor from this API") -> ApiError:
     return ApiError(
         422,
         "validation_error",
         "Some fields are missing or invalid.",
-        fields=[FieldProblem(field="cursor", reason="not a cursor from this API")],
+        fields=[FieldProblem(field="cursor", reason=reason)],
     )
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The (created_us, id) a cursor of this API names; anything else is 422 ``cursor``."""
+def _created_and_id(created_us: Any, last_id: Any) -> bool:
+    return (
+        type(created_us) is int  # not a bool, not a float
+        and 0 <= created_us <= _MAX_CREATED_US
+        and isinstance(last_id, str)
+        and 0 < len(last_id) <= _MAX_ID_LENGTH
+    )
+
+
+def decode_cursor(cursor: str, sort: RegistrationSort = "created") -> tuple[Any, ...]:
+    """The keyset a cursor of this API names, for the list in the order ``sort``; anything
+    else (a cursor of another sort too) is 422 ``cursor``."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)
     except (ValueError, TypeError, RecursionError):  # not base64, not UTF-8, not JSON
         raise _bad_cursor() from None
-    if not isinstance(value, list) or len(value) != 2:
+    if not isinstance(value, list) or not value:
         raise _bad_cursor()
-    created_us, last_id = value
-    if (
-        type(created_us) is not int  # not a bool, not a float
-        or not 0 <= created_us <= _MAX_CREATED_US
-        or not isinstance(last_id, str)
-        or not 0 < len(last_id) <= _MAX_ID_LENGTH
-    ):
+    issued_for = value[0] if isinstance(value[0], str) and value[0] in REGISTRATION_SORTS else None
+    if issued_for is None and len(value) == 2:
+        issued_for = "created"
+    if issued_for is None or (issued_for == "created" and len(value) != 2):
         raise _bad_cursor()
-    return created_us, last_id
+    if issued_for != sort:
+        raise _bad_cursor(f"a cursor of the sort {issued_for}, not {sort}: start from page one")
+    key = value if sort == "created" else value[1:]
+    if sort in ("created", "-created"):
+        if len(key) != 2 or not _created_and_id(*key):
+            raise _bad_cursor()
+        return key[0], key[1]
+    if len(key) != 3 or not _created_and_id(key[1], key[2]):
+        raise _bad_cursor()
+    first = key[0]
+    if sort == "name":
+        if not isinstance(first, str) or len(first) > _MAX_NAME_KEY_LENGTH:
+            raise _bad_cursor()
+    elif not isinstance(first, str) or first not in _STATUSES:
+        raise _bad_cursor()
+    return first, key[1], key[2]
 
 
 @router.get(
@@ -574,17 +607,28 @@ async def list_registrations(
     _: Organiser,
     filters: Annotated[dict[str, Any], Depends(_filters)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    sort: Annotated[
+        RegistrationSort,
+        Query(
+            description="The order of the whole list: ``created`` oldest first (the "
+            "default), ``-created`` newest first, ``name`` A to Z by full name (case and "
+            "accents ignored), ``status`` by status code, then oldest first"
+        ),
+    ] = "created",
+    cursor: Annotated[
+        str | None, Query(max_length=1200, description="``next_cursor`` of the same sort")
+    ] = None,
 ) -> RegistrationPage:
-    """Registrations of an event, oldest first, filtered; follow ``next_cursor`` for more."""
+    """Registrations of an event, filtered, in the order ``sort`` (oldest first by default);
+    follow ``next_cursor`` (with the same ``sort`` and filters) for more."""
     ctx = _ctx(request)
-    after = decode_cursor(cursor) if cursor else None
-    docs = await handlers.registrations_page(ctx, event_id, filters, after, limit + 1)
+    after = decode_cursor(cursor, sort) if cursor else None
+    docs = await handlers.registrations_page(ctx, event_id, filters, after, limit + 1, sort)
     more = len(docs) > limit
     docs = docs[:limit]
     return RegistrationPage(
         items=[_organiser_view(ctx, d) for d in docs],
-        next_cursor=encode_cursor(docs[-1]) if more and docs else None,
+        next_cursor=encode_cursor(docs[-1], sort) if more and docs else None,
     )
 
 

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import io
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -3115,3 +3116,31 @@ def check_nominable(event: Event, category: str, now: datetime) -> None:
             "Institutions do not nominate for this category.",
             field="category",
         )
+
+
+# -- organisers' list order ------------------------------------------------------------
+# Each sort of the organisers' list is a keyset: the fields it orders by, all ascending
+# or all descending, ending in the unique id, so that a page can start strictly after the
+# last item of the one before. ``created`` (oldest first) is the default and the order of
+# the CSV export.
+RegistrationSort = Literal["created", "-created", "name", "status"]
+REGISTRATION_SORTS: tuple[RegistrationSort, ...] = ("created", "-created", "name", "status")
+
+
+def name_sort_key(full_name: str) -> str:
+    """The key the name sort orders by: the name without case and without accents
+    (``"Émile"``, ``"emile"`` and ``"EMILE"`` sort together), compared code point by
+    code point. Stored beside the name because the embedded MongoDB stand-in has no
+    collation; always derived from ``full_name`` when a registration is written, so an
+    erasure (which blanks the name) blanks the key too."""
+    decomposed = unicodedata.normalize("NFKD", full_name.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def sort_key(registration: Registration, sort: RegistrationSort) -> tuple[Any, ...]:
+    """The values of a registration's keyset under a sort (what its cursor carries)."""
+    if sort in ("created", "-created"):
+        return (registration.created_us, registration.id)
+    if sort == "name":
+        return (name_sort_key(registration.full_name), registration.created_us, registration.id)
+    return (registration.status, registration.created_us, registration.id)

@@ -60,6 +60,7 @@ from services.registration.domain import (
     Registration,
     RegistrationChange,
     RegistrationRequest,
+    RegistrationSort,
     RowProblem,
     TicketSigner,
     Via,
@@ -872,12 +873,14 @@ async def registrations_page(
     ctx: Context,
     event_id: str,
     filters: dict[str, Any],
-    after: tuple[int, str] | None,
+    after: tuple[Any, ...] | None,
     limit: int,
+    sort: RegistrationSort = "created",
 ) -> list[Registration]:
-    """One page of an event's registrations, oldest first, after a keyset cursor."""
+    """One page of an event's registrations in a sort's order (``created``: oldest
+    first), after a keyset cursor of that sort."""
     await _event(ctx, event_id)
-    return await ctx.store.page_registrations(event_id, filters, after, limit)
+    return await ctx.store.page_registrations(event_id, filters, after, limit, sort)
 
 
 async def export_registrations(

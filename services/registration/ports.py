@@ -21,6 +21,7 @@ from services.registration.domain import (
     Institution,
     InstitutionSignIn,
     Registration,
+    RegistrationSort,
 )
 
 AddOutcome = Literal["added", "email_taken", "reference_taken"]
@@ -154,10 +155,12 @@ class RegistrationStore(Protocol):
         self,
         event_id: str,
         filters: dict[str, Any],
-        after: tuple[int, str] | None,
+        after: tuple[Any, ...] | None,
         limit: int,
+        sort: RegistrationSort = "created",
     ) -> list[Registration]:
-        """One page, oldest first, after a (created_us, id) keyset cursor."""
+        """One page in a sort's order (``created``: oldest first), strictly after the
+        keyset ``after`` (``domain.sort_key`` of the last item of the page before)."""
         ...
 
     def stream_registrations(

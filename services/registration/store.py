@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
@@ -45,6 +45,8 @@ from services.registration.domain import (
     InstitutionSignIn,
     Question,
     Registration,
+    RegistrationSort,
+    name_sort_key,
 )
 from services.registration.ports import AddOutcome, EventChanged, IdempotencyRecord
 from shared import outbox
@@ -73,6 +75,7 @@ INTERNAL_FIELDS = {
     "outbox_lease_until",
     "outbox_claim",
     "rev",
+    "name_key",
 }
 _EVENT_COUNTERS = ("seats_taken", "waitlist_seq", "category_taken", "choice_taken", "committed")
 _EVENT_TIMES = ("starts_at", "ends_at", "registration_opens_at", "registration_closes_at")
@@ -200,7 +203,32 @@ def registration_fields(registration: Registration) -> dict[str, Any]:
         if value is None and name in _REGISTRATION_LATER:
             continue
         stored[name] = to_jsonable_python(value)
+    # The name sort's key, derived from the name at every write (so an erasure, which
+    # blanks the name, blanks it too): no collation on the embedded server.
+    stored["name_key"] = name_sort_key(registration.full_name)
     return stored
+
+
+# The organisers' list orders: the keyset fields of each sort (the last one unique) and
+# their direction. ``created`` is the order of the CSV export.
+_SORT_FIELDS: dict[str, tuple[tuple[str, ...], int]] = {
+    "created": (("created_us", "_id"), ASCENDING),
+    "-created": (("created_us", "_id"), DESCENDING),
+    "name": (("name_key", "created_us", "_id"), ASCENDING),
+    "status": (("status", "created_us", "_id"), ASCENDING),
+}
+
+
+def keyset_after(names: tuple[str, ...], values: tuple[Any, ...], direction: int) -> dict[str, Any]:
+    """Documents strictly after ``values`` in the order of ``names``: a plain ``$or`` of
+    equalities on a prefix and one ``$gt`` (``$lt`` descending) on the next field."""
+    op = "$gt" if direction == ASCENDING else "$lt"
+    branches = []
+    for i, name in enumerate(names):
+        branch: dict[str, Any] = dict(zip(names[:i], values[:i], strict=True))
+        branch[name] = {op: values[i]}
+        branches.append(branch)
+    return {"$or": branches}
 
 
 def _messages(aggregate: Aggregate) -> list[outbox.OutboxMessage]:
@@ -375,6 +403,14 @@ class MongoRegistrationStore:
         # Organisers' lists page by (created_us, _id) within an event. A number, not the
         # ISO string: range queries on ISO-looking strings are unreliable on nx-27017.
         await self.registrations.create_index([("event_id", ASCENDING), ("created_us", ASCENDING)])
+        # ... or by name (the derived ``name_key``) or status, then oldest first.
+        await self.registrations.create_index(
+            [("event_id", ASCENDING), ("name_key", ASCENDING), ("created_us", ASCENDING)]
+        )
+        await self.registrations.create_index(
+            [("event_id", ASCENDING), ("status", ASCENDING), ("created_us", ASCENDING)]
+        )
+        await self.backfill_name_keys()
         await self.registrations.create_index([("idempotency_key", ASCENDING)])
         await self.events.create_index([("code", ASCENDING)], unique=True)
         await ensure_outbox_indexes(self.events)
@@ -735,27 +771,46 @@ class MongoRegistrationStore:
         self,
         event_id: str,
         filters: dict[str, Any],
-        after: tuple[int, str] | None,
+        after: tuple[Any, ...] | None,
         limit: int,
+        sort: RegistrationSort = "created",
     ) -> list[Registration]:
-        """One page, oldest first, after a (created_us, _id) keyset cursor."""
+        """One page in a sort's order, after a keyset cursor (``domain.sort_key`` of the
+        last item of the page before)."""
+        names, direction = _SORT_FIELDS[sort]
         query = self.registration_query(event_id, filters)
         if after is not None:
-            created_us, last_id = after
-            keyset = {
-                "$or": [
-                    {"created_us": {"$gt": created_us}},
-                    {"created_us": created_us, "_id": {"$gt": last_id}},
-                ]
-            }
-            query = {"$and": [query, keyset]}
+            query = {"$and": [query, keyset_after(names, tuple(after), direction)]}
         docs = await self.registrations.find(
             query,
             projection=_LIST_PROJECTION,
-            sort=[("created_us", ASCENDING), ("_id", ASCENDING)],
+            sort=[(name, direction) for name in names],
             limit=limit,
         ).to_list()
         return [registration_of(d) for d in docs]
+
+    async def backfill_name_keys(self, *, batch_size: int = 500) -> int:
+        """Give the registrations written before the name sort their ``name_key`` (once:
+        every write since derives it). Each update holds only while the key is still
+        missing, so that the key of a concurrent write (an erasure's) is never replaced."""
+        done = 0
+        while True:
+            docs = await self.registrations.find(
+                {"name_key": {"$exists": False}}, {"full_name": 1}, limit=batch_size
+            ).to_list()
+            if not docs:
+                return done
+            await self.registrations.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": d["_id"], "name_key": {"$exists": False}},
+                        {"$set": {"name_key": name_sort_key(str(d.get("full_name", "")))}},
+                    )
+                    for d in docs
+                ],
+                ordered=False,
+            )
+            done += len(docs)
 
     async def stream_registrations(
         self, event_id: str, filters: dict[str, Any], *, batch_size: int = 500

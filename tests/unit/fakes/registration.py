@@ -27,6 +27,8 @@ from services.registration.domain import (
     Institution,
     InstitutionSignIn,
     Registration,
+    RegistrationSort,
+    sort_key,
 )
 from services.registration.ports import AddOutcome, IdempotencyRecord
 from shared.envelope import OutboxMessage, wrap
@@ -368,12 +370,23 @@ class FakeRegistrationStore:
         self,
         event_id: str,
         filters: dict[str, Any],
-        after: tuple[int, str] | None,
+        after: tuple[Any, ...] | None,
         limit: int,
+        sort: RegistrationSort = "created",
     ) -> list[Registration]:
-        rows = self._matching(event_id, filters)
+        descending = sort == "-created"
+        rows = sorted(
+            self._matching(event_id, filters),
+            key=lambda r: sort_key(r, sort),
+            reverse=descending,
+        )
         if after is not None:
-            rows = [r for r in rows if (r.created_us, r.id) > after]
+            key = tuple(after)
+            rows = [
+                r
+                for r in rows
+                if (sort_key(r, sort) < key if descending else sort_key(r, sort) > key)
+            ]
         return rows[:limit]
 
     async def stream_registrations(
