@@ -350,8 +350,91 @@ async def choose_language(request: Request) -> Response:
 @router.get("/events", response_class=HTMLResponse)
 async def events(request: Request) -> Response:
     session = await _require(request, "events")
-    answer = await _call(request, session, "registration", "GET", "/api/v1/events")
+    # Every state: drafts being prepared, and closed events whose door is still open.
+    answer = await _call(
+        request, session, "registration", "GET", "/api/v1/events", params={"state": "all"}
+    )
     return render(request, "events.html.j2", session, events=_or_fail(request, session, answer))
+
+
+# -- a new event (organisers): the details, previewed, then created as a draft ----------------
+
+NEW_EVENT_FIELDS = ("id", "code", *("title_sw", "title_en", "venue", "city", "starts_at",
+                    "ends_at", "registration_opens_at", "registration_closes_at", "capacity"))  # fmt: skip
+
+
+def _new_event_body(values: dict[str, str]) -> dict[str, Any]:
+    """The API's body for the form's values (times as typed: registration reads a time
+    without an offset as the venue's, East Africa Time); empty optional fields left out."""
+    body: dict[str, Any] = {k: v for k, v in values.items() if v and k != "requires_approval"}
+    if values.get("capacity", "").isdigit():
+        body["capacity"] = int(values["capacity"])
+    body["requires_approval"] = values.get("requires_approval") == "yes"
+    body["state"] = "draft"
+    return body
+
+
+def _new_event_page(
+    request: Request,
+    session: StaffSession,
+    values: dict[str, str],
+    *,
+    preview: bool = False,
+    errors: list[dict[str, str]] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "event_new.html.j2",
+        session,
+        status=status,
+        values=values,
+        preview=preview,
+        errors=errors or [],
+        fields=[(n, EDITABLE.get(n, "text")) for n in NEW_EVENT_FIELDS],
+    )
+
+
+@router.get("/events/new", response_class=HTMLResponse)
+async def new_event_form(request: Request) -> Response:
+    session = await _require(request, "edit_event")
+    return _new_event_page(request, session, {})
+
+
+@router.post("/events/new", response_class=HTMLResponse)
+async def new_event_post(request: Request) -> Response:
+    """Preview the new event's details, then create it as a draft: categories, fees,
+    questions and reminders follow on the editor's pages; publishing opens registration."""
+    session = await _require(request, "edit_event")
+    form = await _form(request, session)
+    values = {n: form.get(n, "").strip() for n in (*NEW_EVENT_FIELDS, "requires_approval")}
+    t = LABELS[_lang(request, session)]
+    errors = [{"field": n, "reason": t["required"]}
+              for n in ("id", "code", "title_sw", "title_en", "venue", "city", "starts_at",
+                        "ends_at", "capacity") if not values[n]]  # fmt: skip
+    if errors:
+        return _new_event_page(request, session, values, errors=errors, status=422)
+    if form.get("step") != "save":
+        return _new_event_page(request, session, values, preview=True)
+    answer = await _call(
+        request, session, "registration", "POST", "/api/v1/events", json=_new_event_body(values)
+    )
+    if not answer.ok:
+        error = (answer.body or {}).get("error", {}) if isinstance(answer.body, dict) else {}
+        fields = [
+            {"field": str(f.get("field", "")).split(".")[0], "reason": str(f.get("reason", ""))}
+            for f in error.get("fields") or []
+        ] or [{"field": "id", "reason": str(error.get("message", ""))}]
+        return _new_event_page(
+            request,
+            session,
+            values,
+            errors=fields,
+            status=answer.status if answer.status < 500 else 502,
+        )
+    created = answer.body or {}
+    await handlers.remember(_ctx(request), session, flash=t["event_created"])
+    return RedirectResponse(f"/events/{created.get('id', values['id'])}/edit", status_code=303)
 
 
 async def _event(request: Request, session: StaffSession, event_id: str) -> dict[str, Any]:
@@ -597,6 +680,8 @@ EDITABLE = {
     "registration_closes_at": "datetime-local",
     "capacity": "number",
 }
+# An event's states (registration's EventState), in the editor's order.
+EVENT_STATES = ("draft", "published", "closed", "cancelled")
 
 
 def _local(value: str | None) -> str:
@@ -618,6 +703,7 @@ def _event_values(event: dict[str, Any]) -> dict[str, str]:
             _local(raw) if kind == "datetime-local" else ("" if raw is None else str(raw))
         )
     values["requires_approval"] = "yes" if event.get("requires_approval") else ""
+    values["state"] = str(event.get("state") or "draft")
     return values
 
 
@@ -628,15 +714,20 @@ async def event_editor(event_id: str, request: Request) -> Response:
     session = await _require(request, "edit_event")
     event = await _event(request, session, event_id)
     values = _event_values(event)
+    flash = session.data.pop("flash", None)
+    if flash:
+        await handlers.remember(_ctx(request), session)
     return render(
         request,
         "event_edit.html.j2",
         session,
+        flash=flash,
         event=event,
         values=values,
         changes=[],
         errors=[],
         reminders=await editor.reminders_section(request, session, event_id),
+        states=EVENT_STATES,
     )
 
 
@@ -649,6 +740,8 @@ async def event_editor_post(event_id: str, request: Request) -> Response:
     event = await _event(request, session, event_id)
     before = _event_values(event)
     after = {name: form.get(name, "").strip() for name in (*EDITABLE, "requires_approval")}
+    state = form.get("state", "").strip()
+    after["state"] = state if state in EVENT_STATES else before["state"]
     changes = [(n, before[n], after[n]) for n in after if after[n] != before[n] and after[n] != ""]
     if form.get("step") != "save" or not changes:
         return render(
@@ -659,6 +752,7 @@ async def event_editor_post(event_id: str, request: Request) -> Response:
             values=after,
             changes=changes,
             errors=[],
+            states=EVENT_STATES,
         )
     patch: dict[str, Any] = {}
     for name, _old, new in changes:
@@ -685,6 +779,7 @@ async def event_editor_post(event_id: str, request: Request) -> Response:
             values=after,
             changes=[],
             errors=errors,
+            states=EVENT_STATES,
         )
     return RedirectResponse(f"/events/{event_id}", status_code=303)
 

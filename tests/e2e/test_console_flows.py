@@ -933,3 +933,66 @@ async def test_an_account_in_english_sees_english_from_sign_in_on(stack) -> None
         await page.wait_for_load_state()
         assert await page.locator("html").get_attribute("lang") == "sw"
         await no_axe_violations(page)
+
+
+async def test_an_organiser_creates_an_event_as_a_draft_and_publishes_it(stack) -> None:
+    """A new event through the console: the details previewed, then created as a draft
+    the public cannot see; the editor's state, previewed, publishes it; a second event
+    with the same id is refused beside the field. No JavaScript, 390 px, axe-clean."""
+    event_id = f"semina-{secrets.token_hex(3)}"
+    organiser = await stack.user(["organiser"])
+    public = httpx.AsyncClient(base_url=stack.registration.url, timeout=10)
+    async with public, browser(width=390, height=844) as context:
+        await context.route("**/*.js", lambda route: route.abort())
+        page = context.pages[0]
+        await sign_in(page, stack.console, organiser, "/events?lang=en")
+        await page.get_by_role("link", name="New event").click()
+        await page.wait_for_load_state()
+        await no_axe_violations(page)
+
+        async def fill_in(the_id: str) -> None:
+            await page.get_by_label("Event id (in its address)").fill(the_id)
+            await page.get_by_label("Short event code (e.g. SEM27)").fill(the_id[-6:].upper())
+            await page.get_by_label("Event title (Swahili)").fill("Semina ya TEHAMA")
+            await page.get_by_label("Event title (English)").fill("ICT seminar")
+            await page.get_by_label("Venue", exact=True).fill("e-GA, Mtumba")
+            await page.get_by_label("City", exact=True).fill("Dodoma")
+            await page.get_by_label("Starts (East Africa Time)").fill("2027-06-14T09:00")
+            await page.get_by_label("Ends", exact=True).fill("2027-06-15T17:00")
+            await page.get_by_label("Capacity", exact=True).fill("80")
+            await page.get_by_role("button", name="Preview").click()
+            await page.wait_for_load_state()
+
+        await fill_in(event_id)
+        preview = await page.locator("#preview").inner_text()
+        assert "ICT seminar" in preview and "Draft (not shown to the public)" in preview
+        assert (await public.get(f"/api/v1/events/{event_id}")).status_code == 404  # not yet
+        await no_axe_violations(page)
+        await page.get_by_role("button", name="Create the event").click()
+        await page.wait_for_load_state()
+        assert page.url.endswith(f"/events/{event_id}/edit")
+        assert "created as a draft" in await page.locator("#saved").inner_text()
+        await no_axe_violations(page)
+        # A draft: the public neither finds it nor sees it listed; the console lists it.
+        assert (await public.get(f"/api/v1/events/{event_id}")).status_code == 404
+        listed = await public.get("/api/v1/events")
+        assert event_id not in {e["id"] for e in listed.json()}
+        assert (await public.get("/api/v1/events", params={"state": "draft"})).status_code == 401
+        # Published through the editor: the state's change previewed, then saved.
+        await page.get_by_label("Event state").select_option("published")
+        await page.get_by_role("button", name="Preview").click()
+        await page.wait_for_load_state()
+        changes = await page.locator("#changes").inner_text()
+        assert "Draft (not shown to the public)" in changes and "Published" in changes
+        await page.get_by_role("button", name="Save the changes").click()
+        await page.wait_for_load_state()
+        shown = await public.get(f"/api/v1/events/{event_id}")
+        assert shown.status_code == 200 and shown.json()["state"] == "published"
+        # The same id again: refused beside the field, nothing created.
+        await page.goto(f"{stack.console.url}/events/new?lang=en")
+        await fill_in(event_id)
+        await page.get_by_role("button", name="Create the event").click()
+        await page.wait_for_load_state()
+        summary = await page.get_by_role("alert").inner_text()
+        assert "Event id (in its address)" in summary, summary
+        await no_axe_violations(page)
