@@ -1951,7 +1951,28 @@ async def institution_nominate(request: Request, lang: str | None = None) -> Res
     replacing = str(form.get("replace") or "")[:64] or None
     cells = _nomination_cells(form)
     payload = nomination_payload(cells, session.institution)
-    values = {**cells, "declaration": form.get("declaration") == "yes"}
+    values: dict[str, Any] = {**cells, "declaration": form.get("declaration") == "yes"}
+    # The event's custom questions, asked here as on the registration page.
+    event = next((e for e in await _open_events(request) if e.id == event_id), None)
+    answer_errors: dict[str, str] = {}
+    if event is not None:
+        for question in event.questions:
+            name = f"answers.{question.id}"
+            values[name] = (
+                [str(v) for v in form.getlist(name)]
+                if question.type == "multiple_choice"
+                else str(form.get(name) or "")
+            )
+        category = str(payload.get("category") or "")
+        if event.category(category) is not None:
+            try:
+                payload["answers"] = event.check_answers(
+                    category, _form_answers(form, event, category), typed=True
+                )
+            except DomainError as exc:
+                reasons = LABELS[language]
+                for problem in (exc.details or {}).get("fields", []):
+                    answer_errors[problem["field"]] = _answer_reason(reasons, problem["reason"])
 
     async def again(status: int, errors: dict[str, str]) -> Response:
         return await _institution_page(
@@ -1972,6 +1993,7 @@ async def institution_nominate(request: Request, lang: str | None = None) -> Res
         errors = _nomination_errors(exc, labels, payload)
     if form.get("declaration") != "yes":
         errors["declaration"] = labels["declaration_required"]
+    errors.update(answer_errors)
     if errors:
         return await again(422, errors)
     ctx = _ctx(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 
+import httpx
 import pytest
 
 from tests.axe import axe_violations
@@ -79,3 +80,78 @@ async def test_the_institution_page_in_chromium_at_390_px(platform, tmp_path) ->
 
     (mail,) = await platform.smtp.wait_for(confirmation, timeout=30)
     assert "/my/" in mail.get_body(("plain",)).get_content()
+
+
+DEPARTMENT = {
+    "id": "department",
+    "type": "short_text",
+    "label_sw": "Idara yako",
+    "label_en": "Your department",
+    "required": True,
+}
+WORKSHOP = {
+    "id": "workshop",
+    "type": "single_choice",
+    "label_sw": "Warsha",
+    "label_en": "Workshop",
+    "required": True,
+    "choices": [
+        {"code": "cloud", "label_sw": "Wingu", "label_en": "Cloud"},
+        {"code": "security", "label_sw": "Usalama", "label_en": "Security"},
+    ],
+}
+
+
+async def test_the_institution_page_asks_the_events_questions(platform) -> None:
+    """A contact person nominating into an event with required custom questions answers
+    them on the institution page, as a participant would on the registration page: left
+    blank, each is named in the summary and beside its field; answered, the nominee is
+    registered with the answers (the organiser's view shows them). No JavaScript."""
+    base, admin = platform.registration.url, platform.admin_headers
+    event = await create_event(
+        base, admin, capacity=50, title_en=f"Workshops {secrets.token_hex(3)}",
+        questions=[DEPARTMENT, WORKSHOP],
+    )  # fmt: skip
+    institution = await new_institution(base, admin, language="en")
+    officer = f"officer.{secrets.token_hex(4)}@example.go.tz"
+    async with chromium_page(width=390, height=844) as page:
+        await page.context.route("**/*.js", lambda route: route.abort())
+        await page.goto(f"{base}/institution?lang=en")
+        await page.fill("#email", institution["email"])
+        await page.click("button[type=submit]")
+        (message,) = await platform.smtp.wait_for(sign_in_mail(institution["email"]), timeout=30)
+        await page.goto(link_in(message, "en"))
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/institution/home?lang=en")
+        await page.goto(f"{base}/institution/home?lang=en&event={event['id']}")
+        assert await page.get_by_label("Your department").count() == 1
+        await _no_violations(page, "institution page with questions")
+
+        await page.fill("#full_name", "Neema Idara Swai")
+        await page.fill("#email", officer)
+        await page.fill("#phone", "0754 321 988")
+        await page.fill("#position", "Systems Analyst")
+        await page.select_option("#category", index=1)
+        await page.check("#declaration")
+        submit = "form[action^='/institution/nominations?'] button[type=submit]"
+        await page.click(submit)
+        summary = await page.locator("#error-summary").inner_text()
+        assert "Your department" in summary and "Workshop" in summary, summary
+        assert await page.locator("#answers\\.department-error").count() == 1
+        await _no_violations(page, "unanswered questions")
+        # What was typed is kept; the answers complete it.
+        assert await page.input_value("#full_name") == "Neema Idara Swai"
+        await page.fill("#answers\\.department", "ICT Directorate")
+        await page.check("#answers\\.workshop-security")
+        await page.check("#declaration")
+        await page.click(submit)
+        await page.wait_for_selector("p[role=status]")
+        assert await page.locator(".nominees li", has_text="Neema Idara Swai").count() == 1
+
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        r = await client.get(
+            f"/api/v1/events/{event['id']}/registrations", params={"q": officer}, headers=admin
+        )
+    (nominee,) = r.json()["items"]
+    assert nominee["answers"] == {"department": "ICT Directorate", "workshop": "security"}
+    assert nominee["via"] == "nomination"
