@@ -826,7 +826,7 @@ async def register_walk_in(
     event_id: str,
     body: WalkIn,
     request: Request,
-    _: Annotated[Principal, Depends(require_roles("registrar", "organiser"))],
+    principal: Annotated[Principal, Depends(require_roles("registrar", "organiser"))],
 ) -> WalkInCreated:
     """Register someone at the door (registrars, organisers): recorded as ``walk_in``,
     confirmed with a seat of their category (409 ``event_full`` when none is left) and
@@ -835,7 +835,11 @@ async def register_walk_in(
     registration = RegistrationRequest.model_validate(body.model_dump(exclude={"day"}))
     try:
         result = await handlers.register_walk_in(
-            ctx, event_id, registration, day=body.day.isoformat() if body.day else None
+            ctx,
+            event_id,
+            registration,
+            day=body.day.isoformat() if body.day else None,
+            by=actor_of(principal.id, "staff"),
         )
     except DomainError as exc:
         raise api_error(exc) from None
@@ -911,7 +915,7 @@ async def import_registrants(
     event_id: str,
     request: Request,
     response: Response,
-    _: Organiser,
+    principal: Organiser,
     dry_run: bool = False,
     consent_confirmed: bool = False,
 ) -> RegistrantsImportReport:
@@ -932,7 +936,9 @@ async def import_registrants(
             fields=[FieldProblem(field="consent_confirmed", reason="must be true")],
         )
     body = await request.body()
-    result = await handlers.import_registrants(_ctx(request), event_id, body, dry_run=dry_run)
+    result = await handlers.import_registrants(
+        _ctx(request), event_id, body, dry_run=dry_run, by=actor_of(principal.id, "staff")
+    )
     response.status_code = 200 if dry_run else 201
     return RegistrantsImportReport(**result)
 

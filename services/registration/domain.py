@@ -1479,13 +1479,15 @@ class Registration(Aggregate):
         answers: Mapping[str, Any] | None = None,
         via: str = "self",
         institution_code: str | None = None,
+        by: str | None = None,
     ) -> Registration:
         """A new registration with ``status`` (confirmed, waitlisted, pending approval),
         as the seat counter decided; it records ``ParticipantRegistered`` (and
         ``ParticipantWaitlisted`` with the place in line), each with its notice.
 
         ``answers`` are the checked answers (``Event.check_answers``); ``via`` says how
-        it came and ``institution_code`` who nominated the participant."""
+        it came, ``institution_code`` who nominated the participant and ``by`` the staff
+        member who registered them (a walk-in, an import)."""
         stamp = iso(now)
         category = request.category
         registration = cls(
@@ -1523,7 +1525,8 @@ class Registration(Aggregate):
             created_us=int(now.timestamp() * 1_000_000),
             updated_at=stamp,
         )
-        registration._note("created", None, status, _via_actor(via, institution_code), now)
+        creator = by if by and via in ("walk_in", "import") else _via_actor(via, institution_code)
+        registration._note("created", None, status, creator, now)
         due = registration._hold_for_payment(event, status, now)
         registration.record(
             ParticipantRegisteredV2(

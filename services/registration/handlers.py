@@ -281,6 +281,7 @@ async def register_participant(
     via: Via = "self",
     institution_code: str | None = None,
     day: str | None = None,
+    by: str | None = None,
 ) -> Registered:
     """Register one participant: confirmed while seats last, then waitlisted in order.
 
@@ -299,7 +300,8 @@ async def register_participant(
     confirmed with a seat or refused with ``event_full``, and checked in at once for
     ``day``, today by default). Approval, where the event or category needs it, applies
     to self-registrations and nominations; an organiser's import or a registrar's walk-in
-    is itself the decision.
+    is itself the decision. ``by`` is the staff member who registered them (their history
+    names them; without it, ``staff``).
     """
     if via not in VIAS:
         raise ValueError(f"unknown via {via!r}")
@@ -359,9 +361,10 @@ async def register_participant(
             answers=answers,
             via=via,
             institution_code=institution_code,
+            by=by,
         )
         if via == "walk_in":
-            registration.check_in(event, moment, day)
+            registration.check_in(event, moment, day, by=by)
         registration.link_notices(ctx.links, ctx.public_url, moment)
         added = await ctx.store.add_registration(registration)
         if added == "added":
@@ -597,12 +600,17 @@ class WalkedIn:
 
 
 async def register_walk_in(
-    ctx: Context, event_id: str, request: RegistrationRequest, *, day: str | None = None
+    ctx: Context,
+    event_id: str,
+    request: RegistrationRequest,
+    *,
+    day: str | None = None,
+    by: str | None = None,
 ) -> WalkedIn:
-    """A registrar or organiser registers someone at the door: confirmed with a seat of
-    their category (``event_full`` when none is left) and checked in at once for ``day``
-    (today at the venue unless given)."""
-    registered = await register_participant(ctx, event_id, request, via="walk_in", day=day)
+    """A registrar or organiser (``by``) registers someone at the door: confirmed with a
+    seat of their category (``event_full`` when none is left) and checked in at once for
+    ``day`` (today at the venue unless given)."""
+    registered = await register_participant(ctx, event_id, request, via="walk_in", day=day, by=by)
     registration = await _registration(ctx, registered.id)
     return WalkedIn(registered, registration, next(iter(registration.checkins)))
 
@@ -613,7 +621,7 @@ async def event_for_organisers(ctx: Context, event_id: str) -> Event:
 
 
 async def import_registrants(
-    ctx: Context, event_id: str, body: bytes, *, dry_run: bool
+    ctx: Context, event_id: str, body: bytes, *, dry_run: bool, by: str | None = None
 ) -> dict[str, Any]:
     """An organiser's CSV file of registrants: a report, or all of them registered.
 
@@ -654,7 +662,7 @@ async def import_registrants(
     failed: list[dict[str, Any]] = []
     for row, request in found.rows:
         try:
-            registered = await register_participant(ctx, event_id, request, via="import")
+            registered = await register_participant(ctx, event_id, request, via="import", by=by)
         except DomainError as exc:  # only a race with another writer gets here
             failed.append({"row": row, "field": exc.field or "row", "reason": exc.message})
             continue

@@ -633,6 +633,13 @@ async def test_a_registrar_registers_a_walk_in_from_the_door_without_javascript(
         p for p in await stack.door_list(event["id"]) if p["full_name"] == "Mwanaisha Walk In"
     ]
     assert person["checkins"]
+    # Its history names the registrar who registered and checked them in.
+    async with httpx.AsyncClient(base_url=stack.registration.url, timeout=10) as client:
+        r = await client.get(f"/api/v1/registrations/{person['id']}/history", headers=stack.admin)
+    assert [(e["action"], e["by"]) for e in r.json()["history"]] == [
+        ("created", f"staff:{registrar}"),
+        ("walk_in", f"staff:{registrar}"),
+    ]
 
 
 # -- issue 15's remainder: the announcement's audience, reminder rules, status history ------

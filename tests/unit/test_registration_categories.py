@@ -273,11 +273,18 @@ async def test_a_walk_in_is_confirmed_and_checked_in_at_once(ctx, store, clock) 
         registration_opens_at=NOW - timedelta(days=9),
         categories=[category("officer", requires_nomination=True, requires_approval=True)],
     )
-    result = await handlers.register_participant(ctx, event_id, applicant("officer"), via="walk_in")
+    result = await handlers.register_participant(
+        ctx, event_id, applicant("officer"), via="walk_in", by="staff:baraka"
+    )
     stored = await store.get_registration(result.id)
     assert (stored.status, stored.via) == ("confirmed", "walk_in")
     assert list(stored.checkins) == ["2026-11-02"]
     assert store.types(result.id) == ["ParticipantRegistered", "ParticipantCheckedIn"]
+    # The history names the registrar who registered and checked them in.
+    assert [(e["action"], e["by"]) for e in stored.history] == [
+        ("created", "staff:baraka"),
+        ("walk_in", "staff:baraka"),
+    ]
 
 
 async def test_a_walk_in_is_refused_when_no_seat_is_left(ctx, store) -> None:
@@ -539,9 +546,10 @@ async def test_a_clean_import_registers_everyone_and_notifies_each(ctx, store) -
     body = import_file(
         *(f"Afisa {i},afisa{i}@example.go.tz,071200010{i},TRA,Afisa,officer" for i in range(3))
     )
-    report = await handlers.import_registrants(ctx, event_id, body, dry_run=False)
+    report = await handlers.import_registrants(ctx, event_id, body, dry_run=False, by="staff:amina")
     assert report["imported"] == 3 and report["by_status"] == {"confirmed": 2, "waitlisted": 1}
     assert {r.via for r in store.registrations.values()} == {"import"}
+    assert {r.history[0]["by"] for r in store.registrations.values()} == {"staff:amina"}
     assert store.notices().count("ParticipantRegisteredNotice") == 3
     again = await handlers.import_registrants(ctx, event_id, body, dry_run=True)
     assert {p["reason"] for p in again["problems"]} == {"already registered for this event"}
