@@ -5,12 +5,18 @@ only where payments gives a name — and the table as the template renders it.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from services.console import handlers, web
 from services.console import payments_pages as pay
-from services.console import web
-from services.console.domain import PAGE_ROLES, may
+from services.console.domain import PAGE_ROLES, StaffSession, TokenIssuer, may
 from services.console.labels import LABELS as WEB_LABELS
+from services.console.ports import Answer, ServiceUnavailable
+from shared.timeutil import utcnow
 
 
 def test_amounts_are_whole_shillings_with_thousands_separators() -> None:
@@ -92,7 +98,9 @@ def _bill(**over: Any) -> dict[str, Any]:
     return bill | over
 
 
-def _render(lang: str, bills: list[dict[str, Any]], *, documents: bool = True) -> str:
+def _render(
+    lang: str, bills: list[dict[str, Any]], *, documents: bool = True, available: bool = True
+) -> str:
     p = pay.LABELS[lang]
     return web.templates.get_template("pay_bills.html.j2").render(
         t=WEB_LABELS[lang],
@@ -108,7 +116,7 @@ def _render(lang: str, bills: list[dict[str, Any]], *, documents: bool = True) -
         statuses=pay.BILL_STATUSES,
         categories={"ict": "ICT staff"},
         bills=bills,
-        available=True,
+        available=available,
         summary={"collected_tzs": 450000, "outstanding_tzs": 400000, "expired_tzs": 0, "bills": 2},
         tzs=pay.tzs,
         flag_words=lambda flags: pay.flag_words(flags, lang),
@@ -139,3 +147,53 @@ def test_without_the_names_or_the_documents_the_table_says_so() -> None:
     html = _render("en", [_bill(lines=[{"reference": "MK-1", "full_name": None}])], documents=False)
     assert "the name is shown to organisers only" in html
     assert "receipt.pdf" not in html and "invoice.pdf" not in html
+
+
+@pytest.mark.parametrize("lang", ["sw", "en"])
+def test_when_payments_does_not_answer_the_page_says_so(lang: str) -> None:
+    html = _render(lang, [], available=False)
+    assert pay.LABELS[lang]["unavailable"].split("(")[0].strip() in html
+    assert 'id="payments-unavailable"' in html and 'id="bills"' not in html
+
+
+class _Services:
+    def __init__(self, answer: Answer | None) -> None:
+        self.answer = answer
+        self.calls: list[dict[str, Any]] = []
+
+    async def call(self, service: str, method: str, path: str, **kw: Any) -> Answer:
+        self.calls.append({"service": service, "method": method, "path": path, **kw})
+        if self.answer is None:
+            raise ServiceUnavailable("payments: ConnectError")
+        return self.answer
+
+
+def _request(services: _Services) -> Any:
+    issuer = TokenIssuer.from_seed(b"test", issuer="http://console", audience="mkutano", ttl_s=300)
+    ctx = handlers.Context(store=None, services=services, issuer=issuer)  # type: ignore[arg-type]
+    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(context=ctx)))
+
+
+def _session() -> StaffSession:
+    return StaffSession.start(
+        "staff:amina", "Amina", frozenset({"organiser"}), "en", utcnow(),
+        absolute=timedelta(hours=1),
+    )  # fmt: skip
+
+
+async def test_the_bills_are_asked_of_payments_as_the_person_with_the_filters() -> None:
+    services = _Services(Answer(status=200, body=[]))
+    params = {"event_id": "ev1", "status": "paid"}
+    answer = await pay._payments(_request(services), _session(), "/api/v1/bills", params)
+    assert answer is not None and answer.body == []
+    (call,) = services.calls
+    assert (call["service"], call["method"], call["path"]) == ("payments", "GET", "/api/v1/bills")
+    assert call["params"] == params and call["token"].count(".") == 2
+
+
+@pytest.mark.parametrize("answer", [None, Answer(status=502, body=None)])
+async def test_payments_down_or_failing_is_no_answer_rather_than_an_error(
+    answer: Answer | None,
+) -> None:
+    request = _request(_Services(answer))
+    assert await pay._payments(request, _session(), "/api/v1/bills", {"event_id": "e"}) is None
