@@ -299,6 +299,32 @@ async def test_the_payments_page_lists_filters_and_hands_over_the_csv_and_a_rece
         assert "Zilizokusanywa" in await page.locator("#totals").inner_text()
         await no_axe_violations(page)
 
+    # An auditor sees the bills without the payers' names, and no invoice or receipt
+    # (payments gives those to organisers only).
+    auditor = await organiser(money, ("auditor",))
+    async with browser(width=390, height=844) as context:
+        page = context.pages[0]
+        await sign_in(page, money.console, auditor, f"/events/{event_id}/payments?lang=en")
+        paid_row = page.locator(f'tr[data-bill="{first["id"]}"]')
+        assert await paid_row.locator(".status").inner_text() == "Paid"
+        assert (
+            await paid_row.locator(".payer").inner_text() == "the name is shown to organisers only"
+        )
+        assert await page.locator("a.receipt").count() == 0
+        assert payer not in await page.content()
+        await no_axe_violations(page)
+
+        # Payments stops answering: the page says so (503, not a 500), and comes back.
+        await money.payments.stop()
+        try:
+            response = await page.goto(f"{url}?lang=en")
+            assert response is not None and response.status == 503
+            assert "did not answer" in await page.locator("#payments-unavailable").inner_text()
+            assert await page.locator("#bills").count() == 0
+            await no_axe_violations(page)
+        finally:
+            await money.payments.restart()
+
     # A registrar is refused the page.
     async with browser(width=390, height=844) as context:
         page = context.pages[0]
