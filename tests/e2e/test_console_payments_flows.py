@@ -229,6 +229,8 @@ async def test_the_payments_page_lists_filters_and_hands_over_the_csv_and_a_rece
     money: MoneyStack, tmp_path
 ) -> None:
     event_id, first, second, payer = await one_paid_one_not(money)
+    async with httpx.AsyncClient(base_url=money.registration.url, timeout=20) as c:
+        code = (await c.get(f"/api/v1/events/{event_id}", headers=money.admin)).json()["code"]
     username = await organiser(money)
     registrar = await organiser(money, ("registrar",))
     url = f"{money.console.url}/events/{event_id}/payments"
@@ -304,7 +306,10 @@ async def test_the_payments_page_lists_filters_and_hands_over_the_csv_and_a_rece
     auditor = await organiser(money, ("auditor",))
     async with browser(width=390, height=844) as context:
         page = context.pages[0]
-        await sign_in(page, money.console, auditor, f"/events/{event_id}/payments?lang=en")
+        await sign_in(page, money.console, auditor, "/events?lang=en")
+        # From the events list, the auditor follows the event's payments link.
+        await page.get_by_role("link", name=re.compile(rf"^Payments\s*: {code}$")).click()
+        await page.wait_for_url(re.compile(rf"/events/{event_id}/payments$"))
         paid_row = page.locator(f'tr[data-bill="{first["id"]}"]')
         assert await paid_row.locator(".status").inner_text() == "Paid"
         assert (
