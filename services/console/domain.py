@@ -41,6 +41,7 @@ MIN_PASSWORD_LENGTH = 12
 PAGE_ROLES: dict[str, tuple[str, ...]] = {
     "events": ("organiser", "registrar", "auditor"),
     "dashboard": ("organiser", "auditor"),
+    "payments": ("organiser", "auditor"),
     "registrations": ("organiser",),
     "decide": ("organiser",),
     "export": ("organiser",),
