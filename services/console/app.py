@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from services.console import api, coordinators, editor, handlers, web
+from services.console import api, coordinators, editor, handlers, web, webhooks_pages
 from services.console.clients import HttpPayments, HttpServices, OidcProvider
 from services.console.domain import TokenIssuer
 from services.console.settings import ConsoleSettings
@@ -85,6 +85,7 @@ class ConsoleApp:
                 "registration": settings.registration_url,
                 "notification": settings.notification_url,
                 "resolutions": settings.resolutions_url,
+                "webhooks": settings.webhooks_url,
             }
         )
         self.payments = HttpPayments(settings.payments_url)
@@ -139,6 +140,7 @@ class ConsoleApp:
         self.app.include_router(coordinators.router)
         self.app.include_router(web.router)
         self.app.include_router(editor.router)  # the event editor's categories and questions
+        self.app.include_router(webhooks_pages.router)  # the admins' webhook subscriptions
         self.app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     async def status(self) -> dict[str, Any]:
