@@ -6,7 +6,7 @@ trusting the console's JWKS.
 An admin creates a subscription to a receiver on 127.0.0.1 (the test stack's allow-list
 lets loopback through), sees its secret once, a registration reaches the receiver signed
 with that secret and is listed with its HTTP status; paused, the next registration is
-recorded but not sent; a private target is refused beside the field; an organiser is
+recorded but not sent; a delivery that failed for good is sent again from its page; a private target is refused beside the field; an organiser is
 refused the page; webhooks not answering is said so. Axe finds nothing, in both languages.
 """
 
@@ -22,6 +22,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from shared.contracts.registration import ParticipantRegisteredV2
 from tests.e2e.test_console_flows import Stack, browser, no_axe_violations, sign_in
 from tests.e2e.test_webhooks import STREAMS, Receiver, caught_up
 from tests.helpers import create_event, participant
@@ -81,6 +82,9 @@ async def webhooks(stack, console_stack, kafka, mongo, stack_dir) -> AsyncIterat
             db_suffix=unique_suffix(),
             WEBHOOKS_CONSUMER_GROUP=group,
             WEBHOOKS_SCAN_INTERVAL_S="0.5",
+            # One quick retry, then the delivery has failed (and may be sent again).
+            WEBHOOKS_RETRY_SCHEDULE_S="[0.3]",
+            WEBHOOKS_RETRY_JITTER="0.1",
             WEBHOOKS_HOLD_S="1",
             **trust,
         )
@@ -249,6 +253,61 @@ async def test_an_admin_subscribes_a_receiver_sees_the_secret_once_and_pauses_it
         assert "The subscription is deleted." in await page.content()
         assert await page.locator("#subscriptions").count() == 0
         await no_axe_violations(page)
+
+
+async def test_an_admin_sends_a_failed_delivery_again(stack, webhooks, receiver) -> None:
+    receiver.status = 500
+    async with httpx.AsyncClient(base_url=webhooks.url, headers=stack.admin, timeout=30) as api:
+        r = await api.post(
+            "/api/v1/subscriptions",
+            json={
+                "url": receiver.url,
+                "event_types": [ParticipantRegisteredV2.ce_type()],
+                "label": "Failing receiver",
+                "owner_email": "ict@example.go.tz",
+            },
+        )
+        assert r.status_code == 201, r.text
+        sub = r.json()
+        try:
+            admin = await stack.user(["admin"])
+            event = await create_event(stack.registration.url, stack.admin)
+            await register(stack, event["id"])
+            async with browser(width=390, height=844) as context:
+                page = context.pages[0]
+                await sign_in(page, stack.console, admin, f"/webhooks/{sub['id']}")
+                await wait_until(
+                    lambda: log_shows(page, lambda rows: rows and rows[0][2].startswith("failed")),
+                    timeout=90,
+                    interval=0.5,
+                    message="the delivery failed for good (an attempt and one retry)",
+                )
+                (row,) = await rows_of(page)
+                assert row[2] == "failed (HTTP 500)" and row[3] == "2" and row[4] == "500"
+                assert all(r.answered == 500 for r in receiver.registrations_of(event["id"]))
+                await no_axe_violations(page)
+                receiver.status = 200
+                await page.get_by_role("button", name="Send again").click()
+                await page.wait_for_load_state()
+                assert "The delivery will be sent again." in await page.content()
+                await wait_until(
+                    lambda: any(r.answered == 200 for r in receiver.registrations_of(event["id"])),
+                    timeout=60,
+                    interval=0.3,
+                    message="the replay reached the receiver",
+                )
+                await wait_until(
+                    lambda: log_shows(page, lambda rows: rows and rows[0][2] == "delivered"),
+                    timeout=60,
+                    interval=0.5,
+                    message="the log lists the replayed delivery as delivered",
+                )
+                (row,) = await rows_of(page)
+                assert row[4] == "200"
+                assert await page.get_by_role("button", name="Send again").count() == 0
+                await no_axe_violations(page)
+        finally:
+            await api.delete(f"/api/v1/subscriptions/{sub['id']}")
 
 
 async def test_an_organiser_is_refused_the_webhooks_page(stack, webhooks) -> None:
