@@ -198,3 +198,25 @@ def test_the_list_shows_a_refusal_beside_its_field(lang: str) -> None:
     assert 'value="http://10.0.0.1/"' in shown
     assert 'value="tz.go.ega.registration.*" checked' in shown
     assert webhooks_pages.LABELS[lang]["states"]["paused"] in shown
+
+
+def test_the_dev_stack_compose_and_the_cluster_point_the_console_at_webhooks() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from deploy import embedded
+
+    ports = {"console": 8005, "registration": 8001, "webhooks": 8006}
+    env = embedded.console_env(ports)
+    assert env["CONSOLE_WEBHOOKS_URL"] == "http://127.0.0.1:8006"
+    # Every service of the dev stack, webhooks too, trusts the console's tokens.
+    dev = embedded.service_env(admin_key="k", http_ports=ports)
+    assert dev["MKUTANO_JWT_JWKS_URL"] == "http://127.0.0.1:8005/.well-known/jwks.json"
+    repo = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((repo / "docker-compose.yml").read_text())["services"]
+    assert compose["console"]["environment"]["CONSOLE_WEBHOOKS_URL"] == "http://webhooks:8006"
+    webhooks_env = compose["webhooks"]["environment"]
+    assert webhooks_env["MKUTANO_JWT_JWKS_URL"] == "http://console:8005/.well-known/jwks.json"
+    config = (repo / "deploy" / "k8s" / "config.yaml").read_text()
+    assert "CONSOLE_WEBHOOKS_URL: http://mkutano-webhooks" in config
