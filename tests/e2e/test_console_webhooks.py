@@ -108,10 +108,11 @@ async def register(stack: Stack, event_id: str) -> dict[str, Any]:
 
 
 async def rows_of(page: Any) -> list[list[str]]:
-    """The delivery log's rows as the page shows them (cells' text)."""
-    rows = page.locator("#deliveries tbody tr")
+    """The delivery log's entries as the page shows them, newest first: time, event type,
+    status, attempts, HTTP status, next retry."""
+    rows = page.locator("#deliveries > li")
     return [
-        [c.strip() for c in await rows.nth(i).locator("td").all_inner_texts()]
+        [c.strip() for c in await rows.nth(i).locator("dd").all_inner_texts()]
         for i in range(await rows.count())
     ]
 
