@@ -650,7 +650,7 @@ def console_env(ports: Mapping[str, int]) -> dict[str, str]:
     console = f"http://{LOCALHOST}:{ports['console']}"
     env = {
         f"CONSOLE_{name.upper()}_URL": f"http://{LOCALHOST}:{ports[name]}"
-        for name in ("registration", "notification", "resolutions", "payments")
+        for name in ("registration", "notification", "resolutions", "payments", "webhooks")
         if name in ports
     }
     env.update(

@@ -20,7 +20,15 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from services.console import api, coordinators, editor, handlers, payments_pages, web
+from services.console import (
+    api,
+    coordinators,
+    editor,
+    handlers,
+    payments_pages,
+    web,
+    webhooks_pages,
+)
 from services.console.clients import HttpPayments, HttpServices, OidcProvider
 from services.console.domain import TokenIssuer
 from services.console.settings import ConsoleSettings
@@ -86,6 +94,7 @@ class ConsoleApp:
                 "notification": settings.notification_url,
                 "resolutions": settings.resolutions_url,
                 "payments": settings.payments_url,  # the payments page (payments_pages.py)
+                "webhooks": settings.webhooks_url,
             }
         )
         self.payments = HttpPayments(settings.payments_url)
@@ -141,6 +150,7 @@ class ConsoleApp:
         self.app.include_router(web.router)
         self.app.include_router(editor.router)  # the event editor's categories and questions
         self.app.include_router(payments_pages.router)  # the organisers' payments page
+        self.app.include_router(webhooks_pages.router)  # the admins' webhook subscriptions
         self.app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     async def status(self) -> dict[str, Any]:

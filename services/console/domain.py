@@ -52,6 +52,7 @@ PAGE_ROLES: dict[str, tuple[str, ...]] = {
     "coordinators": ("coordinator",),
     "resolutions": ("coordinator", "auditor"),
     "users": ("admin",),
+    "webhooks": ("admin",),
 }
 
 

@@ -27,6 +27,8 @@ class ConsoleSettings(ServiceSettings):
     resolutions_url: str = "http://127.0.0.1:8003"
     # The payments service (the dashboard's amounts collected, outstanding, expired).
     payments_url: str = "http://127.0.0.1:8004"
+    # The webhooks service (the admins' subscriptions page).
+    webhooks_url: str = "http://127.0.0.1:8006"
     # The audience every service expects (MKUTANO_JWT_AUDIENCE there).
     token_audience: str = "mkutano"
     token_ttl_s: int = 300

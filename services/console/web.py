@@ -104,6 +104,8 @@ def render(
             nav.append(("/events", t["events"]))
         if session.may("resolutions"):
             nav.append(("/coordinators", t["coordinators"]))
+        if session.may("webhooks"):
+            nav.append(("/webhooks", t["webhooks"]))
     html = templates.get_template(template).render(
         t=t,
         lang=lang,
