@@ -7,6 +7,8 @@ with the reason shown in the summary, when the embedded stand-ins are in use.
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +31,14 @@ from tests.stack import (
 )
 
 StartService = Callable[..., Awaitable[ServiceHandle]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (a CI timeout, ``kill``) ends the run as Ctrl-C does: the interpreter's
+    exit handlers then stop every server and service this run started
+    (``deploy.embedded``'s leftover guard), instead of leaving them running."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
