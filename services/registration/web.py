@@ -327,6 +327,39 @@ def _form_answers(form: Any, event: Event, category: str) -> dict[str, Any]:
     return raw
 
 
+def _typed_answers(form: Any, event: Event) -> dict[str, Any]:
+    """What was typed for each of the event's questions, to show the form again."""
+    return {
+        f"answers.{q.id}": (
+            [str(v) for v in form.getlist(f"answers.{q.id}")]
+            if q.type == "multiple_choice"
+            else str(form.get(f"answers.{q.id}") or "")
+        )
+        for q in event.questions
+    }
+
+
+def _check_form_answers(
+    form: Any, event: Event, payload: dict[str, Any], labels: dict[str, Any]
+) -> dict[str, str]:
+    """The form's answers for the payload's category, checked and put in
+    ``payload["answers"]``; the problems by field (``answers.<id>``), in the page's words.
+    An unknown category is left to the request's own validation."""
+    category = str(payload.get("category") or "")
+    if event.category(category) is None:
+        return {}
+    try:
+        payload["answers"] = event.check_answers(
+            category, _form_answers(form, event, category), typed=True
+        )
+    except DomainError as exc:
+        return {
+            problem["field"]: _answer_reason(labels, problem["reason"])
+            for problem in (exc.details or {}).get("fields", [])
+        }
+    return {}
+
+
 def _form_payload(form: Any, lang: str) -> dict[str, Any]:
     """The form as a RegistrationRequest body; blank optional fields are left out."""
     payload: dict[str, Any] = {}
@@ -489,26 +522,9 @@ async def submit_registration(event_id: str, request: Request, lang: str | None 
             closed=closed,
         )
     payload = _form_payload(form, language)
-    values = {**payload, "consent": "consent" in payload}
-    for question in event.questions:
-        name = f"answers.{question.id}"
-        values[name] = (
-            [str(v) for v in form.getlist(name)]
-            if question.type == "multiple_choice"
-            else str(form.get(name) or "")
-        )
+    values = {**payload, "consent": "consent" in payload, **_typed_answers(form, event)}
     question_fields = [f"answers.{q.id}" for q in event.questions]
-    answer_errors: dict[str, str] = {}
-    if event.category(payload["category"]) is not None:
-        try:
-            payload["answers"] = event.check_answers(
-                payload["category"],
-                _form_answers(form, event, payload["category"]),
-                typed=True,
-            )
-        except DomainError as exc:
-            for problem in (exc.details or {}).get("fields", []):
-                answer_errors[problem["field"]] = _answer_reason(labels, problem["reason"])
+    answer_errors = _check_form_answers(form, event, payload, labels)
     try:
         await limit_registrations_by_address(request)
     except ApiError as exc:
@@ -1956,23 +1972,8 @@ async def institution_nominate(request: Request, lang: str | None = None) -> Res
     event = next((e for e in await _open_events(request) if e.id == event_id), None)
     answer_errors: dict[str, str] = {}
     if event is not None:
-        for question in event.questions:
-            name = f"answers.{question.id}"
-            values[name] = (
-                [str(v) for v in form.getlist(name)]
-                if question.type == "multiple_choice"
-                else str(form.get(name) or "")
-            )
-        category = str(payload.get("category") or "")
-        if event.category(category) is not None:
-            try:
-                payload["answers"] = event.check_answers(
-                    category, _form_answers(form, event, category), typed=True
-                )
-            except DomainError as exc:
-                reasons = LABELS[language]
-                for problem in (exc.details or {}).get("fields", []):
-                    answer_errors[problem["field"]] = _answer_reason(reasons, problem["reason"])
+        values.update(_typed_answers(form, event))
+        answer_errors = _check_form_answers(form, event, payload, LABELS[language])
 
     async def again(status: int, errors: dict[str, str]) -> Response:
         return await _institution_page(
