@@ -319,6 +319,10 @@ async def test_an_organisers_import_is_all_or_nothing_and_everyone_is_notified(
     assert done.json()["by_status"] == {"confirmed": 2, "waitlisted": 1}
     items = (await api.get(f"/api/v1/events/{event['id']}/registrations", headers=admin)).json()
     assert {i["via"] for i in items["items"]} == {"import"}
+    # Each one's history names who imported them (here the bootstrap admin key's holder).
+    for item in items["items"]:
+        history = await api.get(f"/api/v1/registrations/{item['id']}/history", headers=admin)
+        assert history.json()["history"][0]["by"] == "bootstrap-admin", history.text
     # Each imported person is told as if they had registered: their own email.
     for p in people:
         await platform.smtp.wait_for(lambda m, e=p["email"]: str(m["To"]).lower() == e, timeout=60)
