@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def api(platform) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    # Idle connections are dropped before the services' own keep-alive timeout (5 s,
+    # HTTP_KEEP_ALIVE_TIMEOUT_S): reusing one the server has just closed is a ReadError.
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50, keepalive_expiry=2)
     async with httpx.AsyncClient(
         base_url=platform.registration.url, timeout=60, limits=limits
     ) as client:
