@@ -26,7 +26,8 @@ T = "tz.go.ega.registration."
 
 @pytest.fixture
 async def api(platform) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    # Idle connections dropped before the services' 5 s keep-alive (else a ReadError).
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50, keepalive_expiry=2)
     async with httpx.AsyncClient(
         base_url=platform.registration.url, timeout=30, limits=limits
     ) as client:
